@@ -1,0 +1,111 @@
+//! `kubesim` command: serve N virtual Kubernetes clusters plus a control plane until stopped.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use flotilla_loadtest::kubesim::{KubeSim, SimConfig, SimSettings};
+
+/// Serve many virtual Kubernetes clusters over the real Kubernetes HTTP API, for tests and
+/// load tests of Flotilla. Writes a kubeconfig with one context per cluster and, in the
+/// control-plane cluster, an Argo CD-format cluster Secret for each target cluster.
+#[derive(Debug, Parser)]
+#[command(name = "kubesim", version)]
+struct Args {
+    /// Number of target clusters (the control plane comes on top).
+    #[arg(long, default_value_t = 3, env = "KUBESIM_CLUSTERS")]
+    clusters: usize,
+    /// Address to listen on (loopback only is recommended).
+    #[arg(long, default_value = "127.0.0.1", env = "KUBESIM_HOST")]
+    host: IpAddr,
+    /// First port: the control plane gets it, cluster i gets base+i. 0 picks free ports.
+    #[arg(long, default_value_t = 0, env = "KUBESIM_BASE_PORT")]
+    base_port: u16,
+    /// Port for the admin API (faults, request logs, stats). 0 picks a free port.
+    #[arg(long, env = "KUBESIM_ADMIN_PORT")]
+    admin_port: Option<u16>,
+    /// Where to write the kubeconfig (one context per cluster).
+    #[arg(long, default_value = "kubesim.kubeconfig", env = "KUBESIM_KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Namespace in the control plane for the cluster Secrets.
+    #[arg(long, default_value = "argocd", env = "KUBESIM_SECRETS_NAMESPACE")]
+    secrets_namespace: String,
+    /// Delay before simulated workloads report ready, in milliseconds.
+    #[arg(long, default_value_t = 500, env = "KUBESIM_READY_DELAY_MS")]
+    ready_delay_ms: u64,
+    /// Watch events kept per cluster; older resourceVersions get 410 Gone.
+    #[arg(long, default_value_t = 10_000, env = "KUBESIM_HISTORY")]
+    history: usize,
+    /// Request-log records kept per cluster.
+    #[arg(long, default_value_t = 100_000, env = "KUBESIM_REQUEST_LOG")]
+    request_log: usize,
+    /// Seconds between watch bookmarks.
+    #[arg(long, default_value_t = 5, env = "KUBESIM_BOOKMARK_SECONDS")]
+    bookmark_seconds: u64,
+    /// Print a JSON line with the cluster URLs and admin address once serving.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let sim = KubeSim::start(SimConfig {
+        clusters: args.clusters,
+        host: args.host,
+        base_port: args.base_port,
+        admin_port: args.admin_port,
+        secrets_namespace: args.secrets_namespace,
+        history: args.history,
+        request_log: args.request_log,
+        bookmark_interval: Duration::from_secs(args.bookmark_seconds.max(1)),
+        sim: SimSettings {
+            ready_delay: Duration::from_millis(args.ready_delay_ms),
+            ..SimSettings::default()
+        },
+        ..SimConfig::default()
+    })
+    .await?;
+    sim.write_kubeconfig(&args.kubeconfig)?;
+    if args.json {
+        let clusters: Vec<_> = sim
+            .clusters()
+            .iter()
+            .map(|c| serde_json::json!({"name": c.name, "server": c.url()}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "controlPlane": sim.control_plane().url(),
+                "admin": sim.admin_addr().map(|a| a.to_string()),
+                "kubeconfig": args.kubeconfig,
+                "clusters": clusters,
+            })
+        );
+    } else {
+        println!(
+            "kubesim: control plane {} and {} clusters; kubeconfig {}{}",
+            sim.control_plane().url(),
+            sim.clusters().len(),
+            args.kubeconfig.display(),
+            sim.admin_addr()
+                .map(|a| format!("; admin http://{a}"))
+                .unwrap_or_default()
+        );
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    sim.shutdown();
+    Ok(())
+}

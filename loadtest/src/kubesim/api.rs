@@ -1,0 +1,733 @@
+//! The HTTP face of one virtual cluster: authentication, fault injection, routing of the
+//! Kubernetes REST paths to store verbs, watch streaming, and the request log.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::Cluster;
+use super::audit::{RequestRecord, unix_micros};
+use super::error::{ApiError, ApiResult};
+use super::faults::Injected;
+use super::fields::Scope;
+use super::resources::ResourceType;
+use super::selector::{FieldSelector, LabelSelector, extra_fields};
+use super::store::{DeleteOpts, Event, EventType, PatchKind, WriteCtx, parse_body};
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest request body accepted (the real server's default is 3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(body))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    let mut r = json_response(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.status_body(),
+    );
+    if let Some(s) = e.retry_after
+        && let Ok(v) = header::HeaderValue::from_str(&s.to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// What a path names.
+#[derive(Debug)]
+enum Route {
+    Version,
+    Health,
+    CoreVersions,
+    GroupList,
+    Group(String),
+    GroupVersion(String, String),
+    Resource {
+        rt: Arc<ResourceType>,
+        namespace: Option<String>,
+        name: Option<String>,
+        sub: Option<String>,
+    },
+}
+
+/// Request facts recorded in the log.
+#[derive(Default)]
+struct Facts {
+    verb: String,
+    group: String,
+    resource: String,
+    namespace: String,
+    name: String,
+    subresource: String,
+}
+
+fn route(cluster: &Cluster, path: &str) -> ApiResult<Route> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["version"] => Ok(Route::Version),
+        ["healthz" | "readyz" | "livez", ..] => Ok(Route::Health),
+        ["api"] => Ok(Route::CoreVersions),
+        ["api", v] => Ok(Route::GroupVersion(String::new(), (*v).into())),
+        ["api", v, rest @ ..] => resource_route(cluster, "", v, rest),
+        ["apis"] => Ok(Route::GroupList),
+        ["apis", g] => Ok(Route::Group((*g).into())),
+        ["apis", g, v] => Ok(Route::GroupVersion((*g).into(), (*v).into())),
+        ["apis", g, v, rest @ ..] => resource_route(cluster, g, v, rest),
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+fn resource_route(cluster: &Cluster, group: &str, version: &str, rest: &[&str]) -> ApiResult<Route> {
+    let lookup = |plural: &str| {
+        cluster
+            .store
+            .lookup(group, version, plural)
+            .ok_or_else(ApiError::no_route)
+    };
+    let (rt, namespace, name, sub) = match rest {
+        ["namespaces", ns, sub @ ("status" | "finalize")] if group.is_empty() => {
+            (lookup("namespaces")?, None, Some(*ns), Some(*sub))
+        }
+        ["namespaces", ns, plural] => (lookup(plural)?, Some(*ns), None, None),
+        ["namespaces", ns, plural, name] => (lookup(plural)?, Some(*ns), Some(*name), None),
+        ["namespaces", ns, plural, name, sub] => {
+            (lookup(plural)?, Some(*ns), Some(*name), Some(*sub))
+        }
+        [plural] => (lookup(plural)?, None, None, None),
+        [plural, name] => (lookup(plural)?, None, Some(*name), None),
+        [plural, name, sub] => (lookup(plural)?, None, Some(*name), Some(*sub)),
+        _ => return Err(ApiError::no_route()),
+    };
+    // A namespaced item needs a namespace; a cluster-scoped kind must not have one.
+    if (rt.namespaced && name.is_some() && namespace.is_none())
+        || (!rt.namespaced && namespace.is_some())
+    {
+        return Err(ApiError::no_route());
+    }
+    if let Some(s) = sub
+        && !(s == "status" && rt.has_status)
+        && !(s == "finalize" && rt.is_namespace())
+    {
+        return Err(ApiError::no_route());
+    }
+    Ok(Route::Resource {
+        rt,
+        namespace: namespace.map(str::to_string),
+        name: name.map(str::to_string),
+        sub: sub.map(str::to_string),
+    })
+}
+
+/// Serve one request for `cluster`.
+pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<Body> {
+    let start = unix_micros();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let path = req.uri().path().to_string();
+    let public = matches!(
+        path.trim_end_matches('/'),
+        "/version" | "/healthz" | "/readyz" | "/livez"
+    );
+    let user = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| cluster.user_for_token(t.trim()));
+    let mut facts = Facts::default();
+    let response = match (&user, public) {
+        (None, false) => error_response(&ApiError::unauthorized()),
+        _ => {
+            if let Some(d) = cluster.faults.latency() {
+                tokio::time::sleep(d).await;
+            }
+            match cluster.faults.roll() {
+                Injected::Error => {
+                    error_response(&ApiError::internal("injected fault (kubesim)"))
+                }
+                Injected::Throttle => error_response(&ApiError::too_many_requests()),
+                Injected::None => {
+                    let user_name = user.clone().unwrap_or_else(|| "anonymous".into());
+                    match serve(&cluster, req, &user_agent, &mut facts).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::debug!(cluster = %cluster.name, user = %user_name, code = e.code, msg = %e.message, "request failed");
+                            error_response(&e)
+                        }
+                    }
+                }
+            }
+        }
+    };
+    cluster.log.record(RequestRecord {
+        seq: 0,
+        start_us: start,
+        end_us: unix_micros(),
+        user: user.unwrap_or_else(|| "anonymous".into()),
+        user_agent,
+        verb: if facts.verb.is_empty() {
+            "discovery".into()
+        } else {
+            facts.verb
+        },
+        group: facts.group,
+        resource: facts.resource,
+        namespace: facts.namespace,
+        name: facts.name,
+        subresource: facts.subresource,
+        code: response.status().as_u16(),
+    });
+    response
+}
+
+fn query_map(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
+    q.get(k).is_some_and(|v| v == "true" || v == "1")
+}
+
+fn manager_for(q: &HashMap<String, String>, user_agent: &str) -> String {
+    match q.get("fieldManager") {
+        Some(m) if !m.is_empty() => m.clone(),
+        _ => user_agent
+            .split('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("unknown")
+            .to_string(),
+    }
+}
+
+fn dry_run(q: &HashMap<String, String>) -> ApiResult<bool> {
+    match q.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Invalid dry run value: {other:?}: supported values: \"All\""
+        ))),
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> ApiResult<Bytes> {
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                let mut err = ApiError::bad_request("the request body is too large");
+                err.code = 413;
+                err.reason = "RequestEntityTooLarge";
+                Err(err)
+            } else {
+                Err(ApiError::bad_request(format!("reading body: {e}")))
+            }
+        }
+    }
+}
+
+fn content_type(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+fn list_kind_of(rt: &ResourceType) -> String {
+    format!("{}List", rt.kind)
+}
+
+fn parse_selectors(
+    rt: &ResourceType,
+    q: &HashMap<String, String>,
+) -> ApiResult<(LabelSelector, FieldSelector)> {
+    let labels = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    let fields = FieldSelector::parse(
+        q.get("fieldSelector").map_or("", String::as_str),
+        extra_fields(&rt.group, &rt.plural),
+    )
+    .map_err(|e| ApiError::bad_request(e.0))?;
+    Ok((labels, fields))
+}
+
+async fn serve(
+    cluster: &Arc<Cluster>,
+    req: Request<Incoming>,
+    user_agent: &str,
+    facts: &mut Facts,
+) -> ApiResult<Response<Body>> {
+    let path = req.uri().path().to_string();
+    let r = route(cluster, &path)?;
+    let ok = |v: &Value| Ok(json_response(StatusCode::OK, v));
+    let (rt, namespace, name, sub) = match r {
+        Route::Version => return ok(&cluster.version_doc()),
+        Route::Health => {
+            return Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(full("ok"))
+                .unwrap_or_else(|_| Response::new(full("ok"))));
+        }
+        Route::CoreVersions => {
+            return ok(&json!({"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": cluster.host_port()}]}));
+        }
+        Route::GroupList => return ok(&cluster.store.registry().api_group_list()),
+        Route::Group(g) => {
+            return cluster
+                .store
+                .registry()
+                .api_group(&g)
+                .map(|d| json_response(StatusCode::OK, &d))
+                .ok_or_else(ApiError::no_route);
+        }
+        Route::GroupVersion(g, v) => {
+            return cluster
+                .store
+                .registry()
+                .resource_list(&g, &v)
+                .map(|d| json_response(StatusCode::OK, &d))
+                .ok_or_else(ApiError::no_route);
+        }
+        Route::Resource {
+            rt,
+            namespace,
+            name,
+            sub,
+        } => (rt, namespace, name, sub),
+    };
+    let q = query_map(&req);
+    facts.group = rt.group.clone();
+    facts.resource = rt.plural.clone();
+    facts.namespace = namespace.clone().unwrap_or_default();
+    facts.name = name.clone().unwrap_or_default();
+    facts.subresource = sub.clone().unwrap_or_default();
+    let ns = namespace.clone().unwrap_or_default();
+    let scope = if sub.as_deref() == Some("status") {
+        Scope::Status
+    } else {
+        Scope::Main
+    };
+    let store = &cluster.store;
+    let method = req.method().clone();
+    match (method, name) {
+        (Method::GET, None) => {
+            let (labels, fields) = parse_selectors(&rt, &q)?;
+            if truthy(&q, "watch") {
+                facts.verb = "watch".into();
+                return watch(cluster, rt, namespace, labels, fields, &q);
+            }
+            facts.verb = "list".into();
+            let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
+                None => None,
+                Some(Ok(l)) if l > 0 => Some(l as usize),
+                Some(Ok(_)) => None,
+                Some(Err(_)) => {
+                    return Err(ApiError::bad_request("limit: Invalid value: must be an integer"));
+                }
+            };
+            let page = store.list(
+                &rt,
+                namespace.as_deref(),
+                |o| labels.matches_object(o) && fields.matches_object(o),
+                limit,
+                q.get("continue").map(String::as_str),
+            )?;
+            let mut meta = json!({"resourceVersion": page.rv.to_string()});
+            if let Some(c) = page.continue_token {
+                meta["continue"] = json!(c);
+            }
+            if let Some(n) = page.remaining {
+                meta["remainingItemCount"] = json!(n);
+            }
+            let items: Vec<&Value> = page.items.iter().map(|a| &**a).collect();
+            ok(&json!({"apiVersion": rt.api_version(), "kind": list_kind_of(&rt),
+                       "metadata": meta, "items": items}))
+        }
+        (Method::GET, Some(name)) => {
+            facts.verb = "get".into();
+            ok(&*store.get(&rt, &ns, &name)?)
+        }
+        (Method::POST, None) => {
+            facts.verb = "create".into();
+            let dry = dry_run(&q)?;
+            let ct = content_type(&req);
+            let yaml = match ct.as_str() {
+                "application/json" | "" | "*/*" => false,
+                "application/yaml" | "application/x-yaml" => true,
+                other => return Err(ApiError::unsupported_media_type(other)),
+            };
+            if rt.namespaced && namespace.is_none() {
+                return Err(ApiError::no_route());
+            }
+            let body = read_body(req).await?;
+            let obj = parse_body(&body, yaml)?;
+            let ctx = WriteCtx {
+                manager: manager_for(&q, user_agent),
+                dry_run: dry,
+            };
+            let created = store.create(&rt, &ns, obj, &ctx)?;
+            facts.name = created
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            Ok(json_response(StatusCode::CREATED, &created))
+        }
+        (Method::PUT, Some(name)) => {
+            facts.verb = "update".into();
+            let dry = dry_run(&q)?;
+            let yaml = content_type(&req).contains("yaml");
+            let body = read_body(req).await?;
+            let obj = parse_body(&body, yaml)?;
+            let ctx = WriteCtx {
+                manager: manager_for(&q, user_agent),
+                dry_run: dry,
+            };
+            ok(&*store.update(&rt, &ns, &name, obj, scope, &ctx)?)
+        }
+        (Method::PATCH, Some(name)) => {
+            facts.verb = "patch".into();
+            let dry = dry_run(&q)?;
+            let kind = match content_type(&req).as_str() {
+                "application/json-patch+json" => PatchKind::Json,
+                "application/merge-patch+json" => PatchKind::Merge,
+                "application/strategic-merge-patch+json" => PatchKind::Strategic,
+                "application/apply-patch+yaml" => {
+                    if q.get("fieldManager").is_none_or(String::is_empty) {
+                        let mut e = ApiError::bad_request(
+                            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                        );
+                        e.code = 422;
+                        e.reason = "Invalid";
+                        return Err(e);
+                    }
+                    PatchKind::Apply {
+                        force: truthy(&q, "force"),
+                    }
+                }
+                other => return Err(ApiError::unsupported_media_type(other)),
+            };
+            if q.contains_key("force") && !matches!(kind, PatchKind::Apply { .. }) {
+                return Err(ApiError::bad_request(
+                    "force: Forbidden: may not be specified for non-apply patch",
+                ));
+            }
+            let body = read_body(req).await?;
+            let ctx = WriteCtx {
+                manager: manager_for(&q, user_agent),
+                dry_run: dry,
+            };
+            let (obj, created) = store.patch(&rt, &ns, &name, kind, &body, scope, &ctx)?;
+            let code = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json_response(code, &obj))
+        }
+        (Method::DELETE, Some(name)) => {
+            facts.verb = "delete".into();
+            let opts = delete_opts(&q, req).await?;
+            ok(&*store.delete(&rt, &ns, &name, &opts)?)
+        }
+        (Method::DELETE, None) => {
+            facts.verb = "deletecollection".into();
+            let (labels, fields) = parse_selectors(&rt, &q)?;
+            let opts = delete_opts(&q, req).await?;
+            let deleted = store.delete_collection(
+                &rt,
+                namespace.as_deref(),
+                |o| labels.matches_object(o) && fields.matches_object(o),
+                &opts,
+            )?;
+            let items: Vec<&Value> = deleted.iter().map(|a| &**a).collect();
+            ok(&json!({"apiVersion": rt.api_version(), "kind": list_kind_of(&rt),
+                       "metadata": {"resourceVersion": store.resource_version().to_string()},
+                       "items": items}))
+        }
+        (m, _) => {
+            facts.verb = m.as_str().to_lowercase();
+            Err(ApiError::method_not_allowed(m.as_str(), &rt))
+        }
+    }
+}
+
+async fn delete_opts(q: &HashMap<String, String>, req: Request<Incoming>) -> ApiResult<DeleteOpts> {
+    let mut opts = DeleteOpts {
+        propagation: q.get("propagationPolicy").cloned(),
+        dry_run: dry_run(q)?,
+        ..Default::default()
+    };
+    let body = read_body(req).await?;
+    if !body.is_empty() {
+        let v = parse_body(&body, false)?;
+        if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+            opts.propagation = Some(p.to_string());
+        }
+        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
+            opts.propagation = Some("Orphan".into());
+        }
+        opts.precondition_uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        opts.precondition_rv = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if v.get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "All"))
+        {
+            opts.dry_run = true;
+        }
+    }
+    if let Some(p) = &opts.propagation
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+        )));
+    }
+    Ok(opts)
+}
+
+/// What one watch stream passes on.
+struct WatchFilter {
+    gr: super::resources::GroupResource,
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl WatchFilter {
+    fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches_object(obj) && self.fields.matches_object(obj)
+    }
+
+    /// The event type this watcher sees, if any (selector transitions become ADDED/DELETED).
+    fn view(&self, ev: &Event) -> Option<EventType> {
+        if ev.gr != self.gr {
+            return None;
+        }
+        if let Some(ns) = &self.namespace
+            && ev.namespace() != ns
+        {
+            return None;
+        }
+        let now = self.matches(&ev.object);
+        match ev.kind {
+            EventType::Modified => {
+                let before = ev.prev.as_ref().is_some_and(|p| self.matches(p));
+                match (before, now) {
+                    (true, true) => Some(EventType::Modified),
+                    (false, true) => Some(EventType::Added),
+                    (true, false) => Some(EventType::Deleted),
+                    (false, false) => None,
+                }
+            }
+            k => now.then_some(k),
+        }
+    }
+}
+
+fn event_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(object.len() + 32);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
+}
+
+fn watch(
+    cluster: &Arc<Cluster>,
+    rt: Arc<ResourceType>,
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    q: &HashMap<String, String>,
+) -> ApiResult<Response<Body>> {
+    let from = match q.get("resourceVersion").map(String::as_str) {
+        None | Some("") | Some("0") => None,
+        Some(s) => Some(s.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "resourceVersion: Invalid value: {s:?}: must be a numeric value"
+            ))
+        })?),
+    };
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map_or(cluster.settings.watch_timeout, Duration::from_secs);
+    let bookmarks = truthy(q, "allowWatchBookmarks");
+    let initial_end_marker = truthy(q, "sendInitialEvents");
+    let filter = WatchFilter {
+        gr: rt.group_resource(),
+        namespace,
+        labels,
+        fields,
+    };
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(256);
+    let body = StreamBody::new(ReceiverStream::new(rx)).boxed();
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    match cluster.store.watch_start(&filter.gr, filter.namespace.as_deref(), from) {
+        Ok(start) => {
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                stream_watch(cluster, rt, filter, start, timeout, bookmarks, initial_end_marker, tx)
+                    .await;
+            });
+        }
+        Err(e) => {
+            // Like the real server: 200, then one ERROR event carrying the Status.
+            let status = serde_json::to_vec(&e.status_body()).unwrap_or_default();
+            let line = event_line("ERROR", &status);
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Frame::data(line))).await;
+            });
+        }
+    }
+    cluster.watches_opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(response)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stream_watch(
+    cluster: Arc<Cluster>,
+    rt: Arc<ResourceType>,
+    filter: WatchFilter,
+    start: super::store::WatchStart,
+    timeout: Duration,
+    bookmarks: bool,
+    initial_end_marker: bool,
+    tx: mpsc::Sender<Result<Frame<Bytes>, Infallible>>,
+) {
+    let open = &cluster.watches_open;
+    open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _guard = scopeguard(open);
+    let mut last_rv = start.start_rv;
+    let mut rx = start.rx;
+    let mut cut = cluster.faults.subscribe();
+    let send = |tx: &mpsc::Sender<_>, line: Bytes| {
+        let tx = tx.clone();
+        async move { tx.send(Ok(Frame::data(line))).await.is_ok() }
+    };
+    let bookmark = |rv: u64, initial_end: bool| {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let obj = json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta});
+        event_line("BOOKMARK", &serde_json::to_vec(&obj).unwrap_or_default())
+    };
+    for ev in &start.backlog {
+        last_rv = last_rv.max(ev.rv);
+        if let Some(kind) = filter.view(ev)
+            && !send(&tx, event_line(kind.as_str(), ev.object_json())).await
+        {
+            return;
+        }
+    }
+    if initial_end_marker && !send(&tx, bookmark(last_rv, true)).await {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut tick = tokio::time::interval(cluster.settings.bookmark_interval);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(ev) => {
+                    if ev.rv <= last_rv { continue; }
+                    last_rv = ev.rv;
+                    if let Some(kind) = filter.view(&ev)
+                        && !send(&tx, event_line(kind.as_str(), ev.object_json())).await {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    match cluster.store.resume(last_rv) {
+                        Some((backlog, new_rx)) => {
+                            rx = new_rx;
+                            for ev in backlog {
+                                last_rv = last_rv.max(ev.rv);
+                                if let Some(kind) = filter.view(&ev)
+                                    && !send(&tx, event_line(kind.as_str(), ev.object_json())).await {
+                                    return;
+                                }
+                            }
+                        }
+                        None => {
+                            let e = ApiError::gone(format!("too old resource version: {last_rv}"));
+                            let _ = send(&tx, event_line("ERROR", &serde_json::to_vec(&e.status_body()).unwrap_or_default())).await;
+                            return;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tick.tick(), if bookmarks => {
+                if !send(&tx, bookmark(last_rv, false)).await { return; }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                if bookmarks { let _ = send(&tx, bookmark(last_rv, false)).await; }
+                return;
+            }
+            _ = cut.changed() => return,
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+struct OpenGuard<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn scopeguard(c: &std::sync::atomic::AtomicU64) -> OpenGuard<'_> {
+    OpenGuard(c)
+}

@@ -1,0 +1,210 @@
+//! Kubernetes `Status` failures: the typed errors kubesim answers with, rendered with the codes,
+//! reasons and message shapes a real kube-apiserver uses.
+
+use serde_json::{Value, json};
+
+use super::resources::ResourceType;
+
+/// One failed API call, as a `metav1.Status` body plus its HTTP code.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code} {reason}: {message}")]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+    /// Seconds for a `Retry-After` header (429s).
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
+    }
+
+    fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// `configmaps "x" not found` / `deployments.apps "x" not found`.
+    pub fn not_found(rt: &ResourceType, name: &str) -> Self {
+        Self::new(404, "NotFound", format!("{} \"{name}\" not found", rt.qualified()))
+            .with_details(details(rt, name))
+    }
+
+    /// A namespaced create into a namespace that does not exist.
+    pub fn namespace_not_found(ns: &str) -> Self {
+        Self::new(404, "NotFound", format!("namespaces \"{ns}\" not found"))
+            .with_details(json!({"name": ns, "kind": "namespaces"}))
+    }
+
+    /// A path the server does not serve.
+    pub fn no_route() -> Self {
+        Self::new(404, "NotFound", "the server could not find the requested resource")
+            .with_details(json!({}))
+    }
+
+    pub fn already_exists(rt: &ResourceType, name: &str) -> Self {
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", rt.qualified()),
+        )
+        .with_details(details(rt, name))
+    }
+
+    /// Optimistic-concurrency failure (stale `resourceVersion` or failed precondition).
+    pub fn conflict(rt: &ResourceType, name: &str, why: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                rt.qualified()
+            ),
+        )
+        .with_details(details(rt, name))
+    }
+
+    pub fn stale(rt: &ResourceType, name: &str) -> Self {
+        Self::conflict(
+            rt,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
+    /// Server-side apply conflicts: `(manager, apiVersion, field path)` triples.
+    pub fn apply_conflicts(
+        rt: &ResourceType,
+        name: &str,
+        conflicts: &[(String, String, String)],
+    ) -> Self {
+        let message = if let [(manager, api_version, field)] = conflicts {
+            format!("Apply failed with 1 conflict: conflict with \"{manager}\" using {api_version}: {field}")
+        } else {
+            let mut m = format!("Apply failed with {} conflicts: ", conflicts.len());
+            let mut last = String::new();
+            for (manager, api_version, field) in conflicts {
+                let head = format!("conflicts with \"{manager}\" using {api_version}:");
+                if head != last {
+                    m.push_str(&head);
+                    last = head;
+                }
+                m.push_str(&format!("\n- {field}"));
+            }
+            m
+        };
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|(manager, api_version, field)| {
+                json!({"reason": "FieldManagerConflict",
+                       "message": format!("conflict with \"{manager}\" using {api_version}"),
+                       "field": field})
+            })
+            .collect();
+        let mut d = details(rt, name);
+        d["causes"] = Value::Array(causes);
+        Self::new(409, "Conflict", message).with_details(d)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+
+    /// 422: `Kind "name" is invalid: field: detail`.
+    pub fn invalid(kind: &str, rt: &ResourceType, name: &str, field: &str, detail: &str) -> Self {
+        let mut d = details(rt, name);
+        d["kind"] = json!(kind);
+        d["causes"] = json!([{"reason": "FieldValueInvalid", "message": detail, "field": field}]);
+        Self::new(
+            422,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: {field}: {detail}"),
+        )
+        .with_details(d)
+    }
+
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self::new(410, "Expired", message)
+    }
+
+    pub fn method_not_allowed(verb: &str, rt: &ResourceType) -> Self {
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "{verb} is not supported on resources of kind \"{}\"",
+                rt.qualified()
+            ),
+        )
+    }
+
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got {content_type:?}"),
+        )
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, "Forbidden", message)
+    }
+
+    pub fn too_many_requests() -> Self {
+        let mut e = Self::new(
+            429,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
+    }
+
+    /// The `metav1.Status` body.
+    pub fn status_body(&self) -> Value {
+        let mut s = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(d) = &self.details {
+            s["details"] = d.clone();
+        }
+        s
+    }
+}
+
+fn details(rt: &ResourceType, name: &str) -> Value {
+    let mut d = json!({"name": name, "kind": rt.plural});
+    if !rt.group.is_empty() {
+        d["group"] = json!(rt.group);
+    }
+    d
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,1301 @@
+//! One virtual cluster's state: objects by kind, the resourceVersion clock, the bounded event
+//! history that watches resume from, owner/uid indexes for garbage collection, and every verb's
+//! write semantics (create, update, patch, apply, delete with finalizers and propagation).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+use super::error::{ApiError, ApiResult};
+use super::fields::{self, Scope, Writer};
+use super::objects::{
+    apply_defaults, generated_name, initial_status, meta_mut, name_of, now_rfc3339, spec_changed,
+    validate,
+};
+use super::patch::{self, PatchError};
+use super::resources::{GroupResource, Registry, ResourceType};
+
+/// `(namespace, name)`; namespace is empty for cluster-scoped objects.
+pub type ObjKey = (String, String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as watches see it.
+#[derive(Debug)]
+pub struct Event {
+    pub rv: u64,
+    pub gr: GroupResource,
+    pub kind: EventType,
+    pub object: Arc<Value>,
+    /// The object before the change (for selector transitions).
+    pub prev: Option<Arc<Value>>,
+    json: OnceLock<Bytes>,
+}
+
+impl Event {
+    fn new(
+        rv: u64,
+        gr: GroupResource,
+        kind: EventType,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+    ) -> Self {
+        Self {
+            rv,
+            gr,
+            kind,
+            object,
+            prev,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The object serialized once, shared by every watcher.
+    pub fn object_json(&self) -> &Bytes {
+        self.json.get_or_init(|| {
+            Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default())
+        })
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// How a write was requested.
+#[derive(Debug, Clone)]
+pub struct WriteCtx {
+    pub manager: String,
+    pub dry_run: bool,
+}
+
+/// The patch content types the server accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    Json,
+    Merge,
+    Strategic,
+    Apply { force: bool },
+}
+
+/// `DeleteOptions` that matter.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOpts {
+    pub propagation: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+    pub dry_run: bool,
+}
+
+/// A page of a list.
+#[derive(Debug)]
+pub struct ListPage {
+    pub items: Vec<Arc<Value>>,
+    pub rv: u64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<usize>,
+}
+
+/// Where a watch begins.
+pub struct WatchStart {
+    pub backlog: Vec<Arc<Event>>,
+    pub rx: broadcast::Receiver<Arc<Event>>,
+    pub start_rv: u64,
+}
+
+/// A write kubesim's status simulation should look at.
+#[derive(Debug, Clone)]
+pub struct Touch {
+    pub rt: Arc<ResourceType>,
+    pub key: ObjKey,
+}
+
+enum Work {
+    Delete(GroupResource, ObjKey),
+    CheckForeground(String),
+    CheckNamespace(String),
+}
+
+struct Inner {
+    rv: u64,
+    /// Every event with `rv > floor` is still in `history`.
+    floor: u64,
+    registry: Registry,
+    objects: HashMap<GroupResource, BTreeMap<ObjKey, Arc<Value>>>,
+    /// owner uid → dependents.
+    owners: HashMap<String, BTreeSet<(GroupResource, ObjKey)>>,
+    /// uid → where the object lives.
+    uids: HashMap<String, (GroupResource, ObjKey)>,
+    history: VecDeque<Arc<Event>>,
+    history_cap: usize,
+}
+
+/// A virtual cluster's object store.
+pub struct Store {
+    inner: RwLock<Inner>,
+    events: broadcast::Sender<Arc<Event>>,
+    sim: OnceLock<mpsc::UnboundedSender<Touch>>,
+}
+
+fn uid_of(obj: &Value) -> Option<&str> {
+    obj.pointer("/metadata/uid").and_then(Value::as_str)
+}
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|f| {
+            f.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_deleting(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp").is_some()
+}
+
+fn rv_of(obj: &Value) -> &str {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn namespace_gr() -> GroupResource {
+    GroupResource {
+        group: String::new(),
+        resource: "namespaces".into(),
+    }
+}
+
+fn crd_gr() -> GroupResource {
+    GroupResource {
+        group: "apiextensions.k8s.io".into(),
+        resource: "customresourcedefinitions".into(),
+    }
+}
+
+fn patch_error(e: PatchError) -> ApiError {
+    match e {
+        PatchError::Decode(e) => ApiError::bad_request(format!(
+            "error decoding patch: {e}"
+        )),
+        other => {
+            let mut err = ApiError::bad_request(other.to_string());
+            err.code = 422;
+            err.reason = "Invalid";
+            err
+        }
+    }
+}
+
+/// Check the body's apiVersion/kind against the endpoint.
+fn check_type(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the object provided is unrecognized (must be of type object)",
+        ));
+    }
+    if let Some(kind) = obj.get("kind").and_then(Value::as_str)
+        && kind != rt.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind of the object ({kind}) does not match the kind served by this endpoint ({})",
+            rt.kind
+        )));
+    }
+    if let Some(av) = obj.get("apiVersion").and_then(Value::as_str) {
+        let group = av.rsplit_once('/').map_or("", |(g, _)| g);
+        if group != rt.group {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                rt.api_version()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reconcile the body's namespace with the URL's.
+fn check_namespace(rt: &ResourceType, ns: &str, obj: &mut Value) -> ApiResult<()> {
+    let meta = meta_mut(obj);
+    if rt.namespaced {
+        match meta.get("namespace").and_then(Value::as_str) {
+            Some(n) if !n.is_empty() && n != ns => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            _ => {
+                meta.insert("namespace".into(), json!(ns));
+            }
+        }
+    } else {
+        meta.remove("namespace");
+    }
+    Ok(())
+}
+
+impl Store {
+    pub fn new(history_cap: usize, broadcast_cap: usize) -> Self {
+        let (events, _) = broadcast::channel(broadcast_cap.max(16));
+        Self {
+            inner: RwLock::new(Inner {
+                rv: 1,
+                floor: 1,
+                registry: Registry::default(),
+                objects: HashMap::new(),
+                owners: HashMap::new(),
+                uids: HashMap::new(),
+                history: VecDeque::new(),
+                history_cap: history_cap.max(16),
+            }),
+            events,
+            sim: OnceLock::new(),
+        }
+    }
+
+    /// Route writes of simulated kinds to the status simulator.
+    pub fn set_simulator(&self, tx: mpsc::UnboundedSender<Touch>) {
+        let _ = self.sim.set(tx);
+    }
+
+    pub fn registry(&self) -> Registry {
+        self.inner.read().registry.clone()
+    }
+
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
+        self.inner.read().registry.lookup(group, version, plural)
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.inner.read().rv
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.inner.read().objects.values().map(BTreeMap::len).sum()
+    }
+
+    fn touch(&self, rt: &Arc<ResourceType>, key: &ObjKey) {
+        if rt.simulated != super::resources::Simulated::None
+            && let Some(tx) = self.sim.get()
+        {
+            let _ = tx.send(Touch {
+                rt: rt.clone(),
+                key: key.clone(),
+            });
+        }
+    }
+
+    pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> ApiResult<Arc<Value>> {
+        let inner = self.inner.read();
+        inner
+            .get(&rt.group_resource(), &(ns.to_string(), name.to_string()))
+            .ok_or_else(|| ApiError::not_found(rt, name))
+    }
+
+    /// List `rt` (in `ns`, or everywhere when `None`) with a filter and optional paging.
+    pub fn list(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        filter: impl Fn(&Value) -> bool,
+        limit: Option<usize>,
+        continue_token: Option<&str>,
+    ) -> ApiResult<ListPage> {
+        let start = match continue_token {
+            Some(t) if !t.is_empty() => Some(decode_continue(t)?),
+            _ => None,
+        };
+        let inner = self.inner.read();
+        let rv = inner.rv;
+        let Some(objs) = inner.objects.get(&rt.group_resource()) else {
+            return Ok(ListPage {
+                items: Vec::new(),
+                rv,
+                continue_token: None,
+                remaining: None,
+            });
+        };
+        use std::ops::Bound;
+        let lower = match &start {
+            Some(k) => Bound::Excluded(k.clone()),
+            None => match ns {
+                Some(n) => Bound::Included((n.to_string(), String::new())),
+                None => Bound::Unbounded,
+            },
+        };
+        let iter = objs
+            .range((lower, Bound::Unbounded))
+            .take_while(|((n, _), _)| ns.is_none_or(|want| n == want))
+            .filter(|(_, v)| filter(v));
+        let mut items = Vec::new();
+        let mut last_key = None;
+        let mut remaining = 0usize;
+        for (k, v) in iter {
+            if limit.is_some_and(|l| items.len() >= l) {
+                remaining += 1;
+                continue;
+            }
+            items.push(v.clone());
+            last_key = Some(k.clone());
+        }
+        let continue_token = if remaining > 0 {
+            last_key.map(|k| encode_continue(rv, &k))
+        } else {
+            None
+        };
+        Ok(ListPage {
+            items,
+            rv,
+            remaining: continue_token.as_ref().map(|_| remaining),
+            continue_token,
+        })
+    }
+
+    pub fn create(
+        &self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        mut obj: Value,
+        ctx: &WriteCtx,
+    ) -> ApiResult<Arc<Value>> {
+        check_type(rt, &obj)?;
+        check_namespace(rt, ns, &mut obj)?;
+        {
+            let meta = meta_mut(&mut obj);
+            let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
+            if name.is_empty() {
+                match meta.get("generateName").and_then(Value::as_str) {
+                    Some(prefix) if !prefix.is_empty() => {
+                        let generated = generated_name(prefix);
+                        meta.insert("name".into(), json!(generated));
+                    }
+                    _ => {
+                        return Err(ApiError::invalid(
+                            &rt.kind,
+                            rt,
+                            "",
+                            "metadata.name",
+                            "Required value: name or generateName is required",
+                        ));
+                    }
+                }
+            }
+        }
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        validate(rt, &obj)?;
+        let now = now_rfc3339();
+        {
+            let meta = meta_mut(&mut obj);
+            for k in [
+                "resourceVersion",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "managedFields",
+            ] {
+                meta.remove(k);
+            }
+            meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+            meta.insert("creationTimestamp".into(), json!(now));
+            if rt.tracks_generation {
+                meta.insert("generation".into(), json!(1));
+            } else {
+                meta.remove("generation");
+            }
+        }
+        if rt.has_status
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
+        }
+        if let Some(s) = initial_status(rt) {
+            obj["status"] = s;
+        }
+        apply_defaults(rt, &mut obj);
+        let crd_types = if rt.is_crd() {
+            let types = Registry::crd_types(&obj).map_err(|e| {
+                ApiError::invalid(
+                    &rt.kind,
+                    rt,
+                    name_of(&obj),
+                    "spec",
+                    &e.to_string(),
+                )
+            })?;
+            obj["status"] = crd_status(&obj);
+            Some(types)
+        } else {
+            None
+        };
+        fields::record_update(
+            None,
+            &mut obj,
+            &Writer {
+                manager: &ctx.manager,
+                api_version: &rt.api_version(),
+                time: &now,
+                subresource: None,
+                custom: rt.custom,
+                scope: if rt.has_status { Scope::Main } else { Scope::All },
+            },
+        );
+        let key = (ns_of(rt, ns), name_of(&obj).to_string());
+        let gr = rt.group_resource();
+        let mut inner = self.inner.write();
+        if rt.namespaced {
+            match inner.get(&namespace_gr(), &(String::new(), ns.to_string())) {
+                None => return Err(ApiError::namespace_not_found(ns)),
+                Some(n) if is_deleting(&n) => {
+                    return Err(ApiError::forbidden(format!(
+                        "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        rt.qualified(),
+                        key.1
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        if inner.get(&gr, &key).is_some() {
+            return Err(ApiError::already_exists(rt, &key.1));
+        }
+        if ctx.dry_run {
+            return Ok(Arc::new(obj));
+        }
+        if let Some(types) = crd_types {
+            inner.registry.register_crd(&key.1, types);
+        }
+        let stored = inner.commit(&self.events, &gr, key.clone(), Some(obj), EventType::Added);
+        drop(inner);
+        self.touch(rt, &key);
+        stored.ok_or_else(|| ApiError::internal("object vanished during create"))
+    }
+
+    /// PUT: replace the object (or its status, for `Scope::Status`).
+    pub fn update(
+        &self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        scope: Scope,
+        ctx: &WriteCtx,
+    ) -> ApiResult<Arc<Value>> {
+        check_type(rt, &obj)?;
+        check_namespace(rt, ns, &mut obj)?;
+        match obj.pointer("/metadata/name").and_then(Value::as_str) {
+            Some(n) if !n.is_empty() && n != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            _ => {
+                meta_mut(&mut obj).insert("name".into(), json!(name));
+            }
+        }
+        let key = (ns_of(rt, ns), name.to_string());
+        let gr = rt.group_resource();
+        let mut inner = self.inner.write();
+        let old = inner
+            .get(&gr, &key)
+            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        let want_rv = rv_of(&obj);
+        if !want_rv.is_empty() && want_rv != rv_of(&old) {
+            return Err(ApiError::stale(rt, name));
+        }
+        let mut new = merge_update(rt, &old, obj, scope);
+        let now = now_rfc3339();
+        fields::record_update(
+            Some(&old),
+            &mut new,
+            &writer(rt, &ctx.manager, &now, scope),
+        );
+        let out = inner.finish_write(&self.events, rt, key.clone(), &old, new, ctx)?;
+        drop(inner);
+        if scope != Scope::Status {
+            self.touch(rt, &key);
+        }
+        Ok(out)
+    }
+
+    /// PATCH with any of the four patch types; apply creates a missing object.
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch(
+        &self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        name: &str,
+        kind: PatchKind,
+        body: &[u8],
+        scope: Scope,
+        ctx: &WriteCtx,
+    ) -> ApiResult<(Arc<Value>, bool)> {
+        if kind == PatchKind::Strategic && rt.custom {
+            return Err(ApiError::unsupported_media_type(
+                "application/strategic-merge-patch+json (not supported for custom resources)",
+            ));
+        }
+        let applied = match kind {
+            PatchKind::Apply { .. } => {
+                let v = parse_body(body, true)?;
+                check_type(rt, &v)?;
+                if v.get("apiVersion").is_none() || v.get("kind").is_none() {
+                    return Err(ApiError::bad_request(
+                        "apiVersion and kind must be set in an apply patch",
+                    ));
+                }
+                if let Some(n) = v.pointer("/metadata/name").and_then(Value::as_str)
+                    && n != name
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({n}) does not match the name on the URL ({name})"
+                    )));
+                }
+                let mut v = v;
+                check_namespace(rt, ns, &mut v)?;
+                Some(v)
+            }
+            _ => None,
+        };
+        let key = (ns_of(rt, ns), name.to_string());
+        let gr = rt.group_resource();
+        let now = now_rfc3339();
+        let mut inner = self.inner.write();
+        let Some(old) = inner.get(&gr, &key) else {
+            return match (kind, applied) {
+                (PatchKind::Apply { force }, Some(v)) if scope != Scope::Status => {
+                    drop(inner);
+                    let w = writer(rt, &ctx.manager, &now, scope);
+                    let mut created = fields::apply(None, &v, &w, force)
+                        .map_err(|c| ApiError::apply_conflicts(rt, name, &c))?;
+                    meta_mut(&mut created).insert("name".into(), json!(name));
+                    // Keep the apply ownership through the create path.
+                    let managed = created.pointer("/metadata/managedFields").cloned();
+                    let obj = self.create_with_managed(rt, ns, created, managed, ctx)?;
+                    Ok((obj, true))
+                }
+                _ => Err(ApiError::not_found(rt, name)),
+            };
+        };
+        let mut new = match kind {
+            PatchKind::Apply { force } => {
+                let v = applied.ok_or_else(|| ApiError::internal("apply body missing"))?;
+                let w = writer(rt, &ctx.manager, &now, scope);
+                fields::apply(Some(&old), &v, &w, force)
+                    .map_err(|c| ApiError::apply_conflicts(rt, name, &c))?
+            }
+            PatchKind::Json | PatchKind::Merge | PatchKind::Strategic => {
+                let mut target = (*old).clone();
+                match kind {
+                    PatchKind::Json => patch::json_patch(&mut target, body),
+                    PatchKind::Merge => patch::merge_patch(&mut target, body),
+                    _ => patch::strategic_merge_patch(&mut target, body),
+                }
+                .map_err(patch_error)?;
+                if name_of(&target) != name {
+                    return Err(ApiError::bad_request(
+                        "metadata.name cannot be changed by a patch",
+                    ));
+                }
+                let want_rv = rv_of(&target);
+                if !want_rv.is_empty() && want_rv != rv_of(&old) {
+                    return Err(ApiError::stale(rt, name));
+                }
+                target
+            }
+        };
+        check_type(rt, &new)?;
+        new = merge_update(rt, &old, new, scope);
+        if !matches!(kind, PatchKind::Apply { .. }) {
+            fields::record_update(
+                Some(&old),
+                &mut new,
+                &writer(rt, &ctx.manager, &now, scope),
+            );
+        }
+        let out = inner.finish_write(&self.events, rt, key.clone(), &old, new, ctx)?;
+        drop(inner);
+        if scope != Scope::Status {
+            self.touch(rt, &key);
+        }
+        Ok((out, false))
+    }
+
+    fn create_with_managed(
+        &self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        obj: Value,
+        managed: Option<Value>,
+        ctx: &WriteCtx,
+    ) -> ApiResult<Arc<Value>> {
+        let created = self.create(rt, ns, obj, &WriteCtx {
+            manager: ctx.manager.clone(),
+            dry_run: true,
+        })?;
+        // Re-run as a real write with the apply's managedFields in place of the create's.
+        let mut obj = (*created).clone();
+        if let Some(m) = managed {
+            meta_mut(&mut obj).insert("managedFields".into(), m);
+        }
+        if ctx.dry_run {
+            return Ok(Arc::new(obj));
+        }
+        let key = (ns_of(rt, ns), name_of(&obj).to_string());
+        let gr = rt.group_resource();
+        let mut inner = self.inner.write();
+        if inner.get(&gr, &key).is_some() {
+            return Err(ApiError::already_exists(rt, &key.1));
+        }
+        if rt.is_crd()
+            && let Ok(types) = Registry::crd_types(&obj)
+        {
+            inner.registry.register_crd(&key.1, types);
+        }
+        let stored = inner.commit(&self.events, &gr, key.clone(), Some(obj), EventType::Added);
+        drop(inner);
+        self.touch(rt, &key);
+        stored.ok_or_else(|| ApiError::internal("object vanished during create"))
+    }
+
+    pub fn delete(
+        &self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> ApiResult<Arc<Value>> {
+        let key = (ns_of(rt, ns), name.to_string());
+        let gr = rt.group_resource();
+        let mut inner = self.inner.write();
+        let old = inner
+            .get(&gr, &key)
+            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        if let Some(uid) = &opts.precondition_uid
+            && Some(uid.as_str()) != uid_of(&old)
+        {
+            return Err(ApiError::conflict(
+                rt,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    uid_of(&old).unwrap_or("")
+                ),
+            ));
+        }
+        if let Some(rv) = &opts.precondition_rv
+            && rv != rv_of(&old)
+        {
+            return Err(ApiError::conflict(
+                rt,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    rv_of(&old)
+                ),
+            ));
+        }
+        if opts.dry_run {
+            return Ok(old);
+        }
+        let propagation = opts.propagation.as_deref().unwrap_or("Background");
+        if propagation == "Orphan" {
+            inner.orphan_dependents(&self.events, uid_of(&old).unwrap_or(""));
+        }
+        let mut work = Vec::new();
+        let out = inner
+            .mark_or_remove(&self.events, &gr, &key, propagation == "Foreground", &mut work)
+            .unwrap_or(old);
+        inner.run(&self.events, work);
+        Ok(out)
+    }
+
+    /// DELETE on a collection: every matching object, one by one.
+    pub fn delete_collection(
+        &self,
+        rt: &Arc<ResourceType>,
+        ns: Option<&str>,
+        filter: impl Fn(&Value) -> bool,
+        opts: &DeleteOpts,
+    ) -> ApiResult<Vec<Arc<Value>>> {
+        let page = self.list(rt, ns, filter, None, None)?;
+        let mut out = Vec::new();
+        for item in page.items {
+            let ns = item
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            match self.delete(rt, ns, name_of(&item), opts) {
+                Ok(v) => out.push(v),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Begin a watch: `from = None` replays the current state as ADDED events; `Some(rv)` resumes
+    /// after `rv`, or fails with 410 Gone when history no longer reaches back that far.
+    pub fn watch_start(
+        &self,
+        gr: &GroupResource,
+        ns: Option<&str>,
+        from: Option<u64>,
+    ) -> ApiResult<WatchStart> {
+        let inner = self.inner.read();
+        let rx = self.events.subscribe();
+        match from {
+            None => {
+                let backlog = inner
+                    .objects
+                    .get(gr)
+                    .map(|objs| {
+                        objs.iter()
+                            .filter(|((n, _), _)| ns.is_none_or(|want| n == want))
+                            .map(|(_, v)| {
+                                Arc::new(Event::new(
+                                    inner.rv,
+                                    gr.clone(),
+                                    EventType::Added,
+                                    v.clone(),
+                                    None,
+                                ))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok(WatchStart {
+                    backlog,
+                    rx,
+                    start_rv: inner.rv,
+                })
+            }
+            Some(rv) => {
+                let backlog = inner.since(rv).ok_or_else(|| {
+                    ApiError::gone(format!("too old resource version: {rv} ({})", inner.floor))
+                })?;
+                Ok(WatchStart {
+                    backlog: backlog
+                        .into_iter()
+                        .filter(|e| &e.gr == gr)
+                        .collect(),
+                    rx,
+                    start_rv: rv,
+                })
+            }
+        }
+    }
+
+    /// After a watcher lagged: the events after `rv` and a fresh receiver, or `None` if gone.
+    pub fn resume(&self, rv: u64) -> Option<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>)> {
+        let inner = self.inner.read();
+        let rx = self.events.subscribe();
+        inner.since(rv).map(|b| (b, rx))
+    }
+
+    /// A controller-style status write (kwok simulation): `f` maps the object to its new
+    /// status, or `None` to leave it. Skipped when the object is gone or was replaced.
+    pub fn write_status(
+        &self,
+        gr: &GroupResource,
+        key: &ObjKey,
+        f: impl FnOnce(&Value) -> Option<Value>,
+    ) -> bool {
+        let mut inner = self.inner.write();
+        let Some(old) = inner.get(gr, key) else {
+            return false;
+        };
+        let Some(status) = f(&old) else {
+            return false;
+        };
+        if old.get("status") == Some(&status) {
+            return false;
+        }
+        let mut new = (*old).clone();
+        new["status"] = status;
+        let now = now_rfc3339();
+        let api_version = old
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("v1")
+            .to_string();
+        fields::record_update(
+            Some(&old),
+            &mut new,
+            &Writer {
+                manager: "kube-controller-manager",
+                api_version: &api_version,
+                time: &now,
+                subresource: Some("status"),
+                custom: false,
+                scope: Scope::Status,
+            },
+        );
+        inner.commit(&self.events, gr, key.clone(), Some(new), EventType::Modified);
+        true
+    }
+}
+
+fn writer<'a>(rt: &'a ResourceType, manager: &'a str, now: &'a str, scope: Scope) -> Writer<'a> {
+    Writer {
+        manager,
+        api_version: rt.api_version(),
+        time: now,
+        subresource: (scope == Scope::Status).then_some("status"),
+        custom: rt.custom,
+        scope: match scope {
+            Scope::Status => Scope::Status,
+            _ if rt.has_status => Scope::Main,
+            _ => Scope::All,
+        },
+    }
+}
+
+fn ns_of(rt: &ResourceType, ns: &str) -> String {
+    if rt.namespaced {
+        ns.to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// Combine an incoming object with the stored one: immutable metadata kept, status taken from
+/// the right side for the endpoint used, generation bumped on spec changes.
+fn merge_update(rt: &ResourceType, old: &Value, new: Value, scope: Scope) -> Value {
+    let mut out = if scope == Scope::Status {
+        let mut o = old.clone();
+        o["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+        if o["status"].is_null()
+            && let Some(m) = o.as_object_mut()
+        {
+            m.remove("status");
+        }
+        o
+    } else {
+        let mut n = new;
+        if rt.has_status {
+            match old.get("status") {
+                Some(s) => n["status"] = s.clone(),
+                None => {
+                    if let Some(m) = n.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+        n
+    };
+    out["apiVersion"] = json!(rt.api_version());
+    out["kind"] = json!(rt.kind);
+    let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let meta = meta_mut(&mut out);
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "name",
+        "namespace",
+        "generation",
+        "managedFields",
+        "resourceVersion",
+    ] {
+        match old_meta.get(k) {
+            Some(v) => {
+                meta.insert(k.into(), v.clone());
+            }
+            None => {
+                meta.remove(k);
+            }
+        }
+    }
+    out
+}
+
+fn crd_status(crd: &Value) -> Value {
+    let now = now_rfc3339();
+    let storage: Vec<Value> = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .map(|vs| {
+            vs.iter()
+                .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+                .filter_map(|v| v.get("name").cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "acceptedNames": crd.pointer("/spec/names").cloned().unwrap_or_else(|| json!({})),
+        "storedVersions": storage,
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+             "message": "no conflicts found", "lastTransitionTime": now},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+             "message": "the initial names have been accepted", "lastTransitionTime": now},
+        ],
+    })
+}
+
+/// Parse a request body as JSON, or YAML when allowed.
+pub fn parse_body(body: &[u8], yaml: bool) -> ApiResult<Value> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => Ok(v),
+        Err(json_err) if yaml => serde_yaml::from_slice::<Value>(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "error decoding YAML: {e} (as JSON: {json_err})"
+            ))
+        }),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the object provided is unrecognized: couldn't get version/kind; json parse error: {e}"
+        ))),
+    }
+}
+
+fn encode_continue(rv: u64, key: &ObjKey) -> String {
+    use base64::Engine;
+    let raw = json!({"v": "meta.k8s.io/v1", "rv": rv, "ns": key.0, "name": key.1}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(token: &str) -> ApiResult<ObjKey> {
+    use base64::Engine;
+    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let ns = v.get("ns").and_then(Value::as_str).ok_or_else(bad)?;
+    let name = v.get("name").and_then(Value::as_str).ok_or_else(bad)?;
+    Ok((ns.to_string(), name.to_string()))
+}
+
+impl Inner {
+    fn get(&self, gr: &GroupResource, key: &ObjKey) -> Option<Arc<Value>> {
+        self.objects.get(gr).and_then(|m| m.get(key)).cloned()
+    }
+
+    /// Events after `rv`, or `None` when history no longer reaches back to it.
+    fn since(&self, rv: u64) -> Option<Vec<Arc<Event>>> {
+        if rv < self.floor {
+            return None;
+        }
+        let start = self.history.partition_point(|e| e.rv <= rv);
+        Some(self.history.range(start..).cloned().collect())
+    }
+
+    /// Store (or remove, when `new` is `None`) an object, bump the clock, record and publish.
+    fn commit(
+        &mut self,
+        events: &broadcast::Sender<Arc<Event>>,
+        gr: &GroupResource,
+        key: ObjKey,
+        new: Option<Value>,
+        kind: EventType,
+    ) -> Option<Arc<Value>> {
+        self.rv += 1;
+        let rv = self.rv;
+        let prev = self.get(gr, &key);
+        if let Some(p) = &prev {
+            for owner in owner_uids(p) {
+                if let Some(deps) = self.owners.get_mut(&owner) {
+                    deps.remove(&(gr.clone(), key.clone()));
+                    if deps.is_empty() {
+                        self.owners.remove(&owner);
+                    }
+                }
+            }
+        }
+        let stored = match new {
+            Some(mut v) => {
+                meta_mut(&mut v).insert("resourceVersion".into(), json!(rv.to_string()));
+                let arc = Arc::new(v);
+                for owner in owner_uids(&arc) {
+                    self.owners
+                        .entry(owner)
+                        .or_default()
+                        .insert((gr.clone(), key.clone()));
+                }
+                if let Some(uid) = uid_of(&arc) {
+                    self.uids
+                        .insert(uid.to_string(), (gr.clone(), key.clone()));
+                }
+                self.objects
+                    .entry(gr.clone())
+                    .or_default()
+                    .insert(key, arc.clone());
+                arc
+            }
+            None => {
+                let removed = self
+                    .objects
+                    .get_mut(gr)
+                    .and_then(|m| m.remove(&key))
+                    .or(prev.clone())?;
+                if let Some(uid) = uid_of(&removed) {
+                    self.uids.remove(uid);
+                }
+                let mut last = (*removed).clone();
+                meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
+                Arc::new(last)
+            }
+        };
+        let ev = Arc::new(Event::new(rv, gr.clone(), kind, stored.clone(), prev));
+        self.history.push_back(ev.clone());
+        while self.history.len() > self.history_cap {
+            if let Some(old) = self.history.pop_front() {
+                self.floor = old.rv;
+            }
+        }
+        let _ = events.send(ev);
+        Some(stored)
+    }
+
+    /// The shared tail of update and patch.
+    fn finish_write(
+        &mut self,
+        events: &broadcast::Sender<Arc<Event>>,
+        rt: &ResourceType,
+        key: ObjKey,
+        old: &Arc<Value>,
+        mut new: Value,
+        ctx: &WriteCtx,
+    ) -> ApiResult<Arc<Value>> {
+        apply_defaults(rt, &mut new);
+        if rt.tracks_generation && spec_changed(old, &new) {
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+        }
+        validate(rt, &new)?;
+        if rt.is_crd() {
+            let types = Registry::crd_types(&new).map_err(|e| {
+                ApiError::invalid(&rt.kind, rt, &key.1, "spec", &e.to_string())
+            })?;
+            if !ctx.dry_run {
+                self.registry.register_crd(&key.1, types);
+            }
+        }
+        if new == **old {
+            return Ok(old.clone());
+        }
+        if ctx.dry_run {
+            return Ok(Arc::new(new));
+        }
+        let gr = rt.group_resource();
+        if is_deleting(&new) && finalizers(&new).is_empty() {
+            let mut work = Vec::new();
+            self.commit(events, &gr, key.clone(), Some(new), EventType::Modified);
+            let out = self.remove(events, &gr, &key, &mut work);
+            self.run(events, work);
+            return out.ok_or_else(|| ApiError::internal("object vanished during update"));
+        }
+        self.commit(events, &gr, key, Some(new), EventType::Modified)
+            .ok_or_else(|| ApiError::internal("object vanished during update"))
+    }
+
+    fn orphan_dependents(&mut self, events: &broadcast::Sender<Arc<Event>>, uid: &str) {
+        let deps: Vec<_> = self
+            .owners
+            .get(uid)
+            .map(|d| d.iter().cloned().collect())
+            .unwrap_or_default();
+        for (gr, key) in deps {
+            if let Some(obj) = self.get(&gr, &key) {
+                let mut v = (*obj).clone();
+                if let Some(Value::Array(refs)) = v.pointer_mut("/metadata/ownerReferences") {
+                    refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
+                }
+                self.commit(events, &gr, key, Some(v), EventType::Modified);
+            }
+        }
+    }
+
+    /// Start deleting one object: mark it (finalizers, foreground, namespaces) or remove it.
+    fn mark_or_remove(
+        &mut self,
+        events: &broadcast::Sender<Arc<Event>>,
+        gr: &GroupResource,
+        key: &ObjKey,
+        foreground: bool,
+        work: &mut Vec<Work>,
+    ) -> Option<Arc<Value>> {
+        let obj = self.get(gr, key)?;
+        let now = now_rfc3339();
+        if *gr == namespace_gr() {
+            let mut v = (*obj).clone();
+            meta_mut(&mut v)
+                .entry("deletionTimestamp")
+                .or_insert(json!(now));
+            meta_mut(&mut v).insert("deletionGracePeriodSeconds".into(), json!(0));
+            v["status"] = json!({"phase": "Terminating"});
+            let out = if v != *obj {
+                self.commit(events, gr, key.clone(), Some(v), EventType::Modified)
+            } else {
+                Some(obj)
+            };
+            let ns = &key.1;
+            for (other_gr, objs) in &self.objects {
+                for k in objs.keys().filter(|(n, _)| n == ns) {
+                    work.push(Work::Delete(other_gr.clone(), k.clone()));
+                }
+            }
+            work.insert(0, Work::CheckNamespace(ns.clone()));
+            return out;
+        }
+        let fins = finalizers(&obj);
+        if !fins.is_empty() || foreground {
+            if is_deleting(&obj) && !foreground {
+                return Some(obj);
+            }
+            let mut v = (*obj).clone();
+            let meta = meta_mut(&mut v);
+            meta.entry("deletionTimestamp").or_insert(json!(now));
+            meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+            if foreground && !fins.iter().any(|f| f == "foregroundDeletion") {
+                let list = meta.entry("finalizers").or_insert_with(|| json!([]));
+                if let Some(a) = list.as_array_mut() {
+                    a.push(json!("foregroundDeletion"));
+                }
+            }
+            let out = self.commit(events, gr, key.clone(), Some(v), EventType::Modified);
+            if foreground && let Some(uid) = uid_of(&obj) {
+                work.insert(0, Work::CheckForeground(uid.to_string()));
+                if let Some(deps) = self.owners.get(uid) {
+                    for (dgr, dkey) in deps {
+                        work.push(Work::Delete(dgr.clone(), dkey.clone()));
+                    }
+                }
+            }
+            return out;
+        }
+        self.remove(events, gr, key, work)
+    }
+
+    /// Remove an object for good and queue the consequences.
+    fn remove(
+        &mut self,
+        events: &broadcast::Sender<Arc<Event>>,
+        gr: &GroupResource,
+        key: &ObjKey,
+        work: &mut Vec<Work>,
+    ) -> Option<Arc<Value>> {
+        let removed = self.commit(events, gr, key.clone(), None, EventType::Deleted)?;
+        if let Some(uid) = uid_of(&removed)
+            && let Some(deps) = self.owners.get(uid)
+        {
+            for (dgr, dkey) in deps.clone() {
+                let orphaned = self
+                    .get(&dgr, &dkey)
+                    .is_some_and(|d| owner_uids(&d).iter().all(|o| !self.uids.contains_key(o)));
+                if orphaned {
+                    work.push(Work::Delete(dgr, dkey));
+                }
+            }
+        }
+        for owner in owner_uids(&removed) {
+            work.insert(0, Work::CheckForeground(owner));
+        }
+        if !key.0.is_empty() {
+            work.insert(0, Work::CheckNamespace(key.0.clone()));
+        }
+        if *gr == crd_gr()
+            && let Some(cr_gr) = self.registry.unregister_crd(&key.1)
+            && let Some(objs) = self.objects.get(&cr_gr)
+        {
+            for k in objs.keys() {
+                work.push(Work::Delete(cr_gr.clone(), k.clone()));
+            }
+        }
+        Some(removed)
+    }
+
+    fn run(&mut self, events: &broadcast::Sender<Arc<Event>>, mut work: Vec<Work>) {
+        while let Some(w) = work.pop() {
+            match w {
+                Work::Delete(gr, key) => {
+                    if self.get(&gr, &key).is_some_and(|o| !is_deleting(&o)) {
+                        self.mark_or_remove(events, &gr, &key, false, &mut work);
+                    }
+                }
+                Work::CheckForeground(uid) => {
+                    let Some((gr, key)) = self.uids.get(&uid).cloned() else {
+                        continue;
+                    };
+                    let Some(owner) = self.get(&gr, &key) else {
+                        continue;
+                    };
+                    let waiting = finalizers(&owner).iter().any(|f| f == "foregroundDeletion");
+                    let has_deps = self.owners.get(&uid).is_some_and(|d| !d.is_empty());
+                    if waiting && !has_deps {
+                        let mut v = (*owner).clone();
+                        if let Some(Value::Array(f)) = v.pointer_mut("/metadata/finalizers") {
+                            f.retain(|x| x != "foregroundDeletion");
+                        }
+                        if finalizers(&v).is_empty() {
+                            self.commit(events, &gr, key.clone(), Some(v), EventType::Modified);
+                            self.remove(events, &gr, &key, &mut work);
+                        } else {
+                            self.commit(events, &gr, key, Some(v), EventType::Modified);
+                        }
+                    }
+                }
+                Work::CheckNamespace(ns) => {
+                    let nkey = (String::new(), ns.clone());
+                    let Some(n) = self.get(&namespace_gr(), &nkey) else {
+                        continue;
+                    };
+                    if !is_deleting(&n) {
+                        continue;
+                    }
+                    let empty = self.objects.iter().all(|(gr, objs)| {
+                        *gr == namespace_gr()
+                            || objs
+                                .range((ns.clone(), String::new())..)
+                                .next()
+                                .is_none_or(|((n, _), _)| *n != ns)
+                    });
+                    if empty {
+                        self.remove(events, &namespace_gr(), &nkey, &mut work);
+                    }
+                }
+            }
+        }
+    }
+}
