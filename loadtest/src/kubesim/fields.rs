@@ -747,3 +747,29 @@ mod tests {
         assert_eq!(cs.len(), 2);
     }
 }
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn forced_field_survives_previous_owner_dropping_it() {
+        let w = |m| Writer {
+            manager: m,
+            api_version: "apps/v1",
+            time: "t",
+            subresource: None,
+            custom: false,
+            scope: Scope::Main,
+        };
+        let a1 = json!({"metadata": {"name": "x", "labels": {"extra": "yes"}}, "spec": {"replicas": 2, "paused": false}});
+        let obj = apply(None, &a1, &w("a"), false).expect("a");
+        let b = json!({"metadata": {"name": "x"}, "spec": {"replicas": 5}});
+        let obj = apply(Some(&obj), &b, &w("b"), true).expect("b");
+        eprintln!("{}", obj["metadata"]["managedFields"]);
+        let a2 = json!({"metadata": {"name": "x"}, "spec": {"paused": false}});
+        let obj = apply(Some(&obj), &a2, &w("a"), false).expect("a2");
+        assert_eq!(obj["spec"]["replicas"], 5, "{obj}");
+        assert!(obj.pointer("/metadata/labels/extra").is_none(), "{obj}");
+    }
+}

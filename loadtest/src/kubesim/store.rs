@@ -19,6 +19,10 @@ use super::objects::{
 use super::patch::{self, PatchError};
 use super::resources::{GroupResource, Registry, ResourceType};
 
+/// The first resourceVersion of a fresh cluster; older ones answer 410 Gone, as on a real
+/// cluster whose history was compacted long ago.
+pub const INITIAL_RV: u64 = 1000;
+
 /// `(namespace, name)`; namespace is empty for cluster-scoped objects.
 pub type ObjKey = (String, String);
 
@@ -275,8 +279,9 @@ impl Store {
         let (events, _) = broadcast::channel(broadcast_cap.max(16));
         Self {
             inner: RwLock::new(Inner {
-                rv: 1,
-                floor: 1,
+                // Like a long-running cluster: resourceVersions below this are compacted.
+                rv: INITIAL_RV,
+                floor: INITIAL_RV,
                 registry: Registry::default(),
                 objects: HashMap::new(),
                 owners: HashMap::new(),
@@ -640,8 +645,19 @@ impl Store {
             }
         };
         check_type(rt, &new)?;
+        let applied_managed = new.pointer("/metadata/managedFields").cloned();
         new = merge_update(rt, &old, new, scope);
-        if !matches!(kind, PatchKind::Apply { .. }) {
+        if matches!(kind, PatchKind::Apply { .. }) {
+            // Apply computed ownership itself; keep it over the stored copy.
+            match applied_managed {
+                Some(m) => {
+                    meta_mut(&mut new).insert("managedFields".into(), m);
+                }
+                None => {
+                    meta_mut(&mut new).remove("managedFields");
+                }
+            }
+        } else {
             fields::record_update(
                 Some(&old),
                 &mut new,

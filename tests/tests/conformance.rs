@@ -1,0 +1,963 @@
+//! Kubernetes API conformance: every API-server behaviour the controller relies on, written
+//! against "a Kubernetes API server" through the `kube` client. Runs against kubesim by default
+//! and against a real cluster when `FLOTILLA_TEST_KUBECONFIG` names a kubeconfig.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, ensure};
+use flotilla_tests::{Target, api_status, eventually};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::{Discovery, Scope};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+
+fn mk_cm(name: &str, labels: &[(&str, &str)], data: &[(&str, &str)]) -> ConfigMap {
+    let labels: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let data: BTreeMap<String, String> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": data}))
+        .expect("valid configmap")
+}
+
+fn mk_deploy(name: &str, replicas: i32, image: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": name, "labels": {"app": name}},
+           "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                    "template": {"metadata": {"labels": {"app": name}},
+                                 "spec": {"containers": [{"name": "main", "image": image,
+                                     "ports": [{"containerPort": 80}],
+                                     "env": [{"name": "A", "value": "1"}]}]}}}})
+}
+
+fn status_of(e: &kube::Error) -> Result<(u16, String, String)> {
+    let s = api_status(e).ok_or_else(|| anyhow!("not an API status error: {e}"))?;
+    Ok((s.code, s.reason.clone(), s.message.clone()))
+}
+
+async fn raw(
+    client: &Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<std::result::Result<Value, kube::Error>> {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Content-Type", content_type)
+        .body(body.to_vec())?;
+    Ok(client.request::<Value>(req).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_serves_builtin_kinds_with_correct_scope() -> Result<()> {
+    let t = Target::new().await?;
+    let version = t.client.apiserver_version().await?;
+    ensure!(version.major == "1", "version {version:?}");
+    let discovery = Discovery::new(t.client.clone()).run().await?;
+    let expect = [
+        ("", "v1", "Namespace", false),
+        ("", "v1", "ConfigMap", true),
+        ("", "v1", "Secret", true),
+        ("", "v1", "Service", true),
+        ("", "v1", "ServiceAccount", true),
+        ("", "v1", "Pod", true),
+        ("", "v1", "PersistentVolumeClaim", true),
+        ("", "v1", "Event", true),
+        ("apps", "v1", "Deployment", true),
+        ("apps", "v1", "StatefulSet", true),
+        ("apps", "v1", "DaemonSet", true),
+        ("apps", "v1", "ReplicaSet", true),
+        ("batch", "v1", "Job", true),
+        ("batch", "v1", "CronJob", true),
+        ("networking.k8s.io", "v1", "Ingress", true),
+        ("autoscaling", "v2", "HorizontalPodAutoscaler", true),
+        ("rbac.authorization.k8s.io", "v1", "Role", true),
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding", true),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRole", false),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", false),
+        ("coordination.k8s.io", "v1", "Lease", true),
+        (
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            false,
+        ),
+    ];
+    for (g, v, k, namespaced) in expect {
+        let gvk = GroupVersionKind::gvk(g, v, k);
+        let (_, caps) = discovery
+            .resolve_gvk(&gvk)
+            .ok_or_else(|| anyhow!("{g}/{v} {k} not discovered"))?;
+        let want = if namespaced {
+            Scope::Namespaced
+        } else {
+            Scope::Cluster
+        };
+        ensure!(caps.scope == want, "{k}: scope {:?}", caps.scope);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_registered_at_run_time_is_served_and_discovered() -> Result<()> {
+    let t = Target::new().await?;
+    let group = format!("{}.conformance.flotilla.dev", t.unique("g"));
+    let crd_name = format!("widgets.{group}");
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": crd_name},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                               "subresources": {"status": {}},
+                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))?;
+    let crds = Api::<CustomResourceDefinition>::all(t.client.clone());
+    crds.create(&PostParams::default(), &crd).await?;
+    eventually("CRD established", Duration::from_secs(30), || async {
+        let c = crds.get(&crd_name).await?;
+        let established = c
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        Ok(established.then_some(()))
+    })
+    .await?;
+    let gvk = GroupVersionKind::gvk(&group, "v1", "Widget");
+    eventually("CRD in discovery", Duration::from_secs(30), || async {
+        let d = Discovery::new(t.client.clone()).run().await?;
+        Ok(d.resolve_gvk(&gvk).map(|_| ()))
+    })
+    .await?;
+    let ns = t.namespace("crd").await?;
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "widgets");
+    let widgets: Api<DynamicObject> = Api::namespaced_with(t.client.clone(), &ns, &ar);
+    let w: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{group}/v1"), "kind": "Widget",
+        "metadata": {"name": "w1"}, "spec": {"size": 3}
+    }))?;
+    let created = widgets.create(&PostParams::default(), &w).await?;
+    ensure!(
+        created.metadata.generation == Some(1),
+        "custom resources track generation"
+    );
+    ensure!(widgets.list(&ListParams::default()).await?.items.len() == 1);
+    crds.delete(&crd_name, &DeleteParams::default()).await?;
+    eventually("CRD gone", Duration::from_secs(60), || async {
+        match widgets.list(&ListParams::default()).await {
+            Err(e) if api_status(&e).is_some_and(|s| s.code == 404) => Ok(Some(())),
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(None),
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_get_update_delete_with_conflicts() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("crud").await?;
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
+    let created = cms
+        .create(&PostParams::default(), &mk_cm("a", &[], &[("k", "v")]))
+        .await?;
+    ensure!(created.metadata.uid.is_some(), "uid set");
+    ensure!(
+        created.metadata.creation_timestamp.is_some(),
+        "creationTimestamp set"
+    );
+    let rv1 = created.resource_version().context("rv")?;
+
+    let again = cms
+        .create(&PostParams::default(), &mk_cm("a", &[], &[]))
+        .await
+        .expect_err("duplicate create fails");
+    let (code, reason, msg) = status_of(&again)?;
+    ensure!(code == 409 && reason == "AlreadyExists", "{code} {reason}");
+    ensure!(msg == "configmaps \"a\" already exists", "{msg}");
+
+    let mut update = created.clone();
+    update.data = Some(BTreeMap::from([("k".into(), "v2".into())]));
+    let updated = cms.replace("a", &PostParams::default(), &update).await?;
+    ensure!(updated.resource_version() != Some(rv1.clone()), "rv bumps");
+
+    // The same stale object again: 409 Conflict.
+    let stale = cms
+        .replace("a", &PostParams::default(), &update)
+        .await
+        .expect_err("stale resourceVersion");
+    let (code, reason, msg) = status_of(&stale)?;
+    ensure!(code == 409 && reason == "Conflict", "{code} {reason}");
+    ensure!(msg.contains("the object has been modified"), "{msg}");
+
+    cms.delete("a", &DeleteParams::default()).await?;
+    let gone = cms.get("a").await.expect_err("deleted");
+    let (code, reason, msg) = status_of(&gone)?;
+    ensure!(code == 404 && reason == "NotFound", "{code} {reason}");
+    ensure!(msg == "configmaps \"a\" not found", "{msg}");
+    ensure!(cms.get_opt("a").await?.is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaced_create_needs_existing_namespace() -> Result<()> {
+    let t = Target::new().await?;
+    let missing = t.unique("missing");
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &missing);
+    let err = cms
+        .create(&PostParams::default(), &mk_cm("a", &[], &[]))
+        .await
+        .expect_err("namespace missing");
+    let (code, reason, msg) = status_of(&err)?;
+    ensure!(code == 404 && reason == "NotFound", "{code} {reason}");
+    ensure!(msg == format!("namespaces \"{missing}\" not found"), "{msg}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_filters_by_label_and_field_selectors() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("sel").await?;
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
+    for (name, labels) in [
+        ("a", vec![("app", "web"), ("tier", "front")]),
+        ("b", vec![("app", "db")]),
+        ("c", vec![("app", "cache"), ("tier", "back")]),
+        ("d", vec![]),
+    ] {
+        cms.create(&PostParams::default(), &mk_cm(name, &labels, &[]))
+            .await?;
+    }
+    let names = |sel: &'static str| {
+        let cms = cms.clone();
+        async move {
+            let mut n: Vec<String> = cms
+                .list(&ListParams::default().labels(sel))
+                .await?
+                .items
+                .iter()
+                .map(|c| c.name_any())
+                .collect();
+            n.sort();
+            Ok::<_, anyhow::Error>(n.join(","))
+        }
+    };
+    ensure!(names("app=web").await? == "a");
+    ensure!(names("app==db").await? == "b");
+    ensure!(names("app!=web").await? == "b,c,d");
+    ensure!(names("app in (web,db)").await? == "a,b");
+    ensure!(names("app notin (web,db)").await? == "c,d");
+    ensure!(names("tier").await? == "a,c");
+    ensure!(names("!tier").await? == "b,d");
+    ensure!(names("app,tier=back").await? == "c");
+
+    let by_name = cms
+        .list(&ListParams::default().fields("metadata.name=b"))
+        .await?;
+    ensure!(by_name.items.len() == 1 && by_name.items[0].name_any() == "b");
+    let all_ns = Api::<ConfigMap>::all(t.client.clone())
+        .list(&ListParams::default().fields(&format!("metadata.namespace={ns}")))
+        .await?;
+    ensure!(all_ns.items.len() >= 4, "{}", all_ns.items.len());
+    ensure!(all_ns.items.iter().all(|c| c.namespace() == Some(ns.clone())));
+
+    let bad = cms
+        .list(&ListParams::default().labels("app in web"))
+        .await
+        .expect_err("bad selector");
+    let (code, reason, _) = status_of(&bad)?;
+    ensure!(code == 400 && reason == "BadRequest", "{code} {reason}");
+    let bad = cms
+        .list(&ListParams::default().fields("data.k=v"))
+        .await
+        .expect_err("unsupported field selector");
+    ensure!(status_of(&bad)?.0 == 400);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_pages_with_limit_and_continue() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("page").await?;
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
+    for i in 0..7 {
+        cms.create(&PostParams::default(), &mk_cm(&format!("cm-{i}"), &[("p", "x")], &[]))
+            .await?;
+    }
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut lp = ListParams::default().labels("p=x").limit(3);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = cms.list(&lp).await?;
+        pages += 1;
+        ensure!(page.items.len() <= 3);
+        seen.extend(page.items.iter().map(|c| c.name_any()));
+        if pages == 1 {
+            ensure!(
+                page.metadata.remaining_item_count == Some(4),
+                "remaining {:?}",
+                page.metadata.remaining_item_count
+            );
+        }
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => token = Some(c),
+            _ => break,
+        }
+    }
+    ensure!(pages == 3, "pages {pages}");
+    seen.sort();
+    seen.dedup();
+    ensure!(seen.len() == 7, "{seen:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_delivers_ordered_events_and_bookmarks() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("watch").await?;
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
+    let rv = cms
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .context("list rv")?;
+    let mut stream = cms
+        .watch(&WatchParams::default().labels("w=1").timeout(8), &rv)
+        .await?
+        .boxed();
+    cms.create(&PostParams::default(), &mk_cm("x", &[("w", "1")], &[]))
+        .await?;
+    cms.create(&PostParams::default(), &mk_cm("ignored", &[("w", "2")], &[]))
+        .await?;
+    cms.patch(
+        "x",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"a": "b"}})),
+    )
+    .await?;
+    // Leaving the selector is seen as a deletion.
+    cms.patch(
+        "x",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"w": "0"}}})),
+    )
+    .await?;
+    let mut kinds = Vec::new();
+    let mut last_rv = 0u64;
+    let mut bookmark_rv = None;
+    while let Some(ev) = stream.try_next().await? {
+        let (kind, o) = match ev {
+            WatchEvent::Added(o) => ("ADDED", o),
+            WatchEvent::Modified(o) => ("MODIFIED", o),
+            WatchEvent::Deleted(o) => ("DELETED", o),
+            WatchEvent::Bookmark(b) => {
+                bookmark_rv = Some(b.metadata.resource_version.parse::<u64>()?);
+                continue;
+            }
+            WatchEvent::Error(e) => return Err(anyhow!("watch error {e:?}")),
+        };
+        ensure!(o.name_any() == "x", "only the selected object");
+        let rv: u64 = o.resource_version().unwrap_or_default().parse()?;
+        ensure!(rv > last_rv, "events in resourceVersion order");
+        last_rv = rv;
+        kinds.push(kind);
+        if kinds.len() == 3 {
+            break;
+        }
+    }
+    ensure!(
+        kinds == ["ADDED", "MODIFIED", "DELETED"],
+        "selector view of the lifecycle: {kinds:?}"
+    );
+    // Bookmarks carry a resourceVersion no older than what was delivered.
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(3), &last_rv.to_string())
+        .await?
+        .boxed();
+    while let Some(ev) = stream.try_next().await? {
+        if let WatchEvent::Bookmark(b) = ev {
+            bookmark_rv = Some(b.metadata.resource_version.parse::<u64>()?);
+        }
+    }
+    if let Some(b) = bookmark_rv {
+        ensure!(b >= last_rv, "bookmark {b} older than {last_rv}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_event_types_follow_the_object_lifecycle() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("life").await?;
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
+    let rv = cms
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .context("rv")?;
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(8), &rv)
+        .await?
+        .boxed();
+    cms.create(&PostParams::default(), &mk_cm("y", &[], &[]))
+        .await?;
+    cms.patch(
+        "y",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"a": "1"}})),
+    )
+    .await?;
+    cms.delete("y", &DeleteParams::default()).await?;
+    let mut seen = Vec::new();
+    while let Some(ev) = stream.try_next().await? {
+        match ev {
+            WatchEvent::Added(_) => seen.push("ADDED"),
+            WatchEvent::Modified(_) => seen.push("MODIFIED"),
+            WatchEvent::Deleted(_) => seen.push("DELETED"),
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Error(e) => return Err(anyhow!("{e:?}")),
+        }
+        if seen.len() == 3 {
+            break;
+        }
+    }
+    ensure!(seen == ["ADDED", "MODIFIED", "DELETED"], "{seen:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_a_compacted_resource_version_is_gone() -> Result<()> {
+    let t = Target::new().await?;
+    let cms = Api::<ConfigMap>::all(t.client.clone());
+    let result = cms.watch(&WatchParams::default().timeout(5), "1").await;
+    let code = match result {
+        Err(e) => status_of(&e)?.0,
+        Ok(stream) => {
+            let mut stream = stream.boxed();
+            match stream.next().await {
+                Some(Ok(WatchEvent::Error(e))) => e.code,
+                Some(Err(e)) => status_of(&e)?.0,
+                other => return Err(anyhow!("expected 410, got {other:?}")),
+            }
+        }
+    };
+    ensure!(code == 410, "code {code}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_merge_and_strategic_patches() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("patch").await?;
+    let deploys = Api::<Deployment>::namespaced(t.client.clone(), &ns);
+    let d: Deployment = serde_json::from_value(mk_deploy("web", 1, "nginx:1.27"))?;
+    deploys.create(&PostParams::default(), &d).await?;
+
+    // Strategic merge: containers and env merge by name.
+    let p = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "main", "env": [{"name": "B", "value": "2"}]},
+        {"name": "sidecar", "image": "busybox:1"}]}}}});
+    let d = deploys
+        .patch("web", &PatchParams::default(), &Patch::Strategic(p))
+        .await?;
+    let spec = d.spec.template.spec.context("pod spec")?;
+    ensure!(spec.containers.len() == 2, "containers merged by name");
+    let env = spec.containers[0].env.clone().unwrap_or_default();
+    ensure!(env.len() == 2, "env merged by name: {env:?}");
+
+    // Merge patch: lists are replaced wholesale.
+    let p = json!({"spec": {"template": {"spec": {"containers": [{"name": "only", "image": "nginx:1.28"}]}}}});
+    let d = deploys
+        .patch("web", &PatchParams::default(), &Patch::Merge(p))
+        .await?;
+    let spec = d.spec.template.spec.context("pod spec")?;
+    ensure!(spec.containers.len() == 1 && spec.containers[0].name == "only");
+
+    // JSON patch: precise operations, and a failed test op is refused.
+    let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/web");
+    let ops = json!([{"op": "replace", "path": "/spec/replicas", "value": 4}]);
+    let v = raw(
+        &t.client,
+        "PATCH",
+        &path,
+        "application/json-patch+json",
+        ops.to_string().as_bytes(),
+    )
+    .await??;
+    ensure!(v["spec"]["replicas"] == 4);
+    let ops = json!([{"op": "test", "path": "/spec/replicas", "value": 99}]);
+    let err = raw(
+        &t.client,
+        "PATCH",
+        &path,
+        "application/json-patch+json",
+        ops.to_string().as_bytes(),
+    )
+    .await?
+    .expect_err("test op fails");
+    let code = status_of(&err)?.0;
+    ensure!(code == 422 || code == 500, "code {code}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_tracks_owners_conflicts_and_removals() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("ssa").await?;
+    let deploys = Api::<Deployment>::namespaced(t.client.clone(), &ns);
+    let mut desired = mk_deploy("app", 2, "nginx:1.27");
+    desired["metadata"]["labels"]["extra"] = json!("yes");
+    let d = deploys
+        .patch("app", &PatchParams::apply("flotilla"), &Patch::Apply(&desired))
+        .await?;
+    let mf = d.metadata.managed_fields.clone().unwrap_or_default();
+    ensure!(
+        mf.iter()
+            .any(|m| m.manager.as_deref() == Some("flotilla")
+                && m.operation.as_deref() == Some("Apply")),
+        "{mf:?}"
+    );
+    let rv = d.resource_version();
+
+    // Re-applying the same configuration changes nothing.
+    let again = deploys
+        .patch("app", &PatchParams::apply("flotilla"), &Patch::Apply(&desired))
+        .await?;
+    ensure!(again.resource_version() == rv, "no-op apply keeps rv");
+
+    // Another manager changing an owned field conflicts...
+    let theirs = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                        "metadata": {"name": "app"}, "spec": {"replicas": 5}});
+    let err = deploys
+        .patch("app", &PatchParams::apply("other"), &Patch::Apply(&theirs))
+        .await
+        .expect_err("conflict");
+    let (code, reason, msg) = status_of(&err)?;
+    ensure!(code == 409 && reason == "Conflict", "{code} {reason}");
+    ensure!(
+        msg.contains("flotilla") && msg.contains(".spec.replicas"),
+        "{msg}"
+    );
+    // ...unless forced, which moves ownership.
+    let d = deploys
+        .patch(
+            "app",
+            &PatchParams::apply("other").force(),
+            &Patch::Apply(&theirs),
+        )
+        .await?;
+    ensure!(d.spec.replicas == Some(5));
+
+    // Our manager stops applying the label (and replicas, now owned by "other"): the label goes.
+    let mut trimmed = mk_deploy("app", 2, "nginx:1.27");
+    trimmed["spec"]
+        .as_object_mut()
+        .context("spec")?
+        .remove("replicas");
+    let d = deploys
+        .patch("app", &PatchParams::apply("flotilla"), &Patch::Apply(&trimmed))
+        .await?;
+    ensure!(
+        !d.labels().contains_key("extra"),
+        "dropped field removed: {:?}",
+        d.labels()
+    );
+    ensure!(d.labels().get("app").map(String::as_str) == Some("app"));
+    ensure!(
+        d.spec.replicas == Some(5),
+        "other's field kept: {:?} {:?}", d.spec.replicas, d.metadata.managed_fields
+    );
+
+    // Apply creates when missing.
+    let fresh = deploys
+        .patch(
+            "fresh",
+            &PatchParams::apply("flotilla"),
+            &Patch::Apply(&mk_deploy("fresh", 1, "nginx:1.27")),
+        )
+        .await?;
+    ensure!(fresh.metadata.generation == Some(1));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_changes_nothing() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("dry").await?;
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let out = cms.create(&pp, &mk_cm("ghost", &[], &[("a", "1")])).await?;
+    ensure!(out.name_any() == "ghost");
+    ensure!(cms.get_opt("ghost").await?.is_none(), "not persisted");
+
+    cms.patch(
+        "real",
+        &PatchParams::apply("flotilla"),
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "real"}, "data": {"a": "1"}})),
+    )
+    .await?;
+    let preview = cms
+        .patch(
+            "real",
+            &PatchParams::apply("flotilla").dry_run(),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "real"}, "data": {"a": "2"}})),
+        )
+        .await?;
+    ensure!(preview.data.as_ref().and_then(|d| d.get("a")).map(String::as_str) == Some("2"));
+    let stored = cms.get("real").await?;
+    ensure!(stored.data.as_ref().and_then(|d| d.get("a")).map(String::as_str) == Some("1"));
+    Ok(())
+}
+
+async fn widget_crd(t: &Target) -> Result<(Api<DynamicObject>, String)> {
+    let group = format!("{}.conformance.flotilla.dev", t.unique("s"));
+    let crd_name = format!("gadgets.{group}");
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": crd_name},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                               "subresources": {"status": {}},
+                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))?;
+    let crds = Api::<CustomResourceDefinition>::all(t.client.clone());
+    crds.create(&PostParams::default(), &crd).await?;
+    let gvk = GroupVersionKind::gvk(&group, "v1", "Gadget");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "gadgets");
+    let ns = t.namespace("status").await?;
+    let api: Api<DynamicObject> = Api::namespaced_with(t.client.clone(), &ns, &ar);
+    // Wait until the new kind is served.
+    eventually("gadgets served", Duration::from_secs(30), || async {
+        Ok(api.list(&ListParams::default()).await.ok().map(|_| ()))
+    })
+    .await?;
+    Ok((api, crd_name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_subresource_and_generation() -> Result<()> {
+    let t = Target::new().await?;
+    let (api, crd_name) = widget_crd(&t).await?;
+    let g: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": api.resource_url().split('/').skip(2).take(2).collect::<Vec<_>>().join("/"),
+        "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"size": 1},
+        "status": {"phase": "ignored-on-create"}
+    }))?;
+    let created = api.create(&PostParams::default(), &g).await?;
+    ensure!(created.metadata.generation == Some(1));
+    ensure!(
+        created.data.get("status").is_none(),
+        "status dropped on create"
+    );
+
+    // Status through the subresource: no generation bump, spec untouched.
+    let s = api
+        .patch_status(
+            "g",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Ready"}, "spec": {"size": 100}})),
+        )
+        .await?;
+    ensure!(s.data["status"]["phase"] == "Ready");
+    ensure!(s.data["spec"]["size"] == 1, "spec ignored on /status");
+    ensure!(s.metadata.generation == Some(1));
+
+    // Status through the main endpoint is ignored; a spec change bumps generation.
+    let m = api
+        .patch(
+            "g",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Hacked"}, "spec": {"size": 2}})),
+        )
+        .await?;
+    ensure!(m.data["status"]["phase"] == "Ready");
+    ensure!(m.metadata.generation == Some(2));
+    // A metadata-only change does not.
+    let m = api
+        .patch(
+            "g",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await?;
+    ensure!(m.metadata.generation == Some(2));
+    Api::<CustomResourceDefinition>::all(t.client.clone())
+        .delete(&crd_name, &DeleteParams::default())
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_generation_bumps_only_on_spec_change() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("gen").await?;
+    let deploys = Api::<Deployment>::namespaced(t.client.clone(), &ns);
+    let d: Deployment = serde_json::from_value(mk_deploy("g", 1, "nginx:1.27"))?;
+    let d = deploys.create(&PostParams::default(), &d).await?;
+    ensure!(d.metadata.generation == Some(1));
+    let d = deploys
+        .patch(
+            "g",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"a": "b"}}})),
+        )
+        .await?;
+    ensure!(d.metadata.generation == Some(1));
+    let d = deploys
+        .patch(
+            "g",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await?;
+    ensure!(d.metadata.generation == Some(2));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizers_hold_deletion_until_removed() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("fin").await?;
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
+    let mut cm = mk_cm("held", &[], &[]);
+    cm.metadata.finalizers = Some(vec!["flotilla.dev/test".into()]);
+    cms.create(&PostParams::default(), &cm).await?;
+    cms.delete("held", &DeleteParams::default()).await?;
+    let held = cms.get("held").await?;
+    ensure!(
+        held.metadata.deletion_timestamp.is_some(),
+        "deletionTimestamp set"
+    );
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await?;
+    eventually("object removed", Duration::from_secs(30), || async {
+        Ok(cms.get_opt("held").await?.is_none().then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn propagation_policy_controls_owned_objects() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("gc").await?;
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
+    let owned_by = |owner: &ConfigMap, name: &str| -> Result<ConfigMap> {
+        let mut c = mk_cm(name, &[], &[]);
+        c.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                name: owner.name_any(),
+                uid: owner.metadata.uid.clone().context("uid")?,
+                ..Default::default()
+            },
+        ]);
+        Ok(c)
+    };
+    for (policy, owner, child) in [
+        ("Background", "o-bg", "c-bg"),
+        ("Foreground", "o-fg", "c-fg"),
+        ("Orphan", "o-or", "c-or"),
+    ] {
+        let o = cms
+            .create(&PostParams::default(), &mk_cm(owner, &[], &[]))
+            .await?;
+        cms.create(&PostParams::default(), &owned_by(&o, child)?)
+            .await?;
+        let dp = match policy {
+            "Background" => DeleteParams::background(),
+            "Foreground" => DeleteParams::foreground(),
+            _ => DeleteParams::orphan(),
+        };
+        cms.delete(owner, &dp).await?;
+        eventually("owner gone", Duration::from_secs(60), || async {
+            Ok(cms.get_opt(owner).await?.is_none().then_some(()))
+        })
+        .await?;
+        if policy == "Orphan" {
+            let c = cms.get(child).await?;
+            ensure!(
+                c.metadata.owner_references.unwrap_or_default().is_empty(),
+                "orphaned child loses its owner reference"
+            );
+        } else {
+            eventually("dependent collected", Duration::from_secs(60), || async {
+                Ok(cms.get_opt(child).await?.is_none().then_some(()))
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_deletion_removes_its_contents() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("nsdel").await?;
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
+    cms.create(&PostParams::default(), &mk_cm("inside", &[], &[]))
+        .await?;
+    let nss = Api::<Namespace>::all(t.client.clone());
+    nss.delete(&ns, &DeleteParams::default()).await?;
+    eventually("namespace gone", Duration::from_secs(120), || async {
+        Ok(nss.get_opt(&ns).await?.is_none().then_some(()))
+    })
+    .await?;
+    ensure!(cms.get_opt("inside").await?.is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_string_data_is_stored_as_data() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("sec").await?;
+    let secrets = Api::<Secret>::namespaced(t.client.clone(), &ns);
+    let s: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "s"}, "stringData": {"token": "hunter2"}}),
+    )?;
+    let s = secrets.create(&PostParams::default(), &s).await?;
+    let data = s.data.unwrap_or_default();
+    ensure!(data.get("token").map(|b| b.0.as_slice()) == Some(b"hunter2".as_slice()));
+    ensure!(s.string_data.is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_real_status_codes() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("bad").await?;
+    let path = format!("/api/v1/namespaces/{ns}/configmaps");
+
+    // Malformed JSON.
+    let err = raw(&t.client, "POST", &path, "application/json", b"{not json")
+        .await?
+        .expect_err("malformed");
+    let (code, reason, _) = status_of(&err)?;
+    ensure!(code == 400 && reason == "BadRequest", "{code} {reason}");
+
+    // Unknown resource.
+    let err = raw(
+        &t.client,
+        "GET",
+        &format!("/api/v1/namespaces/{ns}/frobnicators"),
+        "application/json",
+        b"",
+    )
+    .await?
+    .expect_err("unknown kind");
+    let (code, reason, _) = status_of(&err)?;
+    ensure!(code == 404 && reason == "NotFound", "{code} {reason}");
+
+    // Invalid name.
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_Valid"}});
+    let err = raw(
+        &t.client,
+        "POST",
+        &path,
+        "application/json",
+        body.to_string().as_bytes(),
+    )
+    .await?
+    .expect_err("invalid name");
+    let (code, reason, _) = status_of(&err)?;
+    ensure!(code == 422 && reason == "Invalid", "{code} {reason}");
+
+    // Namespace in the body that disagrees with the URL.
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "elsewhere"}});
+    let err = raw(
+        &t.client,
+        "POST",
+        &path,
+        "application/json",
+        body.to_string().as_bytes(),
+    )
+    .await?
+    .expect_err("namespace mismatch");
+    ensure!(status_of(&err)?.0 == 400);
+
+    // Apply without a field manager.
+    let err = raw(
+        &t.client,
+        "PATCH",
+        &format!("{path}/x"),
+        "application/apply-patch+yaml",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+    )
+    .await?
+    .expect_err("apply needs fieldManager");
+    ensure!(status_of(&err)?.0 == 422);
+
+    // Unsupported patch type.
+    let err = raw(
+        &t.client,
+        "PATCH",
+        &format!("{path}/x"),
+        "text/plain",
+        b"x",
+    )
+    .await?
+    .expect_err("unsupported media type");
+    ensure!(status_of(&err)?.0 == 415);
+
+    // Wrong resourceVersion on update.
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
+    let mut cm = cms
+        .create(&PostParams::default(), &mk_cm("rv", &[], &[]))
+        .await?;
+    cm.metadata.resource_version = Some("1".into());
+    let err = cms
+        .replace("rv", &PostParams::default(), &cm)
+        .await
+        .expect_err("wrong rv");
+    let (code, reason, _) = status_of(&err)?;
+    ensure!(code == 409 && reason == "Conflict", "{code} {reason}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yaml_bodies_are_accepted() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("yaml").await?;
+    let body = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v\n";
+    let v = raw(
+        &t.client,
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/configmaps"),
+        "application/yaml",
+        body.as_bytes(),
+    )
+    .await??;
+    ensure!(v["data"]["k"] == "v");
+    Ok(())
+}
