@@ -163,3 +163,10 @@ pub fn api_status(e: &kube::Error) -> Option<&kube::core::Status> {
         _ => None,
     }
 }
+
+/// A client for `server` authenticating with a bearer `token`.
+pub fn client_with_token(server: &str, token: &str) -> Result<Client> {
+    let mut cfg = Config::new(server.parse().context("server URL")?);
+    cfg.auth_info.token = Some(token.to_string().into());
+    Client::try_from(cfg).context("building client")
+}
