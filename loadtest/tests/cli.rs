@@ -33,7 +33,14 @@ fn serves_announced_clusters_and_writes_kubeconfig() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let kubeconfig = dir.join("kubeconfig");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kubesim"))
-        .args(["--clusters", "4", "--json", "--admin-port", "0", "--kubeconfig"])
+        .args([
+            "--clusters",
+            "4",
+            "--json",
+            "--admin-port",
+            "0",
+            "--kubeconfig",
+        ])
         .arg(&kubeconfig)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

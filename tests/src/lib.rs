@@ -1,6 +1,6 @@
 //! Shared harness for the workspace integration tests: a Kubernetes API server to test against
 //! (kubesim in-process by default, a real cluster when `FLOTILLA_TEST_KUBECONFIG` is set), fresh
-//! namespaces that are cleaned up, and polling helpers.
+//! namespaces that are cleaned up, and polling helpers. Must not mock any Flotilla part.
 #![forbid(unsafe_code)]
 
 use std::future::Future;
@@ -82,7 +82,10 @@ impl Target {
 
     /// Create a fresh namespace `conf-<prefix>-<random>`, deleted when the target drops.
     pub async fn namespace(&self, prefix: &str) -> Result<String> {
-        let name = format!("conf-{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let name = format!(
+            "conf-{prefix}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "labels": {SUITE_LABEL: "true"}}
         }))?;
@@ -98,7 +101,10 @@ impl Target {
 
     /// A unique name for cluster-scoped objects.
     pub fn unique(&self, prefix: &str) -> String {
-        format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+        format!(
+            "{prefix}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        )
     }
 }
 

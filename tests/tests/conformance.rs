@@ -89,7 +89,12 @@ async fn discovery_serves_builtin_kinds_with_correct_scope() -> Result<()> {
         ("rbac.authorization.k8s.io", "v1", "Role", true),
         ("rbac.authorization.k8s.io", "v1", "RoleBinding", true),
         ("rbac.authorization.k8s.io", "v1", "ClusterRole", false),
-        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", false),
+        (
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            false,
+        ),
         ("coordination.k8s.io", "v1", "Lease", true),
         (
             "apiextensions.k8s.io",
@@ -227,7 +232,10 @@ async fn namespaced_create_needs_existing_namespace() -> Result<()> {
         .expect_err("namespace missing");
     let (code, reason, msg) = status_of(&err)?;
     ensure!(code == 404 && reason == "NotFound", "{code} {reason}");
-    ensure!(msg == format!("namespaces \"{missing}\" not found"), "{msg}");
+    ensure!(
+        msg == format!("namespaces \"{missing}\" not found"),
+        "{msg}"
+    );
     Ok(())
 }
 
@@ -276,7 +284,12 @@ async fn list_filters_by_label_and_field_selectors() -> Result<()> {
         .list(&ListParams::default().fields(&format!("metadata.namespace={ns}")))
         .await?;
     ensure!(all_ns.items.len() >= 4, "{}", all_ns.items.len());
-    ensure!(all_ns.items.iter().all(|c| c.namespace() == Some(ns.clone())));
+    ensure!(
+        all_ns
+            .items
+            .iter()
+            .all(|c| c.namespace() == Some(ns.clone()))
+    );
 
     let bad = cms
         .list(&ListParams::default().labels("app in web"))
@@ -298,8 +311,11 @@ async fn list_pages_with_limit_and_continue() -> Result<()> {
     let ns = t.namespace("page").await?;
     let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
     for i in 0..7 {
-        cms.create(&PostParams::default(), &mk_cm(&format!("cm-{i}"), &[("p", "x")], &[]))
-            .await?;
+        cms.create(
+            &PostParams::default(),
+            &mk_cm(&format!("cm-{i}"), &[("p", "x")], &[]),
+        )
+        .await?;
     }
     let mut seen = Vec::new();
     let mut token: Option<String> = None;
@@ -349,8 +365,11 @@ async fn watch_delivers_ordered_events_and_bookmarks() -> Result<()> {
         .boxed();
     cms.create(&PostParams::default(), &mk_cm("x", &[("w", "1")], &[]))
         .await?;
-    cms.create(&PostParams::default(), &mk_cm("ignored", &[("w", "2")], &[]))
-        .await?;
+    cms.create(
+        &PostParams::default(),
+        &mk_cm("ignored", &[("w", "2")], &[]),
+    )
+    .await?;
     cms.patch(
         "x",
         &PatchParams::default(),
@@ -531,7 +550,11 @@ async fn server_side_apply_tracks_owners_conflicts_and_removals() -> Result<()> 
     let mut desired = mk_deploy("app", 2, "nginx:1.27");
     desired["metadata"]["labels"]["extra"] = json!("yes");
     let d = deploys
-        .patch("app", &PatchParams::apply("flotilla"), &Patch::Apply(&desired))
+        .patch(
+            "app",
+            &PatchParams::apply("flotilla"),
+            &Patch::Apply(&desired),
+        )
         .await?;
     let mf = d.metadata.managed_fields.clone().unwrap_or_default();
     ensure!(
@@ -544,7 +567,11 @@ async fn server_side_apply_tracks_owners_conflicts_and_removals() -> Result<()> 
 
     // Re-applying the same configuration changes nothing.
     let again = deploys
-        .patch("app", &PatchParams::apply("flotilla"), &Patch::Apply(&desired))
+        .patch(
+            "app",
+            &PatchParams::apply("flotilla"),
+            &Patch::Apply(&desired),
+        )
         .await?;
     ensure!(again.resource_version() == rv, "no-op apply keeps rv");
 
@@ -578,7 +605,11 @@ async fn server_side_apply_tracks_owners_conflicts_and_removals() -> Result<()> 
         .context("spec")?
         .remove("replicas");
     let d = deploys
-        .patch("app", &PatchParams::apply("flotilla"), &Patch::Apply(&trimmed))
+        .patch(
+            "app",
+            &PatchParams::apply("flotilla"),
+            &Patch::Apply(&trimmed),
+        )
         .await?;
     ensure!(
         !d.labels().contains_key("extra"),
@@ -588,7 +619,9 @@ async fn server_side_apply_tracks_owners_conflicts_and_removals() -> Result<()> 
     ensure!(d.labels().get("app").map(String::as_str) == Some("app"));
     ensure!(
         d.spec.replicas == Some(5),
-        "other's field kept: {:?} {:?}", d.spec.replicas, d.metadata.managed_fields
+        "other's field kept: {:?} {:?}",
+        d.spec.replicas,
+        d.metadata.managed_fields
     );
 
     // Apply creates when missing.
@@ -629,9 +662,23 @@ async fn dry_run_changes_nothing() -> Result<()> {
             &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "real"}, "data": {"a": "2"}})),
         )
         .await?;
-    ensure!(preview.data.as_ref().and_then(|d| d.get("a")).map(String::as_str) == Some("2"));
+    ensure!(
+        preview
+            .data
+            .as_ref()
+            .and_then(|d| d.get("a"))
+            .map(String::as_str)
+            == Some("2")
+    );
     let stored = cms.get("real").await?;
-    ensure!(stored.data.as_ref().and_then(|d| d.get("a")).map(String::as_str) == Some("1"));
+    ensure!(
+        stored
+            .data
+            .as_ref()
+            .and_then(|d| d.get("a"))
+            .map(String::as_str)
+            == Some("1")
+    );
     Ok(())
 }
 
@@ -919,15 +966,9 @@ async fn bad_requests_get_real_status_codes() -> Result<()> {
     ensure!(status_of(&err)?.0 == 422);
 
     // Unsupported patch type.
-    let err = raw(
-        &t.client,
-        "PATCH",
-        &format!("{path}/x"),
-        "text/plain",
-        b"x",
-    )
-    .await?
-    .expect_err("unsupported media type");
+    let err = raw(&t.client, "PATCH", &format!("{path}/x"), "text/plain", b"x")
+        .await?
+        .expect_err("unsupported media type");
     ensure!(status_of(&err)?.0 == 415);
 
     // Wrong resourceVersion on update.

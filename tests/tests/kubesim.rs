@@ -14,8 +14,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -94,7 +94,10 @@ async fn control_plane_holds_argocd_cluster_secrets_that_work() -> Result<()> {
         let data = s.data.context("data")?;
         let field = |k: &str| -> Result<String> {
             Ok(String::from_utf8(
-                data.get(k).with_context(|| format!("{k} missing"))?.0.clone(),
+                data.get(k)
+                    .with_context(|| format!("{k} missing"))?
+                    .0
+                    .clone(),
             )?)
         };
         let name = field("name")?;
@@ -141,7 +144,10 @@ async fn workloads_become_ready_or_stay_progressing_or_degrade() -> Result<()> {
         let conds = d.status.and_then(|s| s.conditions).unwrap_or_default();
         Ok(conds
             .iter()
-            .any(|c| c.type_.as_deref() == Some("Progressing") && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+            .any(|c| {
+                c.type_.as_deref() == Some("Progressing")
+                    && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+            })
             .then_some(()))
     })
     .await?;
@@ -193,8 +199,10 @@ async fn workloads_become_ready_or_stay_progressing_or_degrade() -> Result<()> {
     svcs.patch(
         "lb",
         &PatchParams::apply("test"),
-        &Patch::Apply(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"},
-            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}})),
+        &Patch::Apply(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}),
+        ),
     )
     .await?;
     eventually("lb address", Duration::from_secs(10), || async {
@@ -314,13 +322,17 @@ async fn reflector_resyncs_after_watches_are_cut() -> Result<()> {
         .load(std::sync::atomic::Ordering::Relaxed);
     target.faults.cut();
     cms.create(&PostParams::default(), &mk("after")?).await?;
-    eventually("after seen through a new watch", Duration::from_secs(20), || async {
-        Ok(reader
-            .state()
-            .iter()
-            .any(|c| c.metadata.name.as_deref() == Some("after"))
-            .then_some(()))
-    })
+    eventually(
+        "after seen through a new watch",
+        Duration::from_secs(20),
+        || async {
+            Ok(reader
+                .state()
+                .iter()
+                .any(|c| c.metadata.name.as_deref() == Some("after"))
+                .then_some(()))
+        },
+    )
     .await?;
     ensure!(
         target
@@ -339,16 +351,16 @@ async fn request_log_tells_who_wrote_what() -> Result<()> {
     let target = sim.cluster("cluster-001").context("cluster")?;
     sim.add_token("token-replica-a", "replica-a");
     sim.add_token("token-replica-b", "replica-b");
-    let as_user = |token: &str| -> Result<Client> {
-        client_with_token(&target.url(), token)
-    };
+    let as_user = |token: &str| -> Result<Client> { client_with_token(&target.url(), token) };
     let before = target.log.total();
     for (token, name) in [("token-replica-a", "from-a"), ("token-replica-b", "from-b")] {
         Api::<ConfigMap>::namespaced(as_user(token)?, "default")
             .patch(
                 name,
                 &PatchParams::apply("flotilla"),
-                &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}})),
+                &Patch::Apply(
+                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}),
+                ),
             )
             .await?;
     }
@@ -397,7 +409,12 @@ async fn admin_api_sets_faults_and_reads_logs() -> Result<()> {
 }
 
 /// A minimal HTTP/1.1 call over a raw socket (the admin API is plain JSON over HTTP).
-async fn http_call(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> Result<String> {
+async fn http_call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     let req = format!(
@@ -410,4 +427,41 @@ async fn http_call(addr: std::net::SocketAddr, method: &str, path: &str, body: &
     out.split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .ok_or_else(|| anyhow!("no HTTP body in {out:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_clusters_verify_against_the_published_ca() -> Result<()> {
+    let sim = KubeSim::start(SimConfig {
+        clusters: 1,
+        tls: true,
+        ..SimConfig::default()
+    })
+    .await?;
+    let target = sim.cluster("cluster-001").context("cluster")?;
+    ensure!(target.url().starts_with("https://"), "{}", target.url());
+    let yaml = sim.kubeconfig_yaml();
+    ensure!(yaml.contains("certificate-authority-data"));
+    let client = client_for(&sim, "cluster-001").await?;
+    Api::<ConfigMap>::namespaced(client, "default")
+        .list(&ListParams::default())
+        .await?;
+    // Without the CA the certificate is not trusted.
+    let untrusted = client_with_token(&target.url(), &target.token)?;
+    let err = Api::<ConfigMap>::namespaced(untrusted, "default")
+        .list(&ListParams::default())
+        .await
+        .expect_err("self-signed certificate refused without its CA");
+    ensure!(api_status(&err).is_none(), "{err}");
+    // The Argo CD Secret carries the CA too.
+    let cp = client_for(&sim, "control-plane").await?;
+    let secret = Api::<Secret>::namespaced(cp, "argocd")
+        .get("cluster-cluster-001")
+        .await?;
+    let config = secret
+        .data
+        .and_then(|d| d.get("config").cloned())
+        .context("config")?;
+    let config: Value = serde_json::from_slice(&config.0)?;
+    ensure!(config["tlsClientConfig"]["caData"].is_string(), "{config}");
+    Ok(())
 }

@@ -43,6 +43,10 @@ struct Args {
     /// Seconds between watch bookmarks.
     #[arg(long, default_value_t = 5, env = "KUBESIM_BOOKMARK_SECONDS")]
     bookmark_seconds: u64,
+    /// Serve HTTPS with a generated self-signed certificate (its CA goes into the kubeconfig
+    /// and the cluster Secrets). kubectl sends bearer tokens only over TLS.
+    #[arg(long, env = "KUBESIM_TLS")]
+    tls: bool,
     /// Print a JSON line with the cluster URLs and admin address once serving.
     #[arg(long)]
     json: bool,
@@ -52,8 +56,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -67,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         history: args.history,
         request_log: args.request_log,
         bookmark_interval: Duration::from_secs(args.bookmark_seconds.max(1)),
+        tls: args.tls,
         sim: SimSettings {
             ready_delay: Duration::from_millis(args.ready_delay_ms),
             ..SimSettings::default()

@@ -40,7 +40,11 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Full
     let query: HashMap<String, String> = req
         .uri()
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
         Ok(b) => b.to_bytes(),
@@ -90,10 +94,7 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Full
             };
             match (m, rest) {
                 (Method::GET, ["requests"]) => {
-                    let since = query
-                        .get("since")
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(0);
+                    let since = query.get("since").and_then(|s| s.parse().ok()).unwrap_or(0);
                     respond(StatusCode::OK, json!(c.log.since(since)))
                 }
                 (Method::GET, ["counters"]) => {
@@ -119,7 +120,10 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Full
                     respond(StatusCode::OK, json!({"ok": true}))
                 }
                 (Method::GET, []) => respond(StatusCode::OK, c.stats()),
-                _ => respond(StatusCode::NOT_FOUND, json!({"error": "no such admin route"})),
+                _ => respond(
+                    StatusCode::NOT_FOUND,
+                    json!({"error": "no such admin route"}),
+                ),
             }
         }
         _ => respond(

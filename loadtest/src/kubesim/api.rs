@@ -98,7 +98,12 @@ fn route(cluster: &Cluster, path: &str) -> ApiResult<Route> {
     }
 }
 
-fn resource_route(cluster: &Cluster, group: &str, version: &str, rest: &[&str]) -> ApiResult<Route> {
+fn resource_route(
+    cluster: &Cluster,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> ApiResult<Route> {
     let lookup = |plural: &str| {
         cluster
             .store
@@ -167,9 +172,7 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<B
                 tokio::time::sleep(d).await;
             }
             match cluster.faults.roll() {
-                Injected::Error => {
-                    error_response(&ApiError::internal("injected fault (kubesim)"))
-                }
+                Injected::Error => error_response(&ApiError::internal("injected fault (kubesim)")),
                 Injected::Throttle => error_response(&ApiError::too_many_requests()),
                 Injected::None => {
                     let user_name = user.clone().unwrap_or_else(|| "anonymous".into());
@@ -208,7 +211,11 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<B
 fn query_map(req: &Request<Incoming>) -> HashMap<String, String> {
     req.uri()
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -242,7 +249,9 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<Bytes> {
     match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 let mut err = ApiError::bad_request("the request body is too large");
                 err.code = 413;
                 err.reason = "RequestEntityTooLarge";
@@ -357,7 +366,9 @@ async fn serve(
                 Some(Ok(l)) if l > 0 => Some(l as usize),
                 Some(Ok(_)) => None,
                 Some(Err(_)) => {
-                    return Err(ApiError::bad_request("limit: Invalid value: must be an integer"));
+                    return Err(ApiError::bad_request(
+                        "limit: Invalid value: must be an integer",
+                    ));
                 }
             };
             let page = store.list(
@@ -375,8 +386,10 @@ async fn serve(
                 meta["remainingItemCount"] = json!(n);
             }
             let items: Vec<&Value> = page.items.iter().map(|a| &**a).collect();
-            ok(&json!({"apiVersion": rt.api_version(), "kind": list_kind_of(&rt),
-                       "metadata": meta, "items": items}))
+            ok(
+                &json!({"apiVersion": rt.api_version(), "kind": list_kind_of(&rt),
+                       "metadata": meta, "items": items}),
+            )
         }
         (Method::GET, Some(name)) => {
             facts.verb = "get".into();
@@ -476,9 +489,11 @@ async fn serve(
                 &opts,
             )?;
             let items: Vec<&Value> = deleted.iter().map(|a| &**a).collect();
-            ok(&json!({"apiVersion": rt.api_version(), "kind": list_kind_of(&rt),
+            ok(
+                &json!({"apiVersion": rt.api_version(), "kind": list_kind_of(&rt),
                        "metadata": {"resourceVersion": store.resource_version().to_string()},
-                       "items": items}))
+                       "items": items}),
+            )
         }
         (m, _) => {
             facts.verb = m.as_str().to_lowercase();
@@ -611,12 +626,24 @@ fn watch(
         .header(header::CONTENT_TYPE, "application/json")
         .body(body)
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    match cluster.store.watch_start(&filter.gr, filter.namespace.as_deref(), from) {
+    match cluster
+        .store
+        .watch_start(&filter.gr, filter.namespace.as_deref(), from)
+    {
         Ok(start) => {
             let cluster = cluster.clone();
             tokio::spawn(async move {
-                stream_watch(cluster, rt, filter, start, timeout, bookmarks, initial_end_marker, tx)
-                    .await;
+                stream_watch(
+                    cluster,
+                    rt,
+                    filter,
+                    start,
+                    timeout,
+                    bookmarks,
+                    initial_end_marker,
+                    tx,
+                )
+                .await;
             });
         }
         Err(e) => {
@@ -628,7 +655,9 @@ fn watch(
             });
         }
     }
-    cluster.watches_opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    cluster
+        .watches_opened
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(response)
 }
 
@@ -688,9 +717,9 @@ async fn stream_watch(
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     match cluster.store.resume(last_rv) {
-                        Some((backlog, new_rx)) => {
-                            rx = new_rx;
-                            for ev in backlog {
+                        Some(resumed) => {
+                            rx = resumed.rx;
+                            for ev in resumed.backlog {
                                 last_rv = last_rv.max(ev.rv);
                                 if let Some(kind) = filter.view(&ev)
                                     && !send(&tx, event_line(kind.as_str(), ev.object_json())).await {

@@ -12,7 +12,7 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
     /// Seconds for a `Retry-After` header (429s).
     pub retry_after: Option<u32>,
 }
@@ -29,14 +29,18 @@ impl ApiError {
     }
 
     fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
     /// `configmaps "x" not found` / `deployments.apps "x" not found`.
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", rt.qualified()))
-            .with_details(details(rt, name))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", rt.qualified()),
+        )
+        .with_details(details(rt, name))
     }
 
     /// A namespaced create into a namespace that does not exist.
@@ -47,8 +51,12 @@ impl ApiError {
 
     /// A path the server does not serve.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     pub fn already_exists(rt: &ResourceType, name: &str) -> Self {
@@ -88,7 +96,9 @@ impl ApiError {
         conflicts: &[(String, String, String)],
     ) -> Self {
         let message = if let [(manager, api_version, field)] = conflicts {
-            format!("Apply failed with 1 conflict: conflict with \"{manager}\" using {api_version}: {field}")
+            format!(
+                "Apply failed with 1 conflict: conflict with \"{manager}\" using {api_version}: {field}"
+            )
         } else {
             let mut m = format!("Apply failed with {} conflicts: ", conflicts.len());
             let mut last = String::new();
@@ -151,7 +161,9 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got {content_type:?}"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got {content_type:?}"
+            ),
         )
     }
 
@@ -193,7 +205,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            s["details"] = d.clone();
+            s["details"] = (**d).clone();
         }
         s
     }

@@ -229,6 +229,10 @@ fn key_matches(item: &Value, key_json: &str) -> bool {
     })
 }
 
+fn value_is(item: &Value, encoded: &str) -> bool {
+    serde_json::from_str::<Value>(encoded).is_ok_and(|v| v == *item)
+}
+
 /// The value at `path`, if present.
 pub fn get<'a>(obj: &'a Value, path: &[Element]) -> Option<&'a Value> {
     let mut cur = obj;
@@ -236,7 +240,7 @@ pub fn get<'a>(obj: &'a Value, path: &[Element]) -> Option<&'a Value> {
         cur = match el {
             Element::Field(f) => cur.as_object()?.get(f)?,
             Element::Key(k) => cur.as_array()?.iter().find(|i| key_matches(i, k))?,
-            Element::Value(v) => cur.as_array()?.iter().find(|i| i.to_string() == *v)?,
+            Element::Value(v) => cur.as_array()?.iter().find(|i| value_is(i, v))?,
         };
     }
     Some(cur)
@@ -256,7 +260,7 @@ pub fn remove(obj: &mut Value, path: &[Element]) {
                 .and_then(|a| a.iter_mut().find(|i| key_matches(i, k))),
             Element::Value(v) => cur
                 .as_array_mut()
-                .and_then(|a| a.iter_mut().find(|i| i.to_string() == *v)),
+                .and_then(|a| a.iter_mut().find(|i| value_is(i, v))),
         };
         match next {
             Some(n) => cur = n,
@@ -276,7 +280,7 @@ pub fn remove(obj: &mut Value, path: &[Element]) {
         }
         Element::Value(v) => {
             if let Some(a) = cur.as_array_mut() {
-                a.retain(|i| i.to_string() != *v);
+                a.retain(|i| !value_is(i, v));
             }
         }
     }
@@ -657,11 +661,10 @@ mod tests {
         let managed = read_managed(&obj);
         assert_eq!(managed.len(), 1);
         assert_eq!(managed[0].operation, "Apply");
-        assert!(
-            managed[0]
-                .fields
-                .contains(&vec![Element::Field("spec".into()), Element::Field("replicas".into())])
-        );
+        assert!(managed[0].fields.contains(&vec![
+            Element::Field("spec".into()),
+            Element::Field("replicas".into())
+        ]));
     }
 
     #[test]
@@ -678,17 +681,17 @@ mod tests {
             .into_iter()
             .find(|e| e.manager == "a")
             .expect("a keeps other fields");
-        assert!(
-            !a.fields
-                .contains(&vec![Element::Field("spec".into()), Element::Field("replicas".into())])
-        );
+        assert!(!a.fields.contains(&vec![
+            Element::Field("spec".into()),
+            Element::Field("replicas".into())
+        ]));
     }
 
     #[test]
     fn same_value_is_shared_not_conflicting() {
         let obj = apply(None, &mk_deploy(2, "nginx"), &writer("a"), false).expect("applies");
-        let shared = apply(Some(&obj), &mk_deploy(2, "nginx"), &writer("b"), false)
-            .expect("no conflict");
+        let shared =
+            apply(Some(&obj), &mk_deploy(2, "nginx"), &writer("b"), false).expect("no conflict");
         assert_eq!(read_managed(&shared).len(), 2);
     }
 

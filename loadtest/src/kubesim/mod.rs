@@ -17,6 +17,7 @@ pub mod schema;
 pub mod selector;
 pub mod simulate;
 pub mod store;
+mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -54,6 +55,8 @@ pub enum SimError {
         cluster: String,
         source: error::ApiError,
     },
+    #[error("generating the TLS certificate: {0}")]
+    Tls(String),
     #[error("writing {path}: {source}")]
     Write {
         path: String,
@@ -82,6 +85,9 @@ pub struct SimConfig {
     /// Watch timeout when the client gives none.
     pub watch_timeout: Duration,
     pub sim: SimSettings,
+    /// Serve HTTPS with a generated self-signed certificate (kubeconfig and Secrets carry
+    /// its CA). Needed by clients such as kubectl that send tokens only over TLS.
+    pub tls: bool,
 }
 
 impl Default for SimConfig {
@@ -98,6 +104,7 @@ impl Default for SimConfig {
             bookmark_interval: Duration::from_secs(5),
             watch_timeout: Duration::from_secs(1800),
             sim: SimSettings::default(),
+            tls: false,
         }
     }
 }
@@ -120,13 +127,28 @@ pub struct Cluster {
     pub settings: ServeSettings,
     pub watches_open: AtomicU64,
     pub watches_opened: AtomicU64,
+    /// PEM of the CA that signed the serving certificate (TLS only).
+    pub ca_pem: Option<String>,
     tokens: Arc<RwLock<HashMap<String, String>>>,
 }
 
 impl Cluster {
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (or `https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Base64 of the CA PEM, as kubeconfigs and Argo CD Secrets carry it.
+    pub fn ca_data(&self) -> Option<String> {
+        use base64::Engine;
+        self.ca_pem
+            .as_ref()
+            .map(|p| base64::engine::general_purpose::STANDARD.encode(p))
     }
 
     pub fn host_port(&self) -> String {
@@ -188,6 +210,11 @@ impl KubeSim {
             bookmark_interval: cfg.bookmark_interval,
             watch_timeout: cfg.watch_timeout,
         };
+        let tls = if cfg.tls {
+            Some(tls::Tls::generate(cfg.host).map_err(SimError::Tls)?)
+        } else {
+            None
+        };
         let mut all = Vec::with_capacity(cfg.clusters + 1);
         for i in 0..=cfg.clusters {
             let name = if i == 0 {
@@ -225,12 +252,14 @@ impl KubeSim {
                 settings: settings.clone(),
                 watches_open: AtomicU64::new(0),
                 watches_opened: AtomicU64::new(0),
+                ca_pem: tls.as_ref().map(|t| t.ca_pem.clone()),
                 tokens: tokens.clone(),
             });
             seed_namespaces(&cluster)?;
             tasks.push(tokio::spawn(serve_cluster(
                 cluster.clone(),
                 listener,
+                tls.as_ref().map(|t| t.acceptor.clone()),
                 shutdown_rx.clone(),
             )));
             all.push(cluster);
@@ -295,7 +324,10 @@ impl KubeSim {
 
     /// One kubeconfig with a context per cluster; the control plane is the current context.
     pub fn kubeconfig_yaml(&self) -> String {
-        kubeconfig(std::iter::once(&self.control).chain(self.clusters.iter()), &self.control.name)
+        kubeconfig(
+            std::iter::once(&self.control).chain(self.clusters.iter()),
+            &self.control.name,
+        )
     }
 
     pub fn write_kubeconfig(&self, path: &std::path::Path) -> Result<(), SimError> {
@@ -338,7 +370,11 @@ impl KubeSim {
             .lookup("", "v1", "secrets")
             .ok_or_else(|| seed_err(error::ApiError::no_route()))?;
         for c in &self.clusters {
-            let config = json!({"bearerToken": c.token, "tlsClientConfig": {"insecure": false}});
+            let mut tls_config = json!({"insecure": false});
+            if let Some(ca) = c.ca_data() {
+                tls_config["caData"] = json!(ca);
+            }
+            let config = json!({"bearerToken": c.token, "tlsClientConfig": tls_config});
             let secret = json!({
                 "metadata": {"name": format!("cluster-{}", c.name), "namespace": ns,
                              "labels": {SECRET_TYPE_LABEL: "cluster"}},
@@ -389,7 +425,11 @@ pub fn kubeconfig<'a>(clusters: impl Iterator<Item = &'a Arc<Cluster>>, current:
     let mut users = Vec::new();
     let mut contexts = Vec::new();
     for c in clusters {
-        cs.push(json!({"name": c.name, "cluster": {"server": c.url()}}));
+        let mut cluster = json!({"server": c.url()});
+        if let Some(ca) = c.ca_data() {
+            cluster["certificate-authority-data"] = json!(ca);
+        }
+        cs.push(json!({"name": c.name, "cluster": cluster}));
         users.push(json!({"name": c.name, "user": {"token": c.token}}));
         contexts.push(json!({"name": c.name, "context": {"cluster": c.name, "user": c.name, "namespace": "default"}}));
     }
@@ -402,6 +442,7 @@ pub fn kubeconfig<'a>(clusters: impl Iterator<Item = &'a Arc<Cluster>>, current:
 async fn serve_cluster(
     cluster: Arc<Cluster>,
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -421,27 +462,42 @@ async fn serve_cluster(
                 }
                 let _ = stream.set_nodelay(true);
                 let c = cluster.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let mut cut = c.faults.subscribe();
-                    let svc_cluster = c.clone();
-                    let svc = service_fn(move |req| {
-                        let c = svc_cluster.clone();
-                        async move { Ok::<_, Infallible>(api::handle(c, req).await) }
-                    });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    tokio::pin!(conn);
-                    loop {
-                        tokio::select! {
-                            _ = conn.as_mut() => break,
-                            changed = cut.changed() => {
-                                if changed.is_err() || c.faults.is_unreachable() { break; }
-                            }
-                        }
+                    match tls {
+                        None => serve_connection(c, stream).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(s) => serve_connection(c, s).await,
+                            Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        },
                     }
                 });
             }
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Serve HTTP/1.1 and HTTP/2 on one connection until it ends or the cluster goes unreachable.
+async fn serve_connection<I>(c: Arc<Cluster>, io: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut cut = c.faults.subscribe();
+    let svc_cluster = c.clone();
+    let svc = service_fn(move |req| {
+        let c = svc_cluster.clone();
+        async move { Ok::<_, Infallible>(api::handle(c, req).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            changed = cut.changed() => {
+                if changed.is_err() || c.faults.is_unreachable() { break; }
+            }
         }
     }
 }

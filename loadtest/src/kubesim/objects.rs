@@ -11,7 +11,9 @@ use super::resources::ResourceType;
 
 /// RFC 3339 timestamp to the second, as `metav1.Time` serializes.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 pub fn name_of(obj: &Value) -> &str {
@@ -79,7 +81,9 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
     }
     if let Some(labels) = obj.pointer("/metadata/labels") {
         let Some(labels) = labels.as_object() else {
-            return Err(ApiError::bad_request("metadata.labels must be a map of strings"));
+            return Err(ApiError::bad_request(
+                "metadata.labels must be a map of strings",
+            ));
         };
         for (k, v) in labels {
             let value_ok = v.as_str().is_some_and(|v| {
@@ -95,8 +99,10 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
                     &rt.kind,
                     rt,
                     name,
-                    &format!("metadata.labels"),
-                    &format!("Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (label {k:?})"),
+                    "metadata.labels",
+                    &format!(
+                        "Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (label {k:?})"
+                    ),
                 ));
             }
         }
@@ -144,7 +150,8 @@ pub fn apply_defaults(rt: &ResourceType, obj: &mut Value) {
     }
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("", "secrets") => {
-            if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            if let Some(Value::Object(sd)) =
+                obj.as_object_mut().and_then(|m| m.remove("stringData"))
             {
                 use base64::Engine;
                 let data = obj
@@ -172,9 +179,7 @@ pub fn apply_defaults(rt: &ResourceType, obj: &mut Value) {
         }
         ("", "namespaces") => {
             let name = name_of(obj).to_string();
-            let labels = meta_mut(obj)
-                .entry("labels")
-                .or_insert_with(|| json!({}));
+            let labels = meta_mut(obj).entry("labels").or_insert_with(|| json!({}));
             if let Some(l) = labels.as_object_mut() {
                 l.insert("kubernetes.io/metadata.name".into(), json!(name));
             }
@@ -337,7 +342,9 @@ mod tests {
 
     fn rt(group: &str, plural: &str) -> std::sync::Arc<ResourceType> {
         let v = if group == "autoscaling" { "v2" } else { "v1" };
-        Registry::default().lookup(group, v, plural).expect("builtin")
+        Registry::default()
+            .lookup(group, v, plural)
+            .expect("builtin")
     }
 
     #[test]

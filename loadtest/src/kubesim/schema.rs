@@ -54,8 +54,13 @@ pub fn list_kind(custom: bool, field: &str, items: &[Value]) -> ListKind {
         return ListKind::Atomic;
     }
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env"
-        | "imagePullSecrets" | "resourceClaims" => ListKind::Map(BY_NAME),
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "resourceClaims" => ListKind::Map(BY_NAME),
         "conditions" => ListKind::Map(BY_TYPE),
         "volumeMounts" => ListKind::Map(BY_MOUNT_PATH),
         "volumeDevices" => ListKind::Map(BY_DEVICE_PATH),
@@ -108,7 +113,10 @@ mod tests {
             panic!("ports are associative")
         };
         let k = item_key(&items[0], keys).expect("has key");
-        assert_eq!(Value::Object(k), json!({"containerPort": 80, "protocol": "TCP"}));
+        assert_eq!(
+            Value::Object(k),
+            json!({"containerPort": 80, "protocol": "TCP"})
+        );
     }
 
     #[test]
@@ -117,10 +125,7 @@ mod tests {
             list_kind(true, "containers", &[]),
             ListKind::Atomic
         ));
-        assert!(matches!(
-            list_kind(false, "args", &[]),
-            ListKind::Atomic
-        ));
+        assert!(matches!(list_kind(false, "args", &[]), ListKind::Atomic));
     }
 
     #[test]

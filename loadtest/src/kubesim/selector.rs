@@ -59,8 +59,7 @@ impl LabelSelector {
     }
 
     pub fn matches_object(&self, obj: &Value) -> bool {
-        self.is_empty()
-            || self.matches(obj.pointer("/metadata/labels").and_then(Value::as_object))
+        self.is_empty() || self.matches(obj.pointer("/metadata/labels").and_then(Value::as_object))
     }
 }
 
@@ -152,9 +151,12 @@ fn is_name_char(c: char) -> bool {
 
 /// A qualified name: `[prefix/]name`, name ≤ 63 chars, alphanumeric at both ends.
 fn validate_key(key: &str) -> Result<(), SelectorError> {
-    let name = key.rsplit_once('/').map_or(key, |(prefix, name)| {
-        if prefix.is_empty() { "" } else { name }
-    });
+    let name = key.rsplit_once('/').map_or(
+        key,
+        |(prefix, name)| {
+            if prefix.is_empty() { "" } else { name }
+        },
+    );
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.chars().all(is_name_char)
@@ -208,9 +210,7 @@ impl FieldSelector {
             let field = field.trim();
             if field != "metadata.name" && field != "metadata.namespace" && !extra.contains(&field)
             {
-                return Err(SelectorError(format!(
-                    "field label not supported: {field}"
-                )));
+                return Err(SelectorError(format!("field label not supported: {field}")));
             }
             out.push((field.to_string(), eq, value.trim().to_string()));
         }
@@ -301,9 +301,10 @@ mod tests {
 
     #[test]
     fn field_selector_matches_metadata_and_refuses_unknown_fields() {
-        let obj = json!({"metadata": {"name": "a", "namespace": "ns1"}, "status": {"phase": "Running"}});
-        let sel = FieldSelector::parse("metadata.name=a,metadata.namespace!=ns2", &[])
-            .expect("parses");
+        let obj =
+            json!({"metadata": {"name": "a", "namespace": "ns1"}, "status": {"phase": "Running"}});
+        let sel =
+            FieldSelector::parse("metadata.name=a,metadata.namespace!=ns2", &[]).expect("parses");
         assert!(sel.matches_object(&obj));
         let sel = FieldSelector::parse("status.phase=Running", extra_fields("", "pods"))
             .expect("pods support status.phase");

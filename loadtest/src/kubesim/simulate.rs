@@ -66,7 +66,9 @@ fn delay_for(obj: &Value, default: Duration) -> Duration {
 }
 
 fn int_at(obj: &Value, pointer: &str, default: i64) -> i64 {
-    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(default)
+    obj.pointer(pointer)
+        .and_then(Value::as_i64)
+        .unwrap_or(default)
 }
 
 fn condition(t: &str, status: &str, reason: &str, message: &str, now: &str) -> Value {
@@ -82,10 +84,9 @@ pub fn target_status(kind: Simulated, obj: &Value, settings: &SimSettings) -> Op
     let now = now_rfc3339();
     let keep_time = |mut s: Value| {
         // Reuse the old timestamps when nothing else changed, so re-simulation is a no-op.
-        if let (Some(Value::Array(new)), Some(Value::Array(old))) = (
-            s.get_mut("conditions"),
-            obj.pointer("/status/conditions"),
-        ) {
+        if let (Some(Value::Array(new)), Some(Value::Array(old))) =
+            (s.get_mut("conditions"), obj.pointer("/status/conditions"))
+        {
             for c in new.iter_mut() {
                 if let Some(o) = old.iter().find(|o| {
                     o.get("type") == c.get("type")
@@ -93,10 +94,7 @@ pub fn target_status(kind: Simulated, obj: &Value, settings: &SimSettings) -> Op
                         && o.get("reason") == c.get("reason")
                 }) {
                     c["lastTransitionTime"] = o["lastTransitionTime"].clone();
-                    c["lastUpdateTime"] = o
-                        .get("lastUpdateTime")
-                        .cloned()
-                        .unwrap_or(Value::Null);
+                    c["lastUpdateTime"] = o.get("lastUpdateTime").cloned().unwrap_or(Value::Null);
                     if c["lastUpdateTime"].is_null()
                         && let Some(m) = c.as_object_mut()
                     {
@@ -113,26 +111,26 @@ pub fn target_status(kind: Simulated, obj: &Value, settings: &SimSettings) -> Op
             let r = int_at(obj, "/spec/replicas", 1);
             match b {
                 Behavior::Ready => json!({
-                    "observedGeneration": gen_, "replicas": r, "updatedReplicas": r,
-                    "readyReplicas": r, "availableReplicas": r,
-                    "conditions": [
-                        condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", &now),
-                        condition("Progressing", "True", "NewReplicaSetAvailable", &format!("ReplicaSet \"{name}\" has successfully progressed."), &now),
-                    ]}),
+                "observedGeneration": gen_, "replicas": r, "updatedReplicas": r,
+                "readyReplicas": r, "availableReplicas": r,
+                "conditions": [
+                    condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", &now),
+                    condition("Progressing", "True", "NewReplicaSetAvailable", &format!("ReplicaSet \"{name}\" has successfully progressed."), &now),
+                ]}),
                 Behavior::Progressing => json!({
-                    "observedGeneration": gen_, "replicas": r, "updatedReplicas": r,
-                    "unavailableReplicas": r,
-                    "conditions": [
-                        condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", &now),
-                        condition("Progressing", "True", "ReplicaSetUpdated", &format!("ReplicaSet \"{name}\" is progressing."), &now),
-                    ]}),
+                "observedGeneration": gen_, "replicas": r, "updatedReplicas": r,
+                "unavailableReplicas": r,
+                "conditions": [
+                    condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", &now),
+                    condition("Progressing", "True", "ReplicaSetUpdated", &format!("ReplicaSet \"{name}\" is progressing."), &now),
+                ]}),
                 Behavior::Degraded => json!({
-                    "observedGeneration": gen_, "replicas": r, "updatedReplicas": r,
-                    "unavailableReplicas": r,
-                    "conditions": [
-                        condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", &now),
-                        condition("Progressing", "False", "ProgressDeadlineExceeded", &format!("ReplicaSet \"{name}\" has timed out progressing."), &now),
-                    ]}),
+                "observedGeneration": gen_, "replicas": r, "updatedReplicas": r,
+                "unavailableReplicas": r,
+                "conditions": [
+                    condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", &now),
+                    condition("Progressing", "False", "ProgressDeadlineExceeded", &format!("ReplicaSet \"{name}\" has timed out progressing."), &now),
+                ]}),
             }
         }
         Simulated::StatefulSet => {
@@ -168,8 +166,10 @@ pub fn target_status(kind: Simulated, obj: &Value, settings: &SimSettings) -> Op
                                 Behavior::Progressing => {
                                     json!({"waiting": {"reason": "ContainerCreating"}})
                                 }
-                                Behavior::Degraded => json!({"waiting": {"reason": "CrashLoopBackOff",
-                                    "message": "back-off 5m0s restarting failed container"}}),
+                                Behavior::Degraded => {
+                                    json!({"waiting": {"reason": "CrashLoopBackOff",
+                                    "message": "back-off 5m0s restarting failed container"}})
+                                }
                             };
                             json!({"name": c.get("name").cloned().unwrap_or(Value::Null),
                                    "image": c.get("image").cloned().unwrap_or(Value::Null),
@@ -289,8 +289,12 @@ mod tests {
 
     #[test]
     fn deployment_becomes_available_at_its_generation() {
-        let s = target_status(Simulated::Deployment, &mk_deploy(None), &SimSettings::default())
-            .expect("status");
+        let s = target_status(
+            Simulated::Deployment,
+            &mk_deploy(None),
+            &SimSettings::default(),
+        )
+        .expect("status");
         assert_eq!(s["observedGeneration"], 3);
         assert_eq!(s["availableReplicas"], 2);
     }

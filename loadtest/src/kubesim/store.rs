@@ -75,9 +75,8 @@ impl Event {
 
     /// The object serialized once, shared by every watcher.
     pub fn object_json(&self) -> &Bytes {
-        self.json.get_or_init(|| {
-            Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default())
-        })
+        self.json
+            .get_or_init(|| Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default()))
     }
 
     pub fn namespace(&self) -> &str {
@@ -215,9 +214,7 @@ fn crd_gr() -> GroupResource {
 
 fn patch_error(e: PatchError) -> ApiError {
     match e {
-        PatchError::Decode(e) => ApiError::bad_request(format!(
-            "error decoding patch: {e}"
-        )),
+        PatchError::Decode(e) => ApiError::bad_request(format!("error decoding patch: {e}")),
         other => {
             let mut err = ApiError::bad_request(other.to_string());
             err.code = 422;
@@ -455,13 +452,7 @@ impl Store {
         apply_defaults(rt, &mut obj);
         let crd_types = if rt.is_crd() {
             let types = Registry::crd_types(&obj).map_err(|e| {
-                ApiError::invalid(
-                    &rt.kind,
-                    rt,
-                    name_of(&obj),
-                    "spec",
-                    &e.to_string(),
-                )
+                ApiError::invalid(&rt.kind, rt, name_of(&obj), "spec", &e.to_string())
             })?;
             obj["status"] = crd_status(&obj);
             Some(types)
@@ -473,11 +464,15 @@ impl Store {
             &mut obj,
             &Writer {
                 manager: &ctx.manager,
-                api_version: &rt.api_version(),
+                api_version: rt.api_version(),
                 time: &now,
                 subresource: None,
                 custom: rt.custom,
-                scope: if rt.has_status { Scope::Main } else { Scope::All },
+                scope: if rt.has_status {
+                    Scope::Main
+                } else {
+                    Scope::All
+                },
             },
         );
         let key = (ns_of(rt, ns), name_of(&obj).to_string());
@@ -545,11 +540,7 @@ impl Store {
         }
         let mut new = merge_update(rt, &old, obj, scope);
         let now = now_rfc3339();
-        fields::record_update(
-            Some(&old),
-            &mut new,
-            &writer(rt, &ctx.manager, &now, scope),
-        );
+        fields::record_update(Some(&old), &mut new, &writer(rt, &ctx.manager, &now, scope));
         let out = inner.finish_write(&self.events, rt, key.clone(), &old, new, ctx)?;
         drop(inner);
         if scope != Scope::Status {
@@ -658,11 +649,7 @@ impl Store {
                 }
             }
         } else {
-            fields::record_update(
-                Some(&old),
-                &mut new,
-                &writer(rt, &ctx.manager, &now, scope),
-            );
+            fields::record_update(Some(&old), &mut new, &writer(rt, &ctx.manager, &now, scope));
         }
         let out = inner.finish_write(&self.events, rt, key.clone(), &old, new, ctx)?;
         drop(inner);
@@ -680,10 +667,15 @@ impl Store {
         managed: Option<Value>,
         ctx: &WriteCtx,
     ) -> ApiResult<Arc<Value>> {
-        let created = self.create(rt, ns, obj, &WriteCtx {
-            manager: ctx.manager.clone(),
-            dry_run: true,
-        })?;
+        let created = self.create(
+            rt,
+            ns,
+            obj,
+            &WriteCtx {
+                manager: ctx.manager.clone(),
+                dry_run: true,
+            },
+        )?;
         // Re-run as a real write with the apply's managedFields in place of the create's.
         let mut obj = (*created).clone();
         if let Some(m) = managed {
@@ -755,7 +747,13 @@ impl Store {
         }
         let mut work = Vec::new();
         let out = inner
-            .mark_or_remove(&self.events, &gr, &key, propagation == "Foreground", &mut work)
+            .mark_or_remove(
+                &self.events,
+                &gr,
+                &key,
+                propagation == "Foreground",
+                &mut work,
+            )
             .unwrap_or(old);
         inner.run(&self.events, work);
         Ok(out)
@@ -826,10 +824,7 @@ impl Store {
                     ApiError::gone(format!("too old resource version: {rv} ({})", inner.floor))
                 })?;
                 Ok(WatchStart {
-                    backlog: backlog
-                        .into_iter()
-                        .filter(|e| &e.gr == gr)
-                        .collect(),
+                    backlog: backlog.into_iter().filter(|e| &e.gr == gr).collect(),
                     rx,
                     start_rv: rv,
                 })
@@ -838,10 +833,14 @@ impl Store {
     }
 
     /// After a watcher lagged: the events after `rv` and a fresh receiver, or `None` if gone.
-    pub fn resume(&self, rv: u64) -> Option<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>)> {
+    pub fn resume(&self, rv: u64) -> Option<WatchStart> {
         let inner = self.inner.read();
         let rx = self.events.subscribe();
-        inner.since(rv).map(|b| (b, rx))
+        inner.since(rv).map(|backlog| WatchStart {
+            backlog,
+            rx,
+            start_rv: rv,
+        })
     }
 
     /// A controller-style status write (kwok simulation): `f` maps the object to its new
@@ -882,7 +881,13 @@ impl Store {
                 scope: Scope::Status,
             },
         );
-        inner.commit(&self.events, gr, key.clone(), Some(new), EventType::Modified);
+        inner.commit(
+            &self.events,
+            gr,
+            key.clone(),
+            Some(new),
+            EventType::Modified,
+        );
         true
     }
 }
@@ -992,9 +997,7 @@ pub fn parse_body(body: &[u8], yaml: bool) -> ApiResult<Value> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
         Err(json_err) if yaml => serde_yaml::from_slice::<Value>(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "error decoding YAML: {e} (as JSON: {json_err})"
-            ))
+            ApiError::bad_request(format!("error decoding YAML: {e} (as JSON: {json_err})"))
         }),
         Err(e) => Err(ApiError::bad_request(format!(
             "the object provided is unrecognized: couldn't get version/kind; json parse error: {e}"
@@ -1010,7 +1013,11 @@ fn encode_continue(rv: u64, key: &ObjKey) -> String {
 
 fn decode_continue(token: &str) -> ApiResult<ObjKey> {
     use base64::Engine;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| bad())?;
@@ -1067,8 +1074,7 @@ impl Inner {
                         .insert((gr.clone(), key.clone()));
                 }
                 if let Some(uid) = uid_of(&arc) {
-                    self.uids
-                        .insert(uid.to_string(), (gr.clone(), key.clone()));
+                    self.uids.insert(uid.to_string(), (gr.clone(), key.clone()));
                 }
                 self.objects
                     .entry(gr.clone())
@@ -1121,9 +1127,8 @@ impl Inner {
         }
         validate(rt, &new)?;
         if rt.is_crd() {
-            let types = Registry::crd_types(&new).map_err(|e| {
-                ApiError::invalid(&rt.kind, rt, &key.1, "spec", &e.to_string())
-            })?;
+            let types = Registry::crd_types(&new)
+                .map_err(|e| ApiError::invalid(&rt.kind, rt, &key.1, "spec", &e.to_string()))?;
             if !ctx.dry_run {
                 self.registry.register_crd(&key.1, types);
             }
