@@ -18,7 +18,17 @@ if command -v kubectl >/dev/null 2>&1; then
   echo "==> the control plane's Argo CD-format cluster Secrets:"
   kubectl --kubeconfig "$dir/kubeconfig" -n argocd get secrets -l argocd.argoproj.io/secret-type=cluster
   echo "==> a Deployment applied to cluster-001 becomes available (kwok-style simulation):"
-  kubectl --kubeconfig "$dir/kubeconfig" --context cluster-001 create deployment web --image=nginx:1.27 --replicas=2
+  kubectl --kubeconfig "$dir/kubeconfig" --context cluster-001 apply --server-side --validate=false -f - <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "nginx:1.27"}]}
+YAML
   sleep 1
   kubectl --kubeconfig "$dir/kubeconfig" --context cluster-001 get deployment web
 fi
