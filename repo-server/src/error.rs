@@ -1,0 +1,34 @@
+//! Typed render failures: each names the step that failed and the file or path involved, so
+//! they can become clear Application conditions.
+
+use std::path::PathBuf;
+
+/// Why a source could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("path {path:?} leaves the repository")]
+    PathEscapes { path: String },
+    #[error("path {path:?} does not exist in the repository")]
+    PathMissing { path: String },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid YAML in document {document}: {message}")]
+    Yaml {
+        path: PathBuf,
+        document: usize,
+        message: String,
+    },
+    #[error("{path}: invalid JSON: {message}")]
+    Json { path: PathBuf, message: String },
+    #[error("{path}: document {document} is not a Kubernetes object: {why}")]
+    NotAnObject {
+        path: PathBuf,
+        document: usize,
+        why: String,
+    },
+    #[error("invalid glob {pattern:?}: {message}")]
+    Glob { pattern: String, message: String },
+}
