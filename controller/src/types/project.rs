@@ -1,0 +1,103 @@
+//! `AppProject` (argoproj.io/v1alpha1): which repositories, destinations and kinds the
+//! Applications of a project may use.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::schema::preserve_list;
+
+/// `spec` of an AppProject.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "argoproj.io",
+    version = "v1alpha1",
+    kind = "AppProject",
+    namespaced,
+    shortname = "appproj",
+    shortname = "appprojs"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AppProjectSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Repository URLs (globs) Applications may use; `*` allows all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_repos: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destinations: Option<Vec<ProjectDestination>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "group_kinds")]
+    pub cluster_resource_whitelist: Option<Vec<GroupKind>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "group_kinds")]
+    pub cluster_resource_blacklist: Option<Vec<GroupKind>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "group_kinds")]
+    pub namespace_resource_whitelist: Option<Vec<GroupKind>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "group_kinds")]
+    pub namespace_resource_blacklist: Option<Vec<GroupKind>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_list")]
+    pub roles: Option<Vec<Value>>,
+}
+
+fn group_kinds(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "array", "items": {"type": "object", "required": ["group", "kind"],
+        "properties": {"group": {"type": "string"}, "kind": {"type": "string"}}}})
+}
+
+/// A Kubernetes group and kind (`group: ""` is the core group).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GroupKind {
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+}
+
+/// One allowed destination: server URL or cluster name (globs), and namespace (glob).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProjectDestination {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn restrictive_project_parses() {
+        let p: AppProject = serde_yaml::from_str(
+            r#"
+apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata: {name: team-a, namespace: argocd}
+spec:
+  sourceRepos: ["https://github.com/my-org/*"]
+  destinations: [{server: https://kubernetes.default.svc, namespace: "team-a-*"}]
+  namespaceResourceWhitelist: [{group: "apps", kind: Deployment}, {group: "", kind: ConfigMap}]
+"#,
+        )
+        .expect("parses");
+        assert_eq!(p.spec.destinations.as_ref().map(Vec::len), Some(1));
+        assert_eq!(
+            p.spec
+                .namespace_resource_whitelist
+                .as_ref()
+                .map(|w| w[0].kind.as_str()),
+            Some("Deployment")
+        );
+        assert_eq!(
+            AppProject::crd().metadata.name.as_deref(),
+            Some("appprojects.argoproj.io")
+        );
+    }
+}
