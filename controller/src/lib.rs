@@ -3,4 +3,5 @@
 //! itself: rendering belongs to the repo-server.
 #![forbid(unsafe_code)]
 
+pub mod clusters;
 pub mod types;
