@@ -393,7 +393,20 @@ impl Store {
         &self,
         rt: &Arc<ResourceType>,
         ns: &str,
+        obj: Value,
+        ctx: &WriteCtx,
+    ) -> ApiResult<Arc<Value>> {
+        self.create_owned(rt, ns, obj, None, ctx)
+    }
+
+    /// Create; `managed` replaces the recorded ownership (an apply that creates keeps the
+    /// apply's `managedFields` rather than an Update entry).
+    fn create_owned(
+        &self,
+        rt: &Arc<ResourceType>,
+        ns: &str,
         mut obj: Value,
+        managed: Option<Value>,
         ctx: &WriteCtx,
     ) -> ApiResult<Arc<Value>> {
         check_type(rt, &obj)?;
@@ -475,6 +488,9 @@ impl Store {
                 },
             },
         );
+        if let Some(m) = managed {
+            meta_mut(&mut obj).insert("managedFields".into(), m);
+        }
         let key = (ns_of(rt, ns), name_of(&obj).to_string());
         let gr = rt.group_resource();
         let mut inner = self.inner.write();
@@ -602,7 +618,7 @@ impl Store {
                     meta_mut(&mut created).insert("name".into(), json!(name));
                     // Keep the apply ownership through the create path.
                     let managed = created.pointer("/metadata/managedFields").cloned();
-                    let obj = self.create_with_managed(rt, ns, created, managed, ctx)?;
+                    let obj = self.create_owned(rt, ns, created, managed, ctx)?;
                     Ok((obj, true))
                 }
                 _ => Err(ApiError::not_found(rt, name)),
@@ -657,48 +673,6 @@ impl Store {
             self.touch(rt, &key);
         }
         Ok((out, false))
-    }
-
-    fn create_with_managed(
-        &self,
-        rt: &Arc<ResourceType>,
-        ns: &str,
-        obj: Value,
-        managed: Option<Value>,
-        ctx: &WriteCtx,
-    ) -> ApiResult<Arc<Value>> {
-        let created = self.create(
-            rt,
-            ns,
-            obj,
-            &WriteCtx {
-                manager: ctx.manager.clone(),
-                dry_run: true,
-            },
-        )?;
-        // Re-run as a real write with the apply's managedFields in place of the create's.
-        let mut obj = (*created).clone();
-        if let Some(m) = managed {
-            meta_mut(&mut obj).insert("managedFields".into(), m);
-        }
-        if ctx.dry_run {
-            return Ok(Arc::new(obj));
-        }
-        let key = (ns_of(rt, ns), name_of(&obj).to_string());
-        let gr = rt.group_resource();
-        let mut inner = self.inner.write();
-        if inner.get(&gr, &key).is_some() {
-            return Err(ApiError::already_exists(rt, &key.1));
-        }
-        if rt.is_crd()
-            && let Ok(types) = Registry::crd_types(&obj)
-        {
-            inner.registry.register_crd(&key.1, types);
-        }
-        let stored = inner.commit(&self.events, &gr, key.clone(), Some(obj), EventType::Added);
-        drop(inner);
-        self.touch(rt, &key);
-        stored.ok_or_else(|| ApiError::internal("object vanished during create"))
     }
 
     pub fn delete(
