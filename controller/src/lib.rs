@@ -4,4 +4,5 @@
 #![forbid(unsafe_code)]
 
 pub mod clusters;
+pub mod health;
 pub mod types;
