@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod clusters;
+pub mod diff;
 pub mod health;
 pub mod types;
