@@ -43,6 +43,15 @@ fn mk_deploy(name: &str, replicas: i32, image: &str) -> Value {
                                      "env": [{"name": "A", "value": "1"}]}]}}}})
 }
 
+/// The resourceVersion of a fresh list, where a watch starts.
+async fn list_rv(api: &Api<ConfigMap>) -> Result<String> {
+    api.list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .context("list resourceVersion")
+}
+
 fn status_of(e: &kube::Error) -> Result<(u16, String, String)> {
     let s = api_status(e).ok_or_else(|| anyhow!("not an API status error: {e}"))?;
     Ok((s.code, s.reason.clone(), s.message.clone()))
@@ -353,12 +362,7 @@ async fn watch_delivers_ordered_events_and_bookmarks() -> Result<()> {
     let t = Target::new().await?;
     let ns = t.namespace("watch").await?;
     let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
-    let rv = cms
-        .list(&ListParams::default())
-        .await?
-        .metadata
-        .resource_version
-        .context("list rv")?;
+    let rv = list_rv(&cms).await?;
     let mut stream = cms
         .watch(&WatchParams::default().labels("w=1").timeout(8), &rv)
         .await?
@@ -431,12 +435,7 @@ async fn watch_event_types_follow_the_object_lifecycle() -> Result<()> {
     let t = Target::new().await?;
     let ns = t.namespace("life").await?;
     let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
-    let rv = cms
-        .list(&ListParams::default())
-        .await?
-        .metadata
-        .resource_version
-        .context("rv")?;
+    let rv = list_rv(&cms).await?;
     let mut stream = cms
         .watch(&WatchParams::default().timeout(8), &rv)
         .await?
