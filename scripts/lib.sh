@@ -17,4 +17,8 @@ need_pkg() { # need_pkg COMMAND PACKAGE
 ensure_tools() {
   need_pkg git git
   need_pkg cc gcc
+  # The Kustomize renderer runs `kustomize build` or `kubectl kustomize`.
+  if ! command -v kustomize >/dev/null 2>&1 && ! command -v kubectl >/dev/null 2>&1; then
+    need_pkg kubectl kubernetes-client || echo "warning: neither kustomize nor kubectl is available; Kustomize tests will fail" >&2
+  fi
 }

@@ -29,6 +29,14 @@ pub enum RenderError {
         document: usize,
         why: String,
     },
+    #[error("no renderer binary on PATH: need {wanted}")]
+    ToolMissing { wanted: &'static str },
+    #[error("{tool} failed for {path}: {message}")]
+    Tool {
+        tool: &'static str,
+        path: String,
+        message: String,
+    },
     #[error("invalid glob {pattern:?}: {message}")]
     Glob { pattern: String, message: String },
 }

@@ -2,3 +2,4 @@
 //! (directory, Kustomize, later Helm and Jsonnet) is one module.
 
 pub mod directory;
+pub mod kustomize;
