@@ -1,9 +1,25 @@
-//! flotilla-controller: the Argo CD-dialect types (Application, AppProject) and, as the slice
-//! grows, the cluster registry, live caches, diff, health and sync. Must not render manifests
-//! itself: rendering belongs to the repo-server.
+//! flotilla-controller: the Argo CD-dialect types (Application, AppProject), the cluster
+//! registry, per-cluster live caches, diff, health, sync and status, and `run` which wires
+//! them into the reconcile loop. Must not render manifests itself: rendering belongs to the
+//! repo-server, reached over gRPC.
 #![forbid(unsafe_code)]
 
 pub mod clusters;
+pub mod config;
+pub mod context;
 pub mod diff;
 pub mod health;
+pub mod live;
+pub mod manifests;
+pub mod metrics;
+pub mod operation;
+pub mod plan;
+pub mod project;
+pub mod queue;
+pub mod reconcile;
+pub mod repos;
+pub mod run;
+pub mod status;
+pub mod sync;
+pub mod tracking;
 pub mod types;

@@ -1,5 +1,7 @@
-//! flotilla-loadtest: kubesim (a Kubernetes API simulator serving many virtual clusters) and,
-//! later, the load-test harness. Must not be needed at run time by the product.
+//! flotilla-loadtest: kubesim (a Kubernetes API simulator serving many virtual clusters), the
+//! fleet launcher (kubesim + Git + the product binaries as processes) used by end-to-end tests
+//! and the demo, and later the load-test harness. Must not be needed at run time by the product.
 #![forbid(unsafe_code)]
 
+pub mod fleet;
 pub mod kubesim;

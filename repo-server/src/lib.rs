@@ -1,9 +1,118 @@
-//! flotilla-repo-server: fetches and caches Git repositories, resolves revisions and renders
-//! application sources into Kubernetes objects. Must not talk to target clusters.
+//! flotilla-repo-server: fetches and caches Git repositories, resolves revisions, renders
+//! application sources into Kubernetes objects and serves that over gRPC (`run`).
+//! Must not talk to target clusters: it only reads Git and writes rendered manifests.
 #![forbid(unsafe_code)]
 
+pub mod backend;
+pub mod coalesce;
 pub mod error;
+pub mod git;
+pub mod grpc;
+pub mod metrics;
 pub mod paths;
 pub mod render;
+pub mod source;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 pub use error::RenderError;
+
+use backend::{GitBackend, GitBackendConfig};
+use flotilla_proto::repo::v1::repo_server_server::RepoServerServer;
+
+/// Largest gRPC message the server sends (rendered manifests of a large app).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Everything `run` needs; the binary fills it from flags and environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub cache_dir: PathBuf,
+    pub parallelism: usize,
+    pub fetch_timeout: Duration,
+    pub max_exports: usize,
+    /// When set, the bound addresses are written here as JSON once serving.
+    pub address_file: Option<PathBuf>,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Http(#[from] flotilla_core::http::HttpError),
+    #[error("setting up: {0}")]
+    Setup(String),
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+/// Serve the repo-server until `shutdown` resolves.
+pub async fn run(
+    cfg: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    // https:// Git remotes go through rustls; use ring like the rest of the workspace.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = metrics::RepoMetrics::register(&mut registry);
+    let mut bcfg = GitBackendConfig::new(cfg.cache_dir.join("repos"), cfg.cache_dir.join("work"));
+    bcfg.parallelism = cfg.parallelism;
+    bcfg.fetch_timeout = cfg.fetch_timeout;
+    bcfg.max_exports = cfg.max_exports;
+    // Exports from an earlier run are stale; start the work area clean.
+    let _ = std::fs::remove_dir_all(&bcfg.work_dir);
+    match &bcfg.kustomize {
+        Some(t) => tracing::info!(tool = ?t, "Kustomize sources enabled"),
+        None => tracing::warn!(
+            "neither kustomize nor kubectl on PATH: Kustomize sources will fail with a clear error"
+        ),
+    }
+    let backend =
+        GitBackend::new(bcfg, metrics.clone()).map_err(|e| ServeError::Setup(e.to_string()))?;
+    let service = grpc::RepoGrpc::new(Arc::new(backend), metrics);
+    let ready = flotilla_core::http::Ready::default();
+    let metrics_addr = flotilla_core::http::serve(
+        cfg.metrics_listen,
+        flotilla_core::http::router(Arc::new(registry), ready.clone()),
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let grpc_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    if let Some(path) = &cfg.address_file {
+        let doc =
+            serde_json::json!({"grpc": grpc_addr.to_string(), "metrics": metrics_addr.to_string()});
+        std::fs::write(path, doc.to_string())
+            .map_err(|e| ServeError::Setup(format!("writing {}: {e}", path.display())))?;
+    }
+    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, parallelism = cfg.parallelism, "repo-server serving");
+    ready.set(true);
+    tonic::transport::Server::builder()
+        .add_service(
+            RepoServerServer::new(service)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
+        .await?;
+    Ok(())
+}

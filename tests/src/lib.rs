@@ -3,6 +3,8 @@
 //! namespaces that are cleaned up, and polling helpers. Must not mock any Flotilla part.
 #![forbid(unsafe_code)]
 
+pub mod e2e;
+
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;

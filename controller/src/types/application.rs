@@ -187,6 +187,9 @@ pub struct SyncStatus {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// One revision per source, for multi-source Applications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revisions: Option<Vec<String>>,
 }
 
 /// `status.health` and per-resource health: Healthy, Progressing, Degraded, Suspended, Missing,

@@ -17,7 +17,7 @@ pub mod schema;
 pub mod selector;
 pub mod simulate;
 pub mod store;
-mod tls;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -1,0 +1,87 @@
+//! The controller's settings with their defaults; the binary fills them from flags and
+//! environment, tests build them directly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `run` needs besides the control-plane client.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Namespace of Applications, AppProjects and the cluster/repository Secrets.
+    pub namespace: String,
+    /// The repo-server's gRPC endpoint (`http://host:port`).
+    pub repo_server: String,
+    /// Applications reconciled at once.
+    pub workers: usize,
+    /// Periodic full refresh (the safety net; watches and webhooks drive normal work).
+    pub refresh_interval: Duration,
+    /// Up to this fraction of the interval is added at random, so refreshes spread out.
+    pub refresh_jitter: f64,
+    /// Rendered manifest sets kept in the in-memory cache.
+    pub manifest_cache_entries: usize,
+    /// Deadline of one repo-server call.
+    pub rpc_timeout: Duration,
+    /// How long a new watch may take to list before a reconcile gives up (and retries).
+    pub cache_sync_timeout: Duration,
+    /// `status.history` entries kept (Argo CD's `revisionHistoryLimit` default).
+    pub history_limit: usize,
+    /// Offer `https://kubernetes.default.svc` (the control plane itself) as a destination.
+    pub in_cluster: bool,
+    /// Address of `/metrics`, `/healthz`, `/readyz` and `/status`.
+    pub metrics_listen: SocketAddr,
+    /// When set, the bound metrics address is written here as JSON.
+    pub address_file: Option<PathBuf>,
+    /// Longest retry backoff after a failed reconcile.
+    pub max_backoff: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            namespace: "argocd".into(),
+            repo_server: "http://127.0.0.1:8081".into(),
+            workers: 16,
+            refresh_interval: Duration::from_secs(180),
+            refresh_jitter: 0.2,
+            manifest_cache_entries: 4096,
+            rpc_timeout: Duration::from_secs(120),
+            cache_sync_timeout: Duration::from_secs(30),
+            history_limit: 10,
+            in_cluster: true,
+            metrics_listen: SocketAddr::from(([0, 0, 0, 0], 8082)),
+            address_file: None,
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+impl ControllerConfig {
+    /// The refresh delay with jitter drawn from `unit` (0.0..1.0).
+    pub fn jittered_refresh(&self, unit: f64) -> Duration {
+        self.refresh_interval
+            .mul_f64(1.0 + self.refresh_jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0))
+    }
+
+    /// Backoff after `failures` consecutive failed reconciles: 2 s doubling, capped.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        Duration::from_secs(2)
+            .saturating_mul(1u32 << failures.min(16))
+            .min(self.max_backoff)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_and_backoff_stay_in_bounds() {
+        let c = ControllerConfig::default();
+        assert_eq!(c.jittered_refresh(0.0), Duration::from_secs(180));
+        assert_eq!(c.jittered_refresh(1.0), Duration::from_secs(216));
+        assert_eq!(c.backoff(0), Duration::from_secs(2));
+        assert_eq!(c.backoff(3), Duration::from_secs(16));
+        assert_eq!(c.backoff(30), Duration::from_secs(300));
+    }
+}

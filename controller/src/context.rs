@@ -1,0 +1,338 @@
+//! What every reconcile shares: read-only stores of Applications, AppProjects and Secrets, the
+//! cluster registry, the per-cluster caches, the repo-server client, the work queue, ownership,
+//! per-app memory (last desired state, failure count) and metrics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use flotilla_sharding::Assignment;
+use kube::Client;
+use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::watch;
+
+use crate::clusters::{Cluster, IN_CLUSTER_SERVER, Registry};
+use crate::config::ControllerConfig;
+use crate::live::metrics::CacheMetrics;
+use crate::live::{CacheEvents, ClusterCache};
+use crate::manifests::ManifestClient;
+use crate::metrics::{AppLabels, ControllerMetrics};
+use crate::queue::WorkQueue;
+use crate::repos::RepoCredsIndex;
+use crate::tracking::AppKey;
+use crate::types::{AppProject, Application};
+
+/// How much a reconcile must redo. Watch events on live objects only re-compare against the
+/// last desired state; refreshes resolve the revision again; hard refreshes also bypass the
+/// manifest cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    Compare,
+    Refresh,
+    Hard,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compare => "compare",
+            Self::Refresh => "refresh",
+            Self::Hard => "hard",
+        }
+    }
+}
+
+/// The desired state last rendered for an app.
+#[derive(Debug, Clone)]
+pub struct DesiredMemo {
+    /// Digest of the spec fields that shape the render.
+    pub fingerprint: String,
+    pub revisions: Vec<String>,
+    pub objects: Arc<Vec<serde_json::Value>>,
+    pub source_type: String,
+}
+
+/// Per-app memory between reconciles.
+#[derive(Debug, Clone, Default)]
+pub struct AppMemo {
+    pub desired: Option<DesiredMemo>,
+    pub failures: u32,
+    /// (sync, health) last reported, for the `flotilla_apps` gauge.
+    pub reported: Option<(String, String)>,
+    /// The Application as our last write returned it: newer than the watch-fed store until
+    /// the watch catches up, so decisions never rest on a status we already replaced.
+    pub written: Option<Arc<Application>>,
+}
+
+fn resource_version(app: &Application) -> Option<u64> {
+    app.metadata.resource_version.as_deref()?.parse().ok()
+}
+
+/// The fresher of the store's copy and the copy our last write returned.
+pub fn freshest(stored: Arc<Application>, written: Option<Arc<Application>>) -> Arc<Application> {
+    match (written, resource_version(&stored)) {
+        (Some(w), Some(s))
+            if w.metadata.uid == stored.metadata.uid
+                && resource_version(&w).is_some_and(|rv| rv > s) =>
+        {
+            w
+        }
+        _ => stored,
+    }
+}
+
+/// The caches of the clusters this replica works on, created on first use.
+#[derive(Default)]
+pub struct Caches {
+    by_server: Mutex<HashMap<String, (Cluster, Arc<ClusterCache>)>>,
+}
+
+impl Caches {
+    /// The cache of `cluster` (recreated when its credentials changed).
+    pub fn get_or_create(
+        &self,
+        cluster: &Cluster,
+        control: &Client,
+        events: Arc<dyn CacheEvents>,
+        metrics: &CacheMetrics,
+    ) -> Result<Arc<ClusterCache>, String> {
+        let mut map = self.by_server.lock().map_err(|e| e.to_string())?;
+        if let Some((known, cache)) = map.get(&cluster.server)
+            && known == cluster
+        {
+            return Ok(cache.clone());
+        }
+        let client = if cluster.secret.is_none() && cluster.server == IN_CLUSTER_SERVER {
+            control.clone()
+        } else {
+            let mut cfg = cluster.kube_config().map_err(|e| e.to_string())?;
+            cfg.connect_timeout = Some(std::time::Duration::from_secs(5));
+            Client::try_from(cfg).map_err(|e| format!("client for {}: {e}", cluster.server))?
+        };
+        let cache = ClusterCache::new(
+            cluster.name.clone(),
+            cluster.server.clone(),
+            client,
+            events,
+            metrics.clone(),
+        );
+        map.insert(cluster.server.clone(), (cluster.clone(), cache.clone()));
+        Ok(cache)
+    }
+
+    /// Drop caches of clusters that are gone or changed; returns their servers.
+    pub fn retain_known(&self, registry: &Registry) -> Vec<String> {
+        let Ok(mut map) = self.by_server.lock() else {
+            return Vec::new();
+        };
+        let stale: Vec<String> = map
+            .iter()
+            .filter(|(server, (c, _))| registry.resolve(Some(server), None) != Some(c))
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in &stale {
+            map.remove(s);
+        }
+        stale
+    }
+
+    pub fn get(&self, server: &str) -> Option<Arc<ClusterCache>> {
+        self.by_server
+            .lock()
+            .ok()
+            .and_then(|m| m.get(server).map(|(_, c)| c.clone()))
+    }
+
+    pub fn servers(&self) -> Vec<String> {
+        self.by_server
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Shared handles of the controller.
+pub struct Context {
+    pub cfg: ControllerConfig,
+    pub control: Client,
+    pub apps: Store<Application>,
+    pub projects: Store<AppProject>,
+    pub registry: watch::Receiver<Arc<Registry>>,
+    pub repo_creds: watch::Receiver<Arc<RepoCredsIndex>>,
+    pub assignment: watch::Receiver<Assignment>,
+    pub caches: Caches,
+    pub manifests: ManifestClient,
+    pub queue: Arc<WorkQueue<AppKey, Level>>,
+    pub memo: Mutex<HashMap<AppKey, AppMemo>>,
+    pub metrics: ControllerMetrics,
+    pub cache_metrics: CacheMetrics,
+}
+
+impl Context {
+    /// The app as the store has it, or as our own last write left it when that is newer.
+    pub fn app(&self, key: &AppKey) -> Option<Arc<Application>> {
+        let stored = self
+            .apps
+            .get(&ObjectRef::new(&key.name).within(&key.namespace))?;
+        Some(freshest(stored, self.memo(key).written))
+    }
+
+    pub fn project(&self, namespace: &str, name: &str) -> Option<Arc<AppProject>> {
+        self.projects.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// Whether this replica may act on the cluster `server` right now.
+    pub fn owns(&self, server: &str) -> bool {
+        self.assignment.borrow().owns(server)
+    }
+
+    pub fn memo(&self, key: &AppKey) -> AppMemo {
+        self.memo
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key).cloned())
+            .unwrap_or_default()
+    }
+
+    pub fn update_memo(&self, key: &AppKey, f: impl FnOnce(&mut AppMemo)) {
+        if let Ok(mut m) = self.memo.lock() {
+            f(m.entry(key.clone()).or_default());
+        }
+    }
+
+    /// Forget an app that is gone (memory, schedule, gauge).
+    pub fn forget(&self, key: &AppKey) {
+        self.queue.forget(key);
+        let old = self.memo.lock().ok().and_then(|mut m| m.remove(key));
+        if let Some((sync, health)) = old.and_then(|m| m.reported) {
+            self.metrics
+                .apps
+                .get_or_create(&AppLabels {
+                    sync_status: sync,
+                    health_status: health,
+                })
+                .dec();
+        }
+    }
+
+    /// Record the (sync, health) an app is reported with, moving it between gauge buckets.
+    pub fn report(&self, key: &AppKey, sync: &str, health: &str) {
+        let new = (sync.to_string(), health.to_string());
+        let mut old = None;
+        self.update_memo(key, |m| {
+            if m.reported.as_ref() != Some(&new) {
+                old = Some(m.reported.replace(new.clone()));
+            }
+        });
+        if let Some(prev) = old {
+            if let Some((s, h)) = prev {
+                self.metrics
+                    .apps
+                    .get_or_create(&AppLabels {
+                        sync_status: s,
+                        health_status: h,
+                    })
+                    .dec();
+            }
+            self.metrics
+                .apps
+                .get_or_create(&AppLabels {
+                    sync_status: new.0,
+                    health_status: new.1,
+                })
+                .inc();
+        }
+    }
+
+    /// Apps whose destination is the cluster `server`.
+    pub fn apps_on(&self, server: &str) -> Vec<AppKey> {
+        let registry = self.registry.borrow().clone();
+        self.apps
+            .state()
+            .iter()
+            .filter(|a| {
+                registry
+                    .resolve(
+                        a.spec.destination.server.as_deref(),
+                        a.spec.destination.name.as_deref(),
+                    )
+                    .is_some_and(|c| c.server == server)
+            })
+            .filter_map(|a| {
+                Some(AppKey::new(
+                    a.metadata.namespace.clone()?,
+                    a.metadata.name.clone()?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Routes cache events into the work queue (weakly: a cache never keeps the context alive).
+pub struct QueueEvents {
+    pub ctx: std::sync::Weak<Context>,
+}
+
+impl CacheEvents for QueueEvents {
+    fn objects_changed(&self, apps: Vec<AppKey>) {
+        if let Some(ctx) = self.ctx.upgrade() {
+            for app in apps {
+                ctx.queue.add(app, Level::Compare);
+            }
+        }
+    }
+
+    fn reachability_changed(&self, server: &str, _reachable: bool) {
+        if let Some(ctx) = self.ctx.upgrade() {
+            for app in ctx.apps_on(server) {
+                ctx.queue.add(app, Level::Refresh);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mk_app(uid: &str, rv: &str, phase: &str) -> Arc<Application> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "a", "namespace": "argocd", "uid": uid, "resourceVersion": rv},
+                "spec": {"destination": {}},
+                "status": {"operationState": {"phase": phase}}
+            }))
+            .expect("app"),
+        )
+    }
+
+    #[test]
+    fn our_newer_write_wins_until_the_store_catches_up() {
+        let stored = mk_app("u", "10", "Running");
+        let written = mk_app("u", "11", "Succeeded");
+        assert_eq!(
+            freshest(stored.clone(), Some(written.clone()))
+                .metadata
+                .resource_version
+                .as_deref(),
+            Some("11")
+        );
+        let caught_up = mk_app("u", "12", "Succeeded");
+        assert_eq!(
+            freshest(caught_up, Some(written.clone()))
+                .metadata
+                .resource_version
+                .as_deref(),
+            Some("12")
+        );
+        // A recreated app (new uid) never takes the old one's status.
+        let recreated = mk_app("v", "5", "Running");
+        assert_eq!(
+            freshest(recreated, Some(written)).metadata.uid.as_deref(),
+            Some("v")
+        );
+        assert_eq!(
+            freshest(stored, None).metadata.resource_version.as_deref(),
+            Some("10")
+        );
+    }
+}

@@ -1,0 +1,407 @@
+//! One destination cluster's cache: discovery (cached per kind), one watch per kind its apps
+//! use (selected by the tracking label) feeding a `LiveStore`, write-through of our own
+//! writes, and reachability (watch failures mark the cluster down; a probe brings it back).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::discovery::Scope;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::metrics::CacheMetrics;
+use super::store::LiveStore;
+use crate::tracking::{AppKey, ResourceKey, TRACKING_LABEL, group_version};
+
+/// Why the cache cannot answer.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CacheError {
+    #[error("cluster {cluster} is unreachable: {message}")]
+    Unreachable { cluster: String, message: String },
+    #[error("the cluster {cluster} does not serve {api_version} {kind}")]
+    UnknownKind {
+        cluster: String,
+        api_version: String,
+        kind: String,
+    },
+    #[error("watching {kind} in cluster {cluster} has not caught up: {message}")]
+    NotSynced {
+        cluster: String,
+        kind: String,
+        message: String,
+    },
+}
+
+/// How a kind is reached: its API resource and whether it is namespaced.
+#[derive(Debug, Clone)]
+pub struct ApiInfo {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+/// Where the cache reports changes (the controller turns them into reconciles).
+pub trait CacheEvents: Send + Sync + 'static {
+    /// Live objects of these apps changed.
+    fn objects_changed(&self, apps: Vec<AppKey>);
+    /// The cluster became reachable or unreachable.
+    fn reachability_changed(&self, server: &str, reachable: bool);
+}
+
+struct KindWatch {
+    synced: watch::Receiver<bool>,
+    error: Arc<Mutex<Option<String>>>,
+    task: JoinHandle<()>,
+}
+
+/// The cache of one cluster.
+pub struct ClusterCache {
+    pub name: String,
+    pub server: String,
+    client: Client,
+    store: Arc<RwLock<LiveStore>>,
+    kinds: Mutex<HashMap<(String, String), KindWatch>>,
+    discovery: Mutex<HashMap<(String, String), ApiInfo>>,
+    reachable: Arc<watch::Sender<Result<(), String>>>,
+    probe: Mutex<Option<JoinHandle<()>>>,
+    events: Arc<dyn CacheEvents>,
+    metrics: CacheMetrics,
+}
+
+impl Drop for ClusterCache {
+    fn drop(&mut self) {
+        if let Ok(kinds) = self.kinds.lock() {
+            for k in kinds.values() {
+                k.task.abort();
+            }
+        }
+        if let Ok(Some(p)) = self.probe.lock().map(|mut p| p.take()) {
+            p.abort();
+        }
+    }
+}
+
+fn is_connection_error(e: &kube::Error) -> bool {
+    !matches!(e, kube::Error::Api(_))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl ClusterCache {
+    pub fn new(
+        name: String,
+        server: String,
+        client: Client,
+        events: Arc<dyn CacheEvents>,
+        metrics: CacheMetrics,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            server,
+            client,
+            store: Arc::new(RwLock::new(LiveStore::default())),
+            kinds: Mutex::new(HashMap::new()),
+            discovery: Mutex::new(HashMap::new()),
+            reachable: Arc::new(watch::channel(Ok(())).0),
+            probe: Mutex::new(None),
+            events,
+            metrics,
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// `Ok` while reachable, else the last connection error.
+    pub fn reachability(&self) -> Result<(), CacheError> {
+        self.reachable
+            .borrow()
+            .clone()
+            .map_err(|message| CacheError::Unreachable {
+                cluster: self.name.clone(),
+                message,
+            })
+    }
+
+    /// Record a connection failure seen anywhere (watch, discovery, apply) and start probing.
+    pub fn mark_unreachable(self: &Arc<Self>, message: String) {
+        let was_ok = self.reachable.borrow().is_ok();
+        let _ = self.reachable.send_replace(Err(message.clone()));
+        self.metrics
+            .unreachable
+            .get_or_create(&CacheMetrics::labels(&self.name))
+            .set(1);
+        if was_ok {
+            tracing::warn!(cluster = %self.name, error = %message, "cluster unreachable");
+            self.events.reachability_changed(&self.server, false);
+        }
+        let mut probe = lock(&self.probe);
+        if probe.as_ref().is_some_and(|p| !p.is_finished()) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        *probe = Some(tokio::spawn(async move {
+            let mut delay = Duration::from_millis(500);
+            loop {
+                tokio::time::sleep(delay).await;
+                let Some(this) = weak.upgrade() else { return };
+                let res =
+                    tokio::time::timeout(Duration::from_secs(5), this.client.apiserver_version())
+                        .await;
+                match res {
+                    Ok(Ok(_)) => {
+                        let _ = this.reachable.send_replace(Ok(()));
+                        this.metrics
+                            .unreachable
+                            .get_or_create(&CacheMetrics::labels(&this.name))
+                            .set(0);
+                        tracing::info!(cluster = %this.name, "cluster reachable again");
+                        this.events.reachability_changed(&this.server, true);
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        let _ = this.reachable.send_replace(Err(e.to_string()));
+                    }
+                    Err(_) => {
+                        let _ = this
+                            .reachable
+                            .send_replace(Err("no answer within 5s".to_string()));
+                    }
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }));
+    }
+
+    /// The API resource of `api_version`/`kind`, from discovery (cached once found).
+    pub async fn api_info(
+        self: &Arc<Self>,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<ApiInfo, CacheError> {
+        let key = (api_version.to_string(), kind.to_string());
+        if let Some(i) = lock(&self.discovery).get(&key) {
+            return Ok(i.clone());
+        }
+        let (group, version) = group_version(api_version);
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        match kube::discovery::pinned_kind(&self.client, &gvk).await {
+            Ok((resource, caps)) => {
+                let info = ApiInfo {
+                    resource,
+                    namespaced: caps.scope == Scope::Namespaced,
+                };
+                lock(&self.discovery).insert(key, info.clone());
+                Ok(info)
+            }
+            Err(e) if is_connection_error(&e) && !matches!(e, kube::Error::Discovery(_)) => {
+                self.mark_unreachable(e.to_string());
+                Err(CacheError::Unreachable {
+                    cluster: self.name.clone(),
+                    message: e.to_string(),
+                })
+            }
+            Err(_) => Err(CacheError::UnknownKind {
+                cluster: self.name.clone(),
+                api_version: api_version.to_string(),
+                kind: kind.to_string(),
+            }),
+        }
+    }
+
+    /// Forget discovery of a kind (after a CRD was applied or removed).
+    pub fn forget_kind(&self, api_version: &str, kind: &str) {
+        lock(&self.discovery).remove(&(api_version.to_string(), kind.to_string()));
+    }
+
+    /// An API handle for `info` in `namespace` (empty = all / cluster-scoped).
+    pub fn api(&self, info: &ApiInfo, namespace: &str) -> Api<DynamicObject> {
+        if info.namespaced && !namespace.is_empty() {
+            Api::namespaced_with(self.client.clone(), namespace, &info.resource)
+        } else {
+            Api::all_with(self.client.clone(), &info.resource)
+        }
+    }
+
+    /// Watch every kind in `kinds` ((apiVersion, kind)) and wait until each has listed once.
+    /// Kinds the cluster does not serve are returned (not an error: they may come with a CRD).
+    pub async fn ensure_watched(
+        self: &Arc<Self>,
+        kinds: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Vec<(String, String)>, CacheError> {
+        self.reachability()?;
+        let mut unknown = Vec::new();
+        let mut waits = Vec::new();
+        for (api_version, kind) in kinds {
+            let (group, _) = group_version(api_version);
+            let gk = (group.to_string(), kind.clone());
+            let existing = lock(&self.kinds)
+                .get(&gk)
+                .map(|w| (w.synced.clone(), w.error.clone()));
+            let (synced, error) = match existing {
+                Some(x) => x,
+                None => {
+                    let info = match self.api_info(api_version, kind).await {
+                        Ok(i) => i,
+                        Err(CacheError::UnknownKind { .. }) => {
+                            unknown.push((api_version.clone(), kind.clone()));
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let mut kinds = lock(&self.kinds);
+                    let w = kinds
+                        .entry(gk.clone())
+                        .or_insert_with(|| self.start_watch(gk.clone(), info));
+                    let handles = (w.synced.clone(), w.error.clone());
+                    self.metrics
+                        .watched_kinds
+                        .get_or_create(&CacheMetrics::labels(&self.name))
+                        .set(kinds.len() as i64);
+                    handles
+                }
+            };
+            waits.push((kind.clone(), synced, error));
+        }
+        for (kind, mut synced, error) in waits {
+            let done = tokio::time::timeout(timeout, synced.wait_for(|s| *s)).await;
+            if !matches!(done, Ok(Ok(_))) {
+                self.reachability()?;
+                return Err(CacheError::NotSynced {
+                    cluster: self.name.clone(),
+                    kind,
+                    message: lock(&error)
+                        .clone()
+                        .unwrap_or_else(|| format!("no initial list within {timeout:?}")),
+                });
+            }
+        }
+        Ok(unknown)
+    }
+
+    fn start_watch(self: &Arc<Self>, gk: (String, String), info: ApiInfo) -> KindWatch {
+        let (synced_tx, synced) = watch::channel(false);
+        let error = Arc::new(Mutex::new(None));
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &info.resource);
+        let cfg = watcher::Config::default().labels(TRACKING_LABEL);
+        let weak = Arc::downgrade(self);
+        let err_slot = error.clone();
+        let name = self.name.clone();
+        tracing::info!(cluster = %name, group = %gk.0, kind = %gk.1, "watching");
+        let task = tokio::spawn(async move {
+            let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
+            let mut buffer: Vec<Value> = Vec::new();
+            while let Some(ev) = stream.next().await {
+                let Some(this) = weak.upgrade() else { return };
+                let labels = CacheMetrics::labels(&this.name);
+                let changed = match ev {
+                    Ok(ev) => {
+                        this.metrics.watch_events.get_or_create(&labels).inc();
+                        *lock(&err_slot) = None;
+                        match ev {
+                            Event::Init => {
+                                buffer.clear();
+                                Vec::new()
+                            }
+                            Event::InitApply(o) => {
+                                buffer.extend(serde_json::to_value(o).ok());
+                                Vec::new()
+                            }
+                            Event::InitDone => {
+                                let objs = std::mem::take(&mut buffer);
+                                let affected = this.write().replace_kind(&gk.0, &gk.1, objs);
+                                synced_tx.send_replace(true);
+                                affected
+                            }
+                            Event::Apply(o) => match serde_json::to_value(o) {
+                                Ok(v) => this.write().upsert(v),
+                                Err(_) => Vec::new(),
+                            },
+                            Event::Delete(o) => serde_json::to_value(o)
+                                .ok()
+                                .and_then(|v| ResourceKey::of(&v))
+                                .and_then(|k| this.write().remove(&k))
+                                .into_iter()
+                                .collect(),
+                        }
+                    }
+                    Err(e) => {
+                        this.metrics.watch_errors.get_or_create(&labels).inc();
+                        let msg = e.to_string();
+                        tracing::debug!(cluster = %this.name, kind = %gk.1, error = %msg, "watch error");
+                        *lock(&err_slot) = Some(msg.clone());
+                        let connection = match &e {
+                            watcher::Error::InitialListFailed(k)
+                            | watcher::Error::WatchStartFailed(k)
+                            | watcher::Error::WatchFailed(k) => is_connection_error(k),
+                            _ => false,
+                        };
+                        if connection {
+                            this.mark_unreachable(msg);
+                        }
+                        Vec::new()
+                    }
+                };
+                this.metrics
+                    .objects
+                    .get_or_create(&labels)
+                    .set(this.read_len() as i64);
+                if !changed.is_empty() {
+                    this.events.objects_changed(changed);
+                }
+            }
+        });
+        KindWatch {
+            synced,
+            error,
+            task,
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, LiveStore> {
+        match self.store.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, LiveStore> {
+        match self.store.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn read_len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// The live objects `app` owns in this cluster.
+    pub fn live_for(&self, app: &AppKey) -> BTreeMap<ResourceKey, Arc<Value>> {
+        self.read().for_app(app)
+    }
+
+    /// Write-through: an object our own write returned (newer than or equal to what the
+    /// watch has delivered), so a comparison right after a sync sees it.
+    pub fn observe(&self, obj: Value) {
+        self.write().upsert(obj);
+    }
+
+    /// Write-through of a completed delete.
+    pub fn observe_deleted(&self, key: &ResourceKey) {
+        self.write().remove(key);
+    }
+}

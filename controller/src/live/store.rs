@@ -1,0 +1,231 @@
+//! The live objects of one cluster that carry a tracking annotation, indexed by owning app.
+//! Pure and synchronous: watch events (and write-through results) go in; readers get the
+//! objects an app owns. Older resourceVersions never replace newer ones.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::tracking::{AppKey, FIELD_MANAGER, ResourceKey, owner};
+
+/// Annotation that `kubectl apply` leaves and nobody here reads (large; dropped to save memory).
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Objects by key, plus the app index.
+#[derive(Debug, Default)]
+pub struct LiveStore {
+    objects: HashMap<ResourceKey, (AppKey, Arc<Value>)>,
+    by_app: HashMap<AppKey, BTreeSet<ResourceKey>>,
+}
+
+fn rv(obj: &Value) -> Option<u64> {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+}
+
+/// Drop what the controller never reads: other managers' field sets and kubectl's copy of
+/// the last applied object.
+pub fn trim(mut obj: Value) -> Value {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(Value::Array(mf)) = meta.get_mut("managedFields") {
+            mf.retain(|e| e.get("manager").and_then(Value::as_str) == Some(FIELD_MANAGER));
+        }
+        if let Some(Value::Object(a)) = meta.get_mut("annotations") {
+            a.remove(LAST_APPLIED);
+        }
+    }
+    obj
+}
+
+impl LiveStore {
+    fn unindex(&mut self, key: &ResourceKey) -> Option<AppKey> {
+        let (app, _) = self.objects.remove(key)?;
+        if let Some(set) = self.by_app.get_mut(&app) {
+            set.remove(key);
+            if set.is_empty() {
+                self.by_app.remove(&app);
+            }
+        }
+        Some(app)
+    }
+
+    /// Insert or update `obj`; returns the apps whose view changed (old and new owner).
+    pub fn upsert(&mut self, obj: Value) -> Vec<AppKey> {
+        let Some(key) = ResourceKey::of(&obj) else {
+            return Vec::new();
+        };
+        if let (Some((_, cur)), Some(new_rv)) = (self.objects.get(&key), rv(&obj))
+            && rv(cur).is_some_and(|c| c > new_rv)
+        {
+            return Vec::new();
+        }
+        let mut affected = Vec::new();
+        let new_owner = owner(&obj);
+        if let Some(old) = self.unindex(&key) {
+            affected.push(old);
+        }
+        if let Some(app) = new_owner {
+            self.by_app
+                .entry(app.clone())
+                .or_default()
+                .insert(key.clone());
+            self.objects.insert(key, (app.clone(), Arc::new(trim(obj))));
+            if !affected.contains(&app) {
+                affected.push(app);
+            }
+        }
+        affected
+    }
+
+    /// Remove `key`; returns its owner if it was known.
+    pub fn remove(&mut self, key: &ResourceKey) -> Option<AppKey> {
+        self.unindex(key)
+    }
+
+    /// Replace every object of `group`/`kind` with `objs` (a relist); returns affected apps.
+    pub fn replace_kind(&mut self, group: &str, kind: &str, objs: Vec<Value>) -> Vec<AppKey> {
+        let mut affected = BTreeSet::new();
+        let fresh: HashMap<ResourceKey, Value> = objs
+            .into_iter()
+            .filter_map(|o| Some((ResourceKey::of(&o)?, o)))
+            .collect();
+        let stale: Vec<ResourceKey> = self
+            .objects
+            .keys()
+            .filter(|k| k.group == group && k.kind == kind && !fresh.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in stale {
+            affected.extend(self.unindex(&k));
+        }
+        for (k, o) in fresh {
+            let unchanged = self
+                .objects
+                .get(&k)
+                .is_some_and(|(_, cur)| rv(cur).is_some() && rv(cur) == rv(&o));
+            if !unchanged {
+                affected.extend(self.upsert(o));
+            }
+        }
+        affected.into_iter().collect()
+    }
+
+    /// The live objects `app` owns.
+    pub fn for_app(&self, app: &AppKey) -> BTreeMap<ResourceKey, Arc<Value>> {
+        self.by_app
+            .get(app)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| Some((k.clone(), self.objects.get(k)?.1.clone())))
+            .collect()
+    }
+
+    /// Apps with objects of `group`/`kind`.
+    pub fn apps_with_kind(&self, group: &str, kind: &str) -> Vec<AppKey> {
+        let set: BTreeSet<AppKey> = self
+            .objects
+            .iter()
+            .filter(|(k, _)| k.group == group && k.kind == kind)
+            .map(|(_, (a, _))| a.clone())
+            .collect();
+        set.into_iter().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracking::stamp;
+    use serde_json::json;
+
+    fn mk_owned(app: &str, name: &str, rv: &str) -> Value {
+        let mut o = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "d", "resourceVersion": rv,
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"},
+                                  {"manager": FIELD_MANAGER, "operation": "Apply"}],
+                "annotations": {LAST_APPLIED: "{...}"}}});
+        stamp(&mut o, &AppKey::new("argocd", app));
+        o
+    }
+
+    #[test]
+    fn objects_are_indexed_by_owner_and_trimmed() {
+        let mut s = LiveStore::default();
+        let a = AppKey::new("argocd", "a");
+        assert_eq!(s.upsert(mk_owned("a", "x", "5")), vec![a.clone()]);
+        s.upsert(mk_owned("b", "y", "6"));
+        let mine = s.for_app(&a);
+        assert_eq!(mine.len(), 1);
+        let obj = mine.values().next().expect("one");
+        assert_eq!(
+            obj["metadata"]["managedFields"].as_array().map(Vec::len),
+            Some(1)
+        );
+        assert!(obj["metadata"]["annotations"].get(LAST_APPLIED).is_none());
+        // Unowned objects are not kept.
+        let plain = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p", "namespace": "d"}});
+        assert!(s.upsert(plain).is_empty());
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn an_older_version_never_replaces_a_newer_one() {
+        let mut s = LiveStore::default();
+        let a = AppKey::new("argocd", "a");
+        let mut newer = mk_owned("a", "x", "10");
+        newer["data"] = json!({"v": "new"});
+        s.upsert(newer);
+        let mut older = mk_owned("a", "x", "9");
+        older["data"] = json!({"v": "old"});
+        assert!(s.upsert(older).is_empty());
+        assert_eq!(
+            s.for_app(&a)
+                .values()
+                .next()
+                .map(|o| o["data"]["v"].clone()),
+            Some(json!("new"))
+        );
+    }
+
+    #[test]
+    fn moving_ownership_and_removal_notify_both_apps() {
+        let mut s = LiveStore::default();
+        s.upsert(mk_owned("a", "x", "1"));
+        let moved = s.upsert(mk_owned("b", "x", "2"));
+        // The tracking id names app b now, but the key is the same object.
+        assert_eq!(
+            moved,
+            vec![AppKey::new("argocd", "a"), AppKey::new("argocd", "b")]
+        );
+        let key = ResourceKey::of(&mk_owned("b", "x", "2")).expect("key");
+        assert_eq!(s.remove(&key), Some(AppKey::new("argocd", "b")));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn relist_drops_what_is_gone_and_reports_only_changes() {
+        let mut s = LiveStore::default();
+        s.upsert(mk_owned("a", "x", "1"));
+        s.upsert(mk_owned("b", "y", "1"));
+        let affected = s.replace_kind("", "ConfigMap", vec![mk_owned("a", "x", "1")]);
+        assert_eq!(
+            affected,
+            vec![AppKey::new("argocd", "b")],
+            "x unchanged, y gone"
+        );
+        assert_eq!(
+            s.apps_with_kind("", "ConfigMap"),
+            vec![AppKey::new("argocd", "a")]
+        );
+    }
+}

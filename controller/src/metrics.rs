@@ -1,0 +1,88 @@
+//! The controller's own metrics: reconciles by level and result, their duration, syncs by
+//! phase and trigger, status writes, and applications counted by sync and health status.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub level: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabels {
+    pub phase: &'static str,
+    pub trigger: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabels {
+    pub sync_status: String,
+    pub health_status: String,
+}
+
+/// Every controller metric outside the queue, caches and repo client.
+#[derive(Clone)]
+pub struct ControllerMetrics {
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    pub reconcile_seconds: Histogram,
+    pub syncs: Family<SyncLabels, Counter>,
+    pub status_writes: Counter,
+    pub apps: Family<AppLabels, Gauge>,
+    pub clusters: Gauge,
+}
+
+impl Default for ControllerMetrics {
+    fn default() -> Self {
+        Self {
+            reconciles: Family::default(),
+            reconcile_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            syncs: Family::default(),
+            status_writes: Counter::default(),
+            apps: Family::default(),
+            clusters: Gauge::default(),
+        }
+    }
+}
+
+impl ControllerMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "flotilla_reconciles",
+            "Application reconciles, by level (compare, refresh, hard) and result",
+            m.reconciles.clone(),
+        );
+        registry.register(
+            "flotilla_reconcile_seconds",
+            "Duration of one application reconcile",
+            m.reconcile_seconds.clone(),
+        );
+        registry.register(
+            "flotilla_syncs",
+            "Sync operations, by final phase and trigger (manual, automated)",
+            m.syncs.clone(),
+        );
+        registry.register(
+            "flotilla_status_writes",
+            "Application status updates written",
+            m.status_writes.clone(),
+        );
+        registry.register(
+            "flotilla_apps",
+            "Applications reconciled by this replica, by sync and health status",
+            m.apps.clone(),
+        );
+        registry.register(
+            "flotilla_clusters",
+            "Destination clusters known from cluster Secrets (plus in-cluster)",
+            m.clusters.clone(),
+        );
+        m
+    }
+}

@@ -1,0 +1,432 @@
+//! Sync operations in Argo CD's shape: the `operation` a user (or auto-sync) requests, the
+//! `operationState` that records its outcome, and the pure auto-sync decision (when automated
+//! sync runs, when self-heal may act, when it must refuse).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::plan::{Comparison, SyncCode};
+use crate::types::application::SyncPolicy;
+
+/// `operation.initiatedBy`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitiatedBy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automated: bool,
+}
+
+/// `operation.sync.resources[]`: a selective sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResourceRef {
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// `operation.sync`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncOperation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default)]
+    pub prune: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_options: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Vec<SyncResourceRef>>,
+}
+
+/// The top-level `operation` of an Application.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncOperation>,
+    #[serde(default)]
+    pub initiated_by: InitiatedBy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Value>,
+}
+
+impl Operation {
+    /// Parse the stored `operation` (tolerant: unknown fields are ignored).
+    pub fn from_value(v: &Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(v.clone())
+    }
+
+    pub fn has_option(&self, name: &str) -> bool {
+        self.sync
+            .as_ref()
+            .and_then(|s| s.sync_options.as_ref())
+            .is_some_and(|o| o.iter().any(|x| x.split_once('=') == Some((name, "true"))))
+    }
+}
+
+/// `operationState.phase`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    #[default]
+    Running,
+    Succeeded,
+    Failed,
+    Error,
+}
+
+impl Phase {
+    pub fn completed(self) -> bool {
+        !matches!(self, Self::Running)
+    }
+}
+
+/// One resource's outcome in `operationState.syncResult.resources`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceResult {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub namespace: String,
+    pub name: String,
+    /// Synced, SyncFailed, Pruned, PruneSkipped.
+    pub status: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub sync_phase: String,
+}
+
+/// `operationState.syncResult`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncResult {
+    #[serde(default)]
+    pub revision: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<String>,
+    #[serde(default)]
+    pub resources: Vec<ResourceResult>,
+}
+
+/// `status.operationState`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationState {
+    pub operation: Operation,
+    pub phase: Phase,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_result: Option<SyncResult>,
+    #[serde(default)]
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Attempts made for this operation (retries included).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retry_count: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+impl OperationState {
+    pub fn from_value(v: &Value) -> Option<Self> {
+        serde_json::from_value(v.clone()).ok()
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// The revision this operation synced to.
+    pub fn revision(&self) -> Option<&str> {
+        self.sync_result
+            .as_ref()
+            .map(|r| r.revision.as_str())
+            .filter(|r| !r.is_empty())
+    }
+}
+
+/// What auto-sync should do now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AutoSync {
+    /// Not automated, nothing to do, or an operation is already pending.
+    Nothing,
+    /// Start an automated sync.
+    Sync { prune: bool },
+    /// Self-heal must wait this many seconds after the last sync.
+    WaitSeconds(u64),
+    /// Refuse, with a reason that becomes a condition (or a log line when benign).
+    Refuse { reason: String, condition: bool },
+}
+
+/// Seconds self-heal waits after a sync before correcting drift again (Argo CD's default).
+pub const SELF_HEAL_BACKOFF_SECONDS: u64 = 5;
+
+/// Decide auto-sync for an app whose comparison is `cmp` at `revision`. `last` is the most
+/// recent operation and `seconds_since_last` how long ago it finished.
+pub fn decide_auto_sync(
+    policy: Option<&SyncPolicy>,
+    cmp: &Comparison,
+    revision: &str,
+    last: Option<&OperationState>,
+    seconds_since_last: Option<u64>,
+) -> AutoSync {
+    let Some(auto) = policy.and_then(|p| p.automated.as_ref()) else {
+        return AutoSync::Nothing;
+    };
+    if cmp.sync != SyncCode::OutOfSync {
+        return AutoSync::Nothing;
+    }
+    let out_of_sync_besides_prune = cmp
+        .resources
+        .iter()
+        .any(|r| r.sync == SyncCode::OutOfSync && !r.requires_pruning);
+    if !out_of_sync_besides_prune && !auto.prune {
+        // Only extraneous resources, and pruning is not automated: leave them, show OutOfSync.
+        return AutoSync::Nothing;
+    }
+    if cmp.desired_count() == 0 && cmp.live_count() > 0 && !auto.allow_empty {
+        return AutoSync::Refuse {
+            reason: "auto-sync will not delete every resource of the application: Git renders \
+                     no objects (set syncPolicy.automated.allowEmpty to allow it)"
+                .into(),
+            condition: true,
+        };
+    }
+    if let Some(last) = last.filter(|l| l.operation.initiated_by.automated)
+        && last.revision() == Some(revision)
+    {
+        match last.phase {
+            Phase::Running => return AutoSync::Nothing,
+            Phase::Failed | Phase::Error => {
+                return AutoSync::Refuse {
+                    reason: format!(
+                        "auto-sync to {revision} failed before; not retrying the same revision: {}",
+                        last.message
+                    ),
+                    condition: true,
+                };
+            }
+            Phase::Succeeded if !auto.self_heal => {
+                return AutoSync::Refuse {
+                    reason: format!(
+                        "most recent sync was already to {revision}; drift is left alone (selfHeal is off)"
+                    ),
+                    condition: false,
+                };
+            }
+            Phase::Succeeded => {
+                let since = seconds_since_last.unwrap_or(u64::MAX);
+                if since < SELF_HEAL_BACKOFF_SECONDS {
+                    return AutoSync::WaitSeconds(SELF_HEAL_BACKOFF_SECONDS - since);
+                }
+            }
+        }
+    }
+    AutoSync::Sync { prune: auto.prune }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::compare;
+    use crate::tracking::{FIELD_MANAGER, ResourceKey};
+    use crate::types::application::Automated;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn mk_policy(prune: bool, self_heal: bool, allow_empty: bool) -> SyncPolicy {
+        SyncPolicy {
+            automated: Some(Automated {
+                prune,
+                self_heal,
+                allow_empty,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn cm(name: &str, v: &str) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "d"}, "data": {"k": v}})
+    }
+
+    fn live(objs: &[serde_json::Value]) -> BTreeMap<ResourceKey, Arc<serde_json::Value>> {
+        objs.iter()
+            .filter_map(|o| Some((ResourceKey::of(o)?, Arc::new(o.clone()))))
+            .collect()
+    }
+
+    fn mk_last(rev: &str, phase: Phase, automated: bool) -> OperationState {
+        OperationState {
+            operation: Operation {
+                initiated_by: InitiatedBy {
+                    automated,
+                    username: None,
+                },
+                ..Default::default()
+            },
+            phase,
+            sync_result: Some(SyncResult {
+                revision: rev.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn syncs_when_out_of_sync_and_not_otherwise() {
+        let drift = compare(&[cm("a", "1")], &live(&[cm("a", "2")]), FIELD_MANAGER);
+        let synced = compare(&[cm("a", "1")], &live(&[cm("a", "1")]), FIELD_MANAGER);
+        let p = mk_policy(true, false, false);
+        assert_eq!(
+            decide_auto_sync(Some(&p), &drift, "r1", None, None),
+            AutoSync::Sync { prune: true }
+        );
+        assert_eq!(
+            decide_auto_sync(Some(&p), &synced, "r1", None, None),
+            AutoSync::Nothing
+        );
+        assert_eq!(
+            decide_auto_sync(None, &drift, "r1", None, None),
+            AutoSync::Nothing
+        );
+    }
+
+    #[test]
+    fn self_heal_only_when_enabled_and_after_the_backoff() {
+        let drift = compare(&[cm("a", "1")], &live(&[cm("a", "2")]), FIELD_MANAGER);
+        let last = mk_last("r1", Phase::Succeeded, true);
+        let no_heal = mk_policy(false, false, false);
+        assert!(matches!(
+            decide_auto_sync(Some(&no_heal), &drift, "r1", Some(&last), Some(60)),
+            AutoSync::Refuse {
+                condition: false,
+                ..
+            }
+        ));
+        let heal = mk_policy(false, true, false);
+        assert_eq!(
+            decide_auto_sync(Some(&heal), &drift, "r1", Some(&last), Some(2)),
+            AutoSync::WaitSeconds(3)
+        );
+        assert_eq!(
+            decide_auto_sync(Some(&heal), &drift, "r1", Some(&last), Some(60)),
+            AutoSync::Sync { prune: false }
+        );
+        // A new revision syncs at once, whatever the last sync was.
+        assert_eq!(
+            decide_auto_sync(Some(&no_heal), &drift, "r2", Some(&last), Some(0)),
+            AutoSync::Sync { prune: false }
+        );
+        // A manual sync to the same revision does not count as auto-sync's own.
+        let manual = mk_last("r1", Phase::Succeeded, false);
+        assert_eq!(
+            decide_auto_sync(Some(&no_heal), &drift, "r1", Some(&manual), Some(0)),
+            AutoSync::Sync { prune: false }
+        );
+    }
+
+    #[test]
+    fn a_failed_revision_is_not_retried() {
+        let drift = compare(&[cm("a", "1")], &live(&[cm("a", "2")]), FIELD_MANAGER);
+        let failed = mk_last("r1", Phase::Failed, true);
+        assert!(matches!(
+            decide_auto_sync(
+                Some(&mk_policy(true, true, false)),
+                &drift,
+                "r1",
+                Some(&failed),
+                Some(60)
+            ),
+            AutoSync::Refuse {
+                condition: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn never_wipes_everything_without_allow_empty() {
+        let empty = compare(&[], &live(&[cm("a", "1")]), FIELD_MANAGER);
+        assert!(matches!(
+            decide_auto_sync(
+                Some(&mk_policy(true, true, false)),
+                &empty,
+                "r1",
+                None,
+                None
+            ),
+            AutoSync::Refuse {
+                condition: true,
+                ..
+            }
+        ));
+        assert_eq!(
+            decide_auto_sync(Some(&mk_policy(true, true, true)), &empty, "r1", None, None),
+            AutoSync::Sync { prune: true }
+        );
+    }
+
+    #[test]
+    fn extraneous_only_waits_for_prune_to_be_automated() {
+        let extra = compare(
+            &[cm("a", "1")],
+            &live(&[cm("a", "1"), cm("b", "1")]),
+            FIELD_MANAGER,
+        );
+        assert_eq!(
+            decide_auto_sync(
+                Some(&mk_policy(false, true, false)),
+                &extra,
+                "r1",
+                None,
+                None
+            ),
+            AutoSync::Nothing
+        );
+        assert_eq!(
+            decide_auto_sync(
+                Some(&mk_policy(true, true, false)),
+                &extra,
+                "r1",
+                None,
+                None
+            ),
+            AutoSync::Sync { prune: true }
+        );
+    }
+
+    #[test]
+    fn operation_yaml_as_argo_cd_writes_it() {
+        let op: Operation = serde_json::from_value(json!({
+            "sync": {"revision": "HEAD", "prune": true, "syncOptions": ["ApplyOutOfSyncOnly=true"],
+                     "resources": [{"kind": "ConfigMap", "name": "x"}]},
+            "initiatedBy": {"username": "admin"}}))
+        .expect("parses");
+        assert!(op.has_option("ApplyOutOfSyncOnly"));
+        assert_eq!(op.initiated_by.username.as_deref(), Some("admin"));
+        let state = OperationState {
+            operation: op,
+            phase: Phase::Succeeded,
+            ..Default::default()
+        };
+        let v = state.to_value();
+        assert_eq!(v["phase"], "Succeeded");
+        assert_eq!(OperationState::from_value(&v), Some(state));
+    }
+}

@@ -1,0 +1,1011 @@
+//! One Application's reconcile: validate against its project and the cluster registry, get
+//! the desired state (rendered by the repo-server, cached), compare with the live cache, run a
+//! requested or automated sync, write `status`, and decide when to look again. Errors become
+//! conditions; nothing is ever pruned on a failed or empty render or an unreachable cluster.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::clusters::Cluster;
+use crate::context::{Context, DesiredMemo, Level, QueueEvents};
+use crate::live::{CacheError, ClusterCache};
+use crate::manifests::{ManifestError, wire_repo, wire_source};
+use crate::metrics::{ReconcileLabels, SyncLabels};
+use crate::operation::{
+    AutoSync, InitiatedBy, Operation, OperationState, Phase, SyncOperation, SyncResult,
+    decide_auto_sync,
+};
+use crate::plan::{Comparison, SyncRequest, compare, is_hook, plan_sync};
+use crate::project;
+use crate::status::{
+    self, COMPARISON_ERROR, HistoryEntry, INVALID_SPEC_ERROR, Outcome, REPEATED_RESOURCE_WARNING,
+    SYNC_ERROR,
+};
+use crate::sync::{ExecOptions, execute};
+use crate::tracking::{AppKey, FIELD_MANAGER, ResourceKey, group_version, stamp};
+use crate::types::Application;
+use crate::types::application::{ApplicationSource, ApplicationStatus};
+use crate::types::project::AppProjectSpec;
+
+/// The annotation users (and webhooks) set to ask for a refresh: `normal` or `hard`.
+pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
+/// Argo CD's finalizer asking for cascading deletion of an app's resources.
+pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
+
+/// Why a reconcile could not finish; the status already says so where it could be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("writing the status of {app}: {source}")]
+    WriteStatus { app: String, source: kube::Error },
+    #[error("updating {app}: {source}")]
+    Patch { app: String, source: kube::Error },
+    #[error("cluster cache for {server}: {message}")]
+    Cache { server: String, message: String },
+}
+
+/// When to look at the app again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The periodic refresh (jittered).
+    Periodic,
+    /// A compare after this delay (self-heal backoff), or sooner if something changes.
+    After(Duration),
+    /// Something failed: retry with the app's backoff.
+    Backoff,
+    /// Nothing to schedule (app gone or not ours).
+    Done,
+}
+
+fn annotation<'a>(app: &'a Application, name: &str) -> Option<&'a str> {
+    app.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(name))
+        .map(String::as_str)
+}
+
+/// The sources to render (`spec.source`, or `spec.sources` without ref-only entries).
+pub fn sources(app: &Application) -> Vec<ApplicationSource> {
+    match (&app.spec.sources, &app.spec.source) {
+        (Some(list), _) if !list.is_empty() => list
+            .iter()
+            .filter(|s| s.path.is_some() || s.chart.is_some() || s.ref_.is_none())
+            .cloned()
+            .collect(),
+        (_, Some(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+fn fingerprint(app: &Application) -> String {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(&app.spec.source).unwrap_or_default());
+    h.update(serde_json::to_vec(&app.spec.sources).unwrap_or_default());
+    h.update(
+        app.spec
+            .destination
+            .namespace
+            .as_deref()
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    hex::encode(h.finalize())
+}
+
+/// The destination namespace (Argo CD leaves unnamespaced objects to the destination's).
+fn dest_namespace(app: &Application) -> String {
+    app.spec
+        .destination
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
+/// Everything wrong with the spec against its project and the registry (empty = valid).
+fn validate(
+    app: &Application,
+    project: Option<&AppProjectSpec>,
+    cluster: Option<&Cluster>,
+) -> Vec<String> {
+    let mut errs = Vec::new();
+    let srcs = sources(app);
+    if srcs.is_empty() {
+        errs.push("spec.source (or spec.sources) is required".into());
+    }
+    let project_name = if app.spec.project.is_empty() {
+        "default"
+    } else {
+        &app.spec.project
+    };
+    let Some(p) = project else {
+        errs.push(format!(
+            "application references project {project_name} which does not exist"
+        ));
+        return errs;
+    };
+    for s in &srcs {
+        if s.chart.is_some() || s.helm.is_some() {
+            errs.push(format!(
+                "source {}: Helm sources are not supported yet",
+                s.repo_url
+            ));
+        }
+        if !project::source_allowed(p, &s.repo_url) {
+            errs.push(format!(
+                "application repo {} is not permitted in project '{project_name}'",
+                s.repo_url
+            ));
+        }
+    }
+    match cluster {
+        None => errs.push(format!(
+            "application destination {{{}, {}}} is not a known cluster",
+            app.spec.destination.server.as_deref().unwrap_or(""),
+            app.spec.destination.name.as_deref().unwrap_or("")
+        )),
+        Some(c) => {
+            let ns = dest_namespace(app);
+            if !project::destination_allowed(p, &c.server, &c.name, &ns) {
+                errs.push(format!(
+                    "application destination server '{}' and namespace '{ns}' do not match any of the allowed destinations in project '{project_name}'",
+                    c.server
+                ));
+            }
+        }
+    }
+    errs
+}
+
+/// Desired objects ready to compare and apply: hooks left out, namespaces filled in, tracking
+/// stamped, each checked against the project. Returns (objects, refusals, warnings).
+async fn normalize(
+    cache: &Arc<ClusterCache>,
+    project: &AppProjectSpec,
+    project_name: &str,
+    cluster: &Cluster,
+    key: &AppKey,
+    dest_ns: &str,
+    rendered: &[Value],
+) -> Result<(Vec<Value>, Vec<String>, Vec<String>), CacheError> {
+    // Kinds defined by CRDs in the same render: their scope comes from the CRD.
+    let crd_scopes: HashMap<(String, String), bool> = rendered
+        .iter()
+        .filter(|o| o.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
+        .filter_map(|o| {
+            Some((
+                (
+                    o.pointer("/spec/group")?.as_str()?.to_string(),
+                    o.pointer("/spec/names/kind")?.as_str()?.to_string(),
+                ),
+                o.pointer("/spec/scope").and_then(Value::as_str) != Some("Cluster"),
+            ))
+        })
+        .collect();
+    let mut out = Vec::with_capacity(rendered.len());
+    let mut refusals = Vec::new();
+    let mut warnings = Vec::new();
+    for obj in rendered.iter().filter(|o| !is_hook(o)) {
+        let mut obj = obj.clone();
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let (group, _) = group_version(&api_version);
+        let namespaced = match cache.api_info(&api_version, &kind).await {
+            Ok(info) => info.namespaced,
+            Err(CacheError::UnknownKind { .. }) => {
+                match crd_scopes.get(&(group.to_string(), kind.clone())) {
+                    Some(n) => *n,
+                    None => {
+                        warnings.push(format!(
+                            "{api_version} {kind} is not served by cluster {} (yet)",
+                            cluster.name
+                        ));
+                        obj.pointer("/metadata/namespace").is_some()
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let ns = if namespaced {
+            let ns = meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .unwrap_or(dest_ns)
+                .to_string();
+            meta.insert("namespace".into(), Value::String(ns.clone()));
+            ns
+        } else {
+            meta.remove("namespace");
+            String::new()
+        };
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if !project::kind_allowed(project, group, &kind, namespaced) {
+            refusals.push(format!(
+                "resource {}:{kind} {name} is not permitted in project {project_name}",
+                group
+            ));
+        } else if namespaced
+            && !project::destination_allowed(project, &cluster.server, &cluster.name, &ns)
+        {
+            refusals.push(format!(
+                "namespace {ns} (of {kind} {name}) is not permitted in project {project_name}"
+            ));
+        }
+        stamp(&mut obj, key);
+        out.push(obj);
+    }
+    Ok((out, refusals, warnings))
+}
+
+/// Render every source of the app at its resolved revision (or reuse the last render at
+/// `Level::Compare`). `revision_override` renders a manual sync's revision instead.
+async fn desired(
+    ctx: &Context,
+    app: &Application,
+    key: &AppKey,
+    level: Level,
+    revision_override: Option<&str>,
+) -> Result<DesiredMemo, ManifestError> {
+    let fp = fingerprint(app);
+    if level == Level::Compare
+        && revision_override.is_none()
+        && let Some(d) = ctx.memo(key).desired.filter(|d| d.fingerprint == fp)
+    {
+        return Ok(d);
+    }
+    let creds = ctx.repo_creds.borrow().clone();
+    let ns = dest_namespace(app);
+    let mut revisions = Vec::new();
+    let mut objects = Vec::new();
+    let mut source_type = String::new();
+    for src in sources(app) {
+        let repo = wire_repo(&src.repo_url, creds.lookup(&src.repo_url));
+        let revision = revision_override
+            .map(str::to_string)
+            .or_else(|| src.target_revision.clone())
+            .unwrap_or_default();
+        let commit = ctx.manifests.resolve(repo.clone(), &revision).await?;
+        let r = ctx
+            .manifests
+            .manifests(
+                repo,
+                wire_source(&src),
+                &key.name,
+                &ns,
+                &commit,
+                level == Level::Hard,
+            )
+            .await?;
+        revisions.push(r.commit.clone());
+        objects.extend(r.objects.iter().cloned());
+        source_type = r.source_type.clone();
+    }
+    let memo = DesiredMemo {
+        fingerprint: fp,
+        revisions,
+        objects: Arc::new(objects),
+        source_type,
+    };
+    if revision_override.is_none() {
+        ctx.update_memo(key, |m| m.desired = Some(memo.clone()));
+    }
+    Ok(memo)
+}
+
+/// The kinds to watch for an app: what it renders plus what it had (so prunes are seen).
+fn kinds_of(objects: &[Value], previous: Option<&ApplicationStatus>) -> Vec<(String, String)> {
+    let mut set: BTreeSet<(String, String)> = objects
+        .iter()
+        .filter_map(|o| {
+            Some((
+                o.get("apiVersion")?.as_str()?.to_string(),
+                o.get("kind")?.as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    for r in previous
+        .and_then(|s| s.resources.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let av = if r.group.is_empty() {
+            r.version.clone()
+        } else {
+            format!("{}/{}", r.group, r.version)
+        };
+        if !r.version.is_empty() {
+            set.insert((av, r.kind.clone()));
+        }
+    }
+    // One watch per group/kind is enough whatever the version.
+    let mut seen = BTreeSet::new();
+    set.into_iter()
+        .filter(|(av, k)| seen.insert((group_version(av).0.to_string(), k.clone())))
+        .collect()
+}
+
+struct Writer<'a> {
+    ctx: &'a Context,
+    app: &'a Application,
+    key: &'a AppKey,
+}
+
+impl Writer<'_> {
+    async fn status(&self, outcome: &Outcome<'_>) -> Result<(), ReconcileError> {
+        let prev = self.app.status.as_ref();
+        let st = status::build(prev, outcome, jiff::Timestamp::now());
+        if let (Some(s), Some(h)) = (&st.sync, &st.health) {
+            self.ctx.report(self.key, &s.status, &h.status);
+        }
+        if !status::changed(prev, &st) {
+            return Ok(());
+        }
+        let api: Api<Application> = Api::namespaced(self.ctx.control.clone(), &self.key.namespace);
+        let written = api
+            .patch_status(
+                &self.key.name,
+                &PatchParams::default(),
+                &Patch::Merge(status::merge_patch(&st)),
+            )
+            .await
+            .map_err(|source| ReconcileError::WriteStatus {
+                app: self.key.to_string(),
+                source,
+            })?;
+        self.ctx.metrics.status_writes.inc();
+        self.remember(written);
+        Ok(())
+    }
+
+    fn remember(&self, written: Application) {
+        self.ctx
+            .update_memo(self.key, |m| m.written = Some(Arc::new(written)));
+    }
+
+    /// Clear the handled `operation` and/or refresh annotation.
+    async fn acknowledge(&self, operation: bool, refresh: bool) -> Result<(), ReconcileError> {
+        if !operation && !refresh {
+            return Ok(());
+        }
+        let mut patch = json!({});
+        if operation {
+            patch["operation"] = Value::Null;
+        }
+        if refresh {
+            patch["metadata"] = json!({"annotations": {REFRESH_ANNOTATION: null}});
+        }
+        let api: Api<Application> = Api::namespaced(self.ctx.control.clone(), &self.key.namespace);
+        api.patch(
+            &self.key.name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|source| ReconcileError::Patch {
+            app: self.key.to_string(),
+            source,
+        })?;
+        Ok(())
+    }
+}
+
+fn now_s() -> String {
+    status::timestamp(jiff::Timestamp::now())
+}
+
+fn failed_op(op: Operation, message: String) -> OperationState {
+    let now = now_s();
+    OperationState {
+        operation: op,
+        phase: Phase::Failed,
+        message,
+        sync_result: None,
+        started_at: now.clone(),
+        finished_at: Some(now),
+        retry_count: 0,
+    }
+}
+
+/// Reconcile one app at `level`.
+pub async fn reconcile(
+    ctx: &Arc<Context>,
+    key: &AppKey,
+    level: Level,
+) -> Result<Next, ReconcileError> {
+    let Some(app) = ctx.app(key) else {
+        ctx.forget(key);
+        return Ok(Next::Done);
+    };
+    let registry = ctx.registry.borrow().clone();
+    let cluster = registry
+        .resolve(
+            app.spec.destination.server.as_deref(),
+            app.spec.destination.name.as_deref(),
+        )
+        .cloned();
+    if let Some(c) = &cluster
+        && !ctx.owns(&c.server)
+    {
+        return Ok(Next::Done);
+    }
+    let w = Writer {
+        ctx,
+        app: &app,
+        key,
+    };
+    if app.metadata.deletion_timestamp.is_some() {
+        return finalize(ctx, &w, cluster.as_ref()).await;
+    }
+    let refresh_ann = annotation(&app, REFRESH_ANNOTATION);
+    let level = match refresh_ann {
+        Some("hard") => Level::Hard,
+        Some(_) => level.max(Level::Refresh),
+        None => level,
+    };
+    let op = app.operation.as_ref().map(Operation::from_value);
+    let mut outcome = Outcome {
+        history_limit: app
+            .spec
+            .revision_history_limit
+            .and_then(|l| usize::try_from(l).ok())
+            .unwrap_or(ctx.cfg.history_limit),
+        refreshed: level >= Level::Refresh,
+        ..Default::default()
+    };
+    let ack_refresh = refresh_ann.is_some();
+
+    // A malformed operation is answered, not retried forever.
+    let op = match op {
+        Some(Err(e)) => {
+            outcome.operation_state = Some(failed_op(
+                Operation::default(),
+                format!("invalid operation: {e}"),
+            ));
+            w.status(&outcome).await?;
+            w.acknowledge(true, ack_refresh).await?;
+            return Ok(Next::Periodic);
+        }
+        Some(Ok(op)) => Some(op),
+        None => None,
+    };
+
+    // 1. The spec against the registry and its project.
+    let project_name = if app.spec.project.is_empty() {
+        "default".to_string()
+    } else {
+        app.spec.project.clone()
+    };
+    let project = ctx.project(&key.namespace, &project_name);
+    let invalid = validate(&app, project.as_ref().map(|p| &p.spec), cluster.as_ref());
+    let (Some(project), Some(cluster), true) = (project, cluster, invalid.is_empty()) else {
+        tracing::warn!(app = %key, errors = ?invalid, "invalid application");
+        outcome.conditions = invalid
+            .iter()
+            .map(|m| (INVALID_SPEC_ERROR.to_string(), m.clone()))
+            .collect();
+        if let Some(op) = op {
+            outcome.operation_state = Some(failed_op(op, invalid.join("; ")));
+        }
+        w.status(&outcome).await?;
+        w.acknowledge(app.operation.is_some(), ack_refresh).await?;
+        return Ok(Next::Periodic);
+    };
+
+    // 2. Desired state.
+    let op_revision = op
+        .as_ref()
+        .and_then(|o| o.sync.as_ref())
+        .and_then(|s| s.revision.clone())
+        .filter(|r| !r.is_empty());
+    let manual_revision = op_revision.as_deref().filter(|r| {
+        sources(&app).len() == 1
+            && sources(&app)[0]
+                .target_revision
+                .as_deref()
+                .unwrap_or("HEAD")
+                != *r
+    });
+    let desired_level = if op.is_some() {
+        level.max(Level::Refresh)
+    } else {
+        level
+    };
+    let desired = match desired(ctx, &app, key, desired_level, manual_revision).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(app = %key, error = %e, "could not get desired state");
+            outcome.conditions = vec![(
+                COMPARISON_ERROR.to_string(),
+                format!("failed to load target state: {e}"),
+            )];
+            if let Some(op) = op {
+                outcome.operation_state = Some(failed_op(
+                    op,
+                    format!("ComparisonError: failed to load target state: {e}"),
+                ));
+            }
+            w.status(&outcome).await?;
+            w.acknowledge(app.operation.is_some(), ack_refresh).await?;
+            return Ok(Next::Backoff);
+        }
+    };
+    outcome.revision = desired.revisions.first().cloned();
+    outcome.revisions = desired.revisions.clone();
+    outcome.source_type = Some(desired.source_type.clone()).filter(|s| !s.is_empty());
+
+    // 3. Live state.
+    let events: Arc<dyn crate::live::CacheEvents> = Arc::new(QueueEvents {
+        ctx: Arc::downgrade(ctx),
+    });
+    let cache = ctx
+        .caches
+        .get_or_create(&cluster, &ctx.control, events, &ctx.cache_metrics)
+        .map_err(|message| ReconcileError::Cache {
+            server: cluster.server.clone(),
+            message,
+        })?;
+    let dest_ns = dest_namespace(&app);
+    let live_ready = async {
+        cache.reachability()?;
+        let normalized = normalize(
+            &cache,
+            &project.spec,
+            &project_name,
+            &cluster,
+            key,
+            &dest_ns,
+            &desired.objects,
+        )
+        .await?;
+        cache
+            .ensure_watched(
+                &kinds_of(&normalized.0, app.status.as_ref()),
+                ctx.cfg.cache_sync_timeout,
+            )
+            .await?;
+        Ok::<_, CacheError>(normalized)
+    }
+    .await;
+    let (objects, refusals, warnings) = match live_ready {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(app = %key, error = %e, "live state unavailable");
+            outcome.cluster_unreachable = matches!(e, CacheError::Unreachable { .. });
+            outcome.conditions = vec![(COMPARISON_ERROR.to_string(), e.to_string())];
+            if let Some(op) = op {
+                outcome.operation_state = Some(failed_op(op, e.to_string()));
+            }
+            w.status(&outcome).await?;
+            w.acknowledge(app.operation.is_some(), ack_refresh).await?;
+            return Ok(Next::Backoff);
+        }
+    };
+    let mut cmp = compare(&objects, &cache.live_for(key), FIELD_MANAGER);
+    let mut conditions: Vec<(String, String)> = refusals
+        .iter()
+        .map(|m| (INVALID_SPEC_ERROR.to_string(), m.clone()))
+        .collect();
+    conditions.extend(
+        cmp.warnings
+            .iter()
+            .chain(&warnings)
+            .map(|m| (REPEATED_RESOURCE_WARNING.to_string(), m.clone())),
+    );
+
+    // 4. Sync: a requested operation, else what auto-sync decides.
+    let policy = app.spec.sync_policy.as_ref();
+    let revision = outcome.revision.clone().unwrap_or_default();
+    let last = app
+        .status
+        .as_ref()
+        .and_then(|s| s.operation_state.as_ref())
+        .and_then(OperationState::from_value);
+    let since_last = last
+        .as_ref()
+        .and_then(|l| l.finished_at.as_deref())
+        .and_then(|f| status::seconds_since(f, jiff::Timestamp::now()));
+    let allow_empty = policy
+        .and_then(|p| p.automated.as_ref())
+        .is_some_and(|a| a.allow_empty);
+    let mut next = Next::Periodic;
+    let mut to_run: Option<Operation> = None;
+    let had_operation = op.is_some();
+    if let Some(op) = op {
+        if !refusals.is_empty() {
+            outcome.operation_state = Some(failed_op(op, refusals.join("; ")));
+        } else if cmp.desired_count() == 0 && cmp.live_count() > 0 && !allow_empty {
+            outcome.operation_state = Some(failed_op(
+                op,
+                "refusing to sync: Git renders no objects and the sync would delete every resource of the application (set syncPolicy.automated.allowEmpty to allow it)".into(),
+            ));
+        } else {
+            to_run = Some(op);
+        }
+    } else if refusals.is_empty() {
+        match decide_auto_sync(policy, &cmp, &revision, last.as_ref(), since_last) {
+            AutoSync::Sync { prune } => {
+                to_run = Some(Operation {
+                    sync: Some(SyncOperation {
+                        revision: Some(revision.clone()),
+                        prune,
+                        sync_options: policy.and_then(|p| p.sync_options.clone()),
+                        ..Default::default()
+                    }),
+                    initiated_by: InitiatedBy {
+                        username: None,
+                        automated: true,
+                    },
+                    retry: None,
+                });
+            }
+            AutoSync::WaitSeconds(s) => next = Next::After(Duration::from_secs(s.max(1))),
+            AutoSync::Refuse { reason, condition } => {
+                if condition {
+                    conditions.push((SYNC_ERROR.to_string(), reason));
+                } else {
+                    tracing::debug!(app = %key, %reason, "auto-sync skipped");
+                }
+            }
+            AutoSync::Nothing => {}
+        }
+    }
+    if let Some(op) = to_run {
+        let started = now_s();
+        let sync_op = op.sync.clone().unwrap_or_default();
+        let opt = |name: &str| op.has_option(name) || policy.is_some_and(|p| p.option(name));
+        let req = SyncRequest {
+            prune: sync_op.prune,
+            out_of_sync_only: opt("ApplyOutOfSyncOnly"),
+            only: sync_op
+                .resources
+                .iter()
+                .flatten()
+                .map(|r| (r.group.clone(), r.kind.clone(), r.name.clone()))
+                .collect(),
+        };
+        let plan = plan_sync(&cmp, &req);
+        let exec = ExecOptions {
+            create_namespace: opt("CreateNamespace").then(|| dest_ns.clone()),
+            dry_run: sync_op.dry_run,
+        };
+        let server = cluster.server.clone();
+        let ctx2 = ctx.clone();
+        let t0 = Instant::now();
+        let result = execute(&cache, &plan, &exec, &move || ctx2.owns(&server)).await;
+        let automated = op.initiated_by.automated;
+        tracing::info!(app = %key, %revision, phase = ?result.phase, applied = plan.applies.len(),
+            pruned = plan.prunes.len(), automated, ms = t0.elapsed().as_millis() as u64, "sync finished");
+        ctx.metrics
+            .syncs
+            .get_or_create(&SyncLabels {
+                phase: match result.phase {
+                    Phase::Succeeded => "Succeeded",
+                    Phase::Failed => "Failed",
+                    Phase::Error => "Error",
+                    Phase::Running => "Running",
+                },
+                trigger: if automated { "automated" } else { "manual" },
+            })
+            .inc();
+        if result.phase == Phase::Succeeded && !sync_op.dry_run {
+            outcome.history = Some(HistoryEntry {
+                revision: revision.clone(),
+                deployed_at: now_s(),
+                deploy_started_at: started.clone(),
+                initiated_by: serde_json::to_value(&op.initiated_by).unwrap_or(Value::Null),
+            });
+        }
+        if result.phase != Phase::Succeeded && automated {
+            conditions.push((
+                SYNC_ERROR.to_string(),
+                format!("Failed sync attempt to {revision}: {}", result.message),
+            ));
+        }
+        outcome.operation_state = Some(OperationState {
+            operation: op,
+            phase: result.phase,
+            message: result.message,
+            sync_result: Some(SyncResult {
+                revision: revision.clone(),
+                revisions: if desired.revisions.len() > 1 {
+                    desired.revisions.clone()
+                } else {
+                    Vec::new()
+                },
+                resources: result.results,
+            }),
+            started_at: started,
+            finished_at: Some(now_s()),
+            retry_count: 0,
+        });
+        // Our writes went through the cache: compare again for an up-to-date status.
+        cmp = compare(&objects, &cache.live_for(key), FIELD_MANAGER);
+        if result.phase != Phase::Succeeded {
+            next = Next::Backoff;
+        }
+    }
+    outcome.conditions = conditions;
+    finish(&w, &outcome, &cmp, had_operation, ack_refresh).await?;
+    Ok(next)
+}
+
+async fn finish(
+    w: &Writer<'_>,
+    outcome: &Outcome<'_>,
+    cmp: &Comparison,
+    ack_operation: bool,
+    ack_refresh: bool,
+) -> Result<(), ReconcileError> {
+    let o = Outcome {
+        comparison: Some(cmp),
+        ..outcome.clone()
+    };
+    w.status(&o).await?;
+    w.acknowledge(ack_operation, ack_refresh).await
+}
+
+/// Deletion: with Argo CD's resources finalizer, delete the app's resources first (never
+/// when the cluster cannot be reached), then release the Application.
+async fn finalize(
+    ctx: &Arc<Context>,
+    w: &Writer<'_>,
+    cluster: Option<&Cluster>,
+) -> Result<Next, ReconcileError> {
+    let app = w.app;
+    let key = w.key;
+    let has_finalizer = app
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == RESOURCES_FINALIZER);
+    if !has_finalizer {
+        ctx.forget(key);
+        return Ok(Next::Done);
+    }
+    let release = || async {
+        let finalizers: Vec<String> = app
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .filter(|f| *f != RESOURCES_FINALIZER)
+            .cloned()
+            .collect();
+        let api: Api<Application> = Api::namespaced(ctx.control.clone(), &key.namespace);
+        api.patch(
+            &key.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": finalizers, "resourceVersion": app.metadata.resource_version}})),
+        )
+        .await
+        .map_err(|source| ReconcileError::Patch {
+            app: key.to_string(),
+            source,
+        })
+    };
+    let Some(cluster) = cluster else {
+        let outcome = Outcome {
+            conditions: vec![(
+                "DeletionError".into(),
+                "the destination cluster is unknown; its resources cannot be deleted (remove the finalizer to orphan them)".into(),
+            )],
+            ..Default::default()
+        };
+        w.status(&outcome).await?;
+        return Ok(Next::Backoff);
+    };
+    let events: Arc<dyn crate::live::CacheEvents> = Arc::new(QueueEvents {
+        ctx: Arc::downgrade(ctx),
+    });
+    let cache = ctx
+        .caches
+        .get_or_create(cluster, &ctx.control, events, &ctx.cache_metrics)
+        .map_err(|message| ReconcileError::Cache {
+            server: cluster.server.clone(),
+            message,
+        })?;
+    let kinds = kinds_of(&[], app.status.as_ref());
+    if let Err(e) = cache
+        .ensure_watched(&kinds, ctx.cfg.cache_sync_timeout)
+        .await
+    {
+        let outcome = Outcome {
+            conditions: vec![("DeletionError".into(), e.to_string())],
+            cluster_unreachable: matches!(e, CacheError::Unreachable { .. }),
+            ..Default::default()
+        };
+        w.status(&outcome).await?;
+        return Ok(Next::Backoff);
+    }
+    let live = cache.live_for(key);
+    if live.is_empty() {
+        release().await?;
+        tracing::info!(app = %key, "resources deleted; finalizer removed");
+        ctx.forget(key);
+        return Ok(Next::Done);
+    }
+    let cmp = compare(&[], &live, FIELD_MANAGER);
+    let plan = plan_sync(
+        &cmp,
+        &SyncRequest {
+            prune: true,
+            ..Default::default()
+        },
+    );
+    let server = cluster.server.clone();
+    let ctx2 = ctx.clone();
+    let result = execute(&cache, &plan, &ExecOptions::default(), &move || {
+        ctx2.owns(&server)
+    })
+    .await;
+    tracing::info!(app = %key, deleted = plan.prunes.len(), phase = ?result.phase, "deleting application resources");
+    Ok(Next::After(Duration::from_secs(1)))
+}
+
+/// Keys of resources an app had, from its status (used by deletion and tests).
+pub fn status_resource_keys(st: &ApplicationStatus) -> Vec<ResourceKey> {
+    st.resources
+        .iter()
+        .flatten()
+        .map(|r| ResourceKey {
+            group: r.group.clone(),
+            kind: r.kind.clone(),
+            namespace: r.namespace.clone().unwrap_or_default(),
+            name: r.name.clone(),
+        })
+        .collect()
+}
+
+/// Record a reconcile's outcome in metrics and return when (and at which level) to look again.
+pub fn schedule(
+    ctx: &Context,
+    key: &AppKey,
+    level: Level,
+    res: &Result<Next, ReconcileError>,
+    took: Duration,
+) -> Option<(Duration, Level)> {
+    ctx.metrics.reconcile_seconds.observe(took.as_secs_f64());
+    let result = match res {
+        Ok(Next::Backoff) | Err(_) => "error",
+        Ok(_) => "ok",
+    };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ReconcileLabels {
+            level: level.as_str(),
+            result,
+        })
+        .inc();
+    match res {
+        Ok(Next::Done) => None,
+        Ok(Next::Periodic) => {
+            ctx.update_memo(key, |m| m.failures = 0);
+            Some((
+                ctx.cfg.jittered_refresh(rand::random::<f64>()),
+                Level::Refresh,
+            ))
+        }
+        Ok(Next::After(d)) => {
+            ctx.update_memo(key, |m| m.failures = 0);
+            Some((*d, Level::Compare))
+        }
+        Ok(Next::Backoff) | Err(_) => {
+            if let Err(e) = res {
+                tracing::warn!(app = %key, error = %e, "reconcile failed");
+            }
+            let mut failures = 0;
+            ctx.update_memo(key, |m| {
+                failures = m.failures;
+                m.failures = m.failures.saturating_add(1);
+            });
+            Some((ctx.cfg.backoff(failures), Level::Refresh))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::default_project;
+
+    fn mk_app(yaml: &str) -> Application {
+        serde_yaml::from_str(yaml).expect("app")
+    }
+
+    const APP: &str = r#"
+metadata: {name: web, namespace: argocd}
+spec:
+  project: default
+  source: {repoURL: https://github.com/my-org/web.git, targetRevision: main, path: k8s}
+  destination: {server: https://kubernetes.default.svc, namespace: web}
+"#;
+
+    fn in_cluster() -> Cluster {
+        Cluster {
+            name: "in-cluster".into(),
+            server: crate::clusters::IN_CLUSTER_SERVER.into(),
+            config: Default::default(),
+            secret: None,
+        }
+    }
+
+    #[test]
+    fn a_valid_app_has_no_errors() {
+        assert!(validate(&mk_app(APP), Some(&default_project()), Some(&in_cluster())).is_empty());
+    }
+
+    #[test]
+    fn missing_project_unknown_cluster_and_refused_repo_are_reported() {
+        let app = mk_app(APP);
+        let errs = validate(&app, None, Some(&in_cluster()));
+        assert!(errs[0].contains("does not exist"), "{errs:?}");
+        let errs = validate(&app, Some(&default_project()), None);
+        assert!(errs[0].contains("not a known cluster"), "{errs:?}");
+        let mut p = default_project();
+        p.source_repos = Some(vec!["https://github.com/other/*".into()]);
+        let errs = validate(&app, Some(&p), Some(&in_cluster()));
+        assert!(errs[0].contains("not permitted"), "{errs:?}");
+    }
+
+    #[test]
+    fn multi_source_skips_ref_only_sources() {
+        let app = mk_app(
+            r#"
+metadata: {name: web, namespace: argocd}
+spec:
+  sources:
+  - {repoURL: https://a, path: x}
+  - {repoURL: https://values, ref: values}
+  destination: {server: https://kubernetes.default.svc}
+"#,
+        );
+        let s = sources(&app);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].repo_url, "https://a");
+        assert_eq!(dest_namespace(&app), "default");
+    }
+
+    #[test]
+    fn watched_kinds_include_previous_resources_once_per_group_kind() {
+        let objs = vec![
+            json!({"apiVersion": "apps/v1", "kind": "Deployment"}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap"}),
+        ];
+        let st: ApplicationStatus = serde_json::from_value(json!({"resources": [
+            {"group": "", "version": "v1", "kind": "Service", "name": "s"},
+            {"group": "apps", "version": "v1", "kind": "Deployment", "name": "d"}]}))
+        .expect("status");
+        let kinds = kinds_of(&objs, Some(&st));
+        assert_eq!(
+            kinds,
+            [
+                ("apps/v1".to_string(), "Deployment".to_string()),
+                ("v1".into(), "ConfigMap".into()),
+                ("v1".into(), "Service".into())
+            ]
+        );
+    }
+}

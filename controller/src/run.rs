@@ -1,0 +1,452 @@
+//! Wiring: the watches of the control plane (Applications, AppProjects, cluster and
+//! repository Secrets) feeding read-only stores and the work queue, the reconcile workers,
+//! and the HTTP endpoint. `run` returns when the shutdown future resolves.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flotilla_sharding::Assignment;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::PostParams;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, Resource};
+use prometheus_client::registry::Registry as MetricsRegistry;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::clusters::{Cluster, ClusterConfig, IN_CLUSTER_NAME, IN_CLUSTER_SERVER, Registry};
+use crate::config::ControllerConfig;
+use crate::context::{Caches, Context, Level};
+use crate::live::metrics::CacheMetrics;
+use crate::manifests::{ManifestClient, ManifestMetrics, MemoryCache};
+use crate::metrics::ControllerMetrics;
+use crate::queue::{QueueMetrics, WorkQueue};
+use crate::reconcile::{REFRESH_ANNOTATION, reconcile, schedule};
+use crate::repos::RepoCredsIndex;
+use crate::tracking::AppKey;
+use crate::types::{AppProject, Application};
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "the Argo CD CRDs are not installed in the control plane ({0}); apply them first: flotilla-controller --print-crds | kubectl apply -f -"
+    )]
+    CrdsMissing(String),
+    #[error("control plane: {0}")]
+    ControlPlane(String),
+    #[error(transparent)]
+    Http(#[from] flotilla_core::http::HttpError),
+    #[error(transparent)]
+    Manifests(#[from] crate::manifests::ManifestError),
+    #[error("writing {path}: {message}")]
+    AddressFile { path: String, message: String },
+}
+
+/// Label selector of Argo CD cluster Secrets.
+pub const CLUSTER_SECRETS: &str = "argocd.argoproj.io/secret-type=cluster";
+/// Label selector of repository credential Secrets.
+pub const REPO_SECRETS: &str = "argocd.argoproj.io/secret-type in (repository,repo-creds)";
+
+/// Create the `default` AppProject (allow everything) when it is missing, as Argo CD does.
+async fn ensure_default_project(client: &Client, namespace: &str) -> Result<(), RunError> {
+    let api: Api<AppProject> = Api::namespaced(client.clone(), namespace);
+    match api.get_opt("default").await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => {
+            let mut p = AppProject::new("default", crate::project::default_project());
+            p.meta_mut().namespace = Some(namespace.to_string());
+            match api.create(&PostParams::default(), &p).await {
+                Ok(_) => {
+                    tracing::info!(namespace, "created the default AppProject");
+                    Ok(())
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+                Err(e) => Err(RunError::ControlPlane(format!(
+                    "creating the default project: {e}"
+                ))),
+            }
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(RunError::CrdsMissing(s.message.clone())),
+        Err(e) => Err(RunError::ControlPlane(e.to_string())),
+    }
+}
+
+fn registry_of(secrets: &Store<Secret>, in_cluster: bool) -> Registry {
+    let state = secrets.state();
+    let implicit = in_cluster.then(|| Cluster {
+        name: IN_CLUSTER_NAME.into(),
+        server: IN_CLUSTER_SERVER.into(),
+        config: ClusterConfig::default(),
+        secret: None,
+    });
+    let r = Registry::from_secrets(state.iter().map(|s| s.as_ref()), implicit);
+    for e in &r.errors {
+        tracing::warn!(error = %e, "ignoring cluster Secret");
+    }
+    r
+}
+
+/// What makes an Application event worth a reconcile (status-only writes are not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Trigger {
+    uid: Option<String>,
+    generation: Option<i64>,
+    refresh: Option<String>,
+    deleting: bool,
+}
+
+impl Trigger {
+    fn of(app: &Application) -> Self {
+        Self {
+            uid: app.metadata.uid.clone(),
+            generation: app.metadata.generation,
+            refresh: app
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(REFRESH_ANNOTATION))
+                .cloned(),
+            deleting: app.metadata.deletion_timestamp.is_some(),
+        }
+    }
+
+    /// Whether moving from `old` to `self` needs a reconcile.
+    fn fires_after(&self, old: Option<&Trigger>) -> bool {
+        let Some(old) = old else { return true };
+        old.uid != self.uid
+            || old.generation != self.generation
+            || (self.refresh.is_some() && old.refresh != self.refresh)
+            || (self.deleting && !old.deleting)
+    }
+}
+
+fn key_of(app: &Application) -> Option<AppKey> {
+    Some(AppKey::new(
+        app.metadata.namespace.clone()?,
+        app.metadata.name.clone()?,
+    ))
+}
+
+/// Run the controller until `shutdown` resolves.
+pub async fn run(
+    cfg: ControllerConfig,
+    control: Client,
+    assignment: watch::Receiver<Assignment>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let mut metrics_registry = MetricsRegistry::default();
+    let metrics = ControllerMetrics::register(&mut metrics_registry);
+    let queue_metrics = QueueMetrics::register(&mut metrics_registry);
+    let cache_metrics = CacheMetrics::register(&mut metrics_registry);
+    let manifest_metrics = ManifestMetrics::register(&mut metrics_registry);
+    ensure_default_project(&control, &cfg.namespace).await?;
+
+    let ns = cfg.namespace.clone();
+    let (apps, apps_writer) = reflector::store::<Application>();
+    let (projects, projects_writer) = reflector::store::<AppProject>();
+    let (cluster_secrets, cluster_writer) = reflector::store::<Secret>();
+    let (repo_secrets, repo_writer) = reflector::store::<Secret>();
+    let (registry_tx, registry_rx) = watch::channel(Arc::new(Registry::default()));
+    let (creds_tx, creds_rx) = watch::channel(Arc::new(RepoCredsIndex::default()));
+    let manifests = ManifestClient::new(
+        &cfg.repo_server,
+        Arc::new(MemoryCache::new(cfg.manifest_cache_entries)),
+        manifest_metrics,
+        cfg.rpc_timeout,
+    )?;
+    let ctx = Arc::new(Context {
+        cfg: cfg.clone(),
+        control: control.clone(),
+        apps: apps.clone(),
+        projects: projects.clone(),
+        registry: registry_rx,
+        repo_creds: creds_rx,
+        assignment,
+        caches: Caches::default(),
+        manifests,
+        queue: Arc::new(WorkQueue::new(queue_metrics)),
+        memo: Mutex::new(HashMap::new()),
+        metrics,
+        cache_metrics,
+    });
+    let mut tasks = Vec::new();
+
+    // Applications: reconcile on spec/operation changes, refresh requests and deletion.
+    {
+        let ctx = ctx.clone();
+        let api: Api<Application> = Api::namespaced(control.clone(), &ns);
+        tasks.push(tokio::spawn(
+            async move {
+                let mut seen: HashMap<AppKey, Trigger> = HashMap::new();
+                let mut stream = reflector::reflector(
+                    apps_writer,
+                    watcher::watcher(api, watcher::Config::default()),
+                )
+                .default_backoff()
+                .boxed();
+                while let Some(ev) = stream.next().await {
+                    match ev {
+                        Ok(Event::Apply(app) | Event::InitApply(app)) => {
+                            let Some(key) = key_of(&app) else { continue };
+                            let t = Trigger::of(&app);
+                            if t.fires_after(seen.get(&key)) {
+                                ctx.queue.add(key.clone(), Level::Refresh);
+                            }
+                            seen.insert(key, t);
+                        }
+                        Ok(Event::Delete(app)) => {
+                            if let Some(key) = key_of(&app) {
+                                seen.remove(&key);
+                                ctx.forget(&key);
+                            }
+                        }
+                        Ok(Event::Init | Event::InitDone) => {}
+                        Err(e) => tracing::warn!(error = %e, "watching Applications"),
+                    }
+                }
+            }
+            .instrument(tracing::info_span!("watch", kind = "Application")),
+        ));
+    }
+    // AppProjects: a change re-checks the project's apps.
+    {
+        let ctx = ctx.clone();
+        let api: Api<AppProject> = Api::namespaced(control.clone(), &ns);
+        tasks.push(tokio::spawn(
+            async move {
+                let mut stream = reflector::reflector(
+                    projects_writer,
+                    watcher::watcher(api, watcher::Config::default()),
+                )
+                .default_backoff()
+                .boxed();
+                while let Some(ev) = stream.next().await {
+                    match ev {
+                        Ok(Event::Apply(p) | Event::Delete(p)) => {
+                            let name = p.metadata.name.clone().unwrap_or_default();
+                            for app in ctx.apps.state() {
+                                let proj = if app.spec.project.is_empty() {
+                                    "default"
+                                } else {
+                                    app.spec.project.as_str()
+                                };
+                                if proj == name
+                                    && let Some(k) = key_of(&app)
+                                {
+                                    ctx.queue.add(k, Level::Refresh);
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "watching AppProjects"),
+                    }
+                }
+            }
+            .instrument(tracing::info_span!("watch", kind = "AppProject")),
+        ));
+    }
+    // Cluster Secrets: rebuild the registry; a change refreshes every app.
+    {
+        let ctx = ctx.clone();
+        let api: Api<Secret> = Api::namespaced(control.clone(), &ns);
+        let in_cluster = cfg.in_cluster;
+        let store = cluster_secrets.clone();
+        tasks.push(tokio::spawn(
+            async move {
+                let mut stream = reflector::reflector(
+                    cluster_writer,
+                    watcher::watcher(api, watcher::Config::default().labels(CLUSTER_SECRETS)),
+                )
+                .default_backoff()
+                .boxed();
+                let mut initialised = false;
+                while let Some(ev) = stream.next().await {
+                    let rebuild = match ev {
+                        Ok(Event::InitDone) => {
+                            initialised = true;
+                            true
+                        }
+                        Ok(Event::Apply(_) | Event::Delete(_)) => initialised,
+                        Ok(_) => false,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "watching cluster Secrets");
+                            false
+                        }
+                    };
+                    if !rebuild {
+                        continue;
+                    }
+                    let reg = registry_of(&store, in_cluster);
+                    ctx.metrics.clusters.set(reg.len() as i64);
+                    let dropped = ctx.caches.retain_known(&reg);
+                    let changed = registry_tx.borrow().clusters().ne(reg.clusters());
+                    registry_tx.send_replace(Arc::new(reg));
+                    if changed {
+                        tracing::info!(dropped = dropped.len(), "cluster registry changed");
+                        for app in ctx.apps.state() {
+                            if let Some(k) = key_of(&app) {
+                                ctx.queue.add(k, Level::Refresh);
+                            }
+                        }
+                    }
+                }
+            }
+            .instrument(tracing::info_span!("watch", kind = "ClusterSecret")),
+        ));
+    }
+    // Repository Secrets: the credentials index.
+    {
+        let api: Api<Secret> = Api::namespaced(control.clone(), &ns);
+        let store = repo_secrets.clone();
+        tasks.push(tokio::spawn(
+            async move {
+                let mut stream = reflector::reflector(
+                    repo_writer,
+                    watcher::watcher(api, watcher::Config::default().labels(REPO_SECRETS)),
+                )
+                .default_backoff()
+                .boxed();
+                while let Some(ev) = stream.next().await {
+                    match ev {
+                        Ok(Event::InitApply(_) | Event::Init) => {}
+                        Ok(_) => {
+                            let state = store.state();
+                            creds_tx.send_replace(Arc::new(RepoCredsIndex::from_secrets(
+                                state.iter().map(|s| s.as_ref()),
+                            )));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "watching repository Secrets"),
+                    }
+                }
+            }
+            .instrument(tracing::info_span!("watch", kind = "RepositorySecret")),
+        ));
+    }
+
+    // The endpoint answers health at once and readiness once the stores are synced.
+    let ready = flotilla_core::http::Ready::default();
+    let status_ctx = Arc::downgrade(&ctx);
+    let router = flotilla_core::http::router(Arc::new(metrics_registry), ready.clone()).route(
+        "/status",
+        axum::routing::get(move || {
+            let ctx = status_ctx.upgrade();
+            async move {
+                let Some(ctx) = ctx else {
+                    return axum::Json(serde_json::json!({"stopping": true}));
+                };
+                axum::Json(serde_json::json!({
+                    "applications": ctx.apps.state().len(),
+                    "clusters": ctx.registry.borrow().clusters().map(|c| c.server.clone()).collect::<Vec<_>>(),
+                    "cachedClusters": ctx.caches.servers(),
+                    "ownsAll": matches!(*ctx.assignment.borrow(), Assignment::All),
+                    "queueDepth": ctx.queue.len(),
+                }))
+            }
+        }),
+    );
+    let metrics_addr = flotilla_core::http::serve(cfg.metrics_listen, router).await?;
+    if let Some(path) = &cfg.address_file {
+        std::fs::write(
+            path,
+            serde_json::json!({"metrics": metrics_addr.to_string()}).to_string(),
+        )
+        .map_err(|e| RunError::AddressFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    }
+    tracing::info!(metrics = %metrics_addr, namespace = %ns, repo_server = %cfg.repo_server, "controller starting");
+    let wait = async {
+        let _ = apps.wait_until_ready().await;
+        let _ = projects.wait_until_ready().await;
+        let _ = cluster_secrets.wait_until_ready().await;
+        let _ = repo_secrets.wait_until_ready().await;
+        // The registry is built right after the cluster Secrets list.
+        let mut rx = ctx.registry.clone();
+        let _ = rx.wait_for(|r| !r.is_empty() || !cfg.in_cluster).await;
+    };
+    if tokio::time::timeout(Duration::from_secs(120), wait)
+        .await
+        .is_err()
+    {
+        for t in &tasks {
+            t.abort();
+        }
+        return Err(RunError::ControlPlane(
+            "the control plane's Applications, AppProjects and Secrets did not list within 120s"
+                .into(),
+        ));
+    }
+    ready.set(true);
+    tracing::info!(
+        applications = apps.state().len(),
+        workers = cfg.workers,
+        "caches synced; reconciling"
+    );
+
+    for _ in 0..cfg.workers.max(1) {
+        let ctx = ctx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some((key, level)) = ctx.queue.pop().await {
+                let started = Instant::now();
+                let span = tracing::info_span!("reconcile", app = %key, level = level.as_str());
+                let res = reconcile(&ctx, &key, level).instrument(span).await;
+                ctx.queue.done(&key);
+                if let Some((delay, next_level)) =
+                    schedule(&ctx, &key, level, &res, started.elapsed())
+                {
+                    ctx.queue.add_after(key, next_level, delay);
+                }
+            }
+        }));
+    }
+
+    shutdown.await;
+    ctx.queue.shutdown();
+    for t in &tasks {
+        t.abort();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mk_trigger(generation: i64, refresh: Option<&str>, deleting: bool) -> Trigger {
+        Trigger {
+            uid: Some("u".into()),
+            generation: Some(generation),
+            refresh: refresh.map(str::to_string),
+            deleting,
+        }
+    }
+
+    #[test]
+    fn status_writes_do_not_trigger_but_spec_refresh_and_deletion_do() {
+        let base = mk_trigger(1, None, false);
+        assert!(base.fires_after(None), "a new app");
+        assert!(!base.fires_after(Some(&base)), "status-only write");
+        assert!(
+            mk_trigger(2, None, false).fires_after(Some(&base)),
+            "spec or operation"
+        );
+        assert!(
+            mk_trigger(1, Some("normal"), false).fires_after(Some(&base)),
+            "refresh asked"
+        );
+        assert!(
+            !base.fires_after(Some(&mk_trigger(1, Some("normal"), false))),
+            "refresh acknowledged"
+        );
+        assert!(
+            mk_trigger(1, None, true).fires_after(Some(&base)),
+            "deletion"
+        );
+    }
+}

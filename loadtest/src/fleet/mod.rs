@@ -1,0 +1,372 @@
+//! A whole Flotilla fleet on one machine, for end-to-end tests and the demo: kubesim (the
+//! control plane and N target clusters), a Git repository behind `git daemon`, and the real
+//! `flotilla-repo-server` and `flotilla-controller` binaries as child processes.
+
+pub mod git;
+pub mod git_http;
+pub mod process;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use serde_json::Value;
+
+use crate::kubesim::{KubeSim, SimConfig, SimSettings};
+pub use git::GitServer;
+pub use process::Proc;
+
+/// How to start a fleet.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// Target clusters (besides the control plane).
+    pub clusters: usize,
+    /// Delay before simulated workloads become ready.
+    pub ready_delay: Duration,
+    /// Files to seed the Git repository with (default: a README only).
+    pub seed: Option<PathBuf>,
+    /// The controller's periodic refresh, in seconds.
+    pub refresh_seconds: u64,
+    pub workers: usize,
+    /// Start the controller (tests of start-up behaviour start it themselves).
+    pub start_controller: bool,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            clusters: 2,
+            ready_delay: Duration::from_millis(200),
+            seed: None,
+            refresh_seconds: 180,
+            workers: 4,
+            start_controller: true,
+        }
+    }
+}
+
+/// A running fleet; everything stops when it is dropped.
+pub struct Fleet {
+    pub sim: KubeSim,
+    pub git: GitServer,
+    pub kubeconfig: PathBuf,
+    pub repo_server: Proc,
+    pub repo_grpc: String,
+    pub repo_metrics: String,
+    pub controller: Option<Proc>,
+    pub controller_metrics: Option<String>,
+    control: Client,
+    cfg: FleetConfig,
+    // Last, so the directory outlives the processes writing into it.
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("FLOTILLA_FLEET_LOGS").is_some() {
+            self.dump_logs();
+        }
+        self.sim.shutdown();
+    }
+}
+
+/// A plain HTTP/1.0 GET (status, body) to `addr` (host:port).
+pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await?;
+    let status = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    Ok((status, body))
+}
+
+/// A client for one context of a kubeconfig file.
+pub async fn client_for(kubeconfig: &Path, context: &str) -> Result<Client> {
+    let kc = Kubeconfig::read_from(kubeconfig)?;
+    let cfg = kube::Config::from_custom_kubeconfig(
+        kc,
+        &KubeConfigOptions {
+            context: Some(context.to_string()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Client::try_from(cfg)?)
+}
+
+/// Server-side apply every document of `yaml` through `client` (kinds found by discovery).
+pub async fn apply_yaml(client: &Client, yaml: &str, manager: &str) -> Result<Vec<Value>> {
+    use serde::Deserialize;
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let v = Value::deserialize(doc).context("parsing YAML")?;
+        if v.is_null() {
+            continue;
+        }
+        let api_version = v["apiVersion"].as_str().context("apiVersion")?;
+        let kind = v["kind"].as_str().context("kind")?;
+        let name = v["metadata"]["name"].as_str().context("metadata.name")?;
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (ar, caps): (ApiResource, _) = kube::discovery::pinned_kind(client, &gvk)
+            .await
+            .with_context(|| format!("discovering {api_version} {kind}"))?;
+        let api: Api<DynamicObject> = match (caps.scope, v["metadata"]["namespace"].as_str()) {
+            (kube::discovery::Scope::Namespaced, Some(ns)) => {
+                Api::namespaced_with(client.clone(), ns, &ar)
+            }
+            _ => Api::all_with(client.clone(), &ar),
+        };
+        let applied = api
+            .patch(
+                name,
+                &PatchParams::apply(manager).force(),
+                &Patch::Apply(&v),
+            )
+            .await
+            .with_context(|| format!("applying {kind} {name}"))?;
+        out.push(serde_json::to_value(applied)?);
+    }
+    Ok(out)
+}
+
+impl Fleet {
+    /// Start kubesim, Git, the repo-server and (unless asked not to) the controller, with the
+    /// Argo CD CRDs installed.
+    pub async fn start(cfg: FleetConfig) -> Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-fleet-")
+            .tempdir()?;
+        let sim = KubeSim::start(SimConfig {
+            clusters: cfg.clusters,
+            admin_port: Some(0),
+            tls: true,
+            sim: SimSettings {
+                ready_delay: cfg.ready_delay,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await?;
+        let kubeconfig = dir.path().join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig)?;
+        let control = client_for(&kubeconfig, &sim.control_plane().name).await?;
+        // The CRDs, as the controller binary prints them.
+        let out = std::process::Command::new(process::binary("flotilla-controller")?)
+            .arg("--print-crds")
+            .output()
+            .context("printing CRDs")?;
+        if !out.status.success() {
+            bail!(
+                "--print-crds failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        apply_yaml(
+            &control,
+            &String::from_utf8_lossy(&out.stdout),
+            "flotilla-installer",
+        )
+        .await?;
+        let git = GitServer::start(dir.path(), "apps", cfg.seed.as_deref())?;
+        let addr_file = dir.path().join("repo-server.json");
+        let mut repo_server = Proc::spawn(
+            "repo-server",
+            &process::binary("flotilla-repo-server")?,
+            &[
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--metrics-listen".into(),
+                "127.0.0.1:0".into(),
+                "--cache-dir".into(),
+                dir.path().join("repo-cache").display().to_string(),
+                "--address-file".into(),
+                addr_file.display().to_string(),
+            ],
+            dir.path().join("repo-server.log"),
+            &[],
+        )?;
+        let addrs =
+            process::wait_address_file(&mut repo_server, &addr_file, Duration::from_secs(30))
+                .await?;
+        let repo_grpc = addrs["grpc"].as_str().unwrap_or_default().to_string();
+        let repo_metrics = addrs["metrics"].as_str().unwrap_or_default().to_string();
+        let mut fleet = Self {
+            sim,
+            git,
+            kubeconfig,
+            repo_server,
+            repo_grpc,
+            repo_metrics,
+            controller: None,
+            controller_metrics: None,
+            control,
+            cfg,
+            dir,
+        };
+        if fleet.cfg.start_controller {
+            fleet.start_controller().await?;
+        }
+        Ok(fleet)
+    }
+
+    /// Start (or restart) the controller process and wait until it is ready.
+    pub async fn start_controller(&mut self) -> Result<()> {
+        if let Some(mut c) = self.controller.take() {
+            c.stop(Duration::from_secs(5));
+        }
+        let addr_file = self.dir.path().join("controller.json");
+        let _ = std::fs::remove_file(&addr_file);
+        let mut proc = Proc::spawn(
+            "controller",
+            &process::binary("flotilla-controller")?,
+            &[
+                "--kubeconfig".into(),
+                self.kubeconfig.display().to_string(),
+                "--context".into(),
+                self.sim.control_plane().name.clone(),
+                "--repo-server".into(),
+                format!("http://{}", self.repo_grpc),
+                "--metrics-listen".into(),
+                "127.0.0.1:0".into(),
+                "--address-file".into(),
+                addr_file.display().to_string(),
+                "--refresh-seconds".into(),
+                self.cfg.refresh_seconds.to_string(),
+                "--workers".into(),
+                self.cfg.workers.to_string(),
+            ],
+            self.dir.path().join("controller.log"),
+            &[],
+        )?;
+        let addrs =
+            process::wait_address_file(&mut proc, &addr_file, Duration::from_secs(30)).await?;
+        let metrics = addrs["metrics"].as_str().unwrap_or_default().to_string();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, _)) = http_get(&metrics, "/readyz").await {
+                break;
+            }
+            if !proc.running() || tokio::time::Instant::now() > deadline {
+                bail!("controller did not become ready:\n{}", proc.tail(40));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.controller = Some(proc);
+        self.controller_metrics = Some(metrics);
+        Ok(())
+    }
+
+    /// Stop the controller (SIGTERM).
+    pub fn stop_controller(&mut self) {
+        if let Some(mut c) = self.controller.take() {
+            c.stop(Duration::from_secs(5));
+        }
+    }
+
+    /// The control-plane client.
+    pub fn control(&self) -> &Client {
+        &self.control
+    }
+
+    /// A client for target cluster `name` (e.g. `cluster-001`).
+    pub async fn cluster(&self, name: &str) -> Result<Client> {
+        client_for(&self.kubeconfig, name).await
+    }
+
+    /// The server URL of target cluster `name`.
+    pub fn server(&self, name: &str) -> Result<String> {
+        Ok(self.sim.cluster(name).context("no such cluster")?.url())
+    }
+
+    /// Server-side apply YAML into the control plane.
+    pub async fn apply(&self, yaml: &str) -> Result<Vec<Value>> {
+        apply_yaml(&self.control, yaml, "flotilla-test").await
+    }
+
+    /// The controller's Prometheus text.
+    pub async fn controller_metrics(&self) -> Result<String> {
+        let addr = self
+            .controller_metrics
+            .as_deref()
+            .context("controller not running")?;
+        Ok(http_get(addr, "/metrics").await?.1)
+    }
+
+    /// The repo-server's Prometheus text.
+    pub async fn repo_metrics(&self) -> Result<String> {
+        Ok(http_get(&self.repo_metrics, "/metrics").await?.1)
+    }
+
+    /// Print the tail of every process log (used when a test fails).
+    pub fn dump_logs(&self) {
+        for p in std::iter::once(&self.repo_server).chain(self.controller.iter()) {
+            eprintln!(
+                "----- {} log ({}) -----\n{}",
+                p.name,
+                p.log.display(),
+                p.tail(if std::env::var_os("FLOTILLA_FLEET_LOGS").is_some() {
+                    400
+                } else {
+                    80
+                })
+            );
+        }
+    }
+}
+
+/// Sum of the samples of metric `name` whose labels contain every `label="value"` in `labels`.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, rest) = match series.split_once('{') {
+                Some((m, r)) => (m, r),
+                None => (series, ""),
+            };
+            if metric != name {
+                return None;
+            }
+            labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_value_sums_matching_series() {
+        let text = "# HELP x\nflotilla_syncs_total{phase=\"Succeeded\",trigger=\"manual\"} 2\nflotilla_syncs_total{phase=\"Succeeded\",trigger=\"automated\"} 3\nflotilla_syncs_total{phase=\"Failed\",trigger=\"automated\"} 1\nother 9\n";
+        assert_eq!(
+            metric_value(text, "flotilla_syncs_total", &[("phase", "Succeeded")]),
+            5.0
+        );
+        assert_eq!(metric_value(text, "flotilla_syncs_total", &[]), 6.0);
+        assert_eq!(metric_value(text, "other", &[]), 9.0);
+        assert_eq!(metric_value(text, "missing", &[]), 0.0);
+    }
+}

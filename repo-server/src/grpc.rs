@@ -1,0 +1,329 @@
+//! The `flotilla.repo.v1.RepoServer` gRPC service: converts wire messages to domain requests,
+//! calls a `ManifestBackend`, and maps its errors to gRPC status codes with clear messages.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use flotilla_proto::repo::v1 as pb;
+use pb::repo_server_server::RepoServer;
+use tonic::{Code, Request, Response, Status};
+
+use crate::RenderError;
+use crate::backend::{ManifestBackend, RepoError, RepoRef};
+use crate::git::{Credentials, GitError};
+use crate::metrics::{RepoMetrics, RequestLabels};
+use crate::source::{DirectoryOptions, KustomizeOptions, SourceKind, SourceSpec};
+
+/// The gRPC service over any backend.
+pub struct RepoGrpc<B> {
+    backend: Arc<B>,
+    metrics: RepoMetrics,
+}
+
+impl<B> RepoGrpc<B> {
+    pub fn new(backend: Arc<B>, metrics: RepoMetrics) -> Self {
+        Self { backend, metrics }
+    }
+
+    fn count(&self, method: &'static str, code: Code) {
+        let code = match code {
+            Code::Ok => "OK",
+            Code::NotFound => "NotFound",
+            Code::InvalidArgument => "InvalidArgument",
+            Code::FailedPrecondition => "FailedPrecondition",
+            Code::Unavailable => "Unavailable",
+            _ => "Internal",
+        };
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels { method, code })
+            .inc();
+    }
+}
+
+fn repo_ref(repo: Option<pb::Repository>, fallback_url: &str) -> RepoRef {
+    let r = repo.unwrap_or_default();
+    let some = |s: String| (!s.is_empty()).then_some(s);
+    RepoRef {
+        url: if r.url.is_empty() {
+            fallback_url.to_string()
+        } else {
+            r.url
+        },
+        creds: Credentials {
+            username: some(r.username),
+            password: some(r.password),
+            bearer_token: some(r.bearer_token),
+            insecure: r.insecure,
+        },
+    }
+}
+
+/// The domain form of a wire source.
+pub fn source_spec(src: &pb::ApplicationSource, app_name: &str, namespace: &str) -> SourceSpec {
+    use pb::application_source::Kind;
+    let kind = match &src.kind {
+        None => SourceKind::Auto,
+        Some(Kind::Directory(d)) => SourceKind::Directory(DirectoryOptions {
+            recurse: d.recurse,
+            include: d.include.clone(),
+            exclude: d.exclude.clone(),
+        }),
+        Some(Kind::Kustomize(k)) => SourceKind::Kustomize(KustomizeOptions {
+            name_prefix: k.name_prefix.clone(),
+            name_suffix: k.name_suffix.clone(),
+            images: k.images.clone(),
+            common_labels: sorted(&k.common_labels),
+            common_annotations: sorted(&k.common_annotations),
+            namespace: k.namespace.clone(),
+        }),
+    };
+    SourceSpec {
+        repo_url: src.repo_url.clone(),
+        path: src.path.clone(),
+        kind,
+        app_name: app_name.to_string(),
+        namespace: namespace.to_string(),
+    }
+}
+
+fn sorted(m: &std::collections::HashMap<String, String>) -> Vec<(String, String)> {
+    let mut v: Vec<_> = m.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+    v.sort();
+    v
+}
+
+/// The gRPC status for a backend error; the message is what users will see in a condition.
+pub fn status(e: &RepoError) -> Status {
+    let code = match e {
+        RepoError::Git(g) => match g.as_ref() {
+            GitError::UnknownRevision { .. } => Code::NotFound,
+            GitError::Fetch { .. } => Code::Unavailable,
+            _ => Code::Internal,
+        },
+        RepoError::Render(r) => match r.as_ref() {
+            RenderError::PathMissing { .. } => Code::NotFound,
+            _ => Code::FailedPrecondition,
+        },
+        RepoError::Invalid(_) => Code::InvalidArgument,
+        RepoError::Internal(_) => Code::Internal,
+    };
+    Status::new(code, e.to_string())
+}
+
+#[tonic::async_trait]
+impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
+    async fn resolve_revision(
+        &self,
+        request: Request<pb::ResolveRevisionRequest>,
+    ) -> Result<Response<pb::ResolveRevisionResponse>, Status> {
+        let req = request.into_inner();
+        let repo = repo_ref(req.repo, "");
+        let started = Instant::now();
+        let res = self
+            .backend
+            .resolve(repo.clone(), req.revision.clone())
+            .await;
+        tracing::debug!(repo = %repo.url, revision = %req.revision, ms = started.elapsed().as_millis() as u64, ok = res.is_ok(), "ResolveRevision");
+        match res {
+            Ok(r) => {
+                self.count("ResolveRevision", Code::Ok);
+                Ok(Response::new(pb::ResolveRevisionResponse {
+                    commit_sha: r.commit,
+                    resolved_ref: String::new(),
+                }))
+            }
+            Err(e) => {
+                let s = status(&e);
+                self.count("ResolveRevision", s.code());
+                Err(s)
+            }
+        }
+    }
+
+    async fn generate_manifests(
+        &self,
+        request: Request<pb::GenerateManifestsRequest>,
+    ) -> Result<Response<pb::GenerateManifestsResponse>, Status> {
+        let req = request.into_inner();
+        let Some(src) = req.source else {
+            self.count("GenerateManifests", Code::InvalidArgument);
+            return Err(Status::invalid_argument("source is required"));
+        };
+        let repo = repo_ref(req.repo, &src.repo_url);
+        let spec = source_spec(&src, &req.app_name, &req.namespace);
+        let started = Instant::now();
+        let res = self
+            .backend
+            .generate(
+                repo.clone(),
+                spec,
+                src.target_revision.clone(),
+                req.commit_sha.clone(),
+            )
+            .await;
+        tracing::debug!(repo = %repo.url, path = %src.path, ms = started.elapsed().as_millis() as u64, ok = res.is_ok(), "GenerateManifests");
+        match res {
+            Ok(r) => {
+                let manifests = r
+                    .objects
+                    .iter()
+                    .map(serde_json::to_string)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| Status::internal(format!("encoding manifests: {e}")))?;
+                self.count("GenerateManifests", Code::Ok);
+                Ok(Response::new(pb::GenerateManifestsResponse {
+                    commit_sha: r.commit.clone(),
+                    manifests,
+                    source_type: r.source_type.to_string(),
+                }))
+            }
+            Err(e) => {
+                let s = status(&e);
+                self.count("GenerateManifests", s.code());
+                Err(s)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Resolved;
+    use crate::source::Rendered;
+    use pb::repo_server_client::RepoServerClient;
+    use pb::repo_server_server::RepoServerServer;
+
+    /// An in-memory backend: one repository with fixed branches and rendered objects.
+    struct Memory;
+
+    impl ManifestBackend for Memory {
+        async fn resolve(&self, repo: RepoRef, revision: String) -> Result<Resolved, RepoError> {
+            match (repo.url.as_str(), revision.as_str()) {
+                ("mem://repo", "main" | "") => Ok(Resolved {
+                    commit: "a".repeat(40),
+                }),
+                ("mem://repo", other) => Err(GitError::UnknownRevision {
+                    url: repo.url.clone(),
+                    revision: other.into(),
+                }
+                .into()),
+                _ => Err(GitError::Fetch {
+                    url: repo.url.clone(),
+                    message: "connection refused".into(),
+                }
+                .into()),
+            }
+        }
+
+        async fn generate(
+            &self,
+            repo: RepoRef,
+            spec: SourceSpec,
+            revision: String,
+            commit: String,
+        ) -> Result<Arc<Rendered>, RepoError> {
+            assert_eq!(repo.creds.username.as_deref(), Some("u"));
+            let commit = if commit.is_empty() {
+                self.resolve(repo, revision).await?.commit
+            } else {
+                commit
+            };
+            if spec.path == "missing" {
+                return Err(RenderError::PathMissing { path: spec.path }.into());
+            }
+            Ok(Arc::new(Rendered {
+                commit,
+                objects: vec![serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": spec.path, "namespace": spec.namespace}})],
+                source_type: "Directory",
+            }))
+        }
+    }
+
+    async fn serve() -> RepoServerClient<tonic::transport::Channel> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let svc = RepoGrpc::new(Arc::new(Memory), RepoMetrics::default());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(RepoServerServer::new(svc))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        RepoServerClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect")
+    }
+
+    fn mk_request(path: &str, revision: &str) -> pb::GenerateManifestsRequest {
+        pb::GenerateManifestsRequest {
+            repo: Some(pb::Repository {
+                url: "mem://repo".into(),
+                username: "u".into(),
+                password: "p".into(),
+                ..Default::default()
+            }),
+            source: Some(pb::ApplicationSource {
+                repo_url: "mem://repo".into(),
+                path: path.into(),
+                target_revision: revision.into(),
+                kind: None,
+            }),
+            commit_sha: String::new(),
+            app_name: "web".into(),
+            namespace: "team-a".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn generate_returns_json_objects_and_the_resolved_commit() {
+        let mut client = serve().await;
+        let resp = client
+            .generate_manifests(mk_request("apps/web", "main"))
+            .await
+            .expect("ok")
+            .into_inner();
+        assert_eq!(resp.commit_sha, "a".repeat(40));
+        assert_eq!(resp.source_type, "Directory");
+        let obj: serde_json::Value = serde_json::from_str(&resp.manifests[0]).expect("json");
+        assert_eq!(obj["metadata"]["namespace"], "team-a");
+    }
+
+    #[tokio::test]
+    async fn errors_map_to_codes_with_the_backends_message() {
+        let mut client = serve().await;
+        let e = client
+            .generate_manifests(mk_request("missing", "main"))
+            .await
+            .expect_err("missing path");
+        assert_eq!(e.code(), Code::NotFound);
+        assert!(e.message().contains("missing"), "{}", e.message());
+        let e = client
+            .generate_manifests(mk_request("apps/web", "nope"))
+            .await
+            .expect_err("unknown revision");
+        assert_eq!(e.code(), Code::NotFound);
+        let e = client
+            .resolve_revision(pb::ResolveRevisionRequest {
+                repo: Some(pb::Repository {
+                    url: "mem://down".into(),
+                    ..Default::default()
+                }),
+                revision: "main".into(),
+            })
+            .await
+            .expect_err("unreachable");
+        assert_eq!(e.code(), Code::Unavailable);
+        assert!(e.message().contains("connection refused"));
+        let mut no_source = mk_request("x", "main");
+        no_source.source = None;
+        let e = client
+            .generate_manifests(no_source)
+            .await
+            .expect_err("no source");
+        assert_eq!(e.code(), Code::InvalidArgument);
+    }
+}

@@ -1,0 +1,68 @@
+//! `flotilla-repo-server`: parse flags and environment, then serve (see `flotilla_repo_server::run`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use flotilla_core::telemetry::LogFormat;
+
+/// Flotilla's repo-server: fetches Git repositories, resolves revisions and renders manifests
+/// (directory, Kustomize) for the controllers, over gRPC (flotilla.repo.v1).
+#[derive(Debug, Parser)]
+#[command(name = "flotilla-repo-server", version)]
+struct Args {
+    /// gRPC listen address.
+    #[arg(long, default_value = "0.0.0.0:8081", env = "FLOTILLA_REPO_LISTEN")]
+    listen: SocketAddr,
+    /// Address of the /metrics, /healthz and /readyz endpoint.
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8084",
+        env = "FLOTILLA_REPO_METRICS_LISTEN"
+    )]
+    metrics_listen: SocketAddr,
+    /// Git caches and rendering work area.
+    #[arg(
+        long,
+        default_value = "/tmp/flotilla-repo-server",
+        env = "FLOTILLA_REPO_CACHE_DIR"
+    )]
+    cache_dir: PathBuf,
+    /// Renders running at once; more wait in a queue (see flotilla_repo_renders_waiting).
+    #[arg(long, default_value_t = 4, env = "FLOTILLA_REPO_PARALLELISM")]
+    parallelism: usize,
+    /// Give up on a Git fetch after this many seconds.
+    #[arg(
+        long,
+        default_value_t = 90,
+        env = "FLOTILLA_REPO_FETCH_TIMEOUT_SECONDS"
+    )]
+    fetch_timeout_seconds: u64,
+    /// Commits kept written out for reuse by later renders.
+    #[arg(long, default_value_t = 16, env = "FLOTILLA_REPO_MAX_EXPORTS")]
+    max_exports: usize,
+    /// Write the bound gRPC and metrics addresses here as JSON (useful with port 0).
+    #[arg(long, env = "FLOTILLA_REPO_ADDRESS_FILE")]
+    address_file: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text", env = "FLOTILLA_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    flotilla_core::telemetry::init(args.log_format);
+    let cfg = flotilla_repo_server::Config {
+        listen: args.listen,
+        metrics_listen: args.metrics_listen,
+        cache_dir: args.cache_dir,
+        parallelism: args.parallelism,
+        fetch_timeout: Duration::from_secs(args.fetch_timeout_seconds),
+        max_exports: args.max_exports,
+        address_file: args.address_file,
+    };
+    flotilla_repo_server::run(cfg, flotilla_core::shutdown_signal()).await?;
+    Ok(())
+}

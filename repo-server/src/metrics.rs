@@ -1,0 +1,121 @@
+//! The repo-server's Prometheus metrics: Git fetch and render durations, requests by method and
+//! outcome, in-flight deduplication, and the render queue (waiting and running).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RenderLabels {
+    pub source_type: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: &'static str,
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn seconds() -> Histogram {
+    // 1 ms .. ~65 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// Every metric the repo-server exports.
+#[derive(Clone)]
+pub struct RepoMetrics {
+    pub fetch_seconds: Histograms<ResultLabels>,
+    pub render_seconds: Histograms<RenderLabels>,
+    pub fetches: Family<ResultLabels, Counter>,
+    pub renders: Family<RenderLabels, Counter>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub dedup_joins: Family<KindLabels, Counter>,
+    pub exports: Counter,
+    pub renders_running: Gauge,
+    pub renders_waiting: Gauge,
+}
+
+impl Default for RepoMetrics {
+    fn default() -> Self {
+        Self {
+            fetch_seconds: Family::new_with_constructor(seconds),
+            render_seconds: Family::new_with_constructor(seconds),
+            fetches: Family::default(),
+            renders: Family::default(),
+            requests: Family::default(),
+            dedup_joins: Family::default(),
+            exports: Counter::default(),
+            renders_running: Gauge::default(),
+            renders_waiting: Gauge::default(),
+        }
+    }
+}
+
+impl RepoMetrics {
+    /// Create the metrics and register them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "flotilla_repo_git_fetch_seconds",
+            "Duration of Git fetches, by result",
+            m.fetch_seconds.clone(),
+        );
+        registry.register(
+            "flotilla_repo_render_seconds",
+            "Duration of manifest renders, by source type and result",
+            m.render_seconds.clone(),
+        );
+        registry.register(
+            "flotilla_repo_git_fetches",
+            "Git fetches, by result",
+            m.fetches.clone(),
+        );
+        registry.register(
+            "flotilla_repo_renders",
+            "Manifest renders actually computed (deduplicated requests not counted), by source type and result",
+            m.renders.clone(),
+        );
+        registry.register(
+            "flotilla_repo_requests",
+            "gRPC requests, by method and status code",
+            m.requests.clone(),
+        );
+        registry.register(
+            "flotilla_repo_dedup_joins",
+            "Requests that joined an identical computation already in flight (fetch, export, render)",
+            m.dedup_joins.clone(),
+        );
+        registry.register(
+            "flotilla_repo_exports",
+            "Commits written out of the Git cache for rendering",
+            m.exports.clone(),
+        );
+        registry.register(
+            "flotilla_repo_renders_running",
+            "Renders running now (bounded by --parallelism)",
+            m.renders_running.clone(),
+        );
+        registry.register(
+            "flotilla_repo_renders_waiting",
+            "Renders queued for a free slot",
+            m.renders_waiting.clone(),
+        );
+        m
+    }
+}

@@ -1,0 +1,122 @@
+//! Helpers for the end-to-end tests that run a real fleet (kubesim, `git daemon`, the
+//! repo-server and controller binaries): reading Applications and waiting on their status.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use flotilla_controller::types::Application;
+use flotilla_loadtest::fleet::Fleet;
+use kube::Api;
+use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use crate::eventually;
+
+/// The control-plane namespace of Applications.
+pub const NS: &str = "argocd";
+
+/// Read the Application `name`.
+pub async fn app(fleet: &Fleet, name: &str) -> Result<Application> {
+    let api: Api<Application> = Api::namespaced(fleet.control().clone(), NS);
+    Ok(api.get(name).await?)
+}
+
+/// `status.sync.status`, `status.health.status` of an app.
+pub fn codes(app: &Application) -> (String, String) {
+    let st = app.status.clone().unwrap_or_default();
+    (
+        st.sync.map(|s| s.status).unwrap_or_default(),
+        st.health.map(|h| h.status).unwrap_or_default(),
+    )
+}
+
+/// The conditions of an app as (type, message).
+pub fn conditions(app: &Application) -> Vec<(String, String)> {
+    app.status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.type_, c.message))
+        .collect()
+}
+
+/// Wait until the app satisfies `pred`; on timeout the error names its last status.
+pub async fn wait_app(
+    fleet: &Fleet,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&Application) -> bool,
+) -> Result<Application> {
+    let last = std::sync::Mutex::new(String::new());
+    let res = eventually(what, timeout, || {
+        let fut = app(fleet, name);
+        let last = &last;
+        let pred = &pred;
+        async move {
+            let a = fut.await?;
+            if let Ok(mut l) = last.lock() {
+                *l = serde_json::to_string(&a.status).unwrap_or_default();
+            }
+            Ok(pred(&a).then_some(a))
+        }
+    })
+    .await;
+    let last = last.lock().map(|l| l.clone()).unwrap_or_default();
+    res.with_context(|| format!("app {name}: last status {last}"))
+}
+
+/// Wait for Synced and Healthy.
+pub async fn wait_synced_healthy(fleet: &Fleet, name: &str) -> Result<Application> {
+    wait_app(
+        fleet,
+        name,
+        Duration::from_secs(60),
+        "Synced/Healthy",
+        |a| codes(a) == ("Synced".into(), "Healthy".into()),
+    )
+    .await
+}
+
+/// Ask for a refresh the way `argocd app get --refresh` (and a webhook) does.
+pub async fn refresh(fleet: &Fleet, name: &str) -> Result<()> {
+    let api: Api<Application> = Api::namespaced(fleet.control().clone(), NS);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A live object in a cluster (by kubeconfig context), or `None`.
+pub async fn live(
+    fleet: &Fleet,
+    cluster: &str,
+    api_version: &str,
+    kind: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Option<Value>> {
+    let client = fleet.cluster(cluster).await?;
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let (ar, _) =
+        kube::discovery::pinned_kind(&client, &GroupVersionKind::gvk(group, version, kind)).await?;
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client, ns, &ar),
+        None => Api::all_with(client, &ar),
+    };
+    Ok(api
+        .get_opt(name)
+        .await?
+        .map(|o| serde_json::to_value(o).unwrap_or(Value::Null)))
+}
+
+/// Replace `REPO_URL` in example YAML with the fleet's Git URL.
+pub fn with_repo(yaml: &str, fleet: &Fleet) -> String {
+    yaml.replace("REPO_URL", &fleet.git.url())
+}
