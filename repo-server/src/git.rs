@@ -492,10 +492,16 @@ mod tests {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
+        // `git-daemon` itself: the `git daemon` wrapper would leave it running when killed.
+        let exec_path = Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .expect("git --exec-path");
+        let daemon_bin = std::path::Path::new(String::from_utf8_lossy(&exec_path.stdout).trim())
+            .join("git-daemon");
         let _daemon = Daemon(
-            Command::new("git")
+            Command::new(daemon_bin)
                 .args([
-                    "daemon",
                     "--export-all",
                     "--reuseaddr",
                     "--listen=127.0.0.1",
@@ -503,6 +509,8 @@ mod tests {
                 .arg(format!("--port={port}"))
                 .arg(format!("--base-path={}", base.display()))
                 .arg(&base)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
                 .spawn()
                 .expect("git daemon starts"),
         );

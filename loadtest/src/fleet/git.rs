@@ -55,6 +55,22 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
+/// `git-daemon` itself rather than the `git daemon` wrapper: the wrapper runs the daemon as a
+/// child of its own, so killing the wrapper would leave the daemon (and any pipe it inherited)
+/// behind after the test.
+pub fn daemon_command() -> Result<Command> {
+    let out = Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .context("running git --exec-path")?;
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let bin = Path::new(&dir).join("git-daemon");
+    if !bin.is_file() {
+        bail!("{} not found (is git installed?)", bin.display());
+    }
+    Ok(Command::new(bin))
+}
+
 /// A repository with a working copy, a bare origin and a `git daemon` serving it.
 pub struct GitServer {
     pub work: PathBuf,
@@ -102,9 +118,8 @@ impl GitServer {
             &["remote", "add", "origin", &bare.display().to_string()],
         )?;
         let port = free_port()?;
-        let daemon = Command::new("git")
+        let daemon = daemon_command()?
             .args([
-                "daemon",
                 "--export-all",
                 "--reuseaddr",
                 "--listen=127.0.0.1",
