@@ -501,11 +501,7 @@ mod tests {
             .join("git-daemon");
         let _daemon = Daemon(
             Command::new(daemon_bin)
-                .args([
-                    "--export-all",
-                    "--reuseaddr",
-                    "--listen=127.0.0.1",
-                ])
+                .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
                 .arg(format!("--port={port}"))
                 .arg(format!("--base-path={}", base.display()))
                 .arg(&base)
