@@ -34,6 +34,64 @@ pub struct ControllerConfig {
     pub address_file: Option<PathBuf>,
     /// Longest retry backoff after a failed reconcile.
     pub max_backoff: Duration,
+    /// How replicas share the destination clusters.
+    pub sharding: ShardingSettings,
+}
+
+/// What a cluster weighs when replicas share clusters out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Every cluster counts one: replicas get about as many clusters each.
+    Clusters,
+    /// A cluster weighs its number of Applications (in steps of about 1.5×): replicas get
+    /// about as much work each.
+    #[default]
+    Applications,
+}
+
+impl std::str::FromStr for Balance {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "clusters" => Ok(Self::Clusters),
+            "applications" | "apps" => Ok(Self::Applications),
+            other => Err(format!(
+                "unknown balance {other:?} (use clusters or applications)"
+            )),
+        }
+    }
+}
+
+/// Sharding of destination clusters between controller replicas (Lease membership).
+#[derive(Debug, Clone)]
+pub struct ShardingSettings {
+    /// Off: this replica owns every cluster (only safe with exactly one replica).
+    pub enabled: bool,
+    /// This replica's identity (the pod name), unique among replicas.
+    pub identity: String,
+    /// Replicas in one group share the clusters (the Lease label value and name prefix).
+    pub group: String,
+    pub lease_duration: Duration,
+    pub renew_interval: Duration,
+    /// ε of the bounded loads: no replica holds more than ⌈(1+ε)·average⌉.
+    pub epsilon: f64,
+    pub vnodes: u32,
+    pub balance: Balance,
+}
+
+impl Default for ShardingSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            identity: "flotilla-controller-0".into(),
+            group: "flotilla-controller".into(),
+            lease_duration: Duration::from_secs(10),
+            renew_interval: Duration::from_secs(2),
+            epsilon: flotilla_sharding::ring::DEFAULT_EPSILON,
+            vnodes: flotilla_sharding::ring::DEFAULT_VNODES,
+            balance: Balance::default(),
+        }
+    }
 }
 
 impl Default for ControllerConfig {
@@ -52,6 +110,7 @@ impl Default for ControllerConfig {
             metrics_listen: SocketAddr::from(([0, 0, 0, 0], 8082)),
             address_file: None,
             max_backoff: Duration::from_secs(300),
+            sharding: ShardingSettings::default(),
         }
     }
 }
@@ -61,6 +120,16 @@ impl ControllerConfig {
     pub fn jittered_refresh(&self, unit: f64) -> Duration {
         self.refresh_interval
             .mul_f64(1.0 + self.refresh_jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0))
+    }
+
+    /// The User-Agent of every request this replica makes, so API server audit logs (and
+    /// kubesim's request log) tell replicas apart.
+    pub fn user_agent(&self) -> String {
+        format!(
+            "flotilla-controller/{} ({})",
+            env!("CARGO_PKG_VERSION"),
+            self.sharding.identity
+        )
     }
 
     /// Backoff after `failures` consecutive failed reconciles: 2 s doubling, capped.

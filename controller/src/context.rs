@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use flotilla_sharding::Assignment;
+use flotilla_sharding::{Gate, Permit, ShardStatus};
 use kube::Client;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::watch;
@@ -84,9 +84,26 @@ pub fn freshest(stored: Arc<Application>, written: Option<Arc<Application>>) -> 
 #[derive(Default)]
 pub struct Caches {
     by_server: Mutex<HashMap<String, (Cluster, Arc<ClusterCache>)>>,
+    /// Sent with every request to a destination cluster.
+    user_agent: String,
 }
 
 impl Caches {
+    pub fn new(user_agent: String) -> Self {
+        Self {
+            by_server: Mutex::default(),
+            user_agent,
+        }
+    }
+
+    /// Drop the cache of `server` (its watches stop), e.g. when another replica took it over.
+    pub fn remove(&self, server: &str) -> bool {
+        self.by_server
+            .lock()
+            .map(|mut m| m.remove(server).is_some())
+            .unwrap_or(false)
+    }
+
     /// The cache of `cluster` (recreated when its credentials changed).
     pub fn get_or_create(
         &self,
@@ -106,6 +123,11 @@ impl Caches {
         } else {
             let mut cfg = cluster.kube_config().map_err(|e| e.to_string())?;
             cfg.connect_timeout = Some(std::time::Duration::from_secs(5));
+            if let Ok(ua) = http::HeaderValue::from_str(&self.user_agent)
+                && !self.user_agent.is_empty()
+            {
+                cfg.headers.push((http::header::USER_AGENT, ua));
+            }
             Client::try_from(cfg).map_err(|e| format!("client for {}: {e}", cluster.server))?
         };
         let cache = ClusterCache::new(
@@ -158,7 +180,10 @@ pub struct Context {
     pub projects: Store<AppProject>,
     pub registry: watch::Receiver<Arc<Registry>>,
     pub repo_creds: watch::Receiver<Arc<RepoCredsIndex>>,
-    pub assignment: watch::Receiver<Assignment>,
+    /// The clusters this replica may write to (permits held across each write).
+    pub gate: Arc<Gate>,
+    /// Ring membership as this replica sees it.
+    pub shard: watch::Receiver<Arc<ShardStatus>>,
     pub caches: Caches,
     pub manifests: ManifestClient,
     pub queue: Arc<WorkQueue<AppKey, Level>>,
@@ -182,7 +207,19 @@ impl Context {
 
     /// Whether this replica may act on the cluster `server` right now.
     pub fn owns(&self, server: &str) -> bool {
-        self.assignment.borrow().owns(server)
+        self.gate.holds(server)
+    }
+
+    /// A permit to write to the cluster `server`, held for the length of one write, or `None`
+    /// when the cluster is not (or no longer) this replica's.
+    pub fn permit(&self, server: &str) -> Option<Permit> {
+        self.gate.enter(server)
+    }
+
+    /// Whether this replica answers for an app whose cluster is unknown (exactly one replica
+    /// does: the ring's plain owner of the app's key).
+    pub fn answers_for(&self, key: &AppKey) -> bool {
+        self.gate.owns_all() || self.shard.borrow().is_primary(&key.to_string())
     }
 
     pub fn memo(&self, key: &AppKey) -> AppMemo {
@@ -241,6 +278,42 @@ impl Context {
                 })
                 .inc();
         }
+    }
+
+    /// Apps by destination cluster server (apps whose destination is unknown left out).
+    pub fn apps_by_server(&self) -> HashMap<String, Vec<AppKey>> {
+        let registry = self.registry.borrow().clone();
+        let mut out: HashMap<String, Vec<AppKey>> = HashMap::new();
+        for a in self.apps.state() {
+            let Some(c) = registry.resolve(
+                a.spec.destination.server.as_deref(),
+                a.spec.destination.name.as_deref(),
+            ) else {
+                continue;
+            };
+            if let (Some(ns), Some(name)) = (a.metadata.namespace.clone(), a.metadata.name.clone())
+            {
+                out.entry(c.server.clone())
+                    .or_default()
+                    .push(AppKey::new(ns, name));
+            }
+        }
+        out
+    }
+
+    /// Number of apps per destination cluster server.
+    pub fn app_counts_by_server(&self) -> HashMap<String, usize> {
+        let registry = self.registry.borrow().clone();
+        let mut out: HashMap<String, usize> = HashMap::new();
+        for a in self.apps.state() {
+            if let Some(c) = registry.resolve(
+                a.spec.destination.server.as_deref(),
+                a.spec.destination.name.as_deref(),
+            ) {
+                *out.entry(c.server.clone()).or_default() += 1;
+            }
+        }
+        out
     }
 
     /// Apps whose destination is the cluster `server`.

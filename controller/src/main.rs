@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use flotilla_controller::config::ControllerConfig;
+use flotilla_controller::config::{Balance, ControllerConfig, ShardingSettings};
 use flotilla_core::telemetry::LogFormat;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -55,13 +55,52 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, default_value = "text", env = "FLOTILLA_LOG_FORMAT")]
     log_format: LogFormat,
+    /// This replica's identity in the ring: the pod name (set POD_NAME from the downward API;
+    /// defaults to the host name). Must be unique among running replicas.
+    #[arg(long, env = "FLOTILLA_IDENTITY")]
+    identity: Option<String>,
+    /// Replicas with the same group share the destination clusters (Lease label and prefix).
+    #[arg(long, default_value = "flotilla-controller", env = "FLOTILLA_SHARD_GROUP")]
+    shard_group: String,
+    /// A replica whose Lease is not renewed for this long is considered gone and its clusters
+    /// are taken over.
+    #[arg(long, default_value_t = 10, env = "FLOTILLA_LEASE_DURATION_SECONDS")]
+    lease_duration_seconds: u64,
+    /// How often the Lease is renewed, in seconds (at most a third of the duration).
+    #[arg(long, default_value_t = 2.0, env = "FLOTILLA_LEASE_RENEW_SECONDS")]
+    lease_renew_seconds: f64,
+    /// ε of the bounded loads: no replica holds more than ⌈(1+ε)·average⌉ of the weight.
+    #[arg(long, default_value_t = 0.25, env = "FLOTILLA_SHARD_EPSILON")]
+    shard_epsilon: f64,
+    /// What a cluster weighs when sharing them out: applications (its app count, in steps of
+    /// about 1.5x) or clusters (each counts one).
+    #[arg(long, default_value = "applications", env = "FLOTILLA_SHARD_BALANCE")]
+    shard_balance: Balance,
+    /// Own every cluster without Leases. Only safe when exactly one replica runs.
+    #[arg(long, env = "FLOTILLA_NO_SHARDING")]
+    no_sharding: bool,
     /// Print the Application and AppProject CRDs as YAML and exit.
     #[arg(long)]
     print_crds: bool,
 }
 
-async fn client(args: &Args) -> anyhow::Result<kube::Client> {
-    let cfg = match &args.kubeconfig {
+/// The identity: the flag or FLOTILLA_IDENTITY, then POD_NAME, then the host name.
+fn identity(args: &Args) -> String {
+    args.identity
+        .clone()
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("flotilla-controller-{}", std::process::id()))
+}
+
+async fn client(args: &Args, user_agent: &str) -> anyhow::Result<kube::Client> {
+    let mut cfg = match &args.kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)?;
             let opts = KubeConfigOptions {
@@ -72,6 +111,10 @@ async fn client(args: &Args) -> anyhow::Result<kube::Client> {
         }
         None => kube::Config::infer().await?,
     };
+    cfg.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(user_agent)?,
+    ));
     Ok(kube::Client::try_from(cfg)?)
 }
 
@@ -89,23 +132,32 @@ async fn main() -> anyhow::Result<()> {
     }
     flotilla_core::telemetry::init(args.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let control = client(&args).await?;
+    if args.lease_renew_seconds.is_nan() || args.lease_renew_seconds <= 0.0 {
+        anyhow::bail!("--lease-renew-seconds must be positive");
+    }
     let cfg = ControllerConfig {
-        namespace: args.namespace,
-        repo_server: args.repo_server,
+        namespace: args.namespace.clone(),
+        repo_server: args.repo_server.clone(),
         workers: args.workers,
         refresh_interval: Duration::from_secs(args.refresh_seconds),
         manifest_cache_entries: args.manifest_cache_entries,
         rpc_timeout: Duration::from_secs(args.rpc_timeout_seconds),
         in_cluster: !args.no_in_cluster,
         metrics_listen: args.metrics_listen,
-        address_file: args.address_file,
+        address_file: args.address_file.clone(),
+        sharding: ShardingSettings {
+            enabled: !args.no_sharding,
+            identity: identity(&args),
+            group: args.shard_group.clone(),
+            lease_duration: Duration::from_secs(args.lease_duration_seconds),
+            renew_interval: Duration::from_secs_f64(args.lease_renew_seconds),
+            epsilon: args.shard_epsilon,
+            balance: args.shard_balance,
+            ..ShardingSettings::default()
+        },
         ..ControllerConfig::default()
     };
-    // A lone replica owns every cluster; sharded membership feeds this channel later.
-    let (_assignment_tx, assignment) =
-        tokio::sync::watch::channel(flotilla_sharding::Assignment::single_replica());
-    flotilla_controller::run::run(cfg, control, assignment, flotilla_core::shutdown_signal())
-        .await?;
+    let control = client(&args, &cfg.user_agent()).await?;
+    flotilla_controller::run::run(cfg, control, flotilla_core::shutdown_signal()).await?;
     Ok(())
 }

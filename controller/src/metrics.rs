@@ -1,5 +1,6 @@
 //! The controller's own metrics: reconciles by level and result, their duration, syncs by
-//! phase and trigger, status writes, and applications counted by sync and health status.
+//! phase and trigger, status writes, applications counted by sync and health status, and
+//! what this replica owns (clusters, applications).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -35,6 +36,8 @@ pub struct ControllerMetrics {
     pub status_writes: Counter,
     pub apps: Family<AppLabels, Gauge>,
     pub clusters: Gauge,
+    pub owned_clusters: Gauge,
+    pub owned_apps: Gauge,
 }
 
 impl Default for ControllerMetrics {
@@ -46,6 +49,8 @@ impl Default for ControllerMetrics {
             status_writes: Counter::default(),
             apps: Family::default(),
             clusters: Gauge::default(),
+            owned_clusters: Gauge::default(),
+            owned_apps: Gauge::default(),
         }
     }
 }
@@ -82,6 +87,16 @@ impl ControllerMetrics {
             "flotilla_clusters",
             "Destination clusters known from cluster Secrets (plus in-cluster)",
             m.clusters.clone(),
+        );
+        registry.register(
+            "flotilla_owned_clusters",
+            "Destination clusters this replica owns (sums to the cluster count across replicas)",
+            m.owned_clusters.clone(),
+        );
+        registry.register(
+            "flotilla_owned_applications",
+            "Applications whose destination cluster this replica owns",
+            m.owned_apps.clone(),
         );
         m
     }

@@ -58,8 +58,10 @@ pub enum Next {
     After(Duration),
     /// Something failed: retry with the app's backoff.
     Backoff,
-    /// Nothing to schedule (app gone or not ours).
+    /// Nothing to schedule (app gone, or deleted and finalized).
     Done,
+    /// Another replica's app: nothing was done, nothing is counted.
+    Skipped,
 }
 
 fn annotation<'a>(app: &'a Application, name: &str) -> Option<&'a str> {
@@ -445,10 +447,14 @@ pub async fn reconcile(
             app.spec.destination.name.as_deref(),
         )
         .cloned();
-    if let Some(c) = &cluster
-        && !ctx.owns(&c.server)
-    {
-        return Ok(Next::Done);
+    // Another replica's cluster: not ours to touch. An unknown cluster: exactly one replica
+    // (the ring's plain owner of the app) reports it.
+    let ours = match &cluster {
+        Some(c) => ctx.owns(&c.server),
+        None => ctx.answers_for(key),
+    };
+    if !ours {
+        return Ok(Next::Skipped);
     }
     let w = Writer {
         ctx,
@@ -693,7 +699,7 @@ pub async fn reconcile(
         let server = cluster.server.clone();
         let ctx2 = ctx.clone();
         let t0 = Instant::now();
-        let result = execute(&cache, &plan, &exec, &move || ctx2.owns(&server)).await;
+        let result = execute(&cache, &plan, &exec, &move || ctx2.permit(&server)).await;
         let automated = op.initiated_by.automated;
         tracing::info!(app = %key, %revision, phase = ?result.phase, applied = plan.applies.len(),
             pruned = plan.prunes.len(), automated, ms = t0.elapsed().as_millis() as u64, "sync finished");
@@ -858,7 +864,7 @@ async fn finalize(
     let server = cluster.server.clone();
     let ctx2 = ctx.clone();
     let result = execute(&cache, &plan, &ExecOptions::default(), &move || {
-        ctx2.owns(&server)
+        ctx2.permit(&server)
     })
     .await;
     tracing::info!(app = %key, deleted = plan.prunes.len(), phase = ?result.phase, "deleting application resources");
@@ -887,6 +893,9 @@ pub fn schedule(
     res: &Result<Next, ReconcileError>,
     took: Duration,
 ) -> Option<(Duration, Level)> {
+    if matches!(res, Ok(Next::Skipped)) {
+        return None;
+    }
     ctx.metrics.reconcile_seconds.observe(took.as_secs_f64());
     let result = match res {
         Ok(Next::Backoff) | Err(_) => "error",
@@ -900,7 +909,7 @@ pub fn schedule(
         })
         .inc();
     match res {
-        Ok(Next::Done) => None,
+        Ok(Next::Done | Next::Skipped) => None,
         Ok(Next::Periodic) => {
             ctx.update_memo(key, |m| m.failures = 0);
             Some((

@@ -2,11 +2,13 @@
 //! repository Secrets) feeding read-only stores and the work queue, the reconcile workers,
 //! and the HTTP endpoint. `run` returns when the shutdown future resolves.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flotilla_sharding::Assignment;
+use flotilla_sharding::membership::MembershipConfig;
+use flotilla_sharding::ring::quantize_weight;
+use flotilla_sharding::{Gate, Keys, ShardMetrics, ShardStatus};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
@@ -19,7 +21,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::clusters::{Cluster, ClusterConfig, IN_CLUSTER_NAME, IN_CLUSTER_SERVER, Registry};
-use crate::config::ControllerConfig;
+use crate::config::{Balance, ControllerConfig};
 use crate::context::{Caches, Context, Level};
 use crate::live::metrics::CacheMetrics;
 use crate::manifests::{ManifestClient, ManifestMetrics, MemoryCache};
@@ -45,6 +47,8 @@ pub enum RunError {
     Manifests(#[from] crate::manifests::ManifestError),
     #[error("writing {path}: {message}")]
     AddressFile { path: String, message: String },
+    #[error(transparent)]
+    Sharding(#[from] flotilla_sharding::ShardError),
 }
 
 /// Label selector of Argo CD cluster Secrets.
@@ -136,11 +140,35 @@ fn key_of(app: &Application) -> Option<AppKey> {
 pub async fn run(
     cfg: ControllerConfig,
     control: Client,
-    assignment: watch::Receiver<Assignment>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let mut metrics_registry = MetricsRegistry::default();
     let metrics = ControllerMetrics::register(&mut metrics_registry);
+    let shard_metrics = ShardMetrics::register(&mut metrics_registry);
+    let membership_cfg = MembershipConfig {
+        namespace: cfg.namespace.clone(),
+        group: cfg.sharding.group.clone(),
+        identity: cfg.sharding.identity.clone(),
+        lease_duration: cfg.sharding.lease_duration,
+        renew_interval: cfg.sharding.renew_interval,
+        epsilon: cfg.sharding.epsilon,
+        vnodes: cfg.sharding.vnodes,
+        ..MembershipConfig::default()
+    };
+    if cfg.sharding.enabled {
+        membership_cfg.validate()?;
+    }
+    let gate = if cfg.sharding.enabled {
+        Gate::none()
+    } else {
+        Gate::all()
+    };
+    let (shard_tx, shard_rx) = watch::channel(Arc::new(ShardStatus {
+        identity: cfg.sharding.identity.clone(),
+        ..Default::default()
+    }));
+    let (keys_tx, keys_rx) = watch::channel::<Keys>(Arc::new(BTreeMap::new()));
+    let keys_dirty = Arc::new(tokio::sync::Notify::new());
     let queue_metrics = QueueMetrics::register(&mut metrics_registry);
     let cache_metrics = CacheMetrics::register(&mut metrics_registry);
     let manifest_metrics = ManifestMetrics::register(&mut metrics_registry);
@@ -166,8 +194,9 @@ pub async fn run(
         projects: projects.clone(),
         registry: registry_rx,
         repo_creds: creds_rx,
-        assignment,
-        caches: Caches::default(),
+        gate: gate.clone(),
+        shard: shard_rx.clone(),
+        caches: Caches::new(cfg.user_agent()),
         manifests,
         queue: Arc::new(WorkQueue::new(queue_metrics)),
         memo: Mutex::new(HashMap::new()),
@@ -179,6 +208,7 @@ pub async fn run(
     // Applications: reconcile on spec/operation changes, refresh requests and deletion.
     {
         let ctx = ctx.clone();
+        let keys_dirty = keys_dirty.clone();
         let api: Api<Application> = Api::namespaced(control.clone(), &ns);
         tasks.push(tokio::spawn(
             async move {
@@ -196,6 +226,7 @@ pub async fn run(
                             let t = Trigger::of(&app);
                             if t.fires_after(seen.get(&key)) {
                                 ctx.queue.add(key.clone(), Level::Refresh);
+                                keys_dirty.notify_one();
                             }
                             seen.insert(key, t);
                         }
@@ -203,6 +234,7 @@ pub async fn run(
                             if let Some(key) = key_of(&app) {
                                 seen.remove(&key);
                                 ctx.forget(&key);
+                                keys_dirty.notify_one();
                             }
                         }
                         Ok(Event::Init | Event::InitDone) => {}
@@ -253,6 +285,7 @@ pub async fn run(
     // Cluster Secrets: rebuild the registry; a change refreshes every app.
     {
         let ctx = ctx.clone();
+        let keys_dirty = keys_dirty.clone();
         let api: Api<Secret> = Api::namespaced(control.clone(), &ns);
         let in_cluster = cfg.in_cluster;
         let store = cluster_secrets.clone();
@@ -286,6 +319,7 @@ pub async fn run(
                     let dropped = ctx.caches.retain_known(&reg);
                     let changed = registry_tx.borrow().clusters().ne(reg.clusters());
                     registry_tx.send_replace(Arc::new(reg));
+                    keys_dirty.notify_one();
                     if changed {
                         tracing::info!(dropped = dropped.len(), "cluster registry changed");
                         for app in ctx.apps.state() {
@@ -339,11 +373,19 @@ pub async fn run(
                 let Some(ctx) = ctx else {
                     return axum::Json(serde_json::json!({"stopping": true}));
                 };
+                let shard = ctx.shard.borrow().clone();
                 axum::Json(serde_json::json!({
+                    "identity": shard.identity,
                     "applications": ctx.apps.state().len(),
                     "clusters": ctx.registry.borrow().clusters().map(|c| c.server.clone()).collect::<Vec<_>>(),
                     "cachedClusters": ctx.caches.servers(),
-                    "ownsAll": matches!(*ctx.assignment.borrow(), Assignment::All),
+                    "ownsAll": ctx.gate.owns_all(),
+                    "members": shard.members,
+                    "ownedClusters": *ctx.gate.held(),
+                    "pendingClusters": shard.pending,
+                    "releasingClusters": shard.releasing,
+                    "fenced": shard.fenced,
+                    "ownedApplications": ctx.metrics.owned_apps.get(),
                     "queueDepth": ctx.queue.len(),
                 }))
             }
@@ -406,12 +448,124 @@ pub async fn run(
         }));
     }
 
+    // Sharding: membership, the keys it shares out, and what to do when ownership changes.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let membership = if cfg.sharding.enabled {
+        tasks.push(tokio::spawn(feed_keys(
+            ctx.clone(),
+            keys_tx,
+            keys_dirty.clone(),
+        )));
+        Some(tokio::spawn(flotilla_sharding::membership::run(
+            control.clone(),
+            membership_cfg,
+            keys_rx,
+            gate.clone(),
+            shard_tx,
+            shard_metrics,
+            async {
+                let _ = stop_rx.await;
+            },
+        )))
+    } else {
+        drop((keys_tx, keys_rx, shard_tx, stop_rx));
+        None
+    };
+    tasks.push(tokio::spawn(follow_ownership(ctx.clone(), keys_dirty)));
+
     shutdown.await;
+    // Stop taking work; writes in flight finish (their permits hold the hand-over back), then
+    // every cluster is released and the Lease deleted so successors take over at once.
     ctx.queue.shutdown();
+    if let Some(m) = membership {
+        let _ = stop_tx.send(());
+        match tokio::time::timeout(Duration::from_secs(40), m).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "leaving the ring"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "membership task"),
+            Err(_) => tracing::warn!("leaving the ring took too long"),
+        }
+    }
     for t in &tasks {
         t.abort();
     }
     Ok(())
+}
+
+/// Keep the sharding keys current: every known cluster, weighted by its Applications when
+/// balancing by applications. Debounced: at most one recount per second.
+async fn feed_keys(
+    ctx: Arc<Context>,
+    keys_tx: watch::Sender<Keys>,
+    dirty: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        dirty.notified().await;
+        let registry = ctx.registry.borrow().clone();
+        let counts = ctx.app_counts_by_server();
+        let keys: BTreeMap<String, u64> = registry
+            .clusters()
+            .map(|c| {
+                let w = match ctx.cfg.sharding.balance {
+                    Balance::Clusters => 1,
+                    Balance::Applications => {
+                        quantize_weight(counts.get(&c.server).copied().unwrap_or(0) as u64)
+                    }
+                };
+                (c.server.clone(), w)
+            })
+            .collect();
+        keys_tx.send_if_modified(|cur| {
+            if **cur == keys {
+                false
+            } else {
+                *cur = Arc::new(keys);
+                true
+            }
+        });
+        let held = ctx.gate.held();
+        let owned: usize = if ctx.gate.owns_all() {
+            counts.values().sum()
+        } else {
+            held.iter().filter_map(|s| counts.get(s)).sum()
+        };
+        ctx.metrics.owned_apps.set(owned as i64);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// React to ownership changes: reconcile the apps of clusters just acquired; stop the caches
+/// of clusters released and forget their apps (their new owner reports them now).
+async fn follow_ownership(ctx: Arc<Context>, keys_dirty: Arc<tokio::sync::Notify>) {
+    let mut rx = ctx.gate.subscribe();
+    let mut before: Arc<BTreeSet<String>> = rx.borrow().clone();
+    while rx.changed().await.is_ok() {
+        let now = rx.borrow_and_update().clone();
+        let acquired: Vec<&String> = now.difference(&before).collect();
+        let released: Vec<&String> = before.difference(&now).collect();
+        if !acquired.is_empty() || !released.is_empty() {
+            let by_server = ctx.apps_by_server();
+            for s in &acquired {
+                let apps = by_server.get(*s).map(Vec::as_slice).unwrap_or_default();
+                tracing::info!(cluster = %s, apps = apps.len(), "now owner of this cluster");
+                for k in apps {
+                    ctx.queue.add(k.clone(), Level::Refresh);
+                }
+            }
+            for s in &released {
+                ctx.caches.remove(s);
+                let apps = by_server.get(*s).map(Vec::as_slice).unwrap_or_default();
+                for k in apps {
+                    ctx.forget(k);
+                }
+                tracing::info!(cluster = %s, apps = apps.len(), "no longer owner of this cluster");
+            }
+            tracing::info!(owned = now.len(), clusters = ?now, "owned clusters changed");
+            ctx.metrics.owned_clusters.set(now.len() as i64);
+            keys_dirty.notify_one();
+        }
+        before = now;
+    }
 }
 
 #[cfg(test)]

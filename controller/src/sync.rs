@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use flotilla_sharding::Permit;
+
 use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
 use serde_json::{Value, json};
 
@@ -157,13 +159,14 @@ async fn prune_one(
     }
 }
 
-/// Run `plan` on the cluster behind `cache`. `still_owner` is asked before every write; when
-/// it says no, the sync stops at once (another replica owns the cluster now).
+/// Run `plan` on the cluster behind `cache`. `permit` is asked before every write and its
+/// permit held until the write returns; when there is none, the sync stops at once (another
+/// replica owns the cluster now, and it waits for our write in flight before it starts).
 pub async fn execute(
     cache: &Arc<ClusterCache>,
     plan: &SyncPlan,
     opts: &ExecOptions,
-    still_owner: &(dyn Fn() -> bool + Send + Sync),
+    permit: &(dyn Fn() -> Option<Permit> + Send + Sync),
 ) -> SyncOutcome {
     let mut results = Vec::new();
     let stop = |results: Vec<ResourceResult>, phase, message: String| SyncOutcome {
@@ -172,13 +175,13 @@ pub async fn execute(
         results,
     };
     if let Some(ns) = &opts.create_namespace {
-        if !still_owner() {
+        let Some(_permit) = permit() else {
             return stop(
                 results,
                 Phase::Error,
                 "ownership of the cluster moved".into(),
             );
-        }
+        };
         let step = ApplyStep {
             wave: i64::MIN,
             key: ResourceKey {
@@ -205,13 +208,13 @@ pub async fn execute(
         while i < plan.applies.len() && plan.applies[i].wave == wave {
             let step = &plan.applies[i];
             i += 1;
-            if !still_owner() {
+            let Some(_permit) = permit() else {
                 return stop(
                     results,
                     Phase::Error,
                     "ownership of the cluster moved".into(),
                 );
-            }
+            };
             match apply_one(cache, step, opts.dry_run).await {
                 Ok(m) => results.push(result(&step.key, &step.api_version, "Synced", m)),
                 Err(e) => {
@@ -232,13 +235,13 @@ pub async fn execute(
         }
     }
     for step in &plan.prunes {
-        if !still_owner() {
+        let Some(_permit) = permit() else {
             return stop(
                 results,
                 Phase::Error,
                 "ownership of the cluster moved".into(),
             );
-        }
+        };
         match prune_one(cache, step, opts.dry_run).await {
             Ok(m) => results.push(result(&step.key, &step.api_version, "Pruned", m)),
             Err(e) => {

@@ -31,8 +31,14 @@ pub struct FleetConfig {
     /// The controller's periodic refresh, in seconds.
     pub refresh_seconds: u64,
     pub workers: usize,
-    /// Start the controller (tests of start-up behaviour start it themselves).
-    pub start_controller: bool,
+    /// Controller replicas started with the fleet (tests of start-up behaviour use 0 and start
+    /// them themselves).
+    pub controllers: usize,
+    /// The replicas' Lease duration and renew interval.
+    pub lease_duration_seconds: u64,
+    pub lease_renew_seconds: f64,
+    /// Further arguments for every controller.
+    pub controller_args: Vec<String>,
 }
 
 impl Default for FleetConfig {
@@ -43,7 +49,10 @@ impl Default for FleetConfig {
             seed: None,
             refresh_seconds: 180,
             workers: 4,
-            start_controller: true,
+            controllers: 1,
+            lease_duration_seconds: 10,
+            lease_renew_seconds: 2.0,
+            controller_args: Vec::new(),
         }
     }
 }
@@ -56,8 +65,9 @@ pub struct Fleet {
     pub repo_server: Proc,
     pub repo_grpc: String,
     pub repo_metrics: String,
-    pub controller: Option<Proc>,
-    pub controller_metrics: Option<String>,
+    /// Running controller replicas, in start order.
+    pub controllers: Vec<Controller>,
+    next_replica: usize,
     control: Client,
     cfg: FleetConfig,
     // Last, so the directory outlives the processes writing into it.
@@ -71,6 +81,15 @@ impl Drop for Fleet {
         }
         self.sim.shutdown();
     }
+}
+
+/// One running controller replica.
+pub struct Controller {
+    /// Its identity in the ring (also in its User-Agent: `flotilla-controller/<v> (<id>)`).
+    pub identity: String,
+    pub proc: Proc,
+    /// Address of its `/metrics`, `/readyz` and `/status`.
+    pub metrics: String,
 }
 
 /// A plain HTTP/1.0 GET (status, body) to `addr` (host:port).
@@ -215,45 +234,53 @@ impl Fleet {
             repo_server,
             repo_grpc,
             repo_metrics,
-            controller: None,
-            controller_metrics: None,
+            controllers: Vec::new(),
+            next_replica: 0,
             control,
             cfg,
             dir,
         };
-        if fleet.cfg.start_controller {
+        for _ in 0..fleet.cfg.controllers {
             fleet.start_controller().await?;
         }
         Ok(fleet)
     }
 
-    /// Start (or restart) the controller process and wait until it is ready.
-    pub async fn start_controller(&mut self) -> Result<()> {
-        if let Some(mut c) = self.controller.take() {
-            c.stop(Duration::from_secs(5));
-        }
-        let addr_file = self.dir.path().join("controller.json");
+    /// Start one more controller replica (identity `controller-<n>`) and wait until it is
+    /// ready; returns its identity.
+    pub async fn start_controller(&mut self) -> Result<String> {
+        let identity = format!("controller-{}", self.next_replica);
+        self.next_replica += 1;
+        let addr_file = self.dir.path().join(format!("{identity}.json"));
         let _ = std::fs::remove_file(&addr_file);
+        let mut args: Vec<String> = vec![
+            "--kubeconfig".into(),
+            self.kubeconfig.display().to_string(),
+            "--context".into(),
+            self.sim.control_plane().name.clone(),
+            "--repo-server".into(),
+            format!("http://{}", self.repo_grpc),
+            "--metrics-listen".into(),
+            "127.0.0.1:0".into(),
+            "--address-file".into(),
+            addr_file.display().to_string(),
+            "--refresh-seconds".into(),
+            self.cfg.refresh_seconds.to_string(),
+            "--workers".into(),
+            self.cfg.workers.to_string(),
+            "--identity".into(),
+            identity.clone(),
+            "--lease-duration-seconds".into(),
+            self.cfg.lease_duration_seconds.to_string(),
+            "--lease-renew-seconds".into(),
+            self.cfg.lease_renew_seconds.to_string(),
+        ];
+        args.extend(self.cfg.controller_args.iter().cloned());
         let mut proc = Proc::spawn(
-            "controller",
+            &identity,
             &process::binary("flotilla-controller")?,
-            &[
-                "--kubeconfig".into(),
-                self.kubeconfig.display().to_string(),
-                "--context".into(),
-                self.sim.control_plane().name.clone(),
-                "--repo-server".into(),
-                format!("http://{}", self.repo_grpc),
-                "--metrics-listen".into(),
-                "127.0.0.1:0".into(),
-                "--address-file".into(),
-                addr_file.display().to_string(),
-                "--refresh-seconds".into(),
-                self.cfg.refresh_seconds.to_string(),
-                "--workers".into(),
-                self.cfg.workers.to_string(),
-            ],
-            self.dir.path().join("controller.log"),
+            &args,
+            self.dir.path().join(format!("{identity}.log")),
             &[],
         )?;
         let addrs =
@@ -265,20 +292,58 @@ impl Fleet {
                 break;
             }
             if !proc.running() || tokio::time::Instant::now() > deadline {
-                bail!("controller did not become ready:\n{}", proc.tail(40));
+                bail!("{identity} did not become ready:\n{}", proc.tail(40));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        self.controller = Some(proc);
-        self.controller_metrics = Some(metrics);
+        self.controllers.push(Controller {
+            identity: identity.clone(),
+            proc,
+            metrics,
+        });
+        Ok(identity)
+    }
+
+    fn take_controller(&mut self, identity: &str) -> Result<Controller> {
+        let i = self
+            .controllers
+            .iter()
+            .position(|c| c.identity == identity)
+            .with_context(|| format!("no running controller {identity}"))?;
+        Ok(self.controllers.remove(i))
+    }
+
+    /// Stop a replica gracefully (SIGTERM; it hands its clusters over and exits).
+    pub fn stop_controller(&mut self, identity: &str) -> Result<()> {
+        let mut c = self.take_controller(identity)?;
+        c.proc.stop(Duration::from_secs(30));
         Ok(())
     }
 
-    /// Stop the controller (SIGTERM).
-    pub fn stop_controller(&mut self) {
-        if let Some(mut c) = self.controller.take() {
-            c.stop(Duration::from_secs(5));
+    /// Kill a replica with SIGKILL (no hand-over: its Lease must expire).
+    pub fn kill_controller(&mut self, identity: &str) -> Result<()> {
+        let mut c = self.take_controller(identity)?;
+        c.proc.kill9();
+        Ok(())
+    }
+
+    /// A running replica's `/status` document.
+    pub async fn controller_status(&self, identity: &str) -> Result<Value> {
+        let c = self
+            .controllers
+            .iter()
+            .find(|c| c.identity == identity)
+            .with_context(|| format!("no running controller {identity}"))?;
+        let (code, body) = http_get(&c.metrics, "/status").await?;
+        if code != 200 {
+            bail!("{identity} /status answered {code}");
         }
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Identities of the running replicas.
+    pub fn controller_ids(&self) -> Vec<String> {
+        self.controllers.iter().map(|c| c.identity.clone()).collect()
     }
 
     /// The control-plane client.
@@ -301,13 +366,20 @@ impl Fleet {
         apply_yaml(&self.control, yaml, "flotilla-test").await
     }
 
-    /// The controller's Prometheus text.
+    /// The first running controller's Prometheus text.
     pub async fn controller_metrics(&self) -> Result<String> {
-        let addr = self
-            .controller_metrics
-            .as_deref()
-            .context("controller not running")?;
-        Ok(http_get(addr, "/metrics").await?.1)
+        let c = self.controllers.first().context("no controller running")?;
+        Ok(http_get(&c.metrics, "/metrics").await?.1)
+    }
+
+    /// One replica's Prometheus text.
+    pub async fn metrics_of(&self, identity: &str) -> Result<String> {
+        let c = self
+            .controllers
+            .iter()
+            .find(|c| c.identity == identity)
+            .with_context(|| format!("no running controller {identity}"))?;
+        Ok(http_get(&c.metrics, "/metrics").await?.1)
     }
 
     /// The repo-server's Prometheus text.
@@ -317,7 +389,7 @@ impl Fleet {
 
     /// Print the tail of every process log (used when a test fails).
     pub fn dump_logs(&self) {
-        for p in std::iter::once(&self.repo_server).chain(self.controller.iter()) {
+        for p in std::iter::once(&self.repo_server).chain(self.controllers.iter().map(|c| &c.proc)) {
             eprintln!(
                 "----- {} log ({}) -----\n{}",
                 p.name,
