@@ -60,7 +60,11 @@ struct Args {
     #[arg(long, env = "FLOTILLA_IDENTITY")]
     identity: Option<String>,
     /// Replicas with the same group share the destination clusters (Lease label and prefix).
-    #[arg(long, default_value = "flotilla-controller", env = "FLOTILLA_SHARD_GROUP")]
+    #[arg(
+        long,
+        default_value = "flotilla-controller",
+        env = "FLOTILLA_SHARD_GROUP"
+    )]
     shard_group: String,
     /// A replica whose Lease is not renewed for this long is considered gone and its clusters
     /// are taken over.

@@ -700,6 +700,12 @@ pub async fn reconcile(
         let ctx2 = ctx.clone();
         let t0 = Instant::now();
         let result = execute(&cache, &plan, &exec, &move || ctx2.permit(&server)).await;
+        if result.handed_over {
+            // Not ours any more: record nothing and leave any operation in place; the new
+            // owner compares again and runs the sync itself.
+            tracing::info!(app = %key, %revision, "sync stopped: the cluster moved to another replica");
+            return Ok(Next::Skipped);
+        }
         let automated = op.initiated_by.automated;
         tracing::info!(app = %key, %revision, phase = ?result.phase, applied = plan.applies.len(),
             pruned = plan.prunes.len(), automated, ms = t0.elapsed().as_millis() as u64, "sync finished");

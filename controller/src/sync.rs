@@ -29,6 +29,9 @@ pub struct SyncOutcome {
     pub phase: Phase,
     pub message: String,
     pub results: Vec<ResourceResult>,
+    /// Stopped because another replica owns the cluster now: not an outcome to record; the
+    /// new owner runs the sync again.
+    pub handed_over: bool,
 }
 
 fn result(key: &ResourceKey, api_version: &str, status: &str, message: String) -> ResourceResult {
@@ -173,14 +176,17 @@ pub async fn execute(
         phase,
         message,
         results,
+        handed_over: false,
+    };
+    let handed_over = |results: Vec<ResourceResult>| SyncOutcome {
+        phase: Phase::Error,
+        message: "ownership of the cluster moved to another replica".into(),
+        results,
+        handed_over: true,
     };
     if let Some(ns) = &opts.create_namespace {
         let Some(_permit) = permit() else {
-            return stop(
-                results,
-                Phase::Error,
-                "ownership of the cluster moved".into(),
-            );
+            return handed_over(results);
         };
         let step = ApplyStep {
             wave: i64::MIN,
@@ -209,11 +215,7 @@ pub async fn execute(
             let step = &plan.applies[i];
             i += 1;
             let Some(_permit) = permit() else {
-                return stop(
-                    results,
-                    Phase::Error,
-                    "ownership of the cluster moved".into(),
-                );
+                return handed_over(results);
             };
             match apply_one(cache, step, opts.dry_run).await {
                 Ok(m) => results.push(result(&step.key, &step.api_version, "Synced", m)),
@@ -236,11 +238,7 @@ pub async fn execute(
     }
     for step in &plan.prunes {
         let Some(_permit) = permit() else {
-            return stop(
-                results,
-                Phase::Error,
-                "ownership of the cluster moved".into(),
-            );
+            return handed_over(results);
         };
         match prune_one(cache, step, opts.dry_run).await {
             Ok(m) => results.push(result(&step.key, &step.api_version, "Pruned", m)),

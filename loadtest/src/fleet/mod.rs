@@ -343,7 +343,10 @@ impl Fleet {
 
     /// Identities of the running replicas.
     pub fn controller_ids(&self) -> Vec<String> {
-        self.controllers.iter().map(|c| c.identity.clone()).collect()
+        self.controllers
+            .iter()
+            .map(|c| c.identity.clone())
+            .collect()
     }
 
     /// The control-plane client.
@@ -389,7 +392,8 @@ impl Fleet {
 
     /// Print the tail of every process log (used when a test fails).
     pub fn dump_logs(&self) {
-        for p in std::iter::once(&self.repo_server).chain(self.controllers.iter().map(|c| &c.proc)) {
+        for p in std::iter::once(&self.repo_server).chain(self.controllers.iter().map(|c| &c.proc))
+        {
             eprintln!(
                 "----- {} log ({}) -----\n{}",
                 p.name,
