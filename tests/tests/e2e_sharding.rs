@@ -505,3 +505,128 @@ async fn replicas_share_clusters_hand_over_safely_and_take_over_after_a_crash() 
     ensure!(handovers > 0, "the run did hand clusters over");
     Ok(())
 }
+
+/// A replica that cannot renew its Lease stops writing to clusters it can still reach
+/// (fencing), and takes up its work again when the control plane is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_its_lease_stops_writing_then_recovers() -> Result<()> {
+    use flotilla_loadtest::kubesim::FaultSpec;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let mut fleet = Fleet::start(FleetConfig {
+        clusters: 2,
+        controllers: 2,
+        lease_duration_seconds: LEASE_SECONDS,
+        lease_renew_seconds: 1.0,
+        ..Default::default()
+    })
+    .await?;
+    fleet.git.commit_files(&[("shard/cm.yaml", CM)], "shard")?;
+    for (i, cluster) in ["cluster-001", "cluster-002"].iter().enumerate() {
+        fleet
+            .apply(&format!(
+                "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: heal-{i}, namespace: argocd}}\nspec:\n  project: default\n  source: {{repoURL: {url}, targetRevision: main, path: shard}}\n  destination: {{name: {cluster}, namespace: heal-{i}}}\n  syncPolicy:\n    automated: {{prune: true, selfHeal: true}}\n    syncOptions: [CreateNamespace=true]\n",
+                url = fleet.git.url()
+            ))
+            .await?;
+    }
+    for i in 0..2 {
+        flotilla_tests::e2e::wait_synced_healthy(&fleet, &format!("heal-{i}")).await?;
+    }
+    let ids = fleet.controller_ids();
+
+    // The control plane goes away: no replica can renew its Lease.
+    let control = fleet.sim.control_plane().clone();
+    control.faults.set(&FaultSpec {
+        unreachable: true,
+        ..Default::default()
+    });
+    let fence_after = Duration::from_secs(LEASE_SECONDS - 2);
+    tokio::time::sleep(fence_after + Duration::from_secs(1)).await;
+    for id in &ids {
+        let st = fleet.controller_status(id).await?;
+        ensure!(
+            st["fenced"] == true && st["ownedClusters"].as_array().is_some_and(Vec::is_empty),
+            "{id} fenced itself: {st}"
+        );
+    }
+    // Drift in both clusters, which the replicas can still reach: nobody may heal it now.
+    let marks = log_marks_of(&fleet, &["cluster-001", "cluster-002"])?;
+    for (i, cluster) in ["cluster-001", "cluster-002"].iter().enumerate() {
+        let cms: Api<ConfigMap> =
+            Api::namespaced(fleet.cluster(cluster).await?, &format!("heal-{i}"));
+        cms.patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"color": "red"}})),
+        )
+        .await?;
+    }
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    for (i, cluster) in ["cluster-001", "cluster-002"].iter().enumerate() {
+        let c = fleet.sim.cluster(cluster).context("cluster")?;
+        let by_controllers = c
+            .log
+            .since(marks[*cluster])
+            .into_iter()
+            .filter(|r| r.is_write() && replica_of(&r.user_agent).is_some())
+            .count();
+        ensure!(
+            by_controllers == 0,
+            "{cluster}: {by_controllers} writes while fenced"
+        );
+        let cms: Api<ConfigMap> =
+            Api::namespaced(fleet.cluster(cluster).await?, &format!("heal-{i}"));
+        let cm = cms.get("settings").await?;
+        ensure!(
+            cm.data.and_then(|d| d.get("color").cloned()).as_deref() == Some("red"),
+            "the drift is left alone while fenced"
+        );
+    }
+
+    // Back: the replicas rejoin, take the clusters again, and heal the drift.
+    control.faults.set(&FaultSpec::default());
+    let deadline = Instant::now() + Duration::from_secs(LEASE_SECONDS * 3);
+    for (i, cluster) in ["cluster-001", "cluster-002"].iter().enumerate() {
+        let cms: Api<ConfigMap> =
+            Api::namespaced(fleet.cluster(cluster).await?, &format!("heal-{i}"));
+        loop {
+            let color = cms
+                .get("settings")
+                .await?
+                .data
+                .and_then(|d| d.get("color").cloned());
+            if color.as_deref() == Some("blue") {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{cluster}: drift not healed after recovery"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let mut fenced = 0.0;
+    for id in &ids {
+        fenced += metric_value(
+            &fleet.metrics_of(id).await?,
+            "flotilla_shard_fenced_total",
+            &[],
+        );
+    }
+    ensure!(fenced >= 2.0, "each replica counted its fencing: {fenced}");
+    let _ = &mut fleet;
+    Ok(())
+}
+
+fn log_marks_of(fleet: &Fleet, names: &[&str]) -> Result<HashMap<String, u64>> {
+    names
+        .iter()
+        .map(|n| {
+            let c = fleet.sim.cluster(n).context("cluster")?;
+            Ok((
+                n.to_string(),
+                c.log.since(0).last().map(|r| r.seq).unwrap_or(0),
+            ))
+        })
+        .collect()
+}
