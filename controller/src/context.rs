@@ -184,6 +184,9 @@ pub struct Context {
     pub gate: Arc<Gate>,
     /// Ring membership as this replica sees it.
     pub shard: watch::Receiver<Arc<ShardStatus>>,
+    /// The Application CRD has a `/status` subresource (ours does; Argo CD's does not, and
+    /// then `status` is written through the main resource).
+    pub status_subresource: bool,
     pub caches: Caches,
     pub manifests: ManifestClient,
     pub queue: Arc<WorkQueue<AppKey, Level>>,

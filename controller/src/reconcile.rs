@@ -365,17 +365,27 @@ impl Writer<'_> {
             return Ok(());
         }
         let api: Api<Application> = Api::namespaced(self.ctx.control.clone(), &self.key.namespace);
-        let written = api
-            .patch_status(
+        let patch = status::merge_patch(&st);
+        let written = if self.ctx.status_subresource {
+            api.patch_status(
                 &self.key.name,
                 &PatchParams::default(),
-                &Patch::Merge(status::merge_patch(&st)),
+                &Patch::Merge(patch),
             )
             .await
-            .map_err(|source| ReconcileError::WriteStatus {
-                app: self.key.to_string(),
-                source,
-            })?;
+        } else {
+            // Argo CD's CRD has no status subresource: status is part of the main resource.
+            api.patch(
+                &self.key.name,
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+        }
+        .map_err(|source| ReconcileError::WriteStatus {
+            app: self.key.to_string(),
+            source,
+        })?;
         self.ctx.metrics.status_writes.inc();
         self.remember(written);
         Ok(())
@@ -399,16 +409,20 @@ impl Writer<'_> {
             patch["metadata"] = json!({"annotations": {REFRESH_ANNOTATION: null}});
         }
         let api: Api<Application> = Api::namespaced(self.ctx.control.clone(), &self.key.namespace);
-        api.patch(
-            &self.key.name,
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(|source| ReconcileError::Patch {
-            app: self.key.to_string(),
-            source,
-        })?;
+        let written = api
+            .patch(
+                &self.key.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|source| ReconcileError::Patch {
+                app: self.key.to_string(),
+                source,
+            })?;
+        // Until the watch delivers it, this is the freshest copy: without it, the next
+        // reconcile would read our status write (operation still set) and run it again.
+        self.remember(written);
         Ok(())
     }
 }

@@ -80,6 +80,30 @@ async fn ensure_default_project(client: &Client, namespace: &str) -> Result<(), 
     }
 }
 
+/// Whether the installed Application CRD serves `/status` (ours does, Argo CD's does not).
+async fn has_status_subresource(client: &Client) -> bool {
+    let gvk = kube::api::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application");
+    match kube::discovery::pinned_kind(client, &gvk).await {
+        Ok((_, caps)) => {
+            let has = caps.subresources.iter().any(|(r, _)| r.plural == "status");
+            tracing::info!(
+                status_subresource = has,
+                "Application CRD: status is written {}",
+                if has {
+                    "through /status"
+                } else {
+                    "with the object (Argo CD's CRD)"
+                }
+            );
+            has
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "discovering the Application CRD; assuming a /status subresource");
+            true
+        }
+    }
+}
+
 fn registry_of(secrets: &Store<Secret>, in_cluster: bool) -> Registry {
     let state = secrets.state();
     let implicit = in_cluster.then(|| Cluster {
@@ -173,6 +197,7 @@ pub async fn run(
     let cache_metrics = CacheMetrics::register(&mut metrics_registry);
     let manifest_metrics = ManifestMetrics::register(&mut metrics_registry);
     ensure_default_project(&control, &cfg.namespace).await?;
+    let status_subresource = has_status_subresource(&control).await;
 
     let ns = cfg.namespace.clone();
     let (apps, apps_writer) = reflector::store::<Application>();
@@ -197,6 +222,7 @@ pub async fn run(
         gate: gate.clone(),
         shard: shard_rx.clone(),
         caches: Caches::new(cfg.user_agent()),
+        status_subresource,
         manifests,
         queue: Arc::new(WorkQueue::new(queue_metrics)),
         memo: Mutex::new(HashMap::new()),

@@ -118,6 +118,19 @@ async fn wait_commit(fleet: &Fleet, commit: &str) -> Result<()> {
     Ok(())
 }
 
+/// Hold every write to every target cluster for `ms` (like a slow admission webhook) while
+/// reads stay fast: a new owner is warm quickly while the old owner's writes are in flight.
+fn set_write_latency(fleet: &Fleet, ms: u64) -> Result<()> {
+    for i in 0..CLUSTERS {
+        let c = fleet.sim.cluster(&cluster_name(i)).context("cluster")?;
+        c.faults.set(&flotilla_loadtest::kubesim::FaultSpec {
+            write_latency_ms: ms,
+            ..Default::default()
+        });
+    }
+    Ok(())
+}
+
 /// Who owns which cluster, as the replicas report it (checked disjoint).
 struct Ownership {
     owner: BTreeMap<String, String>,
@@ -125,31 +138,64 @@ struct Ownership {
     settled: bool,
 }
 
+fn strings(v: &serde_json::Value) -> BTreeSet<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Read every replica's `/status` twice, in the same order. The reads are not simultaneous, so
+/// a cluster reported by two replicas may just be a hand-over between the reads; it is proof
+/// of two owners at once only when one replica reports it in both of its reads and another in
+/// a read made between them. That is an error; anything else unsettled is just "not yet".
 async fn ownership(fleet: &Fleet, members: &[String]) -> Result<Ownership> {
+    let ids = fleet.controller_ids();
+    let mut rounds: Vec<Vec<serde_json::Value>> = Vec::new();
+    for _ in 0..2 {
+        let mut round = Vec::new();
+        for id in &ids {
+            round.push(fleet.controller_status(id).await?);
+        }
+        rounds.push(round);
+    }
+    let owned = |round: usize, i: usize| strings(&rounds[round][i]["ownedClusters"]);
+    // Read order: r0[0], r0[1], ..., r0[n-1], r1[0], ..., r1[n-1].
+    for i in 0..ids.len() {
+        for j in 0..ids.len() {
+            if i == j {
+                continue;
+            }
+            // j's first read falls between i's two reads when j comes after i; j's second
+            // read falls between them when j comes before i.
+            let between = if j > i { owned(0, j) } else { owned(1, j) };
+            for c in owned(0, i).intersection(&owned(1, i)) {
+                if between.contains(c) {
+                    bail!(
+                        "{c} is owned by {} and {} at once ({} reported it before and after {} did)",
+                        ids[i],
+                        ids[j],
+                        ids[i],
+                        ids[j]
+                    );
+                }
+            }
+        }
+    }
     let mut owner = BTreeMap::new();
     let mut clusters = BTreeSet::new();
     let mut settled = true;
-    for id in fleet.controller_ids() {
-        let st = fleet.controller_status(&id).await?;
-        for s in st["ownedClusters"].as_array().into_iter().flatten() {
-            let s = s.as_str().unwrap_or_default().to_string();
-            if let Some(other) = owner.insert(s.clone(), id.clone()) {
-                bail!("{s} is owned by {other} and {id} at once");
+    for (i, id) in ids.iter().enumerate() {
+        let st = &rounds[1][i];
+        settled &= owned(0, i) == owned(1, i);
+        for c in owned(1, i) {
+            if owner.insert(c, id.clone()).is_some() {
+                settled = false;
             }
         }
-        clusters.extend(
-            st["clusters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c.as_str().map(str::to_string)),
-        );
-        let seen: Vec<String> = st["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m.as_str().map(str::to_string))
-            .collect();
+        clusters.extend(strings(&st["clusters"]));
+        let seen: Vec<String> = strings(&st["members"]).into_iter().collect();
         settled &= seen == members
             && st["pendingClusters"].as_array().is_some_and(Vec::is_empty)
             && st["releasingClusters"]
@@ -402,8 +448,11 @@ async fn replicas_share_clusters_hand_over_safely_and_take_over_after_a_crash() 
         "300 apps on 30 clusters, 3 replicas: converged in {converged:?}; per replica (apps, clusters): {per_replica:?}"
     );
 
-    // 3 → 4 while 300 syncs are running: only the clusters the ring moves change hands.
+    // 3 → 4 while 300 syncs are running, each write held for 1 s so that hand-overs happen
+    // while writes are in flight: only the clusters the ring moves change hands, and a new
+    // owner starts writing only after the old owner's last write returned.
     let before = owners;
+    set_write_latency(&fleet, 1000)?;
     let commit = roll(&fleet, "red").await?;
     fleet.start_controller().await?;
     let (after, took) = wait_placement(&fleet, &clusters).await?;
@@ -416,6 +465,7 @@ async fn replicas_share_clusters_hand_over_safely_and_take_over_after_a_crash() 
     ensure!(n > 0 && n <= clusters.len() / 2, "3→4 moved {n}");
 
     wait_commit(&fleet, &commit).await?;
+    set_write_latency(&fleet, 0)?;
 
     // 4 → 2 gracefully, again mid-rollout: the leaving replicas hand over at once.
     let before = after;

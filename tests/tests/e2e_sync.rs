@@ -371,3 +371,60 @@ async fn the_argo_cd_example_applies_verbatim_with_kustomize_and_create_namespac
     );
     Ok(())
 }
+
+/// Argo CD's own Application CRD has no `/status` subresource: status is then written with the
+/// object, and syncs (automated and manual) work the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_with_argo_cds_crd_without_a_status_subresource() -> Result<()> {
+    use flotilla_controller::types::Application;
+    use kube::Api;
+    use kube::api::{Patch, PatchParams};
+    let fleet = Fleet::start(FleetConfig {
+        argo_cd_crds: true,
+        ..Default::default()
+    })
+    .await?;
+    fleet.git.commit_files(&[("argo/cm.yaml", CM)], "argo")?;
+    fleet
+        .apply(&mk_app(&fleet, "argo", "argo", "cluster-001", AUTO))
+        .await?;
+    wait_synced_healthy(&fleet, "argo").await?;
+    let manual = "  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n";
+    fleet
+        .apply(&mk_app(
+            &fleet,
+            "argo-manual",
+            "argo",
+            "cluster-002",
+            manual,
+        ))
+        .await?;
+    wait_app(
+        &fleet,
+        "argo-manual",
+        Duration::from_secs(30),
+        "OutOfSync",
+        |a| codes(a).0 == "OutOfSync",
+    )
+    .await?;
+    let apps: Api<Application> = Api::namespaced(fleet.control().clone(), NS);
+    apps.patch(
+        "argo-manual",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"operation": {"sync": {"revision": "main"}}})),
+    )
+    .await?;
+    let a = wait_synced_healthy(&fleet, "argo-manual").await?;
+    let history = a.status.and_then(|s| s.history).unwrap_or_default();
+    ensure!(history.len() == 1, "{history:?}");
+    let a = wait_app(
+        &fleet,
+        "argo-manual",
+        Duration::from_secs(10),
+        "operation cleared",
+        |a| a.operation.is_none(),
+    )
+    .await?;
+    ensure!(a.operation.is_none());
+    Ok(())
+}

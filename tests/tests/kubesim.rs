@@ -267,6 +267,36 @@ async fn faults_errors_throttling_and_unreachable_then_recovery() -> Result<()> 
     cms.list(&ListParams::default()).await?;
     ensure!(t0.elapsed() >= Duration::from_millis(300), "latency added");
 
+    // Write latency (a slow admission webhook): writes wait, reads do not, and the write
+    // takes effect only at the end of its wait.
+    target.faults.set(&FaultSpec {
+        write_latency_ms: 1500,
+        ..Default::default()
+    });
+    let t0 = std::time::Instant::now();
+    cms.list(&ListParams::default()).await?;
+    ensure!(
+        t0.elapsed() < Duration::from_millis(1500),
+        "reads are not delayed"
+    );
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("slow-write".into());
+    let writer = {
+        let cms = cms.clone();
+        tokio::spawn(async move { cms.create(&PostParams::default(), &cm).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(
+        cms.get_opt("slow-write").await?.is_none(),
+        "not visible while its write is held"
+    );
+    writer.await??;
+    ensure!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "write latency added"
+    );
+    ensure!(cms.get_opt("slow-write").await?.is_some());
+
     target.faults.set(&FaultSpec {
         unreachable: true,
         ..Default::default()

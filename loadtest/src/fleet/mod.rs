@@ -39,6 +39,9 @@ pub struct FleetConfig {
     pub lease_renew_seconds: f64,
     /// Further arguments for every controller.
     pub controller_args: Vec<String>,
+    /// Install the Application CRD the way Argo CD ships it: without the `/status`
+    /// subresource (ours has one).
+    pub argo_cd_crds: bool,
 }
 
 impl Default for FleetConfig {
@@ -53,6 +56,7 @@ impl Default for FleetConfig {
             lease_duration_seconds: 10,
             lease_renew_seconds: 2.0,
             controller_args: Vec::new(),
+            argo_cd_crds: false,
         }
     }
 }
@@ -198,12 +202,11 @@ impl Fleet {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        apply_yaml(
-            &control,
-            &String::from_utf8_lossy(&out.stdout),
-            "flotilla-installer",
-        )
-        .await?;
+        let mut crds = String::from_utf8_lossy(&out.stdout).to_string();
+        if cfg.argo_cd_crds {
+            crds = without_status_subresource(&crds)?;
+        }
+        apply_yaml(&control, &crds, "flotilla-installer").await?;
         let git = GitServer::start(dir.path(), "apps", cfg.seed.as_deref())?;
         let addr_file = dir.path().join("repo-server.json");
         let mut repo_server = Proc::spawn(
@@ -406,6 +409,27 @@ impl Fleet {
             );
         }
     }
+}
+
+/// The CRDs with the Application's `/status` subresource removed, as in Argo CD's manifests.
+fn without_status_subresource(yaml: &str) -> Result<String> {
+    use serde::Deserialize;
+    let mut out = String::new();
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let mut v = Value::deserialize(doc)?;
+        if v["metadata"]["name"] == "applications.argoproj.io"
+            && let Some(versions) = v["spec"]["versions"].as_array_mut()
+        {
+            for ver in versions {
+                if let Some(o) = ver.as_object_mut() {
+                    o.remove("subresources");
+                }
+            }
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&v)?);
+    }
+    Ok(out)
 }
 
 /// Sum of the samples of metric `name` whose labels contain every `label="value"` in `labels`.

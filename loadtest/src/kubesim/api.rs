@@ -171,6 +171,16 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<B
             if let Some(d) = cluster.faults.latency() {
                 tokio::time::sleep(d).await;
             }
+            let writes = matches!(
+                *req.method(),
+                hyper::Method::POST
+                    | hyper::Method::PUT
+                    | hyper::Method::PATCH
+                    | hyper::Method::DELETE
+            );
+            if writes && let Some(d) = cluster.faults.write_latency() {
+                tokio::time::sleep(d).await;
+            }
             match cluster.faults.roll() {
                 Injected::Error => error_response(&ApiError::internal("injected fault (kubesim)")),
                 Injected::Throttle => error_response(&ApiError::too_many_requests()),

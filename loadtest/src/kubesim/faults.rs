@@ -14,6 +14,9 @@ use tokio::sync::watch;
 pub struct FaultSpec {
     /// Added to every request before it is served.
     pub latency_ms: u64,
+    /// Added to writes only (POST, PUT, PATCH, DELETE) before they take effect, like a slow
+    /// admission webhook: reads stay fast while a write is held up.
+    pub write_latency_ms: u64,
     /// Fraction (0.0–1.0) of requests answered 500 InternalError.
     pub error_rate: f64,
     /// Fraction (0.0–1.0) of requests answered 429 TooManyRequests.
@@ -26,6 +29,7 @@ pub struct FaultSpec {
 #[derive(Debug)]
 pub struct Faults {
     latency_ms: AtomicU64,
+    write_latency_ms: AtomicU64,
     error_per_million: AtomicU32,
     throttle_per_million: AtomicU32,
     unreachable: AtomicBool,
@@ -37,6 +41,7 @@ impl Default for Faults {
     fn default() -> Self {
         Self {
             latency_ms: AtomicU64::new(0),
+            write_latency_ms: AtomicU64::new(0),
             error_per_million: AtomicU32::new(0),
             throttle_per_million: AtomicU32::new(0),
             unreachable: AtomicBool::new(false),
@@ -60,6 +65,8 @@ fn per_million(rate: f64) -> u32 {
 impl Faults {
     pub fn set(&self, spec: &FaultSpec) {
         self.latency_ms.store(spec.latency_ms, Ordering::Relaxed);
+        self.write_latency_ms
+            .store(spec.write_latency_ms, Ordering::Relaxed);
         self.error_per_million
             .store(per_million(spec.error_rate), Ordering::Relaxed);
         self.throttle_per_million
@@ -73,6 +80,7 @@ impl Faults {
     pub fn get(&self) -> FaultSpec {
         FaultSpec {
             latency_ms: self.latency_ms.load(Ordering::Relaxed),
+            write_latency_ms: self.write_latency_ms.load(Ordering::Relaxed),
             error_rate: f64::from(self.error_per_million.load(Ordering::Relaxed)) / 1e6,
             throttle_rate: f64::from(self.throttle_per_million.load(Ordering::Relaxed)) / 1e6,
             unreachable: self.unreachable.load(Ordering::Relaxed),
@@ -94,6 +102,13 @@ impl Faults {
 
     pub fn latency(&self) -> Option<Duration> {
         match self.latency_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    pub fn write_latency(&self) -> Option<Duration> {
+        match self.write_latency_ms.load(Ordering::Relaxed) {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         }
