@@ -1,0 +1,105 @@
+//! Cache metrics: requests by store, operation and result (hit, miss, ok, error, skipped),
+//! their latency, and whether a store is degraded (skipped after failures).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `memory` or `redis`.
+    pub store: &'static str,
+    /// `get`, `set`, `set_nx`, `del`.
+    pub op: &'static str,
+    /// `hit`, `miss`, `ok`, `error`, `skipped` (store degraded, not asked).
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub store: &'static str,
+    pub op: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    pub store: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    /// `manifests` or `revision`.
+    pub cache: &'static str,
+    /// `hit` or `miss` (errors count as misses).
+    pub result: &'static str,
+}
+
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// Handles to the cache metrics (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct CacheMetrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub seconds: Family<OpLabels, Histogram, fn() -> Histogram>,
+    pub degraded: Family<StoreLabels, Gauge>,
+    pub lookups: Family<LookupLabels, Counter>,
+}
+
+impl Default for CacheMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            seconds: Family::new_with_constructor(latency),
+            degraded: Family::default(),
+            lookups: Family::default(),
+        }
+    }
+}
+
+impl CacheMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("flotilla_cache");
+        r.register(
+            "requests",
+            "Cache store requests by store, operation and result",
+            m.requests.clone(),
+        );
+        r.register(
+            "request_seconds",
+            "Latency of cache store requests",
+            m.seconds.clone(),
+        );
+        r.register(
+            "degraded",
+            "1 while a store is skipped after failures (the fleet runs without it)",
+            m.degraded.clone(),
+        );
+        r.register(
+            "lookups",
+            "Cache lookups by cache (manifests, revision) and result (hit, miss)",
+            m.lookups.clone(),
+        );
+        m
+    }
+
+    pub fn request(&self, store: &'static str, op: &'static str, result: &'static str) {
+        self.requests
+            .get_or_create(&RequestLabels { store, op, result })
+            .inc();
+    }
+
+    pub fn lookup(&self, cache: &'static str, hit: bool) {
+        self.lookups
+            .get_or_create(&LookupLabels {
+                cache,
+                result: if hit { "hit" } else { "miss" },
+            })
+            .inc();
+    }
+}
