@@ -5,6 +5,7 @@
 pub mod git;
 pub mod git_http;
 pub mod process;
+pub mod redis;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
