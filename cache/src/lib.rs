@@ -13,7 +13,7 @@ pub mod revisions;
 pub mod store;
 
 pub use codec::{Entry, Manifests};
-pub use manifests::ManifestStore;
+pub use manifests::{Hit, ManifestStore};
 pub use metrics::CacheMetrics;
 pub use revisions::RevisionStore;
 pub use store::{MemoryStore, Store, StoreError};

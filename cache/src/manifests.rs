@@ -17,12 +17,28 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long a render lock lives if its holder dies.
 pub const LOCK_TTL: Duration = Duration::from_secs(30);
 
+/// A cache hit, and whether it came from an app-specific entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub manifests: Manifests,
+    pub app_specific: bool,
+}
+
 /// Rendered manifests in a shared store.
 #[derive(Clone)]
 pub struct ManifestStore {
     store: Arc<dyn Store>,
     ttl: Duration,
     metrics: CacheMetrics,
+}
+
+impl std::fmt::Debug for ManifestStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManifestStore")
+            .field("store", &self.store.kind())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
 }
 
 impl ManifestStore {
@@ -50,11 +66,17 @@ impl ManifestStore {
     }
 
     /// The manifests under `base`, following an app-specific marker to `app_key`.
-    pub async fn get(&self, base: &str, app_key: &str) -> Option<Manifests> {
+    pub async fn get(&self, base: &str, app_key: &str) -> Option<Hit> {
         let found = match self.entry(base).await {
-            Some(Entry::Manifests(m)) => Some(m),
+            Some(Entry::Manifests(manifests)) => Some(Hit {
+                manifests,
+                app_specific: false,
+            }),
             Some(Entry::AppSpecific) => match self.entry(app_key).await {
-                Some(Entry::Manifests(m)) => Some(m),
+                Some(Entry::Manifests(manifests)) => Some(Hit {
+                    manifests,
+                    app_specific: true,
+                }),
                 _ => None,
             },
             None => None,
@@ -108,7 +130,7 @@ impl ManifestStore {
         app_key: &str,
         timeout: Duration,
         poll: Duration,
-    ) -> Option<Manifests> {
+    ) -> Option<Hit> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(m) = self.get(base, app_key).await {
@@ -154,7 +176,11 @@ mod tests {
         );
         assert_eq!(s.get(&base, &a).await, None);
         s.put(&base, &a, &mk_manifests("shared"), false).await;
-        assert_eq!(s.get(&base, &b).await, Some(mk_manifests("shared")));
+        let hit = s.get(&base, &b).await.expect("hit");
+        assert_eq!(
+            (hit.manifests, hit.app_specific),
+            (mk_manifests("shared"), false)
+        );
 
         let base2 = keys::manifests("c1", "helm");
         let (a2, b2) = (
@@ -162,7 +188,11 @@ mod tests {
             keys::app_manifests(&base2, "b", "ns"),
         );
         s.put(&base2, &a2, &mk_manifests("a-release"), true).await;
-        assert_eq!(s.get(&base2, &a2).await, Some(mk_manifests("a-release")));
+        let hit = s.get(&base2, &a2).await.expect("hit");
+        assert_eq!(
+            (hit.manifests, hit.app_specific),
+            (mk_manifests("a-release"), true)
+        );
         assert_eq!(
             s.get(&base2, &b2).await,
             None,
@@ -192,7 +222,8 @@ mod tests {
         };
         s.put(&base, &app, &mk_manifests("x"), false).await;
         s.unlock(&base).await;
-        assert_eq!(waiter.await.expect("join"), Some(mk_manifests("x")));
+        let hit = waiter.await.expect("join").expect("seen");
+        assert_eq!(hit.manifests, mk_manifests("x"));
         assert!(s.lock(&base, "repo-1").await, "unlocked");
     }
 }

@@ -23,6 +23,15 @@ fn is_full_sha(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+impl std::fmt::Debug for RevisionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevisionStore")
+            .field("store", &self.store.kind())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
 impl RevisionStore {
     pub fn new(store: Arc<dyn Store>, ttl: Duration, metrics: CacheMetrics) -> Self {
         Self {

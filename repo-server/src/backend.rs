@@ -1,6 +1,6 @@
-//! The repo-server's work behind the gRPC API: the `ManifestBackend` trait and its Git
-//! implementation (coalesced fetches per repository, one export per commit, deduplicated and
-//! bounded renders).
+//! The repo-server's work behind the gRPC API: the `ManifestBackend` trait and its
+//! implementation over Git and Helm repositories (coalesced fetches, one export per commit,
+//! deduplicated and bounded renders, the shared cache with a render lock across replicas).
 
 use std::future::Future;
 use std::num::NonZeroUsize;
@@ -11,11 +11,15 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 use tokio::sync::Semaphore;
 
+use flotilla_cache::ManifestStore;
+use flotilla_cache::codec::Manifests;
+
 use crate::RenderError;
 use crate::coalesce::Coalescer;
 use crate::git::{self, Credentials, GitError};
+use crate::helm_repo::{HelmRepoError, HelmRepos};
 use crate::metrics::{KindLabels, RenderLabels, RepoMetrics, ResultLabels};
-use crate::render::kustomize::KustomizeTool;
+use crate::render::{RenderInput, Renderers};
 use crate::source::{Rendered, SourceSpec};
 
 /// A repository and how to reach it.
@@ -38,6 +42,8 @@ pub enum RepoError {
     Git(Arc<GitError>),
     #[error(transparent)]
     Render(Arc<RenderError>),
+    #[error(transparent)]
+    Helm(HelmRepoError),
     #[error("invalid request: {0}")]
     Invalid(String),
     #[error("internal error: {0}")]
@@ -50,29 +56,67 @@ impl From<GitError> for RepoError {
     }
 }
 
+impl From<HelmRepoError> for RepoError {
+    fn from(e: HelmRepoError) -> Self {
+        Self::Helm(e)
+    }
+}
+
 impl From<RenderError> for RepoError {
     fn from(e: RenderError) -> Self {
         Self::Render(Arc::new(e))
     }
 }
 
+/// Where the controller wants a render stored in the shared cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheKeys {
+    /// For every Application using this source at this commit.
+    pub base: String,
+    /// For this Application alone (used when the render depends on it).
+    pub app: String,
+}
+
+/// One render request.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateRequest {
+    pub repo: RepoRef,
+    pub spec: SourceSpec,
+    /// Resolved first when `commit` is empty.
+    pub revision: String,
+    /// A full commit SHA (Git) or a chart version (Helm repository).
+    pub commit: String,
+    pub cache: Option<CacheKeys>,
+    /// Render again even if a cached render exists (a hard refresh).
+    pub no_cache: bool,
+}
+
+/// A render, and where it came from.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub rendered: Arc<Rendered>,
+    /// The output depends on the Application (it was cached under the app key).
+    pub app_specific: bool,
+    /// Another replica rendered it; it came from the shared cache.
+    pub from_cache: bool,
+}
+
 /// What the gRPC layer needs from a backend; tests use an in-memory one.
 pub trait ManifestBackend: Send + Sync + 'static {
-    /// Resolve a branch, tag, SHA or HEAD (empty) to a commit.
+    /// Resolve a branch, tag, SHA or HEAD (empty) to a commit; with `chart` set the repository
+    /// is a Helm repository and `revision` a chart version or constraint.
     fn resolve(
         &self,
         repo: RepoRef,
         revision: String,
+        chart: String,
     ) -> impl Future<Output = Result<Resolved, RepoError>> + Send;
 
-    /// Render `spec` at `commit`, or at `revision` resolved first when `commit` is empty.
+    /// Render a source at a commit (see [`GenerateRequest`]).
     fn generate(
         &self,
-        repo: RepoRef,
-        spec: SourceSpec,
-        revision: String,
-        commit: String,
-    ) -> impl Future<Output = Result<Arc<Rendered>, RepoError>> + Send;
+        req: GenerateRequest,
+    ) -> impl Future<Output = Result<Generated, RepoError>> + Send;
 }
 
 /// Settings of the Git backend.
@@ -87,18 +131,35 @@ pub struct GitBackendConfig {
     pub fetch_timeout: Duration,
     /// Written-out commits kept for reuse (a monorepo renders many paths of one commit).
     pub max_exports: usize,
-    pub kustomize: Option<KustomizeTool>,
+    pub renderers: Arc<Renderers>,
+    /// Unpacked charts from Helm repositories.
+    pub helm_dir: PathBuf,
+    /// The shared manifest cache (Redis), if any: renders are written there and other
+    /// replicas' renders read from it.
+    pub shared: Option<ManifestStore>,
+    /// Names this replica in render locks.
+    pub identity: String,
+    /// How long to wait for another replica's render of the same key before rendering too.
+    pub lock_wait: Duration,
+    /// Recent renders kept in this process (by commit and source), so repeated requests for
+    /// one source at one commit are rendered once even without a shared cache.
+    pub recent_renders: usize,
 }
 
 impl GitBackendConfig {
     pub fn new(cache_dir: PathBuf, work_dir: PathBuf) -> Self {
         Self {
-            cache_dir,
-            work_dir,
             parallelism: 4,
             fetch_timeout: Duration::from_secs(90),
             max_exports: 16,
-            kustomize: KustomizeTool::find(),
+            renderers: Arc::new(Renderers::discover()),
+            helm_dir: work_dir.join("helm-charts"),
+            shared: None,
+            identity: format!("repo-server-{}", std::process::id()),
+            lock_wait: Duration::from_secs(10),
+            recent_renders: 512,
+            work_dir,
+            cache_dir,
         }
     }
 }
@@ -118,6 +179,21 @@ impl Export {
 type ExportKey = (String, String);
 type RenderKey = (String, String);
 
+/// The tree a source is rendered from: a Git export, or an unpacked Helm chart.
+enum Tree {
+    Git(Arc<Export>),
+    Chart(PathBuf),
+}
+
+impl Tree {
+    fn root(&self) -> PathBuf {
+        match self {
+            Self::Git(e) => e.root(),
+            Self::Chart(p) => p.clone(),
+        }
+    }
+}
+
 /// Git-backed manifest generation.
 #[derive(Clone)]
 pub struct GitBackend {
@@ -129,9 +205,11 @@ struct Inner {
     metrics: RepoMetrics,
     fetches: Coalescer<String, Result<(), RepoError>>,
     exports: Coalescer<ExportKey, Result<Arc<Export>, RepoError>>,
-    renders: Coalescer<RenderKey, Result<Arc<Rendered>, RepoError>>,
+    renders: Coalescer<RenderKey, Result<Generated, RepoError>>,
     export_cache: Mutex<LruCache<ExportKey, Arc<Export>>>,
     render_slots: Semaphore,
+    helm: Arc<HelmRepos>,
+    recent: Mutex<LruCache<RenderKey, Generated>>,
 }
 
 fn joined_error(e: String) -> RepoError {
@@ -147,6 +225,10 @@ impl GitBackend {
         let cap = NonZeroUsize::new(cfg.max_exports.max(1)).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
             inner: Arc::new(Inner {
+                helm: Arc::new(HelmRepos::new(cfg.helm_dir.clone())),
+                recent: Mutex::new(LruCache::new(
+                    NonZeroUsize::new(cfg.recent_renders.max(1)).unwrap_or(NonZeroUsize::MIN),
+                )),
                 render_slots: Semaphore::new(cfg.parallelism.max(1)),
                 cfg,
                 metrics,
@@ -280,40 +362,101 @@ impl GitBackend {
         out.value
     }
 
+    /// Render `spec` from `tree` at `commit`: identical requests (same commit, same source,
+    /// same app when the kind is app-specific) run once here, and, with a shared cache, once
+    /// across replicas (the first takes a short lock; the others wait for its result).
     async fn render(
         &self,
-        repo: &RepoRef,
+        tree: Tree,
         spec: SourceSpec,
         commit: String,
-    ) -> Result<Arc<Rendered>, RepoError> {
-        let key = (commit.clone(), spec.digest());
+        cache: Option<CacheKeys>,
+        no_cache: bool,
+    ) -> Result<Generated, RepoError> {
+        let root = tree.root();
+        let renderers = self.inner.cfg.renderers.clone();
+        let (kind, spec) = {
+            let (root, spec) = (root.clone(), spec);
+            tokio::task::spawn_blocking(move || renderers.detect(&root, &spec).map(|k| (k, spec)))
+                .await
+                .map_err(|e| RepoError::Internal(e.to_string()))??
+        };
+        let app_specific = kind.app_specific();
+        let key = (commit.clone(), spec.render_key(&kind));
+        if !no_cache
+            && let Some(g) = self
+                .inner
+                .recent
+                .lock()
+                .ok()
+                .and_then(|mut r| r.get(&key).cloned())
+        {
+            self.count_join("recent");
+            return Ok(g);
+        }
         let this = self.clone();
-        let url = repo.url.clone();
+        let recent_key = key.clone();
         let out = self
             .inner
             .renders
             .run(key, move || async move {
-                let m = &this.inner.metrics;
-                m.renders_waiting.inc();
-                let permit = this.inner.render_slots.acquire().await;
-                m.renders_waiting.dec();
-                let _permit = permit.map_err(|e| RepoError::Internal(e.to_string()))?;
-                m.renders_running.inc();
-                let started = Instant::now();
-                let res = this.render_now(&url, spec, commit).await;
-                m.renders_running.dec();
-                let (source_type, result) = match &res {
-                    Ok(r) => (r.source_type, "ok"),
-                    Err(_) => ("unknown", "error"),
-                };
-                let labels = RenderLabels {
-                    source_type,
-                    result,
-                };
-                m.render_seconds
-                    .get_or_create(&labels)
-                    .observe(started.elapsed().as_secs_f64());
-                m.renders.get_or_create(&labels).inc();
+                let shared = this
+                    .inner
+                    .cfg
+                    .shared
+                    .as_ref()
+                    .zip(cache.as_ref().filter(|k| !k.base.is_empty()));
+                let mut locked = false;
+                if let Some((store, keys)) = shared {
+                    locked = store.lock(&keys.base, &this.inner.cfg.identity).await;
+                    // The lock may be free because another replica just finished: look again.
+                    if locked
+                        && !no_cache
+                        && let Some(hit) = store.get(&keys.base, &keys.app).await
+                    {
+                        store.unlock(&keys.base).await;
+                        return Ok(from_hit(hit));
+                    }
+                    if !locked {
+                        this.count_join("render-across-replicas");
+                        if let Some(hit) = store
+                            .wait_for(
+                                &keys.base,
+                                &keys.app,
+                                this.inner.cfg.lock_wait,
+                                Duration::from_millis(50),
+                            )
+                            .await
+                        {
+                            return Ok(from_hit(hit));
+                        }
+                        tracing::warn!(key = %keys.base, "another replica's render did not arrive in time; rendering here");
+                    }
+                }
+                let res = this
+                    .render_now(tree, spec, kind, commit)
+                    .await
+                    .map(|rendered| Generated {
+                        rendered,
+                        app_specific,
+                        from_cache: false,
+                    });
+                if let Some((store, keys)) = shared {
+                    if let Ok(g) = &res {
+                        let m = Manifests {
+                            commit: g.rendered.commit.clone(),
+                            source_type: g.rendered.source_type.to_string(),
+                            objects: g.rendered.objects.clone(),
+                        };
+                        store.put(&keys.base, &keys.app, &m, app_specific).await;
+                    }
+                    if locked {
+                        store.unlock(&keys.base).await;
+                    }
+                }
+                if let (Ok(g), Ok(mut recent)) = (&res, this.inner.recent.lock()) {
+                    recent.put(recent_key, g.clone());
+                }
                 res
             })
             .await
@@ -326,18 +469,51 @@ impl GitBackend {
 
     async fn render_now(
         &self,
-        url: &str,
+        tree: Tree,
         spec: SourceSpec,
+        kind: crate::source::SourceKind,
         commit: String,
     ) -> Result<Arc<Rendered>, RepoError> {
-        let export = self.export(url, &commit).await?;
-        let tool = self.inner.cfg.kustomize.clone();
-        let path = spec.path.clone();
-        let (objects, source_type) = tokio::task::spawn_blocking(move || {
-            crate::render::render(&export.root(), &spec, tool.as_ref())
+        let m = &self.inner.metrics;
+        m.renders_waiting.inc();
+        let permit = self.inner.render_slots.acquire().await;
+        m.renders_waiting.dec();
+        let _permit = permit.map_err(|e| RepoError::Internal(e.to_string()))?;
+        m.renders_running.inc();
+        let started = Instant::now();
+        let renderers = self.inner.cfg.renderers.clone();
+        let (url, path) = (spec.repo_url.clone(), spec.path.clone());
+        let rev = commit.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let root = tree.root();
+            renderers.render(&RenderInput {
+                root: &root,
+                spec: &spec,
+                kind: &kind,
+                revision: &rev,
+            })
         })
         .await
-        .map_err(|e| RepoError::Internal(e.to_string()))??;
+        .map_err(|e| RepoError::Internal(e.to_string()));
+        m.renders_running.dec();
+        let res = match res {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(RepoError::from(e)),
+            Err(e) => Err(e),
+        };
+        let (source_type, result) = match &res {
+            Ok((_, t)) => (*t, "ok"),
+            Err(_) => ("unknown", "error"),
+        };
+        let labels = RenderLabels {
+            source_type,
+            result,
+        };
+        m.render_seconds
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        m.renders.get_or_create(&labels).inc();
+        let (objects, source_type) = res?;
         tracing::debug!(repo = %url, %commit, %path, objects = objects.len(), "rendered");
         Ok(Arc::new(Rendered {
             commit,
@@ -347,10 +523,41 @@ impl GitBackend {
     }
 }
 
+fn from_hit(hit: flotilla_cache::Hit) -> Generated {
+    let source_type = match hit.manifests.source_type.as_str() {
+        "Kustomize" => "Kustomize",
+        "Helm" => "Helm",
+        "Plugin" => "Plugin",
+        _ => "Directory",
+    };
+    Generated {
+        rendered: Arc::new(Rendered {
+            commit: hit.manifests.commit,
+            objects: hit.manifests.objects,
+            source_type,
+        }),
+        app_specific: hit.app_specific,
+        from_cache: true,
+    }
+}
+
 impl ManifestBackend for GitBackend {
-    async fn resolve(&self, repo: RepoRef, revision: String) -> Result<Resolved, RepoError> {
+    async fn resolve(
+        &self,
+        repo: RepoRef,
+        revision: String,
+        chart: String,
+    ) -> Result<Resolved, RepoError> {
         if repo.url.is_empty() {
             return Err(RepoError::Invalid("repository URL is empty".into()));
+        }
+        if !chart.is_empty() {
+            let version = self
+                .inner
+                .helm
+                .resolve(&repo.url, &repo.creds, &chart, &revision)
+                .await?;
+            return Ok(Resolved { commit: version });
         }
         if git::is_full_sha(&revision) && self.has_commit(&repo.url, &revision).await {
             return Ok(Resolved {
@@ -362,15 +569,45 @@ impl ManifestBackend for GitBackend {
         Ok(Resolved { commit })
     }
 
-    async fn generate(
-        &self,
-        repo: RepoRef,
-        spec: SourceSpec,
-        revision: String,
-        commit: String,
-    ) -> Result<Arc<Rendered>, RepoError> {
+    async fn generate(&self, req: GenerateRequest) -> Result<Generated, RepoError> {
+        let GenerateRequest {
+            repo,
+            spec,
+            revision,
+            commit,
+            cache,
+            no_cache,
+        } = req;
+        // Another replica may have rendered it already.
+        if let (Some(store), Some(keys)) = (&self.inner.cfg.shared, &cache)
+            && !no_cache
+            && !keys.base.is_empty()
+            && !commit.is_empty()
+            && let Some(hit) = store.get(&keys.base, &keys.app).await
+        {
+            return Ok(from_hit(hit));
+        }
+        if !spec.chart.is_empty() {
+            let version = if commit.is_empty() {
+                self.resolve(repo.clone(), revision, spec.chart.clone())
+                    .await?
+                    .commit
+            } else {
+                commit
+            };
+            let dir = self
+                .inner
+                .helm
+                .chart(&repo.url, &repo.creds, &spec.chart, &version)
+                .await?;
+            return self
+                .render(Tree::Chart(dir), spec, version, cache, no_cache)
+                .await;
+        }
         let commit = if commit.is_empty() {
-            self.resolve(repo.clone(), revision).await?.commit
+            self.resolve(repo.clone(), revision, String::new())
+                .await?
+                .commit
         } else if !git::is_full_sha(&commit) {
             return Err(RepoError::Invalid(format!(
                 "commit {commit:?} is not a full SHA"
@@ -389,7 +626,9 @@ impl ManifestBackend for GitBackend {
             }
             commit
         };
-        self.render(&repo, spec, commit).await
+        let export = self.export(&repo.url, &commit).await?;
+        self.render(Tree::Git(export), spec, commit, cache, no_cache)
+            .await
     }
 }
 
@@ -451,6 +690,24 @@ mod tests {
         }
     }
 
+    async fn gen_(
+        b: &GitBackend,
+        repo: RepoRef,
+        spec: SourceSpec,
+        revision: &str,
+        commit: String,
+    ) -> Result<Generated, RepoError> {
+        b.generate(GenerateRequest {
+            repo,
+            spec,
+            revision: revision.into(),
+            commit,
+            cache: None,
+            no_cache: false,
+        })
+        .await
+    }
+
     fn fetches(m: &RepoMetrics) -> u64 {
         m.fetches
             .get_or_create(&ResultLabels { result: "ok" })
@@ -476,7 +733,7 @@ mod tests {
             ..Default::default()
         };
         let commit = backend
-            .resolve(repo.clone(), "main".into())
+            .resolve(repo.clone(), "main".into(), String::new())
             .await
             .expect("resolve")
             .commit;
@@ -492,14 +749,14 @@ mod tests {
                     commit.clone(),
                 );
                 tasks.push(tokio::spawn(async move {
-                    b.generate(repo, spec, String::new(), commit).await
+                    gen_(&b, repo, spec, "", commit).await
                 }));
             }
         }
         for (n, t) in tasks.into_iter().enumerate() {
             let r = t.await.expect("task").expect("renders");
             assert_eq!(
-                r.objects[0]["metadata"]["name"],
+                r.rendered.objects[0]["metadata"]["name"],
                 format!("app-{}", n / 5).as_str()
             );
         }
@@ -531,29 +788,23 @@ mod tests {
             url: url.clone(),
             ..Default::default()
         };
-        let err = backend
-            .generate(
-                repo.clone(),
-                spec(&url, "broken"),
-                "main".into(),
-                String::new(),
-            )
-            .await
-            .expect_err("bad yaml");
+        let err = gen_(
+            &backend,
+            repo.clone(),
+            spec(&url, "broken"),
+            "main",
+            String::new(),
+        )
+        .await
+        .expect_err("bad yaml");
         assert!(matches!(err, RepoError::Render(_)), "{err}");
         assert!(err.to_string().contains("x.yaml"), "{err}");
         let err = backend
-            .resolve(repo.clone(), "no-such-branch".into())
+            .resolve(repo.clone(), "no-such-branch".into(), String::new())
             .await
             .expect_err("unknown");
         assert!(err.to_string().contains("no-such-branch"), "{err}");
-        let err = backend
-            .generate(
-                repo,
-                spec(&url, "apps/app-0"),
-                String::new(),
-                "f".repeat(40),
-            )
+        let err = gen_(&backend, repo, spec(&url, "apps/app-0"), "", "f".repeat(40))
             .await
             .expect_err("unknown commit");
         assert!(err.to_string().contains("not found"), "{err}");
@@ -569,7 +820,7 @@ mod tests {
             ..Default::default()
         };
         let first = backend
-            .resolve(repo.clone(), "main".into())
+            .resolve(repo.clone(), "main".into(), String::new())
             .await
             .expect("r1");
         std::fs::write(
@@ -579,16 +830,186 @@ mod tests {
         .expect("write");
         git(origin.path(), &["commit", "-qam", "rename"]);
         let second = backend
-            .resolve(repo.clone(), "main".into())
+            .resolve(repo.clone(), "main".into(), String::new())
             .await
             .expect("r2");
         assert_ne!(first, second);
-        let r = backend
-            .generate(repo, spec(&url, "apps/app-0"), "main".into(), String::new())
-            .await
-            .expect("render");
+        let r = gen_(
+            &backend,
+            repo,
+            spec(&url, "apps/app-0"),
+            "main",
+            String::new(),
+        )
+        .await
+        .expect("render")
+        .rendered;
         assert_eq!(r.commit, second.commit);
         assert_eq!(r.objects[0]["metadata"]["name"], "renamed");
         assert_eq!(fetches(&metrics), 3);
+    }
+
+    /// A stand-in `helm` (the test machine may have none): prints a ConfigMap named after the
+    /// release, so app-specific renders can be told apart.
+    fn fake_helm(dir: &Path) -> PathBuf {
+        let p = dir.join("helm");
+        std::fs::write(
+            &p,
+            "#!/bin/sh\nprintf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: %s}\\n' \"$2\"\n",
+        )
+        .expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn apps_share_a_render_unless_it_depends_on_the_app() {
+        let origin = mk_monorepo(1);
+        std::fs::create_dir_all(origin.path().join("chart")).expect("mkdir");
+        std::fs::write(
+            origin.path().join("chart/Chart.yaml"),
+            "name: c\nversion: 0.1.0\n",
+        )
+        .expect("write");
+        git(origin.path(), &["add", "."]);
+        git(origin.path(), &["commit", "-qm", "chart"]);
+        let url = format!("file://{}", origin.path().display());
+        let work = tempfile::tempdir().expect("tempdir");
+        let mut cfg = GitBackendConfig::new(work.path().join("repos"), work.path().join("work"));
+        cfg.renderers = Arc::new(Renderers::new(
+            None,
+            Some(fake_helm(work.path())),
+            Vec::new(),
+        ));
+        let metrics = RepoMetrics::default();
+        let backend = GitBackend::new(cfg, metrics.clone()).expect("backend");
+        let repo = RepoRef {
+            url: url.clone(),
+            ..Default::default()
+        };
+        let commit = backend
+            .resolve(repo.clone(), "main".into(), String::new())
+            .await
+            .expect("resolve")
+            .commit;
+        let app = |name: &str, path: &str| SourceSpec {
+            app_name: name.into(),
+            namespace: format!("{name}-ns"),
+            ..spec(&url, path)
+        };
+        for name in ["a", "b", "c"] {
+            let g = gen_(
+                &backend,
+                repo.clone(),
+                app(name, "apps/app-0"),
+                "",
+                commit.clone(),
+            )
+            .await
+            .expect("directory");
+            assert!(!g.app_specific);
+        }
+        assert_eq!(
+            renders(&metrics),
+            1,
+            "one render of the directory for three apps"
+        );
+        for name in ["a", "b"] {
+            let g = gen_(
+                &backend,
+                repo.clone(),
+                app(name, "chart"),
+                "",
+                commit.clone(),
+            )
+            .await
+            .expect("helm");
+            assert!(g.app_specific);
+            assert_eq!(g.rendered.objects[0]["metadata"]["name"], name);
+        }
+        let helm_renders = metrics
+            .renders
+            .get_or_create(&RenderLabels {
+                source_type: "Helm",
+                result: "ok",
+            })
+            .get();
+        assert_eq!(helm_renders, 2, "a release per app");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_with_a_shared_cache_render_once() {
+        let origin = mk_monorepo(1);
+        let url = format!("file://{}", origin.path().display());
+        let shared = flotilla_cache::ManifestStore::new(
+            Arc::new(flotilla_cache::MemoryStore::new(100)),
+            Duration::from_secs(600),
+            flotilla_cache::CacheMetrics::default(),
+        );
+        let mut replicas = Vec::new();
+        let mut dirs = Vec::new();
+        for i in 0..2 {
+            let work = tempfile::tempdir().expect("tempdir");
+            let mut cfg =
+                GitBackendConfig::new(work.path().join("repos"), work.path().join("work"));
+            cfg.shared = Some(shared.clone());
+            cfg.identity = format!("repo-server-{i}");
+            let metrics = RepoMetrics::default();
+            replicas.push((
+                GitBackend::new(cfg, metrics.clone()).expect("backend"),
+                metrics,
+            ));
+            dirs.push(work);
+        }
+        let repo = RepoRef {
+            url: url.clone(),
+            ..Default::default()
+        };
+        let commit = replicas[0]
+            .0
+            .resolve(repo.clone(), "main".into(), String::new())
+            .await
+            .expect("resolve")
+            .commit;
+        let keys = CacheKeys {
+            base: flotilla_cache::keys::manifests(&commit, "src"),
+            app: flotilla_cache::keys::app_manifests(
+                &flotilla_cache::keys::manifests(&commit, "src"),
+                "a",
+                "ns",
+            ),
+        };
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            for (b, _) in &replicas {
+                let (b, repo, commit, keys) =
+                    (b.clone(), repo.clone(), commit.clone(), keys.clone());
+                let spec = spec(&url, "apps/app-0");
+                tasks.push(tokio::spawn(async move {
+                    b.generate(GenerateRequest {
+                        repo,
+                        spec,
+                        revision: String::new(),
+                        commit,
+                        cache: Some(keys),
+                        no_cache: false,
+                    })
+                    .await
+                }));
+            }
+        }
+        let mut from_cache = 0;
+        for t in tasks {
+            let g = t.await.expect("task").expect("renders");
+            assert_eq!(g.rendered.objects[0]["metadata"]["name"], "app-0");
+            from_cache += usize::from(g.from_cache);
+        }
+        let total: u64 = replicas.iter().map(|(_, m)| renders(m)).sum();
+        assert_eq!(total, 1, "one render across both replicas");
+        assert!(
+            from_cache >= 1,
+            "the other replica was served from the cache"
+        );
     }
 }

@@ -37,6 +37,8 @@ pub enum RenderError {
         path: String,
         message: String,
     },
+    #[error("{path}: Jsonnet: {message}")]
+    Jsonnet { path: PathBuf, message: String },
     #[error("unsupported source: {what}")]
     Unsupported { what: String },
     #[error("invalid glob {pattern:?}: {message}")]

@@ -9,10 +9,14 @@ use pb::repo_server_server::RepoServer;
 use tonic::{Code, Request, Response, Status};
 
 use crate::RenderError;
-use crate::backend::{ManifestBackend, RepoError, RepoRef};
+use crate::backend::{CacheKeys, GenerateRequest, ManifestBackend, RepoError, RepoRef};
 use crate::git::{Credentials, GitError};
+use crate::helm_repo::HelmRepoError;
 use crate::metrics::{RepoMetrics, RequestLabels};
-use crate::source::{DirectoryOptions, KustomizeOptions, SourceKind, SourceSpec};
+use crate::source::{
+    DirectoryOptions, HelmOptions, HelmParameter, JsonnetOptions, JsonnetVar, KustomizeOptions,
+    PluginOptions, SourceKind, SourceSpec,
+};
 
 /// The gRPC service over any backend.
 pub struct RepoGrpc<B> {
@@ -68,6 +72,51 @@ pub fn source_spec(src: &pb::ApplicationSource, app_name: &str, namespace: &str)
             recurse: d.recurse,
             include: d.include.clone(),
             exclude: d.exclude.clone(),
+            jsonnet: d
+                .jsonnet
+                .as_ref()
+                .map(|j| {
+                    let vars = |v: &[pb::JsonnetVar]| {
+                        v.iter()
+                            .map(|v| JsonnetVar {
+                                name: v.name.clone(),
+                                value: v.value.clone(),
+                                code: v.code,
+                            })
+                            .collect()
+                    };
+                    JsonnetOptions {
+                        ext_vars: vars(&j.ext_vars),
+                        tlas: vars(&j.tlas),
+                        libs: j.libs.clone(),
+                    }
+                })
+                .unwrap_or_default(),
+        }),
+        Some(Kind::Helm(h)) => SourceKind::Helm(HelmOptions {
+            value_files: h.value_files.clone(),
+            values: h.values.clone(),
+            parameters: h
+                .parameters
+                .iter()
+                .map(|p| HelmParameter {
+                    name: p.name.clone(),
+                    value: p.value.clone(),
+                    force_string: p.force_string,
+                })
+                .collect(),
+            file_parameters: h
+                .file_parameters
+                .iter()
+                .map(|p| (p.name.clone(), p.path.clone()))
+                .collect(),
+            release_name: h.release_name.clone(),
+            skip_crds: h.skip_crds,
+            ignore_missing_value_files: h.ignore_missing_value_files,
+        }),
+        Some(Kind::Plugin(p)) => SourceKind::Plugin(PluginOptions {
+            name: p.name.clone(),
+            env: sorted(&p.env),
         }),
         Some(Kind::Kustomize(k)) => SourceKind::Kustomize(KustomizeOptions {
             name_prefix: k.name_prefix.clone(),
@@ -81,6 +130,7 @@ pub fn source_spec(src: &pb::ApplicationSource, app_name: &str, namespace: &str)
     SourceSpec {
         repo_url: src.repo_url.clone(),
         path: src.path.clone(),
+        chart: src.chart.clone(),
         kind,
         app_name: app_name.to_string(),
         namespace: namespace.to_string(),
@@ -105,6 +155,11 @@ pub fn status(e: &RepoError) -> Status {
             RenderError::PathMissing { .. } => Code::NotFound,
             _ => Code::FailedPrecondition,
         },
+        RepoError::Helm(h) => match h {
+            HelmRepoError::NotFound { .. } => Code::NotFound,
+            HelmRepoError::Unavailable { .. } => Code::Unavailable,
+            HelmRepoError::Invalid { .. } => Code::FailedPrecondition,
+        },
         RepoError::Invalid(_) => Code::InvalidArgument,
         RepoError::Internal(_) => Code::Internal,
     };
@@ -122,7 +177,7 @@ impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
         let started = Instant::now();
         let res = self
             .backend
-            .resolve(repo.clone(), req.revision.clone())
+            .resolve(repo.clone(), req.revision.clone(), req.chart.clone())
             .await;
         tracing::debug!(repo = %repo.url, revision = %req.revision, ms = started.elapsed().as_millis() as u64, ok = res.is_ok(), "ResolveRevision");
         match res {
@@ -155,16 +210,22 @@ impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
         let started = Instant::now();
         let res = self
             .backend
-            .generate(
-                repo.clone(),
+            .generate(GenerateRequest {
+                repo: repo.clone(),
                 spec,
-                src.target_revision.clone(),
-                req.commit_sha.clone(),
-            )
+                revision: src.target_revision.clone(),
+                commit: req.commit_sha.clone(),
+                cache: (!req.cache_key.is_empty()).then(|| CacheKeys {
+                    base: req.cache_key.clone(),
+                    app: req.app_cache_key.clone(),
+                }),
+                no_cache: req.no_cache,
+            })
             .await;
         tracing::debug!(repo = %repo.url, path = %src.path, ms = started.elapsed().as_millis() as u64, ok = res.is_ok(), "GenerateManifests");
         match res {
-            Ok(r) => {
+            Ok(g) => {
+                let r = &g.rendered;
                 let manifests = r
                     .objects
                     .iter()
@@ -176,6 +237,8 @@ impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
                     commit_sha: r.commit.clone(),
                     manifests,
                     source_type: r.source_type.to_string(),
+                    app_specific: g.app_specific,
+                    from_cache: g.from_cache,
                 }))
             }
             Err(e) => {
@@ -190,7 +253,7 @@ impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Resolved;
+    use crate::backend::{Generated, Resolved};
     use crate::source::Rendered;
     use pb::repo_server_client::RepoServerClient;
     use pb::repo_server_server::RepoServerServer;
@@ -199,7 +262,12 @@ mod tests {
     struct Memory;
 
     impl ManifestBackend for Memory {
-        async fn resolve(&self, repo: RepoRef, revision: String) -> Result<Resolved, RepoError> {
+        async fn resolve(
+            &self,
+            repo: RepoRef,
+            revision: String,
+            _chart: String,
+        ) -> Result<Resolved, RepoError> {
             match (repo.url.as_str(), revision.as_str()) {
                 ("mem://repo", "main" | "") => Ok(Resolved {
                     commit: "a".repeat(40),
@@ -217,28 +285,35 @@ mod tests {
             }
         }
 
-        async fn generate(
-            &self,
-            repo: RepoRef,
-            spec: SourceSpec,
-            revision: String,
-            commit: String,
-        ) -> Result<Arc<Rendered>, RepoError> {
+        async fn generate(&self, req: GenerateRequest) -> Result<Generated, RepoError> {
+            let GenerateRequest {
+                repo,
+                spec,
+                revision,
+                commit,
+                cache,
+                ..
+            } = req;
             assert_eq!(repo.creds.username.as_deref(), Some("u"));
+            assert_eq!(cache.map(|c| c.base).as_deref(), Some("flotilla:m:k"));
             let commit = if commit.is_empty() {
-                self.resolve(repo, revision).await?.commit
+                self.resolve(repo, revision, String::new()).await?.commit
             } else {
                 commit
             };
             if spec.path == "missing" {
                 return Err(RenderError::PathMissing { path: spec.path }.into());
             }
-            Ok(Arc::new(Rendered {
-                commit,
-                objects: vec![serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": spec.path, "namespace": spec.namespace}})],
-                source_type: "Directory",
-            }))
+            Ok(Generated {
+                rendered: Arc::new(Rendered {
+                    commit,
+                    objects: vec![serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": spec.path, "namespace": spec.namespace}})],
+                    source_type: "Directory",
+                }),
+                app_specific: false,
+                from_cache: true,
+            })
         }
     }
 
@@ -270,11 +345,14 @@ mod tests {
                 repo_url: "mem://repo".into(),
                 path: path.into(),
                 target_revision: revision.into(),
-                kind: None,
+                ..Default::default()
             }),
             commit_sha: String::new(),
             app_name: "web".into(),
             namespace: "team-a".into(),
+            cache_key: "flotilla:m:k".into(),
+            app_cache_key: "flotilla:m:k:a".into(),
+            no_cache: false,
         }
     }
 
@@ -288,6 +366,7 @@ mod tests {
             .into_inner();
         assert_eq!(resp.commit_sha, "a".repeat(40));
         assert_eq!(resp.source_type, "Directory");
+        assert!(resp.from_cache && !resp.app_specific, "flags pass through");
         let obj: serde_json::Value = serde_json::from_str(&resp.manifests[0]).expect("json");
         assert_eq!(obj["metadata"]["namespace"], "team-a");
     }
@@ -313,6 +392,7 @@ mod tests {
                     ..Default::default()
                 }),
                 revision: "main".into(),
+                chart: String::new(),
             })
             .await
             .expect_err("unreachable");

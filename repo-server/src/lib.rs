@@ -8,6 +8,7 @@ pub mod coalesce;
 pub mod error;
 pub mod git;
 pub mod grpc;
+pub mod helm_repo;
 pub mod metrics;
 pub mod paths;
 pub mod render;
@@ -37,6 +38,16 @@ pub struct Config {
     pub max_exports: usize,
     /// When set, the bound addresses are written here as JSON once serving.
     pub address_file: Option<PathBuf>,
+    /// Redis (Cluster) URL of the shared manifest cache; none = no shared cache.
+    pub redis_url: Option<String>,
+    /// How long rendered manifests stay in the shared cache.
+    pub cache_ttl: Duration,
+    /// `helm` binary (default: `FLOTILLA_HELM`, then PATH).
+    pub helm: Option<PathBuf>,
+    /// Config-management plugins.
+    pub plugins: Vec<render::plugin::PluginConfig>,
+    /// Names this replica in render locks and logs.
+    pub identity: String,
 }
 
 /// Why the server could not start or stopped.
@@ -64,17 +75,44 @@ pub async fn run(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = metrics::RepoMetrics::register(&mut registry);
+    let cache_metrics = flotilla_cache::CacheMetrics::register(&mut registry);
     let mut bcfg = GitBackendConfig::new(cfg.cache_dir.join("repos"), cfg.cache_dir.join("work"));
     bcfg.parallelism = cfg.parallelism;
     bcfg.fetch_timeout = cfg.fetch_timeout;
     bcfg.max_exports = cfg.max_exports;
+    bcfg.helm_dir = cfg.cache_dir.join("helm-charts");
+    bcfg.identity = cfg.identity.clone();
     // Exports from an earlier run are stale; start the work area clean.
     let _ = std::fs::remove_dir_all(&bcfg.work_dir);
-    match &bcfg.kustomize {
+    let kustomize = render::kustomize::KustomizeTool::find();
+    match &kustomize {
         Some(t) => tracing::info!(tool = ?t, "Kustomize sources enabled"),
         None => tracing::warn!(
             "neither kustomize nor kubectl on PATH: Kustomize sources will fail with a clear error"
         ),
+    }
+    let helm = cfg.helm.clone().or_else(render::helm::find_helm);
+    match &helm {
+        Some(h) => tracing::info!(helm = %h.display(), "Helm sources enabled"),
+        None => tracing::warn!(
+            "no helm binary (PATH or FLOTILLA_HELM): Helm sources will fail with a clear error"
+        ),
+    }
+    for p in &cfg.plugins {
+        tracing::info!(plugin = %p.name, "config-management plugin configured");
+    }
+    bcfg.renderers = Arc::new(render::Renderers::new(kustomize, helm, cfg.plugins.clone()));
+    if let Some(url) = &cfg.redis_url {
+        let store = flotilla_cache::redis::RedisStore::connect(
+            flotilla_cache::redis::RedisConfig::new(url),
+            cache_metrics.clone(),
+        )
+        .map_err(|e| ServeError::Setup(e.to_string()))?;
+        bcfg.shared = Some(flotilla_cache::ManifestStore::new(
+            Arc::new(store),
+            cfg.cache_ttl,
+            cache_metrics,
+        ));
     }
     let backend =
         GitBackend::new(bcfg, metrics.clone()).map_err(|e| ServeError::Setup(e.to_string()))?;

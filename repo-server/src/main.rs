@@ -7,8 +7,9 @@ use std::time::Duration;
 use clap::Parser;
 use flotilla_core::telemetry::LogFormat;
 
-/// Flotilla's repo-server: fetches Git repositories, resolves revisions and renders manifests
-/// (directory, Kustomize) for the controllers, over gRPC (flotilla.repo.v1).
+/// Flotilla's repo-server: fetches Git repositories and Helm charts, resolves revisions and
+/// renders manifests (directory with Jsonnet, Kustomize, Helm, plugins) for the controllers,
+/// over gRPC (flotilla.repo.v1), writing them to the shared cache.
 #[derive(Debug, Parser)]
 #[command(name = "flotilla-repo-server", version)]
 struct Args {
@@ -45,6 +46,23 @@ struct Args {
     /// Write the bound gRPC and metrics addresses here as JSON (useful with port 0).
     #[arg(long, env = "FLOTILLA_REPO_ADDRESS_FILE")]
     address_file: Option<PathBuf>,
+    /// Redis URL of the shared manifest cache: `redis-cluster://host:port?node=host2:port2`
+    /// (Cluster) or `redis://host:port`. Unset: no shared cache (controllers keep their own).
+    #[arg(long, env = "FLOTILLA_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Hours rendered manifests stay in the shared cache.
+    #[arg(long, default_value_t = 24, env = "FLOTILLA_CACHE_TTL_HOURS")]
+    cache_ttl_hours: u64,
+    /// The helm binary for Helm sources (default: FLOTILLA_HELM, then helm on PATH).
+    #[arg(long)]
+    helm: Option<PathBuf>,
+    /// A config-management plugin, NAME=COMMAND (repeatable; the command runs with sh -c in
+    /// the source directory and prints manifests).
+    #[arg(long = "plugin", env = "FLOTILLA_REPO_PLUGINS", value_delimiter = ';')]
+    plugins: Vec<flotilla_repo_server::render::plugin::PluginConfig>,
+    /// This replica's name in render locks (default: POD_NAME, then the host name).
+    #[arg(long, env = "FLOTILLA_IDENTITY")]
+    identity: Option<String>,
     /// Log format: text or json.
     #[arg(long, default_value = "text", env = "FLOTILLA_LOG_FORMAT")]
     log_format: LogFormat,
@@ -62,6 +80,15 @@ async fn main() -> anyhow::Result<()> {
         fetch_timeout: Duration::from_secs(args.fetch_timeout_seconds),
         max_exports: args.max_exports,
         address_file: args.address_file,
+        redis_url: args.redis_url.filter(|u| !u.is_empty()),
+        cache_ttl: Duration::from_secs(args.cache_ttl_hours.max(1) * 3600),
+        helm: args.helm,
+        plugins: args.plugins,
+        identity: args
+            .identity
+            .or_else(|| std::env::var("POD_NAME").ok())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("repo-server-{}", std::process::id())),
     };
     flotilla_repo_server::run(cfg, flotilla_core::shutdown_signal()).await?;
     Ok(())

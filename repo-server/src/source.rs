@@ -4,6 +4,7 @@
 use sha2::{Digest, Sha256};
 
 pub use crate::render::directory::DirectoryOptions;
+pub use crate::render::jsonnet::{JsonnetOptions, JsonnetVar};
 
 /// `spec.source.kustomize` options applied on top of the kustomization in Git.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,6 +23,38 @@ impl KustomizeOptions {
     }
 }
 
+/// A Helm `--set` (or `--set-string`) parameter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HelmParameter {
+    pub name: String,
+    pub value: String,
+    pub force_string: bool,
+}
+
+/// `spec.source.helm`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HelmOptions {
+    /// Relative to the chart directory; must stay inside the repository.
+    pub value_files: Vec<String>,
+    /// Inline values (YAML).
+    pub values: String,
+    pub parameters: Vec<HelmParameter>,
+    /// `--set-file name=path`, path relative to the chart directory.
+    pub file_parameters: Vec<(String, String)>,
+    /// Defaults to the Application's name.
+    pub release_name: String,
+    pub skip_crds: bool,
+    pub ignore_missing_value_files: bool,
+}
+
+/// `spec.source.plugin`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginOptions {
+    pub name: String,
+    /// Sorted; passed to the command as `ARGOCD_ENV_<name>`.
+    pub env: Vec<(String, String)>,
+}
+
 /// Which renderer a source uses. `Auto` detects it the way Argo CD does (a kustomization file
 /// means Kustomize, a `Chart.yaml` means Helm, anything else is a directory of manifests).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -30,6 +63,17 @@ pub enum SourceKind {
     Auto,
     Directory(DirectoryOptions),
     Kustomize(KustomizeOptions),
+    Helm(HelmOptions),
+    Plugin(PluginOptions),
+}
+
+impl SourceKind {
+    /// Whether the output depends on the Application's name or namespace (Helm's release name
+    /// and namespace; plugins get both in their environment), so renders cannot be shared
+    /// between Applications.
+    pub fn app_specific(&self) -> bool {
+        matches!(self, Self::Helm(_) | Self::Plugin(_))
+    }
 }
 
 /// One application source to render at one commit.
@@ -37,6 +81,8 @@ pub enum SourceKind {
 pub struct SourceSpec {
     pub repo_url: String,
     pub path: String,
+    /// Set when `repo_url` is a Helm chart repository: the chart to render.
+    pub chart: String,
     pub kind: SourceKind,
     /// Release name / default namespace for renderers that use them.
     pub app_name: String,
@@ -44,7 +90,9 @@ pub struct SourceSpec {
 }
 
 impl SourceSpec {
-    /// A stable digest of everything that changes the render output besides the commit.
+    /// A stable digest of everything in the source that changes the render output besides
+    /// the commit, *not* the Application: renders of one source at one commit are shared by
+    /// every Application using it, unless its kind is app-specific (see [`Self::render_key`]).
     pub fn digest(&self) -> String {
         let mut h = Sha256::new();
         let mut field = |s: &str| {
@@ -53,8 +101,7 @@ impl SourceSpec {
         };
         field(&self.repo_url);
         field(&self.path);
-        field(&self.app_name);
-        field(&self.namespace);
+        field(&self.chart);
         match &self.kind {
             SourceKind::Auto => field("auto"),
             SourceKind::Directory(d) => {
@@ -62,6 +109,48 @@ impl SourceSpec {
                 field(if d.recurse { "1" } else { "0" });
                 field(&d.include);
                 field(&d.exclude);
+                for v in d.jsonnet.ext_vars.iter().chain(&d.jsonnet.tlas) {
+                    field(&v.name);
+                    field(&v.value);
+                    field(if v.code { "code" } else { "str" });
+                }
+                field("|");
+                for l in &d.jsonnet.libs {
+                    field(l);
+                }
+            }
+            SourceKind::Helm(o) => {
+                field("helm");
+                for f in &o.value_files {
+                    field(f);
+                }
+                field("|");
+                field(&o.values);
+                for p in &o.parameters {
+                    field(&p.name);
+                    field(&p.value);
+                    field(if p.force_string { "s" } else { "v" });
+                }
+                field("|");
+                for (n, p) in &o.file_parameters {
+                    field(n);
+                    field(p);
+                }
+                field(&o.release_name);
+                field(if o.skip_crds { "1" } else { "0" });
+                field(if o.ignore_missing_value_files {
+                    "1"
+                } else {
+                    "0"
+                });
+            }
+            SourceKind::Plugin(o) => {
+                field("plugin");
+                field(&o.name);
+                for (n, v) in &o.env {
+                    field(n);
+                    field(v);
+                }
             }
             SourceKind::Kustomize(k) => {
                 field("kustomize");
@@ -80,6 +169,16 @@ impl SourceSpec {
         }
         hex::encode(h.finalize())
     }
+
+    /// The key identical renders share, for a source whose kind is known: the digest, plus the
+    /// Application's name and namespace when the kind's output depends on them.
+    pub fn render_key(&self, kind: &SourceKind) -> String {
+        if kind.app_specific() {
+            format!("{}:{}:{}", self.digest(), self.app_name, self.namespace)
+        } else {
+            self.digest()
+        }
+    }
 }
 
 /// What rendering produced.
@@ -87,7 +186,7 @@ impl SourceSpec {
 pub struct Rendered {
     pub commit: String,
     pub objects: Vec<serde_json::Value>,
-    /// `Directory` or `Kustomize`, as Argo CD names source types.
+    /// `Directory`, `Kustomize`, `Helm` or `Plugin`, as Argo CD names source types.
     pub source_type: &'static str,
 }
 

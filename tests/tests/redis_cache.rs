@@ -49,7 +49,7 @@ async fn manifests_live_in_the_cluster_and_a_lost_master_only_costs_the_cache() 
         let base = keys::manifests(&format!("{i:040x}"), "src");
         let app = keys::app_manifests(&base, "b", "ns");
         ensure!(
-            cache.get(&base, &app).await == Some(mk_manifests(i)),
+            cache.get(&base, &app).await.map(|h| h.manifests) == Some(mk_manifests(i)),
             "entry {i}"
         );
     }
@@ -102,7 +102,7 @@ async fn manifests_live_in_the_cluster_and_a_lost_master_only_costs_the_cache() 
         let base = keys::manifests("after", "src");
         let app = keys::app_manifests(&base, "a", "ns");
         cache.put(&base, &app, &mk_manifests(7), false).await;
-        if cache.get(&base, &app).await == Some(mk_manifests(7)) {
+        if cache.get(&base, &app).await.map(|h| h.manifests) == Some(mk_manifests(7)) {
             break;
         }
         ensure!(Instant::now() < deadline, "cache did not recover");

@@ -1,6 +1,6 @@
-//! The *directory* source type: every `.yaml`, `.yml` and `.json` file under the source path
-//! (optionally recursive, filtered by include/exclude globs), multi-document YAML, `List` kinds
-//! expanded, in a stable order.
+//! The *directory* source type: every `.yaml`, `.yml`, `.json` and `.jsonnet` file under the
+//! source path (optionally recursive, filtered by include/exclude globs), multi-document YAML,
+//! Jsonnet evaluated in process, `List` kinds expanded, in a stable order.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::RenderError;
 use crate::paths::{confine, stays_inside};
+use crate::render::jsonnet::{self, JsonnetOptions};
 
 /// `spec.source.directory`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub struct DirectoryOptions {
     /// Argo CD glob syntax, e.g. `*.yaml` or `{config.yaml,env/*.yaml}`; empty = everything.
     pub include: String,
     pub exclude: String,
+    /// How `*.jsonnet` files are evaluated.
+    pub jsonnet: JsonnetOptions,
 }
 
 fn globset(pattern: &str) -> Result<Option<GlobSet>, RenderError> {
@@ -36,7 +39,7 @@ fn globset(pattern: &str) -> Result<Option<GlobSet>, RenderError> {
 fn manifest_file(p: &Path) -> bool {
     matches!(
         p.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml" | "json")
+        Some("yaml" | "yml" | "json" | "jsonnet")
     )
 }
 
@@ -91,11 +94,20 @@ pub fn render(
         if exclude.as_ref().is_some_and(|g| g.is_match(rel)) {
             continue;
         }
+        let shown = PathBuf::from(rel);
+        if file.extension().and_then(|e| e.to_str()) == Some("jsonnet") {
+            let v = jsonnet::evaluate(root, &file, &opts.jsonnet)?;
+            let docs = match v {
+                Value::Array(items) => items,
+                other => vec![other],
+            };
+            objects.extend(objects_of(&shown, docs)?);
+            continue;
+        }
         let text = std::fs::read_to_string(&file).map_err(|source| RenderError::Read {
             path: file.clone(),
             source,
         })?;
-        let shown = PathBuf::from(rel);
         objects.extend(parse_manifests(&shown, &text)?);
     }
     Ok(objects)
@@ -124,6 +136,11 @@ pub fn parse_manifests(path: &Path, text: &str) -> Result<Vec<Value>, RenderErro
         }
         docs
     };
+    objects_of(path, docs)
+}
+
+/// Check parsed documents are Kubernetes objects (skipping empty ones) and expand `List`s.
+pub fn objects_of(path: &Path, docs: Vec<Value>) -> Result<Vec<Value>, RenderError> {
     let mut out = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
         let not_object = |why: &str| RenderError::NotAnObject {
@@ -235,11 +252,49 @@ mod tests {
             recurse: true,
             include: "{top.yaml,sub/*.yaml}".into(),
             exclude: "sub/skip.yaml".into(),
+            ..Default::default()
         };
         assert_eq!(
             names(&render(repo.path(), "app", &filtered).expect("filtered")),
             ["deep", "a"]
         );
+    }
+
+    #[test]
+    fn jsonnet_files_render_next_to_yaml_and_libraries_are_not_rendered() {
+        let repo = mk_repo(&[
+            ("app/a.yaml", CM_A),
+            (
+                "app/b.jsonnet",
+                "local lib = import 'lib.libsonnet'; [lib.cm('b'), lib.cm(std.extVar('extra'))]",
+            ),
+            (
+                "app/lib.libsonnet",
+                "{ cm(n):: {apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: n}} }",
+            ),
+            (
+                "app/c.jsonnet",
+                "{apiVersion: 'v1', kind: 'List', items: [{apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'c'}}]}",
+            ),
+        ]);
+        let opts = DirectoryOptions {
+            jsonnet: JsonnetOptions {
+                ext_vars: vec![crate::render::jsonnet::JsonnetVar {
+                    name: "extra".into(),
+                    value: "x".into(),
+                    code: false,
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            names(&render(repo.path(), "app", &opts).expect("renders")),
+            ["a", "b", "x", "c"]
+        );
+        let bad = mk_repo(&[("app/bad.jsonnet", "{apiVersion: 'v1'}")]);
+        let e = render(bad.path(), "app", &DirectoryOptions::default()).expect_err("no kind");
+        assert!(e.to_string().contains("bad.jsonnet"), "{e}");
     }
 
     #[test]

@@ -1,60 +1,242 @@
-//! Renderers turn a source directory in a checkout into Kubernetes objects; each source type
-//! (directory, Kustomize; Helm and Jsonnet later) is one module, and `render` picks one.
+//! Renderers turn a source in a checkout into Kubernetes objects. Each source type is one
+//! `Renderer` (directory with Jsonnet, Kustomize, Helm, config-management plugins);
+//! `Renderers` detects the type of a source and dispatches to the right one.
 
 pub mod directory;
+pub mod helm;
+pub mod jsonnet;
 pub mod kustomize;
+pub mod plugin;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::RenderError;
 use crate::paths::confine;
-use crate::source::{SourceKind, SourceSpec};
+use crate::source::{HelmOptions, SourceKind, SourceSpec};
 use kustomize::KustomizeTool;
+use plugin::{BuildEnv, PluginConfig};
 
 /// File names that mark a directory as a kustomization.
 const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
-/// Render `spec` from the checkout at `root`; returns the objects and the source type.
+/// What one render works on.
+pub struct RenderInput<'a> {
+    /// The tree: a checkout of the commit, or an unpacked Helm chart.
+    pub root: &'a Path,
+    pub spec: &'a SourceSpec,
+    /// The source kind, already detected (never `Auto`).
+    pub kind: &'a SourceKind,
+    /// The commit (or chart version) being rendered.
+    pub revision: &'a str,
+}
+
+/// One source type.
+pub trait Renderer: Send + Sync {
+    /// Argo CD's name of the source type (`status.sourceType`).
+    fn source_type(&self) -> &'static str;
+    /// Whether this renderer handles `kind`.
+    fn handles(&self, kind: &SourceKind) -> bool;
+    fn render(&self, input: &RenderInput) -> Result<Vec<Value>, RenderError>;
+}
+
+struct Directory;
+
+impl Renderer for Directory {
+    fn source_type(&self) -> &'static str {
+        "Directory"
+    }
+    fn handles(&self, kind: &SourceKind) -> bool {
+        matches!(kind, SourceKind::Directory(_))
+    }
+    fn render(&self, i: &RenderInput) -> Result<Vec<Value>, RenderError> {
+        let SourceKind::Directory(opts) = i.kind else {
+            return Err(mismatch(self));
+        };
+        directory::render(i.root, &i.spec.path, opts)
+    }
+}
+
+struct Kustomize(Option<KustomizeTool>);
+
+impl Renderer for Kustomize {
+    fn source_type(&self) -> &'static str {
+        "Kustomize"
+    }
+    fn handles(&self, kind: &SourceKind) -> bool {
+        matches!(kind, SourceKind::Kustomize(_))
+    }
+    fn render(&self, i: &RenderInput) -> Result<Vec<Value>, RenderError> {
+        let SourceKind::Kustomize(opts) = i.kind else {
+            return Err(mismatch(self));
+        };
+        kustomize::render_with(i.root, &i.spec.path, opts, self.0.as_ref())
+    }
+}
+
+struct Helm(Option<PathBuf>);
+
+impl Renderer for Helm {
+    fn source_type(&self) -> &'static str {
+        "Helm"
+    }
+    fn handles(&self, kind: &SourceKind) -> bool {
+        matches!(kind, SourceKind::Helm(_))
+    }
+    fn render(&self, i: &RenderInput) -> Result<Vec<Value>, RenderError> {
+        let SourceKind::Helm(opts) = i.kind else {
+            return Err(mismatch(self));
+        };
+        // A chart from a Helm repository is unpacked at the root; from Git it is at the path.
+        let path = if i.spec.chart.is_empty() {
+            i.spec.path.as_str()
+        } else {
+            ""
+        };
+        helm::render(
+            self.0.as_deref(),
+            i.root,
+            path,
+            &i.spec.app_name,
+            &i.spec.namespace,
+            opts,
+        )
+    }
+}
+
+struct Plugins(Vec<PluginConfig>);
+
+impl Renderer for Plugins {
+    fn source_type(&self) -> &'static str {
+        "Plugin"
+    }
+    fn handles(&self, kind: &SourceKind) -> bool {
+        matches!(kind, SourceKind::Plugin(_))
+    }
+    fn render(&self, i: &RenderInput) -> Result<Vec<Value>, RenderError> {
+        let SourceKind::Plugin(opts) = i.kind else {
+            return Err(mismatch(self));
+        };
+        plugin::render(
+            &self.0,
+            i.root,
+            opts,
+            &BuildEnv {
+                app_name: &i.spec.app_name,
+                namespace: &i.spec.namespace,
+                repo_url: &i.spec.repo_url,
+                path: &i.spec.path,
+                revision: i.revision,
+            },
+        )
+    }
+}
+
+fn mismatch(r: &dyn Renderer) -> RenderError {
+    RenderError::Unsupported {
+        what: format!(
+            "{} renderer called for another source type",
+            r.source_type()
+        ),
+    }
+}
+
+/// Every renderer this repo-server has, and the tools they use.
+pub struct Renderers {
+    all: Vec<Box<dyn Renderer>>,
+}
+
+impl std::fmt::Debug for Renderers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.all.iter().map(|r| r.source_type()))
+            .finish()
+    }
+}
+
+impl Renderers {
+    pub fn new(
+        kustomize: Option<KustomizeTool>,
+        helm: Option<PathBuf>,
+        plugins: Vec<PluginConfig>,
+    ) -> Self {
+        Self {
+            all: vec![
+                Box::new(Directory),
+                Box::new(Kustomize(kustomize)),
+                Box::new(Helm(helm)),
+                Box::new(Plugins(plugins)),
+            ],
+        }
+    }
+
+    /// With the tools found on this machine and no plugins.
+    pub fn discover() -> Self {
+        Self::new(KustomizeTool::find(), helm::find_helm(), Vec::new())
+    }
+
+    /// The kind of `spec` in the tree `root`: as given, or detected the way Argo CD does (a
+    /// chart from a Helm repository or a `Chart.yaml` is Helm, a kustomization file is
+    /// Kustomize, anything else a directory).
+    pub fn detect(&self, root: &Path, spec: &SourceSpec) -> Result<SourceKind, RenderError> {
+        if !spec.chart.is_empty() {
+            return match &spec.kind {
+                SourceKind::Auto => Ok(SourceKind::Helm(HelmOptions::default())),
+                SourceKind::Helm(_) => Ok(spec.kind.clone()),
+                _ => Err(RenderError::Unsupported {
+                    what: format!(
+                        "chart {} comes from a Helm repository: only Helm options apply",
+                        spec.chart
+                    ),
+                }),
+            };
+        }
+        let dir = confine(root, &spec.path)?;
+        if !dir.is_dir() {
+            return Err(RenderError::PathMissing {
+                path: spec.path.clone(),
+            });
+        }
+        Ok(match &spec.kind {
+            SourceKind::Auto if KUSTOMIZATION_FILES.iter().any(|f| dir.join(f).is_file()) => {
+                SourceKind::Kustomize(Default::default())
+            }
+            SourceKind::Auto if dir.join("Chart.yaml").is_file() => {
+                SourceKind::Helm(HelmOptions::default())
+            }
+            SourceKind::Auto => SourceKind::Directory(Default::default()),
+            other => other.clone(),
+        })
+    }
+
+    /// Render with the renderer for `kind` (from [`Self::detect`]); returns the objects and
+    /// the source type.
+    pub fn render(&self, input: &RenderInput) -> Result<(Vec<Value>, &'static str), RenderError> {
+        let r = self
+            .all
+            .iter()
+            .find(|r| r.handles(input.kind))
+            .ok_or_else(|| RenderError::Unsupported {
+                what: "source type could not be detected".into(),
+            })?;
+        Ok((r.render(input)?, r.source_type()))
+    }
+}
+
+/// Detect and render in one step (tests and simple callers).
 pub fn render(
     root: &Path,
     spec: &SourceSpec,
-    tool: Option<&KustomizeTool>,
+    renderers: &Renderers,
 ) -> Result<(Vec<Value>, &'static str), RenderError> {
-    let dir = confine(root, &spec.path)?;
-    if !dir.is_dir() {
-        return Err(RenderError::PathMissing {
-            path: spec.path.clone(),
-        });
-    }
-    let kind = match &spec.kind {
-        SourceKind::Auto if KUSTOMIZATION_FILES.iter().any(|f| dir.join(f).is_file()) => {
-            SourceKind::Kustomize(Default::default())
-        }
-        SourceKind::Auto if dir.join("Chart.yaml").is_file() => {
-            return Err(RenderError::Unsupported {
-                what: format!(
-                    "{} is a Helm chart; the Helm renderer is not available yet",
-                    spec.path
-                ),
-            });
-        }
-        SourceKind::Auto => SourceKind::Directory(Default::default()),
-        other => other.clone(),
-    };
-    match kind {
-        SourceKind::Directory(opts) => {
-            Ok((directory::render(root, &spec.path, &opts)?, "Directory"))
-        }
-        SourceKind::Kustomize(opts) => Ok((
-            kustomize::render_with(root, &spec.path, &opts, tool)?,
-            "Kustomize",
-        )),
-        SourceKind::Auto => Err(RenderError::Unsupported {
-            what: "source type could not be detected".into(),
-        }),
-    }
+    let kind = renderers.detect(root, spec)?;
+    renderers.render(&RenderInput {
+        root,
+        spec,
+        kind: &kind,
+        revision: "",
+    })
 }
 
 #[cfg(test)]
@@ -81,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn detects_directory_kustomize_and_refuses_helm_clearly() {
+    fn detects_directory_kustomize_and_helm() {
         let repo = mk_repo(&[
             (
                 "plain/cm.yaml",
@@ -94,17 +276,21 @@ mod tests {
             ),
             ("chart/Chart.yaml", "name: c\nversion: 1.0.0\n"),
         ]);
-        let tool = KustomizeTool::find();
-        let (objs, ty) = render(repo.path(), &spec("plain"), tool.as_ref()).expect("dir");
+        let r = Renderers::new(KustomizeTool::find(), None, Vec::new());
+        let (objs, ty) = render(repo.path(), &spec("plain"), &r).expect("dir");
         assert_eq!((objs.len(), ty), (1, "Directory"));
-        let (objs, ty) = render(repo.path(), &spec("k"), tool.as_ref()).expect("kustomize");
+        let (objs, ty) = render(repo.path(), &spec("k"), &r).expect("kustomize");
         assert_eq!(
             (objs[0]["metadata"]["name"].as_str(), ty),
             (Some("k"), "Kustomize")
         );
-        let err = render(repo.path(), &spec("chart"), tool.as_ref()).expect_err("helm");
-        assert!(err.to_string().contains("Helm"), "{err}");
-        let err = render(repo.path(), &spec("plain/cm.yaml"), tool.as_ref()).expect_err("file");
+        assert!(matches!(
+            r.detect(repo.path(), &spec("chart")).expect("detect"),
+            SourceKind::Helm(_)
+        ));
+        let err = render(repo.path(), &spec("chart"), &r).expect_err("no helm binary");
+        assert!(err.to_string().contains("helm"), "{err}");
+        let err = render(repo.path(), &spec("plain/cm.yaml"), &r).expect_err("file");
         assert!(matches!(err, RenderError::PathMissing { .. }), "{err}");
     }
 }

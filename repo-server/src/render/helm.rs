@@ -1,0 +1,277 @@
+//! The *Helm* source type: `helm template` on a chart directory (from Git, or unpacked from a
+//! Helm repository) with Argo CD's options: values files, inline values, parameters, file
+//! parameters, release name, CRDs. A clear error when no `helm` binary is available.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::RenderError;
+use crate::paths::{confine, stays_inside};
+use crate::render::directory::parse_manifests;
+use crate::source::HelmOptions;
+
+/// Where `helm` is: `FLOTILLA_HELM`, else `helm` on PATH.
+pub fn find_helm() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FLOTILLA_HELM").map(PathBuf::from)
+        && p.is_file()
+    {
+        return Some(p);
+    }
+    std::env::split_paths(&std::env::var("PATH").unwrap_or_default())
+        .map(|d| d.join("helm"))
+        .find(|p| p.is_file())
+}
+
+/// The arguments of `helm template` (after the binary) for one render. `values_file` is the
+/// inline values written to a file, when there are any.
+pub fn template_args(
+    release: &str,
+    chart_dir: &Path,
+    namespace: &str,
+    opts: &HelmOptions,
+    value_files: &[PathBuf],
+    values_file: Option<&Path>,
+    file_params: &[(String, PathBuf)],
+) -> Vec<String> {
+    let mut args = vec![
+        "template".to_string(),
+        release.to_string(),
+        chart_dir.display().to_string(),
+    ];
+    if !namespace.is_empty() {
+        args.push("--namespace".into());
+        args.push(namespace.to_string());
+    }
+    if !opts.skip_crds {
+        args.push("--include-crds".into());
+    }
+    for f in value_files {
+        args.push("--values".into());
+        args.push(f.display().to_string());
+    }
+    if let Some(f) = values_file {
+        args.push("--values".into());
+        args.push(f.display().to_string());
+    }
+    for p in &opts.parameters {
+        args.push(
+            if p.force_string {
+                "--set-string"
+            } else {
+                "--set"
+            }
+            .into(),
+        );
+        args.push(format!("{}={}", p.name, p.value));
+    }
+    for (name, path) in file_params {
+        args.push("--set-file".into());
+        args.push(format!("{name}={}", path.display()));
+    }
+    args
+}
+
+/// Render the chart at `chart_path` of the tree `root` (a checkout, or an unpacked chart with
+/// `chart_path` empty).
+pub fn render(
+    helm: Option<&Path>,
+    root: &Path,
+    chart_path: &str,
+    app_name: &str,
+    namespace: &str,
+    opts: &HelmOptions,
+) -> Result<Vec<serde_json::Value>, RenderError> {
+    let helm = helm.ok_or(RenderError::ToolMissing {
+        wanted: "helm (put it on PATH or set FLOTILLA_HELM)",
+    })?;
+    let chart_dir = confine(root, chart_path)?;
+    if !chart_dir.join("Chart.yaml").is_file() {
+        return Err(RenderError::Tool {
+            tool: "helm template",
+            path: chart_path.to_string(),
+            message: "no Chart.yaml: not a Helm chart".into(),
+        });
+    }
+    // Values files are relative to the chart and must stay inside the tree.
+    let mut value_files = Vec::new();
+    for f in &opts.value_files {
+        let p = chart_dir.join(f);
+        if !p.exists() {
+            if opts.ignore_missing_value_files {
+                continue;
+            }
+            return Err(RenderError::PathMissing {
+                path: format!("{chart_path}/{f}"),
+            });
+        }
+        if !stays_inside(root, &p) {
+            return Err(RenderError::PathEscapes { path: f.clone() });
+        }
+        value_files.push(p);
+    }
+    let mut file_params = Vec::new();
+    for (name, f) in &opts.file_parameters {
+        let p = chart_dir.join(f);
+        if !p.is_file() {
+            return Err(RenderError::PathMissing {
+                path: format!("{chart_path}/{f}"),
+            });
+        }
+        if !stays_inside(root, &p) {
+            return Err(RenderError::PathEscapes { path: f.clone() });
+        }
+        file_params.push((name.clone(), p));
+    }
+    // Inline values go to a private file (the tree is shared by concurrent renders).
+    let scratch = tempfile::tempdir().map_err(|source| RenderError::Read {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let values_file = if opts.values.trim().is_empty() {
+        None
+    } else {
+        let f = scratch.path().join("values.yaml");
+        std::fs::write(&f, &opts.values).map_err(|source| RenderError::Read {
+            path: f.clone(),
+            source,
+        })?;
+        Some(f)
+    };
+    let release = [opts.release_name.as_str(), app_name, "release"]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .unwrap_or("release");
+    let args = template_args(
+        release,
+        &chart_dir,
+        namespace,
+        opts,
+        &value_files,
+        values_file.as_deref(),
+        &file_params,
+    );
+    let out = Command::new(helm)
+        .args(&args)
+        .current_dir(&chart_dir)
+        .output()
+        .map_err(|source| RenderError::Read {
+            path: helm.to_path_buf(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(RenderError::Tool {
+            tool: "helm template",
+            path: chart_path.to_string(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    parse_manifests(
+        Path::new(&format!("{chart_path} (helm template output)")),
+        &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::HelmParameter;
+
+    #[test]
+    fn arguments_follow_argo_cds_options() {
+        let opts = HelmOptions {
+            parameters: vec![
+                HelmParameter {
+                    name: "image.tag".into(),
+                    value: "1.2".into(),
+                    force_string: false,
+                },
+                HelmParameter {
+                    name: "port".into(),
+                    value: "80".into(),
+                    force_string: true,
+                },
+            ],
+            ..Default::default()
+        };
+        let args = template_args(
+            "web",
+            Path::new("/c"),
+            "prod",
+            &opts,
+            &[PathBuf::from("/c/values-prod.yaml")],
+            Some(Path::new("/tmp/v.yaml")),
+            &[("cfg".into(), PathBuf::from("/c/cfg.txt"))],
+        );
+        assert_eq!(
+            args,
+            [
+                "template",
+                "web",
+                "/c",
+                "--namespace",
+                "prod",
+                "--include-crds",
+                "--values",
+                "/c/values-prod.yaml",
+                "--values",
+                "/tmp/v.yaml",
+                "--set",
+                "image.tag=1.2",
+                "--set-string",
+                "port=80",
+                "--set-file",
+                "cfg=/c/cfg.txt"
+            ]
+        );
+        let skip = HelmOptions {
+            skip_crds: true,
+            ..Default::default()
+        };
+        assert!(
+            !template_args("r", Path::new("/c"), "", &skip, &[], None, &[])
+                .contains(&"--include-crds".to_string())
+        );
+    }
+
+    #[test]
+    fn no_helm_is_a_clear_error_and_bad_paths_are_refused() {
+        let repo = tempfile::tempdir().expect("dir");
+        std::fs::create_dir_all(repo.path().join("chart")).expect("mkdir");
+        std::fs::write(
+            repo.path().join("chart/Chart.yaml"),
+            "name: c\nversion: 0.1.0\n",
+        )
+        .expect("write");
+        let e = render(
+            None,
+            repo.path(),
+            "chart",
+            "a",
+            "ns",
+            &HelmOptions::default(),
+        )
+        .expect_err("no helm");
+        assert!(e.to_string().contains("helm"), "{e}");
+        let fake = Path::new("/bin/true");
+        let missing = HelmOptions {
+            value_files: vec!["nope.yaml".into()],
+            ..Default::default()
+        };
+        let e = render(Some(fake), repo.path(), "chart", "a", "ns", &missing).expect_err("missing");
+        assert!(matches!(e, RenderError::PathMissing { .. }), "{e}");
+        let ignore = HelmOptions {
+            ignore_missing_value_files: true,
+            ..missing.clone()
+        };
+        assert!(render(Some(fake), repo.path(), "chart", "a", "ns", &ignore).is_ok());
+        std::fs::write(repo.path().join("outside.yaml"), "a: 1").expect("write");
+        let outside = tempfile::tempdir().expect("dir");
+        std::fs::write(outside.path().join("x.yaml"), "a: 1").expect("write");
+        let escape = HelmOptions {
+            value_files: vec![outside.path().join("x.yaml").display().to_string()],
+            ..Default::default()
+        };
+        let e = render(Some(fake), repo.path(), "chart", "a", "ns", &escape).expect_err("escape");
+        assert!(matches!(e, RenderError::PathEscapes { .. }), "{e}");
+    }
+}
