@@ -71,7 +71,8 @@ impl RedisStore {
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
             .build()
             .map_err(|e| StoreError::Failed(format!("Redis client: {e}")))?;
-        let _ = client.connect();
+        // The connection task runs on its own (reconnecting as needed); its handle is not needed.
+        drop(client.connect());
         tracing::info!(url = %redact(&cfg.url), "Redis cache configured");
         metrics
             .degraded

@@ -32,10 +32,33 @@ pub struct ControllerConfig {
     pub metrics_listen: SocketAddr,
     /// When set, the bound metrics address is written here as JSON.
     pub address_file: Option<PathBuf>,
+    /// Address of the Git webhook receiver (`POST /api/webhook`); none = off.
+    pub webhook_listen: Option<SocketAddr>,
     /// Longest retry backoff after a failed reconcile.
     pub max_backoff: Duration,
     /// How replicas share the destination clusters.
     pub sharding: ShardingSettings,
+    /// Redis (Cluster) URL of the shared manifest and revision caches; none = in memory only.
+    pub redis_url: Option<String>,
+    /// How long resolved revisions are kept (default: the refresh interval).
+    pub revision_cache_ttl: Option<Duration>,
+    /// Webhook receiver settings (`/api/webhook`).
+    pub webhook: WebhookSettings,
+}
+
+/// Shared secrets of the webhook receiver, by Git provider. A provider without a secret is
+/// accepted unsigned (as Argo CD does); set them in production.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookSettings {
+    pub github_secret: Option<String>,
+    pub gitlab_secret: Option<String>,
+    /// Bitbucket Cloud: the webhook's UUID (`X-Hook-UUID`).
+    pub bitbucket_uuid: Option<String>,
+    /// Bitbucket Server / Data Center: HMAC secret (`X-Hub-Signature`).
+    pub bitbucket_server_secret: Option<String>,
+    pub gitea_secret: Option<String>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
 }
 
 /// What a cluster weighs when replicas share clusters out.
@@ -109,8 +132,15 @@ impl Default for ControllerConfig {
             in_cluster: true,
             metrics_listen: SocketAddr::from(([0, 0, 0, 0], 8082)),
             address_file: None,
+            webhook_listen: None,
             max_backoff: Duration::from_secs(300),
             sharding: ShardingSettings::default(),
+            redis_url: None,
+            revision_cache_ttl: None,
+            webhook: WebhookSettings {
+                max_body_bytes: 1024 * 1024,
+                ..Default::default()
+            },
         }
     }
 }

@@ -24,7 +24,8 @@ struct Args {
     /// Namespace of Applications, AppProjects and cluster/repository Secrets.
     #[arg(long, default_value = "argocd", env = "FLOTILLA_NAMESPACE")]
     namespace: String,
-    /// gRPC endpoint of the repo-server.
+    /// The repo-servers: http://host:port[,http://host2:port...], or dns:///name:port to use
+    /// every address of a (headless Service) name, re-resolved every 10 s.
     #[arg(
         long,
         default_value = "http://127.0.0.1:8081",
@@ -83,6 +84,36 @@ struct Args {
     /// Own every cluster without Leases. Only safe when exactly one replica runs.
     #[arg(long, env = "FLOTILLA_NO_SHARDING")]
     no_sharding: bool,
+    /// Redis URL of the shared manifest and revision caches: redis-cluster://host:port?node=...
+    /// (Cluster) or redis://host:port. Unset: in-memory caches only.
+    #[arg(long, env = "FLOTILLA_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Seconds a resolved branch or tag is trusted before it is resolved again (webhooks
+    /// invalidate it at once). Default: the refresh interval.
+    #[arg(long, env = "FLOTILLA_REVISION_CACHE_SECONDS")]
+    revision_cache_seconds: Option<u64>,
+    /// Address of the Git webhook receiver (POST /api/webhook). Unset: off.
+    #[arg(long, env = "FLOTILLA_WEBHOOK_LISTEN")]
+    webhook_listen: Option<SocketAddr>,
+    /// GitHub webhook secret (checks X-Hub-Signature-256).
+    #[arg(long, env = "FLOTILLA_WEBHOOK_GITHUB_SECRET", hide_env_values = true)]
+    webhook_github_secret: Option<String>,
+    /// GitLab webhook secret token (checks X-Gitlab-Token).
+    #[arg(long, env = "FLOTILLA_WEBHOOK_GITLAB_SECRET", hide_env_values = true)]
+    webhook_gitlab_secret: Option<String>,
+    /// Bitbucket Cloud webhook UUID (checks X-Hook-UUID).
+    #[arg(long, env = "FLOTILLA_WEBHOOK_BITBUCKET_UUID", hide_env_values = true)]
+    webhook_bitbucket_uuid: Option<String>,
+    /// Bitbucket Server webhook secret (checks X-Hub-Signature).
+    #[arg(
+        long,
+        env = "FLOTILLA_WEBHOOK_BITBUCKET_SERVER_SECRET",
+        hide_env_values = true
+    )]
+    webhook_bitbucket_server_secret: Option<String>,
+    /// Gitea webhook secret (checks X-Gitea-Signature).
+    #[arg(long, env = "FLOTILLA_WEBHOOK_GITEA_SECRET", hide_env_values = true)]
+    webhook_gitea_secret: Option<String>,
     /// Print the Application and AppProject CRDs as YAML and exit.
     #[arg(long)]
     print_crds: bool,
@@ -149,6 +180,17 @@ async fn main() -> anyhow::Result<()> {
         in_cluster: !args.no_in_cluster,
         metrics_listen: args.metrics_listen,
         address_file: args.address_file.clone(),
+        webhook_listen: args.webhook_listen,
+        redis_url: args.redis_url.clone().filter(|u| !u.is_empty()),
+        revision_cache_ttl: args.revision_cache_seconds.map(Duration::from_secs),
+        webhook: flotilla_controller::config::WebhookSettings {
+            github_secret: args.webhook_github_secret.clone(),
+            gitlab_secret: args.webhook_gitlab_secret.clone(),
+            bitbucket_uuid: args.webhook_bitbucket_uuid.clone(),
+            bitbucket_server_secret: args.webhook_bitbucket_server_secret.clone(),
+            gitea_secret: args.webhook_gitea_secret.clone(),
+            ..ControllerConfig::default().webhook
+        },
         sharding: ShardingSettings {
             enabled: !args.no_sharding,
             identity: identity(&args),

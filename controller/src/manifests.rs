@@ -1,11 +1,12 @@
-//! Desired state from the repo-server: revision resolution and rendered manifests over gRPC
-//! (`flotilla.repo.v1`), read through a manifest cache keyed by (commit, source) so an
-//! unchanged commit is never rendered twice. The in-memory LRU cache is the embedded default.
+//! Desired state from the repo-servers: revision resolution and rendered manifests over gRPC
+//! (`flotilla.repo.v1`, through the `RepoPool`), read through two caches keyed by
+//! (commit, source): an in-process LRU, then the shared cache (Redis) when configured.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use flotilla_cache::{ManifestStore, RevisionStore, keys};
 use flotilla_proto::repo::v1 as pb;
 use lru::LruCache;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,16 +16,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use tonic::transport::{Channel, Endpoint};
 
+use crate::repo_pool::{PoolError, RepoPool};
 use crate::repos::RepoCreds;
 use crate::types::application::ApplicationSource;
 
 /// Why desired state could not be had.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
-    /// The repo-server (or the Git server behind it) could not be reached: retry later.
+    /// No repo-server (or the Git server behind it) could be reached: retry later.
     #[error("repo-server unavailable: {0}")]
     Unavailable(String),
     /// The request failed for a reason a retry will not fix without a change (bad path,
@@ -35,11 +35,13 @@ pub enum ManifestError {
     BadEndpoint(String),
 }
 
-fn from_status(s: tonic::Status) -> ManifestError {
+fn from_pool(e: PoolError) -> ManifestError {
+    let s = e.status;
     match s.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
             ManifestError::Unavailable(s.message().to_string())
         }
+        _ if e.unreachable => ManifestError::Unavailable(s.message().to_string()),
         _ => ManifestError::Failed(s.message().to_string()),
     }
 }
@@ -52,15 +54,16 @@ pub struct Rendered {
     pub source_type: String,
 }
 
-/// Where rendered manifests are kept between renders.
-pub trait ManifestCache: Send + Sync {
-    fn get(&self, key: &str) -> Option<Rendered>;
-    fn put(&self, key: &str, value: Rendered);
+/// An in-process cache entry: a render, or a pointer to the per-app key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cached {
+    Rendered(Rendered),
+    AppSpecific,
 }
 
-/// A bounded in-process LRU (the default when no shared cache is configured).
+/// A bounded in-process LRU of decoded renders (always on; the first place looked).
 pub struct MemoryCache {
-    entries: Mutex<LruCache<String, Rendered>>,
+    entries: Mutex<LruCache<String, Cached>>,
 }
 
 impl MemoryCache {
@@ -71,15 +74,34 @@ impl MemoryCache {
             )),
         }
     }
-}
 
-impl ManifestCache for MemoryCache {
-    fn get(&self, key: &str) -> Option<Rendered> {
+    pub fn get(&self, key: &str) -> Option<Cached> {
         self.entries.lock().ok()?.get(key).cloned()
     }
-    fn put(&self, key: &str, value: Rendered) {
+
+    pub fn put(&self, key: &str, value: Cached) {
         if let Ok(mut e) = self.entries.lock() {
             e.put(key.to_string(), value);
+        }
+    }
+
+    /// The render for an app: under `base`, or under `app` when `base` says app-specific.
+    fn lookup(&self, base: &str, app: &str) -> Option<Rendered> {
+        match self.get(base)? {
+            Cached::Rendered(r) => Some(r),
+            Cached::AppSpecific => match self.get(app)? {
+                Cached::Rendered(r) => Some(r),
+                Cached::AppSpecific => None,
+            },
+        }
+    }
+
+    fn store(&self, base: &str, app: &str, r: &Rendered, app_specific: bool) {
+        if app_specific {
+            self.put(base, Cached::AppSpecific);
+            self.put(app, Cached::Rendered(r.clone()));
+        } else {
+            self.put(base, Cached::Rendered(r.clone()));
         }
     }
 }
@@ -94,11 +116,12 @@ pub struct OutcomeLabels {
 pub struct ManifestMetrics {
     pub cache: Family<OutcomeLabels, Counter>,
     pub rpc_seconds: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
+    pub retrieval_seconds: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     pub rpc_in_flight: Gauge,
 }
 
 fn seconds() -> Histogram {
-    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+    Histogram::new(exponential_buckets(0.0001, 2.0, 20))
 }
 
 impl Default for ManifestMetrics {
@@ -106,6 +129,7 @@ impl Default for ManifestMetrics {
         Self {
             cache: Family::default(),
             rpc_seconds: Family::new_with_constructor(seconds),
+            retrieval_seconds: Family::new_with_constructor(seconds),
             rpc_in_flight: Gauge::default(),
         }
     }
@@ -116,8 +140,13 @@ impl ManifestMetrics {
         let m = Self::default();
         registry.register(
             "flotilla_manifest_cache",
-            "Manifest cache lookups, by outcome (hit, miss)",
+            "Manifest lookups by outcome (hit-memory, hit-shared, miss)",
             m.cache.clone(),
+        );
+        registry.register(
+            "flotilla_manifest_retrieval_seconds",
+            "Time to get one source's manifests, by outcome (hit-memory, hit-shared, miss)",
+            m.retrieval_seconds.clone(),
         );
         registry.register(
             "flotilla_repo_rpc_seconds",
@@ -133,26 +162,92 @@ impl ManifestMetrics {
     }
 }
 
+fn jsonnet_vars(v: Option<&Value>) -> Vec<pb::JsonnetVar> {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|x| pb::JsonnetVar {
+            name: x["name"].as_str().unwrap_or_default().to_string(),
+            value: x["value"].as_str().unwrap_or_default().to_string(),
+            code: x["code"].as_bool().unwrap_or(false),
+        })
+        .collect()
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(str::to_string))
+        .collect()
+}
+
+/// `spec.source.helm` (Argo CD's shape) on the wire.
+fn wire_helm(h: &Value) -> pb::HelmSource {
+    // valuesObject wins over the values string, as in Argo CD.
+    let values = match h.get("valuesObject") {
+        Some(obj) if obj.is_object() => serde_yaml::to_string(obj).unwrap_or_default(),
+        _ => h["values"].as_str().unwrap_or_default().to_string(),
+    };
+    pb::HelmSource {
+        value_files: strings(h.get("valueFiles")),
+        values,
+        parameters: h["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| pb::HelmParameter {
+                name: p["name"].as_str().unwrap_or_default().to_string(),
+                value: match &p["value"] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                },
+                force_string: p["forceString"].as_bool().unwrap_or(false),
+            })
+            .collect(),
+        file_parameters: h["fileParameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| pb::HelmFileParameter {
+                name: p["name"].as_str().unwrap_or_default().to_string(),
+                path: p["path"].as_str().unwrap_or_default().to_string(),
+            })
+            .collect(),
+        release_name: h["releaseName"].as_str().unwrap_or_default().to_string(),
+        skip_crds: h["skipCrds"].as_bool().unwrap_or(false),
+        ignore_missing_value_files: h["ignoreMissingValueFiles"].as_bool().unwrap_or(false),
+    }
+}
+
 /// The wire form of an Application source.
 pub fn wire_source(src: &ApplicationSource) -> pb::ApplicationSource {
     use pb::application_source::Kind;
-    let kind = if let Some(k) = &src.kustomize {
+    let kind = if let Some(h) = &src.helm {
+        Some(Kind::Helm(wire_helm(h)))
+    } else if let Some(p) = &src.plugin {
+        Some(Kind::Plugin(pb::PluginSource {
+            name: p["name"].as_str().unwrap_or_default().to_string(),
+            env: p["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| {
+                    Some((
+                        e["name"].as_str()?.to_string(),
+                        e["value"].as_str().unwrap_or_default().to_string(),
+                    ))
+                })
+                .collect(),
+        }))
+    } else if let Some(k) = &src.kustomize {
         Some(Kind::Kustomize(pb::KustomizeSource {
             name_prefix: k.name_prefix.clone().unwrap_or_default(),
             name_suffix: k.name_suffix.clone().unwrap_or_default(),
             images: k.images.clone().unwrap_or_default(),
-            common_labels: k
-                .common_labels
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            common_annotations: k
-                .common_annotations
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
+            common_labels: k.common_labels.clone().unwrap_or_default(),
+            common_annotations: k.common_annotations.clone().unwrap_or_default(),
             namespace: k.namespace.clone().unwrap_or_default(),
         }))
     } else {
@@ -161,6 +256,11 @@ pub fn wire_source(src: &ApplicationSource) -> pb::ApplicationSource {
                 recurse: d.recurse,
                 include: d.include.clone().unwrap_or_default(),
                 exclude: d.exclude.clone().unwrap_or_default(),
+                jsonnet: d.jsonnet.as_ref().map(|j| pb::JsonnetOptions {
+                    ext_vars: jsonnet_vars(j.get("extVars")),
+                    tlas: jsonnet_vars(j.get("tlas")),
+                    libs: strings(j.get("libs")),
+                }),
             })
         })
     };
@@ -168,6 +268,7 @@ pub fn wire_source(src: &ApplicationSource) -> pb::ApplicationSource {
         repo_url: src.repo_url.clone(),
         path: src.path.clone().unwrap_or_default(),
         target_revision: src.target_revision.clone().unwrap_or_default(),
+        chart: src.chart.clone().unwrap_or_default(),
         kind,
     }
 }
@@ -185,89 +286,124 @@ pub fn wire_repo(url: &str, creds: Option<&RepoCreds>) -> pb::Repository {
     }
 }
 
-/// The cache key of a render: commit plus a digest of everything else that shapes it.
-pub fn cache_key(commit: &str, src: &pb::ApplicationSource, app: &str, namespace: &str) -> String {
+/// The shared cache keys of a render: (every app, this app). The source digest leaves out
+/// `targetRevision` (the commit is in the key), so apps tracking `main` and `HEAD` at the same
+/// commit share a render. Map fields encode in key order, so the digest is stable everywhere.
+pub fn cache_keys(
+    commit: &str,
+    src: &pb::ApplicationSource,
+    app: &str,
+    namespace: &str,
+) -> (String, String) {
     use prost::Message;
-    let mut h = Sha256::new();
-    h.update(src.encode_to_vec());
-    h.update([0]);
-    h.update(app.as_bytes());
-    h.update([0]);
-    h.update(namespace.as_bytes());
-    format!("{commit}:{}", hex::encode(&h.finalize()[..16]))
+    let mut canonical = src.clone();
+    canonical.target_revision.clear();
+    let base = keys::manifests(commit, &keys::digest(&canonical.encode_to_vec()));
+    let app_key = keys::app_manifests(&base, app, namespace);
+    (base, app_key)
 }
 
 /// The controller's way to desired state.
 pub struct ManifestClient {
-    client: pb::repo_server_client::RepoServerClient<Channel>,
-    cache: Arc<dyn ManifestCache>,
+    pool: RepoPool,
+    memory: MemoryCache,
+    shared: Option<ManifestStore>,
+    revisions: RevisionStore,
     metrics: ManifestMetrics,
-    timeout: Duration,
 }
 
-/// Largest message accepted from the repo-server.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-
 impl ManifestClient {
-    /// A client for `endpoint` (`http://host:port`); connects on first use and reconnects.
     pub fn new(
-        endpoint: &str,
-        cache: Arc<dyn ManifestCache>,
+        pool: RepoPool,
+        memory: MemoryCache,
+        shared: Option<ManifestStore>,
+        revisions: RevisionStore,
         metrics: ManifestMetrics,
-        timeout: Duration,
-    ) -> Result<Self, ManifestError> {
-        let ep = Endpoint::from_shared(endpoint.to_string())
-            .map_err(|_| ManifestError::BadEndpoint(endpoint.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(timeout);
-        let client = pb::repo_server_client::RepoServerClient::new(ep.connect_lazy())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(Self {
-            client,
-            cache,
+    ) -> Self {
+        Self {
+            pool,
+            memory,
+            shared,
+            revisions,
             metrics,
-            timeout,
-        })
+        }
     }
 
-    fn observe(&self, outcome: &'static str, started: std::time::Instant) {
+    pub fn pool(&self) -> &RepoPool {
+        &self.pool
+    }
+
+    pub fn revisions(&self) -> &RevisionStore {
+        &self.revisions
+    }
+
+    fn observe(&self, outcome: &'static str, started: Instant) {
         self.metrics
             .rpc_seconds
             .get_or_create(&OutcomeLabels { outcome })
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Resolve `revision` of `repo` to a commit.
+    fn outcome(&self, outcome: &'static str, started: Instant) {
+        self.metrics
+            .cache
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.metrics
+            .retrieval_seconds
+            .get_or_create(&OutcomeLabels { outcome })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Resolve `revision` of `src`'s repository (a chart version for Helm repositories) to a
+    /// commit, from the revision cache unless `fresh` (a refresh was asked for).
     pub async fn resolve(
         &self,
         repo: pb::Repository,
+        src: &pb::ApplicationSource,
         revision: &str,
+        fresh: bool,
     ) -> Result<String, ManifestError> {
-        let started = std::time::Instant::now();
+        let rev_key = if src.chart.is_empty() {
+            revision.to_string()
+        } else {
+            format!("{}@{revision}", src.chart)
+        };
+        if !fresh && let Some(c) = self.revisions.get(&repo.url, &rev_key).await {
+            return Ok(c);
+        }
+        let started = Instant::now();
         self.metrics.rpc_in_flight.inc();
+        let url = repo.url.clone();
+        let req = pb::ResolveRevisionRequest {
+            repo: Some(repo),
+            revision: revision.to_string(),
+            chart: src.chart.clone(),
+        };
         let res = self
-            .client
-            .clone()
-            .resolve_revision(pb::ResolveRevisionRequest {
-                repo: Some(repo),
-                revision: revision.to_string(),
+            .pool
+            .call(&url, |mut c| {
+                let req = req.clone();
+                async move { c.resolve_revision(req).await }
             })
             .await;
         self.metrics.rpc_in_flight.dec();
         match res {
             Ok(r) => {
                 self.observe("resolve", started);
-                Ok(r.into_inner().commit_sha)
+                let commit = r.into_inner().commit_sha;
+                self.revisions.put(&url, &rev_key, &commit).await;
+                Ok(commit)
             }
-            Err(s) => {
+            Err(e) => {
                 self.observe("error", started);
-                Err(from_status(s))
+                Err(from_pool(e))
             }
         }
     }
 
-    /// The manifests of `src` at `commit`: from the cache, else rendered by the repo-server.
-    /// `bypass_cache` (a hard refresh) renders again and replaces the cached copy.
+    /// The manifests of `src` at `commit`: from memory, the shared cache, or a repo-server.
+    /// `bypass_cache` (a hard refresh) renders again and replaces the cached copies.
     pub async fn manifests(
         &self,
         repo: pb::Repository,
@@ -277,40 +413,55 @@ impl ManifestClient {
         commit: &str,
         bypass_cache: bool,
     ) -> Result<Rendered, ManifestError> {
-        let key = cache_key(commit, &src, app, namespace);
-        if !bypass_cache && let Some(hit) = self.cache.get(&key) {
-            self.metrics
-                .cache
-                .get_or_create(&OutcomeLabels { outcome: "hit" })
-                .inc();
-            return Ok(hit);
+        let started = Instant::now();
+        let (base, app_key) = cache_keys(commit, &src, app, namespace);
+        if !bypass_cache {
+            if let Some(hit) = self.memory.lookup(&base, &app_key) {
+                self.outcome("hit-memory", started);
+                return Ok(hit);
+            }
+            if let Some(shared) = &self.shared
+                && let Some(hit) = shared.get(&base, &app_key).await
+            {
+                let r = Rendered {
+                    commit: hit.manifests.commit,
+                    objects: Arc::new(hit.manifests.objects),
+                    source_type: hit.manifests.source_type,
+                };
+                self.memory.store(&base, &app_key, &r, hit.app_specific);
+                self.outcome("hit-shared", started);
+                return Ok(r);
+            }
         }
-        self.metrics
-            .cache
-            .get_or_create(&OutcomeLabels { outcome: "miss" })
-            .inc();
-        let started = std::time::Instant::now();
+        let rpc_started = Instant::now();
         self.metrics.rpc_in_flight.inc();
+        let url = repo.url.clone();
+        let req = pb::GenerateManifestsRequest {
+            repo: Some(repo),
+            source: Some(src),
+            commit_sha: commit.to_string(),
+            app_name: app.to_string(),
+            namespace: namespace.to_string(),
+            cache_key: base.clone(),
+            app_cache_key: app_key.clone(),
+            no_cache: bypass_cache,
+        };
         let res = self
-            .client
-            .clone()
-            .generate_manifests(pb::GenerateManifestsRequest {
-                repo: Some(repo),
-                source: Some(src),
-                commit_sha: commit.to_string(),
-                app_name: app.to_string(),
-                namespace: namespace.to_string(),
+            .pool
+            .call(&url, |mut c| {
+                let req = req.clone();
+                async move { c.generate_manifests(req).await }
             })
             .await;
         self.metrics.rpc_in_flight.dec();
         let resp = match res {
             Ok(r) => {
-                self.observe("generate", started);
+                self.observe("generate", rpc_started);
                 r.into_inner()
             }
-            Err(s) => {
-                self.observe("error", started);
-                return Err(from_status(s));
+            Err(e) => {
+                self.observe("error", rpc_started);
+                return Err(from_pool(e));
             }
         };
         let objects = resp
@@ -324,19 +475,23 @@ impl ManifestClient {
             objects: Arc::new(objects),
             source_type: resp.source_type,
         };
-        self.cache.put(&key, rendered.clone());
+        self.memory
+            .store(&base, &app_key, &rendered, resp.app_specific);
+        self.outcome("miss", started);
         Ok(rendered)
     }
+}
 
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
+/// How long resolved revisions are kept by default: the refresh interval.
+pub fn default_revision_ttl(refresh: Duration) -> Duration {
+    refresh
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::types::application::{DirectoryOptions, KustomizeOptions};
+    use serde_json::json;
 
     #[test]
     fn wire_source_carries_the_type_options() {
@@ -347,13 +502,25 @@ mod tests {
             directory: Some(DirectoryOptions {
                 recurse: true,
                 include: Some("*.yaml".into()),
+                jsonnet: Some(json!({"extVars": [{"name": "env", "value": "prod"}],
+                    "tlas": [{"name": "n", "value": "3", "code": true}], "libs": ["lib"]})),
                 ..Default::default()
             }),
             ..Default::default()
         };
         let w = wire_source(&src);
-        assert!(
-            matches!(w.kind, Some(pb::application_source::Kind::Directory(ref d)) if d.recurse && d.include == "*.yaml")
+        let Some(pb::application_source::Kind::Directory(d)) = w.kind else {
+            panic!("directory expected");
+        };
+        assert!(d.recurse && d.include == "*.yaml");
+        let j = d.jsonnet.expect("jsonnet");
+        assert_eq!(
+            (
+                j.ext_vars[0].name.as_str(),
+                j.tlas[0].code,
+                j.libs[0].as_str()
+            ),
+            ("env", true, "lib")
         );
         src.kustomize = Some(KustomizeOptions {
             name_prefix: Some("dev-".into()),
@@ -362,37 +529,66 @@ mod tests {
         assert!(
             matches!(wire_source(&src).kind, Some(pb::application_source::Kind::Kustomize(ref k)) if k.name_prefix == "dev-")
         );
+        src.helm = Some(json!({"valueFiles": ["values-prod.yaml"], "values": "a: 1",
+            "valuesObject": {"b": 2}, "releaseName": "web",
+            "parameters": [{"name": "replicas", "value": "3"}, {"name": "port", "value": "80", "forceString": true}]}));
+        src.chart = Some("nginx".into());
+        let w = wire_source(&src);
+        assert_eq!(w.chart, "nginx");
+        let Some(pb::application_source::Kind::Helm(h)) = w.kind else {
+            panic!("helm expected");
+        };
+        assert_eq!(h.value_files, ["values-prod.yaml"]);
+        assert!(h.values.contains("b: 2"), "valuesObject wins: {}", h.values);
+        assert_eq!(h.release_name, "web");
+        assert!(h.parameters[1].force_string);
     }
 
     #[test]
-    fn cache_keys_differ_by_commit_source_and_app() {
-        let src = wire_source(&ApplicationSource {
-            repo_url: "u".into(),
-            path: Some("p".into()),
-            ..Default::default()
-        });
-        let k = cache_key("c1", &src, "a", "n");
-        assert_eq!(k, cache_key("c1", &src, "a", "n"));
-        assert_ne!(k, cache_key("c2", &src, "a", "n"));
-        assert_ne!(k, cache_key("c1", &src, "b", "n"));
-        let mut other = src.clone();
-        other.path = "q".into();
-        assert_ne!(k, cache_key("c1", &other, "a", "n"));
+    fn cache_keys_share_across_apps_and_revisions_but_not_sources_or_commits() {
+        let mk = |rev: &str, path: &str| {
+            wire_source(&ApplicationSource {
+                repo_url: "u".into(),
+                path: Some(path.into()),
+                target_revision: Some(rev.into()),
+                kustomize: Some(KustomizeOptions {
+                    common_labels: Some(
+                        [("b".into(), "2".into()), ("a".into(), "1".into())].into(),
+                    ),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+        };
+        let (base, app_a) = cache_keys("c1", &mk("main", "p"), "a", "n");
+        let (base2, app_b) = cache_keys("c1", &mk("HEAD", "p"), "b", "n");
+        assert_eq!(
+            base, base2,
+            "same source and commit: one render for both apps"
+        );
+        assert_ne!(app_a, app_b);
+        assert_ne!(base, cache_keys("c2", &mk("main", "p"), "a", "n").0);
+        assert_ne!(base, cache_keys("c1", &mk("main", "q"), "a", "n").0);
+        // Stable across processes: a fixed value for a fixed input.
+        assert_eq!(base.len(), "flotilla:m:c1:".len() + 32);
     }
 
     #[test]
-    fn memory_cache_is_bounded_lru() {
-        let c = MemoryCache::new(2);
+    fn memory_cache_follows_app_specific_markers() {
+        let c = MemoryCache::new(10);
         let r = |n: &str| Rendered {
             commit: n.into(),
             objects: Arc::new(Vec::new()),
-            source_type: "Directory".into(),
+            source_type: "Helm".into(),
         };
-        c.put("a", r("a"));
-        c.put("b", r("b"));
-        assert!(c.get("a").is_some());
-        c.put("c", r("c"));
-        assert!(c.get("b").is_none(), "least recently used is evicted");
-        assert!(c.get("a").is_some() && c.get("c").is_some());
+        c.store("base", "base:a", &r("a"), true);
+        assert_eq!(c.lookup("base", "base:a"), Some(r("a")));
+        assert_eq!(c.lookup("base", "base:b"), None);
+        c.store("shared", "shared:a", &r("s"), false);
+        assert_eq!(c.lookup("shared", "shared:b"), Some(r("s")));
+        let small = MemoryCache::new(1);
+        small.store("x", "x:a", &r("x"), false);
+        small.store("y", "y:a", &r("y"), false);
+        assert_eq!(small.lookup("x", "x:a"), None, "bounded");
     }
 }

@@ -133,12 +133,6 @@ fn validate(
         return errs;
     };
     for s in &srcs {
-        if s.chart.is_some() || s.helm.is_some() {
-            errs.push(format!(
-                "source {}: Helm sources are not supported yet",
-                s.repo_url
-            ));
-        }
         if !project::source_allowed(p, &s.repo_url) {
             errs.push(format!(
                 "application repo {} is not permitted in project '{project_name}'",
@@ -269,6 +263,7 @@ async fn desired(
     key: &AppKey,
     level: Level,
     revision_override: Option<&str>,
+    fresh_revision: bool,
 ) -> Result<DesiredMemo, ManifestError> {
     let fp = fingerprint(app);
     if level == Level::Compare
@@ -288,17 +283,14 @@ async fn desired(
             .map(str::to_string)
             .or_else(|| src.target_revision.clone())
             .unwrap_or_default();
-        let commit = ctx.manifests.resolve(repo.clone(), &revision).await?;
+        let wire = wire_source(&src);
+        let commit = ctx
+            .manifests
+            .resolve(repo.clone(), &wire, &revision, fresh_revision)
+            .await?;
         let r = ctx
             .manifests
-            .manifests(
-                repo,
-                wire_source(&src),
-                &key.name,
-                &ns,
-                &commit,
-                level == Level::Hard,
-            )
+            .manifests(repo, wire, &key.name, &ns, &commit, level == Level::Hard)
             .await?;
         revisions.push(r.commit.clone());
         objects.extend(r.objects.iter().cloned());
@@ -552,7 +544,19 @@ pub async fn reconcile(
     } else {
         level
     };
-    let desired = match desired(ctx, &app, key, desired_level, manual_revision).await {
+    // A refresh someone asked for (annotation, webhook, sync request) resolves the revision
+    // again; periodic refreshes may use the revision cache.
+    let fresh_revision = ack_refresh || op.is_some() || level == Level::Hard;
+    let desired = match desired(
+        ctx,
+        &app,
+        key,
+        desired_level,
+        manual_revision,
+        fresh_revision,
+    )
+    .await
+    {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(app = %key, error = %e, "could not get desired state");

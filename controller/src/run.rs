@@ -28,9 +28,11 @@ use crate::manifests::{ManifestClient, ManifestMetrics, MemoryCache};
 use crate::metrics::ControllerMetrics;
 use crate::queue::{QueueMetrics, WorkQueue};
 use crate::reconcile::{REFRESH_ANNOTATION, reconcile, schedule};
+use crate::repo_pool::{Discovery, PoolMetrics, RepoPool};
 use crate::repos::RepoCredsIndex;
 use crate::tracking::AppKey;
 use crate::types::{AppProject, Application};
+use flotilla_cache::{ManifestStore, RevisionStore};
 
 /// Why the controller could not start.
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +198,9 @@ pub async fn run(
     let queue_metrics = QueueMetrics::register(&mut metrics_registry);
     let cache_metrics = CacheMetrics::register(&mut metrics_registry);
     let manifest_metrics = ManifestMetrics::register(&mut metrics_registry);
+    let pool_metrics = PoolMetrics::register(&mut metrics_registry);
+    let webhook_metrics = WebhookMetrics::register(&mut metrics_registry);
+    let cache_metrics_shared = flotilla_cache::CacheMetrics::register(&mut metrics_registry);
     ensure_default_project(&control, &cfg.namespace).await?;
     let status_subresource = has_status_subresource(&control).await;
 
@@ -206,12 +211,43 @@ pub async fn run(
     let (repo_secrets, repo_writer) = reflector::store::<Secret>();
     let (registry_tx, registry_rx) = watch::channel(Arc::new(Registry::default()));
     let (creds_tx, creds_rx) = watch::channel(Arc::new(RepoCredsIndex::default()));
+    let discovery: Discovery = cfg.repo_server.parse().map_err(|e: String| {
+        RunError::Manifests(crate::manifests::ManifestError::BadEndpoint(e))
+    })?;
+    let pool = RepoPool::new(discovery, cfg.rpc_timeout, pool_metrics);
+    let (shared, revision_backend): (Option<ManifestStore>, Arc<dyn flotilla_cache::Store>) =
+        match &cfg.redis_url {
+            Some(url) => {
+                let store: Arc<dyn flotilla_cache::Store> = Arc::new(
+                    flotilla_cache::redis::RedisStore::connect(
+                        flotilla_cache::redis::RedisConfig::new(url),
+                        cache_metrics_shared.clone(),
+                    )
+                    .map_err(|e| RunError::ControlPlane(format!("Redis: {e}")))?,
+                );
+                (
+                    Some(ManifestStore::new(
+                        store.clone(),
+                        flotilla_cache::manifests::DEFAULT_TTL,
+                        cache_metrics_shared.clone(),
+                    )),
+                    store,
+                )
+            }
+            None => (None, Arc::new(flotilla_cache::MemoryStore::new(16_384))),
+        };
+    let revisions = RevisionStore::new(
+        revision_backend,
+        cfg.revision_cache_ttl.unwrap_or(cfg.refresh_interval),
+        cache_metrics_shared,
+    );
     let manifests = ManifestClient::new(
-        &cfg.repo_server,
-        Arc::new(MemoryCache::new(cfg.manifest_cache_entries)),
+        pool,
+        MemoryCache::new(cfg.manifest_cache_entries),
+        shared,
+        revisions,
         manifest_metrics,
-        cfg.rpc_timeout,
-    )?;
+    );
     let ctx = Arc::new(Context {
         cfg: cfg.clone(),
         control: control.clone(),
@@ -418,10 +454,26 @@ pub async fn run(
         }),
     );
     let metrics_addr = flotilla_core::http::serve(cfg.metrics_listen, router).await?;
+    let webhook_addr = match cfg.webhook_listen {
+        Some(addr) => {
+            let metrics = webhook_metrics;
+            let router = axum::Router::new()
+                .route("/api/webhook", axum::routing::post(receive_webhook))
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    cfg.webhook.max_body_bytes,
+                ))
+                .with_state((Arc::downgrade(&ctx), metrics));
+            let bound = flotilla_core::http::serve(addr, router).await?;
+            tracing::info!(webhook = %bound, "Git webhook receiver listening on /api/webhook");
+            Some(bound.to_string())
+        }
+        None => None,
+    };
     if let Some(path) = &cfg.address_file {
         std::fs::write(
             path,
-            serde_json::json!({"metrics": metrics_addr.to_string()}).to_string(),
+            serde_json::json!({"metrics": metrics_addr.to_string(), "webhook": webhook_addr})
+                .to_string(),
         )
         .map_err(|e| RunError::AddressFile {
             path: path.display().to_string(),
@@ -516,6 +568,150 @@ pub async fn run(
         t.abort();
     }
     Ok(())
+}
+
+/// Webhook metrics.
+#[derive(Clone, Default)]
+struct WebhookMetrics {
+    requests: prometheus_client::metrics::family::Family<
+        WebhookLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    refreshes: prometheus_client::metrics::counter::Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct WebhookLabels {
+    provider: &'static str,
+    /// `refreshed`, `ignored`, `unauthorized`, `invalid`.
+    result: &'static str,
+}
+
+impl WebhookMetrics {
+    fn register(registry: &mut MetricsRegistry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "flotilla_webhook_requests",
+            "Git webhook requests by provider and result",
+            m.requests.clone(),
+        );
+        registry.register(
+            "flotilla_webhook_refreshes",
+            "Applications asked to refresh by a webhook",
+            m.refreshes.clone(),
+        );
+        m
+    }
+}
+
+/// `POST /api/webhook`: verify, parse, forget the moved revisions, refresh matching apps.
+async fn receive_webhook(
+    axum::extract::State((ctx, metrics)): axum::extract::State<(
+        std::sync::Weak<Context>,
+        WebhookMetrics,
+    )>,
+    headers: http::HeaderMap,
+    body: bytes::Bytes,
+) -> (http::StatusCode, axum::Json<serde_json::Value>) {
+    use crate::webhook::{self, WebhookError};
+    use http::StatusCode;
+    let Some(ctx) = ctx.upgrade() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"error": "stopping"})),
+        );
+    };
+    let count = |provider: &'static str, result: &'static str| {
+        metrics
+            .requests
+            .get_or_create(&WebhookLabels { provider, result })
+            .inc();
+    };
+    let reply = |code: StatusCode, e: &WebhookError| {
+        tracing::warn!(error = %e, "webhook refused");
+        (
+            code,
+            axum::Json(serde_json::json!({"error": e.to_string()})),
+        )
+    };
+    let Some(p) = webhook::provider(&headers) else {
+        count("unknown", "invalid");
+        return reply(StatusCode::BAD_REQUEST, &WebhookError::UnknownProvider);
+    };
+    if let Err(e) = webhook::verify(p, &headers, &body, &ctx.cfg.webhook) {
+        count(p.as_str(), "unauthorized");
+        return reply(StatusCode::UNAUTHORIZED, &e);
+    }
+    let push = match webhook::parse(p, &headers, &body) {
+        Ok(Some(push)) => push,
+        Ok(None) => {
+            count(p.as_str(), "ignored");
+            return (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({"refreshed": 0, "ignored": "not a push event"})),
+            );
+        }
+        Err(e) => {
+            count(p.as_str(), "invalid");
+            return reply(StatusCode::BAD_REQUEST, &e);
+        }
+    };
+    let moved = webhook::moved_revisions(&push);
+    let moved_list: Vec<String> = moved.iter().cloned().collect();
+    for url in &push.repo_urls {
+        ctx.manifests.revisions().invalidate(url, &moved_list).await;
+    }
+    let targets: Vec<AppKey> = ctx
+        .apps
+        .state()
+        .iter()
+        .filter(|a| {
+            crate::reconcile::sources(a).iter().any(|s| {
+                s.chart.is_none()
+                    && webhook::matches(
+                        &push,
+                        &moved,
+                        &s.repo_url,
+                        s.target_revision
+                            .as_deref()
+                            .filter(|r| !r.is_empty())
+                            .unwrap_or("HEAD"),
+                    )
+            })
+        })
+        .filter_map(|a| key_of(a))
+        .collect();
+    let mut refreshed = 0u64;
+    for k in &targets {
+        let api: Api<Application> = Api::namespaced(ctx.control.clone(), &k.namespace);
+        let patch =
+            serde_json::json!({"metadata": {"annotations": {REFRESH_ANNOTATION: "normal"}}});
+        match api
+            .patch(
+                &k.name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => refreshed += 1,
+            Err(e) => tracing::warn!(app = %k, error = %e, "webhook: asking for a refresh failed"),
+        }
+    }
+    metrics.refreshes.inc_by(refreshed);
+    count(
+        p.as_str(),
+        if refreshed > 0 {
+            "refreshed"
+        } else {
+            "ignored"
+        },
+    );
+    tracing::info!(provider = p.as_str(), repos = ?push.repo_urls, refs = ?push.refs, refreshed, "webhook push");
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"refreshed": refreshed})),
+    )
 }
 
 /// Keep the sharding keys current: every known cluster, weighted by its Applications when

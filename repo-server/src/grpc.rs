@@ -137,11 +137,16 @@ pub fn source_spec(src: &pb::ApplicationSource, app_name: &str, namespace: &str)
     }
 }
 
-fn sorted(m: &std::collections::HashMap<String, String>) -> Vec<(String, String)> {
+fn sorted(m: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
     let mut v: Vec<_> = m.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
     v.sort();
     v
 }
+
+/// Metadata set on every error the repo-server itself answers. A client seeing `Unavailable`
+/// *without* it knows the repo-server was not reached (try another); with it, something behind
+/// the repo-server (a Git server) is down and another repo-server would not help.
+pub const ERROR_ORIGIN: &str = "flotilla-error-origin";
 
 /// The gRPC status for a backend error; the message is what users will see in a condition.
 pub fn status(e: &RepoError) -> Status {
@@ -163,7 +168,12 @@ pub fn status(e: &RepoError) -> Status {
         RepoError::Invalid(_) => Code::InvalidArgument,
         RepoError::Internal(_) => Code::Internal,
     };
-    Status::new(code, e.to_string())
+    let mut md = tonic::metadata::MetadataMap::new();
+    md.insert(
+        ERROR_ORIGIN,
+        tonic::metadata::MetadataValue::from_static("repo-server"),
+    );
+    Status::with_metadata(code, e.to_string(), md)
 }
 
 #[tonic::async_trait]
@@ -203,7 +213,7 @@ impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
         let req = request.into_inner();
         let Some(src) = req.source else {
             self.count("GenerateManifests", Code::InvalidArgument);
-            return Err(Status::invalid_argument("source is required"));
+            return Err(status(&RepoError::Invalid("source is required".into())));
         };
         let repo = repo_ref(req.repo, &src.repo_url);
         let spec = source_spec(&src, &req.app_name, &req.namespace);
@@ -398,6 +408,10 @@ mod tests {
             .expect_err("unreachable");
         assert_eq!(e.code(), Code::Unavailable);
         assert!(e.message().contains("connection refused"));
+        assert!(
+            e.metadata().get(ERROR_ORIGIN).is_some(),
+            "an upstream failure says it came from the repo-server"
+        );
         let mut no_source = mk_request("x", "main");
         no_source.source = None;
         let e = client

@@ -125,6 +125,32 @@ impl Ring {
             .map(|i| self.members[i as usize].as_str())
     }
 
+    /// Every member in the order `key` should try them: its probe sequence first (the plain
+    /// owner, then the next distinct members its probes hit), then any left, by name. Used for
+    /// affinity with failover (e.g. a repository to a repo-server).
+    pub fn candidates(&self, key: &str) -> Vec<&str> {
+        let n = self.members.len();
+        let mut seen = vec![false; n];
+        let mut out = Vec::with_capacity(n);
+        for p in 0..MAX_PROBES {
+            if out.len() == n {
+                break;
+            }
+            if let Some(m) = self.probe(key, p)
+                && !seen[m as usize]
+            {
+                seen[m as usize] = true;
+                out.push(self.members[m as usize].as_str());
+            }
+        }
+        for (i, m) in self.members.iter().enumerate() {
+            if !seen[i] {
+                out.push(m.as_str());
+            }
+        }
+        out
+    }
+
     /// Assign every key to a member. Keys are placed in a fixed order (by hash, then name); each
     /// goes to the first member on its probe sequence with room under the capacity
     /// ⌈(1+ε)·total/N⌉ (never below the heaviest key). Every process computes the same

@@ -86,6 +86,25 @@ fn primary_is_the_unbounded_owner_and_stable() {
     }
 }
 
+#[test]
+fn candidates_start_with_the_primary_list_every_member_once_and_are_stable() {
+    let r = Ring::new(mk_members(4), DEFAULT_VNODES);
+    for i in 0..50 {
+        let k = format!("https://git.example/org/repo-{i}.git");
+        let c = r.candidates(&k);
+        assert_eq!(c.len(), 4);
+        assert_eq!(Some(c[0]), r.primary(&k));
+        let unique: BTreeSet<&str> = c.iter().copied().collect();
+        assert_eq!(unique.len(), 4);
+        // Losing a member that is not first keeps the order of the rest.
+        let fewer: Vec<String> = mk_members(4).into_iter().filter(|m| m != c[3]).collect();
+        assert_eq!(
+            &Ring::new(fewer, DEFAULT_VNODES).candidates(&k)[..],
+            &c[..3]
+        );
+    }
+}
+
 fn arb_keys() -> impl Strategy<Value = BTreeMap<String, u64>> {
     prop::collection::btree_map("[a-z0-9.:/-]{4,30}", 1u64..=1, 1..400)
 }
