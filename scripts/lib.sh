@@ -17,8 +17,34 @@ need_pkg() { # need_pkg COMMAND PACKAGE
 ensure_tools() {
   need_pkg git git
   need_pkg cc gcc
+  need_pkg python3 python3
+  # venv is a separate package on Debian.
+  python3 -c "import ensurepip" >/dev/null 2>&1 || need_pkg __no_such_cmd__ python3-venv
+  # The shared cache's tests run a real Redis Cluster.
+  need_pkg redis-server redis-server
+  need_pkg redis-cli redis-tools
   # The Kustomize renderer runs `kustomize build` or `kubectl kustomize`.
   if ! command -v kustomize >/dev/null 2>&1 && ! command -v kubectl >/dev/null 2>&1; then
     need_pkg kubectl kubernetes-client || echo "warning: neither kustomize nor kubectl is available; Kustomize tests will fail" >&2
   fi
+  ensure_helm
+}
+
+# Helm: when no `helm` binary is on PATH, install Helm v4's engine from PyPI
+# (helm-python-sdk) in a virtualenv and put a small `helm template` shim on PATH.
+ensure_helm() {
+  if command -v helm >/dev/null 2>&1; then
+    return
+  fi
+  local base="$HOME/.cache/flotilla"
+  local venv="$base/venv"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import helm_python, yaml" >/dev/null 2>&1; then
+    echo "==> installing helm-python-sdk (Helm's engine) into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q helm-python-sdk pyyaml
+  fi
+  mkdir -p "$base/bin"
+  printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$venv/bin/python" "$PWD/scripts/helm-shim.py" >"$base/bin/helm"
+  chmod +x "$base/bin/helm"
+  export PATH="$base/bin:$PATH"
 }

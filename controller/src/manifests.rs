@@ -306,6 +306,8 @@ pub fn cache_keys(
 /// The controller's way to desired state.
 pub struct ManifestClient {
     pool: RepoPool,
+    /// Concurrent resolves of one (repository, revision) share one call.
+    resolving: flotilla_core::coalesce::Coalescer<(String, String), Result<String, ManifestError>>,
     memory: MemoryCache,
     shared: Option<ManifestStore>,
     revisions: RevisionStore,
@@ -322,6 +324,7 @@ impl ManifestClient {
     ) -> Self {
         Self {
             pool,
+            resolving: flotilla_core::coalesce::Coalescer::default(),
             memory,
             shared,
             revisions,
@@ -372,34 +375,50 @@ impl ManifestClient {
         if !fresh && let Some(c) = self.revisions.get(&repo.url, &rev_key).await {
             return Ok(c);
         }
-        let started = Instant::now();
-        self.metrics.rpc_in_flight.inc();
-        let url = repo.url.clone();
+        let key = (
+            flotilla_cache::keys::normalize_repo_url(&repo.url),
+            rev_key.clone(),
+        );
         let req = pb::ResolveRevisionRequest {
             repo: Some(repo),
             revision: revision.to_string(),
             chart: src.chart.clone(),
         };
-        let res = self
-            .pool
-            .call(&url, |mut c| {
-                let req = req.clone();
-                async move { c.resolve_revision(req).await }
+        let (pool, metrics, revisions) = (
+            self.pool.clone(),
+            self.metrics.clone(),
+            self.revisions.clone(),
+        );
+        let out = self
+            .resolving
+            .run(key, move || async move {
+                let started = Instant::now();
+                metrics.rpc_in_flight.inc();
+                let url = req.repo.as_ref().map(|r| r.url.clone()).unwrap_or_default();
+                let res = pool
+                    .call(&url, |mut c| {
+                        let req = req.clone();
+                        async move { c.resolve_revision(req).await }
+                    })
+                    .await;
+                metrics.rpc_in_flight.dec();
+                let outcome = if res.is_ok() { "resolve" } else { "error" };
+                metrics
+                    .rpc_seconds
+                    .get_or_create(&OutcomeLabels { outcome })
+                    .observe(started.elapsed().as_secs_f64());
+                match res {
+                    Ok(r) => {
+                        let commit = r.into_inner().commit_sha;
+                        revisions.put(&url, &rev_key, &commit).await;
+                        Ok(commit)
+                    }
+                    Err(e) => Err(from_pool(e)),
+                }
             })
-            .await;
-        self.metrics.rpc_in_flight.dec();
-        match res {
-            Ok(r) => {
-                self.observe("resolve", started);
-                let commit = r.into_inner().commit_sha;
-                self.revisions.put(&url, &rev_key, &commit).await;
-                Ok(commit)
-            }
-            Err(e) => {
-                self.observe("error", started);
-                Err(from_pool(e))
-            }
-        }
+            .await
+            .map_err(ManifestError::Unavailable)?;
+        out.value
     }
 
     /// The manifests of `src` at `commit`: from memory, the shared cache, or a repo-server.

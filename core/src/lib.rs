@@ -1,7 +1,9 @@
-//! flotilla-core: the few things every Flotilla binary shares (logging set-up and the HTTP
-//! endpoint serving `/metrics` and health). Must not know Applications, Git or clusters.
+//! flotilla-core: the few things every Flotilla binary shares (logging set-up, the HTTP
+//! endpoint serving `/metrics` and health, in-flight request coalescing). Must not know
+//! Applications, Git or clusters.
 #![forbid(unsafe_code)]
 
+pub mod coalesce;
 pub mod http;
 pub mod telemetry;
 

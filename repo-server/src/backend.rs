@@ -15,12 +15,12 @@ use flotilla_cache::ManifestStore;
 use flotilla_cache::codec::Manifests;
 
 use crate::RenderError;
-use crate::coalesce::Coalescer;
 use crate::git::{self, Credentials, GitError};
 use crate::helm_repo::{HelmRepoError, HelmRepos};
 use crate::metrics::{KindLabels, RenderLabels, RepoMetrics, ResultLabels};
 use crate::render::{RenderInput, Renderers};
 use crate::source::{Rendered, SourceSpec};
+use flotilla_core::coalesce::Coalescer;
 
 /// A repository and how to reach it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::coalesce::Coalescer;
 use crate::git::Credentials;
+use flotilla_core::coalesce::Coalescer;
 
 /// Why a chart could not be had.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
-pub mod coalesce;
 pub mod error;
 pub mod git;
 pub mod grpc;

@@ -6,6 +6,7 @@ pub mod git;
 pub mod git_http;
 pub mod process;
 pub mod redis;
+pub mod static_http;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +44,14 @@ pub struct FleetConfig {
     /// Install the Application CRD the way Argo CD ships it: without the `/status`
     /// subresource (ours has one).
     pub argo_cd_crds: bool,
+    /// Repo-server replicas (the controllers get them all as a static list).
+    pub repo_servers: usize,
+    /// Redis Cluster masters for the shared cache (0 = none: in-memory caches).
+    pub redis_masters: usize,
+    /// Serve the controllers' webhook receiver (on a free port), with this GitHub secret.
+    pub webhook_github_secret: Option<String>,
+    /// Further arguments for every repo-server.
+    pub repo_server_args: Vec<String>,
 }
 
 impl Default for FleetConfig {
@@ -58,6 +67,10 @@ impl Default for FleetConfig {
             lease_renew_seconds: 2.0,
             controller_args: Vec::new(),
             argo_cd_crds: false,
+            repo_servers: 1,
+            redis_masters: 0,
+            webhook_github_secret: None,
+            repo_server_args: Vec::new(),
         }
     }
 }
@@ -67,9 +80,10 @@ pub struct Fleet {
     pub sim: KubeSim,
     pub git: GitServer,
     pub kubeconfig: PathBuf,
-    pub repo_server: Proc,
-    pub repo_grpc: String,
-    pub repo_metrics: String,
+    /// Running repo-servers, in start order.
+    pub repo_servers: Vec<RepoServer>,
+    /// The Redis Cluster of the shared cache, when configured.
+    pub redis: Option<redis::RedisCluster>,
     /// Running controller replicas, in start order.
     pub controllers: Vec<Controller>,
     next_replica: usize,
@@ -88,6 +102,16 @@ impl Drop for Fleet {
     }
 }
 
+/// One running repo-server.
+pub struct RepoServer {
+    pub name: String,
+    pub proc: Proc,
+    /// gRPC address (host:port).
+    pub grpc: String,
+    /// Address of its `/metrics`.
+    pub metrics: String,
+}
+
 /// One running controller replica.
 pub struct Controller {
     /// Its identity in the ring (also in its User-Agent: `flotilla-controller/<v> (<id>)`).
@@ -95,6 +119,8 @@ pub struct Controller {
     pub proc: Proc,
     /// Address of its `/metrics`, `/readyz` and `/status`.
     pub metrics: String,
+    /// Address of its webhook receiver, when enabled.
+    pub webhook: Option<String>,
 }
 
 /// A plain HTTP/1.0 GET (status, body) to `addr` (host:port).
@@ -209,45 +235,97 @@ impl Fleet {
         }
         apply_yaml(&control, &crds, "flotilla-installer").await?;
         let git = GitServer::start(dir.path(), "apps", cfg.seed.as_deref())?;
-        let addr_file = dir.path().join("repo-server.json");
-        let mut repo_server = Proc::spawn(
-            "repo-server",
-            &process::binary("flotilla-repo-server")?,
-            &[
-                "--listen".into(),
-                "127.0.0.1:0".into(),
-                "--metrics-listen".into(),
-                "127.0.0.1:0".into(),
-                "--cache-dir".into(),
-                dir.path().join("repo-cache").display().to_string(),
-                "--address-file".into(),
-                addr_file.display().to_string(),
-            ],
-            dir.path().join("repo-server.log"),
-            &[],
-        )?;
-        let addrs =
-            process::wait_address_file(&mut repo_server, &addr_file, Duration::from_secs(30))
-                .await?;
-        let repo_grpc = addrs["grpc"].as_str().unwrap_or_default().to_string();
-        let repo_metrics = addrs["metrics"].as_str().unwrap_or_default().to_string();
+        let redis = if cfg.redis_masters > 0 {
+            Some(redis::RedisCluster::start(dir.path(), cfg.redis_masters).await?)
+        } else {
+            None
+        };
         let mut fleet = Self {
             sim,
             git,
             kubeconfig,
-            repo_server,
-            repo_grpc,
-            repo_metrics,
+            repo_servers: Vec::new(),
+            redis,
             controllers: Vec::new(),
             next_replica: 0,
             control,
             cfg,
             dir,
         };
+        for i in 0..fleet.cfg.repo_servers.max(1) {
+            fleet.start_repo_server(i).await?;
+        }
         for _ in 0..fleet.cfg.controllers {
             fleet.start_controller().await?;
         }
         Ok(fleet)
+    }
+
+    /// Start repo-server number `i` (name `repo-server-<i>`, its own cache directory).
+    pub async fn start_repo_server(&mut self, i: usize) -> Result<()> {
+        let name = format!("repo-server-{i}");
+        let addr_file = self.dir.path().join(format!("{name}.json"));
+        let _ = std::fs::remove_file(&addr_file);
+        let mut args: Vec<String> = vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--metrics-listen".into(),
+            "127.0.0.1:0".into(),
+            "--cache-dir".into(),
+            self.dir
+                .path()
+                .join(format!("{name}-cache"))
+                .display()
+                .to_string(),
+            "--address-file".into(),
+            addr_file.display().to_string(),
+            "--identity".into(),
+            name.clone(),
+        ];
+        if let Some(r) = &self.redis {
+            args.push("--redis-url".into());
+            args.push(r.url());
+        }
+        args.extend(self.cfg.repo_server_args.iter().cloned());
+        let mut proc = Proc::spawn(
+            &name,
+            &process::binary("flotilla-repo-server")?,
+            &args,
+            self.dir.path().join(format!("{name}.log")),
+            &[],
+        )?;
+        let addrs =
+            process::wait_address_file(&mut proc, &addr_file, Duration::from_secs(30)).await?;
+        let server = RepoServer {
+            name,
+            proc,
+            grpc: addrs["grpc"].as_str().unwrap_or_default().to_string(),
+            metrics: addrs["metrics"].as_str().unwrap_or_default().to_string(),
+        };
+        self.repo_servers.retain(|r| r.name != server.name);
+        self.repo_servers.push(server);
+        Ok(())
+    }
+
+    /// Kill a repo-server with SIGKILL.
+    pub fn kill_repo_server(&mut self, name: &str) -> Result<()> {
+        let i = self
+            .repo_servers
+            .iter()
+            .position(|r| r.name == name)
+            .with_context(|| format!("no running {name}"))?;
+        let mut r = self.repo_servers.remove(i);
+        r.proc.kill9();
+        Ok(())
+    }
+
+    /// The controllers' `--repo-server` value: every repo-server started so far.
+    fn repo_server_list(&self) -> String {
+        self.repo_servers
+            .iter()
+            .map(|r| format!("http://{}", r.grpc))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Start one more controller replica (identity `controller-<n>`) and wait until it is
@@ -263,7 +341,7 @@ impl Fleet {
             "--context".into(),
             self.sim.control_plane().name.clone(),
             "--repo-server".into(),
-            format!("http://{}", self.repo_grpc),
+            self.repo_server_list(),
             "--metrics-listen".into(),
             "127.0.0.1:0".into(),
             "--address-file".into(),
@@ -279,6 +357,16 @@ impl Fleet {
             "--lease-renew-seconds".into(),
             self.cfg.lease_renew_seconds.to_string(),
         ];
+        if let Some(r) = &self.redis {
+            args.push("--redis-url".into());
+            args.push(r.url());
+        }
+        if let Some(secret) = &self.cfg.webhook_github_secret {
+            args.push("--webhook-listen".into());
+            args.push("127.0.0.1:0".into());
+            args.push("--webhook-github-secret".into());
+            args.push(secret.clone());
+        }
         args.extend(self.cfg.controller_args.iter().cloned());
         let mut proc = Proc::spawn(
             &identity,
@@ -290,6 +378,7 @@ impl Fleet {
         let addrs =
             process::wait_address_file(&mut proc, &addr_file, Duration::from_secs(30)).await?;
         let metrics = addrs["metrics"].as_str().unwrap_or_default().to_string();
+        let webhook = addrs["webhook"].as_str().map(str::to_string);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok((200, _)) = http_get(&metrics, "/readyz").await {
@@ -304,6 +393,7 @@ impl Fleet {
             identity: identity.clone(),
             proc,
             metrics,
+            webhook,
         });
         Ok(identity)
     }
@@ -389,14 +479,40 @@ impl Fleet {
         Ok(http_get(&c.metrics, "/metrics").await?.1)
     }
 
-    /// The repo-server's Prometheus text.
+    /// The first repo-server's Prometheus text.
     pub async fn repo_metrics(&self) -> Result<String> {
-        Ok(http_get(&self.repo_metrics, "/metrics").await?.1)
+        let r = self
+            .repo_servers
+            .first()
+            .context("no repo-server running")?;
+        Ok(http_get(&r.metrics, "/metrics").await?.1)
+    }
+
+    /// Sum of metric `name` (with `labels`) over every running repo-server.
+    pub async fn repo_metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
+        let mut sum = 0.0;
+        for r in &self.repo_servers {
+            sum += metric_value(&http_get(&r.metrics, "/metrics").await?.1, name, labels);
+        }
+        Ok(sum)
+    }
+
+    /// Sum of metric `name` (with `labels`) over every running controller.
+    pub async fn controller_metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
+        let mut sum = 0.0;
+        for c in &self.controllers {
+            sum += metric_value(&http_get(&c.metrics, "/metrics").await?.1, name, labels);
+        }
+        Ok(sum)
     }
 
     /// Print the tail of every process log (used when a test fails).
     pub fn dump_logs(&self) {
-        for p in std::iter::once(&self.repo_server).chain(self.controllers.iter().map(|c| &c.proc))
+        for p in self
+            .repo_servers
+            .iter()
+            .map(|r| &r.proc)
+            .chain(self.controllers.iter().map(|c| &c.proc))
         {
             eprintln!(
                 "----- {} log ({}) -----\n{}",
