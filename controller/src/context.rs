@@ -58,6 +58,9 @@ pub struct AppMemo {
     pub failures: u32,
     /// (sync, health) last reported, for the `flotilla_apps` gauge.
     pub reported: Option<(String, String)>,
+    /// When this replica saw the latest refresh request (annotation) for the app: a resolve
+    /// that began after it sees every push made before the request.
+    pub refresh_requested: Option<std::time::Instant>,
     /// The Application as our last write returned it: newer than the watch-fed store until
     /// the watch catches up, so decisions never rest on a status we already replaced.
     pub written: Option<Arc<Application>>,

@@ -306,8 +306,9 @@ pub fn cache_keys(
 /// The controller's way to desired state.
 pub struct ManifestClient {
     pool: RepoPool,
-    /// Concurrent resolves of one (repository, revision) share one call.
-    resolving: flotilla_core::coalesce::Coalescer<(String, String), Result<String, ManifestError>>,
+    /// Resolves of one (repository, revision), one at a time; a caller reuses a resolve that
+    /// began after its freshness point.
+    resolving: flotilla_core::coalesce::FreshRuns<(String, String), Result<String, ManifestError>>,
     memory: MemoryCache,
     shared: Option<ManifestStore>,
     revisions: RevisionStore,
@@ -324,7 +325,7 @@ impl ManifestClient {
     ) -> Self {
         Self {
             pool,
-            resolving: flotilla_core::coalesce::Coalescer::default(),
+            resolving: flotilla_core::coalesce::FreshRuns::default(),
             memory,
             shared,
             revisions,
@@ -359,22 +360,27 @@ impl ManifestClient {
     }
 
     /// Resolve `revision` of `src`'s repository (a chart version for Helm repositories) to a
-    /// commit, from the revision cache unless `fresh` (a refresh was asked for).
+    /// commit. Without `fresh_after`, the revision cache may answer. With it (a refresh was
+    /// asked for at that moment), only a resolve that began after it counts: one resolve then
+    /// serves every app whose refresh was asked before it began.
     pub async fn resolve(
         &self,
         repo: pb::Repository,
         src: &pb::ApplicationSource,
         revision: &str,
-        fresh: bool,
+        fresh_after: Option<Instant>,
     ) -> Result<String, ManifestError> {
         let rev_key = if src.chart.is_empty() {
             revision.to_string()
         } else {
             format!("{}@{revision}", src.chart)
         };
-        if !fresh && let Some(c) = self.revisions.get(&repo.url, &rev_key).await {
+        if fresh_after.is_none()
+            && let Some(c) = self.revisions.get(&repo.url, &rev_key).await
+        {
             return Ok(c);
         }
+        let fresh_after = fresh_after.unwrap_or_else(Instant::now);
         let key = (
             flotilla_cache::keys::normalize_repo_url(&repo.url),
             rev_key.clone(),
@@ -391,7 +397,7 @@ impl ManifestClient {
         );
         let out = self
             .resolving
-            .run(key, move || async move {
+            .run(key, fresh_after, move || async move {
                 let started = Instant::now();
                 metrics.rpc_in_flight.inc();
                 let url = req.repo.as_ref().map(|r| r.url.clone()).unwrap_or_default();
@@ -416,8 +422,7 @@ impl ManifestClient {
                     Err(e) => Err(from_pool(e)),
                 }
             })
-            .await
-            .map_err(ManifestError::Unavailable)?;
+            .await;
         out.value
     }
 

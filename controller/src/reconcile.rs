@@ -263,7 +263,7 @@ async fn desired(
     key: &AppKey,
     level: Level,
     revision_override: Option<&str>,
-    fresh_revision: bool,
+    fresh_after: Option<Instant>,
 ) -> Result<DesiredMemo, ManifestError> {
     let fp = fingerprint(app);
     if level == Level::Compare
@@ -286,7 +286,7 @@ async fn desired(
         let wire = wire_source(&src);
         let commit = ctx
             .manifests
-            .resolve(repo.clone(), &wire, &revision, fresh_revision)
+            .resolve(repo.clone(), &wire, &revision, fresh_after)
             .await?;
         let r = ctx
             .manifests
@@ -544,19 +544,16 @@ pub async fn reconcile(
     } else {
         level
     };
-    // A refresh someone asked for (annotation, webhook, sync request) resolves the revision
-    // again; periodic refreshes may use the revision cache.
-    let fresh_revision = ack_refresh || op.is_some() || level == Level::Hard;
-    let desired = match desired(
-        ctx,
-        &app,
-        key,
-        desired_level,
-        manual_revision,
-        fresh_revision,
-    )
-    .await
-    {
+    // A refresh someone asked for (annotation, webhook, sync request) needs a resolve that
+    // began after the request; periodic refreshes may use the revision cache.
+    let fresh_after = if ack_refresh {
+        Some(ctx.memo(key).refresh_requested.unwrap_or_else(Instant::now))
+    } else if op.is_some() || level == Level::Hard {
+        Some(Instant::now())
+    } else {
+        None
+    };
+    let desired = match desired(ctx, &app, key, desired_level, manual_revision, fresh_after).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(app = %key, error = %e, "could not get desired state");

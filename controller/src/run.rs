@@ -286,6 +286,12 @@ pub async fn run(
                         Ok(Event::Apply(app) | Event::InitApply(app)) => {
                             let Some(key) = key_of(&app) else { continue };
                             let t = Trigger::of(&app);
+                            if t.refresh.is_some()
+                                && seen.get(&key).is_none_or(|old| old.refresh != t.refresh)
+                            {
+                                let now = Instant::now();
+                                ctx.update_memo(&key, |m| m.refresh_requested = Some(now));
+                            }
                             if t.fires_after(seen.get(&key)) {
                                 ctx.queue.add(key.clone(), Level::Refresh);
                                 keys_dirty.notify_one();

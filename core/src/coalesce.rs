@@ -1,5 +1,6 @@
-//! In-flight deduplication: identical concurrent requests (same key) share one computation.
-//! The work runs in its own task, so it completes for the others even if the first caller goes.
+//! In-flight deduplication. `Coalescer`: identical concurrent requests (same key) share one
+//! computation, run in its own task. `FreshRuns`: runs of one key are serialized and a caller
+//! reuses a result only when its run started after the caller's freshness point.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -78,6 +79,65 @@ where
     }
 }
 
+/// Runs per key, one at a time, where a result is shared only with callers for whom it is fresh
+/// enough: the run must have *started* after their `fresh_after`. Callers arriving while a run
+/// is going wait for it to end, then one of them starts the next run and the rest reuse it.
+/// (A `Coalescer` would let them join a run that began before they asked, e.g. a Git fetch that
+/// began before the push they want to see.)
+pub struct FreshRuns<K, T: Clone> {
+    slots: Mutex<HashMap<K, Arc<tokio::sync::Mutex<Option<(std::time::Instant, T)>>>>>,
+}
+
+impl<K, T: Clone> Default for FreshRuns<K, T> {
+    fn default() -> Self {
+        Self {
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// What a `FreshRuns` caller got.
+pub struct Fresh<T> {
+    pub value: T,
+    /// The value came from a run another caller started.
+    pub reused: bool,
+}
+
+impl<K, T> FreshRuns<K, T>
+where
+    K: Eq + Hash + Clone,
+    T: Clone,
+{
+    /// The result of a run that started at or after `fresh_after`: the last one, if it did,
+    /// else a new run of `work`.
+    pub async fn run<F, Fut>(&self, key: K, fresh_after: std::time::Instant, work: F) -> Fresh<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots.entry(key).or_default().clone()
+        };
+        let mut last = slot.lock().await;
+        if let Some((started, value)) = last.as_ref()
+            && *started >= fresh_after
+        {
+            return Fresh {
+                value: value.clone(),
+                reused: true,
+            };
+        }
+        let started = std::time::Instant::now();
+        let value = work().await;
+        *last = Some((started, value.clone()));
+        Fresh {
+            value,
+            reused: false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +201,49 @@ mod tests {
         first.abort();
         let j = c.run(1, || async { 0 }).await.expect("no panic");
         assert_eq!((j.value, j.joined), (7, true));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fresh_runs_serve_only_runs_that_started_after_the_caller_asked() {
+        let runs: Arc<FreshRuns<&str, u32>> = Arc::new(FreshRuns::default());
+        let count = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let work = |count: Arc<std::sync::atomic::AtomicU32>| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+        };
+        // One caller starts a run; ten arrive while it runs.
+        let first = {
+            let (runs, count) = (runs.clone(), count.clone());
+            tokio::spawn(async move {
+                runs.run("repo", std::time::Instant::now(), || work(count))
+                    .await
+                    .value
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let mut late = Vec::new();
+        for _ in 0..10 {
+            let (runs, count) = (runs.clone(), count.clone());
+            let asked = std::time::Instant::now();
+            late.push(tokio::spawn(async move {
+                runs.run("repo", asked, || work(count)).await
+            }));
+        }
+        assert_eq!(first.await.expect("join"), 1);
+        let mut reused = 0;
+        for t in late {
+            let f = t.await.expect("join");
+            assert_eq!(
+                f.value, 2,
+                "the late callers got the run after theirs began, not the first"
+            );
+            reused += usize::from(f.reused);
+        }
+        assert_eq!(reused, 9, "one of them ran it, nine reused it");
+        // A caller whose freshness point is old reuses the last run without waiting.
+        let old = std::time::Instant::now() - std::time::Duration::from_secs(1);
+        let f = runs.run("repo", old, || work(count.clone())).await;
+        assert!(f.reused && f.value == 2);
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

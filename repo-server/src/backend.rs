@@ -203,7 +203,9 @@ pub struct GitBackend {
 struct Inner {
     cfg: GitBackendConfig,
     metrics: RepoMetrics,
-    fetches: Coalescer<String, Result<(), RepoError>>,
+    /// Fetches per repository, one at a time; a request is served by a fetch that began after
+    /// it arrived (so it sees every push made before it asked).
+    fetches: flotilla_core::coalesce::FreshRuns<String, Result<(), RepoError>>,
     exports: Coalescer<ExportKey, Result<Arc<Export>, RepoError>>,
     renders: Coalescer<RenderKey, Result<Generated, RepoError>>,
     export_cache: Mutex<LruCache<ExportKey, Arc<Export>>>,
@@ -232,7 +234,7 @@ impl GitBackend {
                 render_slots: Semaphore::new(cfg.parallelism.max(1)),
                 cfg,
                 metrics,
-                fetches: Coalescer::default(),
+                fetches: flotilla_core::coalesce::FreshRuns::default(),
                 exports: Coalescer::default(),
                 renders: Coalescer::default(),
                 export_cache: Mutex::new(LruCache::new(cap)),
@@ -240,14 +242,16 @@ impl GitBackend {
         })
     }
 
-    /// Fetch `repo` (joining a fetch of the same URL already running).
+    /// Fetch `repo`: a fetch of the same URL that began after this call is shared; one that
+    /// began before is waited for, then fetched again.
     async fn fetch(&self, repo: &RepoRef) -> Result<(), RepoError> {
         let inner = self.inner.clone();
         let r = repo.clone();
+        let arrived = Instant::now();
         let out = self
             .inner
             .fetches
-            .run(repo.url.clone(), move || async move {
+            .run(repo.url.clone(), arrived, move || async move {
                 let started = Instant::now();
                 let cache = inner.cfg.cache_dir.clone();
                 let timeout = inner.cfg.fetch_timeout;
@@ -273,9 +277,8 @@ impl GitBackend {
                 }
                 res
             })
-            .await
-            .map_err(joined_error)?;
-        if out.joined {
+            .await;
+        if out.reused {
             self.count_join("fetch");
         }
         out.value
