@@ -85,8 +85,11 @@ where
 /// (A `Coalescer` would let them join a run that began before they asked, e.g. a Git fetch that
 /// began before the push they want to see.)
 pub struct FreshRuns<K, T: Clone> {
-    slots: Mutex<HashMap<K, Arc<tokio::sync::Mutex<Option<(std::time::Instant, T)>>>>>,
+    slots: Mutex<HashMap<K, Slot<T>>>,
 }
+
+/// The last run of one key (when it started, what it gave), locked while a run is going.
+type Slot<T> = Arc<tokio::sync::Mutex<Option<(std::time::Instant, T)>>>;
 
 impl<K, T: Clone> Default for FreshRuns<K, T> {
     fn default() -> Self {
