@@ -672,8 +672,19 @@ async fn receive_webhook(
         .state()
         .iter()
         .filter(|a| {
+            let paths = a
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|m| m.get(webhook::MANIFEST_PATHS_ANNOTATION));
             crate::reconcile::sources(a).iter().any(|s| {
                 s.chart.is_none()
+                    && match (paths, &push.changed_files) {
+                        (Some(p), Some(files)) => {
+                            webhook::paths_changed(p, s.path.as_deref().unwrap_or(""), files)
+                        }
+                        _ => true,
+                    }
                     && webhook::matches(
                         &push,
                         &moved,
@@ -687,23 +698,31 @@ async fn receive_webhook(
         })
         .filter_map(|a| key_of(a))
         .collect();
-    let mut refreshed = 0u64;
-    for k in &targets {
-        let api: Api<Application> = Api::namespaced(ctx.control.clone(), &k.namespace);
-        let patch =
-            serde_json::json!({"metadata": {"annotations": {REFRESH_ANNOTATION: "normal"}}});
-        match api
-            .patch(
-                &k.name,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => refreshed += 1,
-            Err(e) => tracing::warn!(app = %k, error = %e, "webhook: asking for a refresh failed"),
-        }
-    }
+    // Annotate concurrently: a monorepo push can name thousands of Applications.
+    let refreshed = futures::stream::iter(targets)
+        .map(|k: AppKey| {
+            let api: Api<Application> = Api::namespaced(ctx.control.clone(), &k.namespace);
+            async move {
+                let patch = serde_json::json!({"metadata": {"annotations": {REFRESH_ANNOTATION: "normal"}}});
+                match api
+                    .patch(
+                        &k.name,
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(&patch),
+                    )
+                    .await
+                {
+                    Ok(_) => 1u64,
+                    Err(e) => {
+                        tracing::warn!(app = %k, error = %e, "webhook: asking for a refresh failed");
+                        0
+                    }
+                }
+            }
+        })
+        .buffer_unordered(WEBHOOK_PATCH_CONCURRENCY)
+        .fold(0u64, |n, x| async move { n + x })
+        .await;
     metrics.refreshes.inc_by(refreshed);
     count(
         p.as_str(),
@@ -719,6 +738,9 @@ async fn receive_webhook(
         axum::Json(serde_json::json!({"refreshed": refreshed})),
     )
 }
+
+/// Refresh annotations written at once by one webhook push.
+const WEBHOOK_PATCH_CONCURRENCY: usize = 16;
 
 /// Keep the sharding keys current: every known cluster, weighted by its Applications when
 /// balancing by applications. Debounced: at most one recount per second.

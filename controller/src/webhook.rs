@@ -43,6 +43,73 @@ pub struct Push {
     pub refs: Vec<String>,
     /// The repository's default branch, when the payload says.
     pub default_branch: Option<String>,
+    /// Files the pushed commits added, modified or removed, when the payload lists them
+    /// (GitHub, GitLab, Gitea); `None` when unknown (Bitbucket), which matches every path.
+    pub changed_files: Option<Vec<String>>,
+}
+
+/// Argo CD's annotation naming the paths (`;`-separated) an Application's manifests depend
+/// on: a push that changes none of them does not refresh it.
+pub const MANIFEST_PATHS_ANNOTATION: &str = "argocd.argoproj.io/manifest-generate-paths";
+
+/// Files listed by the commits of a GitHub, GitLab or Gitea push.
+fn commit_files(v: &Value) -> Option<Vec<String>> {
+    let commits = v.get("commits")?.as_array()?;
+    let mut out = Vec::new();
+    for c in commits {
+        for k in ["added", "modified", "removed"] {
+            // A commit without the lists (payloads truncate them past a size) means unknown.
+            let list = c.get(k)?.as_array()?;
+            out.extend(list.iter().filter_map(Value::as_str).map(str::to_string));
+        }
+    }
+    if commits.is_empty() {
+        return None;
+    }
+    Some(out)
+}
+
+/// Whether an Application with `annotation` (the value of [`MANIFEST_PATHS_ANNOTATION`]) and
+/// source `path` is affected by a push that changed `files`. Relative entries are relative to
+/// the source path (`.` is the path itself), absolute ones to the repository root.
+pub fn paths_changed(annotation: &str, source_path: &str, files: &[String]) -> bool {
+    let base = source_path.trim_matches('/');
+    let dirs: Vec<String> = annotation
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let joined = if let Some(abs) = p.strip_prefix('/') {
+                abs.to_string()
+            } else {
+                format!("{base}/{p}")
+            };
+            normalize(&joined)
+        })
+        .collect();
+    if dirs.is_empty() {
+        return true;
+    }
+    files.iter().any(|f| {
+        let f = normalize(f);
+        dirs.iter()
+            .any(|d| d.is_empty() || f == *d || f.starts_with(&format!("{d}/")))
+    })
+}
+
+/// `a/./b/../c` → `a/c`, without leading or trailing slashes.
+fn normalize(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            x => out.push(x),
+        }
+    }
+    out.join("/")
 }
 
 /// Why a webhook was refused.
@@ -188,6 +255,7 @@ pub fn parse(p: Provider, h: &HeaderMap, body: &[u8]) -> Result<Option<Push>, We
                     .pointer("/repository/default_branch")
                     .and_then(Value::as_str)
                     .map(str::to_string),
+                changed_files: commit_files(&v),
             }
         }
         Provider::GitLab => {
@@ -209,6 +277,7 @@ pub fn parse(p: Provider, h: &HeaderMap, body: &[u8]) -> Result<Option<Push>, We
                     .pointer("/project/default_branch")
                     .and_then(Value::as_str)
                     .map(str::to_string),
+                changed_files: commit_files(&v),
             }
         }
         Provider::Bitbucket => {
@@ -238,6 +307,7 @@ pub fn parse(p: Provider, h: &HeaderMap, body: &[u8]) -> Result<Option<Push>, We
                 repo_urls: urls,
                 refs,
                 default_branch: None,
+                changed_files: None,
             }
         }
         Provider::BitbucketServer => {
@@ -266,6 +336,7 @@ pub fn parse(p: Provider, h: &HeaderMap, body: &[u8]) -> Result<Option<Push>, We
                 repo_urls: urls,
                 refs,
                 default_branch: None,
+                changed_files: None,
             }
         }
     };
@@ -305,6 +376,46 @@ pub fn matches(push: &Push, moved: &BTreeSet<String>, repo_url: &str, revision: 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn manifest_generate_paths_match_like_argo_cd() {
+        let files = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let changed = files(&["apps/web/deploy.yaml", "shared/values.yaml"]);
+        assert!(paths_changed(".", "apps/web", &changed));
+        assert!(!paths_changed(".", "apps/api", &changed));
+        assert!(
+            paths_changed(".;/shared", "apps/api", &changed),
+            "absolute from the root"
+        );
+        assert!(
+            paths_changed("../web", "apps/api", &changed),
+            "relative to the path"
+        );
+        assert!(
+            !paths_changed(".", "apps/we", &changed),
+            "whole components only"
+        );
+        assert!(
+            paths_changed("", "apps/api", &changed),
+            "empty annotation: everything"
+        );
+        assert!(
+            !paths_changed(".", "apps/web", &[]),
+            "a push changing nothing"
+        );
+    }
+
+    #[test]
+    fn push_file_lists_are_read_and_unknown_when_missing() {
+        let with = json!({"commits": [{"added": ["a"], "modified": ["b/c"], "removed": []}]});
+        assert_eq!(
+            commit_files(&with),
+            Some(vec!["a".to_string(), "b/c".to_string()])
+        );
+        let without = json!({"commits": [{"id": "x"}]});
+        assert_eq!(commit_files(&without), None, "truncated lists: unknown");
+        assert_eq!(commit_files(&json!({})), None);
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -260,6 +260,7 @@ async fn an_unreachable_cluster_is_a_condition_and_the_app_recovers() -> Result<
     wait_synced_healthy(&fleet, "other").await?;
     let c2 = fleet
         .sim
+        .in_process()?
         .cluster("cluster-002")
         .ok_or_else(|| anyhow::anyhow!("cluster-002"))?;
     let objects_before = c2.store.object_count();

@@ -122,7 +122,11 @@ async fn wait_commit(fleet: &Fleet, commit: &str) -> Result<()> {
 /// reads stay fast: a new owner is warm quickly while the old owner's writes are in flight.
 fn set_write_latency(fleet: &Fleet, ms: u64) -> Result<()> {
     for i in 0..CLUSTERS {
-        let c = fleet.sim.cluster(&cluster_name(i)).context("cluster")?;
+        let c = fleet
+            .sim
+            .in_process()?
+            .cluster(&cluster_name(i))
+            .context("cluster")?;
         c.faults.set(&flotilla_loadtest::kubesim::FaultSpec {
             write_latency_ms: ms,
             ..Default::default()
@@ -309,7 +313,7 @@ fn check_no_overlap(fleet: &Fleet) -> Result<(usize, usize)> {
     let mut handovers = 0;
     for i in 0..CLUSTERS {
         let name = cluster_name(i);
-        let cluster = fleet.sim.cluster(&name).context("cluster")?;
+        let cluster = fleet.sim.in_process()?.cluster(&name).context("cluster")?;
         let mut writes: Vec<_> = cluster
             .log
             .since(0)
@@ -350,7 +354,7 @@ fn writers_since(
     let mut out = BTreeMap::new();
     for i in 0..CLUSTERS {
         let name = cluster_name(i);
-        let cluster = fleet.sim.cluster(&name).context("cluster")?;
+        let cluster = fleet.sim.in_process()?.cluster(&name).context("cluster")?;
         let who: BTreeSet<String> = cluster
             .log
             .since(since.get(&name).copied().unwrap_or(0))
@@ -367,7 +371,7 @@ fn log_marks(fleet: &Fleet) -> Result<HashMap<String, u64>> {
     (0..CLUSTERS)
         .map(|i| {
             let name = cluster_name(i);
-            let c = fleet.sim.cluster(&name).context("cluster")?;
+            let c = fleet.sim.in_process()?.cluster(&name).context("cluster")?;
             Ok((name, c.log.since(0).last().map(|r| r.seq).unwrap_or(0)))
         })
         .collect()
@@ -585,7 +589,7 @@ async fn a_replica_cut_off_from_its_lease_stops_writing_then_recovers() -> Resul
     let ids = fleet.controller_ids();
 
     // The control plane goes away: no replica can renew its Lease.
-    let control = fleet.sim.control_plane().clone();
+    let control = fleet.sim.in_process()?.control_plane().clone();
     control.faults.set(&FaultSpec {
         unreachable: true,
         ..Default::default()
@@ -613,7 +617,11 @@ async fn a_replica_cut_off_from_its_lease_stops_writing_then_recovers() -> Resul
     }
     tokio::time::sleep(Duration::from_secs(7)).await;
     for (i, cluster) in ["cluster-001", "cluster-002"].iter().enumerate() {
-        let c = fleet.sim.cluster(cluster).context("cluster")?;
+        let c = fleet
+            .sim
+            .in_process()?
+            .cluster(cluster)
+            .context("cluster")?;
         let by_controllers = c
             .log
             .since(marks[*cluster])
@@ -672,7 +680,7 @@ fn log_marks_of(fleet: &Fleet, names: &[&str]) -> Result<HashMap<String, u64>> {
     names
         .iter()
         .map(|n| {
-            let c = fleet.sim.cluster(n).context("cluster")?;
+            let c = fleet.sim.in_process()?.cluster(n).context("cluster")?;
             Ok((
                 n.to_string(),
                 c.log.since(0).last().map(|r| r.seq).unwrap_or(0),

@@ -50,6 +50,9 @@ struct Args {
     /// Print a JSON line with the cluster URLs and admin address once serving.
     #[arg(long)]
     json: bool,
+    /// Also write that JSON document to this file once serving (written whole, then renamed).
+    #[arg(long)]
+    json_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -79,21 +82,25 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     sim.write_kubeconfig(&args.kubeconfig)?;
+    let clusters: Vec<_> = sim
+        .clusters()
+        .iter()
+        .map(|c| serde_json::json!({"name": c.name, "server": c.url()}))
+        .collect();
+    let doc = serde_json::json!({
+        "controlPlane": sim.control_plane().url(),
+        "controlPlaneName": sim.control_plane().name,
+        "admin": sim.admin_addr().map(|a| a.to_string()),
+        "kubeconfig": args.kubeconfig,
+        "clusters": clusters,
+    });
+    if let Some(path) = &args.json_file {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, doc.to_string())?;
+        std::fs::rename(&tmp, path)?;
+    }
     if args.json {
-        let clusters: Vec<_> = sim
-            .clusters()
-            .iter()
-            .map(|c| serde_json::json!({"name": c.name, "server": c.url()}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({
-                "controlPlane": sim.control_plane().url(),
-                "admin": sim.admin_addr().map(|a| a.to_string()),
-                "kubeconfig": args.kubeconfig,
-                "clusters": clusters,
-            })
-        );
+        println!("{doc}");
     } else {
         println!(
             "kubesim: control plane {} and {} clusters; kubeconfig {}{}",

@@ -52,6 +52,9 @@ pub struct FleetConfig {
     pub webhook_github_secret: Option<String>,
     /// Further arguments for every repo-server.
     pub repo_server_args: Vec<String>,
+    /// Run kubesim as its own `kubesim` process instead of inside this one (load tests, to
+    /// measure its CPU and memory apart from the harness).
+    pub kubesim_process: bool,
 }
 
 impl Default for FleetConfig {
@@ -71,13 +74,14 @@ impl Default for FleetConfig {
             redis_masters: 0,
             webhook_github_secret: None,
             repo_server_args: Vec::new(),
+            kubesim_process: false,
         }
     }
 }
 
 /// A running fleet; everything stops when it is dropped.
 pub struct Fleet {
-    pub sim: KubeSim,
+    pub sim: Sim,
     pub git: GitServer,
     pub kubeconfig: PathBuf,
     /// Running repo-servers, in start order.
@@ -98,8 +102,124 @@ impl Drop for Fleet {
         if std::thread::panicking() || std::env::var_os("FLOTILLA_FLEET_LOGS").is_some() {
             self.dump_logs();
         }
-        self.sim.shutdown();
+        if let Sim::InProcess(sim) = &self.sim {
+            sim.shutdown();
+        }
     }
+}
+
+/// Where kubesim runs.
+pub enum Sim {
+    /// Inside this process: tests reach its clusters' faults and request logs directly.
+    InProcess(KubeSim),
+    /// A child `kubesim` process, reached through its admin API.
+    Process(SimProcess),
+}
+
+/// A kubesim child process.
+pub struct SimProcess {
+    pub proc: Proc,
+    /// Its admin API (host:port).
+    pub admin: String,
+    control_plane: String,
+    /// Cluster name → server URL.
+    servers: std::collections::BTreeMap<String, String>,
+}
+
+impl Sim {
+    /// The in-process simulator (tests that inject faults directly need it).
+    pub fn in_process(&self) -> Result<&KubeSim> {
+        match self {
+            Sim::InProcess(s) => Ok(s),
+            Sim::Process(_) => bail!("kubesim runs as a separate process in this fleet"),
+        }
+    }
+
+    /// The control-plane cluster's name (its kubeconfig context).
+    pub fn control_plane_name(&self) -> String {
+        match self {
+            Sim::InProcess(s) => s.control_plane().name.clone(),
+            Sim::Process(p) => p.control_plane.clone(),
+        }
+    }
+
+    /// Server URL of cluster `name`.
+    pub fn server(&self, name: &str) -> Option<String> {
+        match self {
+            Sim::InProcess(s) => s.cluster(name).map(|c| c.url()),
+            Sim::Process(p) => p.servers.get(name).cloned(),
+        }
+    }
+
+    /// The admin API address (host:port).
+    pub fn admin(&self) -> Option<String> {
+        match self {
+            Sim::InProcess(s) => s.admin_addr().map(|a| a.to_string()),
+            Sim::Process(p) => Some(p.admin.clone()),
+        }
+    }
+
+    /// The kubesim process's id, when it runs apart.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Sim::InProcess(_) => None,
+            Sim::Process(p) => p.proc.pid(),
+        }
+    }
+}
+
+/// Start `kubesim` as a child process and wait for its JSON start-up line.
+async fn start_sim_process(dir: &Path, cfg: &FleetConfig, kubeconfig: &Path) -> Result<Sim> {
+    let out = dir.join("kubesim.json");
+    let log = dir.join("kubesim.log");
+    let args: Vec<String> = vec![
+        "--clusters".into(),
+        cfg.clusters.to_string(),
+        "--tls".into(),
+        "--admin-port".into(),
+        "0".into(),
+        "--kubeconfig".into(),
+        kubeconfig.display().to_string(),
+        "--ready-delay-ms".into(),
+        cfg.ready_delay.as_millis().to_string(),
+        "--history".into(),
+        "50000".into(),
+        "--json-file".into(),
+        out.display().to_string(),
+    ];
+    let mut proc = Proc::spawn(
+        "kubesim",
+        &process::binary("kubesim")?,
+        &args,
+        log,
+        &[("RUST_LOG", "warn")],
+    )?;
+    let doc = process::wait_address_file(&mut proc, &out, Duration::from_secs(60)).await?;
+    let servers = doc["clusters"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| {
+                    Some((
+                        c["name"].as_str()?.to_string(),
+                        c["server"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Sim::Process(SimProcess {
+        proc,
+        admin: doc["admin"]
+            .as_str()
+            .context("kubesim printed no admin address")?
+            .to_string(),
+        control_plane: doc["controlPlaneName"]
+            .as_str()
+            .context("kubesim printed no control-plane name")?
+            .to_string(),
+        servers,
+    }))
 }
 
 /// One running repo-server.
@@ -240,20 +360,25 @@ impl Fleet {
         let dir = tempfile::Builder::new()
             .prefix("flotilla-fleet-")
             .tempdir()?;
-        let sim = KubeSim::start(SimConfig {
-            clusters: cfg.clusters,
-            admin_port: Some(0),
-            tls: true,
-            sim: SimSettings {
-                ready_delay: cfg.ready_delay,
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await?;
         let kubeconfig = dir.path().join("kubeconfig");
-        sim.write_kubeconfig(&kubeconfig)?;
-        let control = client_for(&kubeconfig, &sim.control_plane().name).await?;
+        let sim = if cfg.kubesim_process {
+            start_sim_process(dir.path(), &cfg, &kubeconfig).await?
+        } else {
+            let sim = KubeSim::start(SimConfig {
+                clusters: cfg.clusters,
+                admin_port: Some(0),
+                tls: true,
+                sim: SimSettings {
+                    ready_delay: cfg.ready_delay,
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .await?;
+            sim.write_kubeconfig(&kubeconfig)?;
+            Sim::InProcess(sim)
+        };
+        let control = client_for(&kubeconfig, &sim.control_plane_name()).await?;
         // The CRDs, as the controller binary prints them.
         let out = std::process::Command::new(process::binary("flotilla-controller")?)
             .arg("--print-crds")
@@ -375,7 +500,7 @@ impl Fleet {
             "--kubeconfig".into(),
             self.kubeconfig.display().to_string(),
             "--context".into(),
-            self.sim.control_plane().name.clone(),
+            self.sim.control_plane_name(),
             "--repo-server".into(),
             self.repo_server_list(),
             "--metrics-listen".into(),
@@ -491,7 +616,7 @@ impl Fleet {
 
     /// The server URL of target cluster `name`.
     pub fn server(&self, name: &str) -> Result<String> {
-        Ok(self.sim.cluster(name).context("no such cluster")?.url())
+        self.sim.server(name).context("no such cluster")
     }
 
     /// Server-side apply YAML into the control plane.

@@ -48,6 +48,8 @@ pub fn ensure_built() -> Result<()> {
             "flotilla-controller",
             "-p",
             "flotilla-repo-server",
+            "-p",
+            "flotilla-loadtest",
         ])
         .arg("--target-dir")
         .arg(&target)

@@ -45,6 +45,14 @@ fn cli(port: u16, args: &[&str]) -> Result<String> {
 }
 
 impl RedisCluster {
+    /// (name, pid) of every running node, for CPU and memory sampling.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.nodes
+            .iter()
+            .filter_map(|n| Some((format!("redis-{}", n.port), n.proc.as_ref()?.pid()?)))
+            .collect()
+    }
+
     /// Start `masters` nodes (at least 3, as Redis Cluster requires) and create the cluster.
     pub async fn start(dir: &Path, masters: usize) -> Result<Self> {
         if masters < 3 {

@@ -1,0 +1,815 @@
+//! The load-test harness: runs a scenario against a whole fleet of real processes (kubesim,
+//! git daemon, Redis Cluster, repo-servers, controllers), measures it and writes the report.
+//!
+//! Phases: start the fleet and write the workload to Git; create the Applications and wait
+//! until all are Synced and Healthy; measure an idle window; make commits (webhook and poll)
+//! and time them to live; inject the faults one by one and time the recovery; report.
+
+pub mod charts;
+pub mod observe;
+pub mod procstat;
+pub mod report;
+pub mod scenario;
+pub mod workload;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::{StreamExt, TryStreamExt};
+use kube::Api;
+use kube::api::{DynamicObject, Patch, PatchParams};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::fleet::{Fleet, FleetConfig, GitServer, http_get, http_post, metric_value};
+use observe::{Observed, Shared};
+use procstat::Usage;
+use report::{
+    CacheStats, Change, FaultResult, Idle, Machine, Percentiles, Report, Resources, Sample,
+};
+use scenario::{Fault, Scenario};
+
+/// Namespace of the Applications.
+const NS: &str = "argocd";
+/// The GitHub webhook secret the controllers are started with.
+const WEBHOOK_SECRET: &str = "flotilla-loadtest";
+/// Field manager of the harness's writes.
+const MANAGER: &str = "flotilla-loadtest";
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Write `report.json`, `report.md`, `progress.svg` and `latency.svg` here.
+    pub out_dir: Option<PathBuf>,
+    /// Print a live progress line on stderr.
+    pub progress: bool,
+}
+
+/// A process the sampler watches: (name, pid, metrics address for controllers).
+#[derive(Debug, Clone)]
+struct Target {
+    name: String,
+    pid: u32,
+    controller_metrics: Option<String>,
+}
+
+/// State shared between the run and its sampler task.
+struct Live {
+    targets: Mutex<Vec<Target>>,
+    usage: Mutex<Usage>,
+    timeline: Mutex<Vec<Sample>>,
+    phase: Mutex<String>,
+    /// When the first Application was created (the timeline's zero).
+    t0: Mutex<Option<Instant>>,
+}
+
+fn targets(fleet: &Fleet) -> Vec<Target> {
+    let mut v = Vec::new();
+    if let Some(pid) = fleet.sim.pid() {
+        v.push(Target {
+            name: "kubesim".into(),
+            pid,
+            controller_metrics: None,
+        });
+    }
+    for c in &fleet.controllers {
+        if let Some(pid) = c.proc.pid() {
+            v.push(Target {
+                name: c.identity.clone(),
+                pid,
+                controller_metrics: Some(c.metrics.clone()),
+            });
+        }
+    }
+    for r in &fleet.repo_servers {
+        if let Some(pid) = r.proc.pid() {
+            v.push(Target {
+                name: r.name.clone(),
+                pid,
+                controller_metrics: None,
+            });
+        }
+    }
+    if let Some(redis) = &fleet.redis {
+        for (name, pid) in redis.pids() {
+            v.push(Target {
+                name,
+                pid,
+                controller_metrics: None,
+            });
+        }
+    }
+    v
+}
+
+/// Every second: CPU and memory of every process, syncs per replica, the progress line.
+fn spawn_sampler(
+    live: Arc<Live>,
+    obs: Shared,
+    total: usize,
+    progress: bool,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        loop {
+            let targets = live.targets.lock().clone();
+            let pids: Vec<(String, u32)> =
+                targets.iter().map(|t| (t.name.clone(), t.pid)).collect();
+            live.usage.lock().sample(&pids);
+            let mut syncs = BTreeMap::new();
+            for t in &targets {
+                if let Some(addr) = &t.controller_metrics
+                    && let Ok((200, text)) = http_get(addr, "/metrics").await
+                {
+                    syncs.insert(
+                        t.name.clone(),
+                        metric_value(&text, "flotilla_syncs_total", &[("phase", "Succeeded")]),
+                    );
+                }
+            }
+            let (synced, ok) = {
+                let o = obs.lock();
+                (o.synced_count(), o.currently_ok())
+            };
+            let t0 = *live.t0.lock();
+            if let Some(t0) = t0 {
+                let cpu = live.usage.lock().cpu("controller-");
+                live.timeline.lock().push(Sample {
+                    t: t0.elapsed().as_secs_f64(),
+                    synced_healthy: synced,
+                    syncs_by_replica: syncs,
+                    controllers_cpu_seconds: cpu,
+                });
+            }
+            if progress {
+                let phase = live.phase.lock().clone();
+                let cpu = live.usage.lock().cpu("");
+                eprint!(
+                    "\r\x1b[2K[{:>6.1} s] {phase:<28} synced {synced}/{total} (now ok {ok}) · fleet CPU {cpu:.0} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+/// Counters summed over the running fleet.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    reconciles: f64,
+    renders: f64,
+    fetches: f64,
+    kube_requests: f64,
+    hits_memory: f64,
+    hits_shared: f64,
+    misses: f64,
+}
+
+async fn totals(fleet: &Fleet) -> Result<Totals> {
+    let c = |n: &'static str, l: &'static [(&'static str, &'static str)]| {
+        fleet.controller_metric_sum(n, l)
+    };
+    let r =
+        |n: &'static str, l: &'static [(&'static str, &'static str)]| fleet.repo_metric_sum(n, l);
+    let mut kube_requests = 0.0;
+    if let Some(admin) = fleet.sim.admin() {
+        let (_, body) = http_get(&admin, "/stats").await?;
+        let stats: Value = serde_json::from_str(&body).context("kubesim /stats")?;
+        kube_requests = stats
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["requests"].as_f64()).sum())
+            .unwrap_or(0.0);
+    }
+    Ok(Totals {
+        reconciles: c("flotilla_reconciles_total", &[]).await?,
+        renders: r("flotilla_repo_renders_total", &[("result", "ok")]).await?,
+        fetches: r("flotilla_repo_git_fetches_total", &[("result", "ok")]).await?,
+        kube_requests,
+        hits_memory: c(
+            "flotilla_manifest_cache_total",
+            &[("outcome", "hit-memory")],
+        )
+        .await?,
+        hits_shared: c(
+            "flotilla_manifest_cache_total",
+            &[("outcome", "hit-shared")],
+        )
+        .await?,
+        misses: c("flotilla_manifest_cache_total", &[("outcome", "miss")]).await?,
+    })
+}
+
+/// Who owns which cluster (cluster name → replica), read from every replica's `/status`.
+async fn ownership(
+    fleet: &Fleet,
+    servers: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for id in fleet.controller_ids() {
+        let st = fleet.controller_status(&id).await?;
+        // Target clusters only (the in-cluster destination is owned too but runs no apps).
+        for s in st["ownedClusters"].as_array().into_iter().flatten() {
+            if let Some(name) = s.as_str().and_then(|s| servers.get(s)) {
+                out.insert(name.clone(), id.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Wait until every cluster has an owner among the running replicas, unchanged over two reads.
+async fn stable_ownership(
+    fleet: &Fleet,
+    servers: &BTreeMap<String, String>,
+    clusters: usize,
+    timeout: Duration,
+) -> Result<BTreeMap<String, String>> {
+    let deadline = Instant::now() + timeout;
+    let mut last = BTreeMap::new();
+    loop {
+        let now = ownership(fleet, servers).await.unwrap_or_default();
+        if now.len() == clusters && now == last {
+            return Ok(now);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "ownership did not settle: {} of {clusters} clusters owned",
+            now.len()
+        );
+        last = now;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The Git side of the workload: one server per repository and each app's current version.
+struct Workload {
+    extra_repos: Vec<GitServer>,
+    versions: Vec<u64>,
+}
+
+impl Workload {
+    fn repo<'a>(&'a self, fleet: &'a Fleet, j: usize) -> &'a GitServer {
+        if j == 0 {
+            &fleet.git
+        } else {
+            &self.extra_repos[j - 1]
+        }
+    }
+}
+
+fn github_push(url: &str, commit: &str, files: &[String]) -> Vec<u8> {
+    json!({
+        "ref": "refs/heads/main",
+        "after": commit,
+        "repository": {"html_url": url, "clone_url": url, "default_branch": "main"},
+        "commits": [{"id": commit, "added": [], "modified": files, "removed": []}],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn sign(body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Run `s` and return its report (also written to `opts.out_dir` when set).
+pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
+    s.validate()?;
+    let mut report = Report {
+        scenario: s.clone(),
+        machine: Machine::detect(),
+        started: jiff::Timestamp::now()
+            .round(jiff::Unit::Second)?
+            .to_string(),
+        flotilla_version: env!("CARGO_PKG_VERSION").to_string(),
+        ..Default::default()
+    };
+    let phase = |live: &Live, p: &str| {
+        *live.phase.lock() = p.to_string();
+        tracing::info!(phase = p, "load test");
+    };
+    let live = Arc::new(Live {
+        targets: Mutex::new(Vec::new()),
+        usage: Mutex::new(Usage::default()),
+        timeline: Mutex::new(Vec::new()),
+        phase: Mutex::new("starting the fleet".into()),
+        t0: Mutex::new(None),
+    });
+
+    let mut fleet = Fleet::start(FleetConfig {
+        clusters: s.clusters,
+        ready_delay: Duration::from_millis(s.ready_delay_ms),
+        seed: None,
+        refresh_seconds: s.refresh_seconds,
+        workers: s.workers,
+        controllers: s.controllers,
+        lease_duration_seconds: s.lease_duration_seconds,
+        lease_renew_seconds: s.lease_renew_seconds,
+        controller_args: s.controller_args.clone(),
+        argo_cd_crds: false,
+        repo_servers: s.repo_servers,
+        redis_masters: s.redis_masters,
+        webhook_github_secret: Some(WEBHOOK_SECRET.into()),
+        repo_server_args: s.repo_server_args.clone(),
+        kubesim_process: true,
+    })
+    .await?;
+    *live.targets.lock() = targets(&fleet);
+    let servers: BTreeMap<String, String> = (1..=s.clusters)
+        .filter_map(|i| {
+            let name = format!("cluster-{i:03}");
+            Some((fleet.server(&name).ok()?, name))
+        })
+        .collect();
+
+    // The workload in Git.
+    let mut wl = Workload {
+        extra_repos: Vec::new(),
+        versions: vec![0; s.applications],
+    };
+    for j in 1..s.repo_count() {
+        wl.extra_repos.push(GitServer::start(
+            fleet.dir.path(),
+            &format!("apps-{j}"),
+            None,
+        )?);
+    }
+    for i in 0..s.applications {
+        let repo = wl.repo(&fleet, workload::repo_of(s, i));
+        repo.write(&[(
+            &format!("{}/manifests.yaml", workload::path_of(i)),
+            &workload::manifests(s, i, 0),
+        )])?;
+    }
+    for j in 0..s.repo_count() {
+        wl.repo(&fleet, j).commit("the load-test workload")?;
+    }
+
+    let obs: Shared = Arc::new(Mutex::new(Observed::default()));
+    let watch = observe::spawn_watch(fleet.control().clone(), NS, obs.clone());
+    let sampler = spawn_sampler(live.clone(), obs.clone(), s.applications, opts.progress);
+    let result = drive(
+        s,
+        &mut fleet,
+        &mut wl,
+        &live,
+        &obs,
+        &servers,
+        &mut report,
+        phase,
+    )
+    .await;
+    if let Err(e) = &result {
+        report.problems.push(format!("{e:#}"));
+    }
+    sampler.abort();
+    watch.abort();
+    if opts.progress {
+        eprintln!();
+    }
+    // Final resource readings.
+    let t = targets(&fleet);
+    live.usage.lock().sample(
+        &t.iter()
+            .map(|t| (t.name.clone(), t.pid))
+            .collect::<Vec<_>>(),
+    );
+    let usage = live.usage.lock().clone();
+    let mib = |b: u64| b as f64 / 1_048_576.0;
+    report.resources = Resources {
+        controllers_cpu_seconds: usage.cpu("controller-"),
+        repo_servers_cpu_seconds: usage.cpu("repo-server-"),
+        kubesim_cpu_seconds: usage.cpu("kubesim"),
+        redis_cpu_seconds: usage.cpu("redis-"),
+        controllers_peak_rss_mib: mib(usage.peak_rss("controller-")),
+        controllers_mib_per_1k_apps: mib(usage.peak_rss("controller-")) * 1000.0
+            / s.applications as f64,
+        repo_servers_peak_rss_mib: mib(usage.peak_rss("repo-server-")),
+        kubesim_peak_rss_mib: mib(usage.max_peak_rss("kubesim")),
+        processes: usage.processes,
+    };
+    report.timeline = live.timeline.lock().clone();
+    report.ok = report.problems.is_empty();
+    if let Some(dir) = &opts.out_dir {
+        write(&report, dir)?;
+    }
+    if !report.ok && std::env::var_os("FLOTILLA_FLEET_LOGS").is_some() {
+        fleet.dump_logs();
+    }
+    Ok(report)
+}
+
+/// Write the report's files into `dir`.
+pub fn write(report: &Report, dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(report)?,
+    )?;
+    std::fs::write(dir.join("report.md"), report.markdown())?;
+    charts::progress(report, &dir.join("progress.svg"))?;
+    charts::latency(report, &dir.join("latency.svg"))?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    s: &Scenario,
+    fleet: &mut Fleet,
+    wl: &mut Workload,
+    live: &Arc<Live>,
+    obs: &Shared,
+    servers: &BTreeMap<String, String>,
+    report: &mut Report,
+    phase: impl Fn(&Live, &str),
+) -> Result<()> {
+    // Create the Applications.
+    phase(live, "creating applications");
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        fleet.control().clone(),
+        NS,
+        &observe::application_resource(),
+    );
+    let before = totals(fleet).await?;
+    let t0 = Instant::now();
+    *live.t0.lock() = Some(t0);
+    let urls: Vec<String> = (0..s.repo_count())
+        .map(|j| wl.repo(fleet, j).url())
+        .collect();
+    futures::stream::iter(0..s.applications)
+        .map(|i| {
+            let api = api.clone();
+            let obs = obs.clone();
+            let yaml = workload::application(s, i, &urls[workload::repo_of(s, i)], NS);
+            async move {
+                let obj: DynamicObject = serde_yaml::from_str(&yaml)?;
+                let name = workload::app_name(i);
+                obs.lock().created(&name, Instant::now());
+                api.patch(
+                    &name,
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(&obj),
+                )
+                .await
+                .with_context(|| format!("creating {name}"))?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(s.create_concurrency.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+    report.convergence.create_seconds = t0.elapsed().as_secs_f64();
+
+    // Convergence.
+    phase(live, "converging");
+    let deadline = t0 + Duration::from_secs(s.converge_timeout_seconds);
+    loop {
+        let n = obs.lock().synced_count();
+        if n >= s.applications {
+            break;
+        }
+        if Instant::now() > deadline {
+            let o = obs.lock();
+            anyhow::bail!(
+                "{} of {} applications Synced and Healthy after {} s; e.g. {:?}",
+                n,
+                s.applications,
+                s.converge_timeout_seconds,
+                o.stragglers(5)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = totals(fleet).await?;
+    {
+        let o = obs.lock();
+        let per_app: Vec<f64> = o
+            .apps
+            .values()
+            .filter_map(|a| Some(a.synced_healthy?.duration_since(a.created?).as_secs_f64()))
+            .collect();
+        let last = o.apps.values().filter_map(|a| a.synced_healthy).max();
+        let c = &mut report.convergence;
+        c.applications = s.applications;
+        c.synced_healthy = o.synced_count();
+        c.all_synced_seconds = last.map(|l| l.duration_since(t0).as_secs_f64());
+        c.per_app = Percentiles::of(&per_app);
+        c.reconciles = after.reconciles - before.reconciles;
+        c.reconciles_per_second = c.reconciles / c.all_synced_seconds.unwrap_or(1.0).max(0.001);
+        // The harness's own creates are not the controllers' requests.
+        c.kube_requests =
+            (after.kube_requests - before.kube_requests - s.applications as f64).max(0.0);
+        c.kube_requests_per_reconcile = c.kube_requests / c.reconciles.max(1.0);
+        c.renders = after.renders - before.renders;
+        c.git_fetches = after.fetches - before.fetches;
+        report.per_app_seconds = per_app;
+    }
+
+    // Idle.
+    if s.idle_seconds > 0 {
+        phase(live, "idle");
+        let pids: Vec<(String, u32)> = fleet
+            .controllers
+            .iter()
+            .filter_map(|c| Some((c.identity.clone(), c.proc.pid()?)))
+            .collect();
+        let cpu = |pids: &[(String, u32)]| -> f64 {
+            pids.iter()
+                .filter_map(|(_, p)| procstat::read(*p))
+                .map(|r| r.cpu_seconds)
+                .sum()
+        };
+        // Let the last status writes and watch events of convergence settle first.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let a = cpu(&pids);
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(s.idle_seconds)).await;
+        let used = cpu(&pids) - a;
+        let secs = started.elapsed().as_secs_f64();
+        report.idle = Idle {
+            seconds: secs,
+            controllers_cpu_seconds: used,
+            percent_of_one_core: used / secs * 100.0,
+        };
+    }
+
+    // Changes.
+    let mut n = 0;
+    let (mut via_webhook, mut via_poll) = (Vec::new(), Vec::new());
+    for webhook in std::iter::repeat_n(true, s.changes.webhook_commits)
+        .chain(std::iter::repeat_n(false, s.changes.poll_commits))
+    {
+        phase(
+            live,
+            if webhook {
+                "change (webhook)"
+            } else {
+                "change (poll)"
+            },
+        );
+        let (ch, latencies) = change(s, fleet, wl, obs, n, webhook).await?;
+        if webhook {
+            &mut via_webhook
+        } else {
+            &mut via_poll
+        }
+        .extend(latencies);
+        report.changes.push(ch);
+        n += 1;
+        tokio::time::sleep(Duration::from_secs_f64(s.changes.interval_seconds)).await;
+    }
+    let end = totals(fleet).await?;
+    report.cache = CacheStats {
+        hits_memory: end.hits_memory,
+        hits_shared: end.hits_shared,
+        misses: end.misses,
+        hit_ratio: (end.hits_memory + end.hits_shared)
+            / (end.hits_memory + end.hits_shared + end.misses).max(1.0),
+    };
+    report.webhook_latency = Percentiles::of(&via_webhook);
+    report.poll_latency = Percentiles::of(&via_poll);
+
+    // Faults.
+    for (k, f) in s.faults.iter().enumerate() {
+        phase(live, &format!("fault {}: {f:?}", k + 1));
+        let r = fault(s, fleet, wl, obs, servers, f, n).await;
+        n += 1;
+        *live.targets.lock() = targets(fleet);
+        match r {
+            Ok(fr) => {
+                if fr.recovered_seconds.is_none() {
+                    report.problems.push(format!("{}: not recovered", fr.fault));
+                }
+                report.faults.push(fr);
+            }
+            Err(e) => report.problems.push(format!("fault {f:?}: {e:#}")),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Ok(())
+}
+
+/// One commit changing some applications; waits until they are live.
+async fn change(
+    s: &Scenario,
+    fleet: &Fleet,
+    wl: &mut Workload,
+    obs: &Shared,
+    n: usize,
+    webhook: bool,
+) -> Result<(Change, Vec<f64>)> {
+    let apps = workload::changed_apps(s, n);
+    let mut by_repo: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &i in &apps {
+        by_repo.entry(workload::repo_of(s, i)).or_default().push(i);
+    }
+    let before = totals(fleet).await?;
+    let mut commits = BTreeMap::new();
+    for (&j, idx) in &by_repo {
+        for &i in idx {
+            wl.versions[i] += 1;
+            wl.repo(fleet, j).write(&[(
+                &format!("{}/manifests.yaml", workload::path_of(i)),
+                &workload::manifests(s, i, wl.versions[i]),
+            )])?;
+        }
+        commits.insert(j, wl.repo(fleet, j).commit(&format!("change {n}"))?);
+    }
+    let pushed = Instant::now();
+    if webhook {
+        for (&j, commit) in &commits {
+            let url = wl.repo(fleet, j).url();
+            let files: Vec<String> = by_repo[&j]
+                .iter()
+                .map(|i| format!("{}/manifests.yaml", workload::path_of(*i)))
+                .collect();
+            let body = github_push(&url, commit, &files);
+            let c = &fleet.controllers[n % fleet.controllers.len()];
+            let addr = c
+                .webhook
+                .as_deref()
+                .context("the controller serves no webhook")?;
+            let (code, reply) = http_post(
+                addr,
+                "/api/webhook",
+                &[
+                    ("X-GitHub-Event", "push"),
+                    ("X-Hub-Signature-256", &sign(&body)),
+                ],
+                &body,
+            )
+            .await?;
+            anyhow::ensure!(code == 200, "webhook answered {code}: {reply}");
+        }
+    }
+    let deadline = pushed + Duration::from_secs(s.changes.timeout_seconds);
+    let want = |i: usize| commits[&workload::repo_of(s, i)].clone();
+    let latencies = loop {
+        let latencies: Vec<f64> = {
+            let o = obs.lock();
+            apps.iter()
+                .filter_map(|&i| {
+                    let a = o.apps.get(&workload::app_name(i))?;
+                    Some(
+                        a.reached
+                            .get(&want(i))?
+                            .duration_since(pushed)
+                            .as_secs_f64(),
+                    )
+                })
+                .collect()
+        };
+        if latencies.len() == apps.len() {
+            break latencies;
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "change {n}: only {} of {} changed applications live after {} s",
+                latencies.len(),
+                apps.len(),
+                s.changes.timeout_seconds
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Every application of the pushed repositories at the new commit (bounded wait). With a
+    // webhook, applications whose paths did not change are not refreshed (their
+    // manifest-generate-paths annotation), so they move at their next periodic refresh.
+    let everyone: Vec<usize> = (0..s.applications)
+        .filter(|i| by_repo.contains_key(&workload::repo_of(s, *i)))
+        .collect();
+    let mut all_apps_seconds = None;
+    while !webhook && Instant::now() < deadline {
+        let last = {
+            let o = obs.lock();
+            everyone
+                .iter()
+                .map(|&i| {
+                    o.apps
+                        .get(&workload::app_name(i))
+                        .and_then(|a| a.reached.get(&want(i)).copied())
+                })
+                .collect::<Option<Vec<Instant>>>()
+                .and_then(|v| v.into_iter().max())
+        };
+        if let Some(last) = last {
+            all_apps_seconds = Some(last.duration_since(pushed).as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = totals(fleet).await?;
+    let ch = Change {
+        path: if webhook { "webhook" } else { "poll" }.into(),
+        commit: commits.values().next().cloned().unwrap_or_default(),
+        apps_changed: apps.len(),
+        latency: Percentiles::of(&latencies),
+        all_apps_seconds,
+        renders: after.renders - before.renders,
+        git_fetches: after.fetches - before.fetches,
+    };
+    Ok((ch, latencies))
+}
+
+/// Inject one fault and measure the recovery.
+async fn fault(
+    s: &Scenario,
+    fleet: &mut Fleet,
+    wl: &mut Workload,
+    obs: &Shared,
+    servers: &BTreeMap<String, String>,
+    f: &Fault,
+    n: usize,
+) -> Result<FaultResult> {
+    let settle = Duration::from_secs(s.lease_duration_seconds * 4 + 60);
+    let mut out = FaultResult {
+        fault: format!("{f:?}"),
+        ..Default::default()
+    };
+    match f {
+        Fault::KillRepoServer { replica } => {
+            let name = fleet.repo_servers[*replica].name.clone();
+            fleet.kill_repo_server(&name)?;
+            let (ch, _) = change(s, fleet, wl, obs, n, true).await?;
+            out.recovered_seconds = Some(ch.latency.max);
+            return Ok(out);
+        }
+        Fault::KillRedisNode { node } => {
+            fleet
+                .redis
+                .as_mut()
+                .context("no Redis in this scenario")?
+                .kill(*node);
+            let (ch, _) = change(s, fleet, wl, obs, n, true).await?;
+            out.recovered_seconds = Some(ch.latency.max);
+            return Ok(out);
+        }
+        _ => {}
+    }
+    let before = stable_ownership(fleet, servers, s.clusters, settle).await?;
+    let at = Instant::now();
+    let victim = match f {
+        Fault::KillController { replica } | Fault::StopController { replica } => {
+            let id = fleet.controllers[*replica].identity.clone();
+            if matches!(f, Fault::KillController { .. }) {
+                fleet.kill_controller(&id)?;
+            } else {
+                fleet.stop_controller(&id)?;
+            }
+            Some(id)
+        }
+        Fault::AddController => {
+            fleet.start_controller().await?;
+            None
+        }
+        Fault::KillRepoServer { .. } | Fault::KillRedisNode { .. } => None,
+    };
+    out.minimum_moves = match &victim {
+        Some(v) => before.values().filter(|o| *o == v).count(),
+        None => s.clusters / fleet.controllers.len().max(1),
+    };
+    let after = stable_ownership(fleet, servers, s.clusters, settle).await?;
+    let moved: BTreeSet<&String> = after
+        .iter()
+        .filter(|(c, o)| before.get(*c) != Some(*o))
+        .map(|(c, _)| c)
+        .collect();
+    out.clusters_moved = moved.len();
+    let apps: Vec<usize> = (0..s.applications)
+        .filter(|i| moved.contains(&workload::cluster_of(s, *i)))
+        .collect();
+    out.apps_on_moved_clusters = apps.len();
+    let deadline = Instant::now() + settle;
+    loop {
+        let last = {
+            let o = obs.lock();
+            apps.iter()
+                .map(|&i| {
+                    o.apps
+                        .get(&workload::app_name(i))
+                        .and_then(|a| a.reconciled_seen.filter(|t| *t > at))
+                })
+                .collect::<Option<Vec<Instant>>>()
+                .map(|v| v.into_iter().max().unwrap_or(at))
+        };
+        if let Some(last) = last {
+            out.recovered_seconds = Some(last.duration_since(at).as_secs_f64());
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(out)
+}

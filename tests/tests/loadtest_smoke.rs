@@ -1,0 +1,62 @@
+//! The `smoke` load-test scenario, run in CI: the harness starts a whole fleet of processes
+//! (kubesim, git daemon, Redis Cluster, 2 repo-servers, 2 controllers), and everything must
+//! converge, every change must go live and every fault must be recovered from. It checks the
+//! harness's report too, so a harness that measured nothing would fail here.
+
+use anyhow::{Result, ensure};
+use flotilla_loadtest::harness::{self, RunOptions, scenario::Scenario};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_scenario_converges_changes_go_live_and_faults_recover() -> Result<()> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../loadtest/scenarios/smoke.yaml");
+    let scenario = Scenario::load(&path)?;
+    let out = tempfile::tempdir()?;
+    let report = harness::run(
+        &scenario,
+        &RunOptions {
+            out_dir: Some(out.path().to_path_buf()),
+            progress: false,
+        },
+    )
+    .await?;
+    ensure!(report.ok, "smoke failed: {:?}", report.problems);
+    let c = &report.convergence;
+    ensure!(
+        c.synced_healthy == scenario.applications && c.per_app.count == scenario.applications,
+        "every application measured: {c:?}"
+    );
+    ensure!(c.all_synced_seconds.is_some_and(|s| s > 0.0));
+    ensure!(
+        c.renders >= scenario.applications as f64 && c.reconciles > 0.0 && c.kube_requests > 0.0,
+        "counters read from the fleet: {c:?}"
+    );
+    let expected = scenario.changes.webhook_commits + scenario.changes.poll_commits;
+    ensure!(report.changes.len() == expected, "{:?}", report.changes);
+    ensure!(
+        report.webhook_latency.count
+            == scenario.changes.webhook_commits * scenario.changes.apps_per_commit
+    );
+    ensure!(report.faults.len() == scenario.faults.len());
+    for f in &report.faults {
+        ensure!(
+            f.recovered_seconds.is_some() && f.clusters_moved >= 1 && f.apps_on_moved_clusters >= 1,
+            "{f:?}"
+        );
+    }
+    ensure!(
+        report.resources.processes.contains_key("kubesim")
+            && report.resources.controllers_cpu_seconds > 0.0
+            && report.resources.controllers_peak_rss_mib > 0.0,
+        "processes sampled: {:?}",
+        report.resources.processes.keys().collect::<Vec<_>>()
+    );
+    ensure!(!report.timeline.is_empty(), "a progress timeline");
+    for f in ["report.json", "report.md", "progress.svg", "latency.svg"] {
+        ensure!(out.path().join(f).is_file(), "{f} written");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json"))?)?;
+    ensure!(json["convergence"]["applications"] == scenario.applications);
+    Ok(())
+}
