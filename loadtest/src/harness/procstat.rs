@@ -71,7 +71,8 @@ impl Usage {
             .iter()
             .filter(|(n, _)| n.starts_with(prefix))
             .map(|(_, r)| r.cpu_seconds)
-            .sum()
+            // fold from +0.0: an empty f64 sum is -0.0, printed as "-0.0".
+            .fold(0.0, |a, b| a + b)
     }
 
     /// Sum of peak RSS over processes whose name starts with `prefix`.
