@@ -338,10 +338,7 @@ fn github_push(fleet: &Fleet, after: &str) -> Vec<u8> {
 }
 
 fn sign(secret: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    flotilla_loadtest::fleet::github_signature(secret, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -243,6 +243,17 @@ pub struct Controller {
     pub webhook: Option<String>,
 }
 
+/// The `X-Hub-Signature-256` header GitHub sends with a webhook `body` signed with `secret`.
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    // HMAC takes keys of any length; the error case cannot happen.
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// A plain HTTP/1.0 GET (status, body) to `addr` (host:port).
 pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -651,20 +662,26 @@ impl Fleet {
 
     /// Sum of metric `name` (with `labels`) over every running repo-server.
     pub async fn repo_metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
-        let mut sum = 0.0;
-        for r in &self.repo_servers {
-            sum += metric_value(&http_get(&r.metrics, "/metrics").await?.1, name, labels);
-        }
-        Ok(sum)
+        Ok(metric_sum(&self.repo_metric_texts().await?, name, labels))
     }
 
     /// Sum of metric `name` (with `labels`) over every running controller.
     pub async fn controller_metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
-        let mut sum = 0.0;
-        for c in &self.controllers {
-            sum += metric_value(&http_get(&c.metrics, "/metrics").await?.1, name, labels);
-        }
-        Ok(sum)
+        Ok(metric_sum(
+            &self.controller_metric_texts().await?,
+            name,
+            labels,
+        ))
+    }
+
+    /// Every running repo-server's Prometheus text (one scrape each).
+    pub async fn repo_metric_texts(&self) -> Result<Vec<String>> {
+        scrape(self.repo_servers.iter().map(|r| r.metrics.as_str())).await
+    }
+
+    /// Every running controller's Prometheus text (one scrape each).
+    pub async fn controller_metric_texts(&self) -> Result<Vec<String>> {
+        scrape(self.controllers.iter().map(|c| c.metrics.as_str())).await
     }
 
     /// Print the tail of every process log (used when a test fails).
@@ -708,6 +725,20 @@ fn without_status_subresource(yaml: &str) -> Result<String> {
         out.push_str(&serde_yaml::to_string(&v)?);
     }
     Ok(out)
+}
+
+/// `GET /metrics` of each address.
+async fn scrape(addrs: impl Iterator<Item = &str>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for a in addrs {
+        out.push(http_get(a, "/metrics").await?.1);
+    }
+    Ok(out)
+}
+
+/// Sum of metric `name` (with `labels`) over several Prometheus texts.
+pub fn metric_sum(texts: &[String], name: &str, labels: &[(&str, &str)]) -> f64 {
+    texts.iter().map(|t| metric_value(t, name, labels)).sum()
 }
 
 /// Sum of the samples of metric `name` whose labels contain every `label="value"` in `labels`.

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::report::Report;
@@ -30,6 +32,33 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
+type Axes<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The frame both charts share: caption, margins, axes from 0 with their descriptions.
+fn axes<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: String,
+    (x_max, x_desc): (f64, &str),
+    y_max: f64,
+    file: &str,
+) -> Result<Axes<'a, 'b>, ChartError> {
+    let e = err(file);
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .map_err(&e)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc("applications")
+        .draw()
+        .map_err(&e)?;
+    Ok(chart)
+}
+
 /// `progress.svg`: applications Synced and Healthy vs time, and each replica's syncs.
 pub fn progress(report: &Report, path: &Path) -> Result<(), ChartError> {
     let e = err("progress.svg");
@@ -44,22 +73,13 @@ pub fn progress(report: &Report, path: &Path) -> Result<(), ChartError> {
         * 1.05;
     let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(&e)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("{}: applications over time", report.scenario.name),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..t_max, 0f64..y_max)
-        .map_err(&e)?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds since the first Application was created")
-        .y_desc("applications")
-        .draw()
-        .map_err(&e)?;
+    let mut chart = axes(
+        &root,
+        format!("{}: applications over time", report.scenario.name),
+        (t_max, "seconds since the first Application was created"),
+        y_max,
+        "progress.svg",
+    )?;
     chart
         .draw_series(LineSeries::new(
             tl.iter().map(|s| (s.t, s.synced_healthy as f64)),
@@ -112,27 +132,16 @@ pub fn latency(report: &Report, path: &Path) -> Result<(), ChartError> {
     let y_max = f64::from(counts.iter().copied().max().unwrap_or(1)) * 1.1;
     let root = SVGBackend::new(path, (900, 450)).into_drawing_area();
     root.fill(&WHITE).map_err(&e)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "{}: created → Synced and Healthy (p50 {:.1} s, p99 {:.1} s)",
-                report.scenario.name,
-                report.convergence.per_app.p50,
-                report.convergence.per_app.p99
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..max, 0f64..y_max)
-        .map_err(&e)?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_desc("applications")
-        .draw()
-        .map_err(&e)?;
+    let mut chart = axes(
+        &root,
+        format!(
+            "{}: created → Synced and Healthy (p50 {:.1} s, p99 {:.1} s)",
+            report.scenario.name, report.convergence.per_app.p50, report.convergence.per_app.p99
+        ),
+        (max, "seconds"),
+        y_max,
+        "latency.svg",
+    )?;
     chart
         .draw_series(counts.iter().enumerate().map(|(i, c)| {
             let x0 = i as f64 * width;

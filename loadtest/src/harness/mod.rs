@@ -24,7 +24,9 @@ use kube::api::{DynamicObject, Patch, PatchParams};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::fleet::{Fleet, FleetConfig, GitServer, http_get, http_post, metric_value};
+use crate::fleet::{
+    Fleet, FleetConfig, GitServer, github_signature, http_get, http_post, metric_sum, metric_value,
+};
 use observe::{Observed, Shared};
 use procstat::Usage;
 use report::{
@@ -105,6 +107,11 @@ fn targets(fleet: &Fleet) -> Vec<Target> {
     v
 }
 
+/// (name, pid) of each target, for [`Usage::sample`].
+fn pids(targets: &[Target]) -> Vec<(String, u32)> {
+    targets.iter().map(|t| (t.name.clone(), t.pid)).collect()
+}
+
 /// Every second: CPU and memory of every process, syncs per replica, the progress line.
 fn spawn_sampler(
     live: Arc<Live>,
@@ -116,9 +123,7 @@ fn spawn_sampler(
         let started = Instant::now();
         loop {
             let targets = live.targets.lock().clone();
-            let pids: Vec<(String, u32)> =
-                targets.iter().map(|t| (t.name.clone(), t.pid)).collect();
-            live.usage.lock().sample(&pids);
+            live.usage.lock().sample(&pids(&targets));
             let mut syncs = BTreeMap::new();
             for t in &targets {
                 if let Some(addr) = &t.controller_metrics
@@ -170,11 +175,10 @@ struct Totals {
 }
 
 async fn totals(fleet: &Fleet) -> Result<Totals> {
-    let c = |n: &'static str, l: &'static [(&'static str, &'static str)]| {
-        fleet.controller_metric_sum(n, l)
-    };
-    let r =
-        |n: &'static str, l: &'static [(&'static str, &'static str)]| fleet.repo_metric_sum(n, l);
+    let controllers = fleet.controller_metric_texts().await?;
+    let repos = fleet.repo_metric_texts().await?;
+    let c = |n: &str, l: &[(&str, &str)]| metric_sum(&controllers, n, l);
+    let r = |n: &str, l: &[(&str, &str)]| metric_sum(&repos, n, l);
     let mut kube_requests = 0.0;
     if let Some(admin) = fleet.sim.admin() {
         let (_, body) = http_get(&admin, "/stats").await?;
@@ -185,21 +189,19 @@ async fn totals(fleet: &Fleet) -> Result<Totals> {
             .unwrap_or(0.0);
     }
     Ok(Totals {
-        reconciles: c("flotilla_reconciles_total", &[]).await?,
-        renders: r("flotilla_repo_renders_total", &[("result", "ok")]).await?,
-        fetches: r("flotilla_repo_git_fetches_total", &[("result", "ok")]).await?,
+        reconciles: c("flotilla_reconciles_total", &[]),
+        renders: r("flotilla_repo_renders_total", &[("result", "ok")]),
+        fetches: r("flotilla_repo_git_fetches_total", &[("result", "ok")]),
         kube_requests,
         hits_memory: c(
             "flotilla_manifest_cache_total",
             &[("outcome", "hit-memory")],
-        )
-        .await?,
+        ),
         hits_shared: c(
             "flotilla_manifest_cache_total",
             &[("outcome", "hit-shared")],
-        )
-        .await?,
-        misses: c("flotilla_manifest_cache_total", &[("outcome", "miss")]).await?,
+        ),
+        misses: c("flotilla_manifest_cache_total", &[("outcome", "miss")]),
     })
 }
 
@@ -272,16 +274,6 @@ fn github_push(url: &str, commit: &str, files: &[String]) -> Vec<u8> {
     .into_bytes()
 }
 
-fn sign(body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 /// Run `s` and return its report (also written to `opts.out_dir` when set).
 pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
     s.validate()?;
@@ -327,7 +319,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
     *live.targets.lock() = targets(&fleet);
     let servers: BTreeMap<String, String> = (1..=s.clusters)
         .filter_map(|i| {
-            let name = format!("cluster-{i:03}");
+            let name = workload::cluster_name(i);
             Some((fleet.server(&name).ok()?, name))
         })
         .collect();
@@ -378,12 +370,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
         eprintln!();
     }
     // Final resource readings.
-    let t = targets(&fleet);
-    live.usage.lock().sample(
-        &t.iter()
-            .map(|t| (t.name.clone(), t.pid))
-            .collect::<Vec<_>>(),
-    );
+    live.usage.lock().sample(&pids(&targets(&fleet)));
     let usage = live.usage.lock().clone();
     let mib = |b: u64| b as f64 / 1_048_576.0;
     report.resources = Resources {
@@ -395,7 +382,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
         controllers_mib_per_1k_apps: mib(usage.peak_rss("controller-")) * 1000.0
             / s.applications as f64,
         repo_servers_peak_rss_mib: mib(usage.peak_rss("repo-server-")),
-        kubesim_peak_rss_mib: mib(usage.max_peak_rss("kubesim")),
+        kubesim_peak_rss_mib: mib(usage.peak_rss("kubesim")),
         processes: usage.processes,
     };
     report.timeline = live.timeline.lock().clone();
@@ -518,23 +505,21 @@ async fn drive(
     // Idle.
     if s.idle_seconds > 0 {
         phase(live, "idle");
-        let pids: Vec<(String, u32)> = fleet
-            .controllers
-            .iter()
-            .filter_map(|c| Some((c.identity.clone(), c.proc.pid()?)))
+        let controllers: Vec<Target> = targets(fleet)
+            .into_iter()
+            .filter(|t| t.controller_metrics.is_some())
             .collect();
-        let cpu = |pids: &[(String, u32)]| -> f64 {
-            pids.iter()
-                .filter_map(|(_, p)| procstat::read(*p))
-                .map(|r| r.cpu_seconds)
-                .sum()
+        let cpu = || {
+            let mut u = Usage::default();
+            u.sample(&pids(&controllers));
+            u.cpu("")
         };
         // Let the last status writes and watch events of convergence settle first.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let a = cpu(&pids);
+        let a = cpu();
         let started = Instant::now();
         tokio::time::sleep(Duration::from_secs(s.idle_seconds)).await;
-        let used = cpu(&pids) - a;
+        let used = cpu() - a;
         let secs = started.elapsed().as_secs_f64();
         report.idle = Idle {
             seconds: secs,
@@ -644,7 +629,10 @@ async fn change(
                 "/api/webhook",
                 &[
                     ("X-GitHub-Event", "push"),
-                    ("X-Hub-Signature-256", &sign(&body)),
+                    (
+                        "X-Hub-Signature-256",
+                        &github_signature(WEBHOOK_SECRET, &body),
+                    ),
                 ],
                 &body,
             )
@@ -653,19 +641,14 @@ async fn change(
         }
     }
     let deadline = pushed + Duration::from_secs(s.changes.timeout_seconds);
-    let want = |i: usize| commits[&workload::repo_of(s, i)].clone();
+    let want = |i: usize| commits[&workload::repo_of(s, i)].as_str();
     let latencies = loop {
         let latencies: Vec<f64> = {
             let o = obs.lock();
             apps.iter()
                 .filter_map(|&i| {
                     let a = o.apps.get(&workload::app_name(i))?;
-                    Some(
-                        a.reached
-                            .get(&want(i))?
-                            .duration_since(pushed)
-                            .as_secs_f64(),
-                    )
+                    Some(a.reached.get(want(i))?.duration_since(pushed).as_secs_f64())
                 })
                 .collect()
         };
@@ -697,7 +680,7 @@ async fn change(
                 .map(|&i| {
                     o.apps
                         .get(&workload::app_name(i))
-                        .and_then(|a| a.reached.get(&want(i)).copied())
+                        .and_then(|a| a.reached.get(want(i)).copied())
                 })
                 .collect::<Option<Vec<Instant>>>()
                 .and_then(|v| v.into_iter().max())
@@ -736,13 +719,12 @@ async fn fault(
         fault: format!("{f:?}"),
         ..Default::default()
     };
-    match f {
+    // A dependency dies: time a change pushed through what is left of the fleet.
+    let dependency = match f {
         Fault::KillRepoServer { replica } => {
             let name = fleet.repo_servers[*replica].name.clone();
             fleet.kill_repo_server(&name)?;
-            let (ch, _) = change(s, fleet, wl, obs, n, true).await?;
-            out.recovered_seconds = Some(ch.latency.max);
-            return Ok(out);
+            true
         }
         Fault::KillRedisNode { node } => {
             fleet
@@ -750,11 +732,14 @@ async fn fault(
                 .as_mut()
                 .context("no Redis in this scenario")?
                 .kill(*node);
-            let (ch, _) = change(s, fleet, wl, obs, n, true).await?;
-            out.recovered_seconds = Some(ch.latency.max);
-            return Ok(out);
+            true
         }
-        _ => {}
+        _ => false,
+    };
+    if dependency {
+        let (ch, _) = change(s, fleet, wl, obs, n, true).await?;
+        out.recovered_seconds = Some(ch.latency.max);
+        return Ok(out);
     }
     let before = stable_ownership(fleet, servers, s.clusters, settle).await?;
     let at = Instant::now();

@@ -120,8 +120,8 @@ pub fn spawn_watch(client: Client, namespace: &str, shared: Shared) -> tokio::ta
                     let Some(name) = obj.metadata.name.as_deref() else {
                         continue;
                     };
-                    let status = obj.data.get("status").cloned().unwrap_or(Value::Null);
-                    shared.lock().apply(name, &status, now);
+                    let status = obj.data.get("status").unwrap_or(&Value::Null);
+                    shared.lock().apply(name, status, now);
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => break,

@@ -65,33 +65,25 @@ impl Usage {
         }
     }
 
-    /// Sum of CPU seconds over processes whose name starts with `prefix`.
-    pub fn cpu(&self, prefix: &str) -> f64 {
+    /// Readings of the processes whose name starts with `prefix`.
+    fn matching<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Reading> + 'a {
         self.processes
             .iter()
-            .filter(|(n, _)| n.starts_with(prefix))
-            .map(|(_, r)| r.cpu_seconds)
+            .filter(move |(n, _)| n.starts_with(prefix))
+            .map(|(_, r)| r)
+    }
+
+    /// Sum of CPU seconds over processes whose name starts with `prefix`.
+    pub fn cpu(&self, prefix: &str) -> f64 {
+        self.matching(prefix)
+            .map(|r| r.cpu_seconds)
             // fold from +0.0: an empty f64 sum is -0.0, printed as "-0.0".
             .fold(0.0, |a, b| a + b)
     }
 
     /// Sum of peak RSS over processes whose name starts with `prefix`.
     pub fn peak_rss(&self, prefix: &str) -> u64 {
-        self.processes
-            .iter()
-            .filter(|(n, _)| n.starts_with(prefix))
-            .map(|(_, r)| r.peak_rss_bytes)
-            .sum()
-    }
-
-    /// Largest peak RSS of one process whose name starts with `prefix`.
-    pub fn max_peak_rss(&self, prefix: &str) -> u64 {
-        self.processes
-            .iter()
-            .filter(|(n, _)| n.starts_with(prefix))
-            .map(|(_, r)| r.peak_rss_bytes)
-            .max()
-            .unwrap_or(0)
+        self.matching(prefix).map(|r| r.peak_rss_bytes).sum()
     }
 }
 

@@ -13,9 +13,14 @@ pub fn app_index(name: &str) -> Option<usize> {
     name.strip_prefix("app-")?.parse().ok()
 }
 
-/// Destination cluster of application `i` (kubesim names clusters from `cluster-001`).
+/// Name of target cluster `k` (1-based, as kubesim names them: `cluster-001`).
+pub fn cluster_name(k: usize) -> String {
+    format!("cluster-{k:03}")
+}
+
+/// Destination cluster of application `i`.
 pub fn cluster_of(s: &Scenario, i: usize) -> String {
-    format!("cluster-{:03}", i % s.clusters + 1)
+    cluster_name(i % s.clusters + 1)
 }
 
 /// Repository index of application `i`.
