@@ -28,7 +28,7 @@ fn has_condition(a: &flotilla_controller::types::Application, ty: &str, needle: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_project_refuses_what_it_does_not_allow_and_nothing_is_applied() -> Result<()> {
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let examples = flotilla_loadtest::fleet::process::workspace_dir().join("examples");
     let fleet = Fleet::start(FleetConfig {
         seed: Some(examples.join("repo")),
         ..Default::default()

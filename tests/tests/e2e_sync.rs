@@ -326,7 +326,7 @@ async fn periodic_refresh_picks_up_a_commit_without_any_trigger() -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_argo_cd_example_applies_verbatim_with_kustomize_and_create_namespace() -> Result<()> {
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let examples = flotilla_loadtest::fleet::process::workspace_dir().join("examples");
     let fleet = Fleet::start(FleetConfig {
         seed: Some(examples.join("repo")),
         ..Default::default()

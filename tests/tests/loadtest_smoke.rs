@@ -8,8 +8,7 @@ use flotilla_loadtest::harness::{self, RunOptions, scenario::Scenario};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_scenario_converges_changes_go_live_and_faults_recover() -> Result<()> {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../loadtest/scenarios/smoke.yaml");
+    let path = flotilla_loadtest::fleet::process::package_dir().join("scenarios/smoke.yaml");
     let scenario = Scenario::load(&path)?;
     let out = tempfile::tempdir()?;
     let report = harness::run(

@@ -4,10 +4,7 @@
 use std::path::{Path, PathBuf};
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    flotilla_loadtest::fleet::process::workspace_dir()
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

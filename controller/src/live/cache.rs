@@ -332,8 +332,7 @@ impl ClusterCache {
                             },
                             Event::Delete(o) => serde_json::to_value(o)
                                 .ok()
-                                .and_then(|v| ResourceKey::of(&v))
-                                .and_then(|k| this.write().remove(&k))
+                                .and_then(|v| this.write().remove_version(&v))
                                 .into_iter()
                                 .collect(),
                         }

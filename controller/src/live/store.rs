@@ -1,8 +1,9 @@
 //! The live objects of one cluster that carry a tracking annotation, indexed by owning app.
 //! Pure and synchronous: watch events (and write-through results) go in; readers get the
-//! objects an app owns. Older resourceVersions never replace newer ones.
+//! objects an app owns. Older resourceVersions never replace newer ones, and a deleted
+//! object is not brought back by a write response that arrives after its DELETED event.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -12,11 +13,18 @@ use crate::tracking::{AppKey, FIELD_MANAGER, ResourceKey, owner};
 /// Annotation that `kubectl apply` leaves and nobody here reads (large; dropped to save memory).
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// How many deletions are remembered (see [`LiveStore::remove_version`]).
+const TOMBSTONES: usize = 4096;
+
 /// Objects by key, plus the app index.
 #[derive(Debug, Default)]
 pub struct LiveStore {
     objects: HashMap<ResourceKey, (AppKey, Arc<Value>)>,
     by_app: HashMap<AppKey, BTreeSet<ResourceKey>>,
+    /// resourceVersion at deletion of recently deleted objects, oldest first in `order`: a
+    /// write response (our own DELETE or apply) racing the watch must not resurrect them.
+    tombstones: HashMap<ResourceKey, u64>,
+    tombstone_order: VecDeque<ResourceKey>,
 }
 
 fn rv(obj: &Value) -> Option<u64> {
@@ -61,6 +69,11 @@ impl LiveStore {
         {
             return Vec::new();
         }
+        if let (Some(gone), Some(new_rv)) = (self.tombstones.get(&key), rv(&obj))
+            && *gone >= new_rv
+        {
+            return Vec::new();
+        }
         let mut affected = Vec::new();
         let new_owner = owner(&obj);
         if let Some(old) = self.unindex(&key) {
@@ -84,6 +97,23 @@ impl LiveStore {
         self.unindex(key)
     }
 
+    /// Remove `obj` as a DELETED watch event reports it, remembering its final
+    /// resourceVersion so older copies arriving later are ignored.
+    pub fn remove_version(&mut self, obj: &Value) -> Option<AppKey> {
+        let key = ResourceKey::of(obj)?;
+        if let Some(v) = rv(obj) {
+            if self.tombstones.insert(key.clone(), v).is_none() {
+                self.tombstone_order.push_back(key.clone());
+            }
+            while self.tombstone_order.len() > TOMBSTONES {
+                if let Some(old) = self.tombstone_order.pop_front() {
+                    self.tombstones.remove(&old);
+                }
+            }
+        }
+        self.unindex(&key)
+    }
+
     /// Replace every object of `group`/`kind` with `objs` (a relist); returns affected apps.
     pub fn replace_kind(&mut self, group: &str, kind: &str, objs: Vec<Value>) -> Vec<AppKey> {
         let mut affected = BTreeSet::new();
@@ -100,6 +130,11 @@ impl LiveStore {
         for k in stale {
             affected.extend(self.unindex(&k));
         }
+        // A relist is the truth for this kind: its deletions need no memory.
+        self.tombstones
+            .retain(|k, _| !(k.group == group && k.kind == kind));
+        self.tombstone_order
+            .retain(|k| !(k.group == group && k.kind == kind));
         for (k, o) in fresh {
             let unchanged = self
                 .objects
@@ -176,6 +211,28 @@ mod tests {
         let plain = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p", "namespace": "d"}});
         assert!(s.upsert(plain).is_empty());
         assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn a_late_write_response_does_not_resurrect_a_deleted_object() {
+        let mut s = LiveStore::default();
+        let a = AppKey::new("argocd", "a");
+        s.upsert(mk_owned("a", "x", "10"));
+        // The DELETE's response (terminating, rv 11) arrives after the watch's DELETED (rv 12).
+        let mut gone = mk_owned("a", "x", "12");
+        gone["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        assert_eq!(s.remove_version(&gone), Some(a.clone()));
+        let mut response = mk_owned("a", "x", "11");
+        response["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        assert!(s.upsert(response).is_empty());
+        assert!(s.for_app(&a).is_empty());
+        // Created again under the same name: newer, so it is seen.
+        assert_eq!(s.upsert(mk_owned("a", "x", "13")), vec![a.clone()]);
+        assert_eq!(s.for_app(&a).len(), 1);
+        // A relist forgets the tombstones of its kind.
+        s.remove_version(&mk_owned("a", "x", "14"));
+        s.replace_kind("", "ConfigMap", Vec::new());
+        assert_eq!(s.upsert(mk_owned("a", "x", "5")), vec![a.clone()]);
     }
 
     #[test]

@@ -34,7 +34,7 @@ const APPS: [&str; 4] = ["my-app", "guestbook", "team-a-web", "team-a-secrets"];
 fn examples_dir(arg: Option<PathBuf>) -> Result<PathBuf> {
     let candidates = arg.into_iter().chain([
         PathBuf::from("examples"),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples"),
+        flotilla_loadtest::fleet::process::workspace_dir().join("examples"),
     ]);
     for c in candidates {
         if c.join("repo").is_dir() && c.join("applications").is_dir() {

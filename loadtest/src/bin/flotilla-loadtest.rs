@@ -29,7 +29,7 @@ fn scenario_path(arg: &str) -> PathBuf {
     if p.is_file() {
         return p;
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    flotilla_loadtest::fleet::process::package_dir()
         .join("scenarios")
         .join(format!("{arg}.yaml"))
 }
@@ -46,7 +46,7 @@ async fn main() -> Result<()> {
     let path = scenario_path(&args.scenario);
     let scenario = Scenario::load(&path).with_context(|| format!("scenario {}", args.scenario))?;
     let out = args.out.unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        flotilla_loadtest::fleet::process::package_dir()
             .join("reports")
             .join(&scenario.name)
     });

@@ -9,6 +9,30 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// The `loadtest/` package directory. Prefers the `CARGO_MANIFEST_DIR` cargo sets when it runs
+/// us (`cargo run`, `cargo test`) over the compile-time one: a cargo target dir shared between
+/// checkouts (CI reuses one) can hold a binary compiled in another, since-removed, clone.
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.join("Cargo.toml").is_file())
+        .map(|d| {
+            // Run from another package (the tests crate): its sibling `loadtest/`.
+            if d.join("scenarios").is_dir() {
+                d
+            } else {
+                d.join("../loadtest")
+            }
+        })
+        .filter(|d| d.join("scenarios").is_dir())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// The workspace root (parent of [`package_dir`]).
+pub fn workspace_dir() -> PathBuf {
+    package_dir().join("..")
+}
+
 /// The cargo profile directory the running executable lives in (`target/debug`,
 /// `target/release`), where sibling binaries are built.
 pub fn profile_dir() -> Result<PathBuf> {
@@ -53,7 +77,7 @@ pub fn ensure_built() -> Result<()> {
         ])
         .arg("--target-dir")
         .arg(&target)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        .current_dir(package_dir());
         if release {
             cmd.arg("--release");
         }

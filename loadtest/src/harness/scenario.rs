@@ -266,7 +266,7 @@ mod tests {
 
     #[test]
     fn shipped_scenarios_parse_and_validate() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let dir = crate::fleet::process::package_dir().join("scenarios");
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&dir).expect("scenarios dir") {
             let path = entry.expect("entry").path();
