@@ -165,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    flotilla_core::telemetry::init(args.log_format);
+    let mut telemetry = flotilla_core::telemetry::init(args.log_format, "flotilla-controller");
     let _ = rustls::crypto::ring::default_provider().install_default();
     if args.lease_renew_seconds.is_nan() || args.lease_renew_seconds <= 0.0 {
         anyhow::bail!("--lease-renew-seconds must be positive");
@@ -204,6 +204,8 @@ async fn main() -> anyhow::Result<()> {
         ..ControllerConfig::default()
     };
     let control = client(&args, &cfg.user_agent()).await?;
-    flotilla_controller::run::run(cfg, control, flotilla_core::shutdown_signal()).await?;
+    let res = flotilla_controller::run::run(cfg, control, flotilla_core::shutdown_signal()).await;
+    telemetry.shutdown();
+    res?;
     Ok(())
 }

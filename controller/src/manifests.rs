@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::repo_pool::{PoolError, RepoPool};
 use crate::repos::RepoCreds;
@@ -403,9 +404,10 @@ impl ManifestClient {
                 let url = req.repo.as_ref().map(|r| r.url.clone()).unwrap_or_default();
                 let res = pool
                     .call(&url, |mut c| {
-                        let req = req.clone();
+                        let req = flotilla_core::telemetry::traced_request(req.clone());
                         async move { c.resolve_revision(req).await }
                     })
+                    .instrument(tracing::info_span!("repo_server.resolve_revision", repo = %url))
                     .await;
                 metrics.rpc_in_flight.dec();
                 let outcome = if res.is_ok() { "resolve" } else { "error" };
@@ -426,6 +428,24 @@ impl ManifestClient {
         out.value
     }
 
+    /// The cached manifests under (`base`, `app_key`): memory first, then the shared cache.
+    async fn lookup(&self, base: &str, app_key: &str) -> Option<Rendered> {
+        let started = Instant::now();
+        if let Some(hit) = self.memory.lookup(base, app_key) {
+            self.outcome("hit-memory", started);
+            return Some(hit);
+        }
+        let hit = self.shared.as_ref()?.get(base, app_key).await?;
+        let r = Rendered {
+            commit: hit.manifests.commit,
+            objects: Arc::new(hit.manifests.objects),
+            source_type: hit.manifests.source_type,
+        };
+        self.memory.store(base, app_key, &r, hit.app_specific);
+        self.outcome("hit-shared", started);
+        Some(r)
+    }
+
     /// The manifests of `src` at `commit`: from memory, the shared cache, or a repo-server.
     /// `bypass_cache` (a hard refresh) renders again and replaces the cached copies.
     pub async fn manifests(
@@ -439,23 +459,13 @@ impl ManifestClient {
     ) -> Result<Rendered, ManifestError> {
         let started = Instant::now();
         let (base, app_key) = cache_keys(commit, &src, app, namespace);
-        if !bypass_cache {
-            if let Some(hit) = self.memory.lookup(&base, &app_key) {
-                self.outcome("hit-memory", started);
-                return Ok(hit);
-            }
-            if let Some(shared) = &self.shared
-                && let Some(hit) = shared.get(&base, &app_key).await
-            {
-                let r = Rendered {
-                    commit: hit.manifests.commit,
-                    objects: Arc::new(hit.manifests.objects),
-                    source_type: hit.manifests.source_type,
-                };
-                self.memory.store(&base, &app_key, &r, hit.app_specific);
-                self.outcome("hit-shared", started);
-                return Ok(r);
-            }
+        if !bypass_cache
+            && let Some(hit) = self
+                .lookup(&base, &app_key)
+                .instrument(tracing::info_span!("cache_lookup"))
+                .await
+        {
+            return Ok(hit);
         }
         let rpc_started = Instant::now();
         self.metrics.rpc_in_flight.inc();
@@ -473,9 +483,10 @@ impl ManifestClient {
         let res = self
             .pool
             .call(&url, |mut c| {
-                let req = req.clone();
+                let req = flotilla_core::telemetry::traced_request(req.clone());
                 async move { c.generate_manifests(req).await }
             })
+            .instrument(tracing::info_span!("repo_server.generate_manifests", repo = %url))
             .await;
         self.metrics.rpc_in_flight.dec();
         let resp = match res {

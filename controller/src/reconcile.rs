@@ -11,6 +11,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::clusters::Cluster;
 use crate::context::{Context, DesiredMemo, Level, QueueEvents};
@@ -257,6 +258,7 @@ async fn normalize(
 
 /// Render every source of the app at its resolved revision (or reuse the last render at
 /// `Level::Compare`). `revision_override` renders a manual sync's revision instead.
+#[tracing::instrument(name = "refresh", skip_all, fields(level = level.as_str()))]
 async fn desired(
     ctx: &Context,
     app: &Application,
@@ -623,7 +625,8 @@ pub async fn reconcile(
             return Ok(Next::Backoff);
         }
     };
-    let mut cmp = compare(&objects, &cache.live_for(key), FIELD_MANAGER);
+    let mut cmp = tracing::info_span!("diff")
+        .in_scope(|| compare(&objects, &cache.live_for(key), FIELD_MANAGER));
     let mut conditions: Vec<(String, String)> = refusals
         .iter()
         .map(|m| (INVALID_SPEC_ERROR.to_string(), m.clone()))
@@ -714,7 +717,13 @@ pub async fn reconcile(
         let server = cluster.server.clone();
         let ctx2 = ctx.clone();
         let t0 = Instant::now();
-        let result = execute(&cache, &plan, &exec, &move || ctx2.permit(&server)).await;
+        let result = execute(&cache, &plan, &exec, &move || ctx2.permit(&server))
+            .instrument(tracing::info_span!(
+                "apply",
+                applies = plan.applies.len(),
+                prunes = plan.prunes.len()
+            ))
+            .await;
         if result.handed_over {
             // Not ours any more: record nothing and leave any operation in place; the new
             // owner compares again and runs the sync itself.

@@ -244,6 +244,7 @@ impl GitBackend {
 
     /// Fetch `repo`: a fetch of the same URL that began after this call is shared; one that
     /// began before is waited for, then fetched again.
+    #[tracing::instrument(name = "git_fetch", skip_all, fields(repo = %repo.url))]
     async fn fetch(&self, repo: &RepoRef) -> Result<(), RepoError> {
         let inner = self.inner.clone();
         let r = repo.clone();
@@ -368,6 +369,7 @@ impl GitBackend {
     /// Render `spec` from `tree` at `commit`: identical requests (same commit, same source,
     /// same app when the kind is app-specific) run once here, and, with a shared cache, once
     /// across replicas (the first takes a short lock; the others wait for its result).
+    #[tracing::instrument(name = "render", skip_all, fields(path = %spec.path, commit = %commit))]
     async fn render(
         &self,
         tree: Tree,

@@ -7,6 +7,7 @@ use std::time::Instant;
 use flotilla_proto::repo::v1 as pb;
 use pb::repo_server_server::RepoServer;
 use tonic::{Code, Request, Response, Status};
+use tracing::Instrument;
 
 use crate::RenderError;
 use crate::backend::{CacheKeys, GenerateRequest, ManifestBackend, RepoError, RepoRef};
@@ -182,7 +183,30 @@ impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
         &self,
         request: Request<pb::ResolveRevisionRequest>,
     ) -> Result<Response<pb::ResolveRevisionResponse>, Status> {
-        let req = request.into_inner();
+        let span = tracing::info_span!("repo_server.resolve_revision");
+        flotilla_core::telemetry::adopt_grpc_context(&span, request.metadata());
+        self.resolve_revision_traced(request.into_inner())
+            .instrument(span)
+            .await
+    }
+
+    async fn generate_manifests(
+        &self,
+        request: Request<pb::GenerateManifestsRequest>,
+    ) -> Result<Response<pb::GenerateManifestsResponse>, Status> {
+        let span = tracing::info_span!("repo_server.generate_manifests");
+        flotilla_core::telemetry::adopt_grpc_context(&span, request.metadata());
+        self.generate_manifests_traced(request.into_inner())
+            .instrument(span)
+            .await
+    }
+}
+
+impl<B: ManifestBackend> RepoGrpc<B> {
+    async fn resolve_revision_traced(
+        &self,
+        req: pb::ResolveRevisionRequest,
+    ) -> Result<Response<pb::ResolveRevisionResponse>, Status> {
         let repo = repo_ref(req.repo, "");
         let started = Instant::now();
         let res = self
@@ -206,11 +230,10 @@ impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
         }
     }
 
-    async fn generate_manifests(
+    async fn generate_manifests_traced(
         &self,
-        request: Request<pb::GenerateManifestsRequest>,
+        req: pb::GenerateManifestsRequest,
     ) -> Result<Response<pb::GenerateManifestsResponse>, Status> {
-        let req = request.into_inner();
         let Some(src) = req.source else {
             self.count("GenerateManifests", Code::InvalidArgument);
             return Err(status(&RepoError::Invalid("source is required".into())));

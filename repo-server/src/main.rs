@@ -71,7 +71,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    flotilla_core::telemetry::init(args.log_format);
+    let mut telemetry = flotilla_core::telemetry::init(args.log_format, "flotilla-repo-server");
     let cfg = flotilla_repo_server::Config {
         listen: args.listen,
         metrics_listen: args.metrics_listen,
@@ -90,6 +90,8 @@ async fn main() -> anyhow::Result<()> {
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| format!("repo-server-{}", std::process::id())),
     };
-    flotilla_repo_server::run(cfg, flotilla_core::shutdown_signal()).await?;
+    let res = flotilla_repo_server::run(cfg, flotilla_core::shutdown_signal()).await;
+    telemetry.shutdown();
+    res?;
     Ok(())
 }

@@ -55,6 +55,8 @@ pub struct FleetConfig {
     /// Run kubesim as its own `kubesim` process instead of inside this one (load tests, to
     /// measure its CPU and memory apart from the harness).
     pub kubesim_process: bool,
+    /// Environment for every controller and repo-server (e.g. `OTEL_*`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for FleetConfig {
@@ -75,6 +77,7 @@ impl Default for FleetConfig {
             webhook_github_secret: None,
             repo_server_args: Vec::new(),
             kubesim_process: false,
+            env: Vec::new(),
         }
     }
 }
@@ -364,6 +367,14 @@ pub async fn apply_yaml(client: &Client, yaml: &str, manager: &str) -> Result<Ve
 }
 
 impl Fleet {
+    fn product_env(&self) -> Vec<(&str, &str)> {
+        self.cfg
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
     /// Start kubesim, Git, the repo-server and (unless asked not to) the controller, with the
     /// Argo CD CRDs installed.
     pub async fn start(cfg: FleetConfig) -> Result<Self> {
@@ -464,7 +475,7 @@ impl Fleet {
             &process::binary("flotilla-repo-server")?,
             &args,
             self.dir.path().join(format!("{name}.log")),
-            &[],
+            &self.product_env(),
         )?;
         let addrs =
             process::wait_address_file(&mut proc, &addr_file, Duration::from_secs(30)).await?;
@@ -545,7 +556,7 @@ impl Fleet {
             &process::binary("flotilla-controller")?,
             &args,
             self.dir.path().join(format!("{identity}.log")),
-            &[],
+            &self.product_env(),
         )?;
         let addrs =
             process::wait_address_file(&mut proc, &addr_file, Duration::from_secs(30)).await?;

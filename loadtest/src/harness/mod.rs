@@ -314,6 +314,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
         webhook_github_secret: Some(WEBHOOK_SECRET.into()),
         repo_server_args: s.repo_server_args.clone(),
         kubesim_process: true,
+        env: Vec::new(),
     })
     .await?;
     *live.targets.lock() = targets(&fleet);
