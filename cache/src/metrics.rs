@@ -41,6 +41,19 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
+/// `flotilla_redis_request_total`'s labels (Argo CD's `argocd_redis_request_total`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RedisRequestLabels {
+    /// The process asking: `controller` or `repo-server`.
+    pub initiator: &'static str,
+    pub failed: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InitiatorLabels {
+    pub initiator: &'static str,
+}
+
 /// Handles to the cache metrics (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct CacheMetrics {
@@ -48,6 +61,10 @@ pub struct CacheMetrics {
     pub seconds: Family<OpLabels, Histogram, fn() -> Histogram>,
     pub degraded: Family<StoreLabels, Gauge>,
     pub lookups: Family<LookupLabels, Counter>,
+    pub redis_requests: Family<RedisRequestLabels, Counter>,
+    pub redis_seconds: Family<InitiatorLabels, Histogram, fn() -> Histogram>,
+    /// Which process these metrics belong to (`initiator` label of the Redis series).
+    pub initiator: &'static str,
 }
 
 impl Default for CacheMetrics {
@@ -57,13 +74,34 @@ impl Default for CacheMetrics {
             seconds: Family::new_with_constructor(latency),
             degraded: Family::default(),
             lookups: Family::default(),
+            redis_requests: Family::default(),
+            redis_seconds: Family::new_with_constructor(latency),
+            initiator: "flotilla",
         }
     }
 }
 
 impl CacheMetrics {
+    /// Register the metrics of a process named `initiator` (`controller`, `repo-server`).
+    pub fn register_for(registry: &mut Registry, initiator: &'static str) -> Self {
+        Self {
+            initiator,
+            ..Self::register(registry)
+        }
+    }
+
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
+        registry.register(
+            "flotilla_redis_request",
+            "Redis requests, by initiator and whether they failed",
+            m.redis_requests.clone(),
+        );
+        registry.register(
+            "flotilla_redis_request_duration_seconds",
+            "Redis request durations, by initiator",
+            m.redis_seconds.clone(),
+        );
         let r = registry.sub_registry_with_prefix("flotilla_cache");
         r.register(
             "requests",
@@ -91,6 +129,20 @@ impl CacheMetrics {
     pub fn request(&self, store: &'static str, op: &'static str, result: &'static str) {
         self.requests
             .get_or_create(&RequestLabels { store, op, result })
+            .inc();
+    }
+
+    /// One Redis command: its latency and whether it failed.
+    pub fn redis_request(&self, seconds: f64, failed: bool) {
+        let initiator = self.initiator;
+        self.redis_seconds
+            .get_or_create(&InitiatorLabels { initiator })
+            .observe(seconds);
+        self.redis_requests
+            .get_or_create(&RedisRequestLabels {
+                initiator,
+                failed: if failed { "true" } else { "false" },
+            })
             .inc();
     }
 

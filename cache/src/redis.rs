@@ -145,6 +145,8 @@ impl RedisStore {
             .seconds
             .get_or_create(&OpLabels { store: STORE, op })
             .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .redis_request(started.elapsed().as_secs_f64(), !matches!(res, Ok(Ok(_))));
         match res {
             Ok(Ok(v)) => {
                 self.succeeded();

@@ -15,7 +15,7 @@ use crate::config::ControllerConfig;
 use crate::live::metrics::CacheMetrics;
 use crate::live::{CacheEvents, ClusterCache};
 use crate::manifests::ManifestClient;
-use crate::metrics::{AppLabels, ControllerMetrics};
+use crate::metrics::{AppInfoLabels, AppLabels, ControllerMetrics};
 use crate::queue::WorkQueue;
 use crate::repos::RepoCredsIndex;
 use crate::tracking::AppKey;
@@ -56,8 +56,8 @@ pub struct DesiredMemo {
 pub struct AppMemo {
     pub desired: Option<DesiredMemo>,
     pub failures: u32,
-    /// (sync, health) last reported, for the `flotilla_apps` gauge.
-    pub reported: Option<(String, String)>,
+    /// What was last reported, for the `flotilla_apps` and `flotilla_app_info` gauges.
+    pub reported: Option<AppInfoLabels>,
     /// When this replica saw the latest refresh request (annotation) for the app: a resolve
     /// that began after it sees every push made before the request.
     pub refresh_requested: Option<std::time::Instant>,
@@ -131,7 +131,13 @@ impl Caches {
             {
                 cfg.headers.push((http::header::USER_AGENT, ua));
             }
-            Client::try_from(cfg).map_err(|e| format!("client for {}: {e}", cluster.server))?
+            kube::client::ClientBuilder::try_from(cfg)
+                .map_err(|e| format!("client for {}: {e}", cluster.server))?
+                .with_layer(&crate::live::requests::CountRequests {
+                    server: cluster.server.as_str().into(),
+                    counter: metrics.k8s_requests.clone(),
+                })
+                .build()
         };
         let cache = ClusterCache::new(
             cluster.name.clone(),
@@ -246,44 +252,47 @@ impl Context {
     pub fn forget(&self, key: &AppKey) {
         self.queue.forget(key);
         let old = self.memo.lock().ok().and_then(|mut m| m.remove(key));
-        if let Some((sync, health)) = old.and_then(|m| m.reported) {
-            self.metrics
-                .apps
-                .get_or_create(&AppLabels {
-                    sync_status: sync,
-                    health_status: health,
-                })
-                .dec();
+        if let Some(info) = old.and_then(|m| m.reported) {
+            self.unreport(&info);
         }
     }
 
-    /// Record the (sync, health) an app is reported with, moving it between gauge buckets.
-    pub fn report(&self, key: &AppKey, sync: &str, health: &str) {
-        let new = (sync.to_string(), health.to_string());
+    fn unreport(&self, info: &AppInfoLabels) {
+        self.metrics
+            .apps
+            .get_or_create(&AppLabels {
+                sync_status: info.sync_status.clone(),
+                health_status: info.health_status.clone(),
+            })
+            .dec();
+        self.metrics.app_info.remove(info);
+    }
+
+    /// Record how an app is reported (sync, health, destination), moving it between the
+    /// `flotilla_apps` buckets and replacing its `flotilla_app_info` series.
+    pub fn report(&self, key: &AppKey, info: AppInfoLabels) {
         let mut old = None;
+        let mut changed = false;
         self.update_memo(key, |m| {
-            if m.reported.as_ref() != Some(&new) {
-                old = Some(m.reported.replace(new.clone()));
+            if m.reported.as_ref() != Some(&info) {
+                old = m.reported.replace(info.clone());
+                changed = true;
             }
         });
-        if let Some(prev) = old {
-            if let Some((s, h)) = prev {
-                self.metrics
-                    .apps
-                    .get_or_create(&AppLabels {
-                        sync_status: s,
-                        health_status: h,
-                    })
-                    .dec();
-            }
-            self.metrics
-                .apps
-                .get_or_create(&AppLabels {
-                    sync_status: new.0,
-                    health_status: new.1,
-                })
-                .inc();
+        if !changed {
+            return;
         }
+        if let Some(prev) = old {
+            self.unreport(&prev);
+        }
+        self.metrics
+            .apps
+            .get_or_create(&AppLabels {
+                sync_status: info.sync_status.clone(),
+                health_status: info.health_status.clone(),
+            })
+            .inc();
+        self.metrics.app_info.get_or_create(&info).set(1);
     }
 
     /// Apps by destination cluster server (apps whose destination is unknown left out).

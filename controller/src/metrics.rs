@@ -1,6 +1,7 @@
 //! The controller's own metrics: reconciles by level and result, their duration, syncs by
 //! phase and trigger, status writes, applications counted by sync and health status, and
-//! what this replica owns (clusters, applications).
+//! what this replica owns (clusters, applications); plus the Argo CD-shaped series
+//! (`flotilla_app_info`, `flotilla_app_reconcile`, `flotilla_app_sync_total`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -27,6 +28,39 @@ pub struct AppLabels {
     pub health_status: String,
 }
 
+/// `flotilla_app_info`'s labels, as Argo CD's `argocd_app_info` has them.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppInfoLabels {
+    pub namespace: String,
+    pub name: String,
+    pub project: String,
+    pub dest_server: String,
+    pub dest_namespace: String,
+    pub sync_status: String,
+    pub health_status: String,
+}
+
+/// `flotilla_app_sync_total`'s labels (Argo CD's `argocd_app_sync_total`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppSyncLabels {
+    pub namespace: String,
+    pub name: String,
+    pub project: String,
+    pub dest_server: String,
+    pub phase: &'static str,
+}
+
+/// `flotilla_app_reconcile`'s labels (Argo CD's `argocd_app_reconcile`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppReconcileLabels {
+    pub namespace: String,
+}
+
+fn reconcile_histogram() -> Histogram {
+    // Argo CD's buckets for argocd_app_reconcile.
+    Histogram::new([0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0])
+}
+
 /// Every controller metric outside the queue, caches and repo client.
 #[derive(Clone)]
 pub struct ControllerMetrics {
@@ -38,6 +72,9 @@ pub struct ControllerMetrics {
     pub clusters: Gauge,
     pub owned_clusters: Gauge,
     pub owned_apps: Gauge,
+    pub app_info: Family<AppInfoLabels, Gauge>,
+    pub app_sync: Family<AppSyncLabels, Counter>,
+    pub app_reconcile: Family<AppReconcileLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for ControllerMetrics {
@@ -51,6 +88,9 @@ impl Default for ControllerMetrics {
             clusters: Gauge::default(),
             owned_clusters: Gauge::default(),
             owned_apps: Gauge::default(),
+            app_info: Family::default(),
+            app_sync: Family::default(),
+            app_reconcile: Family::new_with_constructor(reconcile_histogram),
         }
     }
 }
@@ -97,6 +137,21 @@ impl ControllerMetrics {
             "flotilla_owned_applications",
             "Applications whose destination cluster this replica owns",
             m.owned_apps.clone(),
+        );
+        registry.register(
+            "flotilla_app_info",
+            "Information about each application this replica reconciles (1 per app), with its sync and health status",
+            m.app_info.clone(),
+        );
+        registry.register(
+            "flotilla_app_sync",
+            "Sync operations per application, by final phase",
+            m.app_sync.clone(),
+        );
+        registry.register(
+            "flotilla_app_reconcile",
+            "Application reconciliation performance in seconds",
+            m.app_reconcile.clone(),
         );
         m
     }

@@ -1,10 +1,11 @@
 //! The reconcile work queue: a key is queued at most once (its refresh level is the highest
 //! asked), is never processed by two workers at once (re-adds while processing run after),
-//! and can be scheduled for later (periodic refresh, backoff). Exports depth and wait metrics.
+//! and can be scheduled for later (periodic refresh, backoff). Exports depth, wait and the age
+//! of the oldest waiting key (computed at scrape time, so a stuck queue shows it).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -22,6 +23,47 @@ pub struct QueueMetrics {
     pub processing: Gauge,
     pub adds: Counter,
     pub wait_seconds: Histogram,
+    /// When the oldest key now waiting for a worker was queued.
+    pub oldest: OldestAge,
+}
+
+/// `flotilla_queue_oldest_seconds`: how long the key at the head of the queue has waited.
+#[derive(Clone, Debug, Default)]
+pub struct OldestAge(Arc<Mutex<Option<Instant>>>);
+
+impl OldestAge {
+    fn set(&self, since: Option<Instant>) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = since;
+        }
+    }
+
+    /// Seconds the oldest waiting key has waited (0 when none waits).
+    pub fn seconds(&self) -> f64 {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|g| *g)
+            .map(|t| t.elapsed().as_secs_f64())
+            .unwrap_or(0.0)
+    }
+}
+
+impl prometheus_client::collector::Collector for OldestAge {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let g = prometheus_client::metrics::gauge::ConstGauge::new(self.seconds());
+        let m = encoder.encode_descriptor(
+            "flotilla_queue_oldest_seconds",
+            "How long the application at the head of the reconcile queue has waited",
+            None,
+            g.metric_type(),
+        )?;
+        g.encode(m)
+    }
 }
 
 impl Default for QueueMetrics {
@@ -32,6 +74,7 @@ impl Default for QueueMetrics {
             processing: Gauge::default(),
             adds: Counter::default(),
             wait_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            oldest: OldestAge::default(),
         }
     }
 }
@@ -64,6 +107,7 @@ impl QueueMetrics {
             "Time from queueing to a worker taking the application",
             m.wait_seconds.clone(),
         );
+        registry.register_collector(Box::new(m.oldest.clone()));
         m
     }
 }
@@ -119,6 +163,12 @@ where
         self.metrics.depth.set(g.ready.len() as i64);
         self.metrics.scheduled.set(g.delayed.len() as i64);
         self.metrics.processing.set(g.processing.len() as i64);
+        let head = g
+            .ready
+            .front()
+            .and_then(|k| g.queued.get(k))
+            .map(|(_, t)| *t);
+        self.metrics.oldest.set(head);
         r
     }
 
@@ -277,6 +327,27 @@ mod tests {
         assert_eq!(q.pop().await, Some(("a", 2)));
         assert_eq!(q.pop().await, Some(("b", 0)));
         assert!(q.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_oldest_waiting_key_ages_until_a_worker_takes_it() {
+        let q = mk_queue();
+        let mut registry = Registry::default();
+        let m = QueueMetrics::register(&mut registry);
+        let q2: WorkQueue<&'static str, u8> = WorkQueue::new(m.clone());
+        assert_eq!(q.metrics.oldest.seconds(), 0.0);
+        q2.add("a", 0);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        q2.add("b", 0);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(m.oldest.seconds(), 7.0, "measured at read time");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        assert!(text.contains("flotilla_queue_oldest_seconds 7"), "{text}");
+        assert_eq!(q2.pop().await, Some(("a", 0)));
+        assert_eq!(m.oldest.seconds(), 2.0, "b is the head now");
+        assert_eq!(q2.pop().await, Some(("b", 0)));
+        assert_eq!(m.oldest.seconds(), 0.0);
     }
 
     #[tokio::test]

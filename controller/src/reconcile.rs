@@ -17,7 +17,9 @@ use crate::clusters::Cluster;
 use crate::context::{Context, DesiredMemo, Level, QueueEvents};
 use crate::live::{CacheError, ClusterCache};
 use crate::manifests::{ManifestError, wire_repo, wire_source};
-use crate::metrics::{ReconcileLabels, SyncLabels};
+use crate::metrics::{
+    AppInfoLabels, AppReconcileLabels, AppSyncLabels, ReconcileLabels, SyncLabels,
+};
 use crate::operation::{
     AutoSync, InitiatedBy, Operation, OperationState, Phase, SyncOperation, SyncResult,
     decide_auto_sync,
@@ -102,6 +104,24 @@ fn fingerprint(app: &Application) -> String {
 }
 
 /// The destination namespace (Argo CD leaves unnamespaced objects to the destination's).
+fn project_name(app: &Application) -> &str {
+    if app.spec.project.is_empty() {
+        "default"
+    } else {
+        &app.spec.project
+    }
+}
+
+/// The destination as the app names it: its server URL, else its cluster name.
+fn dest_server(app: &Application) -> &str {
+    let d = &app.spec.destination;
+    d.server
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .or(d.name.as_deref())
+        .unwrap_or_default()
+}
+
 fn dest_namespace(app: &Application) -> String {
     app.spec
         .destination
@@ -353,7 +373,18 @@ impl Writer<'_> {
         let prev = self.app.status.as_ref();
         let st = status::build(prev, outcome, jiff::Timestamp::now());
         if let (Some(s), Some(h)) = (&st.sync, &st.health) {
-            self.ctx.report(self.key, &s.status, &h.status);
+            self.ctx.report(
+                self.key,
+                AppInfoLabels {
+                    namespace: self.key.namespace.clone(),
+                    name: self.key.name.clone(),
+                    project: project_name(self.app).to_string(),
+                    dest_server: dest_server(self.app).to_string(),
+                    dest_namespace: dest_namespace(self.app),
+                    sync_status: s.status.clone(),
+                    health_status: h.status.clone(),
+                },
+            );
         }
         if !status::changed(prev, &st) {
             return Ok(());
@@ -506,12 +537,7 @@ pub async fn reconcile(
     };
 
     // 1. The spec against the registry and its project.
-    let project_name = if app.spec.project.is_empty() {
-        "default".to_string()
-    } else {
-        app.spec.project.clone()
-    };
-    let project = ctx.project(&key.namespace, &project_name);
+    let project = ctx.project(&key.namespace, project_name(&app));
     let invalid = validate(&app, project.as_ref().map(|p| &p.spec), cluster.as_ref());
     let (Some(project), Some(cluster), true) = (project, cluster, invalid.is_empty()) else {
         tracing::warn!(app = %key, errors = ?invalid, "invalid application");
@@ -595,7 +621,7 @@ pub async fn reconcile(
         let normalized = normalize(
             &cache,
             &project.spec,
-            &project_name,
+            project_name(&app),
             &cluster,
             key,
             &dest_ns,
@@ -733,16 +759,27 @@ pub async fn reconcile(
         let automated = op.initiated_by.automated;
         tracing::info!(app = %key, %revision, phase = ?result.phase, applied = plan.applies.len(),
             pruned = plan.prunes.len(), automated, ms = t0.elapsed().as_millis() as u64, "sync finished");
+        let phase = match result.phase {
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Error => "Error",
+            Phase::Running => "Running",
+        };
         ctx.metrics
             .syncs
             .get_or_create(&SyncLabels {
-                phase: match result.phase {
-                    Phase::Succeeded => "Succeeded",
-                    Phase::Failed => "Failed",
-                    Phase::Error => "Error",
-                    Phase::Running => "Running",
-                },
+                phase,
                 trigger: if automated { "automated" } else { "manual" },
+            })
+            .inc();
+        ctx.metrics
+            .app_sync
+            .get_or_create(&AppSyncLabels {
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                project: project_name(&app).to_string(),
+                dest_server: dest_server(&app).to_string(),
+                phase,
             })
             .inc();
         if result.phase == Phase::Succeeded && !sync_op.dry_run {
@@ -927,6 +964,12 @@ pub fn schedule(
         return None;
     }
     ctx.metrics.reconcile_seconds.observe(took.as_secs_f64());
+    ctx.metrics
+        .app_reconcile
+        .get_or_create(&AppReconcileLabels {
+            namespace: key.namespace.clone(),
+        })
+        .observe(took.as_secs_f64());
     let result = match res {
         Ok(Next::Backoff) | Err(_) => "error",
         Ok(_) => "ok",

@@ -200,7 +200,8 @@ pub async fn run(
     let manifest_metrics = ManifestMetrics::register(&mut metrics_registry);
     let pool_metrics = PoolMetrics::register(&mut metrics_registry);
     let webhook_metrics = WebhookMetrics::register(&mut metrics_registry);
-    let cache_metrics_shared = flotilla_cache::CacheMetrics::register(&mut metrics_registry);
+    let cache_metrics_shared =
+        flotilla_cache::CacheMetrics::register_for(&mut metrics_registry, "controller");
     ensure_default_project(&control, &cfg.namespace).await?;
     let status_subresource = has_status_subresource(&control).await;
 

@@ -272,6 +272,16 @@ impl GitBackend {
                     .get_or_create(&labels)
                     .observe(secs);
                 inner.metrics.fetches.get_or_create(&labels).inc();
+                let git = crate::metrics::GitRequestLabels {
+                    repo: url.clone(),
+                    request_type: "fetch",
+                };
+                inner.metrics.git_requests.get_or_create(&git).inc();
+                inner
+                    .metrics
+                    .git_request_seconds
+                    .get_or_create(&git)
+                    .observe(secs);
                 match &res {
                     Ok(()) => tracing::info!(repo = %url, seconds = secs, "fetched"),
                     Err(e) => tracing::warn!(repo = %url, error = %e, "fetch failed"),

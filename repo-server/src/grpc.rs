@@ -185,9 +185,9 @@ impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
     ) -> Result<Response<pb::ResolveRevisionResponse>, Status> {
         let span = tracing::info_span!("repo_server.resolve_revision");
         flotilla_core::telemetry::adopt_grpc_context(&span, request.metadata());
-        self.resolve_revision_traced(request.into_inner())
-            .instrument(span)
-            .await
+        let req = request.into_inner();
+        let _pending = self.pending(req.repo.as_ref().map(|r| r.url.as_str()));
+        self.resolve_revision_traced(req).instrument(span).await
     }
 
     async fn generate_manifests(
@@ -196,13 +196,40 @@ impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
     ) -> Result<Response<pb::GenerateManifestsResponse>, Status> {
         let span = tracing::info_span!("repo_server.generate_manifests");
         flotilla_core::telemetry::adopt_grpc_context(&span, request.metadata());
-        self.generate_manifests_traced(request.into_inner())
-            .instrument(span)
-            .await
+        let req = request.into_inner();
+        let url = req
+            .repo
+            .as_ref()
+            .map(|r| r.url.as_str())
+            .filter(|u| !u.is_empty())
+            .or(req.source.as_ref().map(|s| s.repo_url.as_str()));
+        let _pending = self.pending(url);
+        self.generate_manifests_traced(req).instrument(span).await
+    }
+}
+
+/// Counts a request in `flotilla_repo_pending_request_total` while it is alive.
+struct Pending(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
 impl<B: ManifestBackend> RepoGrpc<B> {
+    fn pending(&self, repo: Option<&str>) -> Pending {
+        let g = self
+            .metrics
+            .pending
+            .get_or_create(&crate::metrics::RepoLabels {
+                repo: repo.unwrap_or_default().to_string(),
+            })
+            .clone();
+        g.inc();
+        Pending(g)
+    }
+
     async fn resolve_revision_traced(
         &self,
         req: pb::ResolveRevisionRequest,

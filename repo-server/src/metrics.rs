@@ -1,5 +1,6 @@
 //! The repo-server's Prometheus metrics: Git fetch and render durations, requests by method and
-//! outcome, in-flight deduplication, and the render queue (waiting and running).
+//! outcome, in-flight deduplication, and the render queue (waiting and running); Argo CD's
+//! `git_request_total`/`git_request_duration_seconds`/`repo_pending_request_total` shapes.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -30,6 +31,18 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+/// Argo CD's `argocd_git_request_*` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GitRequestLabels {
+    pub repo: String,
+    pub request_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RepoLabels {
+    pub repo: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn seconds() -> Histogram {
@@ -49,6 +62,9 @@ pub struct RepoMetrics {
     pub exports: Counter,
     pub renders_running: Gauge,
     pub renders_waiting: Gauge,
+    pub git_requests: Family<GitRequestLabels, Counter>,
+    pub git_request_seconds: Histograms<GitRequestLabels>,
+    pub pending: Family<RepoLabels, Gauge>,
 }
 
 impl Default for RepoMetrics {
@@ -63,6 +79,9 @@ impl Default for RepoMetrics {
             exports: Counter::default(),
             renders_running: Gauge::default(),
             renders_waiting: Gauge::default(),
+            git_requests: Family::default(),
+            git_request_seconds: Family::new_with_constructor(seconds),
+            pending: Family::default(),
         }
     }
 }
@@ -115,6 +134,21 @@ impl RepoMetrics {
             "flotilla_repo_renders_waiting",
             "Renders queued for a free slot",
             m.renders_waiting.clone(),
+        );
+        registry.register(
+            "flotilla_git_request",
+            "Git requests (fetch), by repository",
+            m.git_requests.clone(),
+        );
+        registry.register(
+            "flotilla_git_request_duration_seconds",
+            "Git request durations, by repository",
+            m.git_request_seconds.clone(),
+        );
+        registry.register(
+            "flotilla_repo_pending_request_total",
+            "Requests being served per repository (resolving, fetching, waiting for or running a render)",
+            m.pending.clone(),
         );
         m
     }

@@ -1,5 +1,6 @@
 //! Metrics of the cluster caches: objects held, watch events and errors, and which clusters
-//! are unreachable, labelled by cluster name.
+//! are unreachable, labelled by cluster name; Kubernetes API requests by server, verb,
+//! resource and response code (Argo CD's `argocd_app_k8s_request_total`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,6 +13,15 @@ pub struct ClusterLabels {
     pub cluster: String,
 }
 
+/// `flotilla_app_k8s_request_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct K8sRequestLabels {
+    pub server: String,
+    pub verb: &'static str,
+    pub resource: String,
+    pub response_code: String,
+}
+
 /// Every cache metric.
 #[derive(Clone, Default)]
 pub struct CacheMetrics {
@@ -20,6 +30,7 @@ pub struct CacheMetrics {
     pub watch_events: Family<ClusterLabels, Counter>,
     pub watch_errors: Family<ClusterLabels, Counter>,
     pub unreachable: Family<ClusterLabels, Gauge>,
+    pub k8s_requests: Family<K8sRequestLabels, Counter>,
 }
 
 impl CacheMetrics {
@@ -49,6 +60,11 @@ impl CacheMetrics {
             "flotilla_cluster_unreachable",
             "1 while the cluster cannot be reached",
             m.unreachable.clone(),
+        );
+        registry.register(
+            "flotilla_app_k8s_request",
+            "Requests to destination clusters' API servers, by server, verb, resource and response code",
+            m.k8s_requests.clone(),
         );
         m
     }

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod metrics;
+pub mod requests;
 pub mod store;
 
 pub use cache::{ApiInfo, CacheError, CacheEvents, ClusterCache};
