@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
-"""A minimal `helm` for machines without the binary: `helm template` and `helm version`,
-rendered by Helm v4's own engine through PyPI's helm-python-sdk (no network, no cluster).
+"""A minimal `helm` for machines without the binary: `helm template`, `helm lint` and
+`helm version`, run by Helm v4's own engine through PyPI's helm-python-sdk (no network, no
+cluster).
+
+`helm lint CHART [--values FILE]... [--set K=V]... [--strict] [--namespace NS]` prints each
+finding as `[SEVERITY] path: message` and exits 1 when the chart has errors (or warnings
+with --strict), like helm's.
 
 Supports what flotilla-repo-server passes: template NAME CHART [--namespace NS]
 [--values FILE]... [--set K=V]... [--set-string K=V]... [--set-file K=PATH]...
@@ -69,9 +74,10 @@ def merge(dst, src):
     return dst
 
 
-def template(args):
+def parse_args(args, extra_flags=()):
+    """positional args, merged values, namespace, and the set of boolean flags seen."""
     positional, values = [], {}
-    namespace, include_crds = "default", False
+    namespace, flags = "default", set()
     it = iter(args)
     for a in it:
         if a in ("--namespace", "-n"):
@@ -99,14 +105,44 @@ def template(args):
                 except OSError as e:
                     die(f"open {v}: {e.strerror}")
             set_path(values, k, v)
-        elif a == "--include-crds":
-            include_crds = True
-        elif a == "--skip-crds":
-            include_crds = False
+        elif a in extra_flags:
+            flags.add(a)
         elif a.startswith("-"):
             die(f"unknown flag: {a}")
         else:
             positional.append(a)
+    return positional, values, namespace, flags
+
+
+def lint(args):
+    from helm_python.chart import lint as helm_lint
+
+    positional, values, namespace, flags = parse_args(args, ("--strict", "--quiet"))
+    if len(positional) != 1:
+        die("lint needs CHART")
+    strict = "--strict" in flags
+    try:
+        report = helm_lint(positional[0], values, strict=strict, namespace=namespace)
+    except Exception as e:
+        die(str(e))
+    names = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
+    failed = bool(report.get("errors"))
+    for m in report.get("messages", []):
+        sev = m.get("severity", 0)
+        if sev >= 3 or (strict and sev >= 2):
+            failed = True
+        print(f"[{names.get(sev, sev)}] {m.get('path', '')}: {m.get('error', '')}")
+    for e in report.get("errors", []):
+        print(f"[ERROR] {e}")
+    linted = report.get("total_charts_linted", 0)
+    print(f"{linted} chart(s) linted, {'1 chart(s) failed' if failed else '0 chart(s) failed'}")
+    sys.exit(1 if failed else 0)
+
+
+def template(args):
+    positional, values, namespace, flags = parse_args(
+        args, ("--include-crds", "--skip-crds"))
+    include_crds = "--include-crds" in flags
     if len(positional) != 2:
         die("template needs NAME and CHART")
     name, chart_dir = positional
@@ -144,7 +180,10 @@ def main():
     if args[0] == "template":
         template(args[1:])
         return
-    die(f"unsupported command {args[0]!r} (this shim only renders: helm template)")
+    if args[0] == "lint":
+        lint(args[1:])
+        return
+    die(f"unsupported command {args[0]!r} (this shim supports: helm template, helm lint, helm version)")
 
 
 if __name__ == "__main__":

@@ -607,6 +607,20 @@ impl WebhookMetrics {
             "Applications asked to refresh by a webhook",
             m.refreshes.clone(),
         );
+        // Every provider's series exists from the start (rate() and dashboards need it).
+        use crate::webhook::Provider;
+        for p in [
+            Provider::GitHub,
+            Provider::GitLab,
+            Provider::Bitbucket,
+            Provider::BitbucketServer,
+            Provider::Gitea,
+        ] {
+            let _ = m.requests.get_or_create(&WebhookLabels {
+                provider: p.as_str(),
+                result: "refreshed",
+            });
+        }
         m
     }
 }

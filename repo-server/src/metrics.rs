@@ -120,6 +120,15 @@ impl RepoMetrics {
             "Requests that joined an identical computation already in flight (fetch, export, render)",
             m.dedup_joins.clone(),
         );
+        for kind in [
+            "fetch",
+            "export",
+            "recent",
+            "render",
+            "render-across-replicas",
+        ] {
+            let _ = m.dedup_joins.get_or_create(&KindLabels { kind });
+        }
         registry.register(
             "flotilla_repo_exports",
             "Commits written out of the Git cache for rendering",

@@ -106,6 +106,11 @@ impl ClusterCache {
         events: Arc<dyn CacheEvents>,
         metrics: CacheMetrics,
     ) -> Arc<Self> {
+        // Known clusters start as reachable (0), so the series exists before any failure.
+        metrics
+            .unreachable
+            .get_or_create(&CacheMetrics::labels(&name))
+            .set(0);
         Arc::new(Self {
             name,
             server,
