@@ -13,7 +13,11 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 /// Flotilla's application controller: reconciles Argo CD Applications (argoproj.io/v1alpha1)
 /// against their destination clusters, with manifests rendered by flotilla-repo-server.
 #[derive(Debug, Parser)]
-#[command(name = "flotilla-controller", version)]
+#[command(
+    name = "flotilla-controller",
+    version,
+    after_help = "Environment: RUST_LOG sets the log filter (default info). Traces are exported over OTLP/gRPC when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_TRACES_EXPORTER=otlp) is set; OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS and OTEL_BSP_* are honoured; OTEL_SDK_DISABLED=true turns them off. SIGTERM: stop taking work, finish in-flight work, release what this process holds, exit."
+)]
 struct Args {
     /// Kubeconfig of the control plane (default: in-cluster config, then ~/.kube/config).
     #[arg(long, env = "FLOTILLA_KUBECONFIG")]

@@ -559,6 +559,7 @@ pub async fn run(
     tasks.push(tokio::spawn(follow_ownership(ctx.clone(), keys_dirty)));
 
     shutdown.await;
+    ready.set(false);
     // Stop taking work; writes in flight finish (their permits hold the hand-over back), then
     // every cluster is released and the Lease deleted so successors take over at once.
     ctx.queue.shutdown();

@@ -146,10 +146,15 @@ pub async fn run(
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), {
+            // Not ready from the first moment of shutdown: endpoints drain while
+            // in-flight renders finish.
+            let ready = ready.clone();
+            async move {
+                shutdown.await;
+                ready.set(false);
+            }
+        })
         .await?;
     Ok(())
 }

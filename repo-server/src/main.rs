@@ -11,7 +11,11 @@ use flotilla_core::telemetry::LogFormat;
 /// renders manifests (directory with Jsonnet, Kustomize, Helm, plugins) for the controllers,
 /// over gRPC (flotilla.repo.v1), writing them to the shared cache.
 #[derive(Debug, Parser)]
-#[command(name = "flotilla-repo-server", version)]
+#[command(
+    name = "flotilla-repo-server",
+    version,
+    after_help = "Environment: RUST_LOG sets the log filter (default info). Traces are exported over OTLP/gRPC when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_TRACES_EXPORTER=otlp) is set; OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS and OTEL_BSP_* are honoured; OTEL_SDK_DISABLED=true turns them off. SIGTERM: stop taking work, finish in-flight work, release what this process holds, exit."
+)]
 struct Args {
     /// gRPC listen address.
     #[arg(long, default_value = "0.0.0.0:8081", env = "FLOTILLA_REPO_LISTEN")]
@@ -53,8 +57,8 @@ struct Args {
     /// Hours rendered manifests stay in the shared cache.
     #[arg(long, default_value_t = 24, env = "FLOTILLA_CACHE_TTL_HOURS")]
     cache_ttl_hours: u64,
-    /// The helm binary for Helm sources (default: FLOTILLA_HELM, then helm on PATH).
-    #[arg(long)]
+    /// The helm binary for Helm sources (default: helm on PATH).
+    #[arg(long, env = "FLOTILLA_HELM")]
     helm: Option<PathBuf>,
     /// A config-management plugin, NAME=COMMAND (repeatable; the command runs with sh -c in
     /// the source directory and prints manifests).
