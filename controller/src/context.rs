@@ -213,6 +213,20 @@ impl Context {
         Some(freshest(stored, self.memo(key).written))
     }
 
+    /// The watch delivered `app`: once it is as new as our last write, drop that second copy.
+    pub fn caught_up(&self, key: &AppKey, app: &Application) {
+        let Ok(mut memo) = self.memo.lock() else {
+            return;
+        };
+        if let Some(m) = memo.get_mut(key)
+            && m.written.as_ref().is_some_and(|w| {
+                w.metadata.uid != app.metadata.uid || resource_version(w) <= resource_version(app)
+            })
+        {
+            m.written = None;
+        }
+    }
+
     pub fn project(&self, namespace: &str, name: &str) -> Option<Arc<AppProject>> {
         self.projects.get(&ObjectRef::new(name).within(namespace))
     }

@@ -297,7 +297,7 @@ async fn desired(
     let creds = ctx.repo_creds.borrow().clone();
     let ns = dest_namespace(app);
     let mut revisions = Vec::new();
-    let mut objects = Vec::new();
+    let mut parts: Vec<Arc<Vec<Value>>> = Vec::new();
     let mut source_type = String::new();
     for src in sources(app) {
         let repo = wire_repo(&src.repo_url, creds.lookup(&src.repo_url));
@@ -315,13 +315,19 @@ async fn desired(
             .manifests(repo, wire, &key.name, &ns, &commit, level == Level::Hard)
             .await?;
         revisions.push(r.commit.clone());
-        objects.extend(r.objects.iter().cloned());
+        parts.push(r.objects.clone());
         source_type = r.source_type.clone();
     }
+    // One source (the common case): share the render with the manifest cache instead of
+    // holding a second deep copy per app.
+    let objects = match parts.len() {
+        1 => parts.swap_remove(0),
+        _ => Arc::new(parts.iter().flat_map(|p| p.iter().cloned()).collect()),
+    };
     let memo = DesiredMemo {
         fingerprint: fp,
         revisions,
-        objects: Arc::new(objects),
+        objects,
         source_type,
     };
     if revision_override.is_none() {
@@ -416,7 +422,8 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn remember(&self, written: Application) {
+    fn remember(&self, mut written: Application) {
+        written.metadata.managed_fields = None;
         self.ctx
             .update_memo(self.key, |m| m.written = Some(Arc::new(written)));
     }

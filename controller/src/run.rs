@@ -276,9 +276,16 @@ pub async fn run(
         tasks.push(tokio::spawn(
             async move {
                 let mut seen: HashMap<AppKey, Trigger> = HashMap::new();
+                // managedFields and kubectl's last-applied copy are never read here: keeping
+                // them would hold a second copy of every spec in memory.
                 let mut stream = reflector::reflector(
                     apps_writer,
-                    watcher::watcher(api, watcher::Config::default()),
+                    watcher::watcher(api, watcher::Config::default()).modify(|app| {
+                        app.metadata.managed_fields = None;
+                        if let Some(a) = app.metadata.annotations.as_mut() {
+                            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+                        }
+                    }),
                 )
                 .default_backoff()
                 .boxed();
@@ -286,6 +293,7 @@ pub async fn run(
                     match ev {
                         Ok(Event::Apply(app) | Event::InitApply(app)) => {
                             let Some(key) = key_of(&app) else { continue };
+                            ctx.caught_up(&key, &app);
                             let t = Trigger::of(&app);
                             if t.refresh.is_some()
                                 && seen.get(&key).is_none_or(|old| old.refresh != t.refresh)

@@ -749,7 +749,10 @@ async fn scrape(addrs: impl Iterator<Item = &str>) -> Result<Vec<String>> {
 
 /// Sum of metric `name` (with `labels`) over several Prometheus texts.
 pub fn metric_sum(texts: &[String], name: &str, labels: &[(&str, &str)]) -> f64 {
-    texts.iter().map(|t| metric_value(t, name, labels)).sum()
+    texts
+        .iter()
+        .map(|t| metric_value(t, name, labels))
+        .fold(0.0, |a, b| a + b)
 }
 
 /// Sum of the samples of metric `name` whose labels contain every `label="value"` in `labels`.
@@ -771,7 +774,7 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                 .then(|| value.parse::<f64>().ok())
                 .flatten()
         })
-        .sum()
+        .fold(0.0, |a, b| a + b)
 }
 
 #[cfg(test)]
@@ -787,6 +790,10 @@ mod tests {
         );
         assert_eq!(metric_value(text, "flotilla_syncs_total", &[]), 6.0);
         assert_eq!(metric_value(text, "other", &[]), 9.0);
-        assert_eq!(metric_value(text, "missing", &[]), 0.0);
+        let missing = metric_value(text, "missing", &[]);
+        assert!(
+            missing == 0.0 && missing.is_sign_positive(),
+            "prints as 0, not -0"
+        );
     }
 }
