@@ -3,6 +3,7 @@
 //! (commit, source): an in-process LRU, then the shared cache (Redis) when configured.
 
 use std::num::NonZeroUsize;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,9 +63,20 @@ pub enum Cached {
     AppSpecific,
 }
 
-/// A bounded in-process LRU of decoded renders (always on; the first place looked).
+/// A bounded in-process LRU of decoded renders (always on; the first place looked). It keeps
+/// one commit per source: storing a source's render at a new commit drops its render at the
+/// previous one (apps move forward together; a stale commit's render is dead weight).
 pub struct MemoryCache {
     entries: Mutex<LruCache<String, Cached>>,
+    /// Per source (and app, for app-specific renders): the key of its latest render.
+    latest: Mutex<HashMap<String, String>>,
+    capacity: usize,
+}
+
+/// The source part of a render key `flotilla:m:{commit}:{digest}` (`None` for other keys).
+fn source_of(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("flotilla:m:")?;
+    rest.split_once(':').map(|(_, source)| source)
 }
 
 impl MemoryCache {
@@ -73,6 +85,32 @@ impl MemoryCache {
             entries: Mutex::new(LruCache::new(
                 NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN),
             )),
+            latest: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Record `key` as the latest render of its source; drop the one it replaces.
+    fn supersede(&self, key: &str) {
+        let Some(source) = source_of(key) else { return };
+        let old = self.latest.lock().ok().and_then(|mut l| {
+            if l.len() > self.capacity.saturating_mul(4) {
+                l.clear();
+            }
+            l.insert(source.to_string(), key.to_string())
+        });
+        if let Some(old) = old.filter(|o| o != key)
+            && let Ok(mut e) = self.entries.lock()
+        {
+            e.pop(&old);
         }
     }
 
@@ -101,8 +139,10 @@ impl MemoryCache {
         if app_specific {
             self.put(base, Cached::AppSpecific);
             self.put(app, Cached::Rendered(r.clone()));
+            self.supersede(app);
         } else {
             self.put(base, Cached::Rendered(r.clone()));
+            self.supersede(base);
         }
     }
 }
@@ -577,6 +617,39 @@ mod tests {
         assert!(h.values.contains("b: 2"), "valuesObject wins: {}", h.values);
         assert_eq!(h.release_name, "web");
         assert!(h.parameters[1].force_string);
+    }
+
+    #[test]
+    fn the_memory_cache_keeps_one_commit_per_source() {
+        let src = |path: &str| {
+            wire_source(&ApplicationSource {
+                repo_url: "u".into(),
+                path: Some(path.into()),
+                ..Default::default()
+            })
+        };
+        let r = |commit: &str| Rendered {
+            commit: commit.into(),
+            objects: Arc::new(vec![json!({"kind": "ConfigMap"})]),
+            source_type: "Directory".into(),
+        };
+        let m = MemoryCache::new(16);
+        let (p1, a1) = cache_keys("c1", &src("p"), "a", "n");
+        let (q1, qa1) = cache_keys("c1", &src("q"), "a", "n");
+        m.store(&p1, &a1, &r("c1"), false);
+        m.store(&q1, &qa1, &r("c1"), false);
+        let (p2, a2) = cache_keys("c2", &src("p"), "a", "n");
+        m.store(&p2, &a2, &r("c2"), false);
+        assert!(m.lookup(&p1, &a1).is_none(), "p@c1 superseded by p@c2");
+        assert_eq!(m.lookup(&p2, &a2).map(|r| r.commit), Some("c2".into()));
+        assert!(m.lookup(&q1, &qa1).is_some(), "another source keeps its commit");
+        assert_eq!(m.len(), 2);
+        // App-specific renders are kept per app.
+        let (p3, a3) = cache_keys("c3", &src("p"), "a", "n");
+        let (_, b3) = cache_keys("c3", &src("p"), "b", "n");
+        m.store(&p3, &a3, &r("c3"), true);
+        m.store(&p3, &b3, &r("c3"), true);
+        assert!(m.lookup(&p3, &a3).is_some() && m.lookup(&p3, &b3).is_some());
     }
 
     #[test]
