@@ -3,6 +3,7 @@
 
 /// jemalloc returns freed memory to the OS in the background and fragments far less than
 /// glibc malloc under many tokio threads (controller RSS per 1,000 apps, see BENCHMARKS.md).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

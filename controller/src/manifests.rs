@@ -2,8 +2,8 @@
 //! (`flotilla.repo.v1`, through the `RepoPool`), read through two caches keyed by
 //! (commit, source): an in-process LRU, then the shared cache (Redis) when configured.
 
-use std::num::NonZeroUsize;
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -642,7 +642,10 @@ mod tests {
         m.store(&p2, &a2, &r("c2"), false);
         assert!(m.lookup(&p1, &a1).is_none(), "p@c1 superseded by p@c2");
         assert_eq!(m.lookup(&p2, &a2).map(|r| r.commit), Some("c2".into()));
-        assert!(m.lookup(&q1, &qa1).is_some(), "another source keeps its commit");
+        assert!(
+            m.lookup(&q1, &qa1).is_some(),
+            "another source keeps its commit"
+        );
         assert_eq!(m.len(), 2);
         // App-specific renders are kept per app.
         let (p3, a3) = cache_keys("c3", &src("p"), "a", "n");
