@@ -125,7 +125,10 @@ fn spawn_sampler(
             let targets = live.targets.lock().clone();
             live.usage.lock().sample(&pids(&targets));
             let mut syncs = BTreeMap::new();
-            for t in &targets {
+            // No scrapes in the idle window: it measures the controllers' own idle work, and a
+            // scrape a second (Prometheus scrapes every 15-30 s) would dominate it.
+            let idle = live.phase.lock().as_str() == "idle";
+            for t in targets.iter().filter(|_| !idle) {
                 if let Some(addr) = &t.controller_metrics
                     && let Ok((200, text)) = http_get(addr, "/metrics").await
                 {
