@@ -21,6 +21,13 @@ pub fn manifests(commit: &str, source_digest: &str) -> String {
     format!("{PREFIX}:m:{commit}:{source_digest}")
 }
 
+/// The part of a [`manifests`] (or [`app_manifests`]) key after its commit: the same source
+/// (and app) at another commit has the same one. `None` for other keys.
+pub fn manifests_source(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(PREFIX)?.strip_prefix(":m:")?;
+    rest.split_once(':').map(|(_commit, source)| source)
+}
+
 /// The same render for one Application (name, destination namespace): used only when a
 /// renderer's output depends on them (e.g. a Helm release name).
 pub fn app_manifests(base: &str, app: &str, namespace: &str) -> String {
@@ -78,6 +85,20 @@ pub fn digest(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_source_part_of_a_render_key_leaves_out_the_commit() {
+        let (a, b) = (manifests("c1", "d"), manifests("c2", "d"));
+        assert_eq!(manifests_source(&a), Some("d"));
+        assert_eq!(manifests_source(&a), manifests_source(&b));
+        let app = app_manifests(&a, "web", "ns");
+        assert_eq!(
+            manifests_source(&app),
+            manifests_source(&app_manifests(&b, "web", "ns"))
+        );
+        assert_ne!(manifests_source(&app), manifests_source(&a));
+        assert_eq!(manifests_source(&render_lock(&a)), None);
+    }
 
     #[test]
     fn one_repository_in_every_url_form_is_one_key() {

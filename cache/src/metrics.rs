@@ -83,15 +83,11 @@ impl Default for CacheMetrics {
 
 impl CacheMetrics {
     /// Register the metrics of a process named `initiator` (`controller`, `repo-server`).
-    pub fn register_for(registry: &mut Registry, initiator: &'static str) -> Self {
-        Self {
+    pub fn register(registry: &mut Registry, initiator: &'static str) -> Self {
+        let m = Self {
             initiator,
-            ..Self::register(registry)
-        }
-    }
-
-    pub fn register(registry: &mut Registry) -> Self {
-        let m = Self::default();
+            ..Self::default()
+        };
         registry.register(
             "flotilla_redis_request",
             "Redis requests, by initiator and whether they failed",
@@ -132,8 +128,15 @@ impl CacheMetrics {
             .inc();
     }
 
-    /// One Redis command: its latency and whether it failed.
-    pub fn redis_request(&self, seconds: f64, failed: bool) {
+    /// One Redis command `op`: its latency (by operation, and by initiator as Argo CD counts
+    /// it) and whether it failed.
+    pub fn redis_request(&self, op: &'static str, seconds: f64, failed: bool) {
+        self.seconds
+            .get_or_create(&OpLabels {
+                store: crate::redis::STORE,
+                op,
+            })
+            .observe(seconds);
         let initiator = self.initiator;
         self.redis_seconds
             .get_or_create(&InitiatorLabels { initiator })

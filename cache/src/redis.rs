@@ -9,7 +9,7 @@ use bytes::Bytes;
 use fred::prelude::*;
 use futures::future::BoxFuture;
 
-use crate::metrics::{CacheMetrics, OpLabels, StoreLabels};
+use crate::metrics::{CacheMetrics, StoreLabels};
 use crate::store::{Store, StoreError};
 
 /// How to reach Redis.
@@ -50,7 +50,7 @@ pub struct RedisStore {
     metrics: CacheMetrics,
 }
 
-const STORE: &str = "redis";
+pub(crate) const STORE: &str = "redis";
 
 impl RedisStore {
     /// Build the client and start connecting in the background: a Redis that is down at start
@@ -141,12 +141,11 @@ impl RedisStore {
         let started = Instant::now();
         // fred's own deadline plus one of ours, in case a command waits for a reconnect.
         let res = tokio::time::timeout(self.cfg.command_timeout * 2, fut).await;
-        self.metrics
-            .seconds
-            .get_or_create(&OpLabels { store: STORE, op })
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics
-            .redis_request(started.elapsed().as_secs_f64(), !matches!(res, Ok(Ok(_))));
+        self.metrics.redis_request(
+            op,
+            started.elapsed().as_secs_f64(),
+            !matches!(res, Ok(Ok(_))),
+        );
         match res {
             Ok(Ok(v)) => {
                 self.succeeded();

@@ -2,7 +2,6 @@
 //! (`flotilla.repo.v1`, through the `RepoPool`), read through two caches keyed by
 //! (commit, source): an in-process LRU, then the shared cache (Redis) when configured.
 
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,20 +62,18 @@ pub enum Cached {
     AppSpecific,
 }
 
-/// A bounded in-process LRU of decoded renders (always on; the first place looked). It keeps
-/// one commit per source: storing a source's render at a new commit drops its render at the
-/// previous one (apps move forward together; a stale commit's render is dead weight).
+/// A bounded in-process LRU of decoded renders (always on; the first place looked). Its slots
+/// are keyed by source without the commit, so a source holds one commit: storing a render at
+/// a new commit replaces the previous one (apps move forward together; a stale commit's render
+/// is dead weight).
 pub struct MemoryCache {
-    entries: Mutex<LruCache<String, Cached>>,
-    /// Per source (and app, for app-specific renders): the key of its latest render.
-    latest: Mutex<HashMap<String, String>>,
-    capacity: usize,
+    /// Slot → (full key, entry).
+    entries: Mutex<LruCache<String, (String, Cached)>>,
 }
 
-/// The source part of a render key `flotilla:m:{commit}:{digest}` (`None` for other keys).
-fn source_of(key: &str) -> Option<&str> {
-    let rest = key.strip_prefix("flotilla:m:")?;
-    rest.split_once(':').map(|(_, source)| source)
+/// The LRU slot of `key`: its source part for render keys, else the key itself.
+fn slot(key: &str) -> &str {
+    keys::manifests_source(key).unwrap_or(key)
 }
 
 impl MemoryCache {
@@ -85,8 +82,6 @@ impl MemoryCache {
             entries: Mutex::new(LruCache::new(
                 NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN),
             )),
-            latest: Mutex::new(HashMap::new()),
-            capacity: capacity.max(1),
         }
     }
 
@@ -98,29 +93,15 @@ impl MemoryCache {
         self.len() == 0
     }
 
-    /// Record `key` as the latest render of its source; drop the one it replaces.
-    fn supersede(&self, key: &str) {
-        let Some(source) = source_of(key) else { return };
-        let old = self.latest.lock().ok().and_then(|mut l| {
-            if l.len() > self.capacity.saturating_mul(4) {
-                l.clear();
-            }
-            l.insert(source.to_string(), key.to_string())
-        });
-        if let Some(old) = old.filter(|o| o != key)
-            && let Ok(mut e) = self.entries.lock()
-        {
-            e.pop(&old);
-        }
-    }
-
     pub fn get(&self, key: &str) -> Option<Cached> {
-        self.entries.lock().ok()?.get(key).cloned()
+        let mut e = self.entries.lock().ok()?;
+        let (stored, cached) = e.get(slot(key))?;
+        (stored == key).then(|| cached.clone())
     }
 
     pub fn put(&self, key: &str, value: Cached) {
         if let Ok(mut e) = self.entries.lock() {
-            e.put(key.to_string(), value);
+            e.put(slot(key).to_string(), (key.to_string(), value));
         }
     }
 
@@ -139,10 +120,8 @@ impl MemoryCache {
         if app_specific {
             self.put(base, Cached::AppSpecific);
             self.put(app, Cached::Rendered(r.clone()));
-            self.supersede(app);
         } else {
             self.put(base, Cached::Rendered(r.clone()));
-            self.supersede(base);
         }
     }
 }

@@ -103,7 +103,7 @@ fn fingerprint(app: &Application) -> String {
     hex::encode(h.finalize())
 }
 
-/// The destination namespace (Argo CD leaves unnamespaced objects to the destination's).
+/// The app's AppProject (`default` when the spec names none).
 fn project_name(app: &Application) -> &str {
     if app.spec.project.is_empty() {
         "default"
@@ -122,6 +122,7 @@ fn dest_server(app: &Application) -> &str {
         .unwrap_or_default()
 }
 
+/// The destination namespace (Argo CD leaves unnamespaced objects to the destination's).
 fn dest_namespace(app: &Application) -> String {
     app.spec
         .destination

@@ -201,7 +201,7 @@ pub async fn run(
     let pool_metrics = PoolMetrics::register(&mut metrics_registry);
     let webhook_metrics = WebhookMetrics::register(&mut metrics_registry);
     let cache_metrics_shared =
-        flotilla_cache::CacheMetrics::register_for(&mut metrics_registry, "controller");
+        flotilla_cache::CacheMetrics::register(&mut metrics_registry, "controller");
     ensure_default_project(&control, &cfg.namespace).await?;
     let status_subresource = has_status_subresource(&control).await;
 
@@ -617,14 +617,7 @@ impl WebhookMetrics {
             m.refreshes.clone(),
         );
         // Every provider's series exists from the start (rate() and dashboards need it).
-        use crate::webhook::Provider;
-        for p in [
-            Provider::GitHub,
-            Provider::GitLab,
-            Provider::Bitbucket,
-            Provider::BitbucketServer,
-            Provider::Gitea,
-        ] {
+        for p in crate::webhook::Provider::ALL {
             let _ = m.requests.get_or_create(&WebhookLabels {
                 provider: p.as_str(),
                 result: "refreshed",

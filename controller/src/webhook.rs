@@ -23,6 +23,14 @@ pub enum Provider {
 }
 
 impl Provider {
+    pub const ALL: [Provider; 5] = [
+        Self::GitHub,
+        Self::GitLab,
+        Self::Bitbucket,
+        Self::BitbucketServer,
+        Self::Gitea,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::GitHub => "github",
@@ -43,8 +51,9 @@ pub struct Push {
     pub refs: Vec<String>,
     /// The repository's default branch, when the payload says.
     pub default_branch: Option<String>,
-    /// Files the pushed commits added, modified or removed, when the payload lists them
-    /// (GitHub, GitLab, Gitea); `None` when unknown (Bitbucket), which matches every path.
+    /// Files the pushed commits added, modified or removed (normalized: no `.`, `..` or
+    /// surrounding slashes), when the payload lists them (GitHub, GitLab, Gitea); `None` when
+    /// unknown (Bitbucket), which matches every path.
     pub changed_files: Option<Vec<String>>,
 }
 
@@ -60,7 +69,7 @@ fn commit_files(v: &Value) -> Option<Vec<String>> {
         for k in ["added", "modified", "removed"] {
             // A commit without the lists (payloads truncate them past a size) means unknown.
             let list = c.get(k)?.as_array()?;
-            out.extend(list.iter().filter_map(Value::as_str).map(str::to_string));
+            out.extend(list.iter().filter_map(Value::as_str).map(normalize));
         }
     }
     if commits.is_empty() {
@@ -71,7 +80,8 @@ fn commit_files(v: &Value) -> Option<Vec<String>> {
 
 /// Whether an Application with `annotation` (the value of [`MANIFEST_PATHS_ANNOTATION`]) and
 /// source `path` is affected by a push that changed `files`. Relative entries are relative to
-/// the source path (`.` is the path itself), absolute ones to the repository root.
+/// the source path (`.` is the path itself), absolute ones to the repository root. `files`
+/// are normalized, as [`Push::changed_files`] holds them.
 pub fn paths_changed(annotation: &str, source_path: &str, files: &[String]) -> bool {
     let base = source_path.trim_matches('/');
     let dirs: Vec<String> = annotation
@@ -91,9 +101,11 @@ pub fn paths_changed(annotation: &str, source_path: &str, files: &[String]) -> b
         return true;
     }
     files.iter().any(|f| {
-        let f = normalize(f);
-        dirs.iter()
-            .any(|d| d.is_empty() || f == *d || f.starts_with(&format!("{d}/")))
+        dirs.iter().any(|d| {
+            d.is_empty()
+                || f.strip_prefix(d.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
     })
 }
 

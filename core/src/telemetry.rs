@@ -3,7 +3,6 @@
 
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -78,15 +77,10 @@ impl Drop for Telemetry {
 
 fn otlp_provider(service: &str) -> Result<SdkTracerProvider, String> {
     // The exporter reads OTEL_EXPORTER_OTLP_{TRACES_,}ENDPOINT/HEADERS/TIMEOUT itself.
-    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-    if let Some(ep) = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .ok()
-        .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
-        .filter(|e| !e.trim().is_empty())
-    {
-        builder = builder.with_endpoint(ep);
-    }
-    let exporter = builder.build().map_err(|e| e.to_string())?;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .build()
+        .map_err(|e| e.to_string())?;
     let name = std::env::var("OTEL_SERVICE_NAME")
         .ok()
         .filter(|n| !n.trim().is_empty())
@@ -139,49 +133,6 @@ pub fn init(format: LogFormat, service: &str) -> Telemetry {
         tracing::info!(service, "exporting traces over OTLP");
     }
     telemetry
-}
-
-struct MetadataInjector<'a>(&'a mut http::HeaderMap);
-
-impl Injector for MetadataInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(k), Ok(v)) = (
-            http::header::HeaderName::from_bytes(key.as_bytes()),
-            http::HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(k, v);
-        }
-    }
-}
-
-struct MetadataExtractor<'a>(&'a http::HeaderMap);
-
-impl Extractor for MetadataExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|k| k.as_str()).collect()
-    }
-}
-
-/// Write the current span's trace context into outgoing gRPC/HTTP headers (W3C
-/// `traceparent`), so the callee's spans join this trace. A no-op when tracing is off.
-pub fn inject_context(headers: &mut http::HeaderMap) {
-    let cx = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|p| {
-        p.inject_context(&cx, &mut MetadataInjector(headers));
-    });
-}
-
-/// Make `span` a child of the trace context carried by incoming `headers`, if any.
-pub fn adopt_context(span: &tracing::Span, headers: &http::HeaderMap) {
-    let cx =
-        opentelemetry::global::get_text_map_propagator(|p| p.extract(&MetadataExtractor(headers)));
-    use opentelemetry::trace::TraceContextExt;
-    if cx.span().span_context().is_valid() {
-        let _ = span.set_parent(cx);
-    }
 }
 
 struct GrpcInjector<'a>(&'a mut tonic::metadata::MetadataMap);

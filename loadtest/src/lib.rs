@@ -6,3 +6,14 @@
 pub mod fleet;
 pub mod harness;
 pub mod kubesim;
+
+/// Log to stderr with `RUST_LOG`, else `default_filter` (stdout stays for the binaries' output).
+pub fn stderr_logs(default_filter: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

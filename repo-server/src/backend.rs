@@ -290,7 +290,7 @@ impl GitBackend {
             })
             .await;
         if out.reused {
-            self.count_join("fetch");
+            self.count_join(crate::metrics::join::FETCH);
         }
         out.value
     }
@@ -371,7 +371,7 @@ impl GitBackend {
             .await
             .map_err(joined_error)?;
         if out.joined {
-            self.count_join("export");
+            self.count_join(crate::metrics::join::EXPORT);
         }
         out.value
     }
@@ -406,7 +406,7 @@ impl GitBackend {
                 .ok()
                 .and_then(|mut r| r.get(&key).cloned())
         {
-            self.count_join("recent");
+            self.count_join(crate::metrics::join::RECENT);
             return Ok(g);
         }
         let this = self.clone();
@@ -433,7 +433,7 @@ impl GitBackend {
                         return Ok(from_hit(hit));
                     }
                     if !locked {
-                        this.count_join("render-across-replicas");
+                        this.count_join(crate::metrics::join::RENDER_ACROSS_REPLICAS);
                         if let Some(hit) = store
                             .wait_for(
                                 &keys.base,
@@ -477,7 +477,7 @@ impl GitBackend {
             .await
             .map_err(joined_error)?;
         if out.joined {
-            self.count_join("render");
+            self.count_join(crate::metrics::join::RENDER);
         }
         out.value
     }

@@ -185,9 +185,9 @@ impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
     ) -> Result<Response<pb::ResolveRevisionResponse>, Status> {
         let span = tracing::info_span!("repo_server.resolve_revision");
         flotilla_core::telemetry::adopt_grpc_context(&span, request.metadata());
-        let req = request.into_inner();
-        let _pending = self.pending(req.repo.as_ref().map(|r| r.url.as_str()));
-        self.resolve_revision_traced(req).instrument(span).await
+        self.resolve_revision_traced(request.into_inner())
+            .instrument(span)
+            .await
     }
 
     async fn generate_manifests(
@@ -196,15 +196,9 @@ impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
     ) -> Result<Response<pb::GenerateManifestsResponse>, Status> {
         let span = tracing::info_span!("repo_server.generate_manifests");
         flotilla_core::telemetry::adopt_grpc_context(&span, request.metadata());
-        let req = request.into_inner();
-        let url = req
-            .repo
-            .as_ref()
-            .map(|r| r.url.as_str())
-            .filter(|u| !u.is_empty())
-            .or(req.source.as_ref().map(|s| s.repo_url.as_str()));
-        let _pending = self.pending(url);
-        self.generate_manifests_traced(req).instrument(span).await
+        self.generate_manifests_traced(request.into_inner())
+            .instrument(span)
+            .await
     }
 }
 
@@ -218,12 +212,12 @@ impl Drop for Pending {
 }
 
 impl<B: ManifestBackend> RepoGrpc<B> {
-    fn pending(&self, repo: Option<&str>) -> Pending {
+    fn pending(&self, repo: &str) -> Pending {
         let g = self
             .metrics
             .pending
             .get_or_create(&crate::metrics::RepoLabels {
-                repo: repo.unwrap_or_default().to_string(),
+                repo: repo.to_string(),
             })
             .clone();
         g.inc();
@@ -235,6 +229,7 @@ impl<B: ManifestBackend> RepoGrpc<B> {
         req: pb::ResolveRevisionRequest,
     ) -> Result<Response<pb::ResolveRevisionResponse>, Status> {
         let repo = repo_ref(req.repo, "");
+        let _pending = self.pending(&repo.url);
         let started = Instant::now();
         let res = self
             .backend
@@ -266,6 +261,7 @@ impl<B: ManifestBackend> RepoGrpc<B> {
             return Err(status(&RepoError::Invalid("source is required".into())));
         };
         let repo = repo_ref(req.repo, &src.repo_url);
+        let _pending = self.pending(&repo.url);
         let spec = source_spec(&src, &req.app_name, &req.namespace);
         let started = Instant::now();
         let res = self

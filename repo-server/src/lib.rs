@@ -74,7 +74,7 @@ pub async fn run(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = metrics::RepoMetrics::register(&mut registry);
-    let cache_metrics = flotilla_cache::CacheMetrics::register_for(&mut registry, "repo-server");
+    let cache_metrics = flotilla_cache::CacheMetrics::register(&mut registry, "repo-server");
     let mut bcfg = GitBackendConfig::new(cfg.cache_dir.join("repos"), cfg.cache_dir.join("work"));
     bcfg.parallelism = cfg.parallelism;
     bcfg.fetch_timeout = cfg.fetch_timeout;

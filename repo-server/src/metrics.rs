@@ -43,6 +43,17 @@ pub struct RepoLabels {
     pub repo: String,
 }
 
+/// Values of the `kind` label of `flotilla_repo_dedup_joins_total`.
+pub mod join {
+    pub const FETCH: &str = "fetch";
+    pub const EXPORT: &str = "export";
+    pub const RECENT: &str = "recent";
+    pub const RENDER: &str = "render";
+    pub const RENDER_ACROSS_REPLICAS: &str = "render-across-replicas";
+    /// Every kind, so each series exists from the start.
+    pub const ALL: [&str; 5] = [FETCH, EXPORT, RECENT, RENDER, RENDER_ACROSS_REPLICAS];
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn seconds() -> Histogram {
@@ -120,13 +131,7 @@ impl RepoMetrics {
             "Requests that joined an identical computation already in flight (fetch, export, render)",
             m.dedup_joins.clone(),
         );
-        for kind in [
-            "fetch",
-            "export",
-            "recent",
-            "render",
-            "render-across-replicas",
-        ] {
+        for kind in join::ALL {
             let _ = m.dedup_joins.get_or_create(&KindLabels { kind });
         }
         registry.register(

@@ -15,6 +15,25 @@ use crate::eventually;
 /// The control-plane namespace of Applications.
 pub const NS: &str = "argocd";
 
+/// A ConfigMap manifest, the smallest workload a test app can deploy.
+pub const CONFIG_MAP: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: blue\n";
+
+/// An Application `name` deploying `path` of the fleet's repository (at `main`) to `cluster`,
+/// in namespace `name` (created), automatically synced with prune, with `finalizers`.
+pub fn auto_synced_app(
+    fleet: &Fleet,
+    name: &str,
+    path: &str,
+    cluster: &str,
+    finalizers: &[&str],
+) -> String {
+    format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {name}, namespace: {NS}, finalizers: {finalizers:?}}}\nspec:\n  project: default\n  source: {{repoURL: {url}, targetRevision: main, path: {path}}}\n  destination: {{name: {cluster}, namespace: {name}}}\n  syncPolicy:\n    automated: {{prune: true}}\n    syncOptions: [CreateNamespace=true]\n",
+        url = fleet.git.url()
+    )
+}
+
 /// Read the Application `name`.
 pub async fn app(fleet: &Fleet, name: &str) -> Result<Application> {
     let api: Api<Application> = Api::namespaced(fleet.control().clone(), NS);

@@ -18,8 +18,6 @@ use flotilla_tests::e2e::*;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-const NS: &str = "argocd";
-
 fn chart_dir() -> PathBuf {
     process::workspace_dir().join("charts/flotilla")
 }
@@ -444,9 +442,6 @@ async fn wait_ready(metrics: &str) -> Result<()> {
     .await
 }
 
-const CM: &str =
-    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: blue\n";
-
 /// Prometheus Operator's ServiceMonitor CRD, as far as SSA needs it (the operator ships it).
 const SERVICE_MONITOR_CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
@@ -563,22 +558,21 @@ async fn chart_objects_apply_and_the_binaries_run_with_the_charts_args() -> Resu
     }
 
     // A sync end to end, then a deletion with the resources finalizer.
-    fleet.git.commit_files(&[("web/cm.yaml", CM)], "web")?;
-    for (name, cluster, fin) in [
-        ("web", "cluster-001", ""),
-        (
+    fleet
+        .git
+        .commit_files(&[("web/cm.yaml", CONFIG_MAP)], "web")?;
+    fleet
+        .apply(&auto_synced_app(&fleet, "web", "web", "cluster-001", &[]))
+        .await?;
+    fleet
+        .apply(&auto_synced_app(
+            &fleet,
             "gone",
+            "web",
             "cluster-002",
-            ", finalizers: [resources-finalizer.argocd.argoproj.io]",
-        ),
-    ] {
-        fleet
-            .apply(&format!(
-                "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {name}, namespace: {NS}{fin}}}\nspec:\n  project: default\n  source: {{repoURL: {url}, targetRevision: main, path: web}}\n  destination: {{name: {cluster}, namespace: {name}}}\n  syncPolicy:\n    automated: {{prune: true}}\n    syncOptions: [CreateNamespace=true]\n",
-                url = fleet.git.url()
-            ))
-            .await?;
-    }
+            &["resources-finalizer.argocd.argoproj.io"],
+        ))
+        .await?;
     wait_synced_healthy(&fleet, "web").await?;
     wait_synced_healthy(&fleet, "gone").await?;
     delete_with_finalizer(&fleet, "gone").await?;

@@ -9,8 +9,6 @@ use flotilla_loadtest::fleet::{Fleet, FleetConfig};
 use flotilla_tests::e2e::*;
 use prometheus_parse::{Scrape, Value};
 
-const CM: &str =
-    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: blue\n";
 const CLUSTERS: usize = 3;
 const APPS: usize = 6;
 
@@ -62,13 +60,18 @@ async fn metrics_move_as_work_happens() -> Result<()> {
         ..Default::default()
     })
     .await?;
-    fleet.git.commit_files(&[("web/cm.yaml", CM)], "web")?;
+    fleet
+        .git
+        .commit_files(&[("web/cm.yaml", CONFIG_MAP)], "web")?;
     for i in 0..APPS {
         let cluster = format!("cluster-{:03}", i % CLUSTERS + 1);
         fleet
-            .apply(&format!(
-                "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: app-{i}, namespace: argocd}}\nspec:\n  project: default\n  source: {{repoURL: {url}, targetRevision: main, path: web}}\n  destination: {{name: {cluster}, namespace: app-{i}}}\n  syncPolicy:\n    automated: {{prune: true}}\n    syncOptions: [CreateNamespace=true]\n",
-                url = fleet.git.url()
+            .apply(&auto_synced_app(
+                &fleet,
+                &format!("app-{i}"),
+                "web",
+                &cluster,
+                &[],
             ))
             .await?;
     }

@@ -73,9 +73,6 @@ impl TraceService for Collector {
     }
 }
 
-const CM: &str =
-    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: blue\n";
-
 /// The chain of span names from `span` up to its trace's root, as far as received.
 fn ancestry<'a>(span: &'a Span, by_id: &HashMap<&[u8], &'a Span>) -> Vec<(&'a str, &'a str)> {
     let mut out = vec![(span.service.as_str(), span.name.as_str())];
@@ -110,12 +107,11 @@ async fn one_reconciliation_is_one_trace_across_controller_and_repo_server() -> 
         ..Default::default()
     })
     .await?;
-    fleet.git.commit_files(&[("web/cm.yaml", CM)], "web")?;
     fleet
-        .apply(&format!(
-            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: web, namespace: argocd}}\nspec:\n  project: default\n  source: {{repoURL: {url}, targetRevision: main, path: web}}\n  destination: {{name: cluster-001, namespace: web}}\n  syncPolicy:\n    automated: {{prune: true}}\n    syncOptions: [CreateNamespace=true]\n",
-            url = fleet.git.url()
-        ))
+        .git
+        .commit_files(&[("web/cm.yaml", CONFIG_MAP)], "web")?;
+    fleet
+        .apply(&auto_synced_app(&fleet, "web", "web", "cluster-001", &[]))
         .await?;
     wait_synced_healthy(&fleet, "web").await?;
 

@@ -36,12 +36,7 @@ fn scenario_path(arg: &str) -> PathBuf {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    flotilla_loadtest::stderr_logs("warn");
     let args = Args::parse();
     let path = scenario_path(&args.scenario);
     let scenario = Scenario::load(&path).with_context(|| format!("scenario {}", args.scenario))?;

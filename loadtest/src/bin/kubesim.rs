@@ -57,12 +57,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    flotilla_loadtest::stderr_logs("info");
     let args = Args::parse();
     let sim = KubeSim::start(SimConfig {
         clusters: args.clusters,

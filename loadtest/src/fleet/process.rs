@@ -13,18 +13,12 @@ use anyhow::{Context, Result, bail};
 /// us (`cargo run`, `cargo test`) over the compile-time one: a cargo target dir shared between
 /// checkouts (CI reuses one) can hold a binary compiled in another, since-removed, clone.
 pub fn package_dir() -> PathBuf {
+    // Run from another package (the tests crate), ours is its sibling `loadtest/`.
     std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
-        .filter(|d| d.join("Cargo.toml").is_file())
-        .map(|d| {
-            // Run from another package (the tests crate): its sibling `loadtest/`.
-            if d.join("scenarios").is_dir() {
-                d
-            } else {
-                d.join("../loadtest")
-            }
-        })
-        .filter(|d| d.join("scenarios").is_dir())
+        .into_iter()
+        .flat_map(|d| [d.join("../loadtest"), d])
+        .find(|d| d.join("scenarios").is_dir())
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 

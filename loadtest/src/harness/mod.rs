@@ -15,6 +15,7 @@ pub mod workload;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -66,6 +67,9 @@ struct Live {
     phase: Mutex<String>,
     /// When the first Application was created (the timeline's zero).
     t0: Mutex<Option<Instant>>,
+    /// Off in the idle window: it measures the controllers' own idle work, and a scrape a
+    /// second (Prometheus scrapes every 15-30 s) would dominate it.
+    scrape: AtomicBool,
 }
 
 fn targets(fleet: &Fleet) -> Vec<Target> {
@@ -125,10 +129,8 @@ fn spawn_sampler(
             let targets = live.targets.lock().clone();
             live.usage.lock().sample(&pids(&targets));
             let mut syncs = BTreeMap::new();
-            // No scrapes in the idle window: it measures the controllers' own idle work, and a
-            // scrape a second (Prometheus scrapes every 15-30 s) would dominate it.
-            let idle = live.phase.lock().as_str() == "idle";
-            for t in targets.iter().filter(|_| !idle) {
+            let scrape = live.scrape.load(Ordering::Relaxed);
+            for t in targets.iter().filter(|_| scrape) {
                 if let Some(addr) = &t.controller_metrics
                     && let Ok((200, text)) = http_get(addr, "/metrics").await
                 {
@@ -299,6 +301,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
         timeline: Mutex::new(Vec::new()),
         phase: Mutex::new("starting the fleet".into()),
         t0: Mutex::new(None),
+        scrape: AtomicBool::new(true),
     });
 
     let mut fleet = Fleet::start(FleetConfig {
@@ -509,6 +512,7 @@ async fn drive(
     // Idle.
     if s.idle_seconds > 0 {
         phase(live, "idle");
+        live.scrape.store(false, Ordering::Relaxed);
         let controllers: Vec<Target> = targets(fleet)
             .into_iter()
             .filter(|t| t.controller_metrics.is_some())
@@ -525,6 +529,7 @@ async fn drive(
         tokio::time::sleep(Duration::from_secs(s.idle_seconds)).await;
         let used = cpu() - a;
         let secs = started.elapsed().as_secs_f64();
+        live.scrape.store(true, Ordering::Relaxed);
         report.idle = Idle {
             seconds: secs,
             controllers_cpu_seconds: used,
