@@ -7,7 +7,7 @@ cluster).
 finding as `[SEVERITY] path: message` and exits 1 when the chart has errors (or warnings
 with --strict), like helm's.
 
-Supports what flotilla-repo-server passes: template NAME CHART [--namespace NS]
+Supports what flotilla-repo-server passes: template CHART --name-template NAME [--namespace NS]
 [--values FILE]... [--set K=V]... [--set-string K=V]... [--set-file K=PATH]...
 [--include-crds] [--skip-crds]. Output is what `helm template` prints: YAML documents, each
 after a `# Source:` comment, CRDs from the chart's crds/ first when --include-crds.
@@ -82,6 +82,8 @@ def parse_args(args, extra_flags=()):
     for a in it:
         if a in ("--namespace", "-n"):
             namespace = next(it, "default")
+        elif a == "--name-template":
+            flags.add(("name", next(it, "")))
         elif a in ("--values", "-f"):
             path = next(it, "")
             try:
@@ -143,9 +145,13 @@ def template(args):
     positional, values, namespace, flags = parse_args(
         args, ("--include-crds", "--skip-crds"))
     include_crds = "--include-crds" in flags
-    if len(positional) != 2:
-        die("template needs NAME and CHART")
-    name, chart_dir = positional
+    names = [f[1] for f in flags if isinstance(f, tuple) and f[0] == "name"]
+    if len(positional) == 1 and names:
+        name, chart_dir = names[0], positional[0]
+    elif len(positional) == 2 and not names:
+        name, chart_dir = positional
+    else:
+        die("template needs [NAME] CHART (or CHART --name-template NAME)")
     try:
         chart = Chart.load(chart_dir)
         rendered = chart.render(values, name=name, namespace=namespace,

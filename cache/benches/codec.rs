@@ -9,6 +9,8 @@ use serde_json::json;
 fn bench(c: &mut Criterion) {
     let m = Entry::Manifests(Manifests {
         commit: "0123456789abcdef0123456789abcdef01234567".into(),
+        source_digest: "d".into(),
+        app: String::new(),
         source_type: "Kustomize".into(),
         objects: (0..50)
             .map(|i| json!({"apiVersion": "apps/v1", "kind": "Deployment",

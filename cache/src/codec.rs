@@ -15,7 +15,15 @@ pub const MAX_DECODED_BYTES: usize = 256 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifests {
+    /// What the entry was rendered from: the commit (or chart version) ...
     pub commit: String,
+    /// ... the source's digest ([`crate::keys::source_digest`]) ...
+    #[serde(default)]
+    pub source_digest: String,
+    /// ... and, for an app-specific render, the app part of its key (empty when shared).
+    /// A reader checks all three against the key it read (see `ManifestStore::get`).
+    #[serde(default)]
+    pub app: String,
     /// `Directory`, `Kustomize`, `Helm`, `Jsonnet`, `Plugin`.
     pub source_type: String,
     pub objects: Vec<Value>,
@@ -84,6 +92,8 @@ mod tests {
     fn mk_manifests(n: usize) -> Manifests {
         Manifests {
             commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            source_digest: "d".into(),
+            app: String::new(),
             source_type: "Directory".into(),
             objects: (0..n)
                 .map(|i| {

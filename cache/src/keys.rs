@@ -31,10 +31,36 @@ pub fn manifests_source(key: &str) -> Option<&str> {
 /// The same render for one Application (name, destination namespace): used only when a
 /// renderer's output depends on them (e.g. a Helm release name).
 pub fn app_manifests(base: &str, app: &str, namespace: &str) -> String {
-    format!(
-        "{base}:{}",
-        short_hash(&[app.as_bytes(), namespace.as_bytes()])
-    )
+    format!("{base}:{}", app_part(app, namespace))
+}
+
+/// The part an app-specific key adds to its base key.
+pub fn app_part(app: &str, namespace: &str) -> String {
+    short_hash(&[app.as_bytes(), namespace.as_bytes()])
+}
+
+/// The digest of a source as rendered: every field of the wire source except
+/// `target_revision` (the commit is in the key), so apps tracking `main` and `HEAD` at one
+/// commit share a render. Computed by whoever stores a render, from the request it rendered,
+/// and by every reader: a client never names a cache key. Map fields encode in key order, so
+/// the digest is stable everywhere.
+pub fn source_digest(src: &flotilla_proto::repo::v1::ApplicationSource) -> String {
+    use prost::Message;
+    let mut canonical = src.clone();
+    canonical.target_revision.clear();
+    digest(&canonical.encode_to_vec())
+}
+
+/// The shared cache keys of a render of `src` at `commit`: (every app, this app).
+pub fn for_source(
+    commit: &str,
+    src: &flotilla_proto::repo::v1::ApplicationSource,
+    app: &str,
+    namespace: &str,
+) -> (String, String) {
+    let base = manifests(commit, &source_digest(src));
+    let app_key = app_manifests(&base, app, namespace);
+    (base, app_key)
 }
 
 /// The lock a repo-server holds while it renders `key`, so replicas render it once.

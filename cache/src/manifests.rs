@@ -65,18 +65,26 @@ impl ManifestStore {
         }
     }
 
-    /// The manifests under `base`, following an app-specific marker to `app_key`.
+    /// The manifests under `base`, following an app-specific marker to `app_key`. An entry
+    /// is used only when what it says it was rendered from (commit, source digest, app) makes
+    /// exactly the key it was read under; anything else is a miss and counted as `rejected`.
     pub async fn get(&self, base: &str, app_key: &str) -> Option<Hit> {
         let found = match self.entry(base).await {
-            Some(Entry::Manifests(manifests)) => Some(Hit {
-                manifests,
+            Some(Entry::Manifests(manifests)) => self.verified(base, "", manifests).map(|m| Hit {
+                manifests: m,
                 app_specific: false,
             }),
             Some(Entry::AppSpecific) => match self.entry(app_key).await {
-                Some(Entry::Manifests(manifests)) => Some(Hit {
-                    manifests,
-                    app_specific: true,
-                }),
+                Some(Entry::Manifests(manifests)) => {
+                    let app = app_key
+                        .strip_prefix(base)
+                        .and_then(|r| r.strip_prefix(':'))
+                        .unwrap_or_default();
+                    self.verified(base, app, manifests).map(|m| Hit {
+                        manifests: m,
+                        app_specific: true,
+                    })
+                }
                 _ => None,
             },
             None => None,
@@ -85,25 +93,49 @@ impl ManifestStore {
         found
     }
 
-    /// Store a render: under `base`, or (when it depends on the Application) a marker under
-    /// `base` and the manifests under `app_key`. Failures are logged by the store and ignored.
-    pub async fn put(&self, base: &str, app_key: &str, m: &Manifests, app_specific: bool) {
-        let entry = Entry::Manifests(m.clone());
-        let bytes = match codec::encode(&entry) {
+    fn verified(&self, base: &str, app: &str, m: Manifests) -> Option<Manifests> {
+        if keys::manifests(&m.commit, &m.source_digest) == base && m.app == app {
+            return Some(m);
+        }
+        tracing::warn!(
+            key = base,
+            entry_commit = %m.commit,
+            "cache entry does not match its key (not written by a Flotilla render of it); ignored"
+        );
+        self.metrics.rejected("manifests");
+        None
+    }
+
+    /// Store a render under the keys its own provenance makes (`m.commit`, `m.source_digest`
+    /// and, when it depends on the Application, `app` = (name, namespace)): a marker under the
+    /// base key sends readers to the app key. The caller never names a key, so an entry can
+    /// only ever land where it belongs. Returns the base key. Failures are logged by the store
+    /// and ignored.
+    pub async fn put(&self, m: &Manifests, app: (&str, &str), app_specific: bool) -> String {
+        let base = keys::manifests(&m.commit, &m.source_digest);
+        let mut m = m.clone();
+        m.app = if app_specific {
+            keys::app_part(app.0, app.1)
+        } else {
+            String::new()
+        };
+        let app_key = format!("{base}:{}", m.app);
+        let bytes = match codec::encode(&Entry::Manifests(m)) {
             Ok(b) => Bytes::from(b),
             Err(e) => {
                 tracing::warn!(error = %e, "encoding a cache entry");
-                return;
+                return base;
             }
         };
         if app_specific {
             if let Ok(marker) = codec::encode(&Entry::AppSpecific) {
-                let _ = self.store.set(base, Bytes::from(marker), self.ttl).await;
+                let _ = self.store.set(&base, Bytes::from(marker), self.ttl).await;
             }
-            let _ = self.store.set(app_key, bytes, self.ttl).await;
+            let _ = self.store.set(&app_key, bytes, self.ttl).await;
         } else {
-            let _ = self.store.set(base, bytes, self.ttl).await;
+            let _ = self.store.set(&base, bytes, self.ttl).await;
         }
+        base
     }
 
     /// Take the render lock of `base`. True when this caller should render: it got the lock,
@@ -148,7 +180,7 @@ impl ManifestStore {
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn mk_store() -> ManifestStore {
         ManifestStore::new(
@@ -158,12 +190,18 @@ mod tests {
         )
     }
 
-    fn mk_manifests(name: &str) -> Manifests {
+    fn mk_manifests(name: &str, digest: &str) -> Manifests {
         Manifests {
             commit: "c1".into(),
+            source_digest: digest.into(),
+            app: String::new(),
             source_type: "Helm".into(),
             objects: vec![json!({"kind": "ConfigMap", "metadata": {"name": name}})],
         }
+    }
+
+    fn names(h: &Hit) -> &Value {
+        &h.manifests.objects[0]["metadata"]["name"]
     }
 
     #[tokio::test]
@@ -175,29 +213,68 @@ mod tests {
             keys::app_manifests(&base, "b", "ns"),
         );
         assert_eq!(s.get(&base, &a).await, None);
-        s.put(&base, &a, &mk_manifests("shared"), false).await;
-        let hit = s.get(&base, &b).await.expect("hit");
         assert_eq!(
-            (hit.manifests, hit.app_specific),
-            (mk_manifests("shared"), false)
+            s.put(&mk_manifests("shared", "d"), ("a", "ns"), false)
+                .await,
+            base
         );
+        let hit = s.get(&base, &b).await.expect("hit");
+        assert_eq!((names(&hit), hit.app_specific), (&json!("shared"), false));
 
         let base2 = keys::manifests("c1", "helm");
         let (a2, b2) = (
             keys::app_manifests(&base2, "a", "ns"),
             keys::app_manifests(&base2, "b", "ns"),
         );
-        s.put(&base2, &a2, &mk_manifests("a-release"), true).await;
+        s.put(&mk_manifests("a-release", "helm"), ("a", "ns"), true)
+            .await;
         let hit = s.get(&base2, &a2).await.expect("hit");
-        assert_eq!(
-            (hit.manifests, hit.app_specific),
-            (mk_manifests("a-release"), true)
-        );
+        assert_eq!((names(&hit), hit.app_specific), (&json!("a-release"), true));
         assert_eq!(
             s.get(&base2, &b2).await,
             None,
             "b's release was never rendered"
         );
+    }
+
+    #[tokio::test]
+    async fn an_entry_under_a_key_it_was_not_rendered_for_is_rejected() {
+        // Someone with write access to the store (or an old, client-keyed writer) puts an
+        // attacker's render under a victim's key.
+        let s = mk_store();
+        let victim = keys::manifests("c1", "victim");
+        let evil = mk_manifests("attacker-is-admin", "attacker");
+        let bytes = codec::encode(&Entry::Manifests(evil)).expect("encode");
+        s.store
+            .set(&victim, Bytes::from(bytes), DEFAULT_TTL)
+            .await
+            .expect("set");
+        assert_eq!(s.get(&victim, &format!("{victim}:x")).await, None);
+        // An app-specific entry for app a is not served to app b, even under b's key.
+        let base = keys::manifests("c1", "helm");
+        s.put(&mk_manifests("a-release", "helm"), ("a", "ns"), true)
+            .await;
+        let a_entry = s
+            .store
+            .get(&keys::app_manifests(&base, "a", "ns"))
+            .await
+            .expect("get")
+            .expect("present");
+        let b_key = keys::app_manifests(&base, "b", "ns");
+        s.store
+            .set(&b_key, a_entry, DEFAULT_TTL)
+            .await
+            .expect("set");
+        assert_eq!(s.get(&base, &b_key).await, None);
+        let rejected = s
+            .metrics
+            .lookups
+            .get_or_create(&crate::metrics::LookupLabels {
+                cache: "manifests",
+                result: "rejected",
+            })
+            .get();
+        assert_eq!(rejected, 2);
     }
 
     #[tokio::test]
@@ -220,10 +297,10 @@ mod tests {
                 .await
             })
         };
-        s.put(&base, &app, &mk_manifests("x"), false).await;
+        s.put(&mk_manifests("x", "d"), ("a", "ns"), false).await;
         s.unlock(&base).await;
         let hit = waiter.await.expect("join").expect("seen");
-        assert_eq!(hit.manifests, mk_manifests("x"));
+        assert_eq!(names(&hit), &json!("x"));
         assert!(s.lock(&base, "repo-1").await, "unlocked");
     }
 }

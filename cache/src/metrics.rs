@@ -116,7 +116,7 @@ impl CacheMetrics {
         );
         r.register(
             "lookups",
-            "Cache lookups by cache (manifests, revision) and result (hit, miss)",
+            "Cache lookups by cache (manifests, revision) and result (hit, miss; rejected: an entry that did not match its key)",
             m.lookups.clone(),
         );
         m
@@ -145,6 +145,16 @@ impl CacheMetrics {
             .get_or_create(&RedisRequestLabels {
                 initiator,
                 failed: if failed { "true" } else { "false" },
+            })
+            .inc();
+    }
+
+    /// A cache entry that did not match the key it was read under (counted as a miss too).
+    pub fn rejected(&self, cache: &'static str) {
+        self.lookups
+            .get_or_create(&LookupLabels {
+                cache,
+                result: "rejected",
             })
             .inc();
     }

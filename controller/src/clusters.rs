@@ -1,6 +1,7 @@
 //! The cluster registry's core: parse Argo CD cluster Secrets (`argocd.argoproj.io/secret-type:
-//! cluster`; `name`, `server`, `config`) into destinations and `kube` client configs, and
-//! resolve an Application's destination (by server or name, in-cluster included).
+//! cluster`; `name`, `server`, `config`, `project`) into destinations and `kube` client configs,
+//! and resolve an Application's destination (by server or name, in-cluster included). A cluster
+//! whose Secret names a `project` serves only Applications of that project.
 
 use std::collections::BTreeMap;
 
@@ -63,6 +64,8 @@ pub struct Cluster {
     pub config: ClusterConfig,
     /// The Secret it came from (`None` for the implicit in-cluster destination).
     pub secret: Option<String>,
+    /// The AppProject this cluster is scoped to (`project` key); `None`: every project.
+    pub project: Option<String>,
 }
 
 fn field(s: &Secret, secret: &str, key: &'static str) -> Result<String, ClusterSecretError> {
@@ -104,12 +107,25 @@ impl Cluster {
             Err(ClusterSecretError::Missing { .. }) => ClusterConfig::default(),
             Err(e) => return Err(e),
         };
+        // A `project` that cannot be read makes the Secret unusable rather than global.
+        let project = match field(s, &secret, "project") {
+            Ok(p) => Some(p).filter(|p| !p.is_empty()),
+            Err(ClusterSecretError::Missing { .. }) => None,
+            Err(e) => return Err(e),
+        };
         Ok(Self {
             name,
             server: server.trim_end_matches('/').to_string(),
             config,
             secret: Some(secret),
+            project,
         })
+    }
+
+    /// Whether an Application of `project` may use this cluster (a project-scoped cluster
+    /// serves its project only, as in Argo CD).
+    pub fn serves_project(&self, project: &str) -> bool {
+        self.project.as_deref().is_none_or(|p| p == project)
     }
 
     /// A `kube` client configuration for this cluster.
@@ -291,6 +307,7 @@ mod tests {
             server: IN_CLUSTER_SERVER.into(),
             config: ClusterConfig::default(),
             secret: None,
+            project: None,
         };
         let r = Registry::from_secrets([&a], Some(in_cluster));
         assert_eq!(
@@ -305,5 +322,22 @@ mod tests {
         assert!(r.resolve(Some(IN_CLUSTER_SERVER), None).is_some());
         assert!(r.resolve(Some("https://west"), None).is_none());
         assert!(r.resolve(None, None).is_none());
+    }
+
+    #[test]
+    fn project_scoped_cluster_serves_only_its_project() {
+        let scoped = mk_secret(
+            "team-a-prod",
+            &[("server", "https://a:6443"), ("project", "team-a")],
+        );
+        let global = mk_secret("shared", &[("server", "https://s:6443"), ("project", "")]);
+        let a = Cluster::from_secret(&scoped).expect("valid");
+        assert_eq!(a.project.as_deref(), Some("team-a"));
+        assert!(a.serves_project("team-a"));
+        assert!(!a.serves_project("team-b"));
+        assert!(!a.serves_project("default"));
+        let s = Cluster::from_secret(&global).expect("valid");
+        assert_eq!(s.project, None, "an empty project is global");
+        assert!(s.serves_project("team-b"));
     }
 }

@@ -28,8 +28,11 @@ pub struct ControllerConfig {
     pub history_limit: usize,
     /// Offer `https://kubernetes.default.svc` (the control plane itself) as a destination.
     pub in_cluster: bool,
-    /// Address of `/metrics`, `/healthz`, `/readyz` and `/status`.
+    /// Address of `/metrics`, `/healthz`, `/readyz` (and `/status` when `status_endpoint`).
     pub metrics_listen: SocketAddr,
+    /// Serve `/status` (ring members, every cluster URL, owned clusters, queue depth) on the
+    /// metrics address. Off by default: that port is unauthenticated.
+    pub status_endpoint: bool,
     /// When set, the bound metrics address is written here as JSON.
     pub address_file: Option<PathBuf>,
     /// Address of the Git webhook receiver (`POST /api/webhook`); none = off.
@@ -47,7 +50,7 @@ pub struct ControllerConfig {
 }
 
 /// Shared secrets of the webhook receiver, by Git provider. A provider without a secret is
-/// accepted unsigned (as Argo CD does); set them in production.
+/// refused unless `allow_unauthenticated` is set.
 #[derive(Debug, Clone, Default)]
 pub struct WebhookSettings {
     pub github_secret: Option<String>,
@@ -57,6 +60,9 @@ pub struct WebhookSettings {
     /// Bitbucket Server / Data Center: HMAC secret (`X-Hub-Signature`).
     pub bitbucket_server_secret: Option<String>,
     pub gitea_secret: Option<String>,
+    /// Accept unsigned events from providers without a secret (Argo CD's behaviour). Off: they
+    /// are refused with 401.
+    pub allow_unauthenticated: bool,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
 }
@@ -131,6 +137,7 @@ impl Default for ControllerConfig {
             history_limit: 10,
             in_cluster: true,
             metrics_listen: SocketAddr::from(([0, 0, 0, 0], 8082)),
+            status_endpoint: false,
             address_file: None,
             webhook_listen: None,
             max_backoff: Duration::from_secs(300),

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod project;
 pub mod queue;
 pub mod reconcile;
+pub mod redact;
 pub mod repo_pool;
 pub mod repos;
 pub mod run;

@@ -57,9 +57,13 @@ struct Args {
     /// Do not offer https://kubernetes.default.svc (the control plane) as a destination.
     #[arg(long, env = "FLOTILLA_NO_IN_CLUSTER")]
     no_in_cluster: bool,
-    /// Address of /metrics, /healthz, /readyz and /status.
+    /// Address of /metrics, /healthz and /readyz (and /status with --status-endpoint).
     #[arg(long, default_value = "0.0.0.0:8082", env = "FLOTILLA_METRICS_LISTEN")]
     metrics_listen: SocketAddr,
+    /// Serve /status on the metrics address: ring members, every destination cluster URL, owned
+    /// clusters and queue depth, unauthenticated. Off by default (404).
+    #[arg(long, env = "FLOTILLA_STATUS_ENDPOINT")]
+    status_endpoint: bool,
     /// Write the bound metrics address here as JSON (useful with port 0).
     #[arg(long, env = "FLOTILLA_ADDRESS_FILE")]
     address_file: Option<PathBuf>,
@@ -124,6 +128,10 @@ struct Args {
     /// Gitea webhook secret (checks X-Gitea-Signature).
     #[arg(long, env = "FLOTILLA_WEBHOOK_GITEA_SECRET", hide_env_values = true)]
     webhook_gitea_secret: Option<String>,
+    /// Accept unsigned webhook events from providers that have no secret configured (as Argo CD
+    /// does). Off by default: such events are refused with 401.
+    #[arg(long, env = "FLOTILLA_WEBHOOK_ALLOW_UNAUTHENTICATED")]
+    webhook_allow_unauthenticated: bool,
     /// Print the Application and AppProject CRDs as YAML and exit.
     #[arg(long)]
     print_crds: bool,
@@ -189,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
         rpc_timeout: Duration::from_secs(args.rpc_timeout_seconds),
         in_cluster: !args.no_in_cluster,
         metrics_listen: args.metrics_listen,
+        status_endpoint: args.status_endpoint,
         address_file: args.address_file.clone(),
         webhook_listen: args.webhook_listen,
         redis_url: args.redis_url.clone().filter(|u| !u.is_empty()),
@@ -199,6 +208,7 @@ async fn main() -> anyhow::Result<()> {
             bitbucket_uuid: args.webhook_bitbucket_uuid.clone(),
             bitbucket_server_secret: args.webhook_bitbucket_server_secret.clone(),
             gitea_secret: args.webhook_gitea_secret.clone(),
+            allow_unauthenticated: args.webhook_allow_unauthenticated,
             ..ControllerConfig::default().webhook
         },
         sharding: ShardingSettings {

@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::redact::{redact_text, redact_url};
 use crate::repo_pool::{PoolError, RepoPool};
 use crate::repos::RepoCreds;
 use crate::types::application::ApplicationSource;
@@ -36,14 +37,17 @@ pub enum ManifestError {
     BadEndpoint(String),
 }
 
+/// The repo-server's error as a `ManifestError`, with credentials in any URL it quotes
+/// redacted (the text reaches logs and Application conditions).
 fn from_pool(e: PoolError) -> ManifestError {
     let s = e.status;
+    let message = redact_text(s.message());
     match s.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-            ManifestError::Unavailable(s.message().to_string())
+            ManifestError::Unavailable(message)
         }
-        _ if e.unreachable => ManifestError::Unavailable(s.message().to_string()),
-        _ => ManifestError::Failed(s.message().to_string()),
+        _ if e.unreachable => ManifestError::Unavailable(message),
+        _ => ManifestError::Failed(message),
     }
 }
 
@@ -306,21 +310,15 @@ pub fn wire_repo(url: &str, creds: Option<&RepoCreds>) -> pb::Repository {
     }
 }
 
-/// The shared cache keys of a render: (every app, this app). The source digest leaves out
-/// `targetRevision` (the commit is in the key), so apps tracking `main` and `HEAD` at the same
-/// commit share a render. Map fields encode in key order, so the digest is stable everywhere.
+/// The shared cache keys of a render: (every app, this app), made exactly as the repo-server
+/// makes them when it stores a render (`flotilla_cache::keys::for_source`).
 pub fn cache_keys(
     commit: &str,
     src: &pb::ApplicationSource,
     app: &str,
     namespace: &str,
 ) -> (String, String) {
-    use prost::Message;
-    let mut canonical = src.clone();
-    canonical.target_revision.clear();
-    let base = keys::manifests(commit, &keys::digest(&canonical.encode_to_vec()));
-    let app_key = keys::app_manifests(&base, app, namespace);
-    (base, app_key)
+    keys::for_source(commit, src, app, namespace)
 }
 
 /// The controller's way to desired state.
@@ -426,7 +424,7 @@ impl ManifestClient {
                         let req = flotilla_core::telemetry::traced_request(req.clone());
                         async move { c.resolve_revision(req).await }
                     })
-                    .instrument(tracing::info_span!("repo_server.resolve_revision", repo = %url))
+                    .instrument(tracing::info_span!("repo_server.resolve_revision", repo = %redact_url(&url)))
                     .await;
                 metrics.rpc_in_flight.dec();
                 let outcome = if res.is_ok() { "resolve" } else { "error" };
@@ -505,7 +503,9 @@ impl ManifestClient {
                 let req = flotilla_core::telemetry::traced_request(req.clone());
                 async move { c.generate_manifests(req).await }
             })
-            .instrument(tracing::info_span!("repo_server.generate_manifests", repo = %url))
+            .instrument(
+                tracing::info_span!("repo_server.generate_manifests", repo = %redact_url(&url)),
+            )
             .await;
         self.metrics.rpc_in_flight.dec();
         let resp = match res {
@@ -546,6 +546,20 @@ mod tests {
     use super::*;
     use crate::types::application::{DirectoryOptions, KustomizeOptions};
     use serde_json::json;
+
+    #[test]
+    fn repo_server_errors_lose_url_credentials() {
+        let e = from_pool(PoolError {
+            status: tonic::Status::not_found(
+                "fetching https://alice:TOPSECRET-TOKEN@git.example/x.git: not found",
+            ),
+            unreachable: false,
+        });
+        assert_eq!(
+            e,
+            ManifestError::Failed("fetching https://***@git.example/x.git: not found".into())
+        );
+    }
 
     #[test]
     fn wire_source_carries_the_type_options() {

@@ -34,8 +34,29 @@ fn repo_normal(url: &str) -> String {
         .to_lowercase()
 }
 
-/// Whether `repo_url` is an allowed source (`sourceRepos`, `*` for any).
+/// Whether `repo_url` has a `.` or `..` path segment, plain or percent-encoded (`%2e`), with
+/// `/`, `\` (or their encodings `%2f`, `%5c`) or `:` (SCP-like `host:../x`) as separators.
+/// Git clients and servers resolve those segments, so a URL that matches a `sourceRepos` glob
+/// as text (`https://github.com/my-org/../evil/repo` against `https://github.com/my-org/*`)
+/// could fetch another repository: such URLs are never allowed.
+pub fn has_dot_segments(repo_url: &str) -> bool {
+    let lower = repo_url.to_ascii_lowercase();
+    let decoded = lower
+        .replace("%2e", ".")
+        .replace("%2f", "/")
+        .replace("%5c", "/")
+        .replace('\\', "/");
+    decoded
+        .split(['/', ':'])
+        .any(|segment| segment == "." || segment == "..")
+}
+
+/// Whether `repo_url` is an allowed source (`sourceRepos`, `*` for any). A URL with dot-segments
+/// ([`has_dot_segments`]) never is.
 pub fn source_allowed(p: &AppProjectSpec, repo_url: &str) -> bool {
+    if has_dot_segments(repo_url) {
+        return false;
+    }
     let patterns: Vec<String> = p
         .source_repos
         .iter()
@@ -158,6 +179,40 @@ namespaceResourceWhitelist: [{group: apps, kind: Deployment}, {group: "", kind: 
         assert!(!source_allowed(&p, "https://github.com/my-org/secrets"));
         assert!(source_allowed(&default_project(), "file:///anything"));
         assert!(!source_allowed(&AppProjectSpec::default(), "https://x"));
+    }
+
+    #[test]
+    fn dot_segments_never_match_source_repos() {
+        let p = mk_restricted();
+        let any = default_project();
+        for url in [
+            "https://github.com/my-org/../evil/repo",
+            "https://github.com/my-org/x/../../other-org/private",
+            "https://github.com/my-org/./web",
+            "https://github.com/my-org/web/..",
+            "https://github.com/my-org/web/.",
+            "https://github.com/my-org/%2e%2e/evil/repo",
+            "https://github.com/my-org/%2E%2E/evil/repo",
+            "https://github.com/my-org/.%2E/evil/repo",
+            "https://github.com/my-org/..%2fevil/repo",
+            "https://github.com/my-org\\..\\evil\\repo",
+            "file:///srv/git/team-a/../team-b/secret.git",
+            "git@github.com:../evil/repo",
+        ] {
+            assert!(has_dot_segments(url), "{url}");
+            assert!(!source_allowed(&p, url), "{url} against my-org/*");
+            assert!(!source_allowed(&any, url), "{url} against *");
+        }
+        // Dots inside names are fine.
+        for url in [
+            "https://github.com/my-org/web.git",
+            "https://github.com/my-org/.github",
+            "https://github.com/my-org/a..b",
+        ] {
+            assert!(!has_dot_segments(url), "{url}");
+            assert!(source_allowed(&p, url), "{url}");
+        }
+        assert!(source_allowed(&any, "git@github.com:my-org/web.git"));
     }
 
     #[test]

@@ -26,6 +26,8 @@ use crate::operation::{
 };
 use crate::plan::{Comparison, SyncRequest, compare, is_hook, plan_sync};
 use crate::project;
+use crate::redact::redact_url;
+use crate::repos::RepoCredsIndex;
 use crate::status::{
     self, COMPARISON_ERROR, HistoryEntry, INVALID_SPEC_ERROR, Outcome, REPEATED_RESOURCE_WARNING,
     SYNC_ERROR,
@@ -155,10 +157,15 @@ fn validate(
         return errs;
     };
     for s in &srcs {
-        if !project::source_allowed(p, &s.repo_url) {
+        if project::has_dot_segments(&s.repo_url) {
+            errs.push(format!(
+                "application repo {} is refused: repository URLs may not contain '.' or '..' path segments (plain or percent-encoded)",
+                redact_url(&s.repo_url)
+            ));
+        } else if !project::source_allowed(p, &s.repo_url) {
             errs.push(format!(
                 "application repo {} is not permitted in project '{project_name}'",
-                s.repo_url
+                redact_url(&s.repo_url)
             ));
         }
     }
@@ -167,6 +174,12 @@ fn validate(
             "application destination {{{}, {}}} is not a known cluster",
             app.spec.destination.server.as_deref().unwrap_or(""),
             app.spec.destination.name.as_deref().unwrap_or("")
+        )),
+        Some(c) if !c.serves_project(project_name) => errs.push(format!(
+            "application destination cluster '{}' ({}) is scoped to project '{}' and cannot be used by project '{project_name}'",
+            c.name,
+            c.server,
+            c.project.as_deref().unwrap_or_default()
         )),
         Some(c) => {
             let ns = dest_namespace(app);
@@ -277,6 +290,19 @@ async fn normalize(
     Ok((out, refusals, warnings))
 }
 
+/// The repository of `src` on the wire, with the credentials `app`'s project may use
+/// (project-scoped Secrets of other projects are never attached).
+fn repo_for(
+    app: &Application,
+    src: &ApplicationSource,
+    creds: &RepoCredsIndex,
+) -> flotilla_proto::repo::v1::Repository {
+    wire_repo(
+        &src.repo_url,
+        creds.lookup(&src.repo_url, project_name(app)),
+    )
+}
+
 /// Render every source of the app at its resolved revision (or reuse the last render at
 /// `Level::Compare`). `revision_override` renders a manual sync's revision instead.
 #[tracing::instrument(name = "refresh", skip_all, fields(level = level.as_str()))]
@@ -301,7 +327,7 @@ async fn desired(
     let mut parts: Vec<Arc<Vec<Value>>> = Vec::new();
     let mut source_type = String::new();
     for src in sources(app) {
-        let repo = wire_repo(&src.repo_url, creds.lookup(&src.repo_url));
+        let repo = repo_for(app, &src, &creds);
         let revision = revision_override
             .map(str::to_string)
             .or_else(|| src.target_revision.clone())
@@ -898,6 +924,23 @@ async fn finalize(
         w.status(&outcome).await?;
         return Ok(Next::Backoff);
     };
+    // A cluster scoped to another project is never written to, deletions included.
+    if !cluster.serves_project(project_name(app)) {
+        let outcome = Outcome {
+            conditions: vec![(
+                "DeletionError".into(),
+                format!(
+                    "the destination cluster '{}' is scoped to project '{}'; resources of project '{}' cannot be deleted there (remove the finalizer to orphan them)",
+                    cluster.name,
+                    cluster.project.as_deref().unwrap_or_default(),
+                    project_name(app)
+                ),
+            )],
+            ..Default::default()
+        };
+        w.status(&outcome).await?;
+        return Ok(Next::Backoff);
+    }
     let events: Arc<dyn crate::live::CacheEvents> = Arc::new(QueueEvents {
         ctx: Arc::downgrade(ctx),
     });
@@ -1039,6 +1082,7 @@ spec:
             server: crate::clusters::IN_CLUSTER_SERVER.into(),
             config: Default::default(),
             secret: None,
+            project: None,
         }
     }
 
@@ -1058,6 +1102,84 @@ spec:
         p.source_repos = Some(vec!["https://github.com/other/*".into()]);
         let errs = validate(&app, Some(&p), Some(&in_cluster()));
         assert!(errs[0].contains("not permitted"), "{errs:?}");
+    }
+
+    #[test]
+    fn dot_segment_repo_urls_are_refused_with_a_clear_redacted_message() {
+        let mut p = default_project();
+        p.source_repos = Some(vec!["https://github.com/my-org/*".into()]);
+        for url in [
+            "https://github.com/my-org/../evil/repo",
+            "https://user:TOKEN@github.com/my-org/%2e%2e/evil/repo",
+        ] {
+            let app = mk_app(&APP.replace("https://github.com/my-org/web.git", url));
+            let errs = validate(&app, Some(&p), Some(&in_cluster()));
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert!(errs[0].contains("'.' or '..' path segments"), "{errs:?}");
+            assert!(!errs[0].contains("TOKEN"), "{errs:?}");
+            // Refused even by a project allowing every repository.
+            assert!(!validate(&app, Some(&default_project()), Some(&in_cluster())).is_empty());
+        }
+        let app = mk_app(&APP.replace(
+            "https://github.com/my-org/web.git",
+            "https://user:TOKEN@github.com/other/web.git",
+        ));
+        let errs = validate(&app, Some(&p), Some(&in_cluster()));
+        assert!(
+            errs[0].contains("https://***@github.com/other/web.git"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn a_project_scoped_cluster_is_refused_to_other_projects() {
+        let scoped = Cluster {
+            name: "team-a-prod".into(),
+            server: "https://team-a:6443".into(),
+            project: Some("team-a".into()),
+            ..in_cluster()
+        };
+        let other = mk_app(APP); // project: default
+        let errs = validate(&other, Some(&default_project()), Some(&scoped));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("cluster 'team-a-prod'")
+                && errs[0].contains("scoped to project 'team-a'"),
+            "{errs:?}"
+        );
+        let own = mk_app(&APP.replace("project: default", "project: team-a"));
+        assert!(validate(&own, Some(&default_project()), Some(&scoped)).is_empty());
+    }
+
+    #[test]
+    fn repository_credentials_follow_the_application_project() {
+        use k8s_openapi::ByteString;
+        let mut secret = k8s_openapi::api::core::v1::Secret::default();
+        secret.metadata.labels = Some(
+            [(
+                "argocd.argoproj.io/secret-type".to_string(),
+                crate::repos::REPOSITORY.to_string(),
+            )]
+            .into(),
+        );
+        secret.data = Some(
+            [
+                ("url", "https://github.com/my-org/web.git"),
+                ("password", "team-a-only"),
+                ("project", "team-a"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect(),
+        );
+        let creds = RepoCredsIndex::from_secrets([&secret]);
+        let other = mk_app(APP);
+        let own = mk_app(&APP.replace("project: default", "project: team-a"));
+        assert_eq!(repo_for(&other, &sources(&other)[0], &creds).password, "");
+        assert_eq!(
+            repo_for(&own, &sources(&own)[0], &creds).password,
+            "team-a-only"
+        );
     }
 
     #[test]

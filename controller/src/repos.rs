@@ -1,6 +1,8 @@
 //! Repository credentials from Argo CD Secrets: `secret-type: repository` (one repository,
-//! matched by URL) and `secret-type: repo-creds` (a URL prefix, longest match wins).
-//! Pure: Secrets in, the credentials for a URL out.
+//! matched by URL) and `secret-type: repo-creds` (a URL prefix ending on a `/` boundary,
+//! longest match wins). A Secret with a `project` key serves only Applications of that
+//! project (and is preferred for them); one without serves every project, as in Argo CD.
+//! Pure: Secrets in, the credentials for a URL and project out.
 
 use k8s_openapi::api::core::v1::Secret;
 
@@ -17,16 +19,19 @@ pub struct RepoCreds {
     pub password: Option<String>,
     pub bearer_token: Option<String>,
     pub insecure: bool,
+    /// The AppProject this credential is scoped to (`project` key); `None`: every project.
+    pub project: Option<String>,
 }
 
 impl std::fmt::Debug for RepoCreds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RepoCreds")
-            .field("url", &self.url)
+            .field("url", &crate::redact::redact_url(&self.url))
             .field("username", &self.username)
             .field("has_password", &self.password.is_some())
             .field("has_bearer_token", &self.bearer_token.is_some())
             .field("insecure", &self.insecure)
+            .field("project", &self.project)
             .finish()
     }
 }
@@ -47,15 +52,40 @@ fn normal(url: &str) -> String {
 }
 
 impl RepoCreds {
-    /// Parse a repository or repo-creds Secret; `None` without a `url`.
+    /// Parse a repository or repo-creds Secret; `None` without a `url`, or with a `project`
+    /// that is not UTF-8 (never read as global).
     pub fn from_secret(s: &Secret) -> Option<Self> {
+        let unreadable_project = s
+            .data
+            .as_ref()
+            .and_then(|d| d.get("project"))
+            .is_some_and(|b| std::str::from_utf8(&b.0).is_err());
+        if unreadable_project {
+            return None;
+        }
         Some(Self {
             url: text(s, "url")?,
             username: text(s, "username"),
             password: text(s, "password"),
             bearer_token: text(s, "bearerToken"),
             insecure: text(s, "insecure").is_some_and(|v| v == "true"),
+            project: text(s, "project"),
         })
+    }
+}
+
+/// Whether the normalized `url` lies under the normalized template `prefix`: equal, or
+/// continuing with `/` after it (so `https://git.example.com` never matches
+/// `https://git.example.com.attacker.net/x`, nor `http://h:80` `http://h:8080/x`). An SCP-like
+/// prefix ending in `:` (`git@host:`) is its own boundary.
+fn under_prefix(url: &str, prefix: &str) -> bool {
+    match url.strip_prefix(prefix) {
+        Some(rest) => {
+            rest.is_empty()
+                || rest.starts_with('/')
+                || (prefix.ends_with(':') && !prefix.contains("://"))
+        }
+        None => false,
     }
 }
 
@@ -86,19 +116,26 @@ impl RepoCredsIndex {
         idx
     }
 
-    /// Credentials for `url`: an exact repository Secret first, else the longest repo-creds
-    /// prefix.
-    pub fn lookup(&self, url: &str) -> Option<&RepoCreds> {
+    /// Credentials for `url` for an Application of `project`: an exact repository Secret
+    /// first, else the longest repo-creds prefix. At each step a Secret scoped to `project` is
+    /// preferred to a global one; Secrets scoped to other projects are never used.
+    pub fn lookup(&self, url: &str, project: &str) -> Option<&RepoCreds> {
         let n = normal(url);
-        self.repositories
-            .iter()
-            .find(|c| normal(&c.url) == n)
-            .or_else(|| {
-                self.templates
-                    .iter()
-                    .filter(|c| n.starts_with(&normal(&c.url)))
-                    .max_by_key(|c| c.url.len())
-            })
+        let repository = |scope: Option<&str>| {
+            self.repositories
+                .iter()
+                .find(|c| c.project.as_deref() == scope && normal(&c.url) == n)
+        };
+        let template = |scope: Option<&str>| {
+            self.templates
+                .iter()
+                .filter(|c| c.project.as_deref() == scope && under_prefix(&n, &normal(&c.url)))
+                .max_by_key(|c| c.url.len())
+        };
+        repository(Some(project))
+            .or_else(|| repository(None))
+            .or_else(|| template(Some(project)))
+            .or_else(|| template(None))
     }
 }
 
@@ -139,7 +176,7 @@ mod tests {
         );
         let idx = RepoCredsIndex::from_secrets([&exact, &org, &host]);
         let pw = |u: &str| {
-            idx.lookup(u)
+            idx.lookup(u, "default")
                 .and_then(|c| c.password.clone().or(c.bearer_token.clone()))
         };
         assert_eq!(pw("https://git.example/org/app").as_deref(), Some("exact"));
@@ -160,6 +197,128 @@ mod tests {
         let no_url = mk_secret(REPOSITORY, &[("password", "x")]);
         let cluster = mk_secret("cluster", &[("url", "https://x")]);
         let idx = RepoCredsIndex::from_secrets([&no_url, &cluster]);
-        assert!(idx.lookup("https://x").is_none());
+        assert!(idx.lookup("https://x", "default").is_none());
+    }
+
+    fn mk_pw(idx: &RepoCredsIndex, url: &str, project: &str) -> Option<String> {
+        idx.lookup(url, project).and_then(|c| c.password.clone())
+    }
+
+    #[test]
+    fn repo_creds_prefix_stops_at_a_path_boundary() {
+        let host = mk_secret(
+            REPO_CREDS,
+            &[("url", "https://git.example.com/"), ("password", "host")],
+        );
+        let bare = mk_secret(
+            REPO_CREDS,
+            &[("url", "https://bare.example.com"), ("password", "bare")],
+        );
+        let port = mk_secret(
+            REPO_CREDS,
+            &[("url", "http://127.0.0.1:80/"), ("password", "port")],
+        );
+        let org = mk_secret(
+            REPO_CREDS,
+            &[("url", "https://git.example.com/org"), ("password", "org")],
+        );
+        let scp = mk_secret(
+            REPO_CREDS,
+            &[("url", "git@ssh.example.com:"), ("password", "scp")],
+        );
+        let idx = RepoCredsIndex::from_secrets([&host, &bare, &port, &org, &scp]);
+        // Lookalike hosts, ports and path components get nothing.
+        for url in [
+            "https://git.example.com.attacker.net/x",
+            "https://bare.example.com.attacker.net/x",
+            "https://bare.example.comx",
+            "http://127.0.0.1:8080/org/repo",
+        ] {
+            assert_eq!(mk_pw(&idx, url, "default"), None, "{url}");
+        }
+        assert_eq!(
+            mk_pw(&idx, "https://git.example.com/org-evil/x", "default").as_deref(),
+            Some("host"),
+            "org-evil is not under /org"
+        );
+        // Under the prefix (or equal to it): the longest prefix still wins.
+        assert_eq!(
+            mk_pw(&idx, "https://git.example.com/a/b", "default").as_deref(),
+            Some("host")
+        );
+        assert_eq!(
+            mk_pw(&idx, "https://git.example.com/org/x.git", "default").as_deref(),
+            Some("org")
+        );
+        assert_eq!(
+            mk_pw(&idx, "https://git.example.com/org", "default").as_deref(),
+            Some("org")
+        );
+        assert_eq!(
+            mk_pw(&idx, "https://bare.example.com/x", "default").as_deref(),
+            Some("bare")
+        );
+        assert_eq!(
+            mk_pw(&idx, "http://127.0.0.1:80/x", "default").as_deref(),
+            Some("port")
+        );
+        assert_eq!(
+            mk_pw(&idx, "git@ssh.example.com:org/x.git", "default").as_deref(),
+            Some("scp")
+        );
+    }
+
+    #[test]
+    fn project_scoped_credentials_serve_only_their_project_and_win_there() {
+        let scoped_repo = mk_secret(
+            REPOSITORY,
+            &[
+                ("url", "https://git.example/team-a/private.git"),
+                ("password", "a-repo"),
+                ("project", "team-a"),
+            ],
+        );
+        let scoped_tpl = mk_secret(
+            REPO_CREDS,
+            &[
+                ("url", "https://git.example/team-a"),
+                ("password", "a-tpl"),
+                ("project", "team-a"),
+            ],
+        );
+        let global_tpl = mk_secret(
+            REPO_CREDS,
+            &[
+                ("url", "https://git.example/team-a/shared"),
+                ("password", "global"),
+            ],
+        );
+        let empty_project = mk_secret(
+            REPOSITORY,
+            &[
+                ("url", "https://git.example/open"),
+                ("password", "open"),
+                ("project", ""),
+            ],
+        );
+        let idx =
+            RepoCredsIndex::from_secrets([&scoped_repo, &scoped_tpl, &global_tpl, &empty_project]);
+        let private = "https://git.example/team-a/private";
+        assert_eq!(mk_pw(&idx, private, "team-a").as_deref(), Some("a-repo"));
+        assert_eq!(
+            mk_pw(&idx, private, "team-b"),
+            None,
+            "another project's credentials are never attached"
+        );
+        assert_eq!(mk_pw(&idx, private, "default"), None);
+        // For team-a, its own template beats a longer global one; others get the global one.
+        let shared = "https://git.example/team-a/shared/x";
+        assert_eq!(mk_pw(&idx, shared, "team-a").as_deref(), Some("a-tpl"));
+        assert_eq!(mk_pw(&idx, shared, "team-b").as_deref(), Some("global"));
+        // An empty `project` is global.
+        assert_eq!(
+            mk_pw(&idx, "https://git.example/open", "team-b").as_deref(),
+            Some("open")
+        );
     }
 }

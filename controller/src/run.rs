@@ -113,6 +113,7 @@ fn registry_of(secrets: &Store<Secret>, in_cluster: bool) -> Registry {
         server: IN_CLUSTER_SERVER.into(),
         config: ClusterConfig::default(),
         secret: None,
+        project: None,
     });
     let r = Registry::from_secrets(state.iter().map(|s| s.as_ref()), implicit);
     for e in &r.errors {
@@ -160,6 +161,20 @@ fn key_of(app: &Application) -> Option<AppKey> {
         app.metadata.namespace.clone()?,
         app.metadata.name.clone()?,
     ))
+}
+
+/// The metrics endpoint: `/metrics`, `/healthz` and `/readyz`, plus `/status` only when a
+/// handler is given (`--status-endpoint`); otherwise `/status` is not routed (404).
+fn endpoint_router(
+    metrics: Arc<MetricsRegistry>,
+    ready: flotilla_core::http::Ready,
+    status: Option<axum::routing::MethodRouter>,
+) -> axum::Router {
+    let router = flotilla_core::http::router(metrics, ready);
+    match status {
+        Some(handler) => router.route("/status", handler),
+        None => router,
+    }
 }
 
 /// Run the controller until `shutdown` resolves.
@@ -442,8 +457,8 @@ pub async fn run(
     // The endpoint answers health at once and readiness once the stores are synced.
     let ready = flotilla_core::http::Ready::default();
     let status_ctx = Arc::downgrade(&ctx);
-    let router = flotilla_core::http::router(Arc::new(metrics_registry), ready.clone()).route(
-        "/status",
+    // `/status` lists every cluster URL, unauthenticated: only with --status-endpoint.
+    let status = cfg.status_endpoint.then(|| {
         axum::routing::get(move || {
             let ctx = status_ctx.upgrade();
             async move {
@@ -466,8 +481,9 @@ pub async fn run(
                     "queueDepth": ctx.queue.len(),
                 }))
             }
-        }),
-    );
+        })
+    });
+    let router = endpoint_router(Arc::new(metrics_registry), ready.clone(), status);
     let metrics_addr = flotilla_core::http::serve(cfg.metrics_listen, router).await?;
     let webhook_addr = match cfg.webhook_listen {
         Some(addr) => {
@@ -480,6 +496,18 @@ pub async fn run(
                 .with_state((Arc::downgrade(&ctx), metrics));
             let bound = flotilla_core::http::serve(addr, router).await?;
             tracing::info!(webhook = %bound, "Git webhook receiver listening on /api/webhook");
+            let unconfigured: Vec<&str> = crate::webhook::Provider::ALL
+                .iter()
+                .filter(|p| !crate::webhook::configured(**p, &cfg.webhook))
+                .map(|p| p.as_str())
+                .collect();
+            if !unconfigured.is_empty() {
+                if cfg.webhook.allow_unauthenticated {
+                    tracing::warn!(providers = ?unconfigured, "webhooks of these providers are accepted unsigned (--webhook-allow-unauthenticated)");
+                } else {
+                    tracing::info!(providers = ?unconfigured, "webhooks of these providers are refused: no secret configured");
+                }
+            }
             Some(bound.to_string())
         }
         None => None,
@@ -749,7 +777,12 @@ async fn receive_webhook(
             "ignored"
         },
     );
-    tracing::info!(provider = p.as_str(), repos = ?push.repo_urls, refs = ?push.refs, refreshed, "webhook push");
+    let repos: Vec<String> = push
+        .repo_urls
+        .iter()
+        .map(|u| crate::redact::redact_url(u))
+        .collect();
+    tracing::info!(provider = p.as_str(), ?repos, refs = ?push.refs, refreshed, "webhook push");
     (
         StatusCode::OK,
         axum::Json(serde_json::json!({"refreshed": refreshed})),
@@ -846,6 +879,37 @@ mod tests {
             refresh: refresh.map(str::to_string),
             deleting,
         }
+    }
+
+    async fn mk_status_code(router: axum::Router) -> http::StatusCode {
+        use tower::ServiceExt;
+        let req = http::Request::get("/status")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        match router.oneshot(req).await {
+            Ok(resp) => resp.status(),
+            Err(never) => match never {},
+        }
+    }
+
+    #[tokio::test]
+    async fn status_is_served_only_when_enabled() {
+        assert!(
+            !ControllerConfig::default().status_endpoint,
+            "off by default"
+        );
+        let off = endpoint_router(
+            Arc::new(MetricsRegistry::default()),
+            flotilla_core::http::Ready::default(),
+            None,
+        );
+        assert_eq!(mk_status_code(off).await, http::StatusCode::NOT_FOUND);
+        let on = endpoint_router(
+            Arc::new(MetricsRegistry::default()),
+            flotilla_core::http::Ready::default(),
+            Some(axum::routing::get(|| async { "members" })),
+        );
+        assert_eq!(mk_status_code(on).await, http::StatusCode::OK);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use crate::health::HealthCode;
 use crate::operation::OperationState;
 use crate::plan::{Comparison, SyncCode};
+use crate::redact::redact_text;
 use crate::types::application::{
     ApplicationCondition, ApplicationStatus, HealthStatus, ResourceStatus, SyncStatus,
 };
@@ -124,21 +125,30 @@ pub fn build(
         st.source_type = o.source_type.clone();
     }
     let old = prev.conditions.unwrap_or_default();
+    // Messages can quote repository URLs (errors from the repo-server, Git): never with their
+    // credentials.
     let conditions: Vec<ApplicationCondition> = o
         .conditions
         .iter()
-        .map(|(t, m)| ApplicationCondition {
-            type_: t.clone(),
-            message: m.clone(),
-            last_transition_time: old
-                .iter()
-                .find(|c| c.type_ == *t && c.message == *m)
-                .and_then(|c| c.last_transition_time.clone())
-                .or_else(|| Some(now_s.clone())),
+        .map(|(t, m)| {
+            let message = redact_text(m);
+            ApplicationCondition {
+                type_: t.clone(),
+                last_transition_time: old
+                    .iter()
+                    .find(|c| c.type_ == *t && c.message == message)
+                    .and_then(|c| c.last_transition_time.clone())
+                    .or_else(|| Some(now_s.clone())),
+                message,
+            }
         })
         .collect();
     st.conditions = (!conditions.is_empty()).then_some(conditions);
     if let Some(op) = &o.operation_state {
+        let op = OperationState {
+            message: redact_text(&op.message),
+            ..op.clone()
+        };
         st.operation_state = Some(op.to_value());
     }
     if let Some(h) = &o.history {
@@ -297,6 +307,32 @@ mod tests {
             merge_patch(&cleared)["status"]
                 .as_object()
                 .is_some_and(|m| m.contains_key("conditions"))
+        );
+    }
+
+    #[test]
+    fn condition_and_operation_messages_never_carry_url_credentials() {
+        let leak = "failed to load target state: fetching https://alice:TOKEN@git.example/x.git";
+        let o = Outcome {
+            conditions: vec![(COMPARISON_ERROR.into(), leak.into())],
+            operation_state: Some(OperationState {
+                message: format!("ComparisonError: {leak}"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let st = build(None, &o, now("2026-01-01T00:00:00Z"));
+        let text = serde_json::to_string(&st).expect("json");
+        assert!(!text.contains("TOKEN") && !text.contains("alice"), "{text}");
+        assert!(text.contains("https://***@git.example/x.git"), "{text}");
+        // The redacted message is what keeps its transition time.
+        let again = build(Some(&st), &o, now("2026-01-01T00:05:00Z"));
+        assert_eq!(
+            again
+                .conditions
+                .as_ref()
+                .and_then(|c| c[0].last_transition_time.as_deref()),
+            Some("2026-01-01T00:00:00Z")
         );
     }
 

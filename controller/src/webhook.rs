@@ -1,7 +1,9 @@
 //! The Git webhook receiver (`POST /api/webhook`): GitHub, GitLab, Bitbucket (Cloud and
-//! Server) and Gitea push events, authenticated by each provider's signature or token. A push
-//! forgets the cached revisions of the pushed ref and asks the matching Applications for a
-//! refresh, so a change reaches clusters in seconds instead of at the next poll.
+//! Server) and Gitea push events, authenticated by each provider's signature or token. A
+//! provider without a configured secret is refused unless unauthenticated events are allowed
+//! explicitly. A push forgets the cached revisions of the pushed ref and asks the matching
+//! Applications for a refresh, so a change reaches clusters in seconds instead of at the next
+//! poll.
 
 use std::collections::BTreeSet;
 
@@ -131,6 +133,13 @@ pub enum WebhookError {
     UnknownProvider,
     #[error("{0} webhook: signature or token missing or wrong")]
     Unauthorized(&'static str),
+    #[error(
+        "{provider} webhook: no secret is configured for this provider, so its events cannot be authenticated (set {flag}, or accept unsigned events with --webhook-allow-unauthenticated)"
+    )]
+    NotConfigured {
+        provider: &'static str,
+        flag: &'static str,
+    },
     #[error("{provider} webhook: invalid payload: {message}")]
     Invalid {
         provider: &'static str,
@@ -177,45 +186,62 @@ fn hmac_ok(secret: &str, body: &[u8], hex_sig: &str) -> bool {
     mac.verify_slice(&sig).is_ok()
 }
 
+/// The configured secret of provider `p` (empty counts as none) and the flag that sets it.
+fn secret_of(p: Provider, s: &WebhookSettings) -> (Option<&str>, &'static str) {
+    let (secret, flag) = match p {
+        Provider::GitHub => (&s.github_secret, "--webhook-github-secret"),
+        Provider::Gitea => (&s.gitea_secret, "--webhook-gitea-secret"),
+        Provider::GitLab => (&s.gitlab_secret, "--webhook-gitlab-secret"),
+        Provider::Bitbucket => (&s.bitbucket_uuid, "--webhook-bitbucket-uuid"),
+        Provider::BitbucketServer => (
+            &s.bitbucket_server_secret,
+            "--webhook-bitbucket-server-secret",
+        ),
+    };
+    (secret.as_deref().filter(|v| !v.is_empty()), flag)
+}
+
+/// Whether provider `p` has a secret configured (its events can be authenticated).
+pub fn configured(p: Provider, s: &WebhookSettings) -> bool {
+    secret_of(p, s).0.is_some()
+}
+
 /// Check the event's signature or token against the configured secret. A provider with no
-/// secret configured is accepted as is.
+/// secret configured is refused (fail closed) unless `allow_unauthenticated` is set, which
+/// accepts its events unsigned, as Argo CD does.
 pub fn verify(
     p: Provider,
     h: &HeaderMap,
     body: &[u8],
     s: &WebhookSettings,
 ) -> Result<(), WebhookError> {
+    let (secret, flag) = secret_of(p, s);
+    let Some(secret) = secret else {
+        return if s.allow_unauthenticated {
+            Ok(())
+        } else {
+            Err(WebhookError::NotConfigured {
+                provider: p.as_str(),
+                flag,
+            })
+        };
+    };
     let ok = match p {
-        Provider::GitHub => match &s.github_secret {
-            None => true,
-            Some(secret) => header(h, "x-hub-signature-256")
-                .and_then(|v| v.strip_prefix("sha256="))
-                .is_some_and(|sig| hmac_ok(secret, body, sig)),
-        },
-        Provider::Gitea => match &s.gitea_secret {
-            None => true,
-            Some(secret) => {
-                header(h, "x-gitea-signature").is_some_and(|sig| hmac_ok(secret, body, sig))
-            }
-        },
-        Provider::GitLab => match &s.gitlab_secret {
-            None => true,
-            Some(secret) => {
-                header(h, "x-gitlab-token").is_some_and(|t| ct_eq(t.as_bytes(), secret.as_bytes()))
-            }
-        },
-        Provider::Bitbucket => match &s.bitbucket_uuid {
-            None => true,
-            Some(uuid) => {
-                header(h, "x-hook-uuid").is_some_and(|t| ct_eq(t.as_bytes(), uuid.as_bytes()))
-            }
-        },
-        Provider::BitbucketServer => match &s.bitbucket_server_secret {
-            None => true,
-            Some(secret) => header(h, "x-hub-signature")
-                .and_then(|v| v.strip_prefix("sha256="))
-                .is_some_and(|sig| hmac_ok(secret, body, sig)),
-        },
+        Provider::GitHub => header(h, "x-hub-signature-256")
+            .and_then(|v| v.strip_prefix("sha256="))
+            .is_some_and(|sig| hmac_ok(secret, body, sig)),
+        Provider::Gitea => {
+            header(h, "x-gitea-signature").is_some_and(|sig| hmac_ok(secret, body, sig))
+        }
+        Provider::GitLab => {
+            header(h, "x-gitlab-token").is_some_and(|t| ct_eq(t.as_bytes(), secret.as_bytes()))
+        }
+        Provider::Bitbucket => {
+            header(h, "x-hook-uuid").is_some_and(|t| ct_eq(t.as_bytes(), secret.as_bytes()))
+        }
+        Provider::BitbucketServer => header(h, "x-hub-signature")
+            .and_then(|v| v.strip_prefix("sha256="))
+            .is_some_and(|sig| hmac_ok(secret, body, sig)),
     };
     if ok {
         Ok(())
@@ -450,8 +476,78 @@ mod tests {
             bitbucket_uuid: Some("{uuid}".into()),
             bitbucket_server_secret: Some("bbs".into()),
             gitea_secret: Some("gt".into()),
+            allow_unauthenticated: false,
             max_body_bytes: 1 << 20,
         }
+    }
+
+    #[test]
+    fn a_provider_without_a_secret_is_refused_unless_explicitly_allowed() {
+        let gl =
+            json!({"ref": "refs/heads/main", "project": {"web_url": "https://gitlab.com/g/app"}})
+                .to_string();
+        // The attack: only GitHub's secret is set, and an unsigned GitLab push comes in.
+        let only_github = WebhookSettings {
+            github_secret: Some("gh".into()),
+            ..WebhookSettings::default()
+        };
+        let h = headers(&[("x-gitlab-event", "Push Hook")]);
+        let p = provider(&h).expect("gitlab");
+        let refused = verify(p, &h, gl.as_bytes(), &only_github);
+        assert_eq!(
+            refused,
+            Err(WebhookError::NotConfigured {
+                provider: "gitlab",
+                flag: "--webhook-gitlab-secret"
+            })
+        );
+        let msg = refused.map_err(|e| e.to_string()).expect_err("refused");
+        assert!(
+            msg.contains("no secret is configured")
+                && msg.contains("--webhook-allow-unauthenticated"),
+            "{msg}"
+        );
+        // An empty secret is no secret.
+        let empty = WebhookSettings {
+            gitlab_secret: Some(String::new()),
+            ..WebhookSettings::default()
+        };
+        assert!(verify(p, &h, gl.as_bytes(), &empty).is_err());
+        // Every provider fails closed by default.
+        for (name, value) in [
+            ("x-github-event", "push"),
+            ("x-gitea-event", "push"),
+            ("x-gitlab-event", "Push Hook"),
+        ] {
+            let h = headers(&[(name, value)]);
+            let p = provider(&h).expect("provider");
+            assert!(matches!(
+                verify(p, &h, b"{}", &WebhookSettings::default()),
+                Err(WebhookError::NotConfigured { .. })
+            ));
+        }
+        for h in [
+            headers(&[("x-event-key", "repo:push"), ("x-hook-uuid", "{any}")]),
+            headers(&[("x-event-key", "repo:refs_changed")]),
+        ] {
+            let p = provider(&h).expect("bitbucket");
+            assert!(matches!(
+                verify(p, &h, b"{}", &WebhookSettings::default()),
+                Err(WebhookError::NotConfigured { .. })
+            ));
+        }
+        // The operator's explicit opt-in accepts unsigned events of providers without a
+        // secret, and still checks those that have one.
+        let allow = WebhookSettings {
+            allow_unauthenticated: true,
+            ..only_github
+        };
+        assert_eq!(verify(p, &h, gl.as_bytes(), &allow), Ok(()));
+        let gh = headers(&[("x-github-event", "push")]);
+        assert_eq!(
+            verify(Provider::GitHub, &gh, b"{}", &allow),
+            Err(WebhookError::Unauthorized("github"))
+        );
     }
 
     const GITHUB_PUSH: &str = r#"{"ref":"refs/heads/main","repository":{"html_url":"https://github.com/org/app","clone_url":"https://github.com/org/app.git","ssh_url":"git@github.com:org/app.git","default_branch":"main"}}"#;
@@ -505,15 +601,15 @@ mod tests {
                 Err(WebhookError::Unauthorized("github"))
             );
         }
-        // No secret configured: accepted (as Argo CD does).
-        assert_eq!(
+        // No secret configured: refused unless explicitly allowed (see below).
+        assert!(
             verify(
                 p,
                 &headers(&[("x-github-event", "push")]),
                 body,
                 &WebhookSettings::default()
-            ),
-            Ok(())
+            )
+            .is_err()
         );
         // Not a push: nothing to do.
         assert_eq!(

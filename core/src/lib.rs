@@ -5,6 +5,7 @@
 
 pub mod coalesce;
 pub mod http;
+pub mod redact;
 pub mod telemetry;
 
 /// Resolves on SIGTERM or Ctrl-C (how Kubernetes and a terminal stop a process).

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
-use tokio::sync::Semaphore;
 
 use flotilla_cache::ManifestStore;
 use flotilla_cache::codec::Manifests;
@@ -21,6 +20,7 @@ use crate::metrics::{KindLabels, RenderLabels, RepoMetrics, ResultLabels};
 use crate::render::{RenderInput, Renderers};
 use crate::source::{Rendered, SourceSpec};
 use flotilla_core::coalesce::Coalescer;
+use flotilla_core::redact::redact_url;
 
 /// A repository and how to reach it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,15 +68,6 @@ impl From<RenderError> for RepoError {
     }
 }
 
-/// Where the controller wants a render stored in the shared cache.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CacheKeys {
-    /// For every Application using this source at this commit.
-    pub base: String,
-    /// For this Application alone (used when the render depends on it).
-    pub app: String,
-}
-
 /// One render request.
 #[derive(Debug, Clone, Default)]
 pub struct GenerateRequest {
@@ -86,7 +77,10 @@ pub struct GenerateRequest {
     pub revision: String,
     /// A full commit SHA (Git) or a chart version (Helm repository).
     pub commit: String,
-    pub cache: Option<CacheKeys>,
+    /// The digest of the wire source this request renders (`flotilla_cache::keys::
+    /// source_digest`), computed by the server from the request itself; the shared cache keys
+    /// are made from it and the commit. Empty: do not use the shared cache.
+    pub source_digest: String,
     /// Render again even if a cached render exists (a hard refresh).
     pub no_cache: bool,
 }
@@ -144,6 +138,15 @@ pub struct GitBackendConfig {
     /// Recent renders kept in this process (by commit and source), so repeated requests for
     /// one source at one commit are rendered once even without a shared cache.
     pub recent_renders: usize,
+    /// Serve `file://` repositories (off by default: a file URL can name any path the
+    /// repo-server can read, other tenants' caches included).
+    pub allow_file_urls: bool,
+    /// How long one render may take; its tools are killed after it.
+    pub render_timeout: Duration,
+    /// How long a successful fetch with some credentials vouches for them: within it, cached
+    /// commits of that repository are served to requests with the same credentials without
+    /// asking the Git server again. Requests with other credentials (or none) always ask.
+    pub access_ttl: Duration,
 }
 
 impl GitBackendConfig {
@@ -158,6 +161,9 @@ impl GitBackendConfig {
             identity: format!("repo-server-{}", std::process::id()),
             lock_wait: Duration::from_secs(10),
             recent_renders: 512,
+            allow_file_urls: false,
+            render_timeout: crate::render::exec::DEFAULT_TIMEOUT,
+            access_ttl: Duration::from_secs(180),
             work_dir,
             cache_dir,
         }
@@ -205,17 +211,58 @@ struct Inner {
     metrics: RepoMetrics,
     /// Fetches per repository, one at a time; a request is served by a fetch that began after
     /// it arrived (so it sees every push made before it asked).
-    fetches: flotilla_core::coalesce::FreshRuns<String, Result<(), RepoError>>,
+    fetches: flotilla_core::coalesce::FreshRuns<(String, String), Result<(), RepoError>>,
+    git: git::GitCache,
+    /// (repository, credential digest) → when a fetch with those credentials last succeeded.
+    access: Mutex<std::collections::HashMap<(String, String), Instant>>,
     exports: Coalescer<ExportKey, Result<Arc<Export>, RepoError>>,
     renders: Coalescer<RenderKey, Result<Generated, RepoError>>,
     export_cache: Mutex<LruCache<ExportKey, Arc<Export>>>,
-    render_slots: Semaphore,
+    render_slots: crate::slots::FairSlots,
     helm: Arc<HelmRepos>,
     recent: Mutex<LruCache<RenderKey, Generated>>,
 }
 
 fn joined_error(e: String) -> RepoError {
     RepoError::Internal(e)
+}
+
+/// A digest of credentials, to tell apart callers of one repository (kept in memory only).
+fn creds_digest(c: &Credentials) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [&c.username, &c.password, &c.bearer_token] {
+        let v = part.as_deref().unwrap_or_default();
+        h.update((v.len() as u64).to_le_bytes());
+        h.update(v.as_bytes());
+    }
+    h.update([u8::from(c.insecure)]);
+    hex::encode(h.finalize())
+}
+
+/// Entries kept in the access table before old ones are swept.
+const MAX_ACCESS_ENTRIES: usize = 10_000;
+
+impl Inner {
+    fn vouch(&self, key: (String, String)) {
+        if let Ok(mut a) = self.access.lock() {
+            if a.len() >= MAX_ACCESS_ENTRIES {
+                let ttl = self.cfg.access_ttl;
+                a.retain(|_, at| at.elapsed() < ttl);
+            }
+            if a.len() < MAX_ACCESS_ENTRIES {
+                a.insert(key, Instant::now());
+            }
+        }
+    }
+
+    fn vouched(&self, key: &(String, String)) -> bool {
+        self.access
+            .lock()
+            .ok()
+            .and_then(|a| a.get(key).map(|at| at.elapsed() < self.cfg.access_ttl))
+            .unwrap_or(false)
+    }
 }
 
 impl GitBackend {
@@ -225,13 +272,16 @@ impl GitBackend {
                 .map_err(|e| RepoError::Internal(format!("creating {}: {e}", d.display())))?;
         }
         let cap = NonZeroUsize::new(cfg.max_exports.max(1)).unwrap_or(NonZeroUsize::MIN);
+        let git = git::GitCache::open(&cfg.cache_dir)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 helm: Arc::new(HelmRepos::new(cfg.helm_dir.clone())),
                 recent: Mutex::new(LruCache::new(
                     NonZeroUsize::new(cfg.recent_renders.max(1)).unwrap_or(NonZeroUsize::MIN),
                 )),
-                render_slots: Semaphore::new(cfg.parallelism.max(1)),
+                render_slots: crate::slots::FairSlots::new(cfg.parallelism.max(1)),
+                git,
+                access: Mutex::default(),
                 cfg,
                 metrics,
                 fetches: flotilla_core::coalesce::FreshRuns::default(),
@@ -242,21 +292,23 @@ impl GitBackend {
         })
     }
 
-    /// Fetch `repo`: a fetch of the same URL that began after this call is shared; one that
-    /// began before is waited for, then fetched again.
-    #[tracing::instrument(name = "git_fetch", skip_all, fields(repo = %repo.url))]
+    /// Fetch `repo`: a fetch of the same URL with the same credentials that began after this
+    /// call is shared; one that began before is waited for, then fetched again. A success
+    /// vouches for these credentials (see [`GitBackendConfig::access_ttl`]).
+    #[tracing::instrument(name = "git_fetch", skip_all, fields(repo = %redact_url(&repo.url)))]
     async fn fetch(&self, repo: &RepoRef) -> Result<(), RepoError> {
         let inner = self.inner.clone();
         let r = repo.clone();
         let arrived = Instant::now();
+        let access_key = (repo.url.clone(), creds_digest(&repo.creds));
         let out = self
             .inner
             .fetches
-            .run(repo.url.clone(), arrived, move || async move {
+            .run(access_key.clone(), arrived, move || async move {
                 let started = Instant::now();
-                let cache = inner.cfg.cache_dir.clone();
+                let cache = inner.git.clone();
                 let timeout = inner.cfg.fetch_timeout;
-                let url = r.url.clone();
+                let shown = redact_url(&r.url);
                 let res = tokio::task::spawn_blocking(move || {
                     git::fetch(&cache, &r.url, &r.creds, timeout).map(|_| ())
                 })
@@ -273,7 +325,7 @@ impl GitBackend {
                     .observe(secs);
                 inner.metrics.fetches.get_or_create(&labels).inc();
                 let git = crate::metrics::GitRequestLabels {
-                    repo: url.clone(),
+                    repo: inner.metrics.repo_label(&access_key.0),
                     request_type: "fetch",
                 };
                 inner.metrics.git_requests.get_or_create(&git).inc();
@@ -283,8 +335,11 @@ impl GitBackend {
                     .get_or_create(&git)
                     .observe(secs);
                 match &res {
-                    Ok(()) => tracing::info!(repo = %url, seconds = secs, "fetched"),
-                    Err(e) => tracing::warn!(repo = %url, error = %e, "fetch failed"),
+                    Ok(()) => {
+                        tracing::info!(repo = %shown, seconds = secs, "fetched");
+                        inner.vouch(access_key);
+                    }
+                    Err(e) => tracing::warn!(repo = %shown, error = %e, "fetch failed"),
                 }
                 res
             })
@@ -303,12 +358,80 @@ impl GitBackend {
             .inc();
     }
 
+    /// Refuse a repository URL this server must not fetch: unknown schemes, `file://` unless
+    /// allowed, dot-segments (`/../` would leave an allowed prefix) and control characters.
+    fn check_url(&self, url: &str) -> Result<(), RepoError> {
+        let invalid = |why: &str| {
+            Err(RepoError::Invalid(format!(
+                "repository {}: {why}",
+                redact_url(url)
+            )))
+        };
+        if url.is_empty() {
+            return invalid("URL is empty");
+        }
+        if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return invalid("URL holds whitespace or control characters");
+        }
+        let lower = url.to_ascii_lowercase();
+        let scheme_ok = ["https://", "http://", "git://", "ssh://"]
+            .iter()
+            .any(|s| lower.starts_with(s));
+        if lower.starts_with("file://") {
+            if !self.inner.cfg.allow_file_urls {
+                return invalid(
+                    "file:// repositories are disabled (start the repo-server with --allow-file-repos to allow them)",
+                );
+            }
+        } else if !scheme_ok {
+            return invalid(
+                "only https://, http://, git://, ssh:// (and file:// when allowed) are served",
+            );
+        }
+        let path = lower.splitn(4, '/').nth(3).unwrap_or_default();
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        let decoded = path
+            .replace("%2e", ".")
+            .replace("%2f", "/")
+            .replace('\\', "/");
+        if decoded.split('/').any(|seg| seg == "." || seg == "..") {
+            return invalid("URL holds a dot-segment (/./ or /../)");
+        }
+        Ok(())
+    }
+
+    /// Make sure `repo`'s credentials may read it before anything cached from it is served:
+    /// a fetch with them succeeded within the access TTL, or one is made now.
+    async fn ensure_access(&self, repo: &RepoRef) -> Result<(), RepoError> {
+        if self
+            .inner
+            .vouched(&(repo.url.clone(), creds_digest(&repo.creds)))
+        {
+            return Ok(());
+        }
+        self.fetch(repo).await
+    }
+
+    /// The same for a Helm repository: its index is read with the caller's credentials.
+    async fn ensure_helm_access(&self, repo: &RepoRef, chart: &str) -> Result<(), RepoError> {
+        let key = (format!("helm:{}", repo.url), creds_digest(&repo.creds));
+        if self.inner.vouched(&key) {
+            return Ok(());
+        }
+        self.inner
+            .helm
+            .resolve(&repo.url, &repo.creds, chart, "*")
+            .await?;
+        self.inner.vouch(key);
+        Ok(())
+    }
+
     /// Whether the cache holds `commit` already.
     async fn has_commit(&self, url: &str, commit: &str) -> bool {
-        let cache = self.inner.cfg.cache_dir.clone();
+        let cache = self.inner.git.clone();
         let (url, commit) = (url.to_string(), commit.to_string());
         tokio::task::spawn_blocking(move || {
-            git::cache_dir(&cache, &url).join("HEAD").exists()
+            cache.dir(&url).join("HEAD").exists()
                 && git::open_cache(&cache, &url)
                     .map(|r| git::has_commit(&r, &commit))
                     .unwrap_or(false)
@@ -318,7 +441,7 @@ impl GitBackend {
     }
 
     async fn resolve_fetched(&self, url: &str, revision: &str) -> Result<String, RepoError> {
-        let cache = self.inner.cfg.cache_dir.clone();
+        let cache = self.inner.git.clone();
         let (url, revision) = (url.to_string(), revision.to_string());
         tokio::task::spawn_blocking(move || {
             let repo = git::open_cache(&cache, &url)?;
@@ -348,7 +471,7 @@ impl GitBackend {
             .exports
             .run(key, move || async move {
                 let (url, commit) = k.clone();
-                let cache = inner.cfg.cache_dir.clone();
+                let cache = inner.git.clone();
                 let work = inner.cfg.work_dir.clone();
                 let res = tokio::task::spawn_blocking(move || -> Result<Export, RepoError> {
                     let dir = tempfile::Builder::new()
@@ -385,7 +508,7 @@ impl GitBackend {
         tree: Tree,
         spec: SourceSpec,
         commit: String,
-        cache: Option<CacheKeys>,
+        source_digest: String,
         no_cache: bool,
     ) -> Result<Generated, RepoError> {
         let root = tree.root();
@@ -411,16 +534,20 @@ impl GitBackend {
         }
         let this = self.clone();
         let recent_key = key.clone();
+        let (app_name, app_namespace) = (spec.app_name.clone(), spec.namespace.clone());
         let out = self
             .inner
             .renders
             .run(key, move || async move {
-                let shared = this
-                    .inner
-                    .cfg
-                    .shared
-                    .as_ref()
-                    .zip(cache.as_ref().filter(|k| !k.base.is_empty()));
+                // The keys come from what this render is: the commit and the digest of the
+                // request's own source (never from the caller).
+                let keys = (!source_digest.is_empty()).then(|| {
+                    let base = flotilla_cache::keys::manifests(&commit, &source_digest);
+                    let app =
+                        flotilla_cache::keys::app_manifests(&base, &spec.app_name, &spec.namespace);
+                    CacheKeys { base, app }
+                });
+                let shared = this.inner.cfg.shared.as_ref().zip(keys.as_ref());
                 let mut locked = false;
                 if let Some((store, keys)) = shared {
                     locked = store.lock(&keys.base, &this.inner.cfg.identity).await;
@@ -460,10 +587,14 @@ impl GitBackend {
                     if let Ok(g) = &res {
                         let m = Manifests {
                             commit: g.rendered.commit.clone(),
+                            source_digest: source_digest.clone(),
+                            app: String::new(),
                             source_type: g.rendered.source_type.to_string(),
                             objects: g.rendered.objects.clone(),
                         };
-                        store.put(&keys.base, &keys.app, &m, app_specific).await;
+                        store
+                            .put(&m, (&app_name, &app_namespace), app_specific)
+                            .await;
                     }
                     if locked {
                         store.unlock(&keys.base).await;
@@ -491,30 +622,39 @@ impl GitBackend {
     ) -> Result<Arc<Rendered>, RepoError> {
         let m = &self.inner.metrics;
         m.renders_waiting.inc();
-        let permit = self.inner.render_slots.acquire().await;
+        let slot_key = flotilla_cache::keys::normalize_repo_url(&spec.repo_url);
+        let slot = self.inner.render_slots.acquire(&slot_key).await;
         m.renders_waiting.dec();
-        let _permit = permit.map_err(|e| RepoError::Internal(e.to_string()))?;
         m.renders_running.inc();
         let started = Instant::now();
         let renderers = self.inner.cfg.renderers.clone();
-        let (url, path) = (spec.repo_url.clone(), spec.path.clone());
+        let (url, path) = (redact_url(&spec.repo_url), spec.path.clone());
         let rev = commit.clone();
-        let res = tokio::task::spawn_blocking(move || {
+        let timeout = self.inner.cfg.render_timeout;
+        let task = tokio::task::spawn_blocking(move || {
             let root = tree.root();
             renderers.render(&RenderInput {
                 root: &root,
                 spec: &spec,
                 kind: &kind,
                 revision: &rev,
+                timeout,
             })
-        })
-        .await
-        .map_err(|e| RepoError::Internal(e.to_string()));
+        });
+        // Tools are killed at the timeout by the renderer itself; this bounds the rest (an
+        // in-process evaluation) so the slot is freed and the caller answered in time.
+        let res = tokio::time::timeout(timeout + Duration::from_secs(2), task).await;
         m.renders_running.dec();
+        drop(slot);
         let res = match res {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(RepoError::from(e)),
-            Err(e) => Err(e),
+            Ok(Ok(Ok(r))) => Ok(r),
+            Ok(Ok(Err(e))) => Err(RepoError::from(e)),
+            Ok(Err(e)) => Err(RepoError::Internal(e.to_string())),
+            Err(_) => Err(RepoError::from(RenderError::Timeout {
+                tool: "render",
+                path: path.clone(),
+                after: timeout,
+            })),
         };
         let (source_type, result) = match &res {
             Ok((_, t)) => (*t, "ok"),
@@ -536,6 +676,12 @@ impl GitBackend {
             source_type,
         }))
     }
+}
+
+/// The shared cache keys of one render: every app's, and this app's.
+struct CacheKeys {
+    base: String,
+    app: String,
 }
 
 fn from_hit(hit: flotilla_cache::Hit) -> Generated {
@@ -563,9 +709,7 @@ impl ManifestBackend for GitBackend {
         revision: String,
         chart: String,
     ) -> Result<Resolved, RepoError> {
-        if repo.url.is_empty() {
-            return Err(RepoError::Invalid("repository URL is empty".into()));
-        }
+        self.check_url(&repo.url)?;
         if !chart.is_empty() {
             let version = self
                 .inner
@@ -575,6 +719,8 @@ impl ManifestBackend for GitBackend {
             return Ok(Resolved { commit: version });
         }
         if git::is_full_sha(&revision) && self.has_commit(&repo.url, &revision).await {
+            // Known commit: served only to credentials that can still read the repository.
+            self.ensure_access(&repo).await?;
             return Ok(Resolved {
                 commit: revision.to_lowercase(),
             });
@@ -590,19 +736,21 @@ impl ManifestBackend for GitBackend {
             spec,
             revision,
             commit,
-            cache,
+            source_digest,
             no_cache,
         } = req;
-        // Another replica may have rendered it already.
-        if let (Some(store), Some(keys)) = (&self.inner.cfg.shared, &cache)
-            && !no_cache
-            && !keys.base.is_empty()
-            && !commit.is_empty()
-            && let Some(hit) = store.get(&keys.base, &keys.app).await
-        {
-            return Ok(from_hit(hit));
+        self.check_url(&repo.url)?;
+        if spec.repo_url != repo.url {
+            return Err(RepoError::Invalid(format!(
+                "the source's repoURL {} is not the repository {} the request names",
+                redact_url(&spec.repo_url),
+                redact_url(&repo.url)
+            )));
         }
         if !spec.chart.is_empty() {
+            // The caller's credentials must read the Helm repository before a cached chart or
+            // render of it is served.
+            self.ensure_helm_access(&repo, &spec.chart).await?;
             let version = if commit.is_empty() {
                 self.resolve(repo.clone(), revision, spec.chart.clone())
                     .await?
@@ -610,16 +758,23 @@ impl ManifestBackend for GitBackend {
             } else {
                 commit
             };
+            if let Some(hit) = self
+                .shared_hit(&version, &source_digest, &spec, no_cache)
+                .await
+            {
+                return Ok(hit);
+            }
             let dir = self
                 .inner
                 .helm
                 .chart(&repo.url, &repo.creds, &spec.chart, &version)
                 .await?;
             return self
-                .render(Tree::Chart(dir), spec, version, cache, no_cache)
+                .render(Tree::Chart(dir), spec, version, source_digest, no_cache)
                 .await;
         }
         let commit = if commit.is_empty() {
+            // A fresh fetch with the caller's credentials.
             self.resolve(repo.clone(), revision, String::new())
                 .await?
                 .commit
@@ -629,11 +784,14 @@ impl ManifestBackend for GitBackend {
             )));
         } else {
             let commit = commit.to_lowercase();
+            // Nothing cached (in Git, on disk or in the shared cache) is served before the
+            // caller's credentials were shown to read the repository.
+            self.ensure_access(&repo).await?;
             if !self.has_commit(&repo.url, &commit).await {
                 self.fetch(&repo).await?;
                 if !self.has_commit(&repo.url, &commit).await {
                     return Err(GitError::UnknownRevision {
-                        url: repo.url.clone(),
+                        url: redact_url(&repo.url),
                         revision: commit,
                     }
                     .into());
@@ -641,9 +799,34 @@ impl ManifestBackend for GitBackend {
             }
             commit
         };
-        let export = self.export(&repo.url, &commit).await?;
-        self.render(Tree::Git(export), spec, commit, cache, no_cache)
+        if let Some(hit) = self
+            .shared_hit(&commit, &source_digest, &spec, no_cache)
             .await
+        {
+            return Ok(hit);
+        }
+        let export = self.export(&repo.url, &commit).await?;
+        self.render(Tree::Git(export), spec, commit, source_digest, no_cache)
+            .await
+    }
+}
+
+impl GitBackend {
+    /// Another replica's render of this source at `commit`, from the shared cache.
+    async fn shared_hit(
+        &self,
+        commit: &str,
+        source_digest: &str,
+        spec: &SourceSpec,
+        no_cache: bool,
+    ) -> Option<Generated> {
+        let store = self.inner.cfg.shared.as_ref()?;
+        if no_cache || source_digest.is_empty() || commit.is_empty() {
+            return None;
+        }
+        let base = flotilla_cache::keys::manifests(commit, source_digest);
+        let app = flotilla_cache::keys::app_manifests(&base, &spec.app_name, &spec.namespace);
+        store.get(&base, &app).await.map(from_hit)
     }
 }
 
@@ -687,6 +870,7 @@ mod tests {
     fn mk_backend(parallelism: usize) -> (GitBackend, RepoMetrics, tempfile::TempDir) {
         let work = tempfile::tempdir().expect("tempdir");
         let mut cfg = GitBackendConfig::new(work.path().join("repos"), work.path().join("work"));
+        cfg.allow_file_urls = true;
         cfg.parallelism = parallelism;
         let metrics = RepoMetrics::default();
         (
@@ -717,7 +901,7 @@ mod tests {
             spec,
             revision: revision.into(),
             commit,
-            cache: None,
+            source_digest: String::new(),
             no_cache: false,
         })
         .await
@@ -870,7 +1054,7 @@ mod tests {
         let p = dir.join("helm");
         std::fs::write(
             &p,
-            "#!/bin/sh\nprintf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: %s}\\n' \"$2\"\n",
+            "#!/bin/sh\nprintf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: %s}\\n' \"$4\"\n",
         )
         .expect("write");
         use std::os::unix::fs::PermissionsExt;
@@ -892,6 +1076,7 @@ mod tests {
         let url = format!("file://{}", origin.path().display());
         let work = tempfile::tempdir().expect("tempdir");
         let mut cfg = GitBackendConfig::new(work.path().join("repos"), work.path().join("work"));
+        cfg.allow_file_urls = true;
         cfg.renderers = Arc::new(Renderers::new(
             None,
             Some(fake_helm(work.path())),
@@ -968,6 +1153,7 @@ mod tests {
             let work = tempfile::tempdir().expect("tempdir");
             let mut cfg =
                 GitBackendConfig::new(work.path().join("repos"), work.path().join("work"));
+            cfg.allow_file_urls = true;
             cfg.shared = Some(shared.clone());
             cfg.identity = format!("repo-server-{i}");
             let metrics = RepoMetrics::default();
@@ -987,14 +1173,7 @@ mod tests {
             .await
             .expect("resolve")
             .commit;
-        let keys = CacheKeys {
-            base: flotilla_cache::keys::manifests(&commit, "src"),
-            app: flotilla_cache::keys::app_manifests(
-                &flotilla_cache::keys::manifests(&commit, "src"),
-                "a",
-                "ns",
-            ),
-        };
+        let keys = "src".to_string();
         let mut tasks = Vec::new();
         for _ in 0..4 {
             for (b, _) in &replicas {
@@ -1007,7 +1186,7 @@ mod tests {
                         spec,
                         revision: String::new(),
                         commit,
-                        cache: Some(keys),
+                        source_digest: keys,
                         no_cache: false,
                     })
                     .await

@@ -39,6 +39,14 @@ pub enum RenderError {
     },
     #[error("{path}: Jsonnet: {message}")]
     Jsonnet { path: PathBuf, message: String },
+    #[error("{tool} for {path} timed out after {after:?} (killed)")]
+    Timeout {
+        tool: &'static str,
+        path: String,
+        after: std::time::Duration,
+    },
+    #[error("render of {path} stopped: {why}")]
+    Limit { path: String, why: String },
     #[error("unsupported source: {what}")]
     Unsupported { what: String },
     #[error("invalid glob {pattern:?}: {message}")]

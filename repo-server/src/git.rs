@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use flotilla_core::redact::redact_url;
+
 /// A Git failure, with the repository and step named.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -21,6 +23,13 @@ pub enum GitError {
         url: String,
         commit: String,
         message: String,
+    },
+    #[error("refusing commit {commit} of {url}: {path}: {why}")]
+    UnsafeTree {
+        url: String,
+        commit: String,
+        path: String,
+        why: String,
     },
     #[error("writing {path}: {source}")]
     Write {
@@ -77,29 +86,76 @@ pub fn describe(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// Where a repository's bare cache lives under `cache_root` (one directory per URL).
-pub fn cache_dir(cache_root: &Path, url: &str) -> PathBuf {
-    let safe: String = url
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
+/// The bare repository caches: one directory per repository URL under a private root
+/// (mode 0700), named by a salted hash of the URL, so a cache path can be neither guessed nor
+/// named by a `file://` URL (Argo CD uses random paths for the same reason).
+#[derive(Debug, Clone)]
+pub struct GitCache {
+    root: PathBuf,
+    salt: String,
+}
+
+impl GitCache {
+    /// Open (creating on first use) the cache root; the salt is made once and kept in it.
+    pub fn open(root: &Path) -> Result<Self, GitError> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let setup = |source| GitError::Write {
+            path: root.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(root).map_err(setup)?;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).map_err(setup)?;
+        let salt_file = root.join(".salt");
+        let fresh = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&salt_file)
+        {
+            Ok(mut f) => {
+                use std::io::Write;
+                f.write_all(fresh.as_bytes()).map_err(setup)?;
             }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(setup(e)),
+        }
+        let salt = std::fs::read_to_string(&salt_file).map_err(setup)?;
+        if salt.len() < 32 {
+            return Err(GitError::Write {
+                path: salt_file,
+                source: std::io::Error::other("cache salt is too short"),
+            });
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            salt,
         })
-        .collect();
-    cache_root.join(safe)
+    }
+
+    /// Where the bare cache of `url` lives.
+    pub fn dir(&self, url: &str) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.salt.as_bytes());
+        h.update([0]);
+        h.update(url.as_bytes());
+        self.root.join(hex::encode(h.finalize()))
+    }
 }
 
 /// The local ref that mirrors the remote's `HEAD` (its default branch).
 const REMOTE_HEAD: &str = "refs/remotes/origin/HEAD";
 
 /// Open the bare cache of `url`, creating it on first use.
-pub fn open_cache(cache_root: &Path, url: &str) -> Result<gix::Repository, GitError> {
-    let dir = cache_dir(cache_root, url);
+pub fn open_cache(cache: &GitCache, url: &str) -> Result<gix::Repository, GitError> {
+    let dir = cache.dir(url);
     let open_err = |e: &dyn std::error::Error| GitError::Open {
-        url: url.to_string(),
+        url: redact_url(url),
         message: describe(e),
     };
     if dir.join("HEAD").exists() {
@@ -115,16 +171,16 @@ pub fn open_cache(cache_root: &Path, url: &str) -> Result<gix::Repository, GitEr
 /// anonymous, so nothing about it is written to the cache's config. `timeout` bounds the
 /// transfer (checked while data moves).
 pub fn fetch(
-    cache_root: &Path,
+    cache: &GitCache,
     url: &str,
     creds: &Credentials,
     timeout: Duration,
 ) -> Result<gix::Repository, GitError> {
     let fetch_err = |e: &dyn std::error::Error| GitError::Fetch {
-        url: url.to_string(),
+        url: redact_url(url),
         message: describe(e),
     };
-    let mut repo = open_cache(cache_root, url)?;
+    let mut repo = open_cache(cache, url)?;
     if creds.bearer_token.is_some() || creds.insecure {
         let mut cfg = repo.config_snapshot_mut();
         if let Some(token) = &creds.bearer_token {
@@ -202,7 +258,7 @@ pub fn fetch(
         .map_err(|e| {
             if interrupt.load(Ordering::Relaxed) {
                 GitError::Fetch {
-                    url: url.to_string(),
+                    url: redact_url(url),
                     message: format!("timed out after {timeout:?}"),
                 }
             } else {
@@ -285,12 +341,14 @@ pub fn resolve(repo: &gix::Repository, url: &str, revision: &str) -> Result<Stri
         }
     }
     Err(GitError::UnknownRevision {
-        url: url.to_string(),
+        url: redact_url(url),
         revision: rev.to_string(),
     })
 }
 
-/// Write the tree of `commit` into `dest` (files, executables and symlinks; submodules skipped).
+/// Write the tree of `commit` into `dest` (files, executables and symlinks; submodules
+/// skipped), refusing a hostile tree (see [`write_tree`] and [`check_links`]) before anything
+/// renders from it.
 pub fn export(
     repo: &gix::Repository,
     url: &str,
@@ -298,9 +356,15 @@ pub fn export(
     dest: &Path,
 ) -> Result<(), GitError> {
     let read_err = |e: &dyn std::error::Error| GitError::Read {
-        url: url.to_string(),
+        url: redact_url(url),
         commit: commit.to_string(),
         message: describe(e),
+    };
+    let unsafe_err = |path: &Path, why: &str| GitError::UnsafeTree {
+        url: redact_url(url),
+        commit: commit.to_string(),
+        path: path.display().to_string(),
+        why: why.to_string(),
     };
     let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| read_err(&e))?;
     let tree = repo
@@ -308,27 +372,55 @@ pub fn export(
         .map_err(|e| read_err(&e))?
         .tree()
         .map_err(|e| read_err(&e))?;
-    write_tree(repo, &tree, dest, &read_err)
+    let mut links = Vec::new();
+    write_tree(
+        repo,
+        &tree,
+        dest,
+        Path::new(""),
+        &mut links,
+        &read_err,
+        &unsafe_err,
+    )?;
+    check_links(dest, &links).map_err(|(path, why)| unsafe_err(&path, &why))
 }
 
+/// Write `tree` into the new directory `dest` (which must not exist). Safe against hostile
+/// trees: every entry name is checked (no `/`, `.`, `..`, `.git`, duplicates or non-UTF-8),
+/// directories are created with `create_dir` and files with `create_new` (`O_EXCL`), so
+/// nothing is ever written through an existing path or a symlink. Symlinks are created as
+/// stored and collected in `links` (relative path, target) for [`check_links`].
 fn write_tree(
     repo: &gix::Repository,
     tree: &gix::Tree<'_>,
     dest: &Path,
+    rel: &Path,
+    links: &mut Vec<(PathBuf, String)>,
     read_err: &dyn Fn(&dyn std::error::Error) -> GitError,
+    unsafe_err: &dyn Fn(&Path, &str) -> GitError,
 ) -> Result<(), GitError> {
     use gix::object::tree::EntryKind;
-    std::fs::create_dir_all(dest).map_err(|source| GitError::Write {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir(dest).map_err(|source| GitError::Write {
         path: dest.to_path_buf(),
         source,
     })?;
+    let mut seen = std::collections::HashSet::new();
     for entry in tree.iter() {
         let entry = entry.map_err(|e| read_err(&e))?;
-        let name = entry.filename().to_string();
-        if name.contains('/') || name == ".." || name == "." {
-            continue;
+        let raw: &[u8] = entry.filename().as_ref();
+        let shown = rel.join(String::from_utf8_lossy(raw).as_ref());
+        let name =
+            std::str::from_utf8(raw).map_err(|_| unsafe_err(&shown, "entry name is not UTF-8"))?;
+        if let Some(why) = unsafe_entry_name(name) {
+            return Err(unsafe_err(&shown, why));
         }
-        let path = dest.join(&name);
+        if !seen.insert(name.to_string()) {
+            return Err(unsafe_err(&shown, "the tree holds this name twice"));
+        }
+        let path = dest.join(name);
+        let rel_path = rel.join(name);
         let write_err = |source| GitError::Write {
             path: path.clone(),
             source,
@@ -338,25 +430,129 @@ fn write_tree(
                 let sub = repo
                     .find_tree(entry.oid().to_owned())
                     .map_err(|e| read_err(&e))?;
-                write_tree(repo, &sub, &path, read_err)?;
+                write_tree(repo, &sub, &path, &rel_path, links, read_err, unsafe_err)?;
             }
-            EntryKind::Blob | EntryKind::BlobExecutable => {
+            kind @ (EntryKind::Blob | EntryKind::BlobExecutable) => {
                 let blob = repo
                     .find_blob(entry.oid().to_owned())
                     .map_err(|e| read_err(&e))?;
-                std::fs::write(&path, &blob.data).map_err(write_err)?;
+                let mode = if kind == EntryKind::BlobExecutable {
+                    0o755
+                } else {
+                    0o644
+                };
+                // create_new is O_CREAT|O_EXCL: it fails on any existing path, a symlink included.
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .open(&path)
+                    .map_err(write_err)?;
+                f.write_all(&blob.data).map_err(write_err)?;
             }
             EntryKind::Link => {
                 let blob = repo
                     .find_blob(entry.oid().to_owned())
                     .map_err(|e| read_err(&e))?;
-                let target = String::from_utf8_lossy(&blob.data).to_string();
-                std::os::unix::fs::symlink(target, &path).map_err(write_err)?;
+                let target = std::str::from_utf8(&blob.data)
+                    .map_err(|_| unsafe_err(&rel_path, "symlink target is not UTF-8"))?
+                    .to_string();
+                std::os::unix::fs::symlink(&target, &path).map_err(write_err)?;
+                links.push((rel_path, target));
             }
             EntryKind::Commit => {}
         }
     }
     Ok(())
+}
+
+/// Why a tree entry name is refused (as `git fsck` and checkout would refuse it), if it is.
+fn unsafe_entry_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("empty entry name")
+    } else if name.contains('/') || name.contains('\\') || name.contains('\0') {
+        Some("entry name holds a path separator")
+    } else if name == "." || name == ".." {
+        Some("entry name is a dot-segment")
+    } else if name.eq_ignore_ascii_case(".git") {
+        Some("entry named .git")
+    } else {
+        None
+    }
+}
+
+/// Most symlinks followed while resolving one link target (the kernel's own limit is 40).
+const MAX_LINK_HOPS: usize = 40;
+
+/// Refuse a tree holding a symlink that leaves the repository, points at a directory that
+/// contains it (a loop for any walker), or cannot be resolved in a bounded number of hops.
+/// Every link is resolved component by component inside `root`, following the tree's other
+/// links, as the kernel would (Argo CD's `CheckOutOfBoundsSymlinks`, stricter).
+pub fn check_links(root: &Path, links: &[(PathBuf, String)]) -> Result<(), (PathBuf, String)> {
+    for (link, target) in links {
+        let dir: Vec<String> = link
+            .parent()
+            .map(|p| {
+                p.components()
+                    .map(|c| c.as_os_str().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(why) = link_problem(root, &dir, target) {
+            return Err((link.clone(), format!("symlink to {target:?} {why}")));
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with a link in directory `dir` (components under `root`) to `target`.
+fn link_problem(root: &Path, dir: &[String], target: &str) -> Option<&'static str> {
+    use std::collections::VecDeque;
+    const LEAVES: &str = "leaves the repository";
+    if target.starts_with('/') {
+        return Some(LEAVES);
+    }
+    let mut stack: Vec<String> = dir.to_vec();
+    let mut pending: VecDeque<String> = target.split('/').map(str::to_string).collect();
+    let mut hops = 0;
+    while let Some(c) = pending.pop_front() {
+        match c.as_str() {
+            "" | "." => {}
+            ".." => {
+                if stack.pop().is_none() {
+                    return Some(LEAVES);
+                }
+            }
+            name => {
+                stack.push(name.to_string());
+                let here: PathBuf = stack.iter().collect();
+                let Ok(meta) = std::fs::symlink_metadata(root.join(&here)) else {
+                    continue;
+                };
+                if meta.file_type().is_symlink() {
+                    hops += 1;
+                    if hops > MAX_LINK_HOPS {
+                        return Some("does not resolve (a symlink loop)");
+                    }
+                    let Ok(next) = std::fs::read_link(root.join(&here)) else {
+                        return Some("cannot be read");
+                    };
+                    let next = next.to_string_lossy().to_string();
+                    if next.starts_with('/') {
+                        return Some(LEAVES);
+                    }
+                    stack.pop();
+                    for part in next.split('/').rev() {
+                        pending.push_front(part.to_string());
+                    }
+                }
+            }
+        }
+    }
+    if dir.starts_with(&stack) {
+        return Some("points at a directory that contains it (a loop)");
+    }
+    None
 }
 
 #[cfg(test)]
@@ -415,8 +611,9 @@ mod tests {
     fn clone_resolve_fetch_and_export() {
         let (origin, first, second) = mk_origin();
         let url = format!("file://{}", origin.path().display());
-        let cache = tempfile::tempdir().expect("cache");
-        let repo = fetch(cache.path(), &url, &Credentials::default(), T).expect("clone");
+        let cache_tmp = tempfile::tempdir().expect("cache");
+        let cache = GitCache::open(cache_tmp.path()).expect("cache");
+        let repo = fetch(&cache, &url, &Credentials::default(), T).expect("clone");
         assert_eq!(resolve(&repo, &url, "main").expect("branch"), second);
         assert_eq!(resolve(&repo, &url, "").expect("HEAD"), second);
         assert_eq!(resolve(&repo, &url, "v1").expect("tag"), first);
@@ -437,13 +634,14 @@ mod tests {
         .expect("write");
         git(origin.path(), &["commit", "-qam", "three"]);
         let third = git(origin.path(), &["rev-parse", "HEAD"]);
-        let repo = fetch(cache.path(), &url, &Credentials::default(), T).expect("fetch");
+        let repo = fetch(&cache, &url, &Credentials::default(), T).expect("fetch");
         assert_eq!(resolve(&repo, &url, "main").expect("branch"), third);
 
-        let out = tempfile::tempdir().expect("out");
-        export(&repo, &url, &first, out.path()).expect("export");
-        let objs = crate::render::directory::render(out.path(), "app", &Default::default())
-            .expect("render");
+        let out_tmp = tempfile::tempdir().expect("out");
+        let out = out_tmp.path().join("tree");
+        export(&repo, &url, &first, &out).expect("export");
+        let objs =
+            crate::render::directory::render(&out, "app", &Default::default()).expect("render");
         assert_eq!(objs[0]["metadata"]["name"], "one");
     }
 
@@ -453,20 +651,159 @@ mod tests {
         // A branch named after the init default of the cache must not shadow the remote HEAD.
         git(origin.path(), &["branch", "master", &first]);
         let url = format!("file://{}", origin.path().display());
-        let cache = tempfile::tempdir().expect("cache");
+        let cache_tmp = tempfile::tempdir().expect("cache");
+        let cache = GitCache::open(cache_tmp.path()).expect("cache");
         let creds = Credentials {
             bearer_token: Some("s3cret-token".into()),
             ..Default::default()
         };
-        let repo = fetch(cache.path(), &url, &creds, T).expect("fetch");
+        let repo = fetch(&cache, &url, &creds, T).expect("fetch");
         assert_eq!(resolve(&repo, &url, "HEAD").expect("HEAD"), second);
         assert_eq!(resolve(&repo, &url, "master").expect("master"), first);
         assert!(has_commit(&repo, &first));
         assert!(!has_commit(&repo, &"0".repeat(40)));
-        let config =
-            std::fs::read_to_string(cache_dir(cache.path(), &url).join("config")).expect("config");
+        let config = std::fs::read_to_string(cache.dir(&url).join("config")).expect("config");
         assert!(!config.contains("s3cret"), "{config}");
         assert!(!format!("{creds:?}").contains("s3cret"));
+    }
+
+    /// Write a raw tree object (entries as given, duplicates and all, as an attacker's
+    /// `git hash-object -t tree --literally` would) and return its id.
+    fn raw_tree(dir: &Path, entries: &[(&str, &str, &str)]) -> String {
+        let mut body = Vec::new();
+        for (mode, name, id) in entries {
+            body.extend_from_slice(format!("{mode} {name}\0").as_bytes());
+            body.extend(hex::decode(id).expect("hex id"));
+        }
+        let f = dir.join(".raw-tree");
+        std::fs::write(&f, body).expect("write");
+        git(
+            dir,
+            &[
+                "hash-object",
+                "-t",
+                "tree",
+                "--literally",
+                "-w",
+                f.to_str().expect("utf8"),
+            ],
+        )
+    }
+
+    fn blob(dir: &Path, content: &str) -> String {
+        let f = dir.join(".raw-blob");
+        std::fs::write(&f, content).expect("write");
+        git(dir, &["hash-object", "-w", f.to_str().expect("utf8")])
+    }
+
+    /// A repository whose `main` is a commit of the raw tree `entries`; its file:// URL.
+    fn hostile_repo(build: impl Fn(&Path) -> String) -> (tempfile::TempDir, String, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        git(dir.path(), &["init", "-q"]);
+        let tree = build(dir.path());
+        let commit = git(dir.path(), &["commit-tree", &tree, "-m", "evil"]);
+        git(dir.path(), &["update-ref", "refs/heads/main", &commit]);
+        let url = format!("file://{}", dir.path().display());
+        (dir, url, commit)
+    }
+
+    fn export_of(url: &str, commit: &str) -> (tempfile::TempDir, Result<PathBuf, GitError>) {
+        let cache_tmp = tempfile::tempdir().expect("cache");
+        let cache = GitCache::open(cache_tmp.path()).expect("cache");
+        let repo = fetch(&cache, url, &Credentials::default(), T).expect("fetch");
+        let out = cache_tmp.path().join("export");
+        let res = export(&repo, url, commit, &out).map(|()| out);
+        (cache_tmp, res)
+    }
+
+    #[test]
+    fn a_tree_that_writes_through_its_own_symlink_is_refused_and_nothing_escapes() {
+        let outside = tempfile::tempdir().expect("outside");
+        let target_file = outside.path().join("pwned");
+        let target_dir = outside.path().join("dir");
+        std::fs::create_dir(&target_dir).expect("mkdir");
+        for (first, second) in [("120000", "100644"), ("120000", "40000")] {
+            let (_origin, url, commit) = hostile_repo(|d| {
+                let payload = blob(d, "written by flotilla-repo-server export\n");
+                let (link, second_id) = if second == "40000" {
+                    let inner = raw_tree(d, &[("100644", "f.txt", &payload)]);
+                    (blob(d, target_dir.to_str().expect("utf8")), inner)
+                } else {
+                    (blob(d, target_file.to_str().expect("utf8")), payload)
+                };
+                raw_tree(d, &[(first, "x", &link), (second, "x", &second_id)])
+            });
+            let (_c, res) = export_of(&url, &commit);
+            let err = res.expect_err("duplicate entry refused");
+            assert!(matches!(err, GitError::UnsafeTree { .. }), "{err}");
+            assert!(err.to_string().contains("twice"), "{err}");
+        }
+        assert!(!target_file.exists(), "nothing written through the link");
+        assert!(
+            !target_dir.join("f.txt").exists(),
+            "nothing written through the link"
+        );
+    }
+
+    #[test]
+    fn unsafe_entry_names_are_refused() {
+        for name in [".git", ".GIT", ".."] {
+            let (_origin, url, commit) = hostile_repo(|d| {
+                let b = blob(d, "x");
+                raw_tree(d, &[("100644", name, &b)])
+            });
+            let (_c, res) = export_of(&url, &commit);
+            let err = res.expect_err(name);
+            assert!(matches!(err, GitError::UnsafeTree { .. }), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn symlinks_out_of_the_repository_or_into_a_loop_refuse_the_whole_commit() {
+        for target in [
+            "/proc/self/environ",
+            "../../../../../../etc/passwd",
+            "..",
+            ".",
+            "loop",
+        ] {
+            let (_origin, url, commit) = hostile_repo(|d| {
+                let link = blob(d, target);
+                let cm = blob(d, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+                let files = raw_tree(d, &[("120000", "loop", &link)]);
+                let chart = raw_tree(d, &[("100644", "cm.yaml", &cm), ("40000", "files", &files)]);
+                raw_tree(d, &[("40000", "chart", &chart)])
+            });
+            let (_c, res) = export_of(&url, &commit);
+            let err = res.expect_err(target);
+            assert!(
+                matches!(err, GitError::UnsafeTree { .. }),
+                "{target}: {err}"
+            );
+            assert!(err.to_string().contains("chart/files/loop"), "{err}");
+        }
+        // A link that stays inside is fine, and so is one to a sibling directory.
+        let (_origin, url, commit) = hostile_repo(|d| {
+            let cm = blob(d, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+            let (l1, l2) = (blob(d, "../common/cm.yaml"), blob(d, "../common"));
+            let common = raw_tree(d, &[("100644", "cm.yaml", &cm)]);
+            let app = raw_tree(d, &[("120000", "cm.yaml", &l1), ("120000", "shared", &l2)]);
+            raw_tree(d, &[("40000", "app", &app), ("40000", "common", &common)])
+        });
+        let (_c, res) = export_of(&url, &commit);
+        res.expect("links inside the repository are kept");
+    }
+
+    #[test]
+    fn a_link_resolved_through_another_link_is_checked_as_the_kernel_resolves_it() {
+        // `d -> .` then `x -> d/../escaped`: lexically inside, really the parent of the root.
+        let root = tempfile::tempdir().expect("root");
+        std::os::unix::fs::symlink(".", root.path().join("d")).expect("link");
+        std::os::unix::fs::symlink("d/../escaped", root.path().join("x")).expect("link");
+        let links = vec![(PathBuf::from("x"), "d/../escaped".to_string())];
+        let (path, why) = check_links(root.path(), &links).expect_err("escapes");
+        assert_eq!(path, PathBuf::from("x"));
+        assert!(why.contains("leaves the repository"), "{why}");
     }
 
     /// Kills the `git daemon` when the test ends, pass or fail.
@@ -519,18 +856,19 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let url = format!("git://127.0.0.1:{port}/{name}");
-        let cache = tempfile::tempdir().expect("cache");
-        let repo =
-            fetch(cache.path(), &url, &Credentials::default(), T).expect("clone over git://");
+        let cache_tmp = tempfile::tempdir().expect("cache");
+        let cache = GitCache::open(cache_tmp.path()).expect("cache");
+        let repo = fetch(&cache, &url, &Credentials::default(), T).expect("clone over git://");
         assert_eq!(resolve(&repo, &url, "main").expect("branch"), second);
-        fetch(cache.path(), &url, &Credentials::default(), T).expect("fetch over git://");
+        fetch(&cache, &url, &Credentials::default(), T).expect("fetch over git://");
     }
 
     #[test]
     fn unreachable_repository_is_a_clone_error() {
-        let cache = tempfile::tempdir().expect("cache");
+        let cache_tmp = tempfile::tempdir().expect("cache");
+        let cache = GitCache::open(cache_tmp.path()).expect("cache");
         let err = fetch(
-            cache.path(),
+            &cache,
             "file:///nonexistent/flotilla-repo",
             &Credentials::default(),
             T,

@@ -10,7 +10,7 @@ use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 
 use crate::RenderError;
-use crate::backend::{CacheKeys, GenerateRequest, ManifestBackend, RepoError, RepoRef};
+use crate::backend::{GenerateRequest, ManifestBackend, RepoError, RepoRef};
 use crate::git::{Credentials, GitError};
 use crate::helm_repo::HelmRepoError;
 use crate::metrics::{RepoMetrics, RequestLabels};
@@ -217,7 +217,7 @@ impl<B: ManifestBackend> RepoGrpc<B> {
             .metrics
             .pending
             .get_or_create(&crate::metrics::RepoLabels {
-                repo: repo.to_string(),
+                repo: self.metrics.repo_label(repo),
             })
             .clone();
         g.inc();
@@ -235,7 +235,7 @@ impl<B: ManifestBackend> RepoGrpc<B> {
             .backend
             .resolve(repo.clone(), req.revision.clone(), req.chart.clone())
             .await;
-        tracing::debug!(repo = %repo.url, revision = %req.revision, ms = started.elapsed().as_millis() as u64, ok = res.is_ok(), "ResolveRevision");
+        tracing::debug!(repo = %flotilla_core::redact::redact_url(&repo.url), revision = %req.revision, ms = started.elapsed().as_millis() as u64, ok = res.is_ok(), "ResolveRevision");
         match res {
             Ok(r) => {
                 self.count("ResolveRevision", Code::Ok);
@@ -271,14 +271,13 @@ impl<B: ManifestBackend> RepoGrpc<B> {
                 spec,
                 revision: src.target_revision.clone(),
                 commit: req.commit_sha.clone(),
-                cache: (!req.cache_key.is_empty()).then(|| CacheKeys {
-                    base: req.cache_key.clone(),
-                    app: req.app_cache_key.clone(),
-                }),
+                // The shared cache key is made here from the source this request renders;
+                // the request's cache_key fields are ignored (a client never names a key).
+                source_digest: flotilla_cache::keys::source_digest(&src),
                 no_cache: req.no_cache,
             })
             .await;
-        tracing::debug!(repo = %repo.url, path = %src.path, ms = started.elapsed().as_millis() as u64, ok = res.is_ok(), "GenerateManifests");
+        tracing::debug!(repo = %flotilla_core::redact::redact_url(&repo.url), path = %src.path, ms = started.elapsed().as_millis() as u64, ok = res.is_ok(), "GenerateManifests");
         match res {
             Ok(g) => {
                 let r = &g.rendered;
@@ -347,11 +346,12 @@ mod tests {
                 spec,
                 revision,
                 commit,
-                cache,
+                source_digest,
                 ..
             } = req;
             assert_eq!(repo.creds.username.as_deref(), Some("u"));
-            assert_eq!(cache.map(|c| c.base).as_deref(), Some("flotilla:m:k"));
+            // The server's own digest of the source, never the client's cache_key.
+            assert_eq!(source_digest.len(), 32, "{source_digest}");
             let commit = if commit.is_empty() {
                 self.resolve(repo, revision, String::new()).await?.commit
             } else {

@@ -43,13 +43,110 @@ struct ChartVersion {
 /// Largest chart archive or index accepted.
 const MAX_DOWNLOAD: usize = 64 * 1024 * 1024;
 
-type ChartKey = (String, String, String);
+/// Longest chart name or version (or version constraint) accepted.
+const MAX_NAME: usize = 128;
+
+/// Repository URL, chart, version, whether credentials may go to other origins.
+type ChartKey = (String, String, String, bool);
+
+/// `url` with any userinfo replaced by `***` (`https://user:pass@host/x` → `https://***@host/x`),
+/// for error messages. Works on strings that do not parse as URLs too.
+fn redact(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+/// A reqwest error and its causes on one line, without the request URL (which may carry
+/// userinfo; callers name the redacted URL themselves).
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// Whether `url` has the same origin (scheme, host, port) as the repository at `repo_url`.
+/// Anything that does not parse, or has no tuple origin, is another origin.
+fn same_origin(repo_url: &str, url: &reqwest::Url) -> bool {
+    match reqwest::Url::parse(repo_url) {
+        Ok(repo) => {
+            let (a, b) = (repo.origin(), url.origin());
+            a.is_tuple() && a == b
+        }
+        Err(_) => false,
+    }
+}
+
+/// Refuse a chart name that could be anything but one plain path component: it becomes a
+/// directory name in the chart cache and is looked up inside the archive.
+fn check_chart_name(repo_url: &str, chart: &str) -> Result<(), HelmRepoError> {
+    let ok = !chart.is_empty()
+        && chart.len() <= MAX_NAME
+        && !chart.starts_with('.')
+        && !chart.contains("..")
+        && chart
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(HelmRepoError::Invalid {
+            url: redact(repo_url),
+            message: format!(
+                "invalid chart name {:?}: want 1-{MAX_NAME} of [A-Za-z0-9._-], not starting \
+                 with '.' and without '..'",
+                chart.chars().take(MAX_NAME).collect::<String>()
+            ),
+        })
+    }
+}
+
+/// Refuse a chart version (`constraint`: or version constraint such as `>=1.2, <2`) with
+/// anything but semver characters (and, for constraints, operators and spaces).
+fn check_version(repo_url: &str, version: &str, constraint: bool) -> Result<(), HelmRepoError> {
+    let ok = version.len() <= MAX_NAME
+        && !version.contains("..")
+        && version.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'.' | b'+' | b'-' | b'_')
+                || (constraint
+                    && matches!(
+                        b,
+                        b' ' | b',' | b'<' | b'>' | b'=' | b'^' | b'~' | b'*' | b'|' | b'!'
+                    ))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(HelmRepoError::Invalid {
+            url: redact(repo_url),
+            message: format!(
+                "invalid chart version {:?}: want at most {MAX_NAME} semver characters",
+                version.chars().take(MAX_NAME).collect::<String>()
+            ),
+        })
+    }
+}
 
 /// Access to Helm repositories, with a chart cache on disk.
 pub struct HelmRepos {
     dir: PathBuf,
     index_ttl: Duration,
     timeout: Duration,
+    /// Largest index or archive accepted (`MAX_DOWNLOAD`; smaller in tests).
+    max_download: usize,
     indexes: Mutex<HashMap<String, (Instant, Arc<Index>)>>,
     charts: Coalescer<ChartKey, Result<PathBuf, HelmRepoError>>,
 }
@@ -112,53 +209,71 @@ impl HelmRepos {
             dir,
             index_ttl: Duration::from_secs(30),
             timeout: Duration::from_secs(60),
+            max_download: MAX_DOWNLOAD,
             indexes: Mutex::new(HashMap::new()),
             charts: Coalescer::default(),
         }
     }
 
+    /// GET `url` for the repository at `repo_url`, reading at most `max_download` bytes.
+    /// Credentials go only to the repository's own origin, unless `pass_credentials`.
     async fn download(
         &self,
-        url: &str,
+        url: &reqwest::Url,
         repo_url: &str,
         creds: &Credentials,
+        pass_credentials: bool,
     ) -> Result<Vec<u8>, HelmRepoError> {
+        let shown = redact(url.as_str());
         let unavailable = |message: String| HelmRepoError::Unavailable {
-            url: repo_url.to_string(),
+            url: redact(repo_url),
             message,
         };
+        let too_large = || HelmRepoError::Invalid {
+            url: redact(repo_url),
+            message: format!("{shown} is larger than {} bytes", self.max_download),
+        };
         let client = http_client(creds.insecure, self.timeout).map_err(unavailable)?;
-        let mut req = client.get(url);
-        if let Some(token) = &creds.bearer_token {
-            req = req.bearer_auth(token);
-        } else if let Some(user) = &creds.username {
-            req = req.basic_auth(user, creds.password.as_deref());
+        let mut req = client.get(url.clone());
+        if pass_credentials || same_origin(repo_url, url) {
+            if let Some(token) = &creds.bearer_token {
+                req = req.bearer_auth(token);
+            } else if let Some(user) = &creds.username {
+                req = req.basic_auth(user, creds.password.as_deref());
+            }
         }
-        let resp = req
+        let mut resp = req
             .send()
             .await
-            .map_err(|e| unavailable(format!("GET {url}: {e}")))?;
+            .map_err(|e| unavailable(format!("GET {shown}: {}", describe(e))))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(HelmRepoError::NotFound {
-                url: repo_url.to_string(),
-                message: format!("GET {url}: 404"),
+                url: redact(repo_url),
+                message: format!("GET {shown}: 404"),
             });
         }
         if !status.is_success() {
-            return Err(unavailable(format!("GET {url}: HTTP {status}")));
+            return Err(unavailable(format!("GET {shown}: HTTP {status}")));
         }
-        let body = resp
-            .bytes()
+        let limit = self.max_download;
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        // Read chunk by chunk and stop at the limit: never hold more than `limit` bytes (plus
+        // one chunk) of a body the server may make endless.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| unavailable(format!("reading {url}: {e}")))?;
-        if body.len() > MAX_DOWNLOAD {
-            return Err(HelmRepoError::Invalid {
-                url: repo_url.to_string(),
-                message: format!("{url} is larger than {MAX_DOWNLOAD} bytes"),
-            });
+            .map_err(|e| unavailable(format!("reading {shown}: {}", describe(e))))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
-        Ok(body.to_vec())
+        Ok(body)
     }
 
     async fn index(
@@ -176,9 +291,13 @@ impl HelmRepos {
             return Ok(idx);
         }
         let url = format!("{}/index.yaml", repo_url.trim_end_matches('/'));
-        let bytes = self.download(&url, repo_url, creds).await?;
+        let url = reqwest::Url::parse(&url).map_err(|e| HelmRepoError::Invalid {
+            url: redact(repo_url),
+            message: format!("not a URL: {e}"),
+        })?;
+        let bytes = self.download(&url, repo_url, creds, false).await?;
         let idx: Index = serde_yaml::from_slice(&bytes).map_err(|e| HelmRepoError::Invalid {
-            url: repo_url.to_string(),
+            url: redact(repo_url),
             message: format!("index.yaml: {e}"),
         })?;
         let idx = Arc::new(idx);
@@ -198,11 +317,11 @@ impl HelmRepos {
             .entries
             .get(chart)
             .ok_or_else(|| HelmRepoError::NotFound {
-                url: repo_url.to_string(),
+                url: redact(repo_url),
                 message: format!("no chart named {chart:?}"),
             })?;
         pick(versions, wanted).ok_or_else(|| HelmRepoError::NotFound {
-            url: repo_url.to_string(),
+            url: redact(repo_url),
             message: format!("chart {chart} has no version matching {wanted:?}"),
         })
     }
@@ -215,11 +334,14 @@ impl HelmRepos {
         chart: &str,
         wanted: &str,
     ) -> Result<String, HelmRepoError> {
+        check_chart_name(repo_url, chart)?;
+        check_version(repo_url, wanted, true)?;
         let idx = self.index(repo_url, creds).await?;
         Ok(Self::find(&idx, repo_url, chart, wanted)?.version)
     }
 
-    /// The unpacked chart directory (holding `Chart.yaml`) of `chart` at `version`.
+    /// The unpacked chart directory (holding `Chart.yaml`) of `chart` at `version`. The
+    /// credentials go only to the repository's own origin (`chart_with` to choose).
     pub async fn chart(
         self: &Arc<Self>,
         repo_url: &str,
@@ -227,6 +349,23 @@ impl HelmRepos {
         chart: &str,
         version: &str,
     ) -> Result<PathBuf, HelmRepoError> {
+        self.chart_with(repo_url, creds, chart, version, false)
+            .await
+    }
+
+    /// `chart`, where `pass_credentials` (Argo CD's `helm.passCredentials`, Helm's
+    /// `--pass-credentials`) also sends the credentials when `index.yaml` places the archive
+    /// on another origin (scheme, host, port) than the repository's.
+    pub async fn chart_with(
+        self: &Arc<Self>,
+        repo_url: &str,
+        creds: &Credentials,
+        chart: &str,
+        version: &str,
+        pass_credentials: bool,
+    ) -> Result<PathBuf, HelmRepoError> {
+        check_chart_name(repo_url, chart)?;
+        check_version(repo_url, version, false)?;
         let dest =
             self.dir
                 .join(short(repo_url))
@@ -242,14 +381,14 @@ impl HelmRepos {
             version.to_string(),
             creds.clone(),
         );
-        let key = (url.clone(), c.clone(), v.clone());
+        let key = (url.clone(), c.clone(), v.clone(), pass_credentials);
         let out = self
             .charts
             .run(key, move || async move {
                 let idx = this.index(&url, &creds).await?;
                 let entry = Self::find(&idx, &url, &c, &v)?;
                 let archive_url = entry.urls.first().ok_or_else(|| HelmRepoError::Invalid {
-                    url: url.clone(),
+                    url: redact(&url),
                     message: format!("chart {c} {v} has no download URL"),
                 })?;
                 let absolute = if archive_url.contains("://") {
@@ -257,12 +396,19 @@ impl HelmRepos {
                 } else {
                     format!("{}/{}", url.trim_end_matches('/'), archive_url)
                 };
-                let bytes = this.download(&absolute, &url, &creds).await?;
+                let absolute =
+                    reqwest::Url::parse(&absolute).map_err(|e| HelmRepoError::Invalid {
+                        url: redact(&url),
+                        message: format!("chart {c} {v}: download URL {}: {e}", redact(&absolute)),
+                    })?;
+                let bytes = this
+                    .download(&absolute, &url, &creds, pass_credentials)
+                    .await?;
                 if let Some(want) = entry.digest.as_deref().filter(|d| !d.is_empty()) {
                     let got = hex::encode(Sha256::digest(&bytes));
                     if !got.eq_ignore_ascii_case(want) {
                         return Err(HelmRepoError::Invalid {
-                            url: url.clone(),
+                            url: redact(&url),
                             message: format!(
                                 "chart {c} {v}: digest {got} does not match the index ({want})"
                             ),
@@ -290,17 +436,17 @@ impl HelmRepos {
                 })
                 .await
                 .map_err(|e| HelmRepoError::Invalid {
-                    url: url.clone(),
+                    url: redact(&url),
                     message: e.to_string(),
                 })?
                 .map_err(|message| HelmRepoError::Invalid {
-                    url: url.clone(),
+                    url: redact(&url),
                     message: format!("chart {c} {v}: {message}"),
                 })
             })
             .await
             .map_err(|message| HelmRepoError::Unavailable {
-                url: repo_url.to_string(),
+                url: redact(repo_url),
                 message,
             })?;
         out.value
@@ -336,23 +482,529 @@ mod tests {
         assert_eq!(pick("3.x"), None);
     }
 
-    #[test]
-    fn archives_unpack_and_cannot_escape() {
-        let mut good = tar::Builder::new(Vec::new());
+    /// A gzipped tar holding `<name>/Chart.yaml`.
+    fn tgz(name: &str) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
-        let body = b"name: c\nversion: 1.0.0\n";
+        let body = format!("name: {name}\nversion: 1.0.0\n");
         h.set_size(body.len() as u64);
         h.set_mode(0o644);
         h.set_cksum();
-        good.append_data(&mut h, "c/Chart.yaml", &body[..])
+        tar.append_data(&mut h, format!("{name}/Chart.yaml"), body.as_bytes())
             .expect("append");
-        let tar_bytes = good.into_inner().expect("tar");
+        let tar_bytes = tar.into_inner().expect("tar");
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, &tar_bytes).expect("gz");
-        let tgz = gz.finish().expect("gz");
+        gz.finish().expect("gz")
+    }
+
+    #[test]
+    fn archives_unpack_and_cannot_escape() {
+        let tgz = tgz("c");
         let dir = tempfile::tempdir().expect("dir");
         unpack(&tgz, dir.path()).expect("unpacks");
         assert!(dir.path().join("c/Chart.yaml").is_file());
         assert!(unpack(b"not a tarball", dir.path()).is_err());
+    }
+
+    /// How the test server answers one path.
+    #[derive(Clone)]
+    enum Reply {
+        Status(u16),
+        Body(Vec<u8>),
+        /// `total` bytes, chunked, in 64 KiB pieces, counting what was written.
+        Endless(usize),
+        /// A `Content-Length` far over any limit, then nothing until the client leaves.
+        HugeLength,
+    }
+
+    /// One request the test server saw.
+    #[derive(Debug, Clone)]
+    struct Seen {
+        path: String,
+        authorization: Option<String>,
+    }
+
+    /// A loopback HTTP/1.1 server answering one request per connection.
+    struct TestServer {
+        url: String,
+        seen: Arc<Mutex<Vec<Seen>>>,
+        /// Body bytes written by `Reply::Endless` so far.
+        sent: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl TestServer {
+        fn seen(&self) -> Vec<Seen> {
+            self.seen.lock().expect("lock").clone()
+        }
+
+        fn sent(&self) -> usize {
+            self.sent.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    async fn serve(routes: Vec<(&str, Reply)>) -> TestServer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let routes: Arc<HashMap<String, Reply>> = Arc::new(
+            routes
+                .into_iter()
+                .map(|(p, r)| (p.to_string(), r))
+                .collect(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (seen2, sent2) = (seen.clone(), sent.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (routes, seen, sent) = (routes.clone(), seen2.clone(), sent2.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    let path = head
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_string();
+                    let authorization = head.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("authorization")
+                            .then(|| v.trim().to_string())
+                    });
+                    seen.lock().expect("lock").push(Seen {
+                        path: path.clone(),
+                        authorization,
+                    });
+                    match routes.get(&path).cloned().unwrap_or(Reply::Status(404)) {
+                        Reply::Status(code) => {
+                            let _ = sock
+                                .write_all(
+                                    format!(
+                                        "HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\
+                                         Connection: close\r\n\r\n"
+                                    )
+                                    .as_bytes(),
+                                )
+                                .await;
+                        }
+                        Reply::Body(body) => {
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\
+                                 Connection: close\r\n\r\n",
+                                body.len()
+                            );
+                            let _ = sock.write_all(head.as_bytes()).await;
+                            let _ = sock.write_all(&body).await;
+                        }
+                        Reply::Endless(total) => {
+                            let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\
+                                        Connection: close\r\n\r\n";
+                            if sock.write_all(head.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            let piece = vec![b'#'; 64 * 1024];
+                            let mut left = total;
+                            while left > 0 {
+                                let n = left.min(piece.len());
+                                let mut chunk = format!("{n:x}\r\n").into_bytes();
+                                chunk.extend_from_slice(&piece[..n]);
+                                chunk.extend_from_slice(b"\r\n");
+                                if sock.write_all(&chunk).await.is_err() {
+                                    return;
+                                }
+                                sent.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                                left -= n;
+                            }
+                            let _ = sock.write_all(b"0\r\n\r\n").await;
+                        }
+                        Reply::HugeLength => {
+                            let head = "HTTP/1.1 200 OK\r\nContent-Length: 1099511627776\r\n\
+                                        Connection: close\r\n\r\n";
+                            if sock.write_all(head.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            // Send nothing more; return when the client hangs up.
+                            let _ = sock.read(&mut buf).await;
+                        }
+                    }
+                });
+            }
+        });
+        TestServer { url, seen, sent }
+    }
+
+    fn repos(dir: &Path, max_download: usize) -> Arc<HelmRepos> {
+        // The binary installs this at start-up; reqwest needs one even for http://.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Arc::new(HelmRepos {
+            max_download,
+            ..HelmRepos::new(dir.to_path_buf())
+        })
+    }
+
+    fn basic(user: &str, pass: &str) -> Credentials {
+        Credentials {
+            username: Some(user.into()),
+            password: Some(pass.into()),
+            ..Credentials::default()
+        }
+    }
+
+    /// An index with chart `c` at `c_url` and chart `d` at the relative `d-1.0.0.tgz`.
+    fn index_yaml(c_url: &str) -> Vec<u8> {
+        format!(
+            "apiVersion: v1\nentries:\n  c:\n  - version: 1.0.0\n    digest: {}\n    urls: \
+             [\"{c_url}\"]\n  d:\n  - version: 1.0.0\n    urls: [d-1.0.0.tgz]\n",
+            hex::encode(Sha256::digest(tgz("c")))
+        )
+        .into_bytes()
+    }
+
+    /// F10: an index on repository A naming an archive on B must not hand A's credentials to B.
+    #[tokio::test]
+    async fn credentials_go_only_to_the_repository_origin() {
+        let other = serve(vec![("/c-1.0.0.tgz", Reply::Body(tgz("c")))]).await;
+        let archive = format!("{}/c-1.0.0.tgz", other.url);
+        let repo = serve(vec![
+            ("/repo/index.yaml", Reply::Body(index_yaml(&archive))),
+            ("/repo/d-1.0.0.tgz", Reply::Body(tgz("d"))),
+        ])
+        .await;
+        let repo_url = format!("{}/repo", repo.url);
+        let creds = basic("alice", "helm-repo-pass");
+        let alice = Some("Basic YWxpY2U6aGVsbS1yZXBvLXBhc3M=".to_string());
+
+        let dir = tempfile::tempdir().expect("dir");
+        let helm = repos(dir.path(), MAX_DOWNLOAD);
+        let c = helm
+            .chart(&repo_url, &creds, "c", "1.0.0")
+            .await
+            .expect("the chart downloads without credentials");
+        assert!(c.join("Chart.yaml").is_file());
+        let d = helm
+            .chart(&repo_url, &creds, "d", "1.0.0")
+            .await
+            .expect("chart d");
+        assert!(d.join("Chart.yaml").is_file());
+
+        let on_other = other.seen();
+        assert_eq!(on_other.len(), 1, "{on_other:?}");
+        assert_eq!(
+            on_other[0].authorization, None,
+            "credentials leaked to another origin"
+        );
+        // The repository's own origin still gets them: the index and a relative archive.
+        let on_repo = repo.seen();
+        assert!(!on_repo.is_empty());
+        for s in &on_repo {
+            assert_eq!(s.authorization, alice, "{s:?}");
+        }
+        assert!(on_repo.iter().any(|s| s.path == "/repo/d-1.0.0.tgz"));
+
+        // passCredentials: true sends them along (here a bearer token).
+        let dir = tempfile::tempdir().expect("dir");
+        let helm = repos(dir.path(), MAX_DOWNLOAD);
+        let token = Credentials {
+            bearer_token: Some("tok".into()),
+            ..Credentials::default()
+        };
+        helm.chart_with(&repo_url, &token, "c", "1.0.0", true)
+            .await
+            .expect("chart with passCredentials");
+        let on_other = other.seen();
+        assert_eq!(on_other.len(), 2, "{on_other:?}");
+        assert_eq!(on_other[1].authorization.as_deref(), Some("Bearer tok"));
+    }
+
+    #[test]
+    fn origins_are_scheme_host_and_port() {
+        let same = |a: &str, b: &str| same_origin(a, &reqwest::Url::parse(b).expect("url"));
+        assert!(same(
+            "https://charts.example.com/x",
+            "https://charts.example.com/y/c.tgz"
+        ));
+        assert!(same(
+            "https://Charts.Example.com/x",
+            "https://charts.example.com:443/c.tgz"
+        ));
+        assert!(same(
+            "https://u:p@charts.example.com/x",
+            "https://charts.example.com/c.tgz"
+        ));
+        assert!(!same(
+            "https://charts.example.com/x",
+            "http://charts.example.com/c.tgz"
+        ));
+        assert!(!same(
+            "https://charts.example.com/x",
+            "https://charts.example.com:8443/c"
+        ));
+        assert!(!same(
+            "https://charts.example.com/",
+            "https://charts.example.com.evil.net/c"
+        ));
+        assert!(!same(
+            "https://charts.example.com/",
+            "https://cdn.example.com/c.tgz"
+        ));
+        assert!(!same("not a url", "https://charts.example.com/c.tgz"));
+    }
+
+    /// Wait (a little) for the server to stop writing, then return how much it sent.
+    async fn settled(server: &TestServer) -> usize {
+        let mut last = server.sent();
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = server.sent();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        last
+    }
+
+    const MIB: usize = 1024 * 1024;
+
+    /// F11: an endless index is cut off at the limit, not read to the end and then refused.
+    #[tokio::test]
+    async fn an_oversized_index_is_refused_while_streaming() {
+        let server = serve(vec![("/big/index.yaml", Reply::Endless(64 * MIB))]).await;
+        let dir = tempfile::tempdir().expect("dir");
+        let helm = repos(dir.path(), MIB);
+        let err = helm
+            .resolve(
+                &format!("{}/big", server.url),
+                &Credentials::default(),
+                "c",
+                "",
+            )
+            .await
+            .expect_err("too large");
+        assert!(
+            matches!(&err, HelmRepoError::Invalid { message, .. }
+                if message.contains("larger than 1048576 bytes")),
+            "{err}"
+        );
+        // The client stopped reading: the server could write only the limit plus what the
+        // socket buffers hold, never the whole 64 MiB.
+        let sent = settled(&server).await;
+        assert!(sent < 24 * MIB, "the client read {sent} bytes");
+    }
+
+    /// F11 for the chart archive.
+    #[tokio::test]
+    async fn an_oversized_archive_is_refused_while_streaming() {
+        let server = serve(vec![("/r/c-1.0.0.tgz", Reply::Endless(64 * MIB))]).await;
+        let index = serve(vec![(
+            "/r/index.yaml",
+            Reply::Body(index_yaml(&format!("{}/r/c-1.0.0.tgz", server.url))),
+        )])
+        .await;
+        let dir = tempfile::tempdir().expect("dir");
+        let helm = repos(dir.path(), MIB);
+        let err = helm
+            .chart(
+                &format!("{}/r", index.url),
+                &Credentials::default(),
+                "c",
+                "1.0.0",
+            )
+            .await
+            .expect_err("too large");
+        assert!(
+            matches!(&err, HelmRepoError::Invalid { message, .. }
+                if message.contains("larger than 1048576 bytes")),
+            "{err}"
+        );
+        let sent = settled(&server).await;
+        assert!(sent < 24 * MIB, "the client read {sent} bytes");
+    }
+
+    /// F11: a `Content-Length` over the limit is refused before any of the body arrives (the
+    /// server here never sends it, so waiting for it would take the whole request timeout).
+    #[tokio::test]
+    async fn an_oversized_content_length_is_refused_at_once() {
+        let server = serve(vec![("/r/index.yaml", Reply::HugeLength)]).await;
+        let dir = tempfile::tempdir().expect("dir");
+        let helm = repos(dir.path(), MIB);
+        let err = tokio::time::timeout(
+            Duration::from_secs(10),
+            helm.resolve(
+                &format!("{}/r", server.url),
+                &Credentials::default(),
+                "c",
+                "",
+            ),
+        )
+        .await
+        .expect("refused without waiting for the body")
+        .expect_err("too large");
+        assert!(
+            matches!(&err, HelmRepoError::Invalid { message, .. }
+                if message.contains("larger than")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn chart_names_and_versions_are_checked() {
+        for good in ["nginx", "kube-prometheus-stack", "My_Chart.v2", "a", "c1"] {
+            assert!(check_chart_name("r", good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(MAX_NAME + 1);
+        for bad in [
+            "", "..", "../../x", "a/b", "/abs", "a\\b", ".hidden", "a..b", "a b", "ä", "c\0", &long,
+        ] {
+            assert!(
+                matches!(
+                    check_chart_name("r", bad),
+                    Err(HelmRepoError::Invalid { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        for good in ["1.2.3", "v1.0.0-rc.1+build.5", "0.1.0_x", ""] {
+            assert!(check_version("r", good, false).is_ok(), "{good}");
+        }
+        for good in [
+            ">=1.0, <1.5",
+            "^1.4",
+            "~1.9",
+            "*",
+            "3.x",
+            "1.2 || 2.x",
+            "latest",
+        ] {
+            assert!(check_version("r", good, true).is_ok(), "{good}");
+        }
+        for bad in ["../1.0", "1.0/x", "1.0\\x", "..", "1 .0", ">=1.0"] {
+            assert!(check_version("r", bad, false).is_err(), "{bad:?}");
+        }
+        for bad in ["../1.0", "1.0/x", "^1\\x", "1.0\n"] {
+            assert!(check_version("r", bad, true).is_err(), "{bad:?}");
+        }
+    }
+
+    /// F16: a chart name walking out of its cache slot must not select another directory.
+    #[tokio::test]
+    async fn a_traversing_chart_name_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let repo_url = "http://127.0.0.1:9/repo";
+        let (chart, version) = ("../../x", "1.0.0");
+        // What `chart` would return for that name: a chart planted outside its own slot.
+        let slot =
+            dir.path()
+                .join(short(repo_url))
+                .join(format!("{}-{}", short(chart), short(version)));
+        std::fs::create_dir_all(&slot).expect("slot");
+        std::fs::create_dir_all(dir.path().join("x")).expect("x");
+        std::fs::write(dir.path().join("x/Chart.yaml"), "name: x\n").expect("planted");
+
+        let helm = repos(dir.path(), MAX_DOWNLOAD);
+        let creds = Credentials::default();
+        let err = helm
+            .chart(repo_url, &creds, chart, version)
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, HelmRepoError::Invalid { .. }), "{err}");
+        assert!(err.to_string().contains("invalid chart name"), "{err}");
+        let err = helm
+            .resolve(repo_url, &creds, chart, "")
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, HelmRepoError::Invalid { .. }), "{err}");
+        let err = helm
+            .chart(repo_url, &creds, "c", "../../1.0.0")
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("invalid chart version"), "{err}");
+    }
+
+    #[test]
+    fn userinfo_is_redacted() {
+        assert_eq!(
+            redact("https://user:pass@host/x?q=a@b"),
+            "https://***@host/x?q=a@b"
+        );
+        assert_eq!(redact("https://tok@host:8443"), "https://***@host:8443");
+        assert_eq!(redact("http://a:b@c@host/"), "http://***@host/");
+        assert_eq!(redact("https://host/a@b"), "https://host/a@b");
+        assert_eq!(redact("oci://host/x"), "oci://host/x");
+        assert_eq!(redact("no url"), "no url");
+    }
+
+    /// Errors name the repository and archive URLs without their userinfo.
+    #[tokio::test]
+    async fn errors_do_not_carry_url_credentials() {
+        let secret = "s3cr3t-pass";
+        let other = serve(vec![]).await; // 404 for everything
+        let index = index_yaml(&format!(
+            "http://bob:{secret}@{}/c-1.0.0.tgz",
+            other.url.trim_start_matches("http://")
+        ));
+        let repo = serve(vec![("/repo/index.yaml", Reply::Body(index))]).await;
+        let host = repo.url.trim_start_matches("http://");
+        let dir = tempfile::tempdir().expect("dir");
+        let helm = repos(dir.path(), MAX_DOWNLOAD);
+        let creds = Credentials::default();
+
+        // The index is found; the archive (userinfo from the index) is not.
+        let err = helm
+            .chart(
+                &format!("http://alice:{secret}@{host}/repo"),
+                &creds,
+                "c",
+                "1.0.0",
+            )
+            .await
+            .expect_err("archive 404");
+        assert!(matches!(err, HelmRepoError::NotFound { .. }), "{err}");
+        // No index at all.
+        let missing = helm
+            .resolve(
+                &format!("http://alice:{secret}@{host}/none"),
+                &creds,
+                "c",
+                "",
+            )
+            .await
+            .expect_err("index 404");
+        // Nobody listening.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let refused = helm
+            .resolve(
+                &format!("http://alice:{secret}@{closed}/repo"),
+                &creds,
+                "c",
+                "",
+            )
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(refused, HelmRepoError::Unavailable { .. }),
+            "{refused}"
+        );
+        for e in [err, missing, refused] {
+            let text = format!("{e} {e:?}");
+            assert!(!text.contains(secret), "{text}");
+            assert!(text.contains("***@"), "{text}");
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod helm_repo;
 pub mod metrics;
 pub mod paths;
 pub mod render;
+pub mod slots;
 pub mod source;
 
 use std::net::SocketAddr;
@@ -47,6 +48,58 @@ pub struct Config {
     pub plugins: Vec<render::plugin::PluginConfig>,
     /// Names this replica in render locks and logs.
     pub identity: String,
+    /// The token every gRPC call must carry (`authorization: Bearer <token>`); `None` serves
+    /// unauthenticated callers (only with the binary's explicit `--insecure-no-auth`).
+    pub auth_token: Option<String>,
+    /// Serve `file://` repositories.
+    pub allow_file_urls: bool,
+    /// How long one render may take.
+    pub render_timeout: Duration,
+}
+
+/// The gRPC interceptor that lets only callers holding the shared token in.
+#[derive(Clone)]
+pub struct TokenCheck {
+    token: Option<Arc<str>>,
+}
+
+impl TokenCheck {
+    pub fn new(token: Option<String>) -> Self {
+        Self {
+            token: token.map(Arc::from),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for TokenCheck {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let Some(want) = &self.token else {
+            return Ok(req);
+        };
+        let got = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if constant_time_eq(got.as_bytes(), want.as_bytes()) {
+            Ok(req)
+        } else {
+            Err(tonic::Status::unauthenticated(
+                "missing or wrong repo-server token (authorization: Bearer)",
+            ))
+        }
+    }
+}
+
+/// Equality whose time does not depend on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, y) in b.iter().enumerate() {
+        let x = a.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
 }
 
 /// Why the server could not start or stopped.
@@ -81,6 +134,11 @@ pub async fn run(
     bcfg.max_exports = cfg.max_exports;
     bcfg.helm_dir = cfg.cache_dir.join("helm-charts");
     bcfg.identity = cfg.identity.clone();
+    bcfg.allow_file_urls = cfg.allow_file_urls;
+    bcfg.render_timeout = cfg.render_timeout;
+    if cfg.auth_token.is_none() {
+        tracing::warn!("repo-server gRPC serves unauthenticated callers (--insecure-no-auth)");
+    }
     // Exports from an earlier run are stale; start the work area clean.
     let _ = std::fs::remove_dir_all(&bcfg.work_dir);
     let kustomize = render::kustomize::KustomizeTool::find();
@@ -141,11 +199,12 @@ pub async fn run(
     tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, parallelism = cfg.parallelism, "repo-server serving");
     ready.set(true);
     tonic::transport::Server::builder()
-        .add_service(
+        .add_service(tonic::service::interceptor::InterceptedService::new(
             RepoServerServer::new(service)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
+            TokenCheck::new(cfg.auth_token.clone()),
+        ))
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), {
             // Not ready from the first moment of shutdown: endpoints drain while
             // in-flight renders finish.

@@ -67,6 +67,24 @@ struct Args {
     /// This replica's name in render locks (default: POD_NAME, then the host name).
     #[arg(long, env = "FLOTILLA_IDENTITY")]
     identity: Option<String>,
+    /// The shared token controllers present on every gRPC call (`authorization: Bearer`);
+    /// in the chart it comes from a generated Secret. Required unless --insecure-no-auth.
+    #[arg(long, env = "FLOTILLA_REPO_SERVER_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    /// Serve gRPC to anyone who can reach the port, without a token (tests on loopback only).
+    #[arg(long, env = "FLOTILLA_REPO_SERVER_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
+    /// Allow file:// repository URLs (off: a file URL can name any path this process reads).
+    #[arg(long, env = "FLOTILLA_REPO_ALLOW_FILE_REPOS")]
+    allow_file_repos: bool,
+    /// Seconds one render may take; helm, kustomize and plugins are killed (with their whole
+    /// process group) after it, like Argo CD's ARGOCD_EXEC_TIMEOUT.
+    #[arg(
+        long,
+        default_value_t = 90,
+        env = "FLOTILLA_REPO_RENDER_TIMEOUT_SECONDS"
+    )]
+    render_timeout_seconds: u64,
     /// Log format: text or json.
     #[arg(long, default_value = "text", env = "FLOTILLA_LOG_FORMAT")]
     log_format: LogFormat,
@@ -76,7 +94,16 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut telemetry = flotilla_core::telemetry::init(args.log_format, "flotilla-repo-server");
+    let auth_token = args.auth_token.filter(|t| !t.is_empty());
+    if auth_token.is_none() && !args.insecure_no_auth {
+        anyhow::bail!(
+            "no repo-server token: set FLOTILLA_REPO_SERVER_TOKEN (or --auth-token), or pass --insecure-no-auth to serve unauthenticated callers"
+        );
+    }
     let cfg = flotilla_repo_server::Config {
+        auth_token,
+        allow_file_urls: args.allow_file_repos,
+        render_timeout: Duration::from_secs(args.render_timeout_seconds.max(1)),
         listen: args.listen,
         metrics_listen: args.metrics_listen,
         cache_dir: args.cache_dir,

@@ -76,7 +76,13 @@ pub struct RepoMetrics {
     pub git_requests: Family<GitRequestLabels, Counter>,
     pub git_request_seconds: Histograms<GitRequestLabels>,
     pub pending: Family<RepoLabels, Gauge>,
+    /// Repository label values handed out so far (see [`RepoMetrics::repo_label`]).
+    repo_labels: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
+
+/// Most distinct `repo` label values; later repositories share the value `other`, so no
+/// caller can grow the metric series without bound.
+pub const MAX_REPO_LABELS: usize = 1000;
 
 impl Default for RepoMetrics {
     fn default() -> Self {
@@ -93,11 +99,26 @@ impl Default for RepoMetrics {
             git_requests: Family::default(),
             git_request_seconds: Family::new_with_constructor(seconds),
             pending: Family::default(),
+            repo_labels: Default::default(),
         }
     }
 }
 
 impl RepoMetrics {
+    /// The `repo` label for `url`: credentials redacted, at most [`MAX_REPO_LABELS`] values.
+    pub fn repo_label(&self, url: &str) -> String {
+        let label = flotilla_core::redact::redact_url(url);
+        let Ok(mut seen) = self.repo_labels.lock() else {
+            return "other".into();
+        };
+        if seen.contains(&label) || seen.len() < MAX_REPO_LABELS {
+            seen.insert(label.clone());
+            label
+        } else {
+            "other".into()
+        }
+    }
+
     /// Create the metrics and register them in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();

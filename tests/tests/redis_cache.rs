@@ -15,6 +15,8 @@ use serde_json::json;
 fn mk_manifests(i: usize) -> Manifests {
     Manifests {
         commit: format!("{i:040x}"),
+        source_digest: "src".into(),
+        app: String::new(),
         source_type: "Directory".into(),
         objects: vec![
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}")}}),
@@ -41,9 +43,8 @@ async fn manifests_live_in_the_cluster_and_a_lost_master_only_costs_the_cache() 
 
     // Entries round-trip and are spread over all three masters.
     for i in 0..60 {
-        let base = keys::manifests(&format!("{i:040x}"), "src");
-        let app = keys::app_manifests(&base, "a", "ns");
-        cache.put(&base, &app, &mk_manifests(i), false).await;
+        let base = cache.put(&mk_manifests(i), ("a", "ns"), false).await;
+        ensure!(base == keys::manifests(&format!("{i:040x}"), "src"));
     }
     for i in 0..60 {
         let base = keys::manifests(&format!("{i:040x}"), "src");
@@ -99,9 +100,8 @@ async fn manifests_live_in_the_cluster_and_a_lost_master_only_costs_the_cache() 
     cluster.restart(1).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let base = keys::manifests("after", "src");
+        let base = cache.put(&mk_manifests(7), ("a", "ns"), false).await;
         let app = keys::app_manifests(&base, "a", "ns");
-        cache.put(&base, &app, &mk_manifests(7), false).await;
         if cache.get(&base, &app).await.map(|h| h.manifests) == Some(mk_manifests(7)) {
             break;
         }

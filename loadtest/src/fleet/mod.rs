@@ -96,6 +96,9 @@ pub struct Fleet {
     next_replica: usize,
     control: Client,
     cfg: FleetConfig,
+    /// The shared repo-server token (`FLOTILLA_REPO_SERVER_TOKEN`), new for every fleet, as
+    /// the chart generates one per release.
+    pub repo_token: String,
     // Last, so the directory outlives the processes writing into it.
     pub dir: tempfile::TempDir,
 }
@@ -368,10 +371,8 @@ pub async fn apply_yaml(client: &Client, yaml: &str, manager: &str) -> Result<Ve
 
 impl Fleet {
     fn product_env(&self) -> Vec<(&str, &str)> {
-        self.cfg
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+        std::iter::once(("FLOTILLA_REPO_SERVER_TOKEN", self.repo_token.as_str()))
+            .chain(self.cfg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .collect()
     }
 
@@ -430,6 +431,7 @@ impl Fleet {
             repo_servers: Vec::new(),
             redis,
             controllers: Vec::new(),
+            repo_token: uuid::Uuid::new_v4().simple().to_string(),
             next_replica: 0,
             control,
             cfg,

@@ -3,6 +3,7 @@
 //! Jsonnet evaluated in process, `List` kinds expanded, in a stable order.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
@@ -43,7 +44,18 @@ fn manifest_file(p: &Path) -> bool {
     )
 }
 
-fn collect(dir: &Path, recurse: bool, out: &mut Vec<PathBuf>) -> Result<(), RenderError> {
+/// Most files one directory source may hold (a hostile tree cannot make a walk unbounded).
+pub const MAX_FILES: usize = 100_000;
+
+/// The manifest files under `dir`. Directory symlinks are never followed (a link loop cannot
+/// make the walk endless; Argo CD's `filepath.Walk` does the same); file symlinks are kept and
+/// checked by the caller to stay inside the repository. Stops at `deadline`.
+fn collect(
+    dir: &Path,
+    recurse: bool,
+    deadline: Instant,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), RenderError> {
     let entries = std::fs::read_dir(dir).map_err(|source| RenderError::Read {
         path: dir.to_path_buf(),
         source,
@@ -53,14 +65,26 @@ fn collect(dir: &Path, recurse: bool, out: &mut Vec<PathBuf>) -> Result<(), Rend
             path: dir.to_path_buf(),
             source,
         })?;
+        if Instant::now() >= deadline || out.len() >= MAX_FILES {
+            return Err(RenderError::Limit {
+                path: dir.display().to_string(),
+                why: format!("the walk took too long or found more than {MAX_FILES} files"),
+            });
+        }
         let path = entry.path();
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        if path.is_dir() {
+        let ty = entry.file_type().map_err(|source| RenderError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        if ty.is_dir() {
             if recurse {
-                collect(&path, recurse, out)?;
+                collect(&path, recurse, deadline, out)?;
             }
+        } else if ty.is_symlink() && path.is_dir() {
+            // A link to a directory: not followed.
         } else if manifest_file(&path) {
             out.push(path);
         }
@@ -74,11 +98,26 @@ pub fn render(
     source_path: &str,
     opts: &DirectoryOptions,
 ) -> Result<Vec<Value>, RenderError> {
+    render_until(
+        root,
+        source_path,
+        opts,
+        Instant::now() + super::exec::DEFAULT_TIMEOUT,
+    )
+}
+
+/// [`render`], giving up on the walk at `deadline`.
+pub fn render_until(
+    root: &Path,
+    source_path: &str,
+    opts: &DirectoryOptions,
+    deadline: Instant,
+) -> Result<Vec<Value>, RenderError> {
     let base = confine(root, source_path)?;
     let include = globset(&opts.include)?;
     let exclude = globset(&opts.exclude)?;
     let mut files = Vec::new();
-    collect(&base, opts.recurse, &mut files)?;
+    collect(&base, opts.recurse, deadline, &mut files)?;
     files.sort();
     let mut objects = Vec::new();
     for file in files {

@@ -33,10 +33,13 @@ pub fn template_args(
     values_file: Option<&Path>,
     file_params: &[(String, PathBuf)],
 ) -> Vec<String> {
+    // The release name is the value of a flag, never a positional argument: nothing from the
+    // Application can be parsed as a flag (CVE-2022-24348's family). Checked by [`release_name`].
     let mut args = vec![
         "template".to_string(),
-        release.to_string(),
         chart_dir.display().to_string(),
+        "--name-template".to_string(),
+        release.to_string(),
     ];
     if !namespace.is_empty() {
         args.push("--namespace".into());
@@ -71,6 +74,32 @@ pub fn template_args(
     args
 }
 
+/// The release name: `helm.releaseName`, else the Application's name; refused unless it is a
+/// name Helm accepts (lowercase DNS labels separated by dots, at most 53 characters), so a value
+/// like `--post-renderer=...` can never reach helm.
+pub fn release_name<'a>(release_name: &'a str, app_name: &'a str) -> Result<&'a str, RenderError> {
+    let name = [release_name, app_name, "release"]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .unwrap_or("release");
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.len() > 53 || !name.split('.').all(label_ok) {
+        return Err(RenderError::Unsupported {
+            what: format!(
+                "Helm release name {:?} is invalid: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 53 characters",
+                name.chars().take(80).collect::<String>()
+            ),
+        });
+    }
+    Ok(name)
+}
+
 /// Render the chart at `chart_path` of the tree `root` (a checkout, or an unpacked chart with
 /// `chart_path` empty).
 pub fn render(
@@ -80,6 +109,7 @@ pub fn render(
     app_name: &str,
     namespace: &str,
     opts: &HelmOptions,
+    timeout: std::time::Duration,
 ) -> Result<Vec<serde_json::Value>, RenderError> {
     let helm = helm.ok_or(RenderError::ToolMissing {
         wanted: "helm (put it on PATH or set FLOTILLA_HELM)",
@@ -137,10 +167,7 @@ pub fn render(
         })?;
         Some(f)
     };
-    let release = [opts.release_name.as_str(), app_name, "release"]
-        .into_iter()
-        .find(|s| !s.is_empty())
-        .unwrap_or("release");
+    let release = release_name(&opts.release_name, app_name)?;
     let args = template_args(
         release,
         &chart_dir,
@@ -150,15 +177,20 @@ pub fn render(
         values_file.as_deref(),
         &file_params,
     );
-    let out = Command::new(helm)
-        .args(&args)
-        .current_dir(&chart_dir)
-        .output()
-        .map_err(|source| RenderError::Read {
-            path: helm.to_path_buf(),
-            source,
-        })?;
-    if !out.status.success() {
+    let out = super::exec::run(
+        Command::new(helm)
+            .args(&args)
+            .current_dir(&chart_dir)
+            // No helm configuration, cache or plugins from the repo-server's home.
+            .env("HELM_CONFIG_HOME", scratch.path().join("config"))
+            .env("HELM_CACHE_HOME", scratch.path().join("cache"))
+            .env("HELM_DATA_HOME", scratch.path().join("data"))
+            .env("HELM_PLUGINS", scratch.path().join("plugins")),
+        timeout,
+        "helm template",
+        chart_path,
+    )?;
+    if !out.success {
         return Err(RenderError::Tool {
             tool: "helm template",
             path: chart_path.to_string(),
@@ -175,6 +207,26 @@ pub fn render(
 mod tests {
     use super::*;
     use crate::source::HelmParameter;
+
+    const T: std::time::Duration = super::super::exec::DEFAULT_TIMEOUT;
+
+    #[test]
+    fn a_release_name_that_looks_like_a_flag_is_refused() {
+        for bad in [
+            "--post-renderer=/bin/sh",
+            "--set-file=x=/etc/passwd",
+            "-x",
+            "Upper",
+            "a_b",
+            "a..b",
+            &"a".repeat(54),
+        ] {
+            let e = release_name(bad, "app").expect_err(bad);
+            assert!(e.to_string().contains("release name"), "{e}");
+        }
+        assert_eq!(release_name("", "my-app").expect("app name"), "my-app");
+        assert_eq!(release_name("web.v2", "x").expect("dots"), "web.v2");
+    }
 
     #[test]
     fn arguments_follow_argo_cds_options() {
@@ -206,8 +258,9 @@ mod tests {
             args,
             [
                 "template",
-                "web",
                 "/c",
+                "--name-template",
+                "web",
                 "--namespace",
                 "prod",
                 "--include-crds",
@@ -249,6 +302,7 @@ mod tests {
             "a",
             "ns",
             &HelmOptions::default(),
+            T,
         )
         .expect_err("no helm");
         assert!(e.to_string().contains("helm"), "{e}");
@@ -257,13 +311,14 @@ mod tests {
             value_files: vec!["nope.yaml".into()],
             ..Default::default()
         };
-        let e = render(Some(fake), repo.path(), "chart", "a", "ns", &missing).expect_err("missing");
+        let e =
+            render(Some(fake), repo.path(), "chart", "a", "ns", &missing, T).expect_err("missing");
         assert!(matches!(e, RenderError::PathMissing { .. }), "{e}");
         let ignore = HelmOptions {
             ignore_missing_value_files: true,
             ..missing.clone()
         };
-        assert!(render(Some(fake), repo.path(), "chart", "a", "ns", &ignore).is_ok());
+        assert!(render(Some(fake), repo.path(), "chart", "a", "ns", &ignore, T).is_ok());
         std::fs::write(repo.path().join("outside.yaml"), "a: 1").expect("write");
         let outside = tempfile::tempdir().expect("dir");
         std::fs::write(outside.path().join("x.yaml"), "a: 1").expect("write");
@@ -271,7 +326,8 @@ mod tests {
             value_files: vec![outside.path().join("x.yaml").display().to_string()],
             ..Default::default()
         };
-        let e = render(Some(fake), repo.path(), "chart", "a", "ns", &escape).expect_err("escape");
+        let e =
+            render(Some(fake), repo.path(), "chart", "a", "ns", &escape, T).expect_err("escape");
         assert!(matches!(e, RenderError::PathEscapes { .. }), "{e}");
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::RenderError;
 use crate::paths::confine;
@@ -64,12 +65,13 @@ pub fn render(
     root: &Path,
     source_path: &str,
     tool: Option<&KustomizeTool>,
+    timeout: Duration,
 ) -> Result<Vec<serde_json::Value>, RenderError> {
     let dir = confine(root, source_path)?;
     let tool = tool.ok_or(RenderError::ToolMissing {
         wanted: "kustomize or kubectl (for `kubectl kustomize`)",
     })?;
-    build(tool, &dir, source_path)
+    build(tool, &dir, source_path, timeout)
 }
 
 /// Like [`render`], with Argo CD's `spec.source.kustomize` overrides (name prefix/suffix,
@@ -80,9 +82,10 @@ pub fn render_with(
     source_path: &str,
     opts: &KustomizeOptions,
     tool: Option<&KustomizeTool>,
+    timeout: Duration,
 ) -> Result<Vec<serde_json::Value>, RenderError> {
     if opts.is_empty() {
-        return render(root, source_path, tool);
+        return render(root, source_path, tool, timeout);
     }
     let dir = confine(root, source_path)?;
     let tool = tool.ok_or(RenderError::ToolMissing {
@@ -112,7 +115,7 @@ pub fn render_with(
         message: format!("writing the override kustomization: {e}"),
     })?;
     std::fs::write(wrap.path().join("kustomization.yaml"), text).map_err(io_err)?;
-    build(tool, wrap.path(), source_path)
+    build(tool, wrap.path(), source_path, timeout)
 }
 
 /// The wrapping kustomization for `opts` around `resource`.
@@ -189,16 +192,15 @@ fn build(
     tool: &KustomizeTool,
     dir: &Path,
     source_path: &str,
+    timeout: Duration,
 ) -> Result<Vec<serde_json::Value>, RenderError> {
-    let out = tool
-        .command(dir)
-        .current_dir(dir)
-        .output()
-        .map_err(|source| RenderError::Read {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    if !out.status.success() {
+    let out = super::exec::run(
+        tool.command(dir).current_dir(dir),
+        timeout,
+        tool.name(),
+        source_path,
+    )?;
+    if !out.success {
         return Err(RenderError::Tool {
             tool: tool.name(),
             path: source_path.to_string(),
@@ -216,6 +218,8 @@ fn build(
 mod tests {
     use super::*;
 
+    const T: Duration = super::super::exec::DEFAULT_TIMEOUT;
+
     fn mk_repo(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
         for (path, body) in files {
@@ -232,7 +236,7 @@ mod tests {
     fn no_tool_on_path_is_a_clear_error() {
         assert_eq!(KustomizeTool::find_in(""), None);
         let repo = mk_repo(&[("k/kustomization.yaml", "resources: []\n")]);
-        let err = render(repo.path(), "k", None).expect_err("no tool");
+        let err = render(repo.path(), "k", None, T).expect_err("no tool");
         assert!(err.to_string().contains("kustomize or kubectl"), "{err}");
     }
 
@@ -250,7 +254,7 @@ mod tests {
                 "resources: [../../base]\nnamePrefix: dev-\n",
             ),
         ]);
-        let objs = render(repo.path(), "k8s/overlays/dev", Some(&tool)).expect("builds");
+        let objs = render(repo.path(), "k8s/overlays/dev", Some(&tool), T).expect("builds");
         assert_eq!(objs.len(), 1);
         assert_eq!(objs[0]["metadata"]["name"], "dev-settings");
     }
@@ -272,7 +276,7 @@ mod tests {
             namespace: "dev".into(),
             ..Default::default()
         };
-        let objs = render_with(repo.path(), "app", &opts, Some(&tool)).expect("builds");
+        let objs = render_with(repo.path(), "app", &opts, Some(&tool), T).expect("builds");
         let d = &objs[0];
         assert_eq!(d["metadata"]["name"], "dev-web");
         assert_eq!(d["metadata"]["namespace"], "dev");
@@ -314,7 +318,7 @@ mod tests {
     fn broken_kustomization_reports_the_tool_error() {
         let tool = KustomizeTool::find().expect("kubectl or kustomize on PATH (see README)");
         let repo = mk_repo(&[("k/kustomization.yaml", "resources: [missing.yaml]\n")]);
-        let err = render(repo.path(), "k", Some(&tool)).expect_err("missing resource");
+        let err = render(repo.path(), "k", Some(&tool), T).expect_err("missing resource");
         assert!(matches!(err, RenderError::Tool { .. }), "{err}");
         assert!(err.to_string().contains("missing.yaml"), "{err}");
     }

@@ -3,6 +3,7 @@
 //! `Renderers` detects the type of a source and dispatches to the right one.
 
 pub mod directory;
+pub mod exec;
 pub mod helm;
 pub mod jsonnet;
 pub mod kustomize;
@@ -30,6 +31,8 @@ pub struct RenderInput<'a> {
     pub kind: &'a SourceKind,
     /// The commit (or chart version) being rendered.
     pub revision: &'a str,
+    /// How long the render may take: tools are killed after it, walks stop.
+    pub timeout: std::time::Duration,
 }
 
 /// One source type.
@@ -54,7 +57,12 @@ impl Renderer for Directory {
         let SourceKind::Directory(opts) = i.kind else {
             return Err(mismatch(self));
         };
-        directory::render(i.root, &i.spec.path, opts)
+        directory::render_until(
+            i.root,
+            &i.spec.path,
+            opts,
+            std::time::Instant::now() + i.timeout,
+        )
     }
 }
 
@@ -71,7 +79,7 @@ impl Renderer for Kustomize {
         let SourceKind::Kustomize(opts) = i.kind else {
             return Err(mismatch(self));
         };
-        kustomize::render_with(i.root, &i.spec.path, opts, self.0.as_ref())
+        kustomize::render_with(i.root, &i.spec.path, opts, self.0.as_ref(), i.timeout)
     }
 }
 
@@ -101,6 +109,7 @@ impl Renderer for Helm {
             &i.spec.app_name,
             &i.spec.namespace,
             opts,
+            i.timeout,
         )
     }
 }
@@ -118,9 +127,12 @@ impl Renderer for Plugins {
         let SourceKind::Plugin(opts) = i.kind else {
             return Err(mismatch(self));
         };
+        // A plugin may write anything into its directory: it runs in a private copy of the
+        // tree, discarded afterwards, so every other render still sees the pristine commit.
+        let copy = private_copy(i.root)?;
         plugin::render(
             &self.0,
-            i.root,
+            &copy.path().join("tree"),
             opts,
             &BuildEnv {
                 app_name: &i.spec.app_name,
@@ -129,8 +141,47 @@ impl Renderer for Plugins {
                 path: &i.spec.path,
                 revision: i.revision,
             },
+            i.timeout,
         )
     }
+}
+
+/// A copy of the tree at `root` in a new temporary directory beside it (symlinks copied as
+/// links, never followed), at `<tempdir>/tree`.
+fn private_copy(root: &Path) -> Result<tempfile::TempDir, RenderError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RenderError::Read { path, source }
+    };
+    let parent = root.parent().unwrap_or(root);
+    let dir = tempfile::Builder::new()
+        .prefix(".flotilla-private-")
+        .tempdir_in(parent)
+        .map_err(io(parent))?;
+    copy_dir(root, &dir.path().join("tree"))?;
+    Ok(dir)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), RenderError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RenderError::Read { path, source }
+    };
+    std::fs::create_dir(to).map_err(io(to))?;
+    for entry in std::fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let ty = entry.file_type().map_err(io(&src))?;
+        if ty.is_dir() {
+            copy_dir(&src, &dst)?;
+        } else if ty.is_symlink() {
+            let target = std::fs::read_link(&src).map_err(io(&src))?;
+            std::os::unix::fs::symlink(target, &dst).map_err(io(&dst))?;
+        } else if ty.is_file() {
+            std::fs::copy(&src, &dst).map_err(io(&src))?;
+        }
+    }
+    Ok(())
 }
 
 fn mismatch(r: &dyn Renderer) -> RenderError {
@@ -236,6 +287,7 @@ pub fn render(
         spec,
         kind: &kind,
         revision: "",
+        timeout: exec::DEFAULT_TIMEOUT,
     })
 }
 

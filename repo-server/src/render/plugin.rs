@@ -49,6 +49,7 @@ pub fn render(
     root: &Path,
     opts: &PluginOptions,
     env: &BuildEnv,
+    timeout: std::time::Duration,
 ) -> Result<Vec<serde_json::Value>, RenderError> {
     let plugin = plugins
         .iter()
@@ -81,11 +82,8 @@ pub fn render(
     for (k, v) in &opts.env {
         cmd.env(format!("ARGOCD_ENV_{k}"), v);
     }
-    let out = cmd.output().map_err(|source| RenderError::Read {
-        path: dir.clone(),
-        source,
-    })?;
-    if !out.status.success() {
+    let out = super::exec::run(&mut cmd, timeout, "plugin", env.path)?;
+    if !out.success {
         return Err(RenderError::Tool {
             tool: "plugin",
             path: format!("{} ({})", env.path, plugin.name),
@@ -124,7 +122,14 @@ mod tests {
             name: "cm".into(),
             env: vec![("SUFFIX".into(), "blue".into())],
         };
-        let objs = render(&plugins, repo.path(), &opts, &env).expect("renders");
+        let objs = render(
+            &plugins,
+            repo.path(),
+            &opts,
+            &env,
+            super::super::exec::DEFAULT_TIMEOUT,
+        )
+        .expect("renders");
         assert_eq!(objs[0]["metadata"]["name"], "web-blue");
         assert_eq!(objs[0]["data"]["f"], "from-file");
         let e = render(
@@ -135,6 +140,7 @@ mod tests {
                 ..Default::default()
             },
             &env,
+            super::super::exec::DEFAULT_TIMEOUT,
         )
         .expect_err("fails");
         assert!(e.to_string().contains("broken"), "{e}");
@@ -146,6 +152,7 @@ mod tests {
                 ..Default::default()
             },
             &env,
+            super::super::exec::DEFAULT_TIMEOUT,
         )
         .expect_err("unknown");
         assert!(e.to_string().contains("cm, fail"), "{e}");

@@ -1,0 +1,59 @@
+//! Credentials never leave in text: URL userinfo (`https://user:token@host`) is replaced by
+//! `***` in anything that goes to logs, metric labels, errors or status messages.
+
+/// `url` with its userinfo replaced by `***` (`https://***@host/x`); unchanged without one.
+pub fn redact_url(url: &str) -> String {
+    redact_text(url)
+}
+
+/// `text` with the userinfo of every `scheme://user[:pass]@` in it replaced by `***`.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // The authority ends at the first '/', '?', '#' or whitespace.
+        let end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace() || c == '"')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_replaced_everywhere_and_other_text_is_kept() {
+        assert_eq!(
+            redact_url("http://alice:TOPSECRET@127.0.0.1:8080/x.git"),
+            "http://***@127.0.0.1:8080/x.git"
+        );
+        assert_eq!(redact_url("https://token@host/x"), "https://***@host/x");
+        assert_eq!(redact_url("https://host/x@y"), "https://host/x@y");
+        assert_eq!(
+            redact_url("git@github.com:org/repo"),
+            "git@github.com:org/repo"
+        );
+        let text = "fetching https://u:p@a/x: failed; then git://b/y and http://k:v@c?q=1";
+        let red = redact_text(text);
+        assert!(!red.contains("u:p") && !red.contains("k:v"), "{red}");
+        assert!(
+            red.contains("https://***@a/x") && red.contains("git://b/y"),
+            "{red}"
+        );
+        assert!(red.contains("http://***@c?q=1"), "{red}");
+    }
+}
