@@ -44,21 +44,30 @@ pub fn app_part(app: &str, namespace: &str) -> String {
 /// commit share a render. Computed by whoever stores a render, from the request it rendered,
 /// and by every reader: a client never names a cache key. Map fields encode in key order, so
 /// the digest is stable everywhere.
-pub fn source_digest(src: &flotilla_proto::repo::v1::ApplicationSource) -> String {
+///
+/// `scope` is the project the request's credentials are scoped to (empty when global or
+/// none): renders made with one project's credentials are never found by another project.
+pub fn source_digest(src: &flotilla_proto::repo::v1::ApplicationSource, scope: &str) -> String {
     use prost::Message;
     let mut canonical = src.clone();
     canonical.target_revision.clear();
-    digest(&canonical.encode_to_vec())
+    let bytes = canonical.encode_to_vec();
+    if scope.is_empty() {
+        digest(&bytes)
+    } else {
+        short_hash(&[&bytes, scope.as_bytes()])
+    }
 }
 
 /// The shared cache keys of a render of `src` at `commit`: (every app, this app).
 pub fn for_source(
     commit: &str,
     src: &flotilla_proto::repo::v1::ApplicationSource,
+    scope: &str,
     app: &str,
     namespace: &str,
 ) -> (String, String) {
-    let base = manifests(commit, &source_digest(src));
+    let base = manifests(commit, &source_digest(src, scope));
     let app_key = app_manifests(&base, app, namespace);
     (base, app_key)
 }

@@ -22,6 +22,8 @@ pub struct ControllerConfig {
     pub manifest_cache_entries: usize,
     /// Deadline of one repo-server call.
     pub rpc_timeout: Duration,
+    /// Sent to the repo-servers on every call.
+    pub repo_server_token: Option<String>,
     /// How long a new watch may take to list before a reconcile gives up (and retries).
     pub cache_sync_timeout: Duration,
     /// `status.history` entries kept (Argo CD's `revisionHistoryLimit` default).
@@ -133,6 +135,7 @@ impl Default for ControllerConfig {
             refresh_jitter: 0.2,
             manifest_cache_entries: 4096,
             rpc_timeout: Duration::from_secs(120),
+            repo_server_token: None,
             cache_sync_timeout: Duration::from_secs(30),
             history_limit: 10,
             in_cluster: true,

@@ -54,6 +54,10 @@ struct Args {
     /// Deadline of one repo-server call, in seconds.
     #[arg(long, default_value_t = 120, env = "FLOTILLA_RPC_TIMEOUT_SECONDS")]
     rpc_timeout_seconds: u64,
+    /// The repo-servers' shared token, sent on every call (`authorization: Bearer`); the
+    /// chart generates it in a Secret. Empty: calls carry none.
+    #[arg(long, env = "FLOTILLA_REPO_SERVER_TOKEN", hide_env_values = true)]
+    repo_server_token: Option<String>,
     /// Do not offer https://kubernetes.default.svc (the control plane) as a destination.
     #[arg(long, env = "FLOTILLA_NO_IN_CLUSTER")]
     no_in_cluster: bool,
@@ -195,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
         refresh_interval: Duration::from_secs(args.refresh_seconds),
         manifest_cache_entries: args.manifest_cache_entries,
         rpc_timeout: Duration::from_secs(args.rpc_timeout_seconds),
+        repo_server_token: args.repo_server_token.clone().filter(|t| !t.is_empty()),
         in_cluster: !args.no_in_cluster,
         metrics_listen: args.metrics_listen,
         status_endpoint: args.status_endpoint,

@@ -242,6 +242,7 @@ fn wire_helm(h: &Value) -> pb::HelmSource {
         release_name: h["releaseName"].as_str().unwrap_or_default().to_string(),
         skip_crds: h["skipCrds"].as_bool().unwrap_or(false),
         ignore_missing_value_files: h["ignoreMissingValueFiles"].as_bool().unwrap_or(false),
+        pass_credentials: h["passCredentials"].as_bool().unwrap_or(false),
     }
 }
 
@@ -307,6 +308,7 @@ pub fn wire_repo(url: &str, creds: Option<&RepoCreds>) -> pb::Repository {
             .and_then(|c| c.bearer_token.clone())
             .unwrap_or_default(),
         insecure: creds.is_some_and(|c| c.insecure),
+        credential_scope: creds.and_then(|c| c.project.clone()).unwrap_or_default(),
     }
 }
 
@@ -315,10 +317,11 @@ pub fn wire_repo(url: &str, creds: Option<&RepoCreds>) -> pb::Repository {
 pub fn cache_keys(
     commit: &str,
     src: &pb::ApplicationSource,
+    scope: &str,
     app: &str,
     namespace: &str,
 ) -> (String, String) {
-    keys::for_source(commit, src, app, namespace)
+    keys::for_source(commit, src, scope, app, namespace)
 }
 
 /// The controller's way to desired state.
@@ -421,7 +424,7 @@ impl ManifestClient {
                 let url = req.repo.as_ref().map(|r| r.url.clone()).unwrap_or_default();
                 let res = pool
                     .call(&url, |mut c| {
-                        let req = flotilla_core::telemetry::traced_request(req.clone());
+                        let req = pool.request(req.clone());
                         async move { c.resolve_revision(req).await }
                     })
                     .instrument(tracing::info_span!("repo_server.resolve_revision", repo = %redact_url(&url)))
@@ -475,7 +478,7 @@ impl ManifestClient {
         bypass_cache: bool,
     ) -> Result<Rendered, ManifestError> {
         let started = Instant::now();
-        let (base, app_key) = cache_keys(commit, &src, app, namespace);
+        let (base, app_key) = cache_keys(commit, &src, &repo.credential_scope, app, namespace);
         if !bypass_cache
             && let Some(hit) = self
                 .lookup(&base, &app_key)
@@ -500,7 +503,7 @@ impl ManifestClient {
         let res = self
             .pool
             .call(&url, |mut c| {
-                let req = flotilla_core::telemetry::traced_request(req.clone());
+                let req = self.pool.request(req.clone());
                 async move { c.generate_manifests(req).await }
             })
             .instrument(
@@ -627,11 +630,11 @@ mod tests {
             source_type: "Directory".into(),
         };
         let m = MemoryCache::new(16);
-        let (p1, a1) = cache_keys("c1", &src("p"), "a", "n");
-        let (q1, qa1) = cache_keys("c1", &src("q"), "a", "n");
+        let (p1, a1) = cache_keys("c1", &src("p"), "", "a", "n");
+        let (q1, qa1) = cache_keys("c1", &src("q"), "", "a", "n");
         m.store(&p1, &a1, &r("c1"), false);
         m.store(&q1, &qa1, &r("c1"), false);
-        let (p2, a2) = cache_keys("c2", &src("p"), "a", "n");
+        let (p2, a2) = cache_keys("c2", &src("p"), "", "a", "n");
         m.store(&p2, &a2, &r("c2"), false);
         assert!(m.lookup(&p1, &a1).is_none(), "p@c1 superseded by p@c2");
         assert_eq!(m.lookup(&p2, &a2).map(|r| r.commit), Some("c2".into()));
@@ -641,8 +644,8 @@ mod tests {
         );
         assert_eq!(m.len(), 2);
         // App-specific renders are kept per app.
-        let (p3, a3) = cache_keys("c3", &src("p"), "a", "n");
-        let (_, b3) = cache_keys("c3", &src("p"), "b", "n");
+        let (p3, a3) = cache_keys("c3", &src("p"), "", "a", "n");
+        let (_, b3) = cache_keys("c3", &src("p"), "", "b", "n");
         m.store(&p3, &a3, &r("c3"), true);
         m.store(&p3, &b3, &r("c3"), true);
         assert!(m.lookup(&p3, &a3).is_some() && m.lookup(&p3, &b3).is_some());
@@ -664,15 +667,15 @@ mod tests {
                 ..Default::default()
             })
         };
-        let (base, app_a) = cache_keys("c1", &mk("main", "p"), "a", "n");
-        let (base2, app_b) = cache_keys("c1", &mk("HEAD", "p"), "b", "n");
+        let (base, app_a) = cache_keys("c1", &mk("main", "p"), "", "a", "n");
+        let (base2, app_b) = cache_keys("c1", &mk("HEAD", "p"), "", "b", "n");
         assert_eq!(
             base, base2,
             "same source and commit: one render for both apps"
         );
         assert_ne!(app_a, app_b);
-        assert_ne!(base, cache_keys("c2", &mk("main", "p"), "a", "n").0);
-        assert_ne!(base, cache_keys("c1", &mk("main", "q"), "a", "n").0);
+        assert_ne!(base, cache_keys("c2", &mk("main", "p"), "", "a", "n").0);
+        assert_ne!(base, cache_keys("c1", &mk("main", "q"), "", "a", "n").0);
         // Stable across processes: a fixed value for a fixed input.
         assert_eq!(base.len(), "flotilla:m:c1:".len() + 32);
     }

@@ -126,6 +126,8 @@ pub struct RepoPool {
     state: Arc<Mutex<State>>,
     timeout: Duration,
     metrics: PoolMetrics,
+    /// `authorization: Bearer <token>` on every call.
+    auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 fn channel(
@@ -151,6 +153,21 @@ fn not_reached(s: &tonic::Status) -> bool {
 
 impl RepoPool {
     /// A pool over `discovery`; DNS names are resolved in the background (call from a runtime).
+    /// Send `token` on every call (the repo-servers' shared token).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.auth = token.and_then(|t| format!("Bearer {t}").parse().ok());
+        self
+    }
+
+    /// A request carrying the trace context and the token.
+    pub fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut req = flotilla_core::telemetry::traced_request(msg);
+        if let Some(v) = &self.auth {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        req
+    }
+
     pub fn new(discovery: Discovery, timeout: Duration, metrics: PoolMetrics) -> Self {
         let pool = Self {
             state: Arc::new(Mutex::new(State {
@@ -159,6 +176,7 @@ impl RepoPool {
             })),
             timeout,
             metrics,
+            auth: None,
         };
         match discovery {
             Discovery::Static(list) => pool.set_endpoints(list),

@@ -230,7 +230,8 @@ pub async fn run(
     let discovery: Discovery = cfg.repo_server.parse().map_err(|e: String| {
         RunError::Manifests(crate::manifests::ManifestError::BadEndpoint(e))
     })?;
-    let pool = RepoPool::new(discovery, cfg.rpc_timeout, pool_metrics);
+    let pool = RepoPool::new(discovery, cfg.rpc_timeout, pool_metrics)
+        .with_token(cfg.repo_server_token.clone());
     let (shared, revision_backend): (Option<ManifestStore>, Arc<dyn flotilla_cache::Store>) =
         match &cfg.redis_url {
             Some(url) => {

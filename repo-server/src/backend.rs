@@ -764,10 +764,18 @@ impl ManifestBackend for GitBackend {
             {
                 return Ok(hit);
             }
+            let pass_credentials =
+                matches!(&spec.kind, crate::source::SourceKind::Helm(h) if h.pass_credentials);
             let dir = self
                 .inner
                 .helm
-                .chart(&repo.url, &repo.creds, &spec.chart, &version)
+                .chart_with(
+                    &repo.url,
+                    &repo.creds,
+                    &spec.chart,
+                    &version,
+                    pass_credentials,
+                )
                 .await?;
             return self
                 .render(Tree::Chart(dir), spec, version, source_digest, no_cache)

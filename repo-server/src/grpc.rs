@@ -114,6 +114,7 @@ pub fn source_spec(src: &pb::ApplicationSource, app_name: &str, namespace: &str)
             release_name: h.release_name.clone(),
             skip_crds: h.skip_crds,
             ignore_missing_value_files: h.ignore_missing_value_files,
+            pass_credentials: h.pass_credentials,
         }),
         Some(Kind::Plugin(p)) => SourceKind::Plugin(PluginOptions {
             name: p.name.clone(),
@@ -260,6 +261,11 @@ impl<B: ManifestBackend> RepoGrpc<B> {
             self.count("GenerateManifests", Code::InvalidArgument);
             return Err(status(&RepoError::Invalid("source is required".into())));
         };
+        let scope = req
+            .repo
+            .as_ref()
+            .map(|r| r.credential_scope.clone())
+            .unwrap_or_default();
         let repo = repo_ref(req.repo, &src.repo_url);
         let _pending = self.pending(&repo.url);
         let spec = source_spec(&src, &req.app_name, &req.namespace);
@@ -273,7 +279,7 @@ impl<B: ManifestBackend> RepoGrpc<B> {
                 commit: req.commit_sha.clone(),
                 // The shared cache key is made here from the source this request renders;
                 // the request's cache_key fields are ignored (a client never names a key).
-                source_digest: flotilla_cache::keys::source_digest(&src),
+                source_digest: flotilla_cache::keys::source_digest(&src, &scope),
                 no_cache: req.no_cache,
             })
             .await;

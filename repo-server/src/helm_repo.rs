@@ -276,6 +276,8 @@ impl HelmRepos {
         Ok(body)
     }
 
+    /// The repository's index, read with `creds` (cached per repository *and* credentials,
+    /// so a caller without them never reads an index fetched with them).
     async fn index(
         &self,
         repo_url: &str,
@@ -285,7 +287,7 @@ impl HelmRepos {
             .indexes
             .lock()
             .ok()
-            .and_then(|m| m.get(repo_url).cloned())
+            .and_then(|m| m.get(&index_key(repo_url, creds)).cloned())
             && at.elapsed() < self.index_ttl
         {
             return Ok(idx);
@@ -302,7 +304,7 @@ impl HelmRepos {
         })?;
         let idx = Arc::new(idx);
         if let Ok(mut m) = self.indexes.lock() {
-            m.insert(repo_url.to_string(), (Instant::now(), idx.clone()));
+            m.insert(index_key(repo_url, creds), (Instant::now(), idx.clone()));
         }
         Ok(idx)
     }
@@ -451,6 +453,18 @@ impl HelmRepos {
             })?;
         out.value
     }
+}
+
+/// The index cache key: the repository and a digest of the credentials it was read with.
+fn index_key(repo_url: &str, creds: &Credentials) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [&creds.username, &creds.password, &creds.bearer_token] {
+        let v = part.as_deref().unwrap_or_default();
+        h.update((v.len() as u64).to_le_bytes());
+        h.update(v.as_bytes());
+    }
+    format!("{repo_url}\0{}", hex::encode(h.finalize()))
 }
 
 #[cfg(test)]

@@ -45,6 +45,8 @@ pub struct HelmOptions {
     pub release_name: String,
     pub skip_crds: bool,
     pub ignore_missing_value_files: bool,
+    /// Send credentials to chart archives on other origins (`helm.passCredentials`).
+    pub pass_credentials: bool,
 }
 
 /// `spec.source.plugin`.
@@ -143,6 +145,7 @@ impl SourceSpec {
                 } else {
                     "0"
                 });
+                field(if o.pass_credentials { "1" } else { "0" });
             }
             SourceKind::Plugin(o) => {
                 field("plugin");

@@ -11,9 +11,10 @@ use flotilla_repo_server::git::{self, Credentials};
 
 async fn fetch_resolve(url: String, creds: Credentials) -> Result<String, String> {
     tokio::task::spawn_blocking(move || {
-        let cache = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let repo = git::fetch(cache.path(), &url, &creds, Duration::from_secs(30))
-            .map_err(|e| e.to_string())?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let cache = git::GitCache::open(dir.path()).map_err(|e| e.to_string())?;
+        let repo =
+            git::fetch(&cache, &url, &creds, Duration::from_secs(30)).map_err(|e| e.to_string())?;
         git::resolve(&repo, &url, "main").map_err(|e| e.to_string())
     })
     .await

@@ -533,6 +533,7 @@ impl Fleet {
             addr_file.display().to_string(),
             "--refresh-seconds".into(),
             self.cfg.refresh_seconds.to_string(),
+            "--status-endpoint".into(),
             "--workers".into(),
             self.cfg.workers.to_string(),
             "--identity".into(),
