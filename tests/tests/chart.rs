@@ -333,11 +333,39 @@ fn the_chart_lints_and_renders_hardened_objects_for_every_values_set() -> Result
         "FLOTILLA_REDIS_URL",
     )
     .context("bundled Redis URL")?;
+    ensure!(url["value"].as_str().is_some_and(|u| u.starts_with(
+        "redis-cluster://:$(FLOTILLA_REDIS_PASSWORD)@flotilla-redis-0.flotilla-redis."
+    )));
+    // The bundled Redis requires the generated password, and the clients carry it; both
+    // components carry the generated repo-server token.
+    let redis_args = container(named(&objs, "StatefulSet", "flotilla-redis")?)?["args"].clone();
     ensure!(
-        url["value"]
-            .as_str()
-            .is_some_and(|u| u.starts_with("redis-cluster://flotilla-redis-0.flotilla-redis."))
+        redis_args.as_array().is_some_and(|a| a
+            .windows(2)
+            .any(|w| w[0] == "--requirepass" && w[1] == "$(REDISCLI_AUTH)")),
+        "{redis_args}"
     );
+    let secret = named(&objs, "Secret", "flotilla-redis-auth")?;
+    ensure!(
+        secret["data"]["password"]
+            .as_str()
+            .is_some_and(|p| p.len() >= 40)
+    );
+    let token = named(&objs, "Secret", "flotilla-repo-server-token")?;
+    ensure!(
+        token["data"]["token"]
+            .as_str()
+            .is_some_and(|t| t.len() >= 60)
+    );
+    for d in ["flotilla-controller", "flotilla-repo-server"] {
+        let c = container(named(&objs, "Deployment", d)?)?;
+        let e = env_of(c, "FLOTILLA_REPO_SERVER_TOKEN").context("token env")?;
+        ensure!(
+            e.pointer("/valueFrom/secretKeyRef/name")
+                == Some(&serde_json::json!("flotilla-repo-server-token")),
+            "{d}: {e}"
+        );
+    }
 
     // Bad values are refused by the schema with a message that names the field.
     let (ok, text) = lint(&[], &["redis.mode=bogus".into()])?;
@@ -497,7 +525,17 @@ async fn chart_objects_apply_and_the_binaries_run_with_the_charts_args() -> Resu
             "apiVersion: v1\nkind: Secret\nmetadata: {{name: flotilla-redis, namespace: {NS}}}\nstringData: {{url: {redis_url:?}}}\n"
         ))
         .await?;
-    let secrets = BTreeMap::from([(("flotilla-redis".to_string(), "url".to_string()), redis_url)]);
+    // The generated repo-server token as the chart's Secret would hold it.
+    let secrets = BTreeMap::from([
+        (("flotilla-redis".to_string(), "url".to_string()), redis_url),
+        (
+            (
+                "flotilla-repo-server-token".to_string(),
+                "token".to_string(),
+            ),
+            "chart-test-token".to_string(),
+        ),
+    ]);
     let (grpc, repo_metrics) = (free_port()?, free_port()?);
     let base = vec![
         format!("repoServer.port={grpc}"),

@@ -237,7 +237,8 @@ async fn a_monorepo_renders_once_per_commit_across_a_pool_and_survives_losses() 
                 Discovery::Static(endpoints),
                 Duration::from_secs(60),
                 PoolMetrics::default(),
-            ),
+            )
+            .with_token(Some(fleet.repo_token.clone())),
             MemoryCache::new(1),
             Some(ManifestStore::new(
                 store.clone(),

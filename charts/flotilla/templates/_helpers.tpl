@@ -60,9 +60,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- else if eq .Values.redis.mode "bundled" }}
 {{- $name := include "flotilla.redis.name" . }}
+- name: FLOTILLA_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "flotilla.redis.authSecret" . }}
+      key: password
 {{- $first := printf "%s-0.%s.%s.svc.cluster.local:6379" $name $name .Release.Namespace }}
 - name: FLOTILLA_REDIS_URL
-  value: {{ printf "redis-cluster://%s" $first | quote }}
+  value: {{ printf "redis-cluster://:$(FLOTILLA_REDIS_PASSWORD)@%s" $first | quote }}
 {{- end }}
 {{- end -}}
 
@@ -100,4 +105,23 @@ seccompProfile:
 {{- end -}}
 {{- define "flotilla.serviceAccount.repoServer" -}}
 {{- if .Values.serviceAccount.create -}}{{ include "flotilla.repoServer.name" . }}{{- else -}}default{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the repo-server token. */}}
+{{- define "flotilla.repoToken.secret" -}}
+{{- .Values.repoServer.auth.existingSecret | default (printf "%s-repo-server-token" (include "flotilla.fullname" .)) -}}
+{{- end -}}
+
+{{/* FLOTILLA_REPO_SERVER_TOKEN for both components. */}}
+{{- define "flotilla.repoToken.env" -}}
+- name: FLOTILLA_REPO_SERVER_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "flotilla.repoToken.secret" . }}
+      key: token
+{{- end -}}
+
+{{/* The Secret holding the bundled Redis password. */}}
+{{- define "flotilla.redis.authSecret" -}}
+{{- .Values.redis.bundled.existingSecret | default (printf "%s-redis-auth" (include "flotilla.fullname" .)) -}}
 {{- end -}}

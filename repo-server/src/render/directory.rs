@@ -230,6 +230,48 @@ mod tests {
         dir
     }
 
+    #[test]
+    fn directory_links_are_not_followed() {
+        // a, b, c -> . : a walk that followed them would go 3^40 deep.
+        let repo = mk_repo(&[(
+            "loop/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+        )]);
+        for l in ["a", "b", "c"] {
+            std::os::unix::fs::symlink(".", repo.path().join("loop").join(l)).expect("link");
+        }
+        let opts = DirectoryOptions {
+            recurse: true,
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let objs = render(repo.path(), "loop", &opts).expect("renders");
+        assert_eq!(names(&objs), ["a"]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn yaml_bombs_and_deep_nesting_are_refused() {
+        // Billion laughs: nine levels of nine aliases.
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let started = Instant::now();
+        let err = parse_manifests(Path::new("bomb.yaml"), &bomb).expect_err("bomb refused");
+        assert!(matches!(err, RenderError::Yaml { .. }), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = parse_manifests(Path::new("deep.yaml"), &deep).expect_err("deep refused");
+        assert!(matches!(err, RenderError::Yaml { .. }), "{err}");
+        let deep_json = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = parse_manifests(Path::new("deep.json"), &deep_json).expect_err("deep json");
+        assert!(matches!(err, RenderError::Json { .. }), "{err}");
+    }
+
     fn names(objs: &[Value]) -> Vec<String> {
         objs.iter()
             .map(|o| o["metadata"]["name"].as_str().unwrap_or("?").to_string())
