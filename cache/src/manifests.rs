@@ -239,8 +239,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_entry_under_a_key_it_was_not_rendered_for_is_rejected() {
-        // Someone with write access to the store (or an old, client-keyed writer) puts an
-        // attacker's render under a victim's key.
+        // An old, client-keyed writer (or anyone writing an entry as rendered for another
+        // source) puts an attacker's render under a victim's key.
         let s = mk_store();
         let victim = keys::manifests("c1", "victim");
         let evil = mk_manifests("attacker-is-admin", "attacker");

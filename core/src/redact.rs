@@ -13,19 +13,34 @@ pub fn redact_text(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        // The authority ends at the first '/', '?', '#' or whitespace.
-        let end = tail
-            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace() || c == '"')
+        // The authority ends at the first '/', '?', '#' or whitespace — unless a password
+        // holds a raw '/' ('user:ab/cd@host'): then it ends after the first '@' that follows a
+        // ':' of the user part.
+        let word_end = tail
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
             .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
+        let word = &tail[..word_end];
+        let plain_end = word
+            .find(|c: char| matches!(c, '/' | '?' | '#'))
+            .unwrap_or(word.len());
+        let userinfo_end = match word[..plain_end].rfind('@') {
+            Some(at) => Some(at),
+            None => word
+                .find('@')
+                .filter(|&at| word[..at].contains(':') && !word[..at].contains("://")),
+        };
+        match userinfo_end {
             Some(at) => {
                 out.push_str("***");
-                out.push_str(&authority[at..]);
+                rest = &tail[at..];
             }
-            None => out.push_str(authority),
+            None => rest = tail,
         }
-        rest = &tail[end..];
+        let next = rest
+            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace() || c == '"')
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..next]);
+        rest = &rest[next..];
     }
     out.push_str(rest);
     out
@@ -43,6 +58,11 @@ mod tests {
         );
         assert_eq!(redact_url("https://token@host/x"), "https://***@host/x");
         assert_eq!(redact_url("https://host/x@y"), "https://host/x@y");
+        assert_eq!(
+            redact_url("https://u:ab/cd@host/x"),
+            "https://***@host/x",
+            "a raw '/' in the password"
+        );
         assert_eq!(
             redact_url("git@github.com:org/repo"),
             "git@github.com:org/repo"

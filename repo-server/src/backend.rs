@@ -213,6 +213,8 @@ struct Inner {
     /// it arrived (so it sees every push made before it asked).
     fetches: flotilla_core::coalesce::FreshRuns<(String, String), Result<(), RepoError>>,
     git: git::GitCache,
+    /// One fetch at a time into a repository's bare cache, whatever the credentials.
+    fetch_locks: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// (repository, credential digest) → when a fetch with those credentials last succeeded.
     access: Mutex<std::collections::HashMap<(String, String), Instant>>,
     exports: Coalescer<ExportKey, Result<Arc<Export>, RepoError>>,
@@ -281,6 +283,7 @@ impl GitBackend {
                 )),
                 render_slots: crate::slots::FairSlots::new(cfg.parallelism.max(1)),
                 git,
+                fetch_locks: Mutex::default(),
                 access: Mutex::default(),
                 cfg,
                 metrics,
@@ -305,6 +308,12 @@ impl GitBackend {
             .inner
             .fetches
             .run(access_key.clone(), arrived, move || async move {
+                let lock = inner
+                    .fetch_locks
+                    .lock()
+                    .map(|mut m| m.entry(r.url.clone()).or_default().clone())
+                    .unwrap_or_default();
+                let _one_at_a_time = lock.lock().await;
                 let started = Instant::now();
                 let cache = inner.git.clone();
                 let timeout = inner.cfg.fetch_timeout;
@@ -413,14 +422,19 @@ impl GitBackend {
     }
 
     /// The same for a Helm repository: its index is read with the caller's credentials.
-    async fn ensure_helm_access(&self, repo: &RepoRef, chart: &str) -> Result<(), RepoError> {
+    async fn ensure_helm_access(
+        &self,
+        repo: &RepoRef,
+        chart: &str,
+        version: &str,
+    ) -> Result<(), RepoError> {
         let key = (format!("helm:{}", repo.url), creds_digest(&repo.creds));
         if self.inner.vouched(&key) {
             return Ok(());
         }
         self.inner
             .helm
-            .resolve(&repo.url, &repo.creds, chart, "*")
+            .resolve(&repo.url, &repo.creds, chart, version)
             .await?;
         self.inner.vouch(key);
         Ok(())
@@ -750,7 +764,12 @@ impl ManifestBackend for GitBackend {
         if !spec.chart.is_empty() {
             // The caller's credentials must read the Helm repository before a cached chart or
             // render of it is served.
-            self.ensure_helm_access(&repo, &spec.chart).await?;
+            let wanted = if commit.is_empty() {
+                &revision
+            } else {
+                &commit
+            };
+            self.ensure_helm_access(&repo, &spec.chart, wanted).await?;
             let version = if commit.is_empty() {
                 self.resolve(repo.clone(), revision, spec.chart.clone())
                     .await?

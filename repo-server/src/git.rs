@@ -355,6 +355,17 @@ pub fn export(
     commit: &str,
     dest: &Path,
 ) -> Result<(), GitError> {
+    export_within(repo, url, commit, dest, MAX_EXPORT_ENTRIES)
+}
+
+/// [`export`] with another entry limit.
+pub fn export_within(
+    repo: &gix::Repository,
+    url: &str,
+    commit: &str,
+    dest: &Path,
+    max_entries: usize,
+) -> Result<(), GitError> {
     let read_err = |e: &dyn std::error::Error| GitError::Read {
         url: redact_url(url),
         commit: commit.to_string(),
@@ -373,16 +384,39 @@ pub fn export(
         .tree()
         .map_err(|e| read_err(&e))?;
     let mut links = Vec::new();
+    let mut budget = Budget {
+        max_entries,
+        entries: 0,
+        bytes: 0,
+        deadline: std::time::Instant::now() + MAX_EXPORT_TIME,
+    };
     write_tree(
         repo,
         &tree,
         dest,
         Path::new(""),
         &mut links,
+        &mut budget,
         &read_err,
         &unsafe_err,
     )?;
     check_links(dest, &links).map_err(|(path, why)| unsafe_err(&path, &why))
+}
+
+/// Most entries (files, directories, links) one exported commit may hold: a "git bomb" (one
+/// subtree referenced many times) expands a few kilobytes into billions of files.
+pub const MAX_EXPORT_ENTRIES: usize = 500_000;
+/// Most bytes of file content one exported commit may hold.
+pub const MAX_EXPORT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Longest one export may take.
+pub const MAX_EXPORT_TIME: Duration = Duration::from_secs(120);
+
+/// What an export has used so far.
+struct Budget {
+    max_entries: usize,
+    entries: usize,
+    bytes: u64,
+    deadline: std::time::Instant,
 }
 
 /// Write `tree` into the new directory `dest` (which must not exist). Safe against hostile
@@ -396,6 +430,7 @@ fn write_tree(
     dest: &Path,
     rel: &Path,
     links: &mut Vec<(PathBuf, String)>,
+    budget: &mut Budget,
     read_err: &dyn Fn(&dyn std::error::Error) -> GitError,
     unsafe_err: &dyn Fn(&Path, &str) -> GitError,
 ) -> Result<(), GitError> {
@@ -409,6 +444,16 @@ fn write_tree(
     let mut seen = std::collections::HashSet::new();
     for entry in tree.iter() {
         let entry = entry.map_err(|e| read_err(&e))?;
+        budget.entries += 1;
+        if budget.entries > budget.max_entries || std::time::Instant::now() > budget.deadline {
+            return Err(unsafe_err(
+                rel,
+                &format!(
+                    "the tree is too large to export (more than {} entries or {MAX_EXPORT_TIME:?})",
+                    budget.max_entries
+                ),
+            ));
+        }
         let raw: &[u8] = entry.filename().as_ref();
         let shown = rel.join(String::from_utf8_lossy(raw).as_ref());
         let name =
@@ -430,12 +475,21 @@ fn write_tree(
                 let sub = repo
                     .find_tree(entry.oid().to_owned())
                     .map_err(|e| read_err(&e))?;
-                write_tree(repo, &sub, &path, &rel_path, links, read_err, unsafe_err)?;
+                write_tree(
+                    repo, &sub, &path, &rel_path, links, budget, read_err, unsafe_err,
+                )?;
             }
             kind @ (EntryKind::Blob | EntryKind::BlobExecutable) => {
                 let blob = repo
                     .find_blob(entry.oid().to_owned())
                     .map_err(|e| read_err(&e))?;
+                budget.bytes += blob.data.len() as u64;
+                if budget.bytes > MAX_EXPORT_BYTES {
+                    return Err(unsafe_err(
+                        &rel_path,
+                        &format!("the tree holds more than {MAX_EXPORT_BYTES} bytes"),
+                    ));
+                }
                 let mode = if kind == EntryKind::BlobExecutable {
                     0o755
                 } else {
@@ -743,6 +797,40 @@ mod tests {
             !target_dir.join("f.txt").exists(),
             "nothing written through the link"
         );
+    }
+
+    #[test]
+    fn a_git_bomb_is_refused_before_it_fills_the_disk() {
+        // Ten levels of one subtree referenced ten times: 10^10 files from a few kilobytes.
+        let (_origin, url, commit) = hostile_repo(|d| {
+            let b = blob(d, "x");
+            let mut t = raw_tree(
+                d,
+                &(0..10)
+                    .map(|i| ("100644", format!("f{i}"), b.clone()))
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(|(m, n, id)| (*m, n.as_str(), id.as_str()))
+                    .collect::<Vec<_>>(),
+            );
+            for _ in 0..9 {
+                let names: Vec<String> = (0..10).map(|i| format!("d{i}")).collect();
+                let entries: Vec<(&str, &str, &str)> = names
+                    .iter()
+                    .map(|n| ("40000", n.as_str(), t.as_str()))
+                    .collect();
+                t = raw_tree(d, &entries);
+            }
+            t
+        });
+        let started = std::time::Instant::now();
+        let cache_tmp = tempfile::tempdir().expect("cache");
+        let cache = GitCache::open(cache_tmp.path()).expect("cache");
+        let repo = fetch(&cache, &url, &Credentials::default(), T).expect("fetch");
+        let res = export_within(&repo, &url, &commit, &cache_tmp.path().join("x"), 20_000);
+        let err = res.expect_err("bomb refused");
+        assert!(err.to_string().contains("too large"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(120));
     }
 
     #[test]

@@ -464,6 +464,7 @@ fn index_key(repo_url: &str, creds: &Credentials) -> String {
         h.update((v.len() as u64).to_le_bytes());
         h.update(v.as_bytes());
     }
+    h.update([u8::from(creds.insecure)]);
     format!("{repo_url}\0{}", hex::encode(h.finalize()))
 }
 

@@ -111,10 +111,13 @@ impl SourceSpec {
                 field(if d.recurse { "1" } else { "0" });
                 field(&d.include);
                 field(&d.exclude);
-                for v in d.jsonnet.ext_vars.iter().chain(&d.jsonnet.tlas) {
-                    field(&v.name);
-                    field(&v.value);
-                    field(if v.code { "code" } else { "str" });
+                for (tag, vars) in [("ext", &d.jsonnet.ext_vars), ("tla", &d.jsonnet.tlas)] {
+                    for v in vars {
+                        field(tag);
+                        field(&v.name);
+                        field(&v.value);
+                        field(if v.code { "code" } else { "str" });
+                    }
                 }
                 field("|");
                 for l in &d.jsonnet.libs {
@@ -124,20 +127,23 @@ impl SourceSpec {
             SourceKind::Helm(o) => {
                 field("helm");
                 for f in &o.value_files {
+                    field("values-file");
                     field(f);
                 }
-                field("|");
+                field("values");
                 field(&o.values);
                 for p in &o.parameters {
+                    field("parameter");
                     field(&p.name);
                     field(&p.value);
                     field(if p.force_string { "s" } else { "v" });
                 }
-                field("|");
                 for (n, p) in &o.file_parameters {
+                    field("file-parameter");
                     field(n);
                     field(p);
                 }
+                field("end");
                 field(&o.release_name);
                 field(if o.skip_crds { "1" } else { "0" });
                 field(if o.ignore_missing_value_files {
@@ -161,12 +167,18 @@ impl SourceSpec {
                 field(&k.name_suffix);
                 field(&k.namespace);
                 for i in &k.images {
+                    field("image");
                     field(i);
                 }
-                field("|");
-                for (a, b) in k.common_labels.iter().chain(&k.common_annotations) {
-                    field(a);
-                    field(b);
+                for (tag, pairs) in [
+                    ("label", &k.common_labels),
+                    ("annotation", &k.common_annotations),
+                ] {
+                    for (a, b) in pairs {
+                        field(tag);
+                        field(a);
+                        field(b);
+                    }
                 }
             }
         }
@@ -232,5 +244,40 @@ mod tests {
             ..Default::default()
         };
         assert_ne!(a.digest(), b.digest());
+        // Labels are not annotations; ext vars are not TLAs.
+        let kz = |labels: bool| SourceSpec {
+            kind: SourceKind::Kustomize(KustomizeOptions {
+                common_labels: if labels {
+                    vec![("x".into(), "y".into())]
+                } else {
+                    vec![]
+                },
+                common_annotations: if labels {
+                    vec![]
+                } else {
+                    vec![("x".into(), "y".into())]
+                },
+                ..Default::default()
+            }),
+            ..base.clone()
+        };
+        assert_ne!(kz(true).digest(), kz(false).digest());
+        let var = JsonnetVar {
+            name: "n".into(),
+            value: "v".into(),
+            code: false,
+        };
+        let js = |ext: bool| SourceSpec {
+            kind: SourceKind::Directory(DirectoryOptions {
+                jsonnet: JsonnetOptions {
+                    ext_vars: if ext { vec![var.clone()] } else { vec![] },
+                    tlas: if ext { vec![] } else { vec![var.clone()] },
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            ..base.clone()
+        };
+        assert_ne!(js(true).digest(), js(false).digest());
     }
 }

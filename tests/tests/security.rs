@@ -459,8 +459,8 @@ async fn a_client_cannot_poison_the_shared_cache() -> Result<()> {
         hit.manifests.objects[0]["metadata"]["name"] == "tenant-a-config",
         "{hit:?}"
     );
-    // (d) Someone who can write to Redis puts the attacker's render under the victim's key:
-    // readers reject it (its provenance names another source).
+    // (d) An entry rendered for the attacker's source is copied under the victim's key (what the
+    // old client-keyed repo-server allowed): readers reject it, its provenance names another source.
     let attacker_src = source(&attacker, "plain");
     let attacker_key =
         flotilla_cache::keys::for_source(&attacker_commit, &attacker_src, "", "app", "ns").0;
@@ -602,6 +602,8 @@ async fn renders_are_bounded_confined_and_leak_nothing() -> Result<()> {
             "--plugin",
             &spin,
             "--plugin",
+            "envleak=printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: leak}\\ndata: {t: \"%s\", r: \"%s\"}\\n' \"$FLOTILLA_REPO_SERVER_TOKEN\" \"$FLOTILLA_REDIS_URL\"",
+            "--plugin",
             "scribble=printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: scribbled}\\n' > ../plain/evil.yaml && cat cm.yaml",
         ],
     )
@@ -649,6 +651,23 @@ async fn renders_are_bounded_confined_and_leak_nothing() -> Result<()> {
         names(&plain) == ["plain"],
         "the plugin's write leaked: {plain:?}"
     );
+
+    // A plugin sees none of the repo-server's secrets (token, Redis URL).
+    let mut leak = source(&url, "writer");
+    leak.kind = Some(pb::application_source::Kind::Plugin(pb::PluginSource {
+        name: "envleak".into(),
+        ..Default::default()
+    }));
+    let out = c
+        .generate_manifests(authed(gen_req(&url, leak, &commit)))
+        .await?
+        .into_inner();
+    ensure!(out.manifests.len() == 1, "{out:?}");
+    ensure!(
+        !out.manifests[0].contains(TOKEN),
+        "the token reached a plugin: {out:?}"
+    );
+    ensure!(out.manifests[0].contains(r#""t":"""#), "{out:?}");
 
     // F6: four renders that never end, more than the two slots; another tenant still renders
     // within about one timeout, and every spinner is killed with its children.

@@ -34,6 +34,24 @@ pub fn run(
         path: std::path::PathBuf::from(tool),
         source,
     };
+    // Nothing of the repo-server's own environment (the Redis URL with its password, the
+    // gRPC token, OTLP headers) reaches a tool: only PATH, a neutral HOME and what the caller
+    // set explicitly on `cmd`.
+    let explicit: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> = cmd
+        .get_envs()
+        .map(|(k, v)| (k.to_os_string(), v.map(|v| v.to_os_string())))
+        .collect();
+    cmd.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.env("HOME", std::env::temp_dir()).env("LANG", "C.UTF-8");
+    for (k, v) in explicit {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
     let mut child = cmd
         .process_group(0)
         .stdin(Stdio::null())
@@ -137,6 +155,24 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
         std::thread::sleep(Duration::from_millis(2500));
         assert!(!marker.exists(), "the grandchild was killed with the group");
+    }
+
+    #[test]
+    fn a_tool_sees_none_of_the_servers_environment() {
+        // CARGO_PKG_NAME is in this test process's environment (set by cargo), like a secret
+        // would be in the repo-server's.
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+        let out = run(
+            Command::new("sh")
+                .arg("-c")
+                .arg("printf '%s|%s' \"$CARGO_PKG_NAME\" \"$MINE\"")
+                .env("MINE", "kept"),
+            DEFAULT_TIMEOUT,
+            "plugin",
+            "app",
+        )
+        .expect("runs");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "|kept");
     }
 
     #[test]

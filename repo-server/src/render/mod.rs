@@ -146,18 +146,19 @@ impl Renderer for Plugins {
     }
 }
 
-/// A copy of the tree at `root` in a new temporary directory beside it (symlinks copied as
+/// A copy of the tree at `root` in a new temporary directory (in the system temp dir) (symlinks copied as
 /// links, never followed), at `<tempdir>/tree`.
 fn private_copy(root: &Path) -> Result<tempfile::TempDir, RenderError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| RenderError::Read { path, source }
     };
-    let parent = root.parent().unwrap_or(root);
+    // Not beside the shared export: a relative path out of the copy must not reach it.
+    let parent = std::env::temp_dir();
     let dir = tempfile::Builder::new()
-        .prefix(".flotilla-private-")
-        .tempdir_in(parent)
-        .map_err(io(parent))?;
+        .prefix("flotilla-plugin-")
+        .tempdir_in(&parent)
+        .map_err(io(&parent))?;
     copy_dir(root, &dir.path().join("tree"))?;
     Ok(dir)
 }
