@@ -44,7 +44,10 @@ def split_key(key):
 
 
 def typed(value):
-    """helm --set value typing: true/false, null, integers; everything else a string."""
+    """helm --set value typing: {a,b} lists, true/false, null, integers; else a string."""
+    if value.startswith("{") and value.endswith("}"):
+        inner = value[1:-1]
+        return [typed(v) for v in inner.split(",")] if inner else []
     if value in ("true", "false"):
         return value == "true"
     if value == "null":

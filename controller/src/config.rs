@@ -24,6 +24,9 @@ pub struct ControllerConfig {
     pub rpc_timeout: Duration,
     /// Sent to the repo-servers on every call.
     pub repo_server_token: Option<String>,
+    /// PEM of the CA the repo-servers' certificates are verified against; `None` speaks
+    /// plaintext (only with the binary's explicit `--repo-server-plaintext`).
+    pub repo_server_ca: Option<Vec<u8>>,
     /// How long a new watch may take to list before a reconcile gives up (and retries).
     pub cache_sync_timeout: Duration,
     /// `status.history` entries kept (Argo CD's `revisionHistoryLimit` default).
@@ -136,6 +139,7 @@ impl Default for ControllerConfig {
             manifest_cache_entries: 4096,
             rpc_timeout: Duration::from_secs(120),
             repo_server_token: None,
+            repo_server_ca: None,
             cache_sync_timeout: Duration::from_secs(30),
             history_limit: 10,
             in_cluster: true,

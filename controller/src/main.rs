@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
 use flotilla_controller::config::{Balance, ControllerConfig, ShardingSettings};
 use flotilla_core::telemetry::LogFormat;
@@ -58,6 +59,14 @@ struct Args {
     /// chart generates it in a Secret. Empty: calls carry none.
     #[arg(long, env = "FLOTILLA_REPO_SERVER_TOKEN", hide_env_values = true)]
     repo_server_token: Option<String>,
+    /// CA certificate (PEM file) the repo-servers' TLS certificates are verified against
+    /// (names checked: the host of each endpoint, or the dns:/// name). Required unless
+    /// --repo-server-plaintext.
+    #[arg(long, env = "FLOTILLA_REPO_SERVER_CA")]
+    repo_server_ca: Option<PathBuf>,
+    /// Talk to the repo-servers without TLS (they must run with --plaintext).
+    #[arg(long, env = "FLOTILLA_REPO_SERVER_PLAINTEXT")]
+    repo_server_plaintext: bool,
     /// Do not offer https://kubernetes.default.svc (the control plane) as a destination.
     #[arg(long, env = "FLOTILLA_NO_IN_CLUSTER")]
     no_in_cluster: bool,
@@ -192,6 +201,19 @@ async fn main() -> anyhow::Result<()> {
     if args.lease_renew_seconds.is_nan() || args.lease_renew_seconds <= 0.0 {
         anyhow::bail!("--lease-renew-seconds must be positive");
     }
+    let repo_server_ca = match (&args.repo_server_ca, args.repo_server_plaintext) {
+        (Some(path), false) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("reading --repo-server-ca {}", path.display()))?,
+        ),
+        (None, true) => None,
+        (Some(_), true) => {
+            anyhow::bail!("--repo-server-ca and --repo-server-plaintext exclude each other")
+        }
+        (None, false) => anyhow::bail!(
+            "repo-servers speak TLS: give their CA with --repo-server-ca (FLOTILLA_REPO_SERVER_CA), or --repo-server-plaintext when they run with --plaintext"
+        ),
+    };
     let cfg = ControllerConfig {
         namespace: args.namespace.clone(),
         repo_server: args.repo_server.clone(),
@@ -200,6 +222,7 @@ async fn main() -> anyhow::Result<()> {
         manifest_cache_entries: args.manifest_cache_entries,
         rpc_timeout: Duration::from_secs(args.rpc_timeout_seconds),
         repo_server_token: args.repo_server_token.clone().filter(|t| !t.is_empty()),
+        repo_server_ca,
         in_cluster: !args.no_in_cluster,
         metrics_listen: args.metrics_listen,
         status_endpoint: args.status_endpoint,

@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// Largest message accepted from a repo-server.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -128,16 +128,35 @@ pub struct RepoPool {
     metrics: PoolMetrics,
     /// `authorization: Bearer <token>` on every call.
     auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    /// TLS to every repo-server (None: plaintext).
+    tls: Option<ClientTlsConfig>,
 }
 
 fn channel(
     endpoint: &str,
     timeout: Duration,
+    tls: Option<&ClientTlsConfig>,
 ) -> Option<pb::repo_server_client::RepoServerClient<Channel>> {
-    let ep = Endpoint::from_shared(endpoint.to_string())
+    let uri = match tls {
+        Some(_) => match endpoint.strip_prefix("http://") {
+            Some(rest) => format!("https://{rest}"),
+            None => endpoint.to_string(),
+        },
+        None => endpoint.to_string(),
+    };
+    let mut ep = Endpoint::from_shared(uri)
         .ok()?
         .connect_timeout(Duration::from_secs(3))
         .timeout(timeout);
+    if let Some(t) = tls {
+        ep = match ep.tls_config(t.clone()) {
+            Ok(ep) => ep,
+            Err(e) => {
+                tracing::warn!(%endpoint, error = %e, "repo-server TLS configuration");
+                return None;
+            }
+        };
+    }
     Some(
         pb::repo_server_client::RepoServerClient::new(ep.connect_lazy())
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -152,7 +171,6 @@ fn not_reached(s: &tonic::Status) -> bool {
 }
 
 impl RepoPool {
-    /// A pool over `discovery`; DNS names are resolved in the background (call from a runtime).
     /// Send `token` on every call (the repo-servers' shared token).
     pub fn with_token(mut self, token: Option<String>) -> Self {
         self.auth = token.and_then(|t| format!("Bearer {t}").parse().ok());
@@ -168,7 +186,24 @@ impl RepoPool {
         req
     }
 
+    /// A pool over `discovery` in plaintext; DNS names are resolved in the background (call
+    /// from a runtime).
     pub fn new(discovery: Discovery, timeout: Duration, metrics: PoolMetrics) -> Self {
+        Self::with_tls(discovery, timeout, metrics, None)
+    }
+
+    /// A pool over `discovery` speaking TLS with `tls` (verified against its CA; for a DNS
+    /// name, against that name rather than the resolved addresses), or plaintext with `None`.
+    pub fn with_tls(
+        discovery: Discovery,
+        timeout: Duration,
+        metrics: PoolMetrics,
+        tls: Option<ClientTlsConfig>,
+    ) -> Self {
+        let tls = match (&discovery, tls) {
+            (Discovery::Dns { host, .. }, Some(t)) => Some(t.domain_name(host.clone())),
+            (_, t) => t,
+        };
         let pool = Self {
             state: Arc::new(Mutex::new(State {
                 members: BTreeMap::new(),
@@ -177,6 +212,7 @@ impl RepoPool {
             timeout,
             metrics,
             auth: None,
+            tls,
         };
         match discovery {
             Discovery::Static(list) => pool.set_endpoints(list),
@@ -199,7 +235,7 @@ impl RepoPool {
         for e in endpoints {
             if let Some(m) = st.members.remove(&e) {
                 next.insert(e, m);
-            } else if let Some(client) = channel(&e, self.timeout) {
+            } else if let Some(client) = channel(&e, self.timeout, self.tls.as_ref()) {
                 tracing::info!(endpoint = %e, "repo-server added");
                 next.insert(
                     e,

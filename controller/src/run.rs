@@ -230,7 +230,11 @@ pub async fn run(
     let discovery: Discovery = cfg.repo_server.parse().map_err(|e: String| {
         RunError::Manifests(crate::manifests::ManifestError::BadEndpoint(e))
     })?;
-    let pool = RepoPool::new(discovery, cfg.rpc_timeout, pool_metrics)
+    let tls = cfg.repo_server_ca.as_ref().map(|pem| {
+        tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(pem))
+    });
+    let pool = RepoPool::with_tls(discovery, cfg.rpc_timeout, pool_metrics, tls)
         .with_token(cfg.repo_server_token.clone());
     let (shared, revision_backend): (Option<ManifestStore>, Arc<dyn flotilla_cache::Store>) =
         match &cfg.redis_url {

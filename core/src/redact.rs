@@ -20,9 +20,7 @@ pub fn redact_text(text: &str) -> String {
             .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
             .unwrap_or(tail.len());
         let word = &tail[..word_end];
-        let plain_end = word
-            .find(|c: char| matches!(c, '/' | '?' | '#'))
-            .unwrap_or(word.len());
+        let plain_end = word.find(['/', '?', '#']).unwrap_or(word.len());
         let userinfo_end = match word[..plain_end].rfind('@') {
             Some(at) => Some(at),
             None => word

@@ -383,8 +383,8 @@ pub fn export_within(
         .map_err(|e| read_err(&e))?
         .tree()
         .map_err(|e| read_err(&e))?;
-    let mut links = Vec::new();
     let mut budget = Budget {
+        links: Vec::new(),
         max_entries,
         entries: 0,
         bytes: 0,
@@ -395,12 +395,11 @@ pub fn export_within(
         &tree,
         dest,
         Path::new(""),
-        &mut links,
         &mut budget,
         &read_err,
         &unsafe_err,
     )?;
-    check_links(dest, &links).map_err(|(path, why)| unsafe_err(&path, &why))
+    check_links(dest, &budget.links).map_err(|(path, why)| unsafe_err(&path, &why))
 }
 
 /// Most entries (files, directories, links) one exported commit may hold: a "git bomb" (one
@@ -411,8 +410,9 @@ pub const MAX_EXPORT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Longest one export may take.
 pub const MAX_EXPORT_TIME: Duration = Duration::from_secs(120);
 
-/// What an export has used so far.
+/// What an export has used so far, and the symlinks it wrote (relative path, target).
 struct Budget {
+    links: Vec<(PathBuf, String)>,
     max_entries: usize,
     entries: usize,
     bytes: u64,
@@ -423,13 +423,12 @@ struct Budget {
 /// trees: every entry name is checked (no `/`, `.`, `..`, `.git`, duplicates or non-UTF-8),
 /// directories are created with `create_dir` and files with `create_new` (`O_EXCL`), so
 /// nothing is ever written through an existing path or a symlink. Symlinks are created as
-/// stored and collected in `links` (relative path, target) for [`check_links`].
+/// stored and collected in `budget.links` for [`check_links`].
 fn write_tree(
     repo: &gix::Repository,
     tree: &gix::Tree<'_>,
     dest: &Path,
     rel: &Path,
-    links: &mut Vec<(PathBuf, String)>,
     budget: &mut Budget,
     read_err: &dyn Fn(&dyn std::error::Error) -> GitError,
     unsafe_err: &dyn Fn(&Path, &str) -> GitError,
@@ -475,9 +474,7 @@ fn write_tree(
                 let sub = repo
                     .find_tree(entry.oid().to_owned())
                     .map_err(|e| read_err(&e))?;
-                write_tree(
-                    repo, &sub, &path, &rel_path, links, budget, read_err, unsafe_err,
-                )?;
+                write_tree(repo, &sub, &path, &rel_path, budget, read_err, unsafe_err)?;
             }
             kind @ (EntryKind::Blob | EntryKind::BlobExecutable) => {
                 let blob = repo
@@ -512,7 +509,7 @@ fn write_tree(
                     .map_err(|_| unsafe_err(&rel_path, "symlink target is not UTF-8"))?
                     .to_string();
                 std::os::unix::fs::symlink(&target, &path).map_err(write_err)?;
-                links.push((rel_path, target));
+                budget.links.push((rel_path, target));
             }
             EntryKind::Commit => {}
         }

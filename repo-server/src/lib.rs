@@ -55,6 +55,44 @@ pub struct Config {
     pub allow_file_urls: bool,
     /// How long one render may take.
     pub render_timeout: Duration,
+    /// The gRPC port's TLS certificate and key (PEM); `None` serves plaintext (only with the
+    /// binary's explicit `--plaintext`).
+    pub tls: Option<TlsIdentity>,
+}
+
+/// A TLS certificate chain and its private key, PEM.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsIdentity(<redacted>)")
+    }
+}
+
+impl TlsIdentity {
+    /// A self-signed certificate for `names` (DNS names or IP addresses), for a repo-server
+    /// started without one: traffic is encrypted, and a controller can pin this certificate
+    /// as its CA.
+    pub fn self_signed(names: &[String]) -> Result<Self, ServeError> {
+        let key = rcgen::KeyPair::generate()
+            .map_err(|e| ServeError::Setup(format!("generating a TLS key: {e}")))?;
+        let mut params = rcgen::CertificateParams::new(names.to_vec())
+            .map_err(|e| ServeError::Setup(format!("certificate names: {e}")))?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "flotilla-repo-server");
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| ServeError::Setup(format!("self-signing: {e}")))?;
+        Ok(Self {
+            cert_pem: cert.pem().into_bytes(),
+            key_pem: key.serialize_pem().into_bytes(),
+        })
+    }
 }
 
 /// The gRPC interceptor that lets only callers holding the shared token in.
@@ -139,6 +177,11 @@ pub async fn run(
     if cfg.auth_token.is_none() {
         tracing::warn!("repo-server gRPC serves unauthenticated callers (--insecure-no-auth)");
     }
+    if cfg.tls.is_none() {
+        tracing::warn!(
+            "repo-server gRPC serves plaintext (--plaintext): requests carry repository credentials"
+        );
+    }
     // Exports from an earlier run are stale; start the work area clean.
     let _ = std::fs::remove_dir_all(&bcfg.work_dir);
     let kustomize = render::kustomize::KustomizeTool::find();
@@ -198,7 +241,13 @@ pub async fn run(
     }
     tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, parallelism = cfg.parallelism, "repo-server serving");
     ready.set(true);
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &cfg.tls {
+        server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+        ))?;
+    }
+    server
         .add_service(tonic::service::interceptor::InterceptedService::new(
             RepoServerServer::new(service)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
 use flotilla_core::telemetry::LogFormat;
 
@@ -85,6 +86,25 @@ struct Args {
         env = "FLOTILLA_REPO_RENDER_TIMEOUT_SECONDS"
     )]
     render_timeout_seconds: u64,
+    /// TLS certificate (PEM file) of the gRPC port. Without it (and without --plaintext) the
+    /// repo-server makes a self-signed one at start and writes it to
+    /// <cache-dir>/tls/self-signed.crt for controllers to trust (--repo-server-ca).
+    #[arg(long, env = "FLOTILLA_REPO_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM file).
+    #[arg(long, env = "FLOTILLA_REPO_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Extra names (DNS or IP) of the self-signed certificate, besides localhost, 127.0.0.1,
+    /// ::1, the host name and POD_IP.
+    #[arg(
+        long = "tls-san",
+        env = "FLOTILLA_REPO_TLS_SANS",
+        value_delimiter = ','
+    )]
+    tls_sans: Vec<String>,
+    /// Serve gRPC without TLS (tests on loopback only; requests carry repository credentials).
+    #[arg(long, env = "FLOTILLA_REPO_PLAINTEXT", conflicts_with = "tls_cert")]
+    plaintext: bool,
     /// Log format: text or json.
     #[arg(long, default_value = "text", env = "FLOTILLA_LOG_FORMAT")]
     log_format: LogFormat,
@@ -100,7 +120,43 @@ async fn main() -> anyhow::Result<()> {
             "no repo-server token: set FLOTILLA_REPO_SERVER_TOKEN (or --auth-token), or pass --insecure-no-auth to serve unauthenticated callers"
         );
     }
+    let tls = match (&args.tls_cert, &args.tls_key, args.plaintext) {
+        (_, _, true) => None,
+        (Some(cert), Some(key), false) => Some(flotilla_repo_server::TlsIdentity {
+            cert_pem: std::fs::read(cert)
+                .with_context(|| format!("reading --tls-cert {}", cert.display()))?,
+            key_pem: std::fs::read(key)
+                .with_context(|| format!("reading --tls-key {}", key.display()))?,
+        }),
+        _ => {
+            let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            names.extend(
+                ["HOSTNAME", "POD_IP"]
+                    .iter()
+                    .filter_map(|v| std::env::var(v).ok())
+                    .filter(|v| !v.is_empty()),
+            );
+            names.extend(args.tls_sans.iter().cloned());
+            names.sort();
+            names.dedup();
+            let id = flotilla_repo_server::TlsIdentity::self_signed(&names)?;
+            let dir = args.cache_dir.join("tls");
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join("self-signed.crt");
+            std::fs::write(&path, &id.cert_pem)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "flotilla-repo-server: no --tls-cert: serving a self-signed certificate for {names:?}, written to {}",
+                path.display()
+            );
+            Some(id)
+        }
+    };
     let cfg = flotilla_repo_server::Config {
+        tls,
         auth_token,
         allow_file_urls: args.allow_file_repos,
         render_timeout: Duration::from_secs(args.render_timeout_seconds.max(1)),

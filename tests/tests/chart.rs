@@ -351,6 +351,22 @@ fn the_chart_lints_and_renders_hardened_objects_for_every_values_set() -> Result
             .as_str()
             .is_some_and(|p| p.len() >= 40)
     );
+    // gRPC is TLS by default: the repo-server serves the generated certificate and the
+    // controller verifies it against the generated CA.
+    let tls = named(&objs, "Secret", "flotilla-repo-server-tls")?;
+    ensure!(tls["type"] == "kubernetes.io/tls");
+    let rs_args =
+        str_list(&container(named(&objs, "Deployment", "flotilla-repo-server")?)?["args"]);
+    ensure!(
+        rs_args.iter().any(|a| a.starts_with("--tls-cert=")),
+        "{rs_args:?}"
+    );
+    ensure!(!rs_args.iter().any(|a| a == "--plaintext"), "{rs_args:?}");
+    let c_args = str_list(&container(named(&objs, "Deployment", "flotilla-controller")?)?["args"]);
+    ensure!(
+        c_args.iter().any(|a| a.starts_with("--repo-server-ca=")),
+        "{c_args:?}"
+    );
     let token = named(&objs, "Secret", "flotilla-repo-server-token")?;
     ensure!(
         token["data"]["token"]
@@ -418,6 +434,25 @@ async fn delete_with_finalizer(fleet: &Fleet, name: &str) -> Result<()> {
         Ok(apps.get_opt(name).await?.is_none().then_some(()))
     })
     .await
+}
+
+/// Standard base64 (the encoding of Secret data).
+fn base64_decode(s: &str) -> Result<Vec<u8>> {
+    let out = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut child = out?;
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(s.as_bytes())?;
+    let o = child.wait_with_output()?;
+    ensure!(o.status.success(), "base64 -d");
+    Ok(o.stdout)
 }
 
 fn free_port() -> Result<u16> {
@@ -540,7 +575,9 @@ async fn chart_objects_apply_and_the_binaries_run_with_the_charts_args() -> Resu
     let base = vec![
         format!("repoServer.port={grpc}"),
         format!("repoServer.metricsPort={repo_metrics}"),
-        format!("controller.repoServerAddress=http://127.0.0.1:{grpc}"),
+        format!("controller.repoServerAddress=https://127.0.0.1:{grpc}"),
+        // On this host the repo-server is reached by its address, not its Service name.
+        "repoServer.tls.extraIPs={127.0.0.1}".to_string(),
         "controller.inClusterDestination=false".to_string(),
         "controller.webhook.enabled=false".to_string(),
     ];
@@ -572,12 +609,36 @@ async fn chart_objects_apply_and_the_binaries_run_with_the_charts_args() -> Resu
             &env,
         )
     };
+    // The generated TLS Secret, mounted as the kubelet would: files under a directory the
+    // args point at. Every later render generates another CA, so this one serves them all.
+    let tls_secret = named(&objs, "Secret", "flotilla-repo-server-tls")?;
+    let tls_dir = dir.path().join("repo-server-tls");
+    std::fs::create_dir_all(&tls_dir)?;
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        let b64 = tls_secret["data"][key].as_str().context("tls secret key")?;
+        std::fs::write(tls_dir.join(key), base64_decode(b64)?)?;
+    }
+    let mounted = |args: Vec<String>| -> Vec<String> {
+        args.into_iter()
+            .map(|a| {
+                a.replace(
+                    "/etc/flotilla/repo-server-tls",
+                    &tls_dir.display().to_string(),
+                )
+                .replace(
+                    "/etc/flotilla/repo-server-ca",
+                    &tls_dir.display().to_string(),
+                )
+            })
+            .collect()
+    };
     let (args, env) = command_of(
         &objs,
         "flotilla-repo-server",
         "flotilla-repo-server-0",
         &secrets,
     )?;
+    let args = mounted(args);
     let _repo = spawn("repo-server", "flotilla-repo-server", &args, &env)?;
     wait_ready(&format!("127.0.0.1:{repo_metrics}")).await?;
     // Two controller pods; on one host their metrics ports must differ.
@@ -588,6 +649,7 @@ async fn chart_objects_apply_and_the_binaries_run_with_the_charts_args() -> Resu
         sets.push(format!("controller.metricsPort={port}"));
         let objs = render("flotilla", &ha, &sets)?;
         let (args, env) = command_of(&objs, "flotilla-controller", pod, &secrets)?;
+        let args = mounted(args);
         let p = spawn(pod, "flotilla-controller", &args, &env)?;
         controllers.push((pod, format!("127.0.0.1:{port}"), p));
     }

@@ -230,13 +230,14 @@ async fn a_monorepo_renders_once_per_commit_across_a_pool_and_survives_losses() 
         let endpoints: Vec<String> = fleet
             .repo_servers
             .iter()
-            .map(|r| format!("http://{}", r.grpc))
+            .map(|r| format!("https://{}", r.grpc))
             .collect();
         let client = ManifestClient::new(
-            RepoPool::new(
+            RepoPool::with_tls(
                 Discovery::Static(endpoints),
                 Duration::from_secs(60),
                 PoolMetrics::default(),
+                Some(fleet.repo_tls.client_config()?),
             )
             .with_token(Some(fleet.repo_token.clone())),
             MemoryCache::new(1),

@@ -160,13 +160,22 @@ async fn repo_server(
     .map(|s| s.to_string())
     .collect();
     args.push(addr_file.display().to_string());
+    // Plaintext unless the caller asks for the default (TLS) with "--tls-default".
+    if !extra.contains(&"--tls-default") {
+        args.push("--plaintext".into());
+    }
     args.push("--cache-dir".into());
     args.push(dir.join("cache").display().to_string());
     if let Some(r) = redis {
         args.push("--redis-url".into());
         args.push(r.url());
     }
-    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(
+        extra
+            .iter()
+            .filter(|s| **s != "--tls-default")
+            .map(|s| s.to_string()),
+    );
     let mut proc = Proc::spawn(
         "repo-server",
         &process::binary("flotilla-repo-server")?,
@@ -262,6 +271,7 @@ async fn metrics_text(rs: &RepoServer) -> Result<String> {
 /// the binary refuses to start with neither a token nor --insecure-no-auth.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_needs_the_token_and_file_urls_are_refused() -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir()?;
     let git_srv = Git::start(&dir.path().join("git"))?;
     let commit = git_srv.repo("tenant", &[("app/cm.yaml", &cm("tenant-secret-config"))])?;
@@ -309,6 +319,34 @@ async fn grpc_needs_the_token_and_file_urls_are_refused() -> Result<()> {
         let name = e?.file_name().to_string_lossy().to_string();
         ensure!(!name.contains("tenant") && !name.contains("127"), "{name}");
     }
+    drop(rs);
+    // F13: by default the port speaks TLS only (a self-signed certificate when none is
+    // given, written out for controllers to trust): plaintext clients get nothing.
+    let tls_dir = dir.path().join("tls-default");
+    std::fs::create_dir_all(&tls_dir)?;
+    let rs = repo_server(&tls_dir, None, &["--tls-default"]).await?;
+    let plain = RepoServerClient::connect(format!("http://{}", rs.grpc)).await;
+    let refused = match plain {
+        Err(_) => true,
+        Ok(mut c) => c
+            .generate_manifests(authed(gen_req(&url, source(&url, "app"), &commit)))
+            .await
+            .is_err(),
+    };
+    ensure!(refused, "plaintext gRPC was served");
+    let ca = std::fs::read(tls_dir.join("cache/tls/self-signed.crt"))?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{}", rs.grpc))?
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+        )?
+        .connect()
+        .await?;
+    let ok = RepoServerClient::new(channel)
+        .generate_manifests(authed(gen_req(&url, source(&url, "app"), &commit)))
+        .await?
+        .into_inner();
+    ensure!(names(&ok) == ["tenant-secret-config"], "{ok:?}");
     // No token, no --insecure-no-auth: the binary does not start.
     let out = Command::new(process::binary("flotilla-repo-server")?)
         .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])

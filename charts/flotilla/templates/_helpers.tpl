@@ -125,3 +125,8 @@ seccompProfile:
 {{- define "flotilla.redis.authSecret" -}}
 {{- .Values.redis.bundled.existingSecret | default (printf "%s-redis-auth" (include "flotilla.fullname" .)) -}}
 {{- end -}}
+
+{{/* The Secret holding the repo-server's TLS certificate, key and CA. */}}
+{{- define "flotilla.repoTls.secret" -}}
+{{- .Values.repoServer.tls.existingSecret | default (printf "%s-repo-server-tls" (include "flotilla.fullname" .)) -}}
+{{- end -}}

@@ -99,6 +99,9 @@ pub struct Fleet {
     /// The shared repo-server token (`FLOTILLA_REPO_SERVER_TOKEN`), new for every fleet, as
     /// the chart generates one per release.
     pub repo_token: String,
+    /// The repo-servers' TLS: a CA made for this fleet and a certificate it signed for
+    /// 127.0.0.1 (as the chart generates them per release).
+    pub repo_tls: RepoTls,
     // Last, so the directory outlives the processes writing into it.
     pub dir: tempfile::TempDir,
 }
@@ -111,6 +114,49 @@ impl Drop for Fleet {
         if let Sim::InProcess(sim) = &self.sim {
             sim.shutdown();
         }
+    }
+}
+
+/// TLS files of a fleet's repo-servers.
+#[derive(Debug, Clone)]
+pub struct RepoTls {
+    /// The CA certificate controllers verify the repo-servers against.
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl RepoTls {
+    /// A CA and a server certificate for 127.0.0.1 and localhost, written under `dir`.
+    pub fn generate(dir: &std::path::Path) -> Result<Self> {
+        let ca_key = rcgen::KeyPair::generate()?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "flotilla test CA");
+        let ca = ca_params.self_signed(&ca_key)?;
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate()?;
+        let params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+        let cert = params.signed_by(&key, &issuer)?;
+        let out = Self {
+            ca: dir.join("repo-ca.crt"),
+            cert: dir.join("repo-server.crt"),
+            key: dir.join("repo-server.key"),
+        };
+        std::fs::write(&out.ca, ca.pem())?;
+        std::fs::write(&out.cert, cert.pem())?;
+        std::fs::write(&out.key, key.serialize_pem())?;
+        Ok(out)
+    }
+
+    /// The client TLS settings a controller uses.
+    pub fn client_config(&self) -> Result<tonic::transport::ClientTlsConfig> {
+        let pem = std::fs::read(&self.ca)?;
+        Ok(tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(pem)))
     }
 }
 
@@ -432,6 +478,7 @@ impl Fleet {
             redis,
             controllers: Vec::new(),
             repo_token: uuid::Uuid::new_v4().simple().to_string(),
+            repo_tls: RepoTls::generate(dir.path())?,
             next_replica: 0,
             control,
             cfg,
@@ -466,6 +513,10 @@ impl Fleet {
             addr_file.display().to_string(),
             "--identity".into(),
             name.clone(),
+            "--tls-cert".into(),
+            self.repo_tls.cert.display().to_string(),
+            "--tls-key".into(),
+            self.repo_tls.key.display().to_string(),
         ];
         if let Some(r) = &self.redis {
             args.push("--redis-url".into());
@@ -508,7 +559,7 @@ impl Fleet {
     fn repo_server_list(&self) -> String {
         self.repo_servers
             .iter()
-            .map(|r| format!("http://{}", r.grpc))
+            .map(|r| format!("https://{}", r.grpc))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -527,6 +578,8 @@ impl Fleet {
             self.sim.control_plane_name(),
             "--repo-server".into(),
             self.repo_server_list(),
+            "--repo-server-ca".into(),
+            self.repo_tls.ca.display().to_string(),
             "--metrics-listen".into(),
             "127.0.0.1:0".into(),
             "--address-file".into(),
