@@ -553,7 +553,63 @@ pub fn check_links(root: &Path, links: &[(PathBuf, String)]) -> Result<(), (Path
             return Err((link.clone(), format!("symlink to {target:?} {why}")));
         }
     }
+    // Each link stays inside; together, links to directories may still form a cycle
+    // (`a/l -> ../b`, `b/l -> ../a`) that a walker following them never leaves.
+    let any_dir_link = links.iter().any(|(l, _)| root.join(l).is_dir());
+    if any_dir_link {
+        let root_real = root
+            .canonicalize()
+            .map_err(|e| (PathBuf::new(), e.to_string()))?;
+        let mut color = std::collections::HashMap::new();
+        if let Some(link) = find_cycle(&root_real, &root_real, &mut color, 0) {
+            return Err((link, "symlinks to directories form a loop".to_string()));
+        }
+    }
     Ok(())
+}
+
+/// Depth-first search over real directories, with tree entries and links to directories as
+/// edges: the link (relative to `root`) that reaches a directory still on the current path,
+/// if any. `color`: false while on the path, true once fully explored.
+fn find_cycle(
+    root: &Path,
+    dir: &Path,
+    color: &mut std::collections::HashMap<PathBuf, bool>,
+    depth: usize,
+) -> Option<PathBuf> {
+    color.insert(dir.to_path_buf(), false);
+    let entries = std::fs::read_dir(dir).ok()?;
+    for e in entries.flatten() {
+        let Ok(ty) = e.file_type() else { continue };
+        let next = if ty.is_dir() {
+            e.path()
+        } else if ty.is_symlink() {
+            match e.path().canonicalize() {
+                Ok(t) if t.is_dir() => t,
+                _ => continue,
+            }
+        } else {
+            continue;
+        };
+        let shown = || {
+            e.path()
+                .strip_prefix(root)
+                .unwrap_or(&e.path())
+                .to_path_buf()
+        };
+        match color.get(&next) {
+            Some(false) => return Some(shown()),
+            Some(true) => {}
+            None if depth > 1024 => return Some(shown()),
+            None => {
+                if let Some(l) = find_cycle(root, &next, color, depth + 1) {
+                    return Some(l);
+                }
+            }
+        }
+    }
+    color.insert(dir.to_path_buf(), true);
+    None
 }
 
 /// What is wrong with a link in directory `dir` (components under `root`) to `target`.
@@ -877,6 +933,35 @@ mod tests {
         });
         let (_c, res) = export_of(&url, &commit);
         res.expect("links inside the repository are kept");
+    }
+
+    #[test]
+    fn links_that_loop_through_each_other_refuse_the_commit() {
+        // a/l -> ../b and b/l -> ../a: each stays inside, together they loop forever.
+        let (_origin, url, commit) = hostile_repo(|d| {
+            let (to_a, to_b) = (blob(d, "../a"), blob(d, "../b"));
+            let cm = blob(d, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+            let a = raw_tree(d, &[("100644", "cm.yaml", &cm), ("120000", "l", &to_b)]);
+            let b = raw_tree(d, &[("120000", "l", &to_a)]);
+            raw_tree(d, &[("40000", "a", &a), ("40000", "b", &b)])
+        });
+        let (_c, res) = export_of(&url, &commit);
+        let err = res.expect_err("loop refused");
+        assert!(err.to_string().contains("form a loop"), "{err}");
+        // A diamond (two links to one directory) is no loop.
+        let (_origin, url, commit) = hostile_repo(|d| {
+            let to_c = blob(d, "../c");
+            let cm = blob(d, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+            let a = raw_tree(d, &[("120000", "l", &to_c)]);
+            let b = raw_tree(d, &[("120000", "l", &to_c)]);
+            let c = raw_tree(d, &[("100644", "cm.yaml", &cm)]);
+            raw_tree(
+                d,
+                &[("40000", "a", &a), ("40000", "b", &b), ("40000", "c", &c)],
+            )
+        });
+        let (_c, res) = export_of(&url, &commit);
+        res.expect("a diamond is fine");
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct Config {
     pub allow_file_urls: bool,
     /// How long one render may take.
     pub render_timeout: Duration,
+    /// Address-space limit of the child process each Jsonnet evaluation runs in.
+    pub jsonnet_memory_bytes: u64,
     /// The gRPC port's TLS certificate and key (PEM); `None` serves plaintext (only with the
     /// binary's explicit `--plaintext`).
     pub tls: Option<TlsIdentity>,
@@ -201,7 +203,16 @@ pub async fn run(
     for p in &cfg.plugins {
         tracing::info!(plugin = %p.name, "config-management plugin configured");
     }
-    bcfg.renderers = Arc::new(render::Renderers::new(kustomize, helm, cfg.plugins.clone()));
+    let exe = std::env::current_exe()
+        .map_err(|e| ServeError::Setup(format!("locating this executable for Jsonnet: {e}")))?;
+    bcfg.renderers = Arc::new(
+        render::Renderers::new(kustomize, helm, cfg.plugins.clone()).with_jsonnet(
+            render::jsonnet::Evaluator::Isolated {
+                exe,
+                memory_bytes: cfg.jsonnet_memory_bytes,
+            },
+        ),
+    );
     if let Some(url) = &cfg.redis_url {
         let store = flotilla_cache::redis::RedisStore::connect(
             flotilla_cache::redis::RedisConfig::new(url),

@@ -105,6 +105,14 @@ struct Args {
     /// Serve gRPC without TLS (tests on loopback only; requests carry repository credentials).
     #[arg(long, env = "FLOTILLA_REPO_PLAINTEXT", conflicts_with = "tls_cert")]
     plaintext: bool,
+    /// Memory limit (MiB of address space) of the child process each Jsonnet file is
+    /// evaluated in; the child is also killed at the render timeout.
+    #[arg(
+        long,
+        default_value_t = 1024,
+        env = "FLOTILLA_REPO_JSONNET_MEMORY_LIMIT_MB"
+    )]
+    jsonnet_memory_limit_mb: u64,
     /// Log format: text or json.
     #[arg(long, default_value = "text", env = "FLOTILLA_LOG_FORMAT")]
     log_format: LogFormat,
@@ -112,6 +120,13 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // A Jsonnet evaluation in its own, memory-capped process (see render::jsonnet::Evaluator).
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(flotilla_repo_server::render::jsonnet::CHILD_ARG) {
+        std::process::exit(flotilla_repo_server::render::jsonnet::child_main(
+            &argv[2..],
+        ));
+    }
     let args = Args::parse();
     let mut telemetry = flotilla_core::telemetry::init(args.log_format, "flotilla-repo-server");
     let auth_token = args.auth_token.filter(|t| !t.is_empty());
@@ -156,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let cfg = flotilla_repo_server::Config {
+        jsonnet_memory_bytes: args.jsonnet_memory_limit_mb.max(64) * 1024 * 1024,
         tls,
         auth_token,
         allow_file_urls: args.allow_file_repos,

@@ -607,6 +607,11 @@ async fn renders_are_bounded_confined_and_leak_nothing() -> Result<()> {
                 "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: '{{ .Release.Name }}'}\n",
             ),
             ("writer/cm.yaml", &cm("writer")),
+            // 2^40 bytes by doubling a string: the evaluation must die, not the server.
+            (
+                "jsonnet-bomb/evil.jsonnet",
+                "local f(s, n) = if n == 0 then s else f(s + s, n - 1);\n{apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'x'}, data: {x: f('x', 40)}}\n",
+            ),
         ],
     )?;
     git_srv.repo("good", &[("app/cm.yaml", &cm("good"))])?;
@@ -689,6 +694,25 @@ async fn renders_are_bounded_confined_and_leak_nothing() -> Result<()> {
         names(&plain) == ["plain"],
         "the plugin's write leaked: {plain:?}"
     );
+
+    // A Jsonnet bomb dies in its memory-capped child process; the server serves on.
+    let t = Instant::now();
+    let e = c
+        .generate_manifests(authed(gen_req(&url, source(&url, "jsonnet-bomb"), &commit)))
+        .await
+        .expect_err("bomb refused");
+    ensure!(e.message().contains("evil.jsonnet"), "{e:?}");
+    ensure!(
+        t.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
+    ensure!(rs.proc.pid().is_some());
+    let again = c
+        .generate_manifests(authed(gen_req(&url, source(&url, "plain"), &commit)))
+        .await?
+        .into_inner();
+    ensure!(names(&again) == ["plain"], "{again:?}");
 
     // A plugin sees none of the repo-server's secrets (token, Redis URL).
     let mut leak = source(&url, "writer");

@@ -106,12 +106,29 @@ pub fn render(
     )
 }
 
-/// [`render`], giving up on the walk at `deadline`.
+/// [`render`], giving up on the walk at `deadline`, Jsonnet evaluated in this process.
 pub fn render_until(
     root: &Path,
     source_path: &str,
     opts: &DirectoryOptions,
     deadline: Instant,
+) -> Result<Vec<Value>, RenderError> {
+    render_with(
+        root,
+        source_path,
+        opts,
+        deadline,
+        &jsonnet::Evaluator::InProcess,
+    )
+}
+
+/// [`render_until`] with Jsonnet evaluated by `evaluator`.
+pub fn render_with(
+    root: &Path,
+    source_path: &str,
+    opts: &DirectoryOptions,
+    deadline: Instant,
+    evaluator: &jsonnet::Evaluator,
 ) -> Result<Vec<Value>, RenderError> {
     let base = confine(root, source_path)?;
     let include = globset(&opts.include)?;
@@ -135,7 +152,8 @@ pub fn render_until(
         }
         let shown = PathBuf::from(rel);
         if file.extension().and_then(|e| e.to_str()) == Some("jsonnet") {
-            let v = jsonnet::evaluate(root, &file, &opts.jsonnet)?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = jsonnet::evaluate_with(evaluator, root, &file, &opts.jsonnet, left)?;
             let docs = match v {
                 Value::Array(items) => items,
                 other => vec![other],

@@ -16,7 +16,7 @@ use crate::RenderError;
 use crate::paths::{confine, stays_inside};
 
 /// A Jsonnet external variable or top-level argument.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JsonnetVar {
     pub name: String,
     pub value: String,
@@ -25,7 +25,7 @@ pub struct JsonnetVar {
 }
 
 /// `spec.source.directory.jsonnet`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JsonnetOptions {
     pub ext_vars: Vec<JsonnetVar>,
     pub tlas: Vec<JsonnetVar>,
@@ -245,6 +245,101 @@ pub fn evaluate(
         .manifest_json(&value, false)
         .map_err(|e| fail(explain(&imports, &e.kind)))?;
     serde_json::from_str(&json).map_err(|e| fail(format!("output is not JSON: {e}")))
+}
+
+/// Where Jsonnet is evaluated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Evaluator {
+    /// In this process (tests, library callers): bounded in stack depth only.
+    #[default]
+    InProcess,
+    /// In a child process of `exe` (the repo-server binary, argument [`CHILD_ARG`]) whose
+    /// address space is capped at `memory_bytes` and which is killed at the render timeout:
+    /// a hostile program can neither exhaust the repo-server's memory nor run on forever.
+    Isolated { exe: PathBuf, memory_bytes: u64 },
+}
+
+/// The first argument that makes the repo-server binary evaluate one Jsonnet file.
+pub const CHILD_ARG: &str = "__flotilla-jsonnet";
+
+/// Evaluate `file` with `evaluator`, within `timeout`.
+pub fn evaluate_with(
+    evaluator: &Evaluator,
+    root: &Path,
+    file: &Path,
+    opts: &JsonnetOptions,
+    timeout: std::time::Duration,
+) -> Result<serde_json::Value, RenderError> {
+    let Evaluator::Isolated { exe, memory_bytes } = evaluator else {
+        return evaluate(root, file, opts);
+    };
+    let shown = file.strip_prefix(root).unwrap_or(file).to_path_buf();
+    let fail = |message: String| RenderError::Jsonnet {
+        path: shown.clone(),
+        message,
+    };
+    let opts_json = serde_json::to_string(opts).map_err(|e| fail(e.to_string()))?;
+    let out = super::exec::run(
+        std::process::Command::new(exe)
+            .arg(CHILD_ARG)
+            .arg(root)
+            .arg(file)
+            .arg(memory_bytes.to_string())
+            .env("FLOTILLA_JSONNET_OPTIONS", opts_json),
+        timeout,
+        "jsonnet",
+        &shown.display().to_string(),
+    )?;
+    if !out.success {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let why = err.trim();
+        return Err(fail(
+            if why.is_empty() || why.contains("memory allocation") {
+                format!(
+                    "evaluation failed (killed, or over its memory limit of {memory_bytes} bytes)"
+                )
+            } else {
+                why.lines().last().unwrap_or(why).to_string()
+            },
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("output is not JSON: {e}")))
+}
+
+/// The child's side of [`Evaluator::Isolated`]: `args` = root, file, memory limit in bytes;
+/// the options in `FLOTILLA_JSONNET_OPTIONS`. Prints the value as JSON; returns the exit code.
+pub fn child_main(args: &[String]) -> i32 {
+    let [root, file, limit] = args else {
+        eprintln!("usage: {CHILD_ARG} ROOT FILE MEMORY_BYTES");
+        return 2;
+    };
+    if let Ok(bytes) = limit.parse::<u64>() {
+        let cap = rustix::process::Rlimit {
+            current: Some(bytes),
+            maximum: Some(bytes),
+        };
+        if let Err(e) = rustix::process::setrlimit(rustix::process::Resource::As, cap) {
+            eprintln!("cannot limit memory: {e}");
+            return 2;
+        }
+    }
+    let opts: JsonnetOptions = match std::env::var("FLOTILLA_JSONNET_OPTIONS")
+        .ok()
+        .map(|s| serde_json::from_str(&s))
+    {
+        Some(Ok(o)) => o,
+        _ => JsonnetOptions::default(),
+    };
+    match evaluate(Path::new(root), Path::new(file), &opts) {
+        Ok(v) => {
+            println!("{v}");
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ pub trait Renderer: Send + Sync {
     fn render(&self, input: &RenderInput) -> Result<Vec<Value>, RenderError>;
 }
 
-struct Directory;
+struct Directory(jsonnet::Evaluator);
 
 impl Renderer for Directory {
     fn source_type(&self) -> &'static str {
@@ -57,11 +57,12 @@ impl Renderer for Directory {
         let SourceKind::Directory(opts) = i.kind else {
             return Err(mismatch(self));
         };
-        directory::render_until(
+        directory::render_with(
             i.root,
             &i.spec.path,
             opts,
             std::time::Instant::now() + i.timeout,
+            &self.0,
         )
     }
 }
@@ -215,12 +216,18 @@ impl Renderers {
     ) -> Self {
         Self {
             all: vec![
-                Box::new(Directory),
+                Box::new(Directory(jsonnet::Evaluator::InProcess)),
                 Box::new(Kustomize(kustomize)),
                 Box::new(Helm(helm)),
                 Box::new(Plugins(plugins)),
             ],
         }
+    }
+
+    /// Evaluate Jsonnet with `evaluator` (the repo-server isolates it in a child process).
+    pub fn with_jsonnet(mut self, evaluator: jsonnet::Evaluator) -> Self {
+        self.all[0] = Box::new(Directory(evaluator));
+        self
     }
 
     /// With the tools found on this machine and no plugins.
