@@ -402,6 +402,7 @@ impl GitBackend {
         let decoded = path
             .replace("%2e", ".")
             .replace("%2f", "/")
+            .replace("%5c", "/")
             .replace('\\', "/");
         if decoded.split('/').any(|seg| seg == "." || seg == "..") {
             return invalid("URL holds a dot-segment (/./ or /../)");
