@@ -636,6 +636,63 @@ async fn server_side_apply_tracks_owners_conflicts_and_removals() -> Result<()> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_drops_associative_list_items_whole() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("ssa-lists").await?;
+    let deploys = Api::<Deployment>::namespaced(t.client.clone(), &ns);
+    let container = |name: &str, env: &[&str], ports: &[i32]| {
+        json!({"name": name, "image": "nginx:1.27",
+               "env": env.iter().map(|e| json!({"name": e, "value": "1"})).collect::<Vec<_>>(),
+               "ports": ports.iter().map(|p| json!({"containerPort": p})).collect::<Vec<_>>()})
+    };
+    let with = |containers: Vec<Value>| {
+        let mut d = mk_deploy("lists", 1, "nginx:1.27");
+        d["spec"]["template"]["spec"]["containers"] = Value::Array(containers);
+        d
+    };
+    let apply = |manager: &'static str, body: Value| {
+        let deploys = deploys.clone();
+        async move {
+            deploys
+                .patch("lists", &PatchParams::apply(manager), &Patch::Apply(&body))
+                .await
+        }
+    };
+    apply(
+        "flotilla",
+        with(vec![
+            container("web", &["X", "Y"], &[80, 443]),
+            container("sidecar", &["S"], &[9000]),
+        ]),
+    )
+    .await?;
+    // The applier drops a container, an env var and a port: each goes whole.
+    let d = apply("flotilla", with(vec![container("web", &["X"], &[80])])).await?;
+    let spec = serde_json::to_value(&d.spec)?;
+    let cs = &spec["template"]["spec"]["containers"];
+    ensure!(cs.as_array().map(Vec::len) == Some(1), "{cs}");
+    ensure!(cs[0]["name"] == "web", "{cs}");
+    ensure!(cs[0]["env"] == json!([{"name": "X", "value": "1"}]), "{cs}");
+    ensure!(
+        cs[0]["ports"] == json!([{"containerPort": 80, "protocol": "TCP"}]),
+        "{cs}"
+    );
+    // Another manager adds an env var to the container; the first drops its own: only the
+    // second manager's stays, whole.
+    let other = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "lists"},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "web", "env": [{"name": "Z", "value": "2"}]}]}}}});
+    apply("other", other).await?;
+    let d = apply("flotilla", with(vec![container("web", &[], &[80])])).await?;
+    let spec = serde_json::to_value(&d.spec)?;
+    let cs = &spec["template"]["spec"]["containers"];
+    ensure!(cs[0]["name"] == "web" && cs[0]["image"] == "nginx:1.27", "{cs}");
+    ensure!(cs[0]["env"] == json!([{"name": "Z", "value": "2"}]), "{cs}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_changes_nothing() -> Result<()> {
     let t = Target::new().await?;
     let ns = t.namespace("dry").await?;

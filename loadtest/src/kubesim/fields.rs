@@ -457,6 +457,58 @@ pub struct Writer<'a> {
     pub scope: Scope,
 }
 
+/// Remove what manager `idx` no longer applies (`dropped`) and nobody else owns, the way
+/// structured-merge-diff does: a list item whose marker was dropped goes whole (key fields and
+/// all) unless another manager owns something inside it; a kept item keeps its key fields.
+fn remove_dropped(
+    obj: &mut Value,
+    dropped: &[Path],
+    managed: &[ManagedEntry],
+    idx: usize,
+    applied: &FieldSet,
+) {
+    let others_own_under = |p: &Path| {
+        managed.iter().enumerate().any(|(j, e)| {
+            j != idx && e.fields.0.iter().any(|q| q.starts_with(p))
+        }) || applied.0.iter().any(|q| q.len() > p.len() && q.starts_with(p))
+    };
+    let mut gone: Vec<Path> = Vec::new();
+    // Items first, shallowest first: removing an item takes its fields (and nested items).
+    for p in dropped {
+        if !matches!(p.last(), Some(Element::Key(_) | Element::Value(_))) {
+            continue;
+        }
+        if gone.iter().any(|g| p.starts_with(g)) || others_own_under(p) {
+            continue;
+        }
+        remove(obj, p);
+        gone.push(p.clone());
+    }
+    // Then leaf fields, deepest first, except under removed items and the key fields of items
+    // that stay (an item is identified by them).
+    for p in dropped.iter().rev() {
+        if matches!(p.last(), Some(Element::Key(_) | Element::Value(_))) {
+            continue;
+        }
+        if gone.iter().any(|g| p.starts_with(g)) {
+            continue;
+        }
+        if let (Some(Element::Field(f)), Some(Element::Key(k))) =
+            (p.last(), p.len().checked_sub(2).and_then(|i| p.get(i)))
+            && serde_json::from_str::<Map<String, Value>>(k).is_ok_and(|m| m.contains_key(f))
+        {
+            continue;
+        }
+        let owned_elsewhere = managed
+            .iter()
+            .enumerate()
+            .any(|(j, e)| j != idx && e.fields.contains(p));
+        if !owned_elsewhere {
+            remove(obj, p);
+        }
+    }
+}
+
 /// An apply refused for conflicts: `(manager, apiVersion, path)`.
 pub type Conflicts = Vec<(String, String, String)>;
 
@@ -516,16 +568,7 @@ pub fn apply(
             .difference(&new_set.0)
             .cloned()
             .collect();
-        // Deepest first, so items go after their fields.
-        for p in dropped.iter().rev() {
-            let owned_elsewhere = managed
-                .iter()
-                .enumerate()
-                .any(|(j, e)| j != idx && e.fields.contains(p));
-            if !owned_elsewhere {
-                remove(&mut obj, p);
-            }
-        }
+        remove_dropped(&mut obj, &dropped, &managed, idx, &new_set);
     }
 
     let mut applied_scoped = applied.clone();
