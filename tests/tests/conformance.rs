@@ -693,6 +693,60 @@ async fn server_side_apply_drops_associative_list_items_whole() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_fields_can_be_reset_and_rewritten_by_the_client() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("mf").await?;
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": "m"}, "data": {"a": "1"}});
+    cms.patch("m", &PatchParams::apply("flotilla"), &Patch::Apply(&body))
+        .await?;
+    let managers = |cm: &ConfigMap| -> Vec<String> {
+        cm.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|m| m.manager.clone())
+            .collect()
+    };
+    // The documented reset: a list with one empty entry strips managedFields entirely.
+    let reset = json!([{"op": "replace", "path": "/metadata/managedFields", "value": [{}]}]);
+    let v = raw(
+        &t.client,
+        "PATCH",
+        &format!("/api/v1/namespaces/{ns}/configmaps/m"),
+        "application/json-patch+json",
+        reset.to_string().as_bytes(),
+    )
+    .await??;
+    ensure!(
+        v["metadata"]["managedFields"].is_null(),
+        "{}",
+        v["metadata"]["managedFields"]
+    );
+    ensure!(managers(&cms.get("m").await?).is_empty());
+    // A client may write managedFields itself (kubectl's client-side to server-side apply
+    // migration renames the client-side manager this way).
+    let rewrite = json!({"metadata": {"managedFields": [{
+        "manager": "kubectl", "operation": "Apply", "apiVersion": "v1",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:a": {}}}}]}});
+    let cm = cms
+        .patch("m", &PatchParams::default(), &Patch::Merge(&rewrite))
+        .await?;
+    ensure!(managers(&cm) == ["kubectl"], "{:?}", cm.metadata.managed_fields);
+    // ...and the new owner is who an apply now conflicts with.
+    let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "m"}, "data": {"a": "2"}});
+    let err = cms
+        .patch("m", &PatchParams::apply("someone"), &Patch::Apply(&theirs))
+        .await
+        .expect_err("conflict with kubectl");
+    let (code, _, msg) = status_of(&err)?;
+    ensure!(code == 409 && msg.contains("kubectl"), "{code} {msg}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_changes_nothing() -> Result<()> {
     let t = Target::new().await?;
     let ns = t.namespace("dry").await?;

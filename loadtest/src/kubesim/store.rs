@@ -554,9 +554,16 @@ impl Store {
         if !want_rv.is_empty() && want_rv != rv_of(&old) {
             return Err(ApiError::stale(rt, name));
         }
+        let requested = obj.pointer("/metadata/managedFields").cloned();
         let mut new = merge_update(rt, &old, obj, scope);
         let now = now_rfc3339();
-        fields::record_update(Some(&old), &mut new, &writer(rt, &ctx.manager, &now, scope));
+        record_with_requested(
+            rt,
+            &old,
+            &mut new,
+            requested,
+            &writer(rt, &ctx.manager, &now, scope),
+        )?;
         let out = inner.finish_write(&self.events, rt, key.clone(), &old, new, ctx)?;
         drop(inner);
         if scope != Scope::Status {
@@ -665,7 +672,13 @@ impl Store {
                 }
             }
         } else {
-            fields::record_update(Some(&old), &mut new, &writer(rt, &ctx.manager, &now, scope));
+            record_with_requested(
+                rt,
+                &old,
+                &mut new,
+                applied_managed,
+                &writer(rt, &ctx.manager, &now, scope),
+            )?;
         }
         let out = inner.finish_write(&self.events, rt, key.clone(), &old, new, ctx)?;
         drop(inner);
@@ -1291,6 +1304,55 @@ impl Inner {
                     }
                 }
             }
+        }
+    }
+}
+
+
+/// Record a non-apply write, honouring `metadata.managedFields` the request itself set (as a
+/// real server does): `[{}]` strips them all; another valid list replaces the stored one (the
+/// write is then recorded on top of it); absent, empty or unchanged keeps the stored one.
+fn record_with_requested(
+    rt: &ResourceType,
+    old: &Value,
+    new: &mut Value,
+    requested: Option<Value>,
+    w: &fields::Writer<'_>,
+) -> ApiResult<()> {
+    let stored = old.pointer("/metadata/managedFields");
+    match requested {
+        Some(Value::Array(items))
+            if items.len() == 1 && items[0].as_object().is_some_and(|m| m.is_empty()) =>
+        {
+            meta_mut(new).remove("managedFields");
+            Ok(())
+        }
+        Some(Value::Array(items))
+            if !items.is_empty() && stored != Some(&Value::Array(items.clone())) =>
+        {
+            for (i, e) in items.iter().enumerate() {
+                let ok = e.get("manager").is_some_and(Value::is_string)
+                    && e.get("operation")
+                        .and_then(Value::as_str)
+                        .is_some_and(|o| o == "Apply" || o == "Update");
+                if !ok {
+                    return Err(ApiError::invalid(
+                        &rt.kind,
+                        rt,
+                        name_of(new),
+                        &format!("metadata.managedFields[{i}]"),
+                        "each entry needs a manager and an operation (Apply or Update)",
+                    ));
+                }
+            }
+            let mut base = old.clone();
+            meta_mut(&mut base).insert("managedFields".into(), Value::Array(items));
+            fields::record_update(Some(&base), new, w);
+            Ok(())
+        }
+        _ => {
+            fields::record_update(Some(old), new, w);
+            Ok(())
         }
     }
 }
