@@ -221,7 +221,29 @@ async fn create_get_update_delete_with_conflicts() -> Result<()> {
     ensure!(code == 409 && reason == "Conflict", "{code} {reason}");
     ensure!(msg.contains("the object has been modified"), "{msg}");
 
-    cms.delete("a", &DeleteParams::default()).await?;
+    // Deleted at once: the answer is a Status naming what went, not the object; a dry run
+    // answers the same and deletes nothing.
+    let uid = cms.get("a").await?.metadata.uid.context("uid")?;
+    let dry = cms
+        .delete("a", &DeleteParams::default().dry_run())
+        .await?
+        .right()
+        .context("a dry-run deletion answers with a Status")?;
+    ensure!(
+        dry.status == Some(kube::core::response::StatusSummary::Success),
+        "{dry:?}"
+    );
+    ensure!(cms.get_opt("a").await?.is_some(), "dry run deleted");
+    let status = cms
+        .delete("a", &DeleteParams::default())
+        .await?
+        .right()
+        .context("an object deleted at once answers with a Status")?;
+    let details = status.details.context("details")?;
+    ensure!(
+        details.name == "a" && details.kind == "configmaps" && details.uid == uid,
+        "{details:?}"
+    );
     let gone = cms.get("a").await.expect_err("deleted");
     let (code, reason, msg) = status_of(&gone)?;
     ensure!(code == 404 && reason == "NotFound", "{code} {reason}");
@@ -687,7 +709,10 @@ async fn server_side_apply_drops_associative_list_items_whole() -> Result<()> {
     let d = apply("flotilla", with(vec![container("web", &[], &[80])])).await?;
     let spec = serde_json::to_value(&d.spec)?;
     let cs = &spec["template"]["spec"]["containers"];
-    ensure!(cs[0]["name"] == "web" && cs[0]["image"] == "nginx:1.27", "{cs}");
+    ensure!(
+        cs[0]["name"] == "web" && cs[0]["image"] == "nginx:1.27",
+        "{cs}"
+    );
     ensure!(cs[0]["env"] == json!([{"name": "Z", "value": "2"}]), "{cs}");
     Ok(())
 }
@@ -733,7 +758,11 @@ async fn managed_fields_can_be_reset_and_rewritten_by_the_client() -> Result<()>
     let cm = cms
         .patch("m", &PatchParams::default(), &Patch::Merge(&rewrite))
         .await?;
-    ensure!(managers(&cm) == ["kubectl"], "{:?}", cm.metadata.managed_fields);
+    ensure!(
+        managers(&cm) == ["kubectl"],
+        "{:?}",
+        cm.metadata.managed_fields
+    );
     // ...and the new owner is who an apply now conflicts with.
     let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap",
                         "metadata": {"name": "m"}, "data": {"a": "2"}});
@@ -905,7 +934,13 @@ async fn finalizers_hold_deletion_until_removed() -> Result<()> {
     let mut cm = mk_cm("held", &[], &[]);
     cm.metadata.finalizers = Some(vec!["flotilla.dev/test".into()]);
     cms.create(&PostParams::default(), &cm).await?;
-    cms.delete("held", &DeleteParams::default()).await?;
+    // Held by a finalizer: the answer is the object, now terminating.
+    let held = cms
+        .delete("held", &DeleteParams::default())
+        .await?
+        .left()
+        .context("an object held by a finalizer answers with the object")?;
+    ensure!(held.metadata.deletion_timestamp.is_some());
     let held = cms.get("held").await?;
     ensure!(
         held.metadata.deletion_timestamp.is_some(),

@@ -486,7 +486,25 @@ async fn serve(
         (Method::DELETE, Some(name)) => {
             facts.verb = "delete".into();
             let opts = delete_opts(&q, req).await?;
-            ok(&*store.delete(&rt, &ns, &name, &opts)?)
+            let deleted = store.delete(&rt, &ns, &name, &opts)?;
+            if deleted.gone {
+                // What a real server answers for an object removed at once.
+                let mut details = serde_json::Map::new();
+                details.insert("name".into(), json!(name));
+                if !rt.group.is_empty() {
+                    details.insert("group".into(), json!(rt.group));
+                }
+                details.insert("kind".into(), json!(rt.plural));
+                if let Some(uid) = deleted.object.pointer("/metadata/uid") {
+                    details.insert("uid".into(), uid.clone());
+                }
+                ok(
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                           "status": "Success", "details": details}),
+                )
+            } else {
+                ok(&*deleted.object)
+            }
         }
         (Method::DELETE, None) => {
             facts.verb = "deletecollection".into();

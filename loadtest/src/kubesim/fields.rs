@@ -474,9 +474,14 @@ fn remove_dropped(
     applied: &FieldSet,
 ) {
     let others_own_under = |p: &Path| {
-        managed.iter().enumerate().any(|(j, e)| {
-            j != idx && e.fields.0.iter().any(|q| q.starts_with(p))
-        }) || applied.0.iter().any(|q| q.len() > p.len() && q.starts_with(p))
+        managed
+            .iter()
+            .enumerate()
+            .any(|(j, e)| j != idx && e.fields.0.iter().any(|q| q.starts_with(p)))
+            || applied
+                .0
+                .iter()
+                .any(|q| q.len() > p.len() && q.starts_with(p))
     };
     let mut gone: Vec<Path> = Vec::new();
     // Items first, shallowest first: removing an item takes its fields (and nested items).

@@ -688,13 +688,16 @@ impl Store {
         Ok((out, false))
     }
 
+    /// DELETE one object. The answer is the object when it stays (finalizers, foreground
+    /// deletion, a namespace terminating) and `gone` when it was removed at once, for which a
+    /// real server answers with a `Status` (see `api.rs`).
     pub fn delete(
         &self,
         rt: &Arc<ResourceType>,
         ns: &str,
         name: &str,
         opts: &DeleteOpts,
-    ) -> ApiResult<Arc<Value>> {
+    ) -> ApiResult<Deleted> {
         let key = (ns_of(rt, ns), name.to_string());
         let gr = rt.group_resource();
         let mut inner = self.inner.write();
@@ -725,10 +728,15 @@ impl Store {
                 ),
             ));
         }
-        if opts.dry_run {
-            return Ok(old);
-        }
         let propagation = opts.propagation.as_deref().unwrap_or("Background");
+        if opts.dry_run {
+            let stays =
+                gr == namespace_gr() || !finalizers(&old).is_empty() || propagation == "Foreground";
+            return Ok(Deleted {
+                object: old,
+                gone: !stays,
+            });
+        }
         if propagation == "Orphan" {
             inner.orphan_dependents(&self.events, uid_of(&old).unwrap_or(""));
         }
@@ -742,8 +750,9 @@ impl Store {
                 &mut work,
             )
             .unwrap_or(old);
+        let gone = inner.get(&gr, &key).is_none();
         inner.run(&self.events, work);
-        Ok(out)
+        Ok(Deleted { object: out, gone })
     }
 
     /// DELETE on a collection: every matching object, one by one.
@@ -762,7 +771,7 @@ impl Store {
                 .and_then(Value::as_str)
                 .unwrap_or("");
             match self.delete(rt, ns, name_of(&item), opts) {
-                Ok(v) => out.push(v),
+                Ok(v) => out.push(v.object),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
             }
@@ -1308,7 +1317,6 @@ impl Inner {
     }
 }
 
-
 /// Record a non-apply write, honouring `metadata.managedFields` the request itself set (as a
 /// real server does): `[{}]` strips them all; another valid list replaces the stored one (the
 /// write is then recorded on top of it); absent, empty or unchanged keeps the stored one.
@@ -1355,4 +1363,11 @@ fn record_with_requested(
             Ok(())
         }
     }
+}
+
+/// What a DELETE did: the object as last stored, and whether it is gone already.
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    pub object: Arc<Value>,
+    pub gone: bool,
 }
