@@ -51,6 +51,7 @@ fn bench(c: &mut Criterion) {
                     |o| o.pointer("/metadata/labels/app").and_then(|v| v.as_str()) == Some("a3"),
                     None,
                     None,
+                    None,
                 )
                 .expect("list");
             black_box(page.items.len())

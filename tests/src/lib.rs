@@ -25,6 +25,8 @@ pub const SUITE_LABEL: &str = "flotilla.dev/conformance";
 /// The API server under test.
 pub struct Target {
     pub client: Client,
+    /// The same API server without the client's retries of 429/503/504 (to see those answers).
+    pub no_retry: Client,
     /// `Some` when running against kubesim (kubesim-only assertions may use it).
     pub sim: Option<KubeSim>,
     namespaces: Mutex<Vec<String>>,
@@ -32,14 +34,20 @@ pub struct Target {
 
 /// A client for a kubeconfig text.
 pub async fn client_from_kubeconfig(yaml: &str, context: Option<&str>) -> Result<Client> {
+    client_with_retry(yaml, context, true).await
+}
+
+/// A client for a kubeconfig text, with or without kube's retries of 429/503/504.
+pub async fn client_with_retry(yaml: &str, context: Option<&str>, retry: bool) -> Result<Client> {
     let kc = Kubeconfig::from_yaml(yaml).context("parsing kubeconfig")?;
     let opts = KubeConfigOptions {
         context: context.map(str::to_string),
         ..Default::default()
     };
-    let cfg = Config::from_custom_kubeconfig(kc, &opts)
+    let mut cfg = Config::from_custom_kubeconfig(kc, &opts)
         .await
         .context("building client config")?;
+    cfg.default_retry = retry;
     Client::try_from(cfg).context("building client")
 }
 
@@ -57,8 +65,10 @@ impl Target {
         if let Ok(path) = std::env::var(REAL_CLUSTER_ENV) {
             let yaml = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
             let client = client_from_kubeconfig(&yaml, None).await?;
+            let no_retry = client_with_retry(&yaml, None, false).await?;
             return Ok(Self {
                 client,
+                no_retry,
                 sim: None,
                 namespaces: Mutex::new(Vec::new()),
             });
@@ -71,8 +81,10 @@ impl Target {
             .map(|c| c.name.clone())
             .unwrap_or_else(|| sim.control_plane().name.clone());
         let client = client_from_kubeconfig(&sim.kubeconfig_yaml(), Some(&name)).await?;
+        let no_retry = client_with_retry(&sim.kubeconfig_yaml(), Some(&name), false).await?;
         Ok(Self {
             client,
+            no_retry,
             sim: Some(sim),
             namespaces: Mutex::new(Vec::new()),
         })

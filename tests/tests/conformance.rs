@@ -380,6 +380,79 @@ async fn list_pages_with_limit_and_continue() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_and_exact_lists_serve_one_snapshot() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("snap").await?;
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
+    for i in 0..6 {
+        cms.create(
+            &PostParams::default(),
+            &mk_cm(&format!("cm-{i}"), &[], &[("v", "old")]),
+        )
+        .await?;
+    }
+    let first = cms.list(&ListParams::default().limit(2)).await?;
+    let snapshot_rv = first.metadata.resource_version.clone().context("rv")?;
+    let token = first.metadata.continue_.clone().context("continue")?;
+    // Changes after the first page: one deleted, one changed, one created.
+    cms.delete("cm-3", &DeleteParams::default()).await?;
+    let mut changed = cms.get("cm-4").await?;
+    changed.data = Some([("v".to_string(), "new".to_string())].into());
+    cms.replace("cm-4", &PostParams::default(), &changed)
+        .await?;
+    cms.create(&PostParams::default(), &mk_cm("cm-9", &[], &[("v", "new")]))
+        .await?;
+    let rest = cms
+        .list(&ListParams::default().limit(100).continue_token(&token))
+        .await?;
+    ensure!(rest.metadata.resource_version.as_deref() == Some(snapshot_rv.as_str()));
+    let names: Vec<String> = rest.items.iter().map(|c| c.name_any()).collect();
+    ensure!(names == ["cm-2", "cm-3", "cm-4", "cm-5"], "{names:?}");
+    let v4 = rest.items[2]
+        .data
+        .as_ref()
+        .and_then(|d| d.get("v"))
+        .cloned();
+    ensure!(v4.as_deref() == Some("old"), "{v4:?}");
+    // The same snapshot, asked for exactly.
+    let exact = cms
+        .list(
+            &ListParams::default()
+                .at(&snapshot_rv)
+                .matching(kube::api::VersionMatch::Exact),
+        )
+        .await?;
+    ensure!(exact.items.len() == 6 && exact.items.iter().all(|c| c.name_any() != "cm-9"));
+    // Bad combinations and a resourceVersion from the future.
+    let path = format!("/api/v1/namespaces/{ns}/configmaps");
+    let no_rv = raw(
+        &t.client,
+        "GET",
+        &format!("{path}?resourceVersionMatch=NotOlderThan"),
+        "application/json",
+        b"",
+    )
+    .await?
+    .expect_err("resourceVersionMatch needs resourceVersion");
+    ensure!(status_of(&no_rv)?.0 == 400, "{no_rv}");
+    let future = raw(
+        &t.no_retry,
+        "GET",
+        &format!("{path}?resourceVersion=999999999999&resourceVersionMatch=NotOlderThan"),
+        "application/json",
+        b"",
+    )
+    .await?
+    .expect_err("future resourceVersion");
+    let (code, reason, msg) = status_of(&future)?;
+    ensure!(
+        code == 504 && reason == "Timeout" && msg.contains("Too large resource version"),
+        "{code} {reason} {msg}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_delivers_ordered_events_and_bookmarks() -> Result<()> {
     let t = Target::new().await?;
     let ns = t.namespace("watch").await?;

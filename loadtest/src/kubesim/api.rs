@@ -381,12 +381,14 @@ async fn serve(
                     ));
                 }
             };
+            let exact = list_resource_version(&q, store.resource_version())?;
             let page = store.list(
                 &rt,
                 namespace.as_deref(),
                 |o| labels.matches_object(o) && fields.matches_object(o),
                 limit,
                 q.get("continue").map(String::as_str),
+                exact,
             )?;
             let mut meta = json!({"resourceVersion": page.rv.to_string()});
             if let Some(c) = page.continue_token {
@@ -503,7 +505,7 @@ async fn serve(
                            "status": "Success", "details": details}),
                 )
             } else {
-                ok(&*deleted.object)
+                ok(&deleted.object)
             }
         }
         (Method::DELETE, None) => {
@@ -619,6 +621,41 @@ fn event_line(kind: &str, object: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// Check a list's `resourceVersion` / `resourceVersionMatch` as a real server does; returns
+/// the resourceVersion whose exact snapshot is asked for (`Exact`), if any.
+fn list_resource_version(q: &HashMap<String, String>, current: u64) -> ApiResult<Option<u64>> {
+    let rv = q.get("resourceVersion").filter(|s| !s.is_empty());
+    let rvm = q.get("resourceVersionMatch").filter(|s| !s.is_empty());
+    let has_continue = q.get("continue").is_some_and(|c| !c.is_empty());
+    if has_continue && rv.is_some_and(|r| r != "0") {
+        return Err(ApiError::bad_request(
+            "specifying resource version is not allowed when using continue",
+        ));
+    }
+    let parsed = match rv {
+        None => None,
+        Some(s) => Some(s.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "resourceVersion: Invalid value: {s:?}: must be a numeric value"
+            ))
+        })?),
+    };
+    match (rvm.map(String::as_str), parsed) {
+        (Some(_), None) => Err(ApiError::bad_request(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+        )),
+        (Some(m), _) if m != "Exact" && m != "NotOlderThan" => Err(ApiError::bad_request(format!(
+            "resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""
+        ))),
+        (Some("Exact"), Some(0)) => Err(ApiError::bad_request(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        )),
+        (_, Some(r)) if r > current => Err(ApiError::too_large_rv(r, current)),
+        (Some("Exact"), Some(r)) => Ok(Some(r)),
+        _ => Ok(None),
+    }
+}
+
 fn watch(
     cluster: &Arc<Cluster>,
     rt: Arc<ResourceType>,
@@ -635,6 +672,12 @@ fn watch(
             ))
         })?),
     };
+    if let Some(r) = from {
+        let current = cluster.store.resource_version();
+        if r > current {
+            return Err(ApiError::too_large_rv(r, current));
+        }
+    }
     let timeout = q
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())

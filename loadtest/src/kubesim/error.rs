@@ -146,6 +146,20 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
+    /// A resourceVersion newer than the server's: 504 with `ResourceVersionTooLarge`.
+    pub fn too_large_rv(asked: u64, current: u64) -> Self {
+        let mut e = Self::new(
+            504,
+            "Timeout",
+            format!("Too large resource version: {asked}, current: {current}"),
+        );
+        e.details = Some(Box::new(json!({
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1
+        })));
+        e
+    }
+
     pub fn method_not_allowed(verb: &str, rt: &ResourceType) -> Self {
         Self::new(
             405,

@@ -331,6 +331,9 @@ impl Store {
     }
 
     /// List `rt` (in `ns`, or everywhere when `None`) with a filter and optional paging.
+    /// A continue token serves the rest of the snapshot its first page came from, and
+    /// `exact` the snapshot at that resourceVersion: both rebuilt from the event history, or
+    /// 410 Gone once it no longer reaches back that far.
     pub fn list(
         &self,
         rt: &ResourceType,
@@ -338,20 +341,65 @@ impl Store {
         filter: impl Fn(&Value) -> bool,
         limit: Option<usize>,
         continue_token: Option<&str>,
+        exact: Option<u64>,
     ) -> ApiResult<ListPage> {
-        let start = match continue_token {
-            Some(t) if !t.is_empty() => Some(decode_continue(t)?),
-            _ => None,
+        let (start, token_rv) = match continue_token {
+            Some(t) if !t.is_empty() => {
+                let (rv, key) = decode_continue(t)?;
+                (Some(key), Some(rv))
+            }
+            _ => (None, None),
         };
         let inner = self.inner.read();
-        let rv = inner.rv;
-        let Some(objs) = inner.objects.get(&rt.group_resource()) else {
-            return Ok(ListPage {
-                items: Vec::new(),
-                rv,
-                continue_token: None,
-                remaining: None,
-            });
+        let gr = rt.group_resource();
+        let snapshot = token_rv.or(exact);
+        if let Some(s) = snapshot
+            && s > inner.rv
+        {
+            return Err(ApiError::too_large_rv(s, inner.rv));
+        }
+        // Objects changed after the snapshot, as they were at it (None: did not exist).
+        let mut undo: BTreeMap<ObjKey, Option<Arc<Value>>> = BTreeMap::new();
+        if let Some(s) = snapshot.filter(|s| *s < inner.rv) {
+            let Some(after) = inner.since(s) else {
+                return Err(if token_rv.is_some() {
+                    ApiError::gone(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                    )
+                } else {
+                    ApiError::gone(format!("too old resource version: {s} ({})", inner.floor))
+                });
+            };
+            for e in after.iter().rev().filter(|e| e.gr == gr) {
+                let key = (
+                    e.object
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    name_of(&e.object).to_string(),
+                );
+                undo.insert(key, e.prev.clone());
+            }
+        }
+        let rv = snapshot.unwrap_or(inner.rv);
+        let empty = BTreeMap::new();
+        let current = inner.objects.get(&gr).unwrap_or(&empty);
+        let objs: std::borrow::Cow<'_, BTreeMap<ObjKey, Arc<Value>>> = if undo.is_empty() {
+            std::borrow::Cow::Borrowed(current)
+        } else {
+            let mut m = current.clone();
+            for (k, v) in undo {
+                match v {
+                    Some(v) => {
+                        m.insert(k, v);
+                    }
+                    None => {
+                        m.remove(&k);
+                    }
+                }
+            }
+            std::borrow::Cow::Owned(m)
         };
         use std::ops::Bound;
         let lower = match &start {
@@ -763,7 +811,7 @@ impl Store {
         filter: impl Fn(&Value) -> bool,
         opts: &DeleteOpts,
     ) -> ApiResult<Vec<Arc<Value>>> {
-        let page = self.list(rt, ns, filter, None, None)?;
+        let page = self.list(rt, ns, filter, None, None, None)?;
         let mut out = Vec::new();
         for item in page.items {
             let ns = item
@@ -1007,7 +1055,7 @@ fn encode_continue(rv: u64, key: &ObjKey) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_continue(token: &str) -> ApiResult<ObjKey> {
+fn decode_continue(token: &str) -> ApiResult<(u64, ObjKey)> {
     use base64::Engine;
     let bad = || {
         ApiError::bad_request(
@@ -1020,7 +1068,8 @@ fn decode_continue(token: &str) -> ApiResult<ObjKey> {
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let ns = v.get("ns").and_then(Value::as_str).ok_or_else(bad)?;
     let name = v.get("name").and_then(Value::as_str).ok_or_else(bad)?;
-    Ok((ns.to_string(), name.to_string()))
+    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    Ok((rv, (ns.to_string(), name.to_string())))
 }
 
 impl Inner {
