@@ -15,6 +15,7 @@ fn loaded_store() -> (Store, Arc<ResourceType>, Arc<ResourceType>) {
     let ctx = WriteCtx {
         manager: "bench".into(),
         dry_run: false,
+        field_validation: Default::default(),
     };
     let ns = store.lookup("", "v1", "namespaces").expect("namespaces");
     store
@@ -60,6 +61,7 @@ fn bench(c: &mut Criterion) {
     let ctx = WriteCtx {
         manager: "flotilla".into(),
         dry_run: false,
+        field_validation: Default::default(),
     };
     let mut n = 0u64;
     c.bench_function("store_ssa_deployment_change", |b| {

@@ -849,6 +849,85 @@ async fn managed_fields_can_be_reset_and_rewritten_by_the_client() -> Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_kinds_are_decoded_by_their_schema() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("schema").await?;
+    let cms = format!("/api/v1/namespaces/{ns}/configmaps");
+    let deploys = format!("/apis/apps/v1/namespaces/{ns}/deployments");
+    let post = |path: String, body: Value| {
+        let client = t.client.clone();
+        async move {
+            raw(
+                &client,
+                "POST",
+                &path,
+                "application/json",
+                body.to_string().as_bytes(),
+            )
+            .await
+        }
+    };
+    // Unknown fields are dropped (the default, Warn) or refused (Strict).
+    let v = post(
+        cms.clone(),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "u"}, "data": {"k": "v"}, "extra": true}),
+    )
+    .await??;
+    ensure!(v.get("extra").is_none(), "{v}");
+    let got = Api::<ConfigMap>::namespaced(t.client.clone(), &ns)
+        .get("u")
+        .await?;
+    ensure!(got.data.is_some_and(|d| d["k"] == "v"));
+    let strict = post(
+        format!("{cms}?fieldValidation=Strict"),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "s"}, "extra": true}),
+    )
+    .await?
+    .expect_err("strict refuses unknown fields");
+    let (code, _, msg) = status_of(&strict)?;
+    ensure!(
+        code == 400 && msg.contains("unknown field \"extra\""),
+        "{code} {msg}"
+    );
+    // Wrong types are 400; missing required fields 422.
+    let typed = post(
+        cms.clone(),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "n"}, "data": {"k": 3}}),
+    )
+    .await?
+    .expect_err("integer data");
+    ensure!(status_of(&typed)?.0 == 400, "{typed}");
+    let mut d = mk_deploy("three", 1, "nginx:1.27");
+    d["spec"]["replicas"] = json!("three");
+    let typed = post(deploys.clone(), d)
+        .await?
+        .expect_err("string replicas");
+    ensure!(status_of(&typed)?.0 == 400, "{typed}");
+    let mut d = mk_deploy("nosel", 1, "nginx:1.27");
+    d["spec"]
+        .as_object_mut()
+        .context("spec")?
+        .remove("selector");
+    let missing = post(deploys.clone(), d).await?.expect_err("no selector");
+    let (code, reason, msg) = status_of(&missing)?;
+    ensure!(
+        code == 422 && reason == "Invalid" && msg.contains("spec.selector"),
+        "{code} {msg}"
+    );
+    let mut d = mk_deploy("noimage", 1, "nginx:1.27");
+    d["spec"]["template"]["spec"]["containers"][0]
+        .as_object_mut()
+        .context("container")?
+        .remove("image");
+    let missing = post(deploys, d).await?.expect_err("no image");
+    ensure!(status_of(&missing)?.0 == 422, "{missing}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_changes_nothing() -> Result<()> {
     let t = Target::new().await?;
     let ns = t.namespace("dry").await?;

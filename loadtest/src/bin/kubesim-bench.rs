@@ -108,6 +108,7 @@ async fn main() -> Result<()> {
     let ctx = WriteCtx {
         manager: "seed".into(),
         dry_run: false,
+        field_validation: Default::default(),
     };
     for c in sim.clusters() {
         let rt = c

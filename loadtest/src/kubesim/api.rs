@@ -22,6 +22,7 @@ use super::fields::Scope;
 use super::resources::ResourceType;
 use super::selector::{FieldSelector, LabelSelector, extra_fields};
 use super::store::{DeleteOpts, Event, EventType, PatchKind, WriteCtx, parse_body};
+use super::typed::FieldValidation;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -424,6 +425,9 @@ async fn serve(
             let ctx = WriteCtx {
                 manager: manager_for(&q, user_agent),
                 dry_run: dry,
+                field_validation: FieldValidation::parse(
+                    q.get("fieldValidation").map(String::as_str),
+                )?,
             };
             let created = store.create(&rt, &ns, obj, &ctx)?;
             facts.name = created
@@ -442,6 +446,9 @@ async fn serve(
             let ctx = WriteCtx {
                 manager: manager_for(&q, user_agent),
                 dry_run: dry,
+                field_validation: FieldValidation::parse(
+                    q.get("fieldValidation").map(String::as_str),
+                )?,
             };
             ok(&*store.update(&rt, &ns, &name, obj, scope, &ctx)?)
         }
@@ -476,6 +483,9 @@ async fn serve(
             let ctx = WriteCtx {
                 manager: manager_for(&q, user_agent),
                 dry_run: dry,
+                field_validation: FieldValidation::parse(
+                    q.get("fieldValidation").map(String::as_str),
+                )?,
             };
             let (obj, created) = store.patch(&rt, &ns, &name, kind, &body, scope, &ctx)?;
             let code = if created {

@@ -18,6 +18,7 @@ pub mod selector;
 pub mod simulate;
 pub mod store;
 pub mod tls;
+pub mod typed;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -355,6 +356,7 @@ impl KubeSim {
         let ctx = WriteCtx {
             manager: "kubesim".into(),
             dry_run: false,
+            field_validation: Default::default(),
         };
         let ns_rt = cp
             .store
@@ -399,6 +401,7 @@ fn seed_namespaces(cluster: &Cluster) -> Result<(), SimError> {
     let ctx = WriteCtx {
         manager: "kubesim".into(),
         dry_run: false,
+        field_validation: Default::default(),
     };
     let rt = cluster
         .store

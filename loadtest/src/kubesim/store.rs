@@ -92,6 +92,8 @@ impl Event {
 pub struct WriteCtx {
     pub manager: String,
     pub dry_run: bool,
+    /// `fieldValidation`: what unknown fields of built-in kinds do (dropped or refused).
+    pub field_validation: super::typed::FieldValidation,
 }
 
 /// The patch content types the server accepts.
@@ -482,6 +484,7 @@ impl Store {
         }
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
+        super::typed::check(rt, &mut obj, ctx.field_validation)?;
         validate(rt, &obj)?;
         let now = now_rfc3339();
         {
@@ -1170,6 +1173,7 @@ impl Inner {
                 .unwrap_or(0);
             meta_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
+        super::typed::check(rt, &mut new, ctx.field_validation)?;
         validate(rt, &new)?;
         if rt.is_crd() {
             let types = Registry::crd_types(&new)
