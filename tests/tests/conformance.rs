@@ -928,6 +928,53 @@ async fn built_in_kinds_are_decoded_by_their_schema() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_server_has_its_bootstrap_objects_and_common_kinds() -> Result<()> {
+    let t = Target::new().await?;
+    let svc = Api::<k8s_openapi::api::core::v1::Service>::namespaced(t.client.clone(), "default")
+        .get("kubernetes")
+        .await?;
+    let ports = svc.spec.and_then(|s| s.ports).unwrap_or_default();
+    ensure!(ports.iter().any(|p| p.port == 443), "{ports:?}");
+    let roles = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(t.client.clone());
+    for name in ["cluster-admin", "admin", "edit", "view"] {
+        roles
+            .get(name)
+            .await
+            .with_context(|| format!("ClusterRole {name}"))?;
+    }
+    let discovery = Discovery::new(t.client.clone()).run().await?;
+    for (group, kind) in [
+        ("events.k8s.io", "Event"),
+        ("discovery.k8s.io", "EndpointSlice"),
+        ("", "ReplicationController"),
+        ("", "PodTemplate"),
+    ] {
+        let found = discovery
+            .groups()
+            .filter(|g| g.name() == group)
+            .flat_map(|g| g.recommended_resources())
+            .any(|(ar, _)| ar.kind == kind);
+        ensure!(found, "{group}/{kind} is served");
+    }
+    // A Status is written with details before code, and every document ends with a newline.
+    let resp = t
+        .no_retry
+        .send(
+            http::Request::builder()
+                .uri("/api/v1/namespaces/default/configmaps/no-such-thing")
+                .body(kube::client::Body::empty())?,
+        )
+        .await?;
+    use http_body_util::BodyExt;
+    let body = resp.into_body().collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    ensure!(text.ends_with('\n'), "{text:?}");
+    let (d, c) = (text.find("\"details\""), text.find("\"code\""));
+    ensure!(d.is_some() && c.is_some() && d < c, "{text}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_changes_nothing() -> Result<()> {
     let t = Target::new().await?;
     let ns = t.namespace("dry").await?;
@@ -1093,6 +1140,17 @@ async fn finalizers_hold_deletion_until_removed() -> Result<()> {
         .left()
         .context("an object held by a finalizer answers with the object")?;
     ensure!(held.metadata.deletion_timestamp.is_some());
+    // A terminating object takes no new finalizers.
+    let add = json!({"metadata": {"finalizers": ["flotilla.dev/test", "example.com/another"]}});
+    let err = cms
+        .patch("held", &PatchParams::default(), &Patch::Merge(&add))
+        .await
+        .expect_err("no new finalizers while terminating");
+    let (code, _, msg) = status_of(&err)?;
+    ensure!(
+        code == 422 && msg.contains("no new finalizers"),
+        "{code} {msg}"
+    );
     let held = cms.get("held").await?;
     ensure!(
         held.metadata.deletion_timestamp.is_some(),

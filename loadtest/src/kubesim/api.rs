@@ -34,7 +34,9 @@ fn full(b: impl Into<Bytes>) -> Body {
 }
 
 fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
-    let body = serde_json::to_vec(v).unwrap_or_default();
+    // Go's encoder ends every document with a newline; clients that byte-compare expect it.
+    let mut body = serde_json::to_vec(v).unwrap_or_default();
+    body.push(b'\n');
     Response::builder()
         .status(code)
         .header(header::CONTENT_TYPE, "application/json")

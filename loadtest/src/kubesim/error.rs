@@ -208,29 +208,33 @@ impl ApiError {
     }
 
     /// The `metav1.Status` body.
+    /// Fields in the order a real server writes them (Go's `metav1.Status`): `details`
+    /// before `code`.
     pub fn status_body(&self) -> Value {
-        let mut s = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        });
+        let mut s = serde_json::Map::new();
+        s.insert("kind".into(), json!("Status"));
+        s.insert("apiVersion".into(), json!("v1"));
+        s.insert("metadata".into(), json!({}));
+        s.insert("status".into(), json!("Failure"));
+        s.insert("message".into(), json!(self.message));
+        s.insert("reason".into(), json!(self.reason));
         if let Some(d) = &self.details {
-            s["details"] = (**d).clone();
+            s.insert("details".into(), (**d).clone());
         }
-        s
+        s.insert("code".into(), json!(self.code));
+        Value::Object(s)
     }
 }
 
+/// `details` as a real server orders them: name, group, kind.
 fn details(rt: &ResourceType, name: &str) -> Value {
-    let mut d = json!({"name": name, "kind": rt.plural});
+    let mut d = serde_json::Map::new();
+    d.insert("name".into(), json!(name));
     if !rt.group.is_empty() {
-        d["group"] = json!(rt.group);
+        d.insert("group".into(), json!(rt.group));
     }
-    d
+    d.insert("kind".into(), json!(rt.plural));
+    Value::Object(d)
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

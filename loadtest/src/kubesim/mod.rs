@@ -397,27 +397,87 @@ impl Drop for KubeSim {
     }
 }
 
+/// What a fresh API server holds: its namespaces, the `default/kubernetes` Service and the
+/// bootstrap ClusterRoles.
 fn seed_namespaces(cluster: &Cluster) -> Result<(), SimError> {
     let ctx = WriteCtx {
         manager: "kubesim".into(),
         dry_run: false,
         field_validation: Default::default(),
     };
-    let rt = cluster
-        .store
-        .lookup("", "v1", "namespaces")
-        .ok_or_else(|| SimError::Seed {
+    let seed = |group: &str, plural: &str, ns: &str, obj: serde_json::Value| {
+        let fail = |source| SimError::Seed {
             cluster: cluster.name.clone(),
-            source: error::ApiError::no_route(),
-        })?;
-    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            source,
+        };
+        let rt = cluster
+            .store
+            .lookup(group, "v1", plural)
+            .ok_or_else(|| fail(error::ApiError::no_route()))?;
         cluster
             .store
-            .create(&rt, "", json!({"metadata": {"name": ns}}), &ctx)
-            .map_err(|source| SimError::Seed {
-                cluster: cluster.name.clone(),
-                source,
-            })?;
+            .create(&rt, ns, obj, &ctx)
+            .map(|_| ())
+            .map_err(fail)
+    };
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        seed("", "namespaces", "", json!({"metadata": {"name": ns}}))?;
+    }
+    // What every real API server has from its first moment.
+    seed(
+        "",
+        "services",
+        "default",
+        json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+               "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
+                        "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}}),
+    )?;
+    let read = json!(["get", "list", "watch"]);
+    let write = json!([
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection"
+    ]);
+    for (name, rules, aggregate) in [
+        (
+            "cluster-admin",
+            json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                   {"nonResourceURLs": ["*"], "verbs": ["*"]}]),
+            None,
+        ),
+        (
+            "admin",
+            json!([{"apiGroups": ["", "apps", "batch", "rbac.authorization.k8s.io"], "resources": ["*"], "verbs": write}]),
+            Some("rbac.authorization.k8s.io/aggregate-to-admin"),
+        ),
+        (
+            "edit",
+            json!([{"apiGroups": ["", "apps", "batch"], "resources": ["*"], "verbs": write}]),
+            Some("rbac.authorization.k8s.io/aggregate-to-edit"),
+        ),
+        (
+            "view",
+            json!([{"apiGroups": ["", "apps", "batch"], "resources": ["*"], "verbs": read}]),
+            Some("rbac.authorization.k8s.io/aggregate-to-view"),
+        ),
+    ] {
+        let mut labels = json!({"kubernetes.io/bootstrapping": "rbac-defaults"});
+        if let Some(a) = aggregate {
+            labels[a] = json!("true");
+        }
+        seed(
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            "",
+            json!({"metadata": {"name": name, "labels": labels,
+                                "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+                   "rules": rules}),
+        )?;
     }
     Ok(())
 }

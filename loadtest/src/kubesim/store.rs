@@ -1175,6 +1175,24 @@ impl Inner {
         }
         super::typed::check(rt, &mut new, ctx.field_validation)?;
         validate(rt, &new)?;
+        if is_deleting(old) {
+            let before = finalizers(old);
+            let added: Vec<String> = finalizers(&new)
+                .into_iter()
+                .filter(|f| !before.contains(f))
+                .collect();
+            if !added.is_empty() {
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    rt,
+                    &key.1,
+                    "metadata.finalizers",
+                    &format!(
+                        "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                    ),
+                ));
+            }
+        }
         if rt.is_crd() {
             let types = Registry::crd_types(&new)
                 .map_err(|e| ApiError::invalid(&rt.kind, rt, &key.1, "spec", &e.to_string()))?;

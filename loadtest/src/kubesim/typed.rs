@@ -55,6 +55,12 @@ pub fn check(rt: &ResourceType, obj: &mut Value, mode: FieldValidation) -> ApiRe
         ("", "Endpoints") => roundtrip::<core::Endpoints>(rt, obj)?,
         ("", "LimitRange") => roundtrip::<core::LimitRange>(rt, obj)?,
         ("", "ResourceQuota") => roundtrip::<core::ResourceQuota>(rt, obj)?,
+        ("", "ReplicationController") => roundtrip::<core::ReplicationController>(rt, obj)?,
+        ("", "PodTemplate") => roundtrip::<core::PodTemplate>(rt, obj)?,
+        ("events.k8s.io", "Event") => roundtrip::<k8s_openapi::api::events::v1::Event>(rt, obj)?,
+        ("discovery.k8s.io", "EndpointSlice") => {
+            roundtrip::<k8s_openapi::api::discovery::v1::EndpointSlice>(rt, obj)?
+        }
         ("apps", "Deployment") => roundtrip::<apps::Deployment>(rt, obj)?,
         ("apps", "StatefulSet") => roundtrip::<apps::StatefulSet>(rt, obj)?,
         ("apps", "DaemonSet") => roundtrip::<apps::DaemonSet>(rt, obj)?,
