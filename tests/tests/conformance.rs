@@ -975,6 +975,96 @@ async fn every_server_has_its_bootstrap_objects_and_common_kinds() -> Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_header_selects_metadata_tables_and_aggregated_discovery() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("accept").await?;
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
+    cms.create(
+        &PostParams::default(),
+        &mk_cm("big", &[("a", "b")], &[("k", "v")]),
+    )
+    .await?;
+    // Metadata-only get, list and watch (what a memory-lean cache uses).
+    let meta = cms.get_metadata("big").await?;
+    ensure!(meta.metadata.name.as_deref() == Some("big"));
+    ensure!(
+        meta.types
+            .as_ref()
+            .is_some_and(|t| t.kind == "PartialObjectMetadata"),
+        "{:?}",
+        meta.types
+    );
+    let list = cms.list_metadata(&ListParams::default()).await?;
+    ensure!(
+        list.items.len() == 1
+            && list.items[0]
+                .metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l["a"] == "b")
+    );
+    let mut events = cms
+        .watch_metadata(&kube::api::WatchParams::default(), "0")
+        .await?
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(10), events.try_next())
+        .await??
+        .context("a watch event")?;
+    match first {
+        kube::api::WatchEvent::Added(o) => {
+            ensure!(o.metadata.name.as_deref() == Some("big"));
+            ensure!(
+                o.types
+                    .as_ref()
+                    .is_some_and(|t| t.kind == "PartialObjectMetadata"),
+                "{:?}",
+                o.types
+            );
+        }
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+    // A Table, as kubectl asks for one.
+    let req = http::Request::builder()
+        .uri(format!("/api/v1/namespaces/{ns}/configmaps"))
+        .header(
+            "Accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .body(Vec::new())?;
+    let table: Value = t.client.request(req).await?;
+    ensure!(table["kind"] == "Table", "{table}");
+    ensure!(table["columnDefinitions"][0]["name"] == "Name", "{table}");
+    ensure!(table["rows"][0]["cells"][0] == "big", "{table}");
+    // Aggregated discovery names what the legacy documents name; workloads are in `all`.
+    let legacy = Discovery::new(t.client.clone()).run().await?;
+    let aggregated = Discovery::new(t.client.clone()).run_aggregated().await?;
+    let kinds = |d: &Discovery| -> std::collections::BTreeSet<(String, String)> {
+        d.groups()
+            .flat_map(|g| g.recommended_resources())
+            .map(|(ar, _)| (ar.group, ar.kind))
+            .collect()
+    };
+    ensure!(
+        kinds(&legacy) == kinds(&aggregated),
+        "aggregated discovery differs"
+    );
+    let apps: Value = t
+        .client
+        .request(
+            http::Request::builder()
+                .uri("/apis/apps/v1")
+                .body(Vec::new())?,
+        )
+        .await?;
+    let deploy = apps["resources"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["name"] == "deployments"))
+        .context("deployments")?;
+    ensure!(deploy["categories"] == json!(["all"]), "{deploy}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_changes_nothing() -> Result<()> {
     let t = Target::new().await?;
     let ns = t.namespace("dry").await?;

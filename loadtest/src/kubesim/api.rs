@@ -276,6 +276,121 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<Bytes> {
     }
 }
 
+/// What representation the `Accept` header asks for (the first one kubesim serves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum As {
+    Object,
+    /// `PartialObjectMetadata(List)` (meta.k8s.io/v1): metadata only.
+    Metadata,
+    /// `Table` (meta.k8s.io/v1): what kubectl prints.
+    Table,
+    /// `APIGroupDiscoveryList` (apidiscovery.k8s.io/v2): aggregated discovery.
+    Aggregated,
+}
+
+fn accept_as(req: &Request<Incoming>) -> As {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    for range in accept.split(',') {
+        let params: Vec<&str> = range.split(';').map(str::trim).collect();
+        let param = |k: &str| params.iter().find_map(|p| p.strip_prefix(k));
+        match (param("as="), param("g="), param("v=")) {
+            (
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList"),
+                Some("meta.k8s.io"),
+                Some("v1"),
+            ) => {
+                return As::Metadata;
+            }
+            (Some("Table"), Some("meta.k8s.io"), Some("v1")) => return As::Table,
+            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some("v2")) => {
+                return As::Aggregated;
+            }
+            (None, _, _)
+                if params
+                    .first()
+                    .is_some_and(|m| *m == "application/json" || *m == "*/*") =>
+            {
+                return As::Object;
+            }
+            _ => {}
+        }
+    }
+    As::Object
+}
+
+fn aggregated_response(doc: &Value) -> Response<Body> {
+    let mut r = json_response(StatusCode::OK, doc);
+    if let Ok(v) = header::HeaderValue::from_str(
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+    ) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// An object as `PartialObjectMetadata`.
+fn metadata_only(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+           "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
+/// A value at a simple JSONPath (`.spec.replicas`) of a CRD printer column.
+fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = obj;
+    for part in path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|p| !p.is_empty())
+    {
+        cur = cur.get(part)?;
+    }
+    Some(cur)
+}
+
+/// Objects as a `Table`: Name and Age (and a custom resource's printer columns).
+fn table(rt: &ResourceType, printer_columns: &[Value], items: &[&Value], meta: Value) -> Value {
+    let mut columns = vec![json!({"name": "Name", "type": "string", "format": "name",
+        "description": "Name must be unique within a namespace.", "priority": 0})];
+    for c in printer_columns {
+        columns.push(
+            json!({"name": c["name"], "type": c.get("type").cloned().unwrap_or(json!("string")),
+            "format": c.get("format").cloned().unwrap_or(json!("")),
+            "description": c.get("description").cloned().unwrap_or(json!("")),
+            "priority": c.get("priority").cloned().unwrap_or(json!(0))}),
+        );
+    }
+    let has_age = printer_columns.iter().any(|c| c["name"] == "Age");
+    if !has_age {
+        columns.push(json!({"name": "Age", "type": "date", "format": "",
+            "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0}));
+    }
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            let mut cells = vec![json!(super::objects::name_of(o))];
+            for c in printer_columns {
+                let path = c["jsonPath"].as_str().unwrap_or("");
+                cells.push(json_path(o, path).cloned().unwrap_or(Value::Null));
+            }
+            if !has_age {
+                cells.push(
+                    o.pointer("/metadata/creationTimestamp")
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                );
+            }
+            json!({"cells": cells, "object": metadata_only(o)})
+        })
+        .collect();
+    let _ = rt;
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+           "columnDefinitions": columns, "rows": rows})
+}
+
 fn content_type(req: &Request<Incoming>) -> String {
     req.headers()
         .get(header::CONTENT_TYPE)
@@ -324,6 +439,16 @@ async fn serve(
                 .body(full("ok"))
                 .unwrap_or_else(|_| Response::new(full("ok"))));
         }
+        Route::CoreVersions if accept_as(&req) == As::Aggregated => {
+            return Ok(aggregated_response(
+                &cluster.store.registry().aggregated(true),
+            ));
+        }
+        Route::GroupList if accept_as(&req) == As::Aggregated => {
+            return Ok(aggregated_response(
+                &cluster.store.registry().aggregated(false),
+            ));
+        }
         Route::CoreVersions => {
             return ok(&json!({"kind": "APIVersions", "versions": ["v1"],
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": cluster.host_port()}]}));
@@ -366,12 +491,21 @@ async fn serve(
     };
     let store = &cluster.store;
     let method = req.method().clone();
+    let repr = accept_as(&req);
     match (method, name) {
         (Method::GET, None) => {
             let (labels, fields) = parse_selectors(&rt, &q)?;
             if truthy(&q, "watch") {
                 facts.verb = "watch".into();
-                return watch(cluster, rt, namespace, labels, fields, &q);
+                return watch(
+                    cluster,
+                    rt,
+                    namespace,
+                    labels,
+                    fields,
+                    &q,
+                    repr == As::Metadata,
+                );
             }
             facts.verb = "list".into();
             let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
@@ -401,14 +535,40 @@ async fn serve(
                 meta["remainingItemCount"] = json!(n);
             }
             let items: Vec<&Value> = page.items.iter().map(|a| &**a).collect();
-            ok(
-                &json!({"apiVersion": rt.api_version(), "kind": list_kind_of(&rt),
-                       "metadata": meta, "items": items}),
-            )
+            match repr {
+                As::Metadata => {
+                    let items: Vec<Value> = items.iter().map(|o| metadata_only(o)).collect();
+                    ok(
+                        &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                               "metadata": meta, "items": items}),
+                    )
+                }
+                As::Table => ok(&table(&rt, &store.printer_columns(&rt), &items, meta)),
+                _ => ok(
+                    &json!({"apiVersion": rt.api_version(), "kind": list_kind_of(&rt),
+                               "metadata": meta, "items": items}),
+                ),
+            }
         }
         (Method::GET, Some(name)) => {
             facts.verb = "get".into();
-            ok(&*store.get(&rt, &ns, &name)?)
+            let obj = store.get(&rt, &ns, &name)?;
+            match repr {
+                As::Metadata => ok(&metadata_only(&obj)),
+                As::Table => {
+                    let rv = obj
+                        .pointer("/metadata/resourceVersion")
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    ok(&table(
+                        &rt,
+                        &store.printer_columns(&rt),
+                        &[&*obj],
+                        json!({"resourceVersion": rv}),
+                    ))
+                }
+                _ => ok(&obj),
+            }
         }
         (Method::POST, None) => {
             facts.verb = "create".into();
@@ -590,9 +750,20 @@ struct WatchFilter {
     namespace: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
+    /// Send objects as `PartialObjectMetadata`.
+    metadata_only: bool,
 }
 
 impl WatchFilter {
+    /// The event's object as this watch sends it.
+    fn payload(&self, ev: &super::store::Event) -> Bytes {
+        if self.metadata_only {
+            Bytes::from(serde_json::to_vec(&metadata_only(&ev.object)).unwrap_or_default())
+        } else {
+            ev.object_json().clone()
+        }
+    }
+
     fn matches(&self, obj: &Value) -> bool {
         self.labels.matches_object(obj) && self.fields.matches_object(obj)
     }
@@ -675,6 +846,7 @@ fn watch(
     labels: LabelSelector,
     fields: FieldSelector,
     q: &HashMap<String, String>,
+    metadata_only_events: bool,
 ) -> ApiResult<Response<Body>> {
     let from = match q.get("resourceVersion").map(String::as_str) {
         None | Some("") | Some("0") => None,
@@ -701,6 +873,7 @@ fn watch(
         namespace,
         labels,
         fields,
+        metadata_only: metadata_only_events,
     };
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(256);
     let body = StreamBody::new(ReceiverStream::new(rx)).boxed();
@@ -776,7 +949,7 @@ async fn stream_watch(
     for ev in &start.backlog {
         last_rv = last_rv.max(ev.rv);
         if let Some(kind) = filter.view(ev)
-            && !send(&tx, event_line(kind.as_str(), ev.object_json())).await
+            && !send(&tx, event_line(kind.as_str(), &filter.payload(ev))).await
         {
             return;
         }
@@ -794,7 +967,7 @@ async fn stream_watch(
                     if ev.rv <= last_rv { continue; }
                     last_rv = ev.rv;
                     if let Some(kind) = filter.view(&ev)
-                        && !send(&tx, event_line(kind.as_str(), ev.object_json())).await {
+                        && !send(&tx, event_line(kind.as_str(), &filter.payload(&ev))).await {
                         return;
                     }
                 }
@@ -805,7 +978,7 @@ async fn stream_watch(
                             for ev in resumed.backlog {
                                 last_rv = last_rv.max(ev.rv);
                                 if let Some(kind) = filter.view(&ev)
-                                    && !send(&tx, event_line(kind.as_str(), ev.object_json())).await {
+                                    && !send(&tx, event_line(kind.as_str(), &filter.payload(&ev))).await {
                                     return;
                                 }
                             }

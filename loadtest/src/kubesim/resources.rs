@@ -74,6 +74,44 @@ impl ResourceType {
         self.group.is_empty() && self.plural == "namespaces"
     }
 
+    /// Discovery categories: the built-in workloads are in `all` (`kubectl get all`).
+    pub fn categories(&self) -> Vec<&'static str> {
+        let all = matches!(
+            (self.group.as_str(), self.plural.as_str()),
+            ("", "pods" | "services" | "replicationcontrollers")
+                | (
+                    "apps",
+                    "deployments" | "statefulsets" | "daemonsets" | "replicasets"
+                )
+                | ("batch", "jobs" | "cronjobs")
+        ) && !self.custom;
+        if all { vec!["all"] } else { Vec::new() }
+    }
+
+    /// One resource of an aggregated (`apidiscovery.k8s.io/v2`) discovery document.
+    fn aggregated_entry(&self) -> Value {
+        let gvk = json!({"group": self.group, "version": self.version, "kind": self.kind});
+        let mut e = json!({
+            "resource": self.plural,
+            "responseKind": gvk,
+            "scope": if self.namespaced { "Namespaced" } else { "Cluster" },
+            "singularResource": self.singular,
+            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+        });
+        if !self.short_names.is_empty() {
+            e["shortNames"] = json!(self.short_names);
+        }
+        let categories = self.categories();
+        if !categories.is_empty() {
+            e["categories"] = json!(categories);
+        }
+        if self.has_status {
+            e["subresources"] = json!([{"subresource": "status", "responseKind": gvk,
+                                        "verbs": ["get", "patch", "update"]}]);
+        }
+        e
+    }
+
     pub fn is_crd(&self) -> bool {
         self.group == "apiextensions.k8s.io" && self.plural == "customresourcedefinitions"
     }
@@ -98,6 +136,10 @@ impl ResourceType {
         });
         if !self.short_names.is_empty() {
             main["shortNames"] = json!(self.short_names);
+        }
+        let categories = self.categories();
+        if !categories.is_empty() {
+            main["categories"] = json!(categories);
         }
         let mut out = vec![main];
         if self.has_status {
@@ -358,6 +400,31 @@ impl Registry {
             .map(|(g, versions)| group_doc(&g, versions.keys()))
             .collect();
         json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+    }
+
+    /// Aggregated discovery (`apidiscovery.k8s.io/v2` `APIGroupDiscoveryList`): the core group
+    /// for `/api` (`core`), every other group for `/apis`; versions in preference order.
+    pub fn aggregated(&self, core: bool) -> Value {
+        let items: Vec<Value> = self
+            .grouped()
+            .into_iter()
+            .filter(|(g, _)| g.is_empty() == core)
+            .map(|(g, versions)| {
+                let mut vs: Vec<(String, Vec<Arc<ResourceType>>)> = versions.into_iter().collect();
+                vs.sort_by_key(|(v, _)| std::cmp::Reverse(version_priority(v)));
+                let versions: Vec<Value> = vs
+                    .into_iter()
+                    .map(|(v, types)| {
+                        let resources: Vec<Value> =
+                            types.iter().map(|t| t.aggregated_entry()).collect();
+                        json!({"version": v, "resources": resources, "freshness": "Current"})
+                    })
+                    .collect();
+                json!({"metadata": {"name": g}, "versions": versions})
+            })
+            .collect();
+        json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+               "metadata": {}, "items": items})
     }
 
     /// `/apis/{group}`.

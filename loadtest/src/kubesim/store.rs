@@ -332,6 +332,31 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(rt, name))
     }
 
+    /// A custom resource version's `additionalPrinterColumns` (for `Table` output).
+    pub fn printer_columns(&self, rt: &ResourceType) -> Vec<Value> {
+        if !rt.custom {
+            return Vec::new();
+        }
+        let inner = self.inner.read();
+        let gr = GroupResource {
+            group: "apiextensions.k8s.io".into(),
+            resource: "customresourcedefinitions".into(),
+        };
+        let key = (String::new(), format!("{}.{}", rt.plural, rt.group));
+        inner
+            .get(&gr, &key)
+            .and_then(|crd| {
+                crd.pointer("/spec/versions")?
+                    .as_array()?
+                    .iter()
+                    .find(|v| v["name"] == rt.version.as_str())?
+                    .get("additionalPrinterColumns")?
+                    .as_array()
+                    .cloned()
+            })
+            .unwrap_or_default()
+    }
+
     /// List `rt` (in `ns`, or everywhere when `None`) with a filter and optional paging.
     /// A continue token serves the rest of the snapshot its first page came from, and
     /// `exact` the snapshot at that resourceVersion: both rebuilt from the event history, or
