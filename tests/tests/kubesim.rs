@@ -495,3 +495,135 @@ async fn tls_clusters_verify_against_the_published_ca() -> Result<()> {
     ensure!(config["tlsClientConfig"]["caData"].is_string(), "{config}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_own_replica_sets_that_own_pods_and_roll_over() -> Result<()> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::Pod;
+    let sim = start(1).await?;
+    let name = sim.clusters()[0].name.clone();
+    let client = client_for(&sim, &name).await?;
+    let deploys = Api::<Deployment>::namespaced(client.clone(), "default");
+    let sets = Api::<ReplicaSet>::namespaced(client.clone(), "default");
+    let pods = Api::<Pod>::namespaced(client.clone(), "default");
+    let d = deploys
+        .patch(
+            "tree",
+            &PatchParams::apply("t"),
+            &Patch::Apply(mk_deploy("tree", None)),
+        )
+        .await?;
+    let uid = d.metadata.uid.clone().context("uid")?;
+    let owned_by =
+        |refs: &Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+         uid: &str| {
+            refs.iter()
+                .flatten()
+                .any(|r| r.uid == uid && r.controller == Some(true))
+        };
+    // One ReplicaSet named in the Deployment's Progressing message, with two running Pods.
+    let rs = eventually(
+        "a ReplicaSet with 2 ready pods",
+        Duration::from_secs(20),
+        || async {
+            let list = sets.list(&ListParams::default()).await?;
+            let rs = list
+                .items
+                .into_iter()
+                .find(|r| owned_by(&r.metadata.owner_references, &uid));
+            Ok(rs.filter(|r| r.status.as_ref().and_then(|s| s.ready_replicas) == Some(2)))
+        },
+    )
+    .await?;
+    let rs_name = rs.metadata.name.clone().context("name")?;
+    let rs_uid = rs.metadata.uid.clone().context("uid")?;
+    let d = deploys.get("tree").await?;
+    let progressing = d
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_.as_deref() == Some("Progressing"))
+        .and_then(|c| c.message)
+        .unwrap_or_default();
+    ensure!(
+        progressing.contains(&rs_name),
+        "{progressing} names {rs_name}"
+    );
+    let running = eventually("2 running pods", Duration::from_secs(20), || async {
+        let list = pods.list(&ListParams::default()).await?;
+        let mine: Vec<Pod> = list
+            .items
+            .into_iter()
+            .filter(|p| owned_by(&p.metadata.owner_references, &rs_uid))
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .collect();
+        Ok((mine.len() == 2).then_some(mine))
+    })
+    .await?;
+    let pod = &running[0];
+    ensure!(
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .is_some()
+    );
+    let status = pod.status.clone().context("status")?;
+    let types: Vec<String> = status
+        .conditions
+        .iter()
+        .flatten()
+        .map(|c| c.type_.clone())
+        .collect();
+    for t in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+        ensure!(types.iter().any(|x| x == t), "{t} in {types:?}");
+    }
+    ensure!(
+        status
+            .container_statuses
+            .iter()
+            .flatten()
+            .all(|c| !c.image_id.is_empty())
+    );
+    // A new template: a new ReplicaSet takes the pods, the old one scales to zero.
+    let mut next = mk_deploy("tree", None);
+    next["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+    deploys
+        .patch("tree", &PatchParams::apply("t"), &Patch::Apply(next))
+        .await?;
+    eventually("rolled over", Duration::from_secs(20), || async {
+        let list = sets.list(&ListParams::default()).await?;
+        let mine: Vec<ReplicaSet> = list
+            .items
+            .into_iter()
+            .filter(|r| owned_by(&r.metadata.owner_references, &uid))
+            .collect();
+        let old = mine
+            .iter()
+            .find(|r| r.metadata.name.as_deref() == Some(rs_name.as_str()));
+        let new = mine
+            .iter()
+            .find(|r| r.metadata.name.as_deref() != Some(rs_name.as_str()));
+        let old_pods = pods
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| owned_by(&p.metadata.owner_references, &rs_uid))
+            .count();
+        Ok((old.and_then(|r| r.spec.replicas) == Some(0)
+            && new.and_then(|r| r.spec.replicas) == Some(2)
+            && old_pods == 0)
+            .then_some(()))
+    })
+    .await?;
+    // Deleting the Deployment collects its ReplicaSets and Pods.
+    deploys.delete("tree", &Default::default()).await?;
+    eventually("children collected", Duration::from_secs(20), || async {
+        let left = sets.list(&ListParams::default()).await?.items.len()
+            + pods.list(&ListParams::default()).await?.items.len();
+        Ok((left == 0).then_some(()))
+    })
+    .await?;
+    Ok(())
+}

@@ -34,6 +34,10 @@ struct Args {
     /// Delay before simulated workloads report ready, in milliseconds.
     #[arg(long, default_value_t = 500, env = "KUBESIM_READY_DELAY_MS")]
     ready_delay_ms: u64,
+    /// Deployments get ReplicaSets and Pods, as on a real cluster (`false`: status only, which
+    /// saves memory in big load tests).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "KUBESIM_WORKLOAD_CHILDREN")]
+    workload_children: bool,
     /// Watch events kept per cluster; older resourceVersions get 410 Gone.
     #[arg(long, default_value_t = 10_000, env = "KUBESIM_HISTORY")]
     history: usize,
@@ -71,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         tls: args.tls,
         sim: SimSettings {
             ready_delay: Duration::from_millis(args.ready_delay_ms),
+            children: args.workload_children,
             ..SimSettings::default()
         },
         ..SimConfig::default()

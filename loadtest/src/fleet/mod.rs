@@ -55,6 +55,8 @@ pub struct FleetConfig {
     /// Run kubesim as its own `kubesim` process instead of inside this one (load tests, to
     /// measure its CPU and memory apart from the harness).
     pub kubesim_process: bool,
+    /// Simulated Deployments get ReplicaSets and Pods (kubesim's `children`).
+    pub workload_children: bool,
     /// Environment for every controller and repo-server (e.g. `OTEL_*`).
     pub env: Vec<(String, String)>,
 }
@@ -77,6 +79,7 @@ impl Default for FleetConfig {
             webhook_github_secret: None,
             repo_server_args: Vec::new(),
             kubesim_process: false,
+            workload_children: true,
             env: Vec::new(),
         }
     }
@@ -236,6 +239,7 @@ async fn start_sim_process(dir: &Path, cfg: &FleetConfig, kubeconfig: &Path) -> 
         cfg.ready_delay.as_millis().to_string(),
         "--history".into(),
         "50000".into(),
+        format!("--workload-children={}", cfg.workload_children),
         "--json-file".into(),
         out.display().to_string(),
     ];
@@ -439,6 +443,7 @@ impl Fleet {
                 tls: true,
                 sim: SimSettings {
                     ready_delay: cfg.ready_delay,
+                    children: cfg.workload_children,
                     ..Default::default()
                 },
                 ..Default::default()

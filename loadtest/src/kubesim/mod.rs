@@ -7,6 +7,7 @@
 pub mod admin;
 mod api;
 pub mod audit;
+pub mod children;
 pub mod error;
 pub mod faults;
 pub mod fields;

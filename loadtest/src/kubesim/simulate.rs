@@ -25,8 +25,11 @@ pub const DELAY_ANNOTATION: &str = "kubesim.flotilla.dev/ready-after-ms";
 #[derive(Debug, Clone)]
 pub struct SimSettings {
     pub ready_delay: Duration,
-    /// Nodes a DaemonSet is scheduled on.
+    /// Nodes a DaemonSet is scheduled on (and Pods spread over).
     pub nodes: i64,
+    /// Deployments get ReplicaSets and Pods (`children.rs`), as on a real cluster; off saves
+    /// memory in the big load tests.
+    pub children: bool,
 }
 
 impl Default for SimSettings {
@@ -34,6 +37,7 @@ impl Default for SimSettings {
         Self {
             ready_delay: Duration::from_millis(500),
             nodes: 3,
+            children: true,
         }
     }
 }
@@ -109,27 +113,28 @@ pub fn target_status(kind: Simulated, obj: &Value, settings: &SimSettings) -> Op
         Simulated::None => return None,
         Simulated::Deployment => {
             let r = int_at(obj, "/spec/replicas", 1);
+            let rs = super::children::replica_set_name(obj);
             match b {
                 Behavior::Ready => json!({
                 "observedGeneration": gen_, "replicas": r, "updatedReplicas": r,
                 "readyReplicas": r, "availableReplicas": r,
                 "conditions": [
                     condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", &now),
-                    condition("Progressing", "True", "NewReplicaSetAvailable", &format!("ReplicaSet \"{name}\" has successfully progressed."), &now),
+                    condition("Progressing", "True", "NewReplicaSetAvailable", &format!("ReplicaSet \"{rs}\" has successfully progressed."), &now),
                 ]}),
                 Behavior::Progressing => json!({
                 "observedGeneration": gen_, "replicas": r, "updatedReplicas": r,
                 "unavailableReplicas": r,
                 "conditions": [
                     condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", &now),
-                    condition("Progressing", "True", "ReplicaSetUpdated", &format!("ReplicaSet \"{name}\" is progressing."), &now),
+                    condition("Progressing", "True", "ReplicaSetUpdated", &format!("ReplicaSet \"{rs}\" is progressing."), &now),
                 ]}),
                 Behavior::Degraded => json!({
                 "observedGeneration": gen_, "replicas": r, "updatedReplicas": r,
                 "unavailableReplicas": r,
                 "conditions": [
                     condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", &now),
-                    condition("Progressing", "False", "ProgressDeadlineExceeded", &format!("ReplicaSet \"{name}\" has timed out progressing."), &now),
+                    condition("Progressing", "False", "ProgressDeadlineExceeded", &format!("ReplicaSet \"{rs}\" has timed out progressing."), &now),
                 ]}),
             }
         }
@@ -171,8 +176,14 @@ pub fn target_status(kind: Simulated, obj: &Value, settings: &SimSettings) -> Op
                                     "message": "back-off 5m0s restarting failed container"}})
                                 }
                             };
+                            let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+                            let digest = super::children::template_hash(
+                                &json!({"spec": {"template": image}}),
+                            );
                             json!({"name": c.get("name").cloned().unwrap_or(Value::Null),
-                                   "image": c.get("image").cloned().unwrap_or(Value::Null),
+                                   "image": image,
+                                   "imageID": format!("{image}@sha256:{digest}"),
+                                   "containerID": format!("containerd://{digest}"),
                                    "ready": b == Behavior::Ready,
                                    "restartCount": if b == Behavior::Degraded { 5 } else { 0 },
                                    "started": b == Behavior::Ready,
@@ -186,9 +197,12 @@ pub fn target_status(kind: Simulated, obj: &Value, settings: &SimSettings) -> Op
                 Behavior::Progressing => ("Pending", "False"),
                 Behavior::Degraded => ("Running", "False"),
             };
+            let cond = |t: &str, s: &str| json!({"type": t, "status": s, "lastProbeTime": null, "lastTransitionTime": now});
             json!({"phase": phase, "qosClass": "BestEffort", "podIP": "10.244.0.10",
                    "hostIP": "10.0.0.1", "startTime": now,
-                   "conditions": [condition("Ready", ready, "", "", &now)],
+                   "conditions": [cond("PodReadyToStartContainers", if b == Behavior::Progressing { "False" } else { "True" }),
+                                  cond("Initialized", "True"), cond("Ready", ready),
+                                  cond("ContainersReady", ready), cond("PodScheduled", "True")],
                    "containerStatuses": containers})
         }
         Simulated::Job => {
@@ -268,6 +282,9 @@ pub async fn run(store: Arc<Store>, mut rx: mpsc::UnboundedReceiver<Touch>, sett
                         store.write_status(&touch.rt.group_resource(), &touch.key, |obj| {
                             target_status(kind, obj, &settings)
                         });
+                        if settings.children && kind == Simulated::Deployment {
+                            super::children::sync_deployment(&store, &touch.key.0, &touch.key.1, settings.nodes);
+                        }
                     }
                 }
             }
