@@ -68,6 +68,8 @@ pub fn ensure_built() -> Result<()> {
             "flotilla-repo-server",
             "-p",
             "flotilla-loadtest",
+            "-p",
+            "kubesim",
         ])
         .arg("--target-dir")
         .arg(&target)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use flotilla_loadtest::kubesim::{KubeSim, SimConfig, SimSettings};
+use kubesim::{KubeSim, SimConfig, SimSettings};
 
 /// Serve many virtual Kubernetes clusters over the real Kubernetes HTTP API, for tests and
 /// load tests of Flotilla. Writes a kubeconfig with one context per cluster and, in the
@@ -61,7 +61,12 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    flotilla_loadtest::stderr_logs("info");
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     let sim = KubeSim::start(SimConfig {
         clusters: args.clusters,

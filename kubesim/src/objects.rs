@@ -338,7 +338,7 @@ pub fn initial_status(rt: &ResourceType) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubesim::resources::Registry;
+    use crate::resources::Registry;
 
     fn rt(group: &str, plural: &str) -> std::sync::Arc<ResourceType> {
         let v = if group == "autoscaling" { "v2" } else { "v1" };

@@ -5,9 +5,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use flotilla_loadtest::kubesim::fields::Scope;
-use flotilla_loadtest::kubesim::resources::ResourceType;
-use flotilla_loadtest::kubesim::store::{PatchKind, Store, WriteCtx};
+use kubesim::fields::Scope;
+use kubesim::resources::ResourceType;
+use kubesim::store::{PatchKind, Store, WriteCtx};
 use serde_json::json;
 
 fn loaded_store() -> (Store, Arc<ResourceType>, Arc<ResourceType>) {

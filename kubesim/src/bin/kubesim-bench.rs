@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use flotilla_loadtest::kubesim::store::WriteCtx;
-use flotilla_loadtest::kubesim::{KubeSim, SimConfig};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
+use kubesim::store::WriteCtx;
+use kubesim::{KubeSim, SimConfig};
 use rand::Rng;
 use serde_json::json;
 

@@ -3,6 +3,8 @@
 //!
 //! Start it with [`KubeSim::start`]; talk to it with any Kubernetes client using
 //! [`KubeSim::kubeconfig_yaml`]; inject faults and read the request log through [`Cluster`].
+//! Must not know about Flotilla: it is a Kubernetes API server, nothing more.
+#![forbid(unsafe_code)]
 
 pub mod admin;
 mod api;
