@@ -20,6 +20,7 @@ pub mod schema;
 pub mod selector;
 pub mod simulate;
 pub mod store;
+pub mod structural;
 pub mod tls;
 pub mod typed;
 

@@ -334,26 +334,9 @@ impl Store {
 
     /// A custom resource version's `additionalPrinterColumns` (for `Table` output).
     pub fn printer_columns(&self, rt: &ResourceType) -> Vec<Value> {
-        if !rt.custom {
-            return Vec::new();
-        }
         let inner = self.inner.read();
-        let gr = GroupResource {
-            group: "apiextensions.k8s.io".into(),
-            resource: "customresourcedefinitions".into(),
-        };
-        let key = (String::new(), format!("{}.{}", rt.plural, rt.group));
-        inner
-            .get(&gr, &key)
-            .and_then(|crd| {
-                crd.pointer("/spec/versions")?
-                    .as_array()?
-                    .iter()
-                    .find(|v| v["name"] == rt.version.as_str())?
-                    .get("additionalPrinterColumns")?
-                    .as_array()
-                    .cloned()
-            })
+        crd_version(&inner, rt)
+            .and_then(|v| v.get("additionalPrinterColumns")?.as_array().cloned())
             .unwrap_or_default()
     }
 
@@ -510,6 +493,9 @@ impl Store {
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
         super::typed::check(rt, &mut obj, ctx.field_validation)?;
+        let schema = crd_version(&self.inner.read(), rt)
+            .and_then(|v| v.pointer("/schema/openAPIV3Schema").cloned());
+        check_custom(rt, schema.as_ref(), &mut obj, ctx)?;
         validate(rt, &obj)?;
         let now = now_rfc3339();
         {
@@ -1199,6 +1185,9 @@ impl Inner {
             meta_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
         super::typed::check(rt, &mut new, ctx.field_validation)?;
+        let schema =
+            crd_version(self, rt).and_then(|v| v.pointer("/schema/openAPIV3Schema").cloned());
+        check_custom(rt, schema.as_ref(), &mut new, ctx)?;
         validate(rt, &new)?;
         if is_deleting(old) {
             let before = finalizers(old);
@@ -1466,4 +1455,48 @@ fn record_with_requested(
 pub struct Deleted {
     pub object: Arc<Value>,
     pub gone: bool,
+}
+
+/// The CRD version entry (`spec.versions[]`) serving custom resource type `rt`.
+fn crd_version(inner: &Inner, rt: &ResourceType) -> Option<Value> {
+    if !rt.custom {
+        return None;
+    }
+    let gr = GroupResource {
+        group: "apiextensions.k8s.io".into(),
+        resource: "customresourcedefinitions".into(),
+    };
+    let crd = inner.get(&gr, &(String::new(), format!("{}.{}", rt.plural, rt.group)))?;
+    crd.pointer("/spec/versions")?
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == rt.version.as_str())
+        .cloned()
+}
+
+/// A custom resource under its CRD's structural schema (`structural.rs`): unknown fields
+/// pruned (400 with `fieldValidation=Strict`), defaults filled, types/required/enum checked.
+fn check_custom(
+    rt: &ResourceType,
+    schema: Option<&Value>,
+    obj: &mut Value,
+    ctx: &WriteCtx,
+) -> ApiResult<()> {
+    let Some(schema) = schema else {
+        return Ok(());
+    };
+    let name = name_of(obj).to_string();
+    let pruned = super::structural::apply(schema, obj)
+        .map_err(|(path, msg)| ApiError::invalid(&rt.kind, rt, &name, &path, &msg))?;
+    if ctx.field_validation == super::typed::FieldValidation::Strict && !pruned.is_empty() {
+        let list: Vec<String> = pruned
+            .iter()
+            .map(|p| format!("unknown field \"{p}\""))
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            list.join(", ")
+        )));
+    }
+    Ok(())
 }

@@ -1136,6 +1136,74 @@ async fn widget_crd(t: &Target) -> Result<(Api<DynamicObject>, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_follow_their_structural_schema() -> Result<()> {
+    let t = Target::new().await?;
+    let group = format!("{}.conformance.flotilla.dev", t.unique("p"));
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": format!("sprockets.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "sprockets", "singular": "sprocket", "kind": "Sprocket"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                   "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                     "spec": {"type": "object", "required": ["size"], "properties": {
+                       "size": {"type": "integer"},
+                       "mode": {"type": "string", "enum": ["fast", "slow"], "default": "slow"},
+                       "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}}}]}
+    }))?;
+    Api::<CustomResourceDefinition>::all(t.client.clone())
+        .create(&PostParams::default(), &crd)
+        .await?;
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(&group, "v1", "Sprocket"),
+        "sprockets",
+    );
+    let ns = t.namespace("prune").await?;
+    let api: Api<DynamicObject> = Api::namespaced_with(t.client.clone(), &ns, &ar);
+    eventually("sprockets served", Duration::from_secs(30), || async {
+        Ok(api.list(&ListParams::default()).await.ok().map(|_| ()))
+    })
+    .await?;
+    let mk = |name: &str, spec: Value| -> Result<DynamicObject> {
+        Ok(serde_json::from_value(
+            json!({"apiVersion": format!("{group}/v1"), "kind": "Sprocket",
+            "metadata": {"name": name}, "spec": spec, "unknownTop": 1}),
+        )?)
+    };
+    // Unknown fields vanish silently; defaults appear; preserved subtrees stay.
+    let created = api
+        .create(
+            &PostParams::default(),
+            &mk(
+                "a",
+                json!({"size": 3, "typo": true, "extra": {"any": {"thing": 1}}}),
+            )?,
+        )
+        .await?;
+    let v = serde_json::to_value(&created)?;
+    ensure!(
+        v.get("unknownTop").is_none() && v["spec"].get("typo").is_none(),
+        "{v}"
+    );
+    ensure!(
+        v["spec"]["mode"] == "slow" && v["spec"]["extra"]["any"]["thing"] == 1,
+        "{v}"
+    );
+    // Wrong types, missing required fields and values outside the enum are refused.
+    for (name, spec) in [
+        ("b", json!({"size": "three"})),
+        ("c", json!({"mode": "fast"})),
+        ("d", json!({"size": 1, "mode": "warp"})),
+    ] {
+        let err = api
+            .create(&PostParams::default(), &mk(name, spec.clone())?)
+            .await
+            .expect_err("refused");
+        ensure!(status_of(&err)?.0 == 422, "{spec}: {err}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_subresource_and_generation() -> Result<()> {
     let t = Target::new().await?;
     let (api, crd_name) = widget_crd(&t).await?;
