@@ -577,7 +577,7 @@ async fn serve(
             let yaml = match ct.as_str() {
                 "application/json" | "" | "*/*" => false,
                 "application/yaml" | "application/x-yaml" => true,
-                other => return Err(ApiError::unsupported_media_type(other)),
+                other => return Err(ApiError::unsupported_body_type(other)),
             };
             if rt.namespaced && namespace.is_none() {
                 return Err(ApiError::no_route());
@@ -811,8 +811,9 @@ fn list_resource_version(q: &HashMap<String, String>, current: u64) -> ApiResult
     let rvm = q.get("resourceVersionMatch").filter(|s| !s.is_empty());
     let has_continue = q.get("continue").is_some_and(|c| !c.is_empty());
     if has_continue && rv.is_some_and(|r| r != "0") {
-        return Err(ApiError::bad_request(
-            "specifying resource version is not allowed when using continue",
+        return Err(ApiError::invalid_list_options(
+            "continue",
+            "Forbidden: specifying resource version is not allowed when using continue",
         ));
     }
     let parsed = match rv {
@@ -824,14 +825,17 @@ fn list_resource_version(q: &HashMap<String, String>, current: u64) -> ApiResult
         })?),
     };
     match (rvm.map(String::as_str), parsed) {
-        (Some(_), None) => Err(ApiError::bad_request(
-            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+        (Some(_), None) => Err(ApiError::invalid_list_options(
+            "resourceVersionMatch",
+            "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
         )),
-        (Some(m), _) if m != "Exact" && m != "NotOlderThan" => Err(ApiError::bad_request(format!(
-            "resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""
-        ))),
-        (Some("Exact"), Some(0)) => Err(ApiError::bad_request(
-            "resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        (Some(m), _) if m != "Exact" && m != "NotOlderThan" => Err(ApiError::invalid_list_options(
+            "resourceVersionMatch",
+            &format!("Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""),
+        )),
+        (Some("Exact"), Some(0)) => Err(ApiError::invalid_list_options(
+            "resourceVersionMatch",
+            "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
         )),
         (_, Some(r)) if r > current => Err(ApiError::too_large_rv(r, current)),
         (Some("Exact"), Some(r)) => Ok(Some(r)),
@@ -868,6 +872,20 @@ fn watch(
         .map_or(cluster.settings.watch_timeout, Duration::from_secs);
     let bookmarks = truthy(q, "allowWatchBookmarks");
     let initial_end_marker = truthy(q, "sendInitialEvents");
+    if initial_end_marker {
+        if q.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan") {
+            return Err(ApiError::invalid_list_options(
+                "resourceVersionMatch",
+                "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if !bookmarks {
+            return Err(ApiError::invalid_list_options(
+                "allowWatchBookmarks",
+                "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
+            ));
+        }
+    }
     let filter = WatchFilter {
         gr: rt.group_resource(),
         namespace,

@@ -142,6 +142,18 @@ impl ApiError {
         .with_details(d)
     }
 
+    /// 422 for list/watch options, as `ValidateListOptions` answers
+    /// (`ListOptions.meta.k8s.io "" is invalid: field: detail`).
+    pub fn invalid_list_options(field: &str, detail: &str) -> Self {
+        Self::new(
+            422,
+            "Invalid",
+            format!("ListOptions.meta.k8s.io \"\" is invalid: {field}: {detail}"),
+        )
+        .with_details(json!({"group": "meta.k8s.io", "kind": "ListOptions",
+            "causes": [{"reason": "FieldValueForbidden", "message": detail, "field": field}]}))
+    }
+
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
     }
@@ -171,12 +183,28 @@ impl ApiError {
         )
     }
 
+    /// 415 for a PATCH body type (the list a real server gives for patches).
     pub fn unsupported_media_type(content_type: &str) -> Self {
+        Self::media_type(
+            content_type,
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        )
+    }
+
+    /// 415 for a create or update body type.
+    pub fn unsupported_body_type(content_type: &str) -> Self {
+        Self::media_type(
+            content_type,
+            "application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        )
+    }
+
+    fn media_type(content_type: &str, accepted: &str) -> Self {
         Self::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got {content_type:?}"
+                "the body of the request was in an unknown format - accepted media types include: {accepted}; got {content_type:?}"
             ),
         )
     }

@@ -256,6 +256,7 @@ pub fn extra_fields(group: &str, plural: &str) -> &'static [&'static str] {
             "type",
         ],
         ("batch", "jobs") => &["status.successful"],
+        ("", "nodes") => &["spec.unschedulable"],
         _ => &[],
     }
 }

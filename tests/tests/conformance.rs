@@ -434,7 +434,17 @@ async fn pages_and_exact_lists_serve_one_snapshot() -> Result<()> {
     )
     .await?
     .expect_err("resourceVersionMatch needs resourceVersion");
-    ensure!(status_of(&no_rv)?.0 == 400, "{no_rv}");
+    ensure!(status_of(&no_rv)?.0 == 422, "{no_rv}");
+    let initial = raw(
+        &t.client,
+        "GET",
+        &format!("{path}?watch=1&sendInitialEvents=true&allowWatchBookmarks=true"),
+        "application/json",
+        b"",
+    )
+    .await?
+    .expect_err("sendInitialEvents needs resourceVersionMatch=NotOlderThan");
+    ensure!(status_of(&initial)?.0 == 422, "{initial}");
     let future = raw(
         &t.no_retry,
         "GET",
@@ -956,6 +966,10 @@ async fn every_server_has_its_bootstrap_objects_and_common_kinds() -> Result<()>
             .any(|(ar, _)| ar.kind == kind);
         ensure!(found, "{group}/{kind} is served");
     }
+    // `kubectl drain` and the node controller select nodes by spec.unschedulable.
+    Api::<k8s_openapi::api::core::v1::Node>::all(t.client.clone())
+        .list(&ListParams::default().fields("spec.unschedulable=false"))
+        .await?;
     // A Status is written with details before code, and every document ends with a newline.
     let resp = t
         .no_retry
