@@ -136,6 +136,7 @@ fn resource_route(
     if let Some(s) = sub
         && !(s == "status" && rt.has_status)
         && !(s == "finalize" && rt.is_namespace())
+        && !(s == "scale" && rt.has_scale())
     {
         return Err(ApiError::no_route());
     }
@@ -492,6 +493,12 @@ async fn serve(
     let store = &cluster.store;
     let method = req.method().clone();
     let repr = accept_as(&req);
+    if sub.as_deref() == Some("scale")
+        && let Some(name) = &name
+    {
+        facts.verb = method.as_str().to_lowercase();
+        return scale(store, &rt, &ns, name, req, &q).await;
+    }
     match (method, name) {
         (Method::GET, None) => {
             let (labels, fields) = parse_selectors(&rt, &q)?;
@@ -802,6 +809,104 @@ fn event_line(kind: &str, object: &[u8]) -> Bytes {
     out.extend_from_slice(object);
     out.extend_from_slice(b"}\n");
     Bytes::from(out)
+}
+
+/// The `autoscaling/v1` Scale of a replicated workload.
+fn scale_of(obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            let mut parts: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            parts.sort();
+            parts.join(",")
+        })
+        .unwrap_or_default();
+    let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
+    let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
+    json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+           "metadata": {"name": pick("name"), "namespace": pick("namespace"), "uid": pick("uid"),
+                        "resourceVersion": pick("resourceVersion"),
+                        "creationTimestamp": pick("creationTimestamp")},
+           "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+           "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+                      "selector": selector}})
+}
+
+/// `/scale`: GET the Scale; PUT one, or PATCH it (JSON, merge, strategic), to set replicas.
+async fn scale(
+    store: &Arc<super::store::Store>,
+    rt: &Arc<ResourceType>,
+    ns: &str,
+    name: &str,
+    req: Request<Incoming>,
+    q: &HashMap<String, String>,
+) -> ApiResult<Response<Body>> {
+    let method = req.method().clone();
+    let obj = store.get(rt, ns, name)?;
+    let current = scale_of(&obj);
+    let wanted = match method {
+        Method::GET => return Ok(json_response(StatusCode::OK, &current)),
+        Method::PUT => {
+            let body = read_body(req).await?;
+            let v: Value = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("Scale: {e}")))?;
+            v
+        }
+        Method::PATCH => {
+            let ct = content_type(&req);
+            let body = read_body(req).await?;
+            let mut target = current.clone();
+            match ct.as_str() {
+                "application/json-patch+json" => super::patch::json_patch(&mut target, &body),
+                "application/merge-patch+json" => super::patch::merge_patch(&mut target, &body),
+                "application/strategic-merge-patch+json" => {
+                    super::patch::strategic_merge_patch(&mut target, &body)
+                }
+                other => return Err(ApiError::unsupported_media_type(other)),
+            }
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            target
+        }
+        m => return Err(ApiError::method_not_allowed(m.as_str(), rt)),
+    };
+    let Some(replicas) = wanted.pointer("/spec/replicas").and_then(Value::as_i64) else {
+        return Err(ApiError::invalid(
+            "Scale",
+            rt,
+            name,
+            "spec.replicas",
+            "Required value",
+        ));
+    };
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            "Scale",
+            rt,
+            name,
+            "spec.replicas",
+            &format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+        ));
+    }
+    let ctx = WriteCtx {
+        manager: manager_for(q, "kubectl"),
+        dry_run: dry_run(q)?,
+        field_validation: FieldValidation::Warn,
+    };
+    let patch = json!({"spec": {"replicas": replicas}});
+    let (updated, _) = store.patch(
+        rt,
+        ns,
+        name,
+        super::store::PatchKind::Merge,
+        patch.to_string().as_bytes(),
+        Scope::Main,
+        &ctx,
+    )?;
+    Ok(json_response(StatusCode::OK, &scale_of(&updated)))
 }
 
 /// Check a list's `resourceVersion` / `resourceVersionMatch` as a real server does; returns

@@ -112,6 +112,16 @@ impl ResourceType {
         e
     }
 
+    /// Has a `/scale` subresource (`autoscaling/v1` Scale): the replicated workloads.
+    pub fn has_scale(&self) -> bool {
+        !self.custom
+            && matches!(
+                (self.group.as_str(), self.plural.as_str()),
+                ("apps", "deployments" | "statefulsets" | "replicasets")
+                    | ("", "replicationcontrollers")
+            )
+    }
+
     pub fn is_crd(&self) -> bool {
         self.group == "apiextensions.k8s.io" && self.plural == "customresourcedefinitions"
     }
@@ -142,6 +152,17 @@ impl ResourceType {
             main["categories"] = json!(categories);
         }
         let mut out = vec![main];
+        if self.has_scale() {
+            out.push(json!({
+                "name": format!("{}/scale", self.plural),
+                "singularName": "",
+                "namespaced": self.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
         if self.has_status {
             out.push(json!({
                 "name": format!("{}/status", self.plural),

@@ -1079,6 +1079,46 @@ async fn accept_header_selects_metadata_tables_and_aggregated_discovery() -> Res
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_scale_through_the_scale_subresource() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("scale").await?;
+    let deploys = Api::<Deployment>::namespaced(t.client.clone(), &ns);
+    deploys
+        .patch(
+            "web",
+            &PatchParams::apply("t"),
+            &Patch::Apply(&mk_deploy("web", 2, "nginx:1.27")),
+        )
+        .await?;
+    let s = deploys.get_scale("web").await?;
+    ensure!(s.spec.as_ref().and_then(|s| s.replicas) == Some(2), "{s:?}");
+    ensure!(
+        s.status.as_ref().and_then(|s| s.selector.as_deref()) == Some("app=web"),
+        "{s:?}"
+    );
+    // What `kubectl scale` and an HPA do.
+    let s = deploys
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await?;
+    ensure!(s.spec.and_then(|s| s.replicas) == Some(5));
+    ensure!(deploys.get("web").await?.spec.replicas == Some(5));
+    let err = deploys
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": -1}})),
+        )
+        .await
+        .expect_err("negative replicas");
+    ensure!(status_of(&err)?.0 == 422, "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_changes_nothing() -> Result<()> {
     let t = Target::new().await?;
     let ns = t.namespace("dry").await?;
