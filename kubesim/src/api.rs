@@ -237,6 +237,15 @@ fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
     q.get(k).is_some_and(|v| v == "true" || v == "1")
 }
 
+/// Who writes, whether for real, and how unknown fields are treated.
+fn write_ctx(q: &HashMap<String, String>, user_agent: &str, dry: bool) -> ApiResult<WriteCtx> {
+    Ok(WriteCtx {
+        manager: manager_for(q, user_agent),
+        dry_run: dry,
+        field_validation: FieldValidation::parse(q.get("fieldValidation").map(String::as_str))?,
+    })
+}
+
 fn manager_for(q: &HashMap<String, String>, user_agent: &str) -> String {
     match q.get("fieldManager") {
         Some(m) if !m.is_empty() => m.clone(),
@@ -591,13 +600,7 @@ async fn serve(
             }
             let body = read_body(req).await?;
             let obj = parse_body(&body, yaml)?;
-            let ctx = WriteCtx {
-                manager: manager_for(&q, user_agent),
-                dry_run: dry,
-                field_validation: FieldValidation::parse(
-                    q.get("fieldValidation").map(String::as_str),
-                )?,
-            };
+            let ctx = write_ctx(&q, user_agent, dry)?;
             let created = store.create(&rt, &ns, obj, &ctx)?;
             facts.name = created
                 .pointer("/metadata/name")
@@ -612,13 +615,7 @@ async fn serve(
             let yaml = content_type(&req).contains("yaml");
             let body = read_body(req).await?;
             let obj = parse_body(&body, yaml)?;
-            let ctx = WriteCtx {
-                manager: manager_for(&q, user_agent),
-                dry_run: dry,
-                field_validation: FieldValidation::parse(
-                    q.get("fieldValidation").map(String::as_str),
-                )?,
-            };
+            let ctx = write_ctx(&q, user_agent, dry)?;
             ok(&*store.update(&rt, &ns, &name, obj, scope, &ctx)?)
         }
         (Method::PATCH, Some(name)) => {
@@ -649,13 +646,7 @@ async fn serve(
                 ));
             }
             let body = read_body(req).await?;
-            let ctx = WriteCtx {
-                manager: manager_for(&q, user_agent),
-                dry_run: dry,
-                field_validation: FieldValidation::parse(
-                    q.get("fieldValidation").map(String::as_str),
-                )?,
-            };
+            let ctx = write_ctx(&q, user_agent, dry)?;
             let (obj, created) = store.patch(&rt, &ns, &name, kind, &body, scope, &ctx)?;
             let code = if created {
                 StatusCode::CREATED

@@ -1488,15 +1488,5 @@ fn check_custom(
     let name = name_of(obj).to_string();
     let pruned = super::structural::apply(schema, obj)
         .map_err(|(path, msg)| ApiError::invalid(&rt.kind, rt, &name, &path, &msg))?;
-    if ctx.field_validation == super::typed::FieldValidation::Strict && !pruned.is_empty() {
-        let list: Vec<String> = pruned
-            .iter()
-            .map(|p| format!("unknown field \"{p}\""))
-            .collect();
-        return Err(ApiError::bad_request(format!(
-            "strict decoding error: {}",
-            list.join(", ")
-        )));
-    }
-    Ok(())
+    super::typed::refuse_unknown(ctx.field_validation, &pruned)
 }

@@ -88,6 +88,11 @@ pub fn check(rt: &ResourceType, obj: &mut Value, mode: FieldValidation) -> ApiRe
     required(rt, obj)?;
     let mut unknown = Vec::new();
     prune(obj, &known, "", &mut unknown);
+    refuse_unknown(mode, &unknown)
+}
+
+/// With `fieldValidation=Strict`, unknown (pruned) fields are a 400 naming each of them.
+pub fn refuse_unknown(mode: FieldValidation, unknown: &[String]) -> ApiResult<()> {
     if mode == FieldValidation::Strict && !unknown.is_empty() {
         let list: Vec<String> = unknown
             .iter()
