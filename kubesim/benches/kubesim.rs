@@ -16,6 +16,7 @@ fn loaded_store() -> (Store, Arc<ResourceType>, Arc<ResourceType>) {
         manager: "bench".into(),
         dry_run: false,
         field_validation: Default::default(),
+        warnings: Default::default(),
     };
     let ns = store.lookup("", "v1", "namespaces").expect("namespaces");
     store
@@ -62,6 +63,7 @@ fn bench(c: &mut Criterion) {
         manager: "flotilla".into(),
         dry_run: false,
         field_validation: Default::default(),
+        warnings: Default::default(),
     };
     let mut n = 0u64;
     c.bench_function("store_ssa_deployment_change", |b| {

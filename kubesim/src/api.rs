@@ -237,12 +237,24 @@ fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
     q.get(k).is_some_and(|v| v == "true" || v == "1")
 }
 
+/// Add a `Warning: 299 - "..."` header per warning the write collected.
+fn with_warnings(mut r: Response<Body>, ctx: &WriteCtx) -> Response<Body> {
+    for w in ctx.warnings.lock().iter() {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = header::HeaderValue::from_str(&text) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
+}
+
 /// Who writes, whether for real, and how unknown fields are treated.
 fn write_ctx(q: &HashMap<String, String>, user_agent: &str, dry: bool) -> ApiResult<WriteCtx> {
     Ok(WriteCtx {
         manager: manager_for(q, user_agent),
         dry_run: dry,
         field_validation: FieldValidation::parse(q.get("fieldValidation").map(String::as_str))?,
+        warnings: Default::default(),
     })
 }
 
@@ -607,7 +619,10 @@ async fn serve(
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
-            Ok(json_response(StatusCode::CREATED, &created))
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &created),
+                &ctx,
+            ))
         }
         (Method::PUT, Some(name)) => {
             facts.verb = "update".into();
@@ -616,7 +631,8 @@ async fn serve(
             let body = read_body(req).await?;
             let obj = parse_body(&body, yaml)?;
             let ctx = write_ctx(&q, user_agent, dry)?;
-            ok(&*store.update(&rt, &ns, &name, obj, scope, &ctx)?)
+            let updated = store.update(&rt, &ns, &name, obj, scope, &ctx)?;
+            Ok(with_warnings(json_response(StatusCode::OK, &updated), &ctx))
         }
         (Method::PATCH, Some(name)) => {
             facts.verb = "patch".into();
@@ -653,7 +669,7 @@ async fn serve(
             } else {
                 StatusCode::OK
             };
-            Ok(json_response(code, &obj))
+            Ok(with_warnings(json_response(code, &obj), &ctx))
         }
         (Method::DELETE, Some(name)) => {
             facts.verb = "delete".into();
@@ -886,6 +902,7 @@ async fn scale(
         manager: manager_for(q, "kubectl"),
         dry_run: dry_run(q)?,
         field_validation: FieldValidation::Warn,
+        warnings: Default::default(),
     };
     let patch = json!({"spec": {"replicas": replicas}});
     let (updated, _) = store.patch(

@@ -116,6 +116,7 @@ fn ctx() -> WriteCtx {
         manager: "kube-controller-manager".into(),
         dry_run: false,
         field_validation: Default::default(),
+        warnings: Default::default(),
     }
 }
 

@@ -361,6 +361,7 @@ impl KubeSim {
             manager: "kubesim".into(),
             dry_run: false,
             field_validation: Default::default(),
+            warnings: Default::default(),
         };
         let ns_rt = cp
             .store
@@ -408,6 +409,7 @@ fn seed_namespaces(cluster: &Cluster) -> Result<(), SimError> {
         manager: "kubesim".into(),
         dry_run: false,
         field_validation: Default::default(),
+        warnings: Default::default(),
     };
     let seed = |group: &str, plural: &str, ns: &str, obj: serde_json::Value| {
         let fail = |source| SimError::Seed {

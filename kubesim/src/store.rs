@@ -88,12 +88,26 @@ impl Event {
 }
 
 /// How a write was requested.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct WriteCtx {
     pub manager: String,
     pub dry_run: bool,
     /// `fieldValidation`: what unknown fields of built-in kinds do (dropped or refused).
     pub field_validation: super::typed::FieldValidation,
+    /// Warnings for the response (`Warning: 299` headers): unknown fields dropped under
+    /// `fieldValidation=Warn`.
+    pub warnings: Arc<parking_lot::Mutex<Vec<String>>>,
+}
+
+impl WriteCtx {
+    /// Note dropped unknown fields as warnings when the request asked for them (Warn).
+    pub fn warn_unknown(&self, unknown: &[String]) {
+        if self.field_validation == super::typed::FieldValidation::Warn {
+            self.warnings
+                .lock()
+                .extend(unknown.iter().map(|p| format!("unknown field \"{p}\"")));
+        }
+    }
 }
 
 /// The patch content types the server accepts.
@@ -492,7 +506,8 @@ impl Store {
         }
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
-        super::typed::check(rt, &mut obj, ctx.field_validation)?;
+        let unknown = super::typed::check(rt, &mut obj, ctx.field_validation)?;
+        ctx.warn_unknown(&unknown);
         let schema = crd_version(&self.inner.read(), rt)
             .and_then(|v| v.pointer("/schema/openAPIV3Schema").cloned());
         check_custom(rt, schema.as_ref(), &mut obj, ctx)?;
@@ -1184,7 +1199,8 @@ impl Inner {
                 .unwrap_or(0);
             meta_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
-        super::typed::check(rt, &mut new, ctx.field_validation)?;
+        let unknown = super::typed::check(rt, &mut new, ctx.field_validation)?;
+        ctx.warn_unknown(&unknown);
         let schema =
             crd_version(self, rt).and_then(|v| v.pointer("/schema/openAPIV3Schema").cloned());
         check_custom(rt, schema.as_ref(), &mut new, ctx)?;
@@ -1488,5 +1504,7 @@ fn check_custom(
     let name = name_of(obj).to_string();
     let pruned = super::structural::apply(schema, obj)
         .map_err(|(path, msg)| ApiError::invalid(&rt.kind, rt, &name, &path, &msg))?;
-    super::typed::refuse_unknown(ctx.field_validation, &pruned)
+    super::typed::refuse_unknown(ctx.field_validation, &pruned)?;
+    ctx.warn_unknown(&pruned);
+    Ok(())
 }

@@ -34,9 +34,10 @@ impl FieldValidation {
     }
 }
 
-/// Check `obj` against the schema of its built-in kind and drop its unknown fields; kinds
-/// without a typed schema here (custom resources, rare kinds) pass unchanged.
-pub fn check(rt: &ResourceType, obj: &mut Value, mode: FieldValidation) -> ApiResult<()> {
+/// Check `obj` against the schema of its built-in kind and drop its unknown fields (returned,
+/// for warnings); kinds without a typed schema here (custom resources, rare kinds) pass
+/// unchanged.
+pub fn check(rt: &ResourceType, obj: &mut Value, mode: FieldValidation) -> ApiResult<Vec<String>> {
     use k8s_openapi::api::{
         apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
         coordination::v1 as coordination, core::v1 as core, networking::v1 as networking,
@@ -83,12 +84,13 @@ pub fn check(rt: &ResourceType, obj: &mut Value, mode: FieldValidation) -> ApiRe
         ("coordination.k8s.io", "Lease") => roundtrip::<coordination::Lease>(rt, obj)?,
         ("storage.k8s.io", "StorageClass") => roundtrip::<storage::StorageClass>(rt, obj)?,
         ("scheduling.k8s.io", "PriorityClass") => roundtrip::<scheduling::PriorityClass>(rt, obj)?,
-        _ => return Ok(()),
+        _ => return Ok(Vec::new()),
     };
     required(rt, obj)?;
     let mut unknown = Vec::new();
     prune(obj, &known, "", &mut unknown);
-    refuse_unknown(mode, &unknown)
+    refuse_unknown(mode, &unknown)?;
+    Ok(unknown)
 }
 
 /// With `fieldValidation=Strict`, unknown (pruned) fields are a 400 naming each of them.

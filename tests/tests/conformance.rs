@@ -889,6 +889,34 @@ async fn built_in_kinds_are_decoded_by_their_schema() -> Result<()> {
         .get("u")
         .await?;
     ensure!(got.data.is_some_and(|d| d["k"] == "v"));
+    // ...and the answer warns about each, as kubectl shows it.
+    let resp = t
+        .no_retry
+        .send(
+            http::Request::builder()
+                .method("POST")
+                .uri(cms.clone())
+                .header("Content-Type", "application/json")
+                .body(kube::client::Body::from(
+                    json!({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": "w"}, "bogus": 1})
+                    .to_string()
+                    .into_bytes(),
+                ))?,
+        )
+        .await?;
+    let warnings: Vec<String> = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    ensure!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("299") && w.contains("unknown field \\\"bogus\\\"")),
+        "{warnings:?}"
+    );
     let strict = post(
         format!("{cms}?fieldValidation=Strict"),
         json!({"apiVersion": "v1", "kind": "ConfigMap",

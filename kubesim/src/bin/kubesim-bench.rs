@@ -109,6 +109,7 @@ async fn main() -> Result<()> {
         manager: "seed".into(),
         dry_run: false,
         field_validation: Default::default(),
+        warnings: Default::default(),
     };
     for c in sim.clusters() {
         let rt = c
