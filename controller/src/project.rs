@@ -34,22 +34,8 @@ fn repo_normal(url: &str) -> String {
         .to_lowercase()
 }
 
-/// Whether `repo_url` has a `.` or `..` path segment, plain or percent-encoded (`%2e`), with
-/// `/`, `\` (or their encodings `%2f`, `%5c`) or `:` (SCP-like `host:../x`) as separators.
-/// Git clients and servers resolve those segments, so a URL that matches a `sourceRepos` glob
-/// as text (`https://github.com/my-org/../evil/repo` against `https://github.com/my-org/*`)
-/// could fetch another repository: such URLs are never allowed.
-pub fn has_dot_segments(repo_url: &str) -> bool {
-    let lower = repo_url.to_ascii_lowercase();
-    let decoded = lower
-        .replace("%2e", ".")
-        .replace("%2f", "/")
-        .replace("%5c", "/")
-        .replace('\\', "/");
-    decoded
-        .split(['/', ':'])
-        .any(|segment| segment == "." || segment == "..")
-}
+/// Dot-segment URLs are refused by the controller and the repo-server alike (one check).
+pub use flotilla_core::redact::has_dot_segments;
 
 /// Whether `repo_url` is an allowed source (`sourceRepos`, `*` for any). A URL with dot-segments
 /// ([`has_dot_segments`]) never is.

@@ -1,5 +1,5 @@
-//! Credentials never leave in text: URL userinfo (`https://user:token@host`) is replaced by
-//! `***` in anything that goes to logs, metric labels, errors or status messages.
+//! Repository URLs handled with suspicion: credentials never leave in text (URL userinfo is
+//! replaced by `***` in logs, metric labels, errors, status) and dot-segment URLs are spotted.
 
 /// `url` with its userinfo replaced by `***` (`https://***@host/x`); unchanged without one.
 pub fn redact_url(url: &str) -> String {
@@ -42,6 +42,23 @@ pub fn redact_text(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Whether `repo_url` has a `.` or `..` path segment, plain or percent-encoded (`%2e`), with
+/// `/`, `\` (or their encodings `%2f`, `%5c`) or `:` (SCP-like `host:../x`) as separators.
+/// Git clients and servers resolve those segments, so a URL that matches a `sourceRepos` glob
+/// as text (`https://github.com/my-org/../evil/repo` against `https://github.com/my-org/*`)
+/// could fetch another repository: such URLs are never allowed.
+pub fn has_dot_segments(repo_url: &str) -> bool {
+    let lower = repo_url.to_ascii_lowercase();
+    let decoded = lower
+        .replace("%2e", ".")
+        .replace("%2f", "/")
+        .replace("%5c", "/")
+        .replace('\\', "/");
+    decoded
+        .split(['/', ':'])
+        .any(|segment| segment == "." || segment == "..")
 }
 
 #[cfg(test)]

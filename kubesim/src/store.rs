@@ -328,6 +328,14 @@ impl Store {
         self.inner.read().objects.values().map(BTreeMap::len).sum()
     }
 
+    /// After a main-endpoint write, the simulator looks at the object again (a status write
+    /// is the simulator's own answer, or a controller's).
+    fn touched_unless_status(&self, rt: &Arc<ResourceType>, key: &ObjKey, scope: Scope) {
+        if scope != Scope::Status {
+            self.touch(rt, key);
+        }
+    }
+
     fn touch(&self, rt: &Arc<ResourceType>, key: &ObjKey) {
         if rt.simulated != super::resources::Simulated::None
             && let Some(tx) = self.sim.get()
@@ -643,9 +651,7 @@ impl Store {
         )?;
         let out = inner.finish_write(&self.events, rt, key.clone(), &old, new, ctx)?;
         drop(inner);
-        if scope != Scope::Status {
-            self.touch(rt, &key);
-        }
+        self.touched_unless_status(rt, &key, scope);
         Ok(out)
     }
 
@@ -759,9 +765,7 @@ impl Store {
         }
         let out = inner.finish_write(&self.events, rt, key.clone(), &old, new, ctx)?;
         drop(inner);
-        if scope != Scope::Status {
-            self.touch(rt, &key);
-        }
+        self.touched_unless_status(rt, &key, scope);
         Ok((out, false))
     }
 

@@ -229,19 +229,6 @@ fn joined_error(e: String) -> RepoError {
     RepoError::Internal(e)
 }
 
-/// A digest of credentials, to tell apart callers of one repository (kept in memory only).
-fn creds_digest(c: &Credentials) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for part in [&c.username, &c.password, &c.bearer_token] {
-        let v = part.as_deref().unwrap_or_default();
-        h.update((v.len() as u64).to_le_bytes());
-        h.update(v.as_bytes());
-    }
-    h.update([u8::from(c.insecure)]);
-    hex::encode(h.finalize())
-}
-
 /// Entries kept in the access table before old ones are swept.
 const MAX_ACCESS_ENTRIES: usize = 10_000;
 
@@ -303,7 +290,7 @@ impl GitBackend {
         let inner = self.inner.clone();
         let r = repo.clone();
         let arrived = Instant::now();
-        let access_key = (repo.url.clone(), creds_digest(&repo.creds));
+        let access_key = (repo.url.clone(), repo.creds.digest());
         let out = self
             .inner
             .fetches
@@ -397,14 +384,7 @@ impl GitBackend {
                 "only https://, http://, git://, ssh:// (and file:// when allowed) are served",
             );
         }
-        let path = lower.splitn(4, '/').nth(3).unwrap_or_default();
-        let path = path.split(['?', '#']).next().unwrap_or_default();
-        let decoded = path
-            .replace("%2e", ".")
-            .replace("%2f", "/")
-            .replace("%5c", "/")
-            .replace('\\', "/");
-        if decoded.split('/').any(|seg| seg == "." || seg == "..") {
+        if flotilla_core::redact::has_dot_segments(url) {
             return invalid("URL holds a dot-segment (/./ or /../)");
         }
         Ok(())
@@ -413,10 +393,7 @@ impl GitBackend {
     /// Make sure `repo`'s credentials may read it before anything cached from it is served:
     /// a fetch with them succeeded within the access TTL, or one is made now.
     async fn ensure_access(&self, repo: &RepoRef) -> Result<(), RepoError> {
-        if self
-            .inner
-            .vouched(&(repo.url.clone(), creds_digest(&repo.creds)))
-        {
+        if self.inner.vouched(&(repo.url.clone(), repo.creds.digest())) {
             return Ok(());
         }
         self.fetch(repo).await
@@ -429,7 +406,7 @@ impl GitBackend {
         chart: &str,
         version: &str,
     ) -> Result<(), RepoError> {
-        let key = (format!("helm:{}", repo.url), creds_digest(&repo.creds));
+        let key = (format!("helm:{}", repo.url), repo.creds.digest());
         if self.inner.vouched(&key) {
             return Ok(());
         }

@@ -72,6 +72,22 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+impl Credentials {
+    /// A digest telling callers of one repository apart by what they authenticate with
+    /// (kept in memory only: access checks, per-credential caches).
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [&self.username, &self.password, &self.bearer_token] {
+            let v = part.as_deref().unwrap_or_default();
+            h.update((v.len() as u64).to_le_bytes());
+            h.update(v.as_bytes());
+        }
+        h.update([u8::from(self.insecure)]);
+        hex::encode(h.finalize())
+    }
+}
+
 /// One line naming an error and its causes (`outer: inner: root cause`).
 pub fn describe(e: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = vec![e.to_string()];

@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::git::Credentials;
 use flotilla_core::coalesce::Coalescer;
+// URL userinfo redaction in messages: the project's one implementation.
+use flotilla_core::redact::redact_text as redact;
 
 /// Why a chart could not be had.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -48,20 +50,6 @@ const MAX_NAME: usize = 128;
 
 /// Repository URL, chart, version, whether credentials may go to other origins.
 type ChartKey = (String, String, String, bool);
-
-/// `url` with any userinfo replaced by `***` (`https://user:pass@host/x` → `https://***@host/x`),
-/// for error messages. Works on strings that do not parse as URLs too.
-fn redact(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..start], &rest[at..]),
-        None => url.to_string(),
-    }
-}
 
 /// A reqwest error and its causes on one line, without the request URL (which may carry
 /// userinfo; callers name the redacted URL themselves).
@@ -457,15 +445,7 @@ impl HelmRepos {
 
 /// The index cache key: the repository and a digest of the credentials it was read with.
 fn index_key(repo_url: &str, creds: &Credentials) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for part in [&creds.username, &creds.password, &creds.bearer_token] {
-        let v = part.as_deref().unwrap_or_default();
-        h.update((v.len() as u64).to_le_bytes());
-        h.update(v.as_bytes());
-    }
-    h.update([u8::from(creds.insecure)]);
-    format!("{repo_url}\0{}", hex::encode(h.finalize()))
+    format!("{repo_url}\0{}", creds.digest())
 }
 
 #[cfg(test)]
@@ -779,6 +759,18 @@ mod tests {
     }
 
     /// Wait (a little) for the server to stop writing, then return how much it sent.
+    /// The download was refused at the 1 MiB limit, and the client stopped reading: the server
+    /// could write only the limit plus what the socket buffers hold, never the whole 64 MiB.
+    async fn assert_cut_off(err: &HelmRepoError, server: &TestServer) {
+        assert!(
+            matches!(err, HelmRepoError::Invalid { message, .. }
+                if message.contains("larger than 1048576 bytes")),
+            "{err}"
+        );
+        let sent = settled(server).await;
+        assert!(sent < 24 * MIB, "the client read {sent} bytes");
+    }
+
     async fn settled(server: &TestServer) -> usize {
         let mut last = server.sent();
         for _ in 0..20 {
@@ -809,15 +801,7 @@ mod tests {
             )
             .await
             .expect_err("too large");
-        assert!(
-            matches!(&err, HelmRepoError::Invalid { message, .. }
-                if message.contains("larger than 1048576 bytes")),
-            "{err}"
-        );
-        // The client stopped reading: the server could write only the limit plus what the
-        // socket buffers hold, never the whole 64 MiB.
-        let sent = settled(&server).await;
-        assert!(sent < 24 * MIB, "the client read {sent} bytes");
+        assert_cut_off(&err, &server).await;
     }
 
     /// F11 for the chart archive.
@@ -840,13 +824,7 @@ mod tests {
             )
             .await
             .expect_err("too large");
-        assert!(
-            matches!(&err, HelmRepoError::Invalid { message, .. }
-                if message.contains("larger than 1048576 bytes")),
-            "{err}"
-        );
-        let sent = settled(&server).await;
-        assert!(sent < 24 * MIB, "the client read {sent} bytes");
+        assert_cut_off(&err, &server).await;
     }
 
     /// F11: a `Content-Length` over the limit is refused before any of the body arrives (the

@@ -216,6 +216,18 @@ fn authed<T>(msg: T) -> tonic::Request<T> {
     r
 }
 
+/// Resolve `main` of `url`, with no credentials.
+fn resolve_req(url: impl Into<String>) -> pb::ResolveRevisionRequest {
+    pb::ResolveRevisionRequest {
+        repo: Some(pb::Repository {
+            url: url.into(),
+            ..Default::default()
+        }),
+        revision: "main".into(),
+        chart: String::new(),
+    }
+}
+
 fn source(url: &str, path: &str) -> pb::ApplicationSource {
     pb::ApplicationSource {
         repo_url: url.into(),
@@ -307,14 +319,7 @@ async fn grpc_needs_the_token_and_file_urls_are_refused() -> Result<()> {
     // A file:// URL naming the repo-server's own caches (or anything else) is refused.
     let file = format!("file://{}", dir.path().join("cache").display());
     let e = c
-        .resolve_revision(authed(pb::ResolveRevisionRequest {
-            repo: Some(pb::Repository {
-                url: file.clone(),
-                ..Default::default()
-            }),
-            revision: "main".into(),
-            chart: String::new(),
-        }))
+        .resolve_revision(authed(resolve_req(file.clone())))
         .await
         .expect_err("file refused");
     ensure!(
@@ -461,14 +466,7 @@ async fn a_client_cannot_poison_the_shared_cache() -> Result<()> {
         flotilla_cache::keys::for_source(&victim_commit, &victim_src, "", "app", "ns");
     // (a) The attacker names the victim's key for its own render, as a hard refresh.
     let attacker_commit = c
-        .resolve_revision(authed(pb::ResolveRevisionRequest {
-            repo: Some(pb::Repository {
-                url: attacker.clone(),
-                ..Default::default()
-            }),
-            revision: "main".into(),
-            chart: String::new(),
-        }))
+        .resolve_revision(authed(resolve_req(attacker.clone())))
         .await?
         .into_inner()
         .commit_sha;
@@ -784,14 +782,7 @@ async fn renders_are_bounded_confined_and_leak_nothing() -> Result<()> {
         git_srv.port
     );
     let e = c
-        .resolve_revision(authed(pb::ResolveRevisionRequest {
-            repo: Some(pb::Repository {
-                url: leaky,
-                ..Default::default()
-            }),
-            revision: "main".into(),
-            chart: String::new(),
-        }))
+        .resolve_revision(authed(resolve_req(leaky)))
         .await
         .expect_err("not a repository");
     ensure!(!e.message().contains("TOPSECRET"), "{e:?}");
