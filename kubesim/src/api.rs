@@ -23,6 +23,7 @@ use super::resources::ResourceType;
 use super::selector::{FieldSelector, LabelSelector, extra_fields};
 use super::store::{DeleteOpts, Event, EventType, PatchKind, WriteCtx, parse_body};
 use super::typed::FieldValidation;
+use super::{actions, openapi, protobuf};
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -66,6 +67,9 @@ enum Route {
     GroupList,
     Group(String),
     GroupVersion(String, String),
+    OpenApiV2,
+    OpenApiV3,
+    OpenApiV3Doc(String, String),
     Resource {
         rt: Arc<ResourceType>,
         namespace: Option<String>,
@@ -97,6 +101,10 @@ fn route(cluster: &Cluster, path: &str) -> ApiResult<Route> {
         ["apis", g] => Ok(Route::Group((*g).into())),
         ["apis", g, v] => Ok(Route::GroupVersion((*g).into(), (*v).into())),
         ["apis", g, v, rest @ ..] => resource_route(cluster, g, v, rest),
+        ["openapi", "v2"] => Ok(Route::OpenApiV2),
+        ["openapi", "v3"] => Ok(Route::OpenApiV3),
+        ["openapi", "v3", "api", v] => Ok(Route::OpenApiV3Doc(String::new(), (*v).into())),
+        ["openapi", "v3", "apis", g, v] => Ok(Route::OpenApiV3Doc((*g).into(), (*v).into())),
         _ => Err(ApiError::no_route()),
     }
 }
@@ -137,6 +145,7 @@ fn resource_route(
         && !(s == "status" && rt.has_status)
         && !(s == "finalize" && rt.is_namespace())
         && !(s == "scale" && rt.has_scale())
+        && !(s == "eviction" && rt.has_eviction())
     {
         return Err(ApiError::no_route());
     }
@@ -190,7 +199,7 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<B
                 Injected::Throttle => error_response(&ApiError::too_many_requests()),
                 Injected::None => {
                     let user_name = user.clone().unwrap_or_else(|| "anonymous".into());
-                    match serve(&cluster, req, &user_agent, &mut facts).await {
+                    match serve(&cluster, req, &user_agent, &user_name, &mut facts).await {
                         Ok(r) => r,
                         Err(e) => {
                             tracing::debug!(cluster = %cluster.name, user = %user_name, code = e.code, msg = %e.message, "request failed");
@@ -308,6 +317,20 @@ enum As {
     Table,
     /// `APIGroupDiscoveryList` (apidiscovery.k8s.io/v2): aggregated discovery.
     Aggregated,
+}
+
+/// The `Accept` header allows JSON (or names nothing).
+fn accepts_json(req: &Request<Incoming>) -> bool {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    accept.is_empty()
+        || accept.split(',').any(|r| {
+            let media = r.split(';').next().unwrap_or("").trim();
+            matches!(media, "application/json" | "*/*" | "application/*")
+        })
 }
 
 fn accept_as(req: &Request<Incoming>) -> As {
@@ -447,6 +470,7 @@ async fn serve(
     cluster: &Arc<Cluster>,
     req: Request<Incoming>,
     user_agent: &str,
+    user: &str,
     facts: &mut Facts,
 ) -> ApiResult<Response<Body>> {
     let path = req.uri().path().to_string();
@@ -492,6 +516,31 @@ async fn serve(
                 .map(|d| json_response(StatusCode::OK, &d))
                 .ok_or_else(ApiError::no_route);
         }
+        Route::OpenApiV2 => {
+            // client-go asks for the protobuf form first; kubesim has only JSON.
+            if !accepts_json(&req) {
+                return Err(ApiError::not_acceptable());
+            }
+            let store = &cluster.store;
+            return ok(&openapi::v2(&store.registry(), &|rt| store.crd_schema(rt)));
+        }
+        Route::OpenApiV3 => {
+            let store = &cluster.store;
+            return ok(&openapi::v3_index(&store.registry(), &|rt| {
+                store.crd_schema(rt)
+            }));
+        }
+        Route::OpenApiV3Doc(g, v) => {
+            if !accepts_json(&req) {
+                return Err(ApiError::not_acceptable());
+            }
+            let store = &cluster.store;
+            return openapi::v3_group_version(&store.registry(), &g, &v, &|rt| {
+                store.crd_schema(rt)
+            })
+            .map(|d| json_response(StatusCode::OK, &d))
+            .ok_or_else(ApiError::no_route);
+        }
         Route::Resource {
             rt,
             namespace,
@@ -519,6 +568,29 @@ async fn serve(
     {
         facts.verb = method.as_str().to_lowercase();
         return scale(store, &rt, &ns, name, req, &q).await;
+    }
+    if sub.as_deref() == Some("eviction")
+        && let Some(name) = &name
+    {
+        facts.verb = "create".into();
+        if method != Method::POST {
+            return Err(ApiError::method_not_allowed(method.as_str(), &rt));
+        }
+        let eviction = request_object(req).await?;
+        let opts = delete_opts_from(&q, eviction.get("deleteOptions").unwrap_or(&Value::Null))?;
+        let status = actions::evict(store, &rt, &ns, name, &opts)?;
+        return Ok(json_response(StatusCode::CREATED, &status));
+    }
+    if rt.is_review() {
+        facts.verb = "create".into();
+        if method != Method::POST || name.is_some() {
+            return Err(ApiError::method_not_allowed(method.as_str(), &rt));
+        }
+        let review = request_object(req).await?;
+        return Ok(json_response(
+            StatusCode::CREATED,
+            &actions::review(&rt, review, user)?,
+        ));
     }
     match (method, name) {
         (Method::GET, None) => {
@@ -601,17 +673,10 @@ async fn serve(
         (Method::POST, None) => {
             facts.verb = "create".into();
             let dry = dry_run(&q)?;
-            let ct = content_type(&req);
-            let yaml = match ct.as_str() {
-                "application/json" | "" | "*/*" => false,
-                "application/yaml" | "application/x-yaml" => true,
-                other => return Err(ApiError::unsupported_body_type(other)),
-            };
             if rt.namespaced && namespace.is_none() {
                 return Err(ApiError::no_route());
             }
-            let body = read_body(req).await?;
-            let obj = parse_body(&body, yaml)?;
+            let obj = request_object(req).await?;
             let ctx = write_ctx(&q, user_agent, dry)?;
             let created = store.create(&rt, &ns, obj, &ctx)?;
             facts.name = created
@@ -719,34 +784,59 @@ async fn serve(
 }
 
 async fn delete_opts(q: &HashMap<String, String>, req: Request<Incoming>) -> ApiResult<DeleteOpts> {
+    let body = read_body(req).await?;
+    let v = if body.is_empty() {
+        Value::Null
+    } else {
+        parse_body(&body, false)?
+    };
+    delete_opts_from(q, &v)
+}
+
+/// `DeleteOptions` from the query and a body (`Value::Null` when there is none).
+/// A create body in any of the media types a real server takes: JSON, YAML or (for the kinds
+/// `protobuf.rs` converts) protobuf.
+async fn request_object(req: Request<Incoming>) -> ApiResult<Value> {
+    let ct = content_type(&req);
+    let kind = match ct.as_str() {
+        "application/json" | "" | "*/*" => 0,
+        "application/yaml" | "application/x-yaml" => 1,
+        protobuf::MEDIA_TYPE => 2,
+        other => return Err(ApiError::unsupported_body_type(other)),
+    };
+    let body = read_body(req).await?;
+    if kind == 2 {
+        protobuf::decode(&body)
+    } else {
+        parse_body(&body, kind == 1)
+    }
+}
+
+pub(crate) fn delete_opts_from(q: &HashMap<String, String>, v: &Value) -> ApiResult<DeleteOpts> {
     let mut opts = DeleteOpts {
         propagation: q.get("propagationPolicy").cloned(),
         dry_run: dry_run(q)?,
         ..Default::default()
     };
-    let body = read_body(req).await?;
-    if !body.is_empty() {
-        let v = parse_body(&body, false)?;
-        if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
-            opts.propagation = Some(p.to_string());
-        }
-        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
-            opts.propagation = Some("Orphan".into());
-        }
-        opts.precondition_uid = v
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        opts.precondition_rv = v
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        if v.get("dryRun")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|x| x == "All"))
-        {
-            opts.dry_run = true;
-        }
+    if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+        opts.propagation = Some(p.to_string());
+    }
+    if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
+        opts.propagation = Some("Orphan".into());
+    }
+    opts.precondition_uid = v
+        .pointer("/preconditions/uid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    opts.precondition_rv = v
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if v.get("dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|x| x == "All"))
+    {
+        opts.dry_run = true;
     }
     if let Some(p) = &opts.propagation
         && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")

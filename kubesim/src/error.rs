@@ -192,6 +192,25 @@ impl ApiError {
     }
 
     /// 415 for a create or update body type.
+    /// 429 from the eviction subresource: a PodDisruptionBudget allows no disruption now.
+    pub fn disruption_budget(message: String) -> Self {
+        Self::new(
+            429,
+            "TooManyRequests",
+            "Cannot evict pod as it would violate the pod's disruption budget.",
+        )
+        .with_details(json!({"causes": [{"reason": "DisruptionBudget", "message": message}]}))
+    }
+
+    /// 406: the `Accept` header names only forms kubesim does not produce (protobuf).
+    pub fn not_acceptable() -> Self {
+        Self::new(
+            406,
+            "NotAcceptable",
+            "only the following media types are accepted: application/json",
+        )
+    }
+
     pub fn unsupported_body_type(content_type: &str) -> Self {
         Self::media_type(
             content_type,

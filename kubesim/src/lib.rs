@@ -6,6 +6,7 @@
 //! Must not know about Flotilla: it is a Kubernetes API server, nothing more.
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod admin;
 mod api;
 pub mod audit;
@@ -14,7 +15,9 @@ pub mod error;
 pub mod faults;
 pub mod fields;
 pub mod objects;
+pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod schema;
 pub mod selector;
@@ -45,6 +48,9 @@ pub use simulate::{BEHAVIOR_ANNOTATION, DELAY_ANNOTATION, SimSettings};
 use store::{Store, WriteCtx};
 
 /// Label Argo CD puts on its cluster/repository Secrets.
+/// The Kubernetes version kubesim reports (`/version`, OpenAPI `info.version`).
+pub const K8S_VERSION: &str = "v1.32.0-kubesim";
+
 pub const SECRET_TYPE_LABEL: &str = "argocd.argoproj.io/secret-type";
 
 /// Errors starting or driving kubesim.
@@ -169,7 +175,7 @@ impl Cluster {
     }
 
     fn version_doc(&self) -> Value {
-        json!({"major": "1", "minor": "32", "gitVersion": "v1.32.0-kubesim",
+        json!({"major": "1", "minor": "32", "gitVersion": K8S_VERSION,
                "gitCommit": "kubesim", "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
                "goVersion": "n/a", "compiler": "rustc", "platform": "linux/amd64"})
     }

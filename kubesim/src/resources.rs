@@ -19,6 +19,8 @@ pub enum Simulated {
     Service,
     Ingress,
     Pvc,
+    /// Not stored: a create-only review answered at once (`actions.rs`).
+    Review,
 }
 
 /// One served resource (group/version/plural) and what the server knows about it.
@@ -96,7 +98,7 @@ impl ResourceType {
             "responseKind": gvk,
             "scope": if self.namespaced { "Namespaced" } else { "Cluster" },
             "singularResource": self.singular,
-            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            "verbs": self.verbs(),
         });
         if !self.short_names.is_empty() {
             e["shortNames"] = json!(self.short_names);
@@ -105,9 +107,23 @@ impl ResourceType {
         if !categories.is_empty() {
             e["categories"] = json!(categories);
         }
+        let mut subs = Vec::new();
         if self.has_status {
-            e["subresources"] = json!([{"subresource": "status", "responseKind": gvk,
-                                        "verbs": ["get", "patch", "update"]}]);
+            subs.push(json!({"subresource": "status", "responseKind": gvk,
+                             "verbs": ["get", "patch", "update"]}));
+        }
+        if self.has_scale() {
+            subs.push(json!({"subresource": "scale",
+                             "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                             "verbs": ["get", "patch", "update"]}));
+        }
+        if self.has_eviction() {
+            subs.push(json!({"subresource": "eviction",
+                             "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"},
+                             "verbs": ["create"]}));
+        }
+        if !subs.is_empty() {
+            e["subresources"] = json!(subs);
         }
         e
     }
@@ -122,21 +138,39 @@ impl ResourceType {
             )
     }
 
+    /// A create-only review kind (access reviews), never stored.
+    pub fn is_review(&self) -> bool {
+        self.simulated == Simulated::Review
+    }
+
+    /// Has the `eviction` subresource: pods.
+    pub fn has_eviction(&self) -> bool {
+        self.group.is_empty() && self.plural == "pods" && !self.custom
+    }
+
+    fn verbs(&self) -> Vec<&'static str> {
+        if self.is_review() {
+            vec!["create"]
+        } else {
+            vec![
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ]
+        }
+    }
+
     pub fn is_crd(&self) -> bool {
         self.group == "apiextensions.k8s.io" && self.plural == "customresourcedefinitions"
     }
 
     fn discovery_entries(&self) -> Vec<Value> {
-        let verbs = [
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ];
+        let verbs = self.verbs();
         let mut main = json!({
             "name": self.plural,
             "singularName": self.singular,
@@ -161,6 +195,17 @@ impl ResourceType {
                 "version": "v1",
                 "kind": "Scale",
                 "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if self.has_eviction() {
+            out.push(json!({
+                "name": format!("{}/eviction", self.plural),
+                "singularName": "",
+                "namespaced": true,
+                "group": "policy",
+                "version": "v1",
+                "kind": "Eviction",
+                "verbs": ["create"],
             }));
         }
         if self.has_status {
@@ -227,8 +272,19 @@ const BUILTINS: &[Builtin] = &[
     Builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[], false, false, Simulated::None),
     Builtin("storage.k8s.io", "v1", "storageclasses", "StorageClass", false, &["sc"], false, false, Simulated::None),
     Builtin("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", false, &["pc"], false, false, Simulated::None),
+    Builtin("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", false, &[], false, false, Simulated::Review),
+    Builtin("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", false, &[], false, false, Simulated::Review),
+    Builtin("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", false, &[], false, false, Simulated::Review),
     Builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, &["crd", "crds"], true, true, Simulated::None),
 ];
+
+/// The served version of a built-in kind.
+pub fn builtin_version(group: &str, kind: &str) -> Option<&'static str> {
+    BUILTINS
+        .iter()
+        .find(|b| b.0 == group && b.3 == kind)
+        .map(|b| b.1)
+}
 
 static BUILTIN_TYPES: LazyLock<Vec<Arc<ResourceType>>> = LazyLock::new(|| {
     BUILTINS
@@ -410,6 +466,18 @@ impl Registry {
             }
         }
         out
+    }
+
+    /// Every served group-version with its types, in (group, version) order.
+    pub fn group_versions(&self) -> Vec<(String, String, Vec<Arc<ResourceType>>)> {
+        self.grouped()
+            .into_iter()
+            .flat_map(|(g, versions)| {
+                versions
+                    .into_iter()
+                    .map(move |(v, types)| (g.clone(), v, types))
+            })
+            .collect()
     }
 
     /// `/apis`: every non-core group.

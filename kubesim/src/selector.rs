@@ -261,6 +261,40 @@ pub fn extra_fields(group: &str, plural: &str) -> &'static [&'static str] {
     }
 }
 
+/// Whether a `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`) selects
+/// `labels`. An empty selector selects everything; a malformed one nothing.
+pub fn object_selector_matches(selector: &Value, labels: &Value) -> bool {
+    let label = |k: &str| labels.get(k).and_then(Value::as_str);
+    if let Some(m) = selector.get("matchLabels").and_then(Value::as_object)
+        && !m
+            .iter()
+            .all(|(k, v)| v.as_str().is_some() && label(k) == v.as_str())
+    {
+        return false;
+    }
+    let Some(exprs) = selector.get("matchExpressions") else {
+        return true;
+    };
+    let Some(exprs) = exprs.as_array() else {
+        return false;
+    };
+    exprs.iter().all(|e| {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        match e.get("operator").and_then(Value::as_str) {
+            Some("In") => label(key).is_some_and(|v| values.contains(&v)),
+            Some("NotIn") => label(key).is_none_or(|v| !values.contains(&v)),
+            Some("Exists") => label(key).is_some(),
+            Some("DoesNotExist") => label(key).is_none(),
+            _ => false,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,7 +110,7 @@ pub fn target_status(kind: Simulated, obj: &Value, settings: &SimSettings) -> Op
         s
     };
     let status = match kind {
-        Simulated::None => return None,
+        Simulated::None | Simulated::Review => return None,
         Simulated::Deployment => {
             let r = int_at(obj, "/spec/replicas", 1);
             let rs = super::children::replica_set_name(obj);

@@ -354,6 +354,14 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(rt, name))
     }
 
+    /// A custom resource version's `openAPIV3Schema` (for the OpenAPI documents).
+    pub fn crd_schema(&self, rt: &ResourceType) -> Option<Value> {
+        let inner = self.inner.read();
+        crd_version(&inner, rt)?
+            .pointer("/schema/openAPIV3Schema")
+            .cloned()
+    }
+
     /// A custom resource version's `additionalPrinterColumns` (for `Table` output).
     pub fn printer_columns(&self, rt: &ResourceType) -> Vec<Value> {
         let inner = self.inner.read();

@@ -34,58 +34,105 @@ impl FieldValidation {
     }
 }
 
-/// Check `obj` against the schema of its built-in kind and drop its unknown fields (returned,
-/// for warnings); kinds without a typed schema here (custom resources, rare kinds) pass
-/// unchanged.
-pub fn check(rt: &ResourceType, obj: &mut Value, mode: FieldValidation) -> ApiResult<Vec<String>> {
+/// A built-in kind's typed form (k8s-openapi): decoding for validation, schema for OpenAPI.
+#[derive(Clone, Copy)]
+pub struct Typed {
+    roundtrip: fn(&ResourceType, &Value) -> ApiResult<Value>,
+    /// Adds the kind's schema (and everything it refers to) to the generator; returns the
+    /// `$ref` to it.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+}
+
+fn typed_of<T>() -> Typed
+where
+    T: DeserializeOwned + Serialize + schemars::JsonSchema,
+{
+    Typed {
+        roundtrip: roundtrip::<T>,
+        schema: |g| g.subschema_for::<T>(),
+    }
+}
+
+/// The typed form of a built-in kind, `None` for custom resources and the rare kinds kubesim
+/// stores untyped.
+pub fn typed(group: &str, kind: &str) -> Option<Typed> {
     use k8s_openapi::api::{
         apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
         coordination::v1 as coordination, core::v1 as core, networking::v1 as networking,
         policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
         storage::v1 as storage,
     };
-    let known = match (rt.group.as_str(), rt.kind.as_str()) {
-        ("", "Namespace") => roundtrip::<core::Namespace>(rt, obj)?,
-        ("", "ConfigMap") => roundtrip::<core::ConfigMap>(rt, obj)?,
-        ("", "Secret") => roundtrip::<core::Secret>(rt, obj)?,
-        ("", "Service") => roundtrip::<core::Service>(rt, obj)?,
-        ("", "ServiceAccount") => roundtrip::<core::ServiceAccount>(rt, obj)?,
-        ("", "Pod") => roundtrip::<core::Pod>(rt, obj)?,
-        ("", "PersistentVolumeClaim") => roundtrip::<core::PersistentVolumeClaim>(rt, obj)?,
-        ("", "PersistentVolume") => roundtrip::<core::PersistentVolume>(rt, obj)?,
-        ("", "Endpoints") => roundtrip::<core::Endpoints>(rt, obj)?,
-        ("", "LimitRange") => roundtrip::<core::LimitRange>(rt, obj)?,
-        ("", "ResourceQuota") => roundtrip::<core::ResourceQuota>(rt, obj)?,
-        ("", "ReplicationController") => roundtrip::<core::ReplicationController>(rt, obj)?,
-        ("", "PodTemplate") => roundtrip::<core::PodTemplate>(rt, obj)?,
-        ("events.k8s.io", "Event") => roundtrip::<k8s_openapi::api::events::v1::Event>(rt, obj)?,
+    Some(match (group, kind) {
+        ("", "Namespace") => typed_of::<core::Namespace>(),
+        ("", "ConfigMap") => typed_of::<core::ConfigMap>(),
+        ("", "Secret") => typed_of::<core::Secret>(),
+        ("", "Service") => typed_of::<core::Service>(),
+        ("", "ServiceAccount") => typed_of::<core::ServiceAccount>(),
+        ("", "Pod") => typed_of::<core::Pod>(),
+        ("", "PersistentVolumeClaim") => typed_of::<core::PersistentVolumeClaim>(),
+        ("", "PersistentVolume") => typed_of::<core::PersistentVolume>(),
+        ("", "Endpoints") => typed_of::<core::Endpoints>(),
+        ("", "Event") => typed_of::<core::Event>(),
+        ("", "LimitRange") => typed_of::<core::LimitRange>(),
+        ("", "ResourceQuota") => typed_of::<core::ResourceQuota>(),
+        ("", "Node") => typed_of::<core::Node>(),
+        ("", "ReplicationController") => typed_of::<core::ReplicationController>(),
+        ("", "PodTemplate") => typed_of::<core::PodTemplate>(),
+        ("events.k8s.io", "Event") => typed_of::<k8s_openapi::api::events::v1::Event>(),
         ("discovery.k8s.io", "EndpointSlice") => {
-            roundtrip::<k8s_openapi::api::discovery::v1::EndpointSlice>(rt, obj)?
+            typed_of::<k8s_openapi::api::discovery::v1::EndpointSlice>()
         }
-        ("apps", "Deployment") => roundtrip::<apps::Deployment>(rt, obj)?,
-        ("apps", "StatefulSet") => roundtrip::<apps::StatefulSet>(rt, obj)?,
-        ("apps", "DaemonSet") => roundtrip::<apps::DaemonSet>(rt, obj)?,
-        ("apps", "ReplicaSet") => roundtrip::<apps::ReplicaSet>(rt, obj)?,
-        ("batch", "Job") => roundtrip::<batch::Job>(rt, obj)?,
-        ("batch", "CronJob") => roundtrip::<batch::CronJob>(rt, obj)?,
-        ("networking.k8s.io", "Ingress") => roundtrip::<networking::Ingress>(rt, obj)?,
-        ("networking.k8s.io", "NetworkPolicy") => roundtrip::<networking::NetworkPolicy>(rt, obj)?,
-        ("networking.k8s.io", "IngressClass") => roundtrip::<networking::IngressClass>(rt, obj)?,
+        ("apps", "Deployment") => typed_of::<apps::Deployment>(),
+        ("apps", "StatefulSet") => typed_of::<apps::StatefulSet>(),
+        ("apps", "DaemonSet") => typed_of::<apps::DaemonSet>(),
+        ("apps", "ReplicaSet") => typed_of::<apps::ReplicaSet>(),
+        ("apps", "ControllerRevision") => typed_of::<apps::ControllerRevision>(),
+        ("batch", "Job") => typed_of::<batch::Job>(),
+        ("batch", "CronJob") => typed_of::<batch::CronJob>(),
+        ("networking.k8s.io", "Ingress") => typed_of::<networking::Ingress>(),
+        ("networking.k8s.io", "NetworkPolicy") => typed_of::<networking::NetworkPolicy>(),
+        ("networking.k8s.io", "IngressClass") => typed_of::<networking::IngressClass>(),
         ("autoscaling", "HorizontalPodAutoscaler") => {
-            roundtrip::<autoscaling::HorizontalPodAutoscaler>(rt, obj)?
+            typed_of::<autoscaling::HorizontalPodAutoscaler>()
         }
-        ("policy", "PodDisruptionBudget") => roundtrip::<policy::PodDisruptionBudget>(rt, obj)?,
-        ("rbac.authorization.k8s.io", "Role") => roundtrip::<rbac::Role>(rt, obj)?,
-        ("rbac.authorization.k8s.io", "RoleBinding") => roundtrip::<rbac::RoleBinding>(rt, obj)?,
-        ("rbac.authorization.k8s.io", "ClusterRole") => roundtrip::<rbac::ClusterRole>(rt, obj)?,
+        ("policy", "PodDisruptionBudget") => typed_of::<policy::PodDisruptionBudget>(),
+        ("rbac.authorization.k8s.io", "Role") => typed_of::<rbac::Role>(),
+        ("rbac.authorization.k8s.io", "RoleBinding") => typed_of::<rbac::RoleBinding>(),
+        ("rbac.authorization.k8s.io", "ClusterRole") => typed_of::<rbac::ClusterRole>(),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
-            roundtrip::<rbac::ClusterRoleBinding>(rt, obj)?
+            typed_of::<rbac::ClusterRoleBinding>()
         }
-        ("coordination.k8s.io", "Lease") => roundtrip::<coordination::Lease>(rt, obj)?,
-        ("storage.k8s.io", "StorageClass") => roundtrip::<storage::StorageClass>(rt, obj)?,
-        ("scheduling.k8s.io", "PriorityClass") => roundtrip::<scheduling::PriorityClass>(rt, obj)?,
-        _ => return Ok(Vec::new()),
+        ("coordination.k8s.io", "Lease") => typed_of::<coordination::Lease>(),
+        ("storage.k8s.io", "StorageClass") => typed_of::<storage::StorageClass>(),
+        ("scheduling.k8s.io", "PriorityClass") => typed_of::<scheduling::PriorityClass>(),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => typed_of::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(),
+        _ => return None,
+    })
+}
+
+/// Check `obj` against the schema of its built-in kind and drop its unknown fields (returned,
+/// for warnings); kinds without a typed schema here (custom resources, rare kinds) pass
+/// unchanged.
+pub fn check(rt: &ResourceType, obj: &mut Value, mode: FieldValidation) -> ApiResult<Vec<String>> {
+    if rt.custom {
+        return Ok(Vec::new());
+    }
+    // Events, Nodes, ControllerRevisions and CRDs are written by kubesim itself or checked
+    // elsewhere (CRDs by `Registry::crd_types`); only their schema is published.
+    if matches!(
+        (rt.group.as_str(), rt.kind.as_str()),
+        ("", "Event" | "Node")
+            | ("apps", "ControllerRevision")
+            | ("apiextensions.k8s.io", "CustomResourceDefinition")
+    ) {
+        return Ok(Vec::new());
+    }
+    let Some(t) = typed(&rt.group, &rt.kind) else {
+        return Ok(Vec::new());
     };
+    let known = (t.roundtrip)(rt, obj)?;
     required(rt, obj)?;
     let mut unknown = Vec::new();
     prune(obj, &known, "", &mut unknown);

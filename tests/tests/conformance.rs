@@ -1146,6 +1146,259 @@ async fn workloads_scale_through_the_scale_subresource() -> Result<()> {
     Ok(())
 }
 
+/// A schema in an OpenAPI document tagged with `kind` (`x-kubernetes-group-version-kind`).
+fn schema_of_kind<'a>(schemas: &'a Value, group: &str, kind: &str) -> Option<&'a Value> {
+    schemas.as_object()?.values().find(|s| {
+        s["x-kubernetes-group-version-kind"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g["group"] == group && g["kind"] == kind))
+    })
+}
+
+async fn get_json(client: &Client, path: &str) -> Result<Value> {
+    let req = http::Request::get(path)
+        .header("Accept", "application/json")
+        .body(Vec::new())?;
+    Ok(client.request::<Value>(req).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_describe_built_in_kinds_and_crds() -> Result<()> {
+    let t = Target::new().await?;
+    let index = get_json(&t.client, "/openapi/v3").await?;
+    let link = index["paths"]["apis/apps/v1"]["serverRelativeURL"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no apps/v1 in {index}"))?;
+    let apps = get_json(&t.client, link).await?;
+    let dep = schema_of_kind(&apps["components"]["schemas"], "apps", "Deployment")
+        .ok_or_else(|| anyhow!("no Deployment schema"))?;
+    ensure!(dep["properties"]["spec"].is_object(), "{dep}");
+    // kubectl validates on the server only when the kind's PATCH takes `fieldValidation`.
+    let validates = apps["paths"].as_object().is_some_and(|paths| {
+        paths.values().any(|p| {
+            p["patch"]["x-kubernetes-group-version-kind"]["kind"] == "Deployment"
+                && p["patch"]["parameters"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|q| q["name"] == "fieldValidation"))
+        })
+    });
+    ensure!(validates, "no PATCH with fieldValidation for deployments");
+    let v2 = get_json(&t.client, "/openapi/v2").await?;
+    ensure!(v2["swagger"] == "2.0");
+    ensure!(schema_of_kind(&v2["definitions"], "", "ConfigMap").is_some());
+
+    // A CRD's schema is published under its group-version, with the object fields added.
+    let group = format!("{}.conformance.flotilla.dev", t.unique("o"));
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": format!("gizmos.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                   "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                     "spec": {"type": "object", "description": "What the gizmo wants.",
+                              "properties": {"size": {"type": "integer"}}}}}}}]}
+    }))?;
+    let crds = Api::<CustomResourceDefinition>::all(t.client.clone());
+    crds.create(&PostParams::default(), &crd).await?;
+    let key = format!("apis/{group}/v1");
+    let doc = eventually("CRD in /openapi/v3", Duration::from_secs(60), || async {
+        let index = get_json(&t.client, "/openapi/v3").await?;
+        match index["paths"][&key]["serverRelativeURL"].as_str() {
+            Some(link) => Ok(Some(get_json(&t.client, link).await?)),
+            None => Ok(None),
+        }
+    })
+    .await?;
+    let gizmo = schema_of_kind(&doc["components"]["schemas"], &group, "Gizmo")
+        .ok_or_else(|| anyhow!("no Gizmo schema in {doc}"))?;
+    ensure!(
+        gizmo["properties"]["spec"]["description"] == "What the gizmo wants.",
+        "{gizmo}"
+    );
+    ensure!(gizmo["properties"]["metadata"].is_object(), "{gizmo}");
+    crds.delete(&format!("gizmos.{group}"), &DeleteParams::default())
+        .await?;
+    Ok(())
+}
+
+async fn post_json(
+    client: &Client,
+    path: &str,
+    body: &Value,
+) -> Result<std::result::Result<Value, kube::Error>> {
+    raw(
+        client,
+        "POST",
+        path,
+        "application/json",
+        &serde_json::to_vec(body)?,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_reviews_answer_can_i_and_whoami() -> Result<()> {
+    let t = Target::new().await?;
+    let review = post_json(
+        &t.client,
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        &json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": {"verb": "create", "group": "apps",
+                                                "resource": "deployments", "namespace": "default"}}}),
+    )
+    .await??;
+    // The suite's credentials may do anything (cluster-admin on a real cluster).
+    ensure!(review["status"]["allowed"] == true, "{review}");
+    ensure!(review["spec"]["resourceAttributes"]["resource"] == "deployments");
+    let me = post_json(
+        &t.client,
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}),
+    )
+    .await??;
+    ensure!(
+        me["status"]["userInfo"]["username"]
+            .as_str()
+            .is_some_and(|u| !u.is_empty()),
+        "{me}"
+    );
+    let rules = post_json(
+        &t.client,
+        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+        &json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+                "spec": {"namespace": "default"}}),
+    )
+    .await??;
+    ensure!(rules["status"]["resourceRules"].is_array(), "{rules}");
+    // Reviews are not stored: there is nothing to get or list.
+    let got = raw(
+        &t.no_retry,
+        "GET",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        "",
+        b"",
+    )
+    .await?;
+    ensure!(got.is_err(), "{got:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eviction_respects_disruption_budgets() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("evict").await?;
+    let deploys = Api::<Deployment>::namespaced(t.client.clone(), &ns);
+    deploys
+        .patch(
+            "web",
+            &PatchParams::apply("t"),
+            &Patch::Apply(&mk_deploy("web", 2, "nginx:1.27")),
+        )
+        .await?;
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(t.client.clone(), &ns);
+    let ready = |p: &k8s_openapi::api::core::v1::Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    };
+    let names = eventually("two ready pods", Duration::from_secs(120), || async {
+        let list = pods.list(&ListParams::default().labels("app=web")).await?;
+        let names: Vec<String> = list
+            .items
+            .iter()
+            .filter(|p| ready(p))
+            .map(|p| p.name_any())
+            .collect();
+        Ok((names.len() == 2).then_some(names))
+    })
+    .await?;
+    let pdbs =
+        Api::<k8s_openapi::api::policy::v1::PodDisruptionBudget>::namespaced(t.client.clone(), &ns);
+    let pdb = |min: i32| {
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+               "metadata": {"name": "web"},
+               "spec": {"minAvailable": min, "selector": {"matchLabels": {"app": "web"}}}})
+    };
+    pdbs.patch(
+        "web",
+        &PatchParams::apply("t").force(),
+        &Patch::Apply(&pdb(2)),
+    )
+    .await?;
+    let path = |name: &str| format!("/api/v1/namespaces/{ns}/pods/{name}/eviction");
+    let eviction = |name: &str| json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": ns}});
+    // A real cluster's disruption controller needs a moment to compute the budget.
+    let refused = eventually("eviction refused", Duration::from_secs(60), || async {
+        match post_json(&t.no_retry, &path(&names[0]), &eviction(&names[0])).await? {
+            Err(e) => Ok(Some(status_of(&e)?)),
+            Ok(_) => Err(anyhow!("evicted despite minAvailable 2")),
+        }
+    })
+    .await?;
+    ensure!(refused.0 == 429, "{refused:?}");
+    ensure!(refused.2.contains("disruption budget"), "{refused:?}");
+    pdbs.patch(
+        "web",
+        &PatchParams::apply("t").force(),
+        &Patch::Apply(&pdb(1)),
+    )
+    .await?;
+    eventually("eviction allowed", Duration::from_secs(60), || async {
+        match post_json(&t.no_retry, &path(&names[0]), &eviction(&names[0])).await? {
+            Ok(s) => Ok(Some(s)),
+            Err(_) => Ok(None),
+        }
+    })
+    .await?;
+    eventually("evicted pod gone", Duration::from_secs(60), || async {
+        Ok(pods.get_opt(&names[0]).await?.is_none().then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_bodies_create_simple_kinds() -> Result<()> {
+    use k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use prost::Message;
+    let t = Target::new().await?;
+    let ns = t.namespace("pb").await?;
+    // What `kubectl create configmap` sends: the k8s envelope around a runtime.Unknown.
+    let cm = k8s_pb::api::core::v1::ConfigMap {
+        metadata: Some(ObjectMeta {
+            name: Some("from-pb".into()),
+            ..Default::default()
+        }),
+        data: [("greeting".to_string(), "hello".to_string())].into(),
+        ..Default::default()
+    };
+    let unknown = k8s_pb::apimachinery::pkg::runtime::Unknown {
+        type_meta: Some(k8s_pb::apimachinery::pkg::runtime::TypeMeta {
+            api_version: Some("v1".into()),
+            kind: Some("ConfigMap".into()),
+        }),
+        raw: Some(cm.encode_to_vec()),
+        content_encoding: Some(String::new()),
+        content_type: Some(String::new()),
+    };
+    let mut body = b"k8s\0".to_vec();
+    body.extend(unknown.encode_to_vec());
+    raw(
+        &t.client,
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/configmaps"),
+        "application/vnd.kubernetes.protobuf",
+        &body,
+    )
+    .await??;
+    let got = Api::<ConfigMap>::namespaced(t.client.clone(), &ns)
+        .get("from-pb")
+        .await?;
+    ensure!(got.data.and_then(|d| d.get("greeting").cloned()).as_deref() == Some("hello"));
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_changes_nothing() -> Result<()> {
     let t = Target::new().await?;
