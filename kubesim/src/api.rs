@@ -909,28 +909,51 @@ fn event_line(kind: &str, object: &[u8]) -> Bytes {
 }
 
 /// The `autoscaling/v1` Scale of a replicated workload.
-fn scale_of(obj: &Value) -> Value {
-    let selector = obj
-        .pointer("/spec/selector/matchLabels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            let mut parts: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect();
-            parts.sort();
-            parts.join(",")
-        })
-        .unwrap_or_default();
+fn scale_of(rt: &ResourceType, obj: &Value) -> Value {
+    use super::resources::ScaleSelector;
+    let Some(paths) = &rt.scale else {
+        return Value::Null;
+    };
+    let selector = match &paths.selector {
+        ScaleSelector::MatchLabels => obj
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                let mut parts: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect();
+                parts.sort();
+                parts.join(",")
+            })
+            .unwrap_or_default(),
+        ScaleSelector::Path(p) => obj
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        ScaleSelector::None => String::new(),
+    };
+    // A built-in workload defaults to one replica; a custom resource shows what it has.
+    let default_spec = if rt.custom { 0 } else { 1 };
     let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
     let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
     json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
            "metadata": {"name": pick("name"), "namespace": pick("namespace"), "uid": pick("uid"),
                         "resourceVersion": pick("resourceVersion"),
                         "creationTimestamp": pick("creationTimestamp")},
-           "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
-           "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+           "spec": {"replicas": obj.pointer(&paths.spec_replicas).cloned().unwrap_or(json!(default_spec))},
+           "status": {"replicas": obj.pointer(&paths.status_replicas).cloned().unwrap_or(json!(0)),
                       "selector": selector}})
+}
+
+/// A merge patch setting the value at a JSON pointer (`/spec/replicas` → `{"spec":{"replicas":n}}`).
+fn merge_patch_at(pointer: &str, value: Value) -> Value {
+    pointer
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .rev()
+        .fold(value, |inner, key| json!({ key: inner }))
 }
 
 /// `/scale`: GET the Scale; PUT one, or PATCH it (JSON, merge, strategic), to set replicas.
@@ -944,7 +967,7 @@ async fn scale(
 ) -> ApiResult<Response<Body>> {
     let method = req.method().clone();
     let obj = store.get(rt, ns, name)?;
-    let current = scale_of(&obj);
+    let current = scale_of(rt, &obj);
     let wanted = match method {
         Method::GET => return Ok(json_response(StatusCode::OK, &current)),
         Method::PUT => {
@@ -994,7 +1017,11 @@ async fn scale(
         field_validation: FieldValidation::Warn,
         warnings: Default::default(),
     };
-    let patch = json!({"spec": {"replicas": replicas}});
+    let spec_path = rt
+        .scale
+        .as_ref()
+        .map_or("/spec/replicas", |p| p.spec_replicas.as_str());
+    let patch = merge_patch_at(spec_path, json!(replicas));
     let (updated, _) = store.patch(
         rt,
         ns,
@@ -1004,7 +1031,7 @@ async fn scale(
         Scope::Main,
         &ctx,
     )?;
-    Ok(json_response(StatusCode::OK, &scale_of(&updated)))
+    Ok(json_response(StatusCode::OK, &scale_of(rt, &updated)))
 }
 
 /// Check a list's `resourceVersion` / `resourceVersionMatch` as a real server does; returns

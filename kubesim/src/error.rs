@@ -172,6 +172,11 @@ impl ApiError {
         e
     }
 
+    /// 405 with the server's own words (e.g. creates under a terminating CRD).
+    pub fn method_not_allowed_message(message: &str) -> Self {
+        Self::new(405, "MethodNotAllowed", message).with_details(json!({}))
+    }
+
     pub fn method_not_allowed(verb: &str, rt: &ResourceType) -> Self {
         Self::new(
             405,

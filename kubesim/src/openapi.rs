@@ -371,6 +371,7 @@ mod tests {
             tracks_generation: true,
             custom: true,
             simulated: super::super::resources::Simulated::None,
+            scale: None,
         };
         assert_eq!(crd_definition_name(&rt), "io.argoproj.v1alpha1.Application");
     }

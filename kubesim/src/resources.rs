@@ -42,6 +42,54 @@ pub struct ResourceType {
     /// Defined by a CRD (strategic merge patch unsupported, lists atomic).
     pub custom: bool,
     pub simulated: Simulated,
+    /// The `/scale` subresource, if served: where replicas and the selector live.
+    pub scale: Option<ScalePaths>,
+}
+
+/// Where a scalable kind keeps what `autoscaling/v1` Scale shows (a CRD's
+/// `subresources.scale`, or the built-in workloads' fixed fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalePaths {
+    /// JSON pointers (`/spec/replicas`), converted from the CRD's `.spec.replicas` form.
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    pub selector: ScaleSelector,
+}
+
+/// Where a Scale's `status.selector` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScaleSelector {
+    /// The built-in workloads: `spec.selector.matchLabels`, rendered `k=v,...`.
+    MatchLabels,
+    /// A CRD's `labelSelectorPath`: a string field holding a serialized selector.
+    Path(String),
+    None,
+}
+
+impl ScalePaths {
+    fn builtin() -> Self {
+        Self {
+            spec_replicas: "/spec/replicas".into(),
+            status_replicas: "/status/replicas".into(),
+            selector: ScaleSelector::MatchLabels,
+        }
+    }
+
+    /// From a CRD version's `subresources.scale`; `None` without the two replica paths.
+    fn from_crd(scale: &Value) -> Option<Self> {
+        let pointer = |k: &str| {
+            scale
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|p| p.starts_with('.'))
+                .map(|p| p.replace('.', "/"))
+        };
+        Some(Self {
+            spec_replicas: pointer("specReplicasPath")?,
+            status_replicas: pointer("statusReplicasPath")?,
+            selector: pointer("labelSelectorPath").map_or(ScaleSelector::None, ScaleSelector::Path),
+        })
+    }
 }
 
 /// Storage identity of a resource: all versions of one group/plural share objects.
@@ -128,14 +176,10 @@ impl ResourceType {
         e
     }
 
-    /// Has a `/scale` subresource (`autoscaling/v1` Scale): the replicated workloads.
+    /// Has a `/scale` subresource (`autoscaling/v1` Scale): the replicated workloads and
+    /// custom resources whose CRD declares one.
     pub fn has_scale(&self) -> bool {
-        !self.custom
-            && matches!(
-                (self.group.as_str(), self.plural.as_str()),
-                ("apps", "deployments" | "statefulsets" | "replicasets")
-                    | ("", "replicationcontrollers")
-            )
+        self.scale.is_some()
     }
 
     /// A create-only review kind (access reviews), never stored.
@@ -303,6 +347,12 @@ static BUILTIN_TYPES: LazyLock<Vec<Arc<ResourceType>>> = LazyLock::new(|| {
                 tracks_generation: b.7,
                 custom: false,
                 simulated: b.8,
+                scale: matches!(
+                    (b.0, b.2),
+                    ("apps", "deployments" | "statefulsets" | "replicasets")
+                        | ("", "replicationcontrollers")
+                )
+                .then(ScalePaths::builtin),
             })
         })
         .collect()
@@ -422,6 +472,9 @@ impl Registry {
                 tracks_generation: true,
                 custom: true,
                 simulated: Simulated::None,
+                scale: v
+                    .pointer("/subresources/scale")
+                    .and_then(ScalePaths::from_crd),
             }));
         }
         Ok(out)

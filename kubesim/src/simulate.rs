@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::objects::now_rfc3339;
 use super::resources::Simulated;
-use super::store::{Store, Touch};
+use super::store::{Purpose, Store, Touch};
 
 /// Annotation selecting a simulated outcome: `progressing` (never becomes ready), `degraded`
 /// (workload fails its rollout / pod crash-loops) or `failed` (Jobs fail).
@@ -250,6 +250,9 @@ pub fn target_status(kind: Simulated, obj: &Value, settings: &SimSettings) -> Op
     Some(keep_time(status))
 }
 
+/// How long the garbage collector takes to notice an object whose owners are absent.
+const GC_DELAY: Duration = Duration::from_millis(200);
+
 /// Run one cluster's simulator until the store's sender side is dropped.
 pub async fn run(store: Arc<Store>, mut rx: mpsc::UnboundedReceiver<Touch>, settings: SimSettings) {
     let mut queue: BinaryHeap<Reverse<(Instant, u64, usize)>> = BinaryHeap::new();
@@ -261,6 +264,23 @@ pub async fn run(store: Arc<Store>, mut rx: mpsc::UnboundedReceiver<Touch>, sett
         tokio::select! {
             touch = rx.recv() => {
                 let Some(touch) = touch else { return };
+                match touch.purpose {
+                    Purpose::Status => {}
+                    // The CRD finalizer runs at once, after the DELETE was answered.
+                    Purpose::CrdCleanup => {
+                        store.run_background(&touch);
+                        continue;
+                    }
+                    Purpose::Collect => {
+                        let slot = match free.pop() {
+                            Some(i) => { pending[i] = Some(touch); i }
+                            None => { pending.push(Some(touch)); pending.len() - 1 }
+                        };
+                        seq += 1;
+                        queue.push(Reverse((Instant::now() + GC_DELAY, seq, slot)));
+                        continue;
+                    }
+                }
                 let delay = match store.get(&touch.rt, &touch.key.0, &touch.key.1) {
                     Ok(obj) => delay_for(&obj, settings.ready_delay),
                     Err(_) => continue,
@@ -278,6 +298,10 @@ pub async fn run(store: Arc<Store>, mut rx: mpsc::UnboundedReceiver<Touch>, sett
                     queue.pop();
                     if let Some(touch) = pending[slot].take() {
                         free.push(slot);
+                        if touch.purpose != Purpose::Status {
+                            store.run_background(&touch);
+                            continue;
+                        }
                         let kind = touch.rt.simulated;
                         store.write_status(&touch.rt.group_resource(), &touch.key, |obj| {
                             target_status(kind, obj, &settings)

@@ -149,12 +149,29 @@ pub struct WatchStart {
 pub struct Touch {
     pub rt: Arc<ResourceType>,
     pub key: ObjKey,
+    pub purpose: Purpose,
 }
+
+/// What the background task should do with a touched object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Simulate the kind's status (kwok-style).
+    Status,
+    /// A terminating CRD: delete its custom resources, then drop the cleanup finalizer.
+    CrdCleanup,
+    /// Every owner of the object is absent: the garbage collector deletes it.
+    Collect,
+}
+
+/// The finalizer a CRD carries while its custom resources are deleted.
+pub const CRD_CLEANUP: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 enum Work {
     Delete(GroupResource, ObjKey),
     CheckForeground(String),
     CheckNamespace(String),
+    /// A custom resource went: its terminating CRD may now be finished.
+    FinishCrd(String),
 }
 
 struct Inner {
@@ -333,6 +350,21 @@ impl Store {
     fn touched_unless_status(&self, rt: &Arc<ResourceType>, key: &ObjKey, scope: Scope) {
         if scope != Scope::Status {
             self.touch(rt, key);
+            self.check_owners(rt, key);
+        }
+    }
+
+    /// An object whose every owner is absent is the garbage collector's (in the background).
+    fn check_owners(&self, rt: &Arc<ResourceType>, key: &ObjKey) {
+        let orphaned = {
+            let inner = self.inner.read();
+            inner.get(&rt.group_resource(), key).is_some_and(|o| {
+                let owners = owner_uids(&o);
+                !owners.is_empty() && owners.iter().all(|u| !inner.uids.contains_key(u))
+            })
+        };
+        if orphaned {
+            self.background(rt, key, Purpose::Collect);
         }
     }
 
@@ -343,8 +375,83 @@ impl Store {
             let _ = tx.send(Touch {
                 rt: rt.clone(),
                 key: key.clone(),
+                purpose: Purpose::Status,
             });
         }
+    }
+
+    /// Hand background work (CRD cleanup, garbage collection) to the cluster's task, which
+    /// runs it after the request that caused it has been answered, as a real server's
+    /// controllers do. Without a task (a bare store), it runs now.
+    fn background(&self, rt: &Arc<ResourceType>, key: &ObjKey, purpose: Purpose) {
+        let touch = Touch {
+            rt: rt.clone(),
+            key: key.clone(),
+            purpose,
+        };
+        match self.sim.get() {
+            Some(tx) => {
+                let _ = tx.send(touch);
+            }
+            None => self.run_background(&touch),
+        }
+    }
+
+    /// Do what a `background` touch asks (called by the cluster's task).
+    pub fn run_background(&self, touch: &Touch) {
+        match touch.purpose {
+            Purpose::Status => {}
+            Purpose::CrdCleanup => self.finalize_crd(&touch.key.1),
+            Purpose::Collect => self.collect_if_orphaned(&touch.rt, &touch.key),
+        }
+    }
+
+    /// The CRD finalizer controller: delete every custom resource of a terminating CRD;
+    /// once none is left (those with finalizers may hold it), drop `CRD_CLEANUP`.
+    fn finalize_crd(&self, name: &str) {
+        let mut inner = self.inner.write();
+        let Some(crd) = inner.get(&crd_gr(), &(String::new(), name.to_string())) else {
+            return;
+        };
+        if !is_deleting(&crd) || !finalizers(&crd).iter().any(|f| f == CRD_CLEANUP) {
+            return;
+        }
+        let Some(cr_gr) = crd_group_resource(&crd) else {
+            return;
+        };
+        let keys: Vec<ObjKey> = inner
+            .objects
+            .get(&cr_gr)
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut work = Vec::new();
+        for k in keys {
+            if inner.get(&cr_gr, &k).is_some_and(|o| !is_deleting(&o)) {
+                inner.mark_or_remove(&self.events, &cr_gr, &k, false, &mut work);
+            }
+        }
+        work.insert(0, Work::FinishCrd(name.to_string()));
+        inner.run(&self.events, work);
+    }
+
+    /// The garbage collector's check of one object: when no owner it names exists (by uid),
+    /// it is deleted in the background.
+    fn collect_if_orphaned(&self, rt: &Arc<ResourceType>, key: &ObjKey) {
+        let mut inner = self.inner.write();
+        let gr = rt.group_resource();
+        let Some(obj) = inner.get(&gr, key) else {
+            return;
+        };
+        let owners = owner_uids(&obj);
+        if owners.is_empty()
+            || is_deleting(&obj)
+            || owners.iter().any(|o| inner.uids.contains_key(o))
+        {
+            return;
+        }
+        let mut work = Vec::new();
+        inner.mark_or_remove(&self.events, &gr, key, false, &mut work);
+        inner.run(&self.events, work);
     }
 
     pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> ApiResult<Arc<Value>> {
@@ -603,6 +710,18 @@ impl Store {
         if inner.get(&gr, &key).is_some() {
             return Err(ApiError::already_exists(rt, &key.1));
         }
+        if rt.custom
+            && inner
+                .get(
+                    &crd_gr(),
+                    &(String::new(), format!("{}.{}", rt.plural, rt.group)),
+                )
+                .is_some_and(|c| is_deleting(&c))
+        {
+            return Err(ApiError::method_not_allowed_message(
+                "create not allowed while custom resource definition is terminating",
+            ));
+        }
         if ctx.dry_run {
             return Ok(Arc::new(obj));
         }
@@ -612,6 +731,7 @@ impl Store {
         let stored = inner.commit(&self.events, &gr, key.clone(), Some(obj), EventType::Added);
         drop(inner);
         self.touch(rt, &key);
+        self.check_owners(rt, &key);
         stored.ok_or_else(|| ApiError::internal("object vanished during create"))
     }
 
@@ -841,6 +961,14 @@ impl Store {
             .unwrap_or(old);
         let gone = inner.get(&gr, &key).is_none();
         inner.run(&self.events, work);
+        let cleanup = rt.is_crd()
+            && inner
+                .get(&gr, &key)
+                .is_some_and(|c| finalizers(&c).iter().any(|f| f == CRD_CLEANUP));
+        drop(inner);
+        if cleanup {
+            self.background(rt, &key, Purpose::CrdCleanup);
+        }
         Ok(Deleted { object: out, gone })
     }
 
@@ -1053,6 +1181,29 @@ fn merge_update(rt: &ResourceType, old: &Value, new: Value, scope: Scope) -> Val
     out
 }
 
+/// The storage identity of a CRD's custom resources.
+fn crd_group_resource(crd: &Value) -> Option<GroupResource> {
+    Some(GroupResource {
+        group: crd.pointer("/spec/group")?.as_str()?.to_string(),
+        resource: crd.pointer("/spec/names/plural")?.as_str()?.to_string(),
+    })
+}
+
+/// The CRD finalizer controller's condition while instances are deleted.
+fn set_terminating_condition(crd: &mut Value, now: &str) {
+    let cond = json!({"type": "Terminating", "status": "True",
+                      "reason": "InstanceDeletionInProgress",
+                      "message": "CustomResource deletion is in progress",
+                      "lastTransitionTime": now});
+    match crd.pointer_mut("/status/conditions") {
+        Some(Value::Array(cs)) => {
+            cs.retain(|c| c["type"] != "Terminating");
+            cs.push(cond);
+        }
+        _ => crd["status"]["conditions"] = json!([cond]),
+    }
+}
+
 fn crd_status(crd: &Value) -> Value {
     let now = now_rfc3339();
     let storage: Vec<Value> = crd
@@ -1260,6 +1411,38 @@ impl Inner {
             .ok_or_else(|| ApiError::internal("object vanished during update"))
     }
 
+    /// A terminating CRD whose custom resources are all gone loses its cleanup finalizer
+    /// (and goes, unless other finalizers hold it).
+    fn finish_crd(
+        &mut self,
+        events: &broadcast::Sender<Arc<Event>>,
+        name: &str,
+        work: &mut Vec<Work>,
+    ) {
+        let key = (String::new(), name.to_string());
+        let Some(crd) = self.get(&crd_gr(), &key) else {
+            return;
+        };
+        if !is_deleting(&crd) || !finalizers(&crd).iter().any(|f| f == CRD_CLEANUP) {
+            return;
+        }
+        let Some(cr_gr) = crd_group_resource(&crd) else {
+            return;
+        };
+        if self.objects.get(&cr_gr).is_some_and(|o| !o.is_empty()) {
+            return;
+        }
+        let mut v = (*crd).clone();
+        if let Some(Value::Array(f)) = v.pointer_mut("/metadata/finalizers") {
+            f.retain(|x| x != CRD_CLEANUP);
+        }
+        let done = finalizers(&v).is_empty();
+        self.commit(events, &crd_gr(), key.clone(), Some(v), EventType::Modified);
+        if done {
+            self.remove(events, &crd_gr(), &key, work);
+        }
+    }
+
     fn orphan_dependents(&mut self, events: &broadcast::Sender<Arc<Event>>, uid: &str) {
         let deps: Vec<_> = self
             .owners
@@ -1310,14 +1493,25 @@ impl Inner {
             return out;
         }
         let fins = finalizers(&obj);
-        if !fins.is_empty() || foreground {
+        // A CRD is deleted through its cleanup finalizer (`Store::finalize_crd`).
+        let crd_cleanup = *gr == crd_gr() && !is_deleting(&obj);
+        if !fins.is_empty() || foreground || crd_cleanup {
             if is_deleting(&obj) && !foreground {
                 return Some(obj);
             }
             let mut v = (*obj).clone();
+            if crd_cleanup {
+                set_terminating_condition(&mut v, &now);
+            }
             let meta = meta_mut(&mut v);
             meta.entry("deletionTimestamp").or_insert(json!(now));
             meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+            if crd_cleanup && !fins.iter().any(|f| f == CRD_CLEANUP) {
+                let list = meta.entry("finalizers").or_insert_with(|| json!([]));
+                if let Some(a) = list.as_array_mut() {
+                    a.push(json!(CRD_CLEANUP));
+                }
+            }
             if foreground && !fins.iter().any(|f| f == "foregroundDeletion") {
                 let list = meta.entry("finalizers").or_insert_with(|| json!([]));
                 if let Some(a) = list.as_array_mut() {
@@ -1361,6 +1555,11 @@ impl Inner {
         }
         for owner in owner_uids(&removed) {
             work.insert(0, Work::CheckForeground(owner));
+        }
+        if let Some(rt) = self.registry.by_group_resource(gr)
+            && rt.custom
+        {
+            work.insert(0, Work::FinishCrd(format!("{}.{}", gr.resource, gr.group)));
         }
         if !key.0.is_empty() {
             work.insert(0, Work::CheckNamespace(key.0.clone()));
@@ -1406,6 +1605,7 @@ impl Inner {
                         }
                     }
                 }
+                Work::FinishCrd(name) => self.finish_crd(events, &name, &mut work),
                 Work::CheckNamespace(ns) => {
                     let nkey = (String::new(), ns.clone());
                     let Some(n) = self.get(&namespace_gr(), &nkey) else {

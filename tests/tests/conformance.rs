@@ -1400,6 +1400,208 @@ async fn protobuf_bodies_create_simple_kinds() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_scale_through_their_scale_subresource() -> Result<()> {
+    let t = Target::new().await?;
+    let group = format!("{}.conformance.flotilla.dev", t.unique("sc"));
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": format!("fleets.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "fleets", "singular": "fleet", "kind": "Fleet"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                   "subresources": {"status": {}, "scale": {
+                       "specReplicasPath": ".spec.size", "statusReplicasPath": ".status.size",
+                       "labelSelectorPath": ".status.selector"}},
+                   "schema": {"openAPIV3Schema": {"type": "object",
+                       "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))?;
+    let crds = Api::<CustomResourceDefinition>::all(t.client.clone());
+    crds.create(&PostParams::default(), &crd).await?;
+    let ns = t.namespace("crscale").await?;
+    let gvk = GroupVersionKind::gvk(&group, "v1", "Fleet");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "fleets");
+    let api: Api<DynamicObject> = Api::namespaced_with(t.client.clone(), &ns, &ar);
+    let fleet: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{group}/v1"), "kind": "Fleet",
+        "metadata": {"name": "f"}, "spec": {"size": 3}}))?;
+    eventually("fleets served", Duration::from_secs(30), || async {
+        Ok(api
+            .create(&PostParams::default(), &fleet)
+            .await
+            .ok()
+            .map(|_| ()))
+    })
+    .await?;
+    api.patch_status(
+        "f",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"size": 2, "selector": "app=fleet"}})),
+    )
+    .await?;
+    let base = format!("/apis/{group}/v1/namespaces/{ns}/fleets/f/scale");
+    let scale = get_json(&t.client, &base).await?;
+    ensure!(
+        scale["kind"] == "Scale" && scale["spec"]["replicas"] == 3,
+        "{scale}"
+    );
+    ensure!(scale["status"]["replicas"] == 2, "{scale}");
+    ensure!(scale["status"]["selector"] == "app=fleet", "{scale}");
+    let patched = raw(
+        &t.client,
+        "PATCH",
+        &base,
+        "application/merge-patch+json",
+        br#"{"spec":{"replicas":5}}"#,
+    )
+    .await??;
+    ensure!(patched["spec"]["replicas"] == 5, "{patched}");
+    let f = api.get("f").await?;
+    ensure!(f.data["spec"]["size"] == 5, "{:?}", f.data);
+    crds.delete(&format!("fleets.{group}"), &DeleteParams::default())
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_deletion_cleans_up_through_its_finalizer() -> Result<()> {
+    let t = Target::new().await?;
+    let (api, crd_name) = widget_crd(&t).await?;
+    let crds = Api::<CustomResourceDefinition>::all(t.client.clone());
+    let group = crd_name.trim_start_matches("gadgets.").to_string();
+    let mk = |name: &str, finalizers: &[&str]| -> Result<DynamicObject> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": format!("{group}/v1"), "kind": "Gadget",
+            "metadata": {"name": name, "finalizers": finalizers}}))?)
+    };
+    api.create(&PostParams::default(), &mk("free", &[])?)
+        .await?;
+    api.create(
+        &PostParams::default(),
+        &mk("held", &["conformance.flotilla.dev/hold"])?,
+    )
+    .await?;
+    let lp = WatchParams::default().fields(&format!("metadata.name={crd_name}"));
+    let rv = crds
+        .get(&crd_name)
+        .await?
+        .resource_version()
+        .unwrap_or_default();
+    let mut watch = crds.watch(&lp, &rv).await?.boxed();
+    crds.delete(&crd_name, &DeleteParams::default()).await?;
+    // The CRD stays, Terminating, until its resources are gone; the free one goes.
+    eventually("free gadget deleted", Duration::from_secs(60), || async {
+        Ok(api.get_opt("free").await?.is_none().then_some(()))
+    })
+    .await?;
+    let crd = crds.get(&crd_name).await?;
+    ensure!(crd.metadata.deletion_timestamp.is_some());
+    ensure!(
+        crd.finalizers()
+            .iter()
+            .any(|f| f == "customresourcecleanup.apiextensions.k8s.io"),
+        "{:?}",
+        crd.metadata.finalizers
+    );
+    let terminating = crd
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "Terminating" && c.status == "True")
+        });
+    ensure!(terminating, "{:?}", crd.status);
+    let held = api.get("held").await?;
+    ensure!(held.metadata.deletion_timestamp.is_some());
+    let err = Api::<DynamicObject>::namespaced_with(
+        t.no_retry.clone(),
+        held.metadata.namespace.as_deref().unwrap_or_default(),
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(&group, "v1", "Gadget"),
+            "gadgets",
+        ),
+    )
+    .create(&PostParams::default(), &mk("late", &[])?)
+    .await
+    .expect_err("no creates under a terminating CRD");
+    ensure!(status_of(&err)?.0 == 405, "{err}");
+    // Releasing the last resource lets the CRD go.
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await?;
+    eventually("CRD gone", Duration::from_secs(60), || async {
+        Ok(crds.get_opt(&crd_name).await?.is_none().then_some(()))
+    })
+    .await?;
+    let mut saw = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(5), watch.try_next()).await? {
+        match ev {
+            WatchEvent::Modified(c) => saw.push(if c.metadata.deletion_timestamp.is_some() {
+                "terminating"
+            } else {
+                "modified"
+            }),
+            WatchEvent::Deleted(_) => {
+                saw.push("deleted");
+                break;
+            }
+            _ => {}
+        }
+    }
+    ensure!(
+        saw.first() == Some(&"terminating") && saw.last() == Some(&"deleted"),
+        "{saw:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependents_of_absent_owners_are_collected() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("gc").await?;
+    let cms = Api::<ConfigMap>::namespaced(t.client.clone(), &ns);
+    let owner = cms
+        .create(&PostParams::default(), &mk_cm("owner", &[], &[]))
+        .await?;
+    let owned_by = |name: &str, owner_name: &str, uid: &str| {
+        let mut c = mk_cm(name, &[], &[]);
+        c.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                name: owner_name.into(),
+                uid: uid.into(),
+                ..Default::default()
+            },
+        ]);
+        c
+    };
+    let live_uid = owner.metadata.uid.clone().unwrap_or_default();
+    cms.create(
+        &PostParams::default(),
+        &owned_by("kept", "owner", &live_uid),
+    )
+    .await?;
+    // An owner uid that never existed: the garbage collector deletes the dependent.
+    cms.create(
+        &PostParams::default(),
+        &owned_by("stray", "ghost", "00000000-0000-4000-8000-000000000000"),
+    )
+    .await?;
+    eventually("stray collected", Duration::from_secs(120), || async {
+        Ok(cms.get_opt("stray").await?.is_none().then_some(()))
+    })
+    .await?;
+    ensure!(
+        cms.get_opt("kept").await?.is_some(),
+        "a dependent of a live owner stays"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_changes_nothing() -> Result<()> {
     let t = Target::new().await?;
     let ns = t.namespace("dry").await?;
