@@ -1,7 +1,7 @@
-//! What the deployment and replica-set controllers create: a Deployment owns one ReplicaSet
-//! per pod template (`<name>-<pod-template-hash>`, older ones scaled to zero), and a
-//! ReplicaSet owns its Pods, so resource trees and rollout history look like a real cluster's.
-//! Pure builders plus one `sync_deployment` step the simulator calls; optional per cluster.
+//! What the workload controllers create: a Deployment owns one ReplicaSet per pod template
+//! (`<name>-<pod-template-hash>`, older ones scaled to zero) owning its Pods; StatefulSets,
+//! DaemonSets and Jobs own their Pods. Resource trees and rollout history look like a real
+//! cluster's. Pure builders plus the sync steps the simulator calls; optional per cluster.
 
 use std::sync::Arc;
 
@@ -207,6 +207,162 @@ pub fn sync_deployment(store: &Arc<Store>, ns: &str, name: &str, nodes: i64) {
         for extra in have.difference(&wanted_names) {
             let _ = store.delete(&pod_rt, ns, extra, &DeleteOpts::default());
         }
+    }
+}
+
+/// A pod of `owner` (a StatefulSet, DaemonSet or Job) from its pod template.
+fn owned_pod(
+    owner: &Value,
+    owner_api: &str,
+    owner_kind: &str,
+    name: String,
+    extra_labels: Value,
+    node: i64,
+) -> Value {
+    let template = owner
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(json!({}));
+    let mut spec = template.get("spec").cloned().unwrap_or(json!({}));
+    spec["nodeName"] = json!(format!("kubesim-node-{node}"));
+    let mut labels = template
+        .pointer("/metadata/labels")
+        .cloned()
+        .unwrap_or(json!({}));
+    if let (Some(l), Some(extra)) = (labels.as_object_mut(), extra_labels.as_object()) {
+        for (k, v) in extra {
+            l.insert(k.clone(), v.clone());
+        }
+    }
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": owner.pointer("/metadata/namespace").cloned().unwrap_or(json!("default")),
+            "labels": labels,
+            "ownerReferences": [owner_ref(owner_api, owner_kind, owner)],
+        },
+        "spec": spec,
+    });
+    // The simulated behaviour of the owner (progressing, degraded, ...) is its pods'.
+    if let Some(a) = owner
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(super::simulate::BEHAVIOR_ANNOTATION))
+    {
+        pod["metadata"]["annotations"] = json!({super::simulate::BEHAVIOR_ANNOTATION: a});
+    }
+    pod
+}
+
+/// The pods a StatefulSet, DaemonSet or Job runs: `<name>-<ordinal>`, one per node, or the
+/// Job's `completions` (its pods finish: Succeeded, or Failed when the Job fails).
+pub fn pods_for(kind: &str, owner: &Value, nodes: i64) -> Vec<Value> {
+    let name = name_of(owner);
+    let uid = owner
+        .pointer("/metadata/uid")
+        .cloned()
+        .unwrap_or(Value::Null);
+    match kind {
+        "StatefulSet" => {
+            let replicas = owner
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                .max(0);
+            let revision = format!("{name}-{}", template_hash(owner));
+            (0..replicas)
+                .map(|i| {
+                    let pod_name = format!("{name}-{i}");
+                    let mut p = owned_pod(
+                        owner,
+                        "apps/v1",
+                        "StatefulSet",
+                        pod_name.clone(),
+                        json!({"statefulset.kubernetes.io/pod-name": pod_name,
+                               "apps.kubernetes.io/pod-index": i.to_string(),
+                               "controller-revision-hash": revision}),
+                        i % nodes.max(1),
+                    );
+                    p["spec"]["hostname"] = json!(pod_name);
+                    if let Some(svc) = owner.pointer("/spec/serviceName") {
+                        p["spec"]["subdomain"] = svc.clone();
+                    }
+                    p
+                })
+                .collect()
+        }
+        "DaemonSet" => (0..nodes.max(1))
+            .map(|n| {
+                owned_pod(
+                    owner,
+                    "apps/v1",
+                    "DaemonSet",
+                    format!("{name}-{}", suffix(&format!("{name}/node/{n}"), 5)),
+                    json!({"controller-revision-hash": template_hash(owner),
+                           "pod-template-generation": owner.pointer("/metadata/generation").cloned().unwrap_or(json!(1)).to_string()}),
+                    n,
+                )
+            })
+            .collect(),
+        "Job" => {
+            let completions = owner
+                .pointer("/spec/completions")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                .clamp(0, 100);
+            (0..completions)
+                .map(|i| {
+                    owned_pod(
+                        owner,
+                        "batch/v1",
+                        "Job",
+                        format!("{name}-{}", suffix(&format!("{name}/{uid}/{i}"), 5)),
+                        json!({"batch.kubernetes.io/job-name": name, "job-name": name,
+                               "batch.kubernetes.io/controller-uid": uid,
+                               "controller-uid": uid}),
+                        i % nodes.max(1),
+                    )
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Bring the pods of StatefulSet/DaemonSet/Job `ns/name` in line with it.
+pub fn sync_pod_owner(
+    store: &Arc<Store>,
+    rt: &super::resources::ResourceType,
+    ns: &str,
+    name: &str,
+    nodes: i64,
+) {
+    let Some(pod_rt) = store.lookup("", "v1", "pods") else {
+        return;
+    };
+    let Ok(owner) = store.get(rt, ns, name) else {
+        return;
+    };
+    if owner.pointer("/metadata/deletionTimestamp").is_some() {
+        return;
+    }
+    let Some(uid) = owner.pointer("/metadata/uid").cloned() else {
+        return;
+    };
+    let wanted = pods_for(&rt.kind, &owner, nodes);
+    let have: std::collections::BTreeSet<String> = store
+        .list(&pod_rt, Some(ns), |o| owned_by(o, &uid), None, None, None)
+        .map(|p| p.items.iter().map(|p| name_of(p).to_string()).collect())
+        .unwrap_or_default();
+    let wanted_names: std::collections::BTreeSet<String> =
+        wanted.iter().map(|p| name_of(p).to_string()).collect();
+    for p in wanted {
+        if !have.contains(name_of(&p)) {
+            let _ = store.create(&pod_rt, ns, p, &ctx());
+        }
+    }
+    for extra in have.difference(&wanted_names) {
+        let _ = store.delete(&pod_rt, ns, extra, &DeleteOpts::default());
     }
 }
 

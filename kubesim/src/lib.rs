@@ -435,6 +435,7 @@ fn seed_namespaces(cluster: &Cluster) -> Result<(), SimError> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         seed("", "namespaces", "", json!({"metadata": {"name": ns}}))?;
     }
+    cluster.store.sync_api_services();
     // What every real API server has from its first moment.
     seed(
         "",

@@ -319,6 +319,7 @@ const BUILTINS: &[Builtin] = &[
     Builtin("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", false, &[], false, false, Simulated::Review),
     Builtin("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", false, &[], false, false, Simulated::Review),
     Builtin("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", false, &[], false, false, Simulated::Review),
+    Builtin("apiregistration.k8s.io", "v1", "apiservices", "APIService", false, &[], true, false, Simulated::None),
     Builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, &["crd", "crds"], true, true, Simulated::None),
 ];
 

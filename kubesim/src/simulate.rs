@@ -192,6 +192,33 @@ pub fn target_status(kind: Simulated, obj: &Value, settings: &SimSettings) -> Op
                         .collect()
                 })
                 .unwrap_or_default();
+            // A Job's pods run to completion: Succeeded, or Failed when the Job fails.
+            let job_pod = obj.pointer("/metadata/ownerReferences/0/kind") == Some(&json!("Job"));
+            if job_pod && b != Behavior::Progressing {
+                let (phase, code, reason) = if b == Behavior::Ready {
+                    ("Succeeded", 0, "Completed")
+                } else {
+                    ("Failed", 1, "Error")
+                };
+                let finished: Vec<Value> = containers
+                    .iter()
+                    .map(|c| {
+                        let mut c = c.clone();
+                        c["ready"] = json!(false);
+                        c["started"] = json!(false);
+                        c["state"] = json!({"terminated": {"exitCode": code, "reason": reason,
+                                                           "startedAt": now, "finishedAt": now}});
+                        c
+                    })
+                    .collect();
+                let cond = |t: &str, s: &str| json!({"type": t, "status": s, "lastProbeTime": null, "lastTransitionTime": now});
+                return Some(keep_time(json!({"phase": phase, "qosClass": "BestEffort",
+                    "podIP": "10.244.0.11", "hostIP": "10.0.0.1", "startTime": now,
+                    "conditions": [cond("PodReadyToStartContainers", "False"),
+                                   cond("Initialized", "True"), cond("Ready", "False"),
+                                   cond("ContainersReady", "False"), cond("PodScheduled", "True")],
+                    "containerStatuses": finished})));
+            }
             let (phase, ready) = match b {
                 Behavior::Ready => ("Running", "True"),
                 Behavior::Progressing => ("Pending", "False"),
@@ -306,8 +333,12 @@ pub async fn run(store: Arc<Store>, mut rx: mpsc::UnboundedReceiver<Touch>, sett
                         store.write_status(&touch.rt.group_resource(), &touch.key, |obj| {
                             target_status(kind, obj, &settings)
                         });
-                        if settings.children && kind == Simulated::Deployment {
-                            super::children::sync_deployment(&store, &touch.key.0, &touch.key.1, settings.nodes);
+                        if settings.children {
+                            match kind {
+                                Simulated::Deployment => super::children::sync_deployment(&store, &touch.key.0, &touch.key.1, settings.nodes),
+                                Simulated::StatefulSet | Simulated::DaemonSet | Simulated::Job => super::children::sync_pod_owner(&store, &touch.rt, &touch.key.0, &touch.key.1, settings.nodes),
+                                _ => {}
+                            }
                         }
                     }
                 }

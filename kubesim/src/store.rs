@@ -324,6 +324,11 @@ impl Store {
         }
     }
 
+    /// Register an APIService per served group-version (see `Inner::sync_api_services`).
+    pub fn sync_api_services(&self) {
+        self.inner.write().sync_api_services(&self.events);
+    }
+
     /// Route writes of simulated kinds to the status simulator.
     pub fn set_simulator(&self, tx: mpsc::UnboundedSender<Touch>) {
         let _ = self.sim.set(tx);
@@ -725,10 +730,14 @@ impl Store {
         if ctx.dry_run {
             return Ok(Arc::new(obj));
         }
+        let is_crd = crd_types.is_some();
         if let Some(types) = crd_types {
             inner.registry.register_crd(&key.1, types);
         }
         let stored = inner.commit(&self.events, &gr, key.clone(), Some(obj), EventType::Added);
+        if is_crd {
+            inner.sync_api_services(&self.events);
+        }
         drop(inner);
         self.touch(rt, &key);
         self.check_owners(rt, &key);
@@ -1391,6 +1400,7 @@ impl Inner {
                 .map_err(|e| ApiError::invalid(&rt.kind, rt, &key.1, "spec", &e.to_string()))?;
             if !ctx.dry_run {
                 self.registry.register_crd(&key.1, types);
+                self.sync_api_services(events);
             }
         }
         if new == **old {
@@ -1409,6 +1419,66 @@ impl Inner {
         }
         self.commit(events, &gr, key, Some(new), EventType::Modified)
             .ok_or_else(|| ApiError::internal("object vanished during update"))
+    }
+
+    /// Keep one `apiregistration.k8s.io/v1` APIService per served group-version, as the
+    /// aggregator's autoregistration does: built-ins from the start (`Local`, always
+    /// available), CRD groups while a CRD serves them. Only automanaged ones are touched.
+    fn sync_api_services(&mut self, events: &broadcast::Sender<Arc<Event>>) {
+        const AUTOMANAGED: &str = "kube-aggregator.kubernetes.io/automanaged";
+        let gr = GroupResource {
+            group: "apiregistration.k8s.io".into(),
+            resource: "apiservices".into(),
+        };
+        let mut wanted: BTreeMap<String, Value> = BTreeMap::new();
+        for (group, version, types) in self.registry.group_versions() {
+            let custom = types.iter().all(|t| t.custom);
+            let (group_min, version_prio) = if custom { (1000, 100) } else { (18000, 15) };
+            let name = format!("{version}.{group}");
+            wanted.insert(
+                name.clone(),
+                json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                       "metadata": {"name": name,
+                                    "labels": {AUTOMANAGED: if custom { "true" } else { "onstart" }}},
+                       "spec": {"group": group, "version": version,
+                                "groupPriorityMinimum": group_min, "versionPriority": version_prio},
+                       "status": {"conditions": [{"type": "Available", "status": "True",
+                                                  "reason": "Local",
+                                                  "message": "Local APIServices are always available"}]}}),
+            );
+        }
+        let present: Vec<(ObjKey, bool)> = self
+            .objects
+            .get(&gr)
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.pointer("/metadata/labels")
+                                .and_then(|l| l.get(AUTOMANAGED))
+                                .is_some(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (key, managed) in &present {
+            if *managed && !wanted.contains_key(&key.1) {
+                self.commit(events, &gr, key.clone(), None, EventType::Deleted);
+            }
+        }
+        let now = now_rfc3339();
+        for (name, mut obj) in wanted {
+            let key = (String::new(), name);
+            if present.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            let meta = meta_mut(&mut obj);
+            meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+            meta.insert("creationTimestamp".into(), json!(now));
+            self.commit(events, &gr, key, Some(obj), EventType::Added);
+        }
     }
 
     /// A terminating CRD whose custom resources are all gone loses its cleanup finalizer
@@ -1566,11 +1636,13 @@ impl Inner {
         }
         if *gr == crd_gr()
             && let Some(cr_gr) = self.registry.unregister_crd(&key.1)
-            && let Some(objs) = self.objects.get(&cr_gr)
         {
-            for k in objs.keys() {
-                work.push(Work::Delete(cr_gr.clone(), k.clone()));
+            if let Some(objs) = self.objects.get(&cr_gr) {
+                for k in objs.keys() {
+                    work.push(Work::Delete(cr_gr.clone(), k.clone()));
+                }
             }
+            self.sync_api_services(events);
         }
         Some(removed)
     }

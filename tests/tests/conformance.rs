@@ -994,6 +994,19 @@ async fn every_server_has_its_bootstrap_objects_and_common_kinds() -> Result<()>
             .any(|(ar, _)| ar.kind == kind);
         ensure!(found, "{group}/{kind} is served");
     }
+    // Every served group-version has its APIService (local ones always available).
+    let apiservices = get_json(&t.client, "/apis/apiregistration.k8s.io/v1/apiservices").await?;
+    let apps = apiservices["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["metadata"]["name"] == "v1.apps"))
+        .ok_or_else(|| anyhow!("no v1.apps APIService"))?;
+    ensure!(apps["spec"]["group"] == "apps", "{apps}");
+    ensure!(
+        apps["status"]["conditions"].as_array().is_some_and(|cs| cs
+            .iter()
+            .any(|c| c["type"] == "Available" && c["status"] == "True")),
+        "{apps}"
+    );
     // `kubectl drain` and the node controller select nodes by spec.unschedulable.
     Api::<k8s_openapi::api::core::v1::Node>::all(t.client.clone())
         .list(&ListParams::default().fields("spec.unschedulable=false"))
@@ -1598,6 +1611,113 @@ async fn dependents_of_absent_owners_are_collected() -> Result<()> {
         cms.get_opt("kept").await?.is_some(),
         "a dependent of a live owner stays"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_groups_get_an_api_service_while_served() -> Result<()> {
+    let t = Target::new().await?;
+    let (_, crd_name) = widget_crd(&t).await?;
+    let group = crd_name.trim_start_matches("gadgets.").to_string();
+    let path = format!("/apis/apiregistration.k8s.io/v1/apiservices/v1.{group}");
+    let svc = eventually("APIService registered", Duration::from_secs(60), || async {
+        Ok(get_json(&t.client, &path).await.ok())
+    })
+    .await?;
+    ensure!(
+        svc["spec"]["group"] == group.as_str() && svc["spec"]["version"] == "v1",
+        "{svc}"
+    );
+    Api::<CustomResourceDefinition>::all(t.client.clone())
+        .delete(&crd_name, &DeleteParams::default())
+        .await?;
+    eventually("APIService removed", Duration::from_secs(60), || async {
+        Ok(get_json(&t.no_retry, &path).await.is_err().then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_controllers_run_pods_for_statefulsets_daemonsets_and_jobs() -> Result<()> {
+    use k8s_openapi::api::core::v1::Pod;
+    let t = Target::new().await?;
+    let ns = t.namespace("pods").await?;
+    let pods = Api::<Pod>::namespaced(t.client.clone(), &ns);
+    let template = |app: &str, restart: &str| {
+        json!({"metadata": {"labels": {"app": app}},
+               "spec": {"restartPolicy": restart,
+                        "containers": [{"name": "c", "image": "busybox:1.36", "command": ["true"]}]}})
+    };
+    let apply = |api_version: &str, kind: &str, name: &str, spec: Value| {
+        let client = t.client.clone();
+        let ns = ns.clone();
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let plural = format!("{}s", kind.to_lowercase());
+        let name = name.to_string();
+        let obj = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "spec": spec});
+        async move {
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                client,
+                &ns,
+                &ApiResource::from_gvk_with_plural(&gvk, &plural),
+            );
+            api.patch(&name, &PatchParams::apply("t"), &Patch::Apply(&obj))
+                .await
+        }
+    };
+    apply(
+        "apps/v1",
+        "StatefulSet",
+        "db",
+        json!({"replicas": 2, "serviceName": "db",
+        "selector": {"matchLabels": {"app": "db"}}, "template": template("db", "Always")}),
+    )
+    .await?;
+    apply(
+        "apps/v1",
+        "DaemonSet",
+        "agent",
+        json!({
+        "selector": {"matchLabels": {"app": "agent"}}, "template": template("agent", "Always")}),
+    )
+    .await?;
+    apply(
+        "batch/v1",
+        "Job",
+        "migrate",
+        json!({"template": template("migrate", "Never")}),
+    )
+    .await?;
+    let owned = |pods: &[Pod], kind: &str| -> Vec<String> {
+        pods.iter()
+            .filter(|p| {
+                p.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|r| r.kind == kind && r.controller == Some(true))
+            })
+            .map(|p| p.name_any())
+            .collect()
+    };
+    eventually(
+        "pods of every workload",
+        Duration::from_secs(120),
+        || async {
+            let all = pods.list(&ListParams::default()).await?.items;
+            let mut sts = owned(&all, "StatefulSet");
+            sts.sort();
+            let ds = owned(&all, "DaemonSet");
+            let job_done = all.iter().any(|p| {
+                p.labels().get("job-name").map(String::as_str) == Some("migrate")
+                    && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded")
+            });
+            Ok((sts == ["db-0", "db-1"] && !ds.is_empty() && job_done).then_some(()))
+        },
+    )
+    .await?;
     Ok(())
 }
 
