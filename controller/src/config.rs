@@ -52,6 +52,8 @@ pub struct ControllerConfig {
     pub revision_cache_ttl: Option<Duration>,
     /// Webhook receiver settings (`/api/webhook`).
     pub webhook: WebhookSettings,
+    /// Sync operations: delay between waves, polling, timeout.
+    pub operations: crate::syncop::OpConfig,
 }
 
 /// Shared secrets of the webhook receiver, by Git provider. A provider without a secret is
@@ -155,6 +157,7 @@ impl Default for ControllerConfig {
                 max_body_bytes: 1024 * 1024,
                 ..Default::default()
             },
+            operations: Default::default(),
         }
     }
 }

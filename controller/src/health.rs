@@ -70,6 +70,20 @@ fn not_observed(obj: &Value) -> bool {
 }
 
 /// Health of one live object of `group`/`kind`; `None` live means Missing.
+/// Whether a kind has a health check (others are Healthy once they exist; a hook of such a
+/// kind is done once created).
+pub fn has_check(group: &str, kind: &str) -> bool {
+    matches!(
+        (group, kind),
+        (
+            "apps",
+            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet"
+        ) | ("", "Pod" | "Service" | "PersistentVolumeClaim")
+            | ("networking.k8s.io", "Ingress")
+            | ("batch", "Job")
+    )
+}
+
 pub fn assess(group: &str, kind: &str, live: Option<&Value>) -> Health {
     let Some(obj) = live else {
         return h(HealthCode::Missing, "");

@@ -145,6 +145,14 @@ struct Args {
     /// does). Off by default: such events are refused with 401.
     #[arg(long, env = "FLOTILLA_WEBHOOK_ALLOW_UNAUTHENTICATED")]
     webhook_allow_unauthenticated: bool,
+    /// Pause between the waves of a sync, in milliseconds (Argo CD's ARGOCD_SYNC_WAVE_DELAY
+    /// is 2 s).
+    #[arg(long, default_value_t = 2000, env = "FLOTILLA_SYNC_WAVE_DELAY_MS")]
+    sync_wave_delay_ms: u64,
+    /// Terminate sync operations running longer than this many seconds (0: never, as Argo CD's
+    /// controller.sync.timeout.seconds).
+    #[arg(long, default_value_t = 0, env = "FLOTILLA_SYNC_TIMEOUT_SECONDS")]
+    sync_timeout_seconds: u64,
     /// Print the Application and AppProject CRDs as YAML and exit.
     #[arg(long)]
     print_crds: bool,
@@ -248,6 +256,12 @@ async fn main() -> anyhow::Result<()> {
             epsilon: args.shard_epsilon,
             balance: args.shard_balance,
             ..ShardingSettings::default()
+        },
+        operations: flotilla_controller::syncop::OpConfig {
+            wave_delay: Duration::from_millis(args.sync_wave_delay_ms),
+            timeout: (args.sync_timeout_seconds > 0)
+                .then(|| Duration::from_secs(args.sync_timeout_seconds)),
+            ..Default::default()
         },
         ..ControllerConfig::default()
     };

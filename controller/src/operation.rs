@@ -34,6 +34,12 @@ pub struct SyncResourceRef {
 pub struct SyncOperation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The source to sync instead of the spec's (a rollback to a history entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Value>,
+    /// `{apply: {force}}` (no hooks: what a rollback uses) or `{hook: {force}}` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_strategy: Option<Value>,
     #[serde(default)]
     pub prune: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -53,7 +59,91 @@ pub struct Operation {
     #[serde(default)]
     pub initiated_by: InitiatedBy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<Value>,
+    pub retry: Option<RetryStrategy>,
+}
+
+/// `retry` of an operation or of `syncPolicy`: how often and how soon a failed sync is run
+/// again (Argo CD's defaults: 5s, factor 2, at most 3m; limit 0 = never, negative = always).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryStrategy {
+    #[serde(default)]
+    pub limit: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+}
+
+/// `retry.backoff`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Backoff {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<String>,
+}
+
+/// A duration as Argo CD writes them: Go's `5s`, `3m`, `1h30m`, `250ms`, or bare seconds.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_end..];
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
+impl RetryStrategy {
+    /// Whether attempt `retry_count + 1` may run.
+    pub fn allows(&self, retry_count: i64) -> bool {
+        self.limit < 0 || retry_count < self.limit
+    }
+
+    /// How long to wait before a retry when `retry_count` retries were made:
+    /// `duration * factor^retry_count`, at most `maxDuration`.
+    pub fn delay(&self, retry_count: i64) -> Result<std::time::Duration, String> {
+        let b = self.backoff.clone().unwrap_or_default();
+        let base = match b.duration.as_deref() {
+            Some(d) => {
+                parse_duration(d).ok_or_else(|| format!("invalid backoff duration {d:?}"))?
+            }
+            None => std::time::Duration::from_secs(5),
+        };
+        let factor = b.factor.unwrap_or(2).max(1) as f64;
+        let max = match b.max_duration.as_deref() {
+            Some(d) => {
+                parse_duration(d).ok_or_else(|| format!("invalid backoff maxDuration {d:?}"))?
+            }
+            None => std::time::Duration::from_secs(180),
+        };
+        let wait = base.as_secs_f64() * factor.powi(retry_count.clamp(0, 62) as i32);
+        let wait = std::time::Duration::from_secs_f64(wait.min(max.as_secs_f64().max(0.0)));
+        Ok(if max.is_zero() { base } else { wait })
+    }
 }
 
 impl Operation {
@@ -68,21 +158,56 @@ impl Operation {
             .and_then(|s| s.sync_options.as_ref())
             .is_some_and(|o| o.iter().any(|x| x.split_once('=') == Some((name, "true"))))
     }
+
+    /// The apply strategy (`syncStrategy.apply`): resources only, hooks are not run.
+    pub fn apply_strategy(&self) -> bool {
+        self.sync
+            .as_ref()
+            .and_then(|s| s.sync_strategy.as_ref())
+            .is_some_and(|s| s.get("apply").is_some())
+    }
+
+    /// A selective sync (only some resources): hooks are not run and no history is written.
+    pub fn selective(&self) -> bool {
+        self.sync
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .is_some_and(|r| !r.is_empty())
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.sync.as_ref().is_some_and(|s| s.dry_run)
+    }
 }
 
-/// `operationState.phase`.
+/// `operationState.phase`, and a task's `hookPhase`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     #[default]
     Running,
+    /// Asked to stop (Argo CD's terminate): running hooks are deleted, the sync fails.
+    Terminating,
     Succeeded,
     Failed,
     Error,
 }
 
+/// The phase of one task (`hookPhase`): the same values.
+pub type OpPhase = Phase;
+
 impl Phase {
     pub fn completed(self) -> bool {
-        !matches!(self, Self::Running)
+        !matches!(self, Self::Running | Self::Terminating)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "Running",
+            Self::Terminating => "Terminating",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Error => "Error",
+        }
     }
 }
 
@@ -104,6 +229,13 @@ pub struct ResourceResult {
     pub message: String,
     #[serde(default)]
     pub sync_phase: String,
+    /// For hooks: PreSync, Sync, PostSync, SyncFail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_type: Option<String>,
+    /// The task's progress: Running until done (health, hook completion), then Succeeded or
+    /// Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_phase: Option<Phase>,
 }
 
 /// `operationState.syncResult`.
@@ -116,6 +248,9 @@ pub struct SyncResult {
     pub revisions: Vec<String>,
     #[serde(default)]
     pub resources: Vec<ResourceResult>,
+    /// The source synced (recorded so a history entry and a rollback know it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Value>,
 }
 
 /// `status.operationState`.
@@ -210,7 +345,7 @@ pub fn decide_auto_sync(
         && last.revision() == Some(revision)
     {
         match last.phase {
-            Phase::Running => return AutoSync::Nothing,
+            Phase::Running | Phase::Terminating => return AutoSync::Nothing,
             Phase::Failed | Phase::Error => {
                 return AutoSync::Refuse {
                     reason: format!(

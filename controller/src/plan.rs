@@ -1,6 +1,6 @@
 //! The comparison of desired objects (from Git) with the live objects an app owns, and the
-//! plan of a sync: what to apply in which order (sync wave, then kind) and what to prune.
-//! Pure: objects in, statuses and steps out; the executor lives in `sync`.
+//! tasks of a sync in Argo CD's order (phase, wave, kind, name): applies, prunes and hooks.
+//! Pure: objects in, statuses and tasks out; `engine` steps through them, `sync` executes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -8,12 +8,15 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::diff::diff;
+use crate::engine::{Task, TaskKind, TaskOptions, TaskState};
 use crate::health::{self, Health, HealthCode};
+use crate::hooks::SyncPhase;
+use crate::operation::OpPhase;
 use crate::tracking::{ResourceKey, group_version};
 
-/// Argo CD's annotations read here.
-pub const SYNC_WAVE_ANNOTATION: &str = "argocd.argoproj.io/sync-wave";
-pub const HOOK_ANNOTATION: &str = "argocd.argoproj.io/hook";
+pub use crate::hooks::{HOOK_ANNOTATION, SYNC_WAVE_ANNOTATION, is_hook, wave};
+
+/// Per-resource sync options (`Name=value`, comma-separated).
 pub const SYNC_OPTIONS_ANNOTATION: &str = "argocd.argoproj.io/sync-options";
 
 /// Per-resource and app-level sync status.
@@ -79,24 +82,12 @@ fn annotation<'a>(obj: &'a Value, name: &str) -> Option<&'a str> {
         .and_then(Value::as_str)
 }
 
-/// Whether an object is an Argo CD hook (run by the sync phases, not managed as a resource).
-pub fn is_hook(obj: &Value) -> bool {
-    annotation(obj, HOOK_ANNOTATION).is_some()
-}
-
 /// Whether `argocd.argoproj.io/sync-options` on `obj` holds `Name=value`.
 pub fn has_sync_option(obj: &Value, name: &str, value: &str) -> bool {
     annotation(obj, SYNC_OPTIONS_ANNOTATION).is_some_and(|opts| {
         opts.split(',')
             .any(|o| o.trim().split_once('=') == Some((name, value)))
     })
-}
-
-/// The sync wave of an object (default 0; unparsable counts as 0).
-pub fn wave(obj: &Value) -> i64 {
-    annotation(obj, SYNC_WAVE_ANNOTATION)
-        .and_then(|w| w.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Argo CD's apply order of kinds within a wave; unknown kinds come after these.
@@ -138,7 +129,7 @@ const KIND_ORDER: [&str; 35] = [
     "APIService",
 ];
 
-fn kind_rank(kind: &str) -> usize {
+pub fn kind_rank(kind: &str) -> usize {
     KIND_ORDER
         .iter()
         .position(|k| *k == kind)
@@ -174,11 +165,13 @@ pub fn compare(
         live.get(k)
             .is_some_and(|l| l.pointer("/metadata/deletionTimestamp").is_some())
     };
+    // Live hooks are the sync's, never compared or pruned.
+    let live_hook = |k: &ResourceKey| live.get(k).is_some_and(|l| is_hook(l));
     let keys: BTreeSet<&ResourceKey> = by_key
         .keys()
         .chain(
             live.keys()
-                .filter(|k| by_key.contains_key(*k) || !terminating(k)),
+                .filter(|k| by_key.contains_key(*k) || (!terminating(k) && !live_hook(k))),
         )
         .collect();
     let mut resources = Vec::with_capacity(keys.len());
@@ -242,7 +235,7 @@ pub fn compare(
     }
 }
 
-/// What a sync operation asks for.
+/// What a sync operation asks for (the operation and the app's `syncOptions`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncRequest {
     pub prune: bool,
@@ -250,32 +243,19 @@ pub struct SyncRequest {
     pub out_of_sync_only: bool,
     /// A selective sync: only these (group, kind, name); empty = all.
     pub only: Vec<(String, String, String)>,
-}
-
-/// One apply step.
-#[derive(Debug, Clone)]
-pub struct ApplyStep {
-    pub wave: i64,
-    pub key: ResourceKey,
-    pub api_version: String,
-    pub object: Value,
-}
-
-/// One prune step.
-#[derive(Debug, Clone)]
-pub struct PruneStep {
-    pub wave: i64,
-    pub key: ResourceKey,
-    pub api_version: String,
-}
-
-/// The ordered work of a sync.
-#[derive(Debug, Clone, Default)]
-pub struct SyncPlan {
-    pub applies: Vec<ApplyStep>,
-    pub prunes: Vec<PruneStep>,
-    /// Resources that need pruning but were left (prune disabled, or `Prune=false`).
-    pub prune_skipped: Vec<ResourceKey>,
+    /// Selective syncs and the apply strategy (rollback) run no hooks.
+    pub skip_hooks: bool,
+    /// `PruneLast=true`: prunes after every other task of the Sync phase.
+    pub prune_last: bool,
+    /// `Replace=true`, `Force=true` (or `syncStrategy.*.force`), `Validate=false`.
+    pub replace: bool,
+    pub force: bool,
+    pub skip_validation: bool,
+    /// `PrunePropagationPolicy`: foreground (default), background or orphan.
+    pub prune_propagation: String,
+    /// The revision and start (unix seconds) of the operation, for `generateName` hooks.
+    pub revision: String,
+    pub started_unix: i64,
 }
 
 fn selected(req: &SyncRequest, key: &ResourceKey) -> bool {
@@ -286,41 +266,176 @@ fn selected(req: &SyncRequest, key: &ResourceKey) -> bool {
             .any(|(g, k, n)| *g == key.group && *k == key.kind && *n == key.name)
 }
 
-/// Plan a sync of `cmp`: applies by (wave, kind order, key); prunes after, in reverse order.
-pub fn plan_sync(cmp: &Comparison, req: &SyncRequest) -> SyncPlan {
-    let mut plan = SyncPlan::default();
+/// A resource's sync options from its annotation, over the request's.
+fn task_options(obj: Option<&Value>, req: &SyncRequest) -> TaskOptions {
+    let has = |name: &str, value: &str| obj.is_some_and(|o| has_sync_option(o, name, value));
+    TaskOptions {
+        replace: req.replace || has("Replace", "true"),
+        force: req.force || has("Force", "true"),
+        skip_validation: req.skip_validation || has("Validate", "false"),
+        prune_propagation: if req.prune_propagation.is_empty() {
+            "foreground".into()
+        } else {
+            req.prune_propagation.clone()
+        },
+    }
+}
+
+/// The tasks of a sync of `cmp` plus `hooks` (normalized hook objects: namespace final),
+/// sorted as Argo CD sorts them: phase, wave, kind order, name. Prunes run their waves in
+/// reverse (or after everything with `PruneLast`). `live` holds the app's live objects (hooks
+/// included) so hook tasks know what already exists. Hook objects get their final name (for
+/// `generateName`) but no tracking stamp: the caller stamps them.
+pub fn build_tasks(
+    cmp: &Comparison,
+    hooks: &[Value],
+    live: &BTreeMap<ResourceKey, Arc<Value>>,
+    req: &SyncRequest,
+) -> Vec<Task> {
+    let mut tasks = Vec::new();
     for r in cmp.resources.iter().filter(|r| selected(req, &r.key)) {
         if let Some(d) = &r.desired {
             if req.out_of_sync_only && r.sync == SyncCode::Synced {
                 continue;
             }
-            plan.applies.push(ApplyStep {
-                wave: wave(d),
+            tasks.push(Task {
                 key: r.key.clone(),
                 api_version: r.api_version.clone(),
-                object: d.clone(),
+                phase: SyncPhase::Sync,
+                wave: wave(d),
+                kind: TaskKind::Apply,
+                object: Some(d.clone()),
+                live: r.live.clone(),
+                hook_type: None,
+                delete_policies: Default::default(),
+                options: task_options(Some(d), req),
+                state: TaskState::default(),
             });
         } else if r.requires_pruning {
-            let live = r.live.as_deref();
-            let keep = live.is_some_and(|l| has_sync_option(l, "Prune", "false"));
-            if req.prune && !keep {
-                plan.prunes.push(PruneStep {
-                    wave: live.map(wave).unwrap_or(0),
-                    key: r.key.clone(),
-                    api_version: r.api_version.clone(),
-                });
+            let live_obj = r.live.as_deref();
+            let mut t = Task {
+                key: r.key.clone(),
+                api_version: r.api_version.clone(),
+                phase: SyncPhase::Sync,
+                wave: live_obj.map(wave).unwrap_or(0),
+                kind: TaskKind::Prune,
+                object: None,
+                live: r.live.clone(),
+                hook_type: None,
+                delete_policies: Default::default(),
+                options: task_options(live_obj, req),
+                state: TaskState::default(),
+            };
+            let skipped = if live_obj.is_some_and(|l| has_sync_option(l, "Prune", "false")) {
+                Some("ignored (no prune)")
+            } else if !req.prune {
+                Some("ignored (requires pruning)")
             } else {
-                plan.prune_skipped.push(r.key.clone());
+                None
+            };
+            if let Some(message) = skipped {
+                t.state = TaskState {
+                    status: "PruneSkipped".into(),
+                    hook_phase: Some(OpPhase::Succeeded),
+                    message: message.into(),
+                };
+            }
+            tasks.push(t);
+        }
+    }
+    if !req.skip_hooks {
+        for h in hooks {
+            let crate::hooks::Role::Hook(types) = crate::hooks::role(h) else {
+                continue;
+            };
+            for t in types {
+                let Some(phase) = SyncPhase::of_hook(t) else {
+                    continue;
+                };
+                let mut obj = h.clone();
+                let named = obj
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty());
+                if !named {
+                    let generate = obj
+                        .pointer("/metadata/generateName")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    let name = crate::hooks::generated_name(
+                        &generate,
+                        &req.revision,
+                        phase,
+                        req.started_unix,
+                    );
+                    obj["metadata"]["name"] = Value::String(name);
+                }
+                let Some(key) = ResourceKey::of(&obj) else {
+                    continue;
+                };
+                tasks.push(Task {
+                    api_version: obj
+                        .get("apiVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    live: live.get(&key).cloned(),
+                    key,
+                    phase,
+                    wave: wave(h),
+                    kind: TaskKind::Hook,
+                    hook_type: Some(t),
+                    delete_policies: crate::hooks::delete_policies(h),
+                    options: task_options(Some(h), req),
+                    object: Some(obj),
+                    state: TaskState::default(),
+                });
             }
         }
     }
-    plan.applies.sort_by(|a, b| {
-        (a.wave, kind_rank(&a.key.kind), &a.key).cmp(&(b.wave, kind_rank(&b.key.kind), &b.key))
+    // Prunes: waves reversed among themselves; `PruneLast` after every Sync-phase wave.
+    let mut prune_waves: Vec<i64> = tasks
+        .iter()
+        .filter(|t| t.kind == TaskKind::Prune)
+        .map(|t| t.wave)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let reversed: BTreeMap<i64, i64> = prune_waves
+        .iter()
+        .copied()
+        .zip(prune_waves.iter().rev().copied())
+        .collect();
+    prune_waves.clear();
+    let last_sync_wave = tasks
+        .iter()
+        .filter(|t| t.phase == SyncPhase::Sync)
+        .map(|t| t.wave)
+        .max()
+        .unwrap_or(0)
+        .max(0);
+    for t in tasks.iter_mut().filter(|t| t.kind == TaskKind::Prune) {
+        let prune_last = req.prune_last
+            || t.live
+                .as_deref()
+                .is_some_and(|l| has_sync_option(l, "PruneLast", "true"));
+        t.wave = if prune_last {
+            last_sync_wave + 1
+        } else {
+            reversed.get(&t.wave).copied().unwrap_or(t.wave)
+        };
+    }
+    tasks.sort_by(|a, b| {
+        (a.phase, a.wave, kind_rank(&a.key.kind), &a.key.name, &a.key).cmp(&(
+            b.phase,
+            b.wave,
+            kind_rank(&b.key.kind),
+            &b.key.name,
+            &b.key,
+        ))
     });
-    plan.prunes.sort_by(|a, b| {
-        (b.wave, kind_rank(&b.key.kind), &b.key).cmp(&(a.wave, kind_rank(&a.key.kind), &a.key))
-    });
-    plan
+    tasks
 }
 
 /// Group and version of a resource state's API version.
@@ -408,8 +523,22 @@ mod tests {
         assert_eq!(c.warnings.len(), 1);
     }
 
+    fn order(tasks: &[Task]) -> Vec<String> {
+        tasks
+            .iter()
+            .map(|t| format!("{}:{}:{}", t.phase.as_str(), t.key.kind, t.key.name))
+            .collect()
+    }
+
+    fn prune() -> SyncRequest {
+        SyncRequest {
+            prune: true,
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn plan_orders_by_wave_then_kind_and_prunes_last_in_reverse() {
+    fn tasks_order_by_phase_wave_kind_and_prunes_reverse_their_waves() {
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dev"}});
         let deploy = mk("Deployment", "apps/v1", "web", json!({}));
         let cm = mk("ConfigMap", "v1", "cfg", json!({}));
@@ -427,37 +556,66 @@ mod tests {
             json!({"metadata": {"name": "early", "namespace": "dev",
                 "annotations": {SYNC_WAVE_ANNOTATION: "-1"}}}),
         );
-        let gone_svc = mk("Service", "v1", "gone", json!({}));
-        let gone_cm = mk("ConfigMap", "v1", "gone", json!({}));
+        let gone_low = mk(
+            "Service",
+            "v1",
+            "gone-low",
+            json!({"metadata": {"name": "gone-low", "namespace": "dev",
+                "annotations": {SYNC_WAVE_ANNOTATION: "1"}}}),
+        );
+        let gone_high = mk(
+            "ConfigMap",
+            "v1",
+            "gone-high",
+            json!({"metadata": {"name": "gone-high", "namespace": "dev",
+                "annotations": {SYNC_WAVE_ANNOTATION: "3"}}}),
+        );
+        let migrate = json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"generateName": "migrate-", "namespace": "dev",
+                         "annotations": {HOOK_ANNOTATION: "PreSync"}}});
         let c = compare(
             &[deploy, cm, late, ns, early],
-            &live_of(&[gone_svc, gone_cm]),
+            &live_of(&[gone_low, gone_high]),
             FIELD_MANAGER,
         );
-        let plan = plan_sync(
-            &c,
-            &SyncRequest {
-                prune: true,
-                ..Default::default()
-            },
-        );
-        let order: Vec<_> = plan
-            .applies
-            .iter()
-            .map(|s| format!("{}:{}", s.key.kind, s.key.name))
-            .collect();
+        let req = SyncRequest {
+            revision: "0123456789".into(),
+            started_unix: 17,
+            ..prune()
+        };
+        let tasks = build_tasks(&c, &[migrate], &BTreeMap::new(), &req);
         assert_eq!(
-            order,
+            order(&tasks),
             [
-                "Deployment:early",
-                "Namespace:dev",
-                "ConfigMap:cfg",
-                "Deployment:web",
-                "ConfigMap:late"
+                "PreSync:Job:migrate-0123456-presync-17",
+                "Sync:Deployment:early",
+                "Sync:Namespace:dev",
+                "Sync:ConfigMap:cfg",
+                "Sync:Deployment:web",
+                "Sync:ConfigMap:gone-high",
+                "Sync:Service:gone-low",
+                "Sync:ConfigMap:late"
             ]
         );
-        let prunes: Vec<_> = plan.prunes.iter().map(|p| p.key.kind.as_str()).collect();
-        assert_eq!(prunes, ["Service", "ConfigMap"]);
+        // Reversed: the wave-3 prune runs in wave 1's slot and the wave-1 prune in wave 3's.
+        let wave_of = |n: &str| tasks.iter().find(|t| t.key.name == n).map(|t| t.wave);
+        assert_eq!(wave_of("gone-high"), Some(1));
+        assert_eq!(wave_of("gone-low"), Some(3));
+        let last = build_tasks(
+            &c,
+            &[],
+            &BTreeMap::new(),
+            &SyncRequest {
+                prune_last: true,
+                ..prune()
+            },
+        );
+        assert_eq!(
+            last.iter()
+                .find(|t| t.key.name == "gone-low")
+                .map(|t| t.wave),
+            Some(6)
+        );
     }
 
     #[test]
@@ -471,44 +629,61 @@ mod tests {
         );
         let gone = mk("ConfigMap", "v1", "gone", json!({}));
         let c = compare(&[], &live_of(&[keep, gone]), FIELD_MANAGER);
-        let no = plan_sync(&c, &SyncRequest::default());
-        assert!(no.prunes.is_empty());
-        assert_eq!(no.prune_skipped.len(), 2);
-        let yes = plan_sync(
-            &c,
-            &SyncRequest {
-                prune: true,
-                ..Default::default()
-            },
+        let skipped = |tasks: &[Task]| -> Vec<String> {
+            tasks
+                .iter()
+                .filter(|t| t.state.status == "PruneSkipped")
+                .map(|t| format!("{}={}", t.key.name, t.state.message))
+                .collect()
+        };
+        let no = build_tasks(&c, &[], &BTreeMap::new(), &SyncRequest::default());
+        assert_eq!(
+            skipped(&no),
+            ["gone=ignored (requires pruning)", "keep=ignored (no prune)"]
         );
-        assert_eq!(yes.prunes.len(), 1);
-        assert_eq!(yes.prunes[0].key.name, "gone");
-        assert_eq!(yes.prune_skipped.len(), 1);
+        let yes = build_tasks(&c, &[], &BTreeMap::new(), &prune());
+        assert_eq!(skipped(&yes), ["keep=ignored (no prune)"]);
+        assert!(yes.iter().any(|t| t.key.name == "gone" && t.pending()));
     }
 
     #[test]
-    fn selective_and_out_of_sync_only_syncs() {
+    fn selective_out_of_sync_only_and_hookless_syncs() {
         let a = mk("ConfigMap", "v1", "a", json!({}));
         let b = mk("ConfigMap", "v1", "b", json!({}));
+        let hook = json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "smoke", "namespace": "dev",
+                         "annotations": {HOOK_ANNOTATION: "PostSync"}}});
         let c = compare(&[a.clone(), b], &live_of(&[a]), FIELD_MANAGER);
-        let oos = plan_sync(
+        let oos = build_tasks(
             &c,
+            std::slice::from_ref(&hook),
+            &BTreeMap::new(),
             &SyncRequest {
                 out_of_sync_only: true,
                 ..Default::default()
             },
         );
-        assert_eq!(oos.applies.len(), 1);
-        assert_eq!(oos.applies[0].key.name, "b");
-        let only = plan_sync(
+        assert_eq!(order(&oos), ["Sync:ConfigMap:b", "PostSync:Job:smoke"]);
+        let only = build_tasks(
             &c,
+            &[hook],
+            &BTreeMap::new(),
             &SyncRequest {
                 only: vec![("".into(), "ConfigMap".into(), "a".into())],
+                skip_hooks: true,
                 ..Default::default()
             },
         );
-        assert_eq!(only.applies.len(), 1);
-        assert_eq!(only.applies[0].key.name, "a");
+        assert_eq!(order(&only), ["Sync:ConfigMap:a"]);
+    }
+
+    #[test]
+    fn live_hooks_are_not_resources() {
+        let hook = json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "smoke", "namespace": "dev",
+                         "annotations": {HOOK_ANNOTATION: "PostSync"}}});
+        let c = compare(&[], &live_of(&[hook]), FIELD_MANAGER);
+        assert!(c.resources.is_empty());
     }
 
     #[test]

@@ -15,16 +15,16 @@ use tracing::Instrument;
 
 use crate::clusters::Cluster;
 use crate::context::{Context, DesiredMemo, Level, QueueEvents};
+use crate::hooks;
 use crate::live::{CacheError, ClusterCache};
 use crate::manifests::{ManifestError, wire_repo, wire_source};
 use crate::metrics::{
     AppInfoLabels, AppReconcileLabels, AppSyncLabels, ReconcileLabels, SyncLabels,
 };
 use crate::operation::{
-    AutoSync, InitiatedBy, Operation, OperationState, Phase, SyncOperation, SyncResult,
-    decide_auto_sync,
+    AutoSync, InitiatedBy, Operation, OperationState, Phase, SyncOperation, decide_auto_sync,
 };
-use crate::plan::{Comparison, SyncRequest, compare, is_hook, plan_sync};
+use crate::plan::{Comparison, compare};
 use crate::project;
 use crate::redact::redact_url;
 use crate::repos::RepoCredsIndex;
@@ -32,7 +32,8 @@ use crate::status::{
     self, COMPARISON_ERROR, HistoryEntry, INVALID_SPEC_ERROR, Outcome, REPEATED_RESOURCE_WARNING,
     SYNC_ERROR,
 };
-use crate::sync::{ExecOptions, execute};
+use crate::sync;
+use crate::syncop;
 use crate::tracking::{AppKey, FIELD_MANAGER, ResourceKey, group_version, stamp};
 use crate::types::Application;
 use crate::types::application::{ApplicationSource, ApplicationStatus};
@@ -40,8 +41,13 @@ use crate::types::project::AppProjectSpec;
 
 /// The annotation users (and webhooks) set to ask for a refresh: `normal` or `hard`.
 pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
-/// Argo CD's finalizer asking for cascading deletion of an app's resources.
+/// Argo CD's finalizer asking for cascading deletion of an app's resources (foreground), and
+/// its explicit variants.
 pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
+pub const RESOURCES_FINALIZER_FOREGROUND: &str =
+    "resources-finalizer.argocd.argoproj.io/foreground";
+pub const RESOURCES_FINALIZER_BACKGROUND: &str =
+    "resources-finalizer.argocd.argoproj.io/background";
 
 /// Why a reconcile could not finish; the status already says so where it could be written.
 #[derive(Debug, thiserror::Error)]
@@ -194,8 +200,19 @@ fn validate(
     errs
 }
 
-/// Desired objects ready to compare and apply: hooks left out, namespaces filled in, tracking
-/// stamped, each checked against the project. Returns (objects, refusals, warnings).
+/// Rendered objects made ready for a sync: namespaces filled in, each checked against the
+/// project; resources stamped with tracking, hooks apart (stamped once named), `Skip` and
+/// hook types Argo CD does not run dropped.
+#[derive(Debug, Default)]
+struct Normalized {
+    resources: Vec<Value>,
+    hooks: Vec<Value>,
+    /// Objects the project (or Argo CD's rules) refuses: they block syncs.
+    refusals: Vec<String>,
+    /// Kinds the cluster does not serve (yet): the sync will say so.
+    unknown_kinds: Vec<String>,
+}
+
 async fn normalize(
     cache: &Arc<ClusterCache>,
     project: &AppProjectSpec,
@@ -204,7 +221,7 @@ async fn normalize(
     key: &AppKey,
     dest_ns: &str,
     rendered: &[Value],
-) -> Result<(Vec<Value>, Vec<String>, Vec<String>), CacheError> {
+) -> Result<Normalized, CacheError> {
     // Kinds defined by CRDs in the same render: their scope comes from the CRD.
     let crd_scopes: HashMap<(String, String), bool> = rendered
         .iter()
@@ -219,10 +236,13 @@ async fn normalize(
             ))
         })
         .collect();
-    let mut out = Vec::with_capacity(rendered.len());
-    let mut refusals = Vec::new();
-    let mut warnings = Vec::new();
-    for obj in rendered.iter().filter(|o| !is_hook(o)) {
+    let mut out = Normalized::default();
+    for obj in rendered {
+        let role = hooks::role(obj);
+        if matches!(role, hooks::Role::Skipped | hooks::Role::Ignored) {
+            continue;
+        }
+        let is_hook = matches!(role, hooks::Role::Hook(_));
         let mut obj = obj.clone();
         let api_version = obj
             .get("apiVersion")
@@ -241,7 +261,7 @@ async fn normalize(
                 match crd_scopes.get(&(group.to_string(), kind.clone())) {
                     Some(n) => *n,
                     None => {
-                        warnings.push(format!(
+                        out.unknown_kinds.push(format!(
                             "{api_version} {kind} is not served by cluster {} (yet)",
                             cluster.name
                         ));
@@ -270,24 +290,40 @@ async fn normalize(
         let name = meta
             .get("name")
             .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .or_else(|| meta.get("generateName").and_then(Value::as_str))
             .unwrap_or_default()
             .to_string();
+        let unnamed = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
         if !project::kind_allowed(project, group, &kind, namespaced) {
-            refusals.push(format!(
+            out.refusals.push(format!(
                 "resource {}:{kind} {name} is not permitted in project {project_name}",
                 group
             ));
         } else if namespaced
             && !project::destination_allowed(project, &cluster.server, &cluster.name, &ns)
         {
-            refusals.push(format!(
+            out.refusals.push(format!(
                 "namespace {ns} (of {kind} {name}) is not permitted in project {project_name}"
             ));
+        } else if unnamed && !is_hook {
+            // Argo CD creates generateName objects only as hooks; a resource needs a name to
+            // be compared, applied and pruned.
+            out.refusals.push(format!(
+                "{kind} with metadata.generateName {name:?} and no metadata.name: generateName is supported only on hooks (argocd.argoproj.io/hook)"
+            ));
         }
-        stamp(&mut obj, key);
-        out.push(obj);
+        if is_hook {
+            out.hooks.push(obj);
+        } else {
+            stamp(&mut obj, key);
+            out.resources.push(obj);
+        }
     }
-    Ok((out, refusals, warnings))
+    Ok(out)
 }
 
 /// The repository of `src` on the wire, with the credentials `app`'s project may use
@@ -570,6 +606,24 @@ pub async fn reconcile(
         None => None,
     };
 
+    // The operation in progress (any replica may have started it) or the one requested.
+    let last = app
+        .status
+        .as_ref()
+        .and_then(|s| s.operation_state.as_ref())
+        .and_then(OperationState::from_value);
+    let mut running = last.clone().filter(|l| !l.phase.completed());
+    if let Some(r) = running.as_mut()
+        && r.phase == Phase::Running
+        && !r.operation.initiated_by.automated
+        && op.is_none()
+    {
+        // A manual operation whose `operation` was removed: terminate it.
+        r.phase = Phase::Terminating;
+    }
+    let pending_op = running.as_ref().map(|r| r.operation.clone()).or(op.clone());
+    let fail_pending = |message: String| pending_op.clone().map(|o| failed_op(o, message));
+
     // 1. The spec against the registry and its project.
     let project = ctx.project(&key.namespace, project_name(&app));
     let invalid = validate(&app, project.as_ref().map(|p| &p.spec), cluster.as_ref());
@@ -579,19 +633,21 @@ pub async fn reconcile(
             .iter()
             .map(|m| (INVALID_SPEC_ERROR.to_string(), m.clone()))
             .collect();
-        if let Some(op) = op {
-            outcome.operation_state = Some(failed_op(op, invalid.join("; ")));
-        }
+        outcome.operation_state = fail_pending(invalid.join("; "));
         w.status(&outcome).await?;
         w.acknowledge(app.operation.is_some(), ack_refresh).await?;
         return Ok(Next::Periodic);
     };
 
-    // 2. Desired state.
-    let op_revision = op
+    // 2. Desired state: a running operation stays on the revision it started with.
+    let op_revision = running
         .as_ref()
-        .and_then(|o| o.sync.as_ref())
-        .and_then(|s| s.revision.clone())
+        .and_then(|r| r.revision().map(str::to_string))
+        .or_else(|| {
+            op.as_ref()
+                .and_then(|o| o.sync.as_ref())
+                .and_then(|s| s.revision.clone())
+        })
         .filter(|r| !r.is_empty());
     let manual_revision = op_revision.as_deref().filter(|r| {
         sources(&app).len() == 1
@@ -601,7 +657,7 @@ pub async fn reconcile(
                 .unwrap_or("HEAD")
                 != *r
     });
-    let desired_level = if op.is_some() {
+    let desired_level = if pending_op.is_some() {
         level.max(Level::Refresh)
     } else {
         level
@@ -623,12 +679,8 @@ pub async fn reconcile(
                 COMPARISON_ERROR.to_string(),
                 format!("failed to load target state: {e}"),
             )];
-            if let Some(op) = op {
-                outcome.operation_state = Some(failed_op(
-                    op,
-                    format!("ComparisonError: failed to load target state: {e}"),
-                ));
-            }
+            outcome.operation_state =
+                fail_pending(format!("ComparisonError: failed to load target state: {e}"));
             w.status(&outcome).await?;
             w.acknowledge(app.operation.is_some(), ack_refresh).await?;
             return Ok(Next::Backoff);
@@ -662,31 +714,37 @@ pub async fn reconcile(
             &desired.objects,
         )
         .await?;
+        let mut all = normalized.resources.clone();
+        all.extend(normalized.hooks.iter().cloned());
         cache
             .ensure_watched(
-                &kinds_of(&normalized.0, app.status.as_ref()),
+                &kinds_of(&all, app.status.as_ref()),
                 ctx.cfg.cache_sync_timeout,
             )
             .await?;
         Ok::<_, CacheError>(normalized)
     }
     .await;
-    let (objects, refusals, warnings) = match live_ready {
+    let normalized = match live_ready {
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(app = %key, error = %e, "live state unavailable");
             outcome.cluster_unreachable = matches!(e, CacheError::Unreachable { .. });
             outcome.conditions = vec![(COMPARISON_ERROR.to_string(), e.to_string())];
-            if let Some(op) = op {
-                outcome.operation_state = Some(failed_op(op, e.to_string()));
+            // A running operation waits for the cluster; a new one fails now.
+            if running.is_none() {
+                outcome.operation_state = fail_pending(e.to_string());
             }
             w.status(&outcome).await?;
-            w.acknowledge(app.operation.is_some(), ack_refresh).await?;
+            w.acknowledge(app.operation.is_some() && running.is_none(), ack_refresh)
+                .await?;
             return Ok(Next::Backoff);
         }
     };
+    let live = cache.live_for(key);
     let mut cmp = tracing::info_span!("diff")
-        .in_scope(|| compare(&objects, &cache.live_for(key), FIELD_MANAGER));
+        .in_scope(|| compare(&normalized.resources, &live, FIELD_MANAGER));
+    let refusals = &normalized.refusals;
     let mut conditions: Vec<(String, String)> = refusals
         .iter()
         .map(|m| (INVALID_SPEC_ERROR.to_string(), m.clone()))
@@ -694,18 +752,19 @@ pub async fn reconcile(
     conditions.extend(
         cmp.warnings
             .iter()
-            .chain(&warnings)
             .map(|m| (REPEATED_RESOURCE_WARNING.to_string(), m.clone())),
     );
+    conditions.extend(
+        normalized
+            .unknown_kinds
+            .iter()
+            .map(|m| (COMPARISON_ERROR.to_string(), m.clone())),
+    );
 
-    // 4. Sync: a requested operation, else what auto-sync decides.
+    // 4. The operation: continue the running one, start the requested one, or what auto-sync
+    // decides.
     let policy = app.spec.sync_policy.as_ref();
     let revision = outcome.revision.clone().unwrap_or_default();
-    let last = app
-        .status
-        .as_ref()
-        .and_then(|s| s.operation_state.as_ref())
-        .and_then(OperationState::from_value);
     let since_last = last
         .as_ref()
         .and_then(|l| l.finished_at.as_deref())
@@ -714,148 +773,167 @@ pub async fn reconcile(
         .and_then(|p| p.automated.as_ref())
         .is_some_and(|a| a.allow_empty);
     let mut next = Next::Periodic;
-    let mut to_run: Option<Operation> = None;
-    let had_operation = op.is_some();
-    if let Some(op) = op {
-        if !refusals.is_empty() {
-            outcome.operation_state = Some(failed_op(op, refusals.join("; ")));
-        } else if cmp.desired_count() == 0 && cmp.live_count() > 0 && !allow_empty {
-            outcome.operation_state = Some(failed_op(
-                op,
-                "refusing to sync: Git renders no objects and the sync would delete every resource of the application (set syncPolicy.automated.allowEmpty to allow it)".into(),
-            ));
-        } else {
-            to_run = Some(op);
-        }
-    } else if refusals.is_empty() {
-        match decide_auto_sync(policy, &cmp, &revision, last.as_ref(), since_last) {
-            AutoSync::Sync { prune } => {
-                to_run = Some(Operation {
-                    sync: Some(SyncOperation {
-                        revision: Some(revision.clone()),
-                        prune,
-                        sync_options: policy.and_then(|p| p.sync_options.clone()),
-                        ..Default::default()
-                    }),
-                    initiated_by: InitiatedBy {
-                        username: None,
-                        automated: true,
-                    },
-                    retry: None,
-                });
+    let mut state: Option<OperationState> = running;
+    if state.is_none() {
+        if let Some(op) = op {
+            if !refusals.is_empty() {
+                outcome.operation_state = Some(failed_op(op, refusals.join("; ")));
+            } else if cmp.desired_count() == 0 && cmp.live_count() > 0 && !allow_empty {
+                outcome.operation_state = Some(failed_op(
+                    op,
+                    "refusing to sync: Git renders no objects and the sync would delete every resource of the application (set syncPolicy.automated.allowEmpty to allow it)".into(),
+                ));
+            } else {
+                state = Some(syncop::start(
+                    op,
+                    &revision,
+                    multi_revisions(&desired.revisions),
+                    sources(&app)
+                        .first()
+                        .and_then(|s| serde_json::to_value(s).ok()),
+                ));
             }
-            AutoSync::WaitSeconds(s) => next = Next::After(Duration::from_secs(s.max(1))),
-            AutoSync::Refuse { reason, condition } => {
-                if condition {
-                    conditions.push((SYNC_ERROR.to_string(), reason));
-                } else {
-                    tracing::debug!(app = %key, %reason, "auto-sync skipped");
+        } else if refusals.is_empty() {
+            match decide_auto_sync(policy, &cmp, &revision, last.as_ref(), since_last) {
+                AutoSync::Sync { prune } => {
+                    let auto = Operation {
+                        sync: Some(SyncOperation {
+                            revision: Some(revision.clone()),
+                            prune,
+                            sync_options: policy.and_then(|p| p.sync_options.clone()),
+                            ..Default::default()
+                        }),
+                        initiated_by: InitiatedBy {
+                            username: None,
+                            automated: true,
+                        },
+                        retry: None,
+                    };
+                    state = Some(syncop::start(
+                        auto,
+                        &revision,
+                        multi_revisions(&desired.revisions),
+                        sources(&app)
+                            .first()
+                            .and_then(|s| serde_json::to_value(s).ok()),
+                    ));
                 }
+                AutoSync::WaitSeconds(s) => next = Next::After(Duration::from_secs(s.max(1))),
+                AutoSync::Refuse { reason, condition } => {
+                    if condition {
+                        conditions.push((SYNC_ERROR.to_string(), reason));
+                    } else {
+                        tracing::debug!(app = %key, %reason, "auto-sync skipped");
+                    }
+                }
+                AutoSync::Nothing => {}
             }
-            AutoSync::Nothing => {}
         }
     }
-    if let Some(op) = to_run {
-        let started = now_s();
-        let sync_op = op.sync.clone().unwrap_or_default();
-        let opt = |name: &str| op.has_option(name) || policy.is_some_and(|p| p.option(name));
-        let req = SyncRequest {
-            prune: sync_op.prune,
-            out_of_sync_only: opt("ApplyOutOfSyncOnly"),
-            only: sync_op
-                .resources
-                .iter()
-                .flatten()
-                .map(|r| (r.group.clone(), r.kind.clone(), r.name.clone()))
-                .collect(),
-        };
-        let plan = plan_sync(&cmp, &req);
-        let exec = ExecOptions {
-            create_namespace: opt("CreateNamespace").then(|| dest_ns.clone()),
-            dry_run: sync_op.dry_run,
-        };
+    let mut ack_operation = app.operation.is_some() && state.is_none();
+    if let Some(st) = state {
         let server = cluster.server.clone();
         let ctx2 = ctx.clone();
-        let t0 = Instant::now();
-        let result = execute(&cache, &plan, &exec, &move || ctx2.permit(&server))
-            .instrument(tracing::info_span!(
-                "apply",
-                applies = plan.applies.len(),
-                prunes = plan.prunes.len()
-            ))
-            .await;
-        if result.handed_over {
-            // Not ours any more: record nothing and leave any operation in place; the new
-            // owner compares again and runs the sync itself.
-            tracing::info!(app = %key, %revision, "sync stopped: the cluster moved to another replica");
-            return Ok(Next::Skipped);
-        }
-        let automated = op.initiated_by.automated;
-        tracing::info!(app = %key, %revision, phase = ?result.phase, applied = plan.applies.len(),
-            pruned = plan.prunes.len(), automated, ms = t0.elapsed().as_millis() as u64, "sync finished");
-        let phase = match result.phase {
-            Phase::Succeeded => "Succeeded",
-            Phase::Failed => "Failed",
-            Phase::Error => "Error",
-            Phase::Running => "Running",
+        let permit = move || ctx2.permit(&server);
+        let env = syncop::OpEnv {
+            cache: &cache,
+            key,
+            cmp: &cmp,
+            hooks: &normalized.hooks,
+            live: &live,
+            policy,
+            dest_ns: &dest_ns,
+            managed_namespace_metadata: policy.and_then(|p| p.managed_namespace_metadata.as_ref()),
+            cfg: &ctx.cfg.operations,
+            permit: &permit,
         };
-        ctx.metrics
-            .syncs
-            .get_or_create(&SyncLabels {
-                phase,
-                trigger: if automated { "automated" } else { "manual" },
-            })
-            .inc();
-        ctx.metrics
-            .app_sync
-            .get_or_create(&AppSyncLabels {
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-                project: project_name(&app).to_string(),
-                dest_server: dest_server(&app).to_string(),
-                phase,
-            })
-            .inc();
-        if result.phase == Phase::Succeeded && !sync_op.dry_run {
-            outcome.history = Some(HistoryEntry {
-                revision: revision.clone(),
-                deployed_at: now_s(),
-                deploy_started_at: started.clone(),
-                initiated_by: serde_json::to_value(&op.initiated_by).unwrap_or(Value::Null),
-            });
+        let t0 = Instant::now();
+        let advanced = match syncop::advance(&env, st)
+            .instrument(tracing::info_span!("sync"))
+            .await
+        {
+            Ok(a) => a,
+            Err(sync::HandedOver) => {
+                // Not ours any more: record nothing; the new owner resumes the operation.
+                tracing::info!(app = %key, "sync paused: the cluster moved to another replica");
+                return Ok(Next::Skipped);
+            }
+        };
+        let st = advanced.state;
+        if st.phase.completed() {
+            record_finished(ctx, &app, key, &st, &mut outcome, &mut conditions);
+            ack_operation = app.operation.is_some();
+            tracing::info!(app = %key, %revision, phase = st.phase.as_str(), message = %st.message,
+                automated = st.operation.initiated_by.automated,
+                ms = t0.elapsed().as_millis() as u64, "sync finished");
+            if st.phase != Phase::Succeeded {
+                next = Next::Backoff;
+            }
+        } else {
+            next = Next::After(advanced.wait);
         }
-        if result.phase != Phase::Succeeded && automated {
-            conditions.push((
-                SYNC_ERROR.to_string(),
-                format!("Failed sync attempt to {revision}: {}", result.message),
-            ));
-        }
-        outcome.operation_state = Some(OperationState {
-            operation: op,
-            phase: result.phase,
-            message: result.message,
-            sync_result: Some(SyncResult {
-                revision: revision.clone(),
-                revisions: if desired.revisions.len() > 1 {
-                    desired.revisions.clone()
-                } else {
-                    Vec::new()
-                },
-                resources: result.results,
-            }),
-            started_at: started,
-            finished_at: Some(now_s()),
-            retry_count: 0,
-        });
+        outcome.operation_state = Some(st);
         // Our writes went through the cache: compare again for an up-to-date status.
-        cmp = compare(&objects, &cache.live_for(key), FIELD_MANAGER);
-        if result.phase != Phase::Succeeded {
-            next = Next::Backoff;
-        }
+        cmp = compare(&normalized.resources, &cache.live_for(key), FIELD_MANAGER);
     }
     outcome.conditions = conditions;
-    finish(&w, &outcome, &cmp, had_operation, ack_refresh).await?;
+    finish(&w, &outcome, &cmp, ack_operation, ack_refresh).await?;
     Ok(next)
+}
+
+fn multi_revisions(revisions: &[String]) -> Vec<String> {
+    if revisions.len() > 1 {
+        revisions.to_vec()
+    } else {
+        Vec::new()
+    }
+}
+
+/// A finished operation: metrics, the history entry of a successful full sync, and the
+/// condition of a failed automated one.
+fn record_finished(
+    ctx: &Context,
+    app: &Application,
+    key: &AppKey,
+    st: &OperationState,
+    outcome: &mut Outcome<'_>,
+    conditions: &mut Vec<(String, String)>,
+) {
+    let automated = st.operation.initiated_by.automated;
+    let phase = st.phase.as_str();
+    ctx.metrics
+        .syncs
+        .get_or_create(&SyncLabels {
+            phase,
+            trigger: if automated { "automated" } else { "manual" },
+        })
+        .inc();
+    ctx.metrics
+        .app_sync
+        .get_or_create(&AppSyncLabels {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            project: project_name(app).to_string(),
+            dest_server: dest_server(app).to_string(),
+            phase,
+        })
+        .inc();
+    let revision = st.revision().unwrap_or_default().to_string();
+    if st.phase == Phase::Succeeded && !st.operation.dry_run() && !st.operation.selective() {
+        outcome.history = Some(HistoryEntry {
+            revision: revision.clone(),
+            source: st.sync_result.as_ref().and_then(|r| r.source.clone()),
+            deployed_at: now_s(),
+            deploy_started_at: st.started_at.clone(),
+            initiated_by: serde_json::to_value(&st.operation.initiated_by).unwrap_or(Value::Null),
+        });
+    }
+    if st.phase != Phase::Succeeded && automated {
+        conditions.push((
+            SYNC_ERROR.to_string(),
+            format!("Failed sync attempt to {revision}: {}", st.message),
+        ));
+    }
 }
 
 async fn finish(
@@ -882,23 +960,40 @@ async fn finalize(
 ) -> Result<Next, ReconcileError> {
     let app = w.app;
     let key = w.key;
-    let has_finalizer = app
+    let cascade: Vec<&String> = app
         .metadata
         .finalizers
         .iter()
         .flatten()
-        .any(|f| f == RESOURCES_FINALIZER);
-    if !has_finalizer {
+        .filter(|f| {
+            [
+                RESOURCES_FINALIZER,
+                RESOURCES_FINALIZER_FOREGROUND,
+                RESOURCES_FINALIZER_BACKGROUND,
+            ]
+            .contains(&f.as_str())
+        })
+        .collect();
+    if cascade.is_empty() {
         ctx.forget(key);
         return Ok(Next::Done);
     }
+    // Background only for the `/background` variant; Foreground otherwise (Argo CD).
+    let propagation = if cascade
+        .iter()
+        .any(|f| f.as_str() == RESOURCES_FINALIZER_BACKGROUND)
+    {
+        "background"
+    } else {
+        "foreground"
+    };
     let release = || async {
         let finalizers: Vec<String> = app
             .metadata
             .finalizers
             .iter()
             .flatten()
-            .filter(|f| *f != RESOURCES_FINALIZER)
+            .filter(|f| !cascade.contains(f))
             .cloned()
             .collect();
         let api: Api<Application> = Api::namespaced(ctx.control.clone(), &key.namespace);
@@ -964,28 +1059,58 @@ async fn finalize(
         w.status(&outcome).await?;
         return Ok(Next::Backoff);
     }
+    // Argo CD leaves CRDs, `Delete=false` and `helm.sh/resource-policy: keep` objects behind
+    // (`Prune=false` does not protect from the app's deletion, as in Argo CD); the rest goes,
+    // highest sync wave first, each wave once the previous one is gone.
+    let keep = |obj: &Value| {
+        obj.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")
+            || crate::plan::has_sync_option(obj, "Delete", "false")
+            || obj
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get("helm.sh/resource-policy"))
+                .and_then(Value::as_str)
+                == Some("keep")
+    };
     let live = cache.live_for(key);
-    if live.is_empty() {
+    let doomed: Vec<(&ResourceKey, &Arc<Value>)> = live.iter().filter(|(_, o)| !keep(o)).collect();
+    if doomed.is_empty() {
         release().await?;
-        tracing::info!(app = %key, "resources deleted; finalizer removed");
+        tracing::info!(app = %key, kept = live.len(), "resources deleted; finalizer removed");
         ctx.forget(key);
         return Ok(Next::Done);
     }
-    let cmp = compare(&[], &live, FIELD_MANAGER);
-    let plan = plan_sync(
-        &cmp,
-        &SyncRequest {
-            prune: true,
-            ..Default::default()
-        },
-    );
+    if doomed
+        .iter()
+        .any(|(_, o)| o.pointer("/metadata/deletionTimestamp").is_some())
+    {
+        return Ok(Next::After(Duration::from_secs(1)));
+    }
+    let top = doomed
+        .iter()
+        .map(|(_, o)| crate::hooks::wave(o))
+        .max()
+        .unwrap_or(0);
+    let batch: Vec<(ResourceKey, String)> = doomed
+        .iter()
+        .filter(|(_, o)| crate::hooks::wave(o) == top)
+        .map(|(k, o)| {
+            (
+                (*k).clone(),
+                o.get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
     let server = cluster.server.clone();
     let ctx2 = ctx.clone();
-    let result = execute(&cache, &plan, &ExecOptions::default(), &move || {
-        ctx2.permit(&server)
-    })
-    .await;
-    tracing::info!(app = %key, deleted = plan.prunes.len(), phase = ?result.phase, "deleting application resources");
+    match sync::delete_all(&cache, &batch, propagation, &move || ctx2.permit(&server)).await {
+        Ok(failed) => {
+            tracing::info!(app = %key, wave = top, deleted = batch.len() - failed, failed, "deleting application resources");
+        }
+        Err(sync::HandedOver) => return Ok(Next::Skipped),
+    }
     Ok(Next::After(Duration::from_secs(1)))
 }
 

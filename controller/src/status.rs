@@ -33,6 +33,8 @@ pub fn seconds_since(earlier: &str, now: jiff::Timestamp) -> Option<u64> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
     pub revision: String,
+    /// The source synced (what a rollback to this entry syncs again).
+    pub source: Option<Value>,
     pub deployed_at: String,
     pub deploy_started_at: String,
     pub initiated_by: Value,
@@ -158,13 +160,17 @@ pub fn build(
             .filter_map(|e| e.get("id").and_then(Value::as_i64))
             .max()
             .map_or(0, |m| m + 1);
-        history.push(serde_json::json!({
+        let mut entry = serde_json::json!({
             "id": next_id,
             "revision": h.revision,
             "deployedAt": h.deployed_at,
             "deployStartedAt": h.deploy_started_at,
             "initiatedBy": h.initiated_by,
-        }));
+        });
+        if let Some(src) = &h.source {
+            entry["source"] = src.clone();
+        }
+        history.push(entry);
         let limit = o.history_limit.max(1);
         if history.len() > limit {
             history.drain(..history.len() - limit);
@@ -343,6 +349,7 @@ mod tests {
             let o = Outcome {
                 history: Some(HistoryEntry {
                     revision: format!("r{i}"),
+                    source: None,
                     deployed_at: "t".into(),
                     deploy_started_at: "t".into(),
                     initiated_by: json!({"automated": true}),

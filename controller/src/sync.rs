@@ -1,50 +1,46 @@
-//! Executes a sync plan against one cluster: `CreateNamespace`, server-side apply with our
-//! field manager wave by wave (a failed wave stops the sync before the next wave and before
-//! any prune), then prunes. Every write re-checks ownership and is written through to the cache.
+//! The executor of sync steps on one cluster: runs one wave of tasks the engine chose (prunes
+//! first, then applies and hook creations), deletes hooks, creates the destination namespace.
+//! Every write asks for the cluster's permit first and is written through to the cache; what
+//! a write did is recorded in the task's state, with the API server's own message on errors.
 
 use std::sync::Arc;
 
 use flotilla_sharding::Permit;
-
-use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::{Value, json};
 
+use crate::engine::{Task, TaskKind, TaskState};
+use crate::hooks::DeletePolicy;
 use crate::live::{CacheError, ClusterCache};
-use crate::operation::{Phase, ResourceResult};
-use crate::plan::{ApplyStep, PruneStep, SyncPlan};
-use crate::tracking::{FIELD_MANAGER, ResourceKey, group_version};
+use crate::operation::OpPhase;
+use crate::tracking::{FIELD_MANAGER, ResourceKey};
 
-/// How to run a plan.
+/// Annotation on every hook Flotilla creates: the operation (start time and attempt) it ran
+/// for, so a resumed sync adopts its own hook instead of deleting and creating it again.
+pub const HOOK_OPERATION_ANNOTATION: &str = "flotilla.dev/sync-operation";
+
+/// How to run a step.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
-    /// Create this namespace first (`CreateNamespace=true`).
-    pub create_namespace: Option<String>,
     /// Server-side dry run: nothing is persisted.
     pub dry_run: bool,
+    /// This operation's identity for `HOOK_OPERATION_ANNOTATION`.
+    pub operation: String,
 }
 
-/// What a sync did.
-#[derive(Debug, Clone)]
-pub struct SyncOutcome {
-    pub phase: Phase,
-    pub message: String,
-    pub results: Vec<ResourceResult>,
-    /// Stopped because another replica owns the cluster now: not an outcome to record; the
-    /// new owner runs the sync again.
-    pub handed_over: bool,
-}
+/// A write could not be made because another replica owns the cluster now: stop, record
+/// nothing; the new owner resumes from the persisted operation state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandedOver;
 
-fn result(key: &ResourceKey, api_version: &str, status: &str, message: String) -> ResourceResult {
-    let (_, version) = group_version(api_version);
-    ResourceResult {
-        group: key.group.clone(),
-        version: version.to_string(),
-        kind: key.kind.clone(),
-        namespace: key.namespace.clone(),
-        name: key.name.clone(),
-        status: status.to_string(),
-        message,
-        sync_phase: "Sync".into(),
+type PermitFn<'a> = &'a (dyn Fn() -> Option<Permit> + Send + Sync);
+
+/// The API server's message for a failed call (`namespaces "x" not found`), never a Debug
+/// dump; transport errors keep their display text.
+pub fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -54,219 +50,367 @@ fn note_connection_error(cache: &Arc<ClusterCache>, e: &kube::Error) {
     }
 }
 
-async fn apply_one(
+async fn api_for(
     cache: &Arc<ClusterCache>,
-    step: &ApplyStep,
-    dry_run: bool,
-) -> Result<String, String> {
-    let info = match cache.api_info(&step.api_version, &step.key.kind).await {
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+) -> Result<kube::Api<kube::api::DynamicObject>, String> {
+    let info = match cache.api_info(api_version, kind).await {
         Ok(i) => i,
         Err(CacheError::UnknownKind { .. }) => {
             // A CRD applied earlier in this sync may have just made the kind known.
-            cache.forget_kind(&step.api_version, &step.key.kind);
-            cache
-                .api_info(&step.api_version, &step.key.kind)
-                .await
-                .map_err(|e| e.to_string())?
+            cache.forget_kind(api_version, kind);
+            cache.api_info(api_version, kind).await.map_err(|e| {
+                let (group, _) = crate::tracking::group_version(api_version);
+                format!(
+                    "The Kubernetes API could not find {group}/{kind} for requested resource {namespace}. Make sure the \"{kind}\" CRD is installed on the destination cluster. ({e})"
+                )
+            })?
         }
         Err(e) => return Err(e.to_string()),
     };
-    let api = cache.api(&info, &step.key.namespace);
-    let mut params = PatchParams::apply(FIELD_MANAGER).force();
-    params.dry_run = dry_run;
-    match api
-        .patch(&step.key.name, &params, &Patch::Apply(&step.object))
-        .await
+    Ok(cache.api(&info, namespace))
+}
+
+/// After a CRD is written, the kinds it defines are looked up afresh.
+fn forget_crd_kinds(cache: &Arc<ClusterCache>, crd: &Value) {
+    let (Some(group), Some(kind)) = (
+        crd.pointer("/spec/group").and_then(Value::as_str),
+        crd.pointer("/spec/names/kind").and_then(Value::as_str),
+    ) else {
+        return;
+    };
+    for v in crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
     {
-        Ok(obj) => {
-            if !dry_run && let Ok(v) = serde_json::to_value(obj) {
-                cache.observe(v);
-            }
-            if step.key.kind == "CustomResourceDefinition" {
-                // Kinds it defines are looked up afresh by later steps.
-                if let Some(group) = step.object.pointer("/spec/group").and_then(Value::as_str) {
-                    for v in step
-                        .object
-                        .pointer("/spec/versions")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        if let (Some(ver), Some(kind)) = (
-                            v.get("name").and_then(Value::as_str),
-                            step.object
-                                .pointer("/spec/names/kind")
-                                .and_then(Value::as_str),
-                        ) {
-                            cache.forget_kind(&format!("{group}/{ver}"), kind);
-                        }
-                    }
-                }
-            }
-            Ok(format!(
-                "{}/{} serverside-applied{}",
-                step.key.kind.to_lowercase(),
-                step.key.name,
-                if dry_run { " (dry run)" } else { "" }
-            ))
-        }
-        Err(e) => {
-            note_connection_error(cache, &e);
-            Err(e.to_string())
+        if let Some(ver) = v.get("name").and_then(Value::as_str) {
+            cache.forget_kind(&format!("{group}/{ver}"), kind);
         }
     }
 }
 
-async fn prune_one(
+/// Write one object: server-side apply (forced, strict validation unless `Validate=false`),
+/// or with `Replace=true` an update of the live object (`Force=true`: delete and create).
+async fn write(
     cache: &Arc<ClusterCache>,
-    step: &PruneStep,
+    t: &Task,
+    object: &Value,
     dry_run: bool,
-) -> Result<String, String> {
-    let info = cache
-        .api_info(&step.api_version, &step.key.kind)
+) -> Result<(Value, String), kube::Error> {
+    let api = api_for(cache, &t.api_version, &t.key.kind, &t.key.namespace)
         .await
-        .map_err(|e| e.to_string())?;
-    let api = cache.api(&info, &step.key.namespace);
+        .map_err(|m| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                message: m,
+                code: 404,
+                reason: "NotFound".into(),
+                ..Default::default()
+            }))
+        })?;
+    let dry = if dry_run { " (dry run)" } else { "" };
+    let kind = t.key.kind.to_lowercase();
+    let validation = if t.options.skip_validation {
+        kube::api::ValidationDirective::Ignore
+    } else {
+        kube::api::ValidationDirective::Strict
+    };
+    let written = if t.options.replace {
+        let obj: kube::api::DynamicObject =
+            serde_json::from_value(object.clone()).map_err(kube::Error::SerdeError)?;
+        let pp = PostParams {
+            dry_run,
+            field_manager: Some(FIELD_MANAGER.into()),
+        };
+        match t.live.as_deref() {
+            Some(live) if t.options.force => {
+                api.delete(&t.key.name, &DeleteParams::foreground()).await?;
+                cache.observe_deleted(&t.key);
+                let _ = live;
+                let o = api.create(&pp, &obj).await?;
+                (o, format!("{kind}/{} replaced{dry}", t.key.name))
+            }
+            Some(live) => {
+                let mut obj = obj;
+                obj.metadata.resource_version = live
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let o = api.replace(&t.key.name, &pp, &obj).await?;
+                (o, format!("{kind}/{} replaced{dry}", t.key.name))
+            }
+            None => {
+                let o = api.create(&pp, &obj).await?;
+                (o, format!("{kind}/{} created{dry}", t.key.name))
+            }
+        }
+    } else {
+        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        params.dry_run = dry_run;
+        params.field_validation = Some(validation);
+        let o = api
+            .patch(&t.key.name, &params, &Patch::Apply(object))
+            .await?;
+        (o, format!("{kind}/{} serverside-applied{dry}", t.key.name))
+    };
+    let (obj, message) = written;
+    let v = serde_json::to_value(obj).unwrap_or(Value::Null);
+    if !dry_run {
+        cache.observe(v.clone());
+        if t.key.kind == "CustomResourceDefinition" {
+            forget_crd_kinds(cache, object);
+        }
+    }
+    Ok((v, message))
+}
+
+async fn delete(
+    cache: &Arc<ClusterCache>,
+    api_version: &str,
+    key: &ResourceKey,
+    propagation: &str,
+    dry_run: bool,
+) -> Result<Option<Value>, kube::Error> {
+    let api = api_for(cache, api_version, &key.kind, &key.namespace)
+        .await
+        .map_err(|m| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                message: m,
+                code: 404,
+                reason: "NotFound".into(),
+                ..Default::default()
+            }))
+        })?;
     let params = DeleteParams {
         dry_run,
-        propagation_policy: Some(PropagationPolicy::Foreground),
+        propagation_policy: Some(match propagation.to_ascii_lowercase().as_str() {
+            "background" => PropagationPolicy::Background,
+            "orphan" => PropagationPolicy::Orphan,
+            _ => PropagationPolicy::Foreground,
+        }),
         ..Default::default()
     };
-    match api.delete(&step.key.name, &params).await {
+    match api.delete(&key.name, &params).await {
         Ok(either) => {
+            let left = match either {
+                either::Either::Left(obj) => serde_json::to_value(obj).ok(),
+                either::Either::Right(_) => None,
+            };
             if !dry_run {
-                match either {
-                    either::Either::Left(obj) => {
-                        if let Ok(v) = serde_json::to_value(obj) {
-                            cache.observe(v);
-                        }
-                    }
-                    either::Either::Right(_) => cache.observe_deleted(&step.key),
+                match &left {
+                    Some(v) => cache.observe(v.clone()),
+                    None => cache.observe_deleted(key),
                 }
             }
-            Ok(if dry_run {
-                "pruned (dry run)"
-            } else {
-                "pruned"
-            }
-            .to_string())
+            Ok(left)
         }
         Err(kube::Error::Api(s)) if s.is_not_found() => {
-            cache.observe_deleted(&step.key);
-            Ok("already gone".into())
+            cache.observe_deleted(key);
+            Ok(None)
         }
-        Err(e) => {
-            note_connection_error(cache, &e);
-            Err(e.to_string())
-        }
+        Err(e) => Err(e),
     }
 }
 
-/// Run `plan` on the cluster behind `cache`. `permit` is asked before every write and its
-/// permit held until the write returns; when there is none, the sync stops at once (another
-/// replica owns the cluster now, and it waits for our write in flight before it starts).
-pub async fn execute(
-    cache: &Arc<ClusterCache>,
-    plan: &SyncPlan,
-    opts: &ExecOptions,
-    permit: &(dyn Fn() -> Option<Permit> + Send + Sync),
-) -> SyncOutcome {
-    let mut results = Vec::new();
-    let stop = |results: Vec<ResourceResult>, phase, message: String| SyncOutcome {
-        phase,
+fn done(t: &mut Task, status: &str, phase: OpPhase, message: String) {
+    t.state = TaskState {
+        status: status.into(),
+        hook_phase: Some(phase),
         message,
-        results,
-        handed_over: false,
     };
-    let handed_over = |results: Vec<ResourceResult>| SyncOutcome {
-        phase: Phase::Error,
-        message: "ownership of the cluster moved to another replica".into(),
-        results,
-        handed_over: true,
+}
+
+/// Run one wave: `idx` are tasks of one (phase, wave). Prunes first, then hooks due for
+/// re-creation are deleted (the wave continues once they are gone), then everything else is
+/// written in order. Tasks left pending (a hook being deleted first) are run by the next pass.
+pub async fn run_wave(
+    cache: &Arc<ClusterCache>,
+    tasks: &mut [Task],
+    idx: &[usize],
+    opts: &ExecOptions,
+    permit: PermitFn<'_>,
+) -> Result<(), HandedOver> {
+    let dry = opts.dry_run;
+    let after_write = if dry {
+        OpPhase::Succeeded
+    } else {
+        OpPhase::Running
     };
-    if let Some(ns) = &opts.create_namespace {
-        let Some(_permit) = permit() else {
-            return handed_over(results);
-        };
-        let step = ApplyStep {
-            wave: i64::MIN,
-            key: ResourceKey {
-                group: String::new(),
-                kind: "Namespace".into(),
-                namespace: String::new(),
-                name: ns.clone(),
-            },
-            api_version: "v1".into(),
-            object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-        };
-        if let Err(e) = apply_one(cache, &step, opts.dry_run).await {
-            return stop(
-                results,
-                Phase::Failed,
-                format!("creating namespace {ns}: {e}"),
-            );
+    let (prunes, writes): (Vec<usize>, Vec<usize>) = idx
+        .iter()
+        .copied()
+        .partition(|&i| tasks[i].kind == TaskKind::Prune);
+    for i in prunes {
+        let _permit = permit().ok_or(HandedOver)?;
+        let t = &mut tasks[i];
+        match delete(
+            cache,
+            &t.api_version,
+            &t.key,
+            &t.options.prune_propagation,
+            dry,
+        )
+        .await
+        {
+            Ok(left) => {
+                t.live = left.map(Arc::new);
+                let m = if dry { "pruned (dry run)" } else { "pruned" };
+                done(t, "Pruned", OpPhase::Succeeded, m.into());
+            }
+            Err(e) => {
+                note_connection_error(cache, &e);
+                tracing::warn!(resource = %t.key, error = %e, "prune failed");
+                done(t, "SyncFailed", OpPhase::Failed, api_message(&e));
+            }
         }
     }
-    let mut failed = 0usize;
-    let mut i = 0;
-    while i < plan.applies.len() {
-        let wave = plan.applies[i].wave;
-        while i < plan.applies.len() && plan.applies[i].wave == wave {
-            let step = &plan.applies[i];
-            i += 1;
-            let Some(_permit) = permit() else {
-                return handed_over(results);
-            };
-            match apply_one(cache, step, opts.dry_run).await {
-                Ok(m) => results.push(result(&step.key, &step.api_version, "Synced", m)),
-                Err(e) => {
-                    failed += 1;
-                    tracing::warn!(resource = %step.key, error = %e, "apply failed");
-                    results.push(result(&step.key, &step.api_version, "SyncFailed", e));
+    for i in writes {
+        let t = &mut tasks[i];
+        let Some(mut object) = t.object.clone() else {
+            continue;
+        };
+        if t.is_hook() {
+            if let Some(live) = t.live.as_deref() {
+                let ours = live
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| a.get(HOOK_OPERATION_ANNOTATION))
+                    .and_then(Value::as_str)
+                    == Some(opts.operation.as_str());
+                if ours {
+                    // Created by this operation before a hand-over or restart: it runs once.
+                    done(
+                        t,
+                        "Synced",
+                        OpPhase::Running,
+                        format!("{} created", t.key.name),
+                    );
+                    continue;
+                }
+                if t.delete_policies
+                    .contains(&DeletePolicy::BeforeHookCreation)
+                {
+                    let _permit = permit().ok_or(HandedOver)?;
+                    if let Err(e) = delete(cache, &t.api_version, &t.key, "foreground", dry).await {
+                        note_connection_error(cache, &e);
+                        done(t, "SyncFailed", OpPhase::Failed, api_message(&e));
+                    }
+                    // Pending: created on the next pass, once the old one is gone.
+                    continue;
+                }
+            }
+            if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                let ann = meta.entry("annotations").or_insert_with(|| json!({}));
+                if let Some(a) = ann.as_object_mut() {
+                    a.insert(
+                        HOOK_OPERATION_ANNOTATION.into(),
+                        Value::String(opts.operation.clone()),
+                    );
                 }
             }
         }
-        if failed > 0 {
-            return stop(
-                results,
-                Phase::Failed,
-                format!(
-                    "one or more objects failed to apply (wave {wave}); later waves and prunes were not run"
-                ),
-            );
-        }
-    }
-    for step in &plan.prunes {
-        let Some(_permit) = permit() else {
-            return handed_over(results);
-        };
-        match prune_one(cache, step, opts.dry_run).await {
-            Ok(m) => results.push(result(&step.key, &step.api_version, "Pruned", m)),
+        let _permit = permit().ok_or(HandedOver)?;
+        match write(cache, t, &object, dry).await {
+            Ok((written, message)) => {
+                if !dry {
+                    t.live = Some(Arc::new(written));
+                }
+                done(t, "Synced", after_write, message);
+            }
             Err(e) => {
-                failed += 1;
-                results.push(result(&step.key, &step.api_version, "SyncFailed", e));
+                note_connection_error(cache, &e);
+                tracing::warn!(resource = %t.key, error = %e, "apply failed");
+                done(t, "SyncFailed", OpPhase::Failed, api_message(&e));
             }
         }
     }
-    for key in &plan.prune_skipped {
-        results.push(result(
-            key,
-            "",
-            "PruneSkipped",
-            "ignored (requires pruning)".into(),
-        ));
+    Ok(())
+}
+
+/// Delete hooks (by their delete policy, or on terminate).
+pub async fn delete_hooks(
+    cache: &Arc<ClusterCache>,
+    tasks: &mut [Task],
+    idx: &[usize],
+    permit: PermitFn<'_>,
+) -> Result<(), HandedOver> {
+    for &i in idx {
+        let _permit = permit().ok_or(HandedOver)?;
+        let t = &mut tasks[i];
+        match delete(cache, &t.api_version, &t.key, "background", false).await {
+            Ok(_) => t.live = None,
+            Err(e) => {
+                note_connection_error(cache, &e);
+                tracing::warn!(hook = %t.key, error = %e, "could not delete hook");
+            }
+        }
     }
-    if failed > 0 {
-        stop(
-            results,
-            Phase::Failed,
-            "one or more objects failed to prune".into(),
-        )
-    } else {
-        stop(
-            results,
-            Phase::Succeeded,
-            "successfully synced (all tasks run)".into(),
-        )
+    Ok(())
+}
+
+/// `CreateNamespace=true`: apply the destination namespace with `managedNamespaceMetadata`.
+pub async fn create_namespace(
+    cache: &Arc<ClusterCache>,
+    ns: &str,
+    metadata: Option<&Value>,
+    dry_run: bool,
+    permit: PermitFn<'_>,
+) -> Result<Result<(), String>, HandedOver> {
+    let mut obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+    for field in ["labels", "annotations"] {
+        if let Some(m) = metadata
+            .and_then(|m| m.get(field))
+            .filter(|m| m.is_object())
+        {
+            obj["metadata"][field] = m.clone();
+        }
     }
+    let key = ResourceKey {
+        group: String::new(),
+        kind: "Namespace".into(),
+        namespace: String::new(),
+        name: ns.to_string(),
+    };
+    let task = Task {
+        key,
+        api_version: "v1".into(),
+        phase: crate::hooks::SyncPhase::PreSync,
+        wave: i64::MIN,
+        kind: TaskKind::Apply,
+        object: Some(obj.clone()),
+        live: None,
+        hook_type: None,
+        delete_policies: Default::default(),
+        options: Default::default(),
+        state: Default::default(),
+    };
+    let _permit = permit().ok_or(HandedOver)?;
+    Ok(write(cache, &task, &obj, dry_run)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            note_connection_error(cache, &e);
+            format!("the namespace failed to apply: {}", api_message(&e))
+        }))
+}
+
+/// Delete live resources (an application's cascade deletion); returns how many calls failed.
+pub async fn delete_all(
+    cache: &Arc<ClusterCache>,
+    objects: &[(ResourceKey, String)],
+    propagation: &str,
+    permit: PermitFn<'_>,
+) -> Result<usize, HandedOver> {
+    let mut failed = 0;
+    for (key, api_version) in objects {
+        let _permit = permit().ok_or(HandedOver)?;
+        if let Err(e) = delete(cache, api_version, key, propagation, false).await {
+            note_connection_error(cache, &e);
+            tracing::warn!(resource = %key, error = %e, "delete failed");
+            failed += 1;
+        }
+    }
+    Ok(failed)
 }

@@ -132,6 +132,10 @@ pub struct SyncPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_object")]
     pub retry: Option<Value>,
+    /// Labels and annotations for the namespace `CreateNamespace=true` creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_object")]
+    pub managed_namespace_metadata: Option<Value>,
 }
 
 impl SyncPolicy {
