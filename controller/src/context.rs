@@ -64,6 +64,9 @@ pub struct AppMemo {
     /// The Application as our last write returned it: newer than the watch-fed store until
     /// the watch catches up, so decisions never rest on a status we already replaced.
     pub written: Option<Arc<Application>>,
+    /// A sync operation applied a wave that is not its last: its next step waits until
+    /// then (the delay between waves), whatever wakes the app sooner.
+    pub next_wave_at: Option<std::time::Instant>,
 }
 
 fn resource_version(app: &Application) -> Option<u64> {

@@ -831,6 +831,17 @@ pub async fn reconcile(
         }
     }
     let mut ack_operation = app.operation.is_some() && state.is_none();
+    // Between two waves: the pause after the earlier one is not over yet.
+    let pause = ctx
+        .memo(key)
+        .next_wave_at
+        .and_then(|t| t.checked_duration_since(Instant::now()))
+        .filter(|_| state.as_ref().is_some_and(|s| s.phase == Phase::Running));
+    if let (Some(left), Some(st)) = (pause, state.as_ref()) {
+        outcome.operation_state = Some(st.clone());
+        next = Next::After(left);
+        state = None;
+    }
     if let Some(st) = state {
         let server = cluster.server.clone();
         let ctx2 = ctx.clone();
@@ -849,7 +860,7 @@ pub async fn reconcile(
         };
         let t0 = Instant::now();
         let advanced = match syncop::advance(&env, st)
-            .instrument(tracing::info_span!("sync"))
+            .instrument(tracing::info_span!("apply"))
             .await
         {
             Ok(a) => a,
@@ -860,6 +871,11 @@ pub async fn reconcile(
             }
         };
         let st = advanced.state;
+        ctx.update_memo(key, |m| {
+            m.next_wave_at = advanced
+                .wave_applied
+                .then(|| Instant::now() + advanced.wait)
+        });
         if st.phase.completed() {
             record_finished(ctx, &app, key, &st, &mut outcome, &mut conditions);
             ack_operation = app.operation.is_some();

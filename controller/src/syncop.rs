@@ -60,6 +60,8 @@ pub struct OpEnv<'a> {
 pub struct Advanced {
     pub state: OperationState,
     pub wait: Duration,
+    /// A wave that is not the last one was applied: the next step waits `wait` at least.
+    pub wave_applied: bool,
 }
 
 /// What a timed-out operation says when it ends (Argo CD's words).
@@ -194,6 +196,7 @@ pub async fn advance(env: &OpEnv<'_>, mut st: OperationState) -> Result<Advanced
         return Ok(Advanced {
             state: st,
             wait: cfg.poll,
+            wave_applied: false,
         });
     }
     let retry = retry_policy(&st.operation, env.policy);
@@ -212,6 +215,7 @@ pub async fn advance(env: &OpEnv<'_>, mut st: OperationState) -> Result<Advanced
             return Ok(Advanced {
                 state: st,
                 wait: Duration::try_from(left).unwrap_or(cfg.poll),
+                wave_applied: false,
             });
         }
         st.finished_at = None;
@@ -261,6 +265,7 @@ pub async fn advance(env: &OpEnv<'_>, mut st: OperationState) -> Result<Advanced
         return Ok(Advanced {
             state: st,
             wait: cfg.poll,
+            wave_applied: false,
         });
     }
 
@@ -295,6 +300,7 @@ pub async fn advance(env: &OpEnv<'_>, mut st: OperationState) -> Result<Advanced
                     return Ok(Advanced {
                         state: st,
                         wait: cfg.wave_delay,
+                        wave_applied: true,
                     });
                 }
             }
@@ -305,6 +311,7 @@ pub async fn advance(env: &OpEnv<'_>, mut st: OperationState) -> Result<Advanced
                 return Ok(Advanced {
                     state: st,
                     wait: cfg.poll,
+                    wave_applied: false,
                 });
             }
             Step::StartSyncFail { hooks, message } => {
@@ -329,6 +336,7 @@ pub async fn advance(env: &OpEnv<'_>, mut st: OperationState) -> Result<Advanced
     Ok(Advanced {
         state: st,
         wait: cfg.poll,
+        wave_applied: false,
     })
 }
 
@@ -352,6 +360,7 @@ fn after_finish(mut st: OperationState, retry: &RetryStrategy, cfg: &OpConfig) -
                 return Advanced {
                     state: st,
                     wait: delay,
+                    wave_applied: false,
                 };
             }
             Err(e) => {
@@ -368,6 +377,7 @@ fn after_finish(mut st: OperationState, retry: &RetryStrategy, cfg: &OpConfig) -
     Advanced {
         state: st,
         wait: cfg.poll,
+        wave_applied: false,
     }
 }
 

@@ -1,0 +1,661 @@
+//! End to end through real processes: sync operations as Argo CD runs them. Hooks of each
+//! phase in order, waves that wait for health (read from kubesim's request log), SyncFail
+//! hooks, retries, terminate and the sync timeout, a hand-over in the middle of a multi-wave
+//! sync, and the deletion finalizers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use flotilla_controller::types::Application;
+use flotilla_loadtest::fleet::{Fleet, FleetConfig};
+use flotilla_tests::e2e::*;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+fn job(name: &str, annotations: &[(&str, &str)]) -> String {
+    let (key, value) = if name.ends_with('-') {
+        ("generateName", name)
+    } else {
+        ("name", name)
+    };
+    let ann: BTreeMap<&str, &str> = annotations.iter().copied().collect();
+    format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  {key}: {value}\n  annotations: {ann}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: run\n          image: busybox:1.36\n          command: [\"true\"]\n",
+        ann = serde_json::to_string(&ann).unwrap_or_default()
+    )
+}
+
+fn cm(name: &str, annotations: &[(&str, &str)]) -> String {
+    let ann: BTreeMap<&str, &str> = annotations.iter().copied().collect();
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  annotations: {ann}\ndata:\n  k: v\n",
+        ann = serde_json::to_string(&ann).unwrap_or_default()
+    )
+}
+
+fn deployment(name: &str, annotations: &[(&str, &str)]) -> String {
+    let ann: BTreeMap<&str, &str> = annotations.iter().copied().collect();
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  annotations: {ann}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n",
+        ann = serde_json::to_string(&ann).unwrap_or_default()
+    )
+}
+
+const WAVE: &str = "argocd.argoproj.io/sync-wave";
+const HOOK: &str = "argocd.argoproj.io/hook";
+const DELETE_POLICY: &str = "argocd.argoproj.io/hook-delete-policy";
+const BEHAVIOR: &str = "kubesim.flotilla.dev/behavior";
+const READY_AFTER: &str = "kubesim.flotilla.dev/ready-after-ms";
+
+/// A manual app (no auto-sync) deploying `path` to `cluster`, namespace `ns`.
+fn manual_app(
+    fleet: &Fleet,
+    name: &str,
+    path: &str,
+    cluster: &str,
+    ns: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  project: default\n  source: {{repoURL: {url}, targetRevision: main, path: {path}}}\n  destination: {{name: {cluster}, namespace: {ns}}}\n{extra}",
+        url = fleet.git.url()
+    )
+}
+
+async fn request_sync(fleet: &Fleet, name: &str, operation: Value) -> Result<()> {
+    let apps: Api<Application> = Api::namespaced(fleet.control().clone(), NS);
+    apps.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "operation": operation })),
+    )
+    .await?;
+    Ok(())
+}
+
+fn op_state(a: &Application) -> Value {
+    a.status
+        .as_ref()
+        .and_then(|s| s.operation_state.clone())
+        .unwrap_or(Value::Null)
+}
+
+async fn wait_op(
+    fleet: &Fleet,
+    name: &str,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Result<Value> {
+    let a = wait_app(fleet, name, Duration::from_secs(secs), what, |a| {
+        pred(&op_state(a))
+    })
+    .await?;
+    Ok(op_state(&a))
+}
+
+/// The controller's writes to `cluster` in arrival order: (ms since the first, verb,
+/// resource, name, replica).
+fn writes(fleet: &Fleet, cluster: &str) -> Result<Vec<(u64, String, String, String, String)>> {
+    let c = fleet
+        .sim
+        .in_process()?
+        .cluster(cluster)
+        .context("cluster")?;
+    let mut w: Vec<_> = c
+        .log
+        .since(0)
+        .into_iter()
+        .filter(|r| r.is_write() && r.user_agent.starts_with("flotilla-controller/"))
+        .map(|r| {
+            let replica = r
+                .user_agent
+                .split_once(" (")
+                .map(|(_, x)| x.trim_end_matches(')').to_string())
+                .unwrap_or_default();
+            (
+                r.start_us,
+                r.verb.clone(),
+                r.resource.clone(),
+                r.name.clone(),
+                replica,
+            )
+        })
+        .collect();
+    w.sort();
+    let t0 = w.first().map(|x| x.0).unwrap_or(0);
+    Ok(w.into_iter()
+        .map(|(t, v, res, n, rep)| ((t - t0) / 1000, v, res, n, rep))
+        .collect())
+}
+
+fn first_write(
+    w: &[(u64, String, String, String, String)],
+    resource: &str,
+    name_prefix: &str,
+) -> Option<u64> {
+    w.iter()
+        .find(|x| x.2 == resource && x.3.starts_with(name_prefix) && x.1 != "delete")
+        .map(|x| x.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_and_waves_run_in_order_and_waves_wait_for_health() -> Result<()> {
+    let fleet = Fleet::start(FleetConfig {
+        controller_args: vec!["--sync-wave-delay-ms".into(), "100".into()],
+        ..Default::default()
+    })
+    .await?;
+    fleet.git.commit_files(
+        &[
+            ("waves/presync.yaml", &job("migrate-", &[(HOOK, "PreSync")])),
+            ("waves/first.yaml", &cm("first", &[(WAVE, "0")])),
+            (
+                "waves/web.yaml",
+                &deployment("web", &[(WAVE, "1"), (READY_AFTER, "3000")]),
+            ),
+            ("waves/after.yaml", &cm("after-web", &[(WAVE, "2")])),
+            (
+                "waves/postsync.yaml",
+                &job(
+                    "smoke",
+                    &[(HOOK, "PostSync"), (DELETE_POLICY, "HookSucceeded")],
+                ),
+            ),
+            ("waves/skipped.yaml", &cm("skipped", &[(HOOK, "Skip")])),
+        ],
+        "waves and hooks",
+    )?;
+    fleet
+        .apply(&manual_app(
+            &fleet,
+            "waves",
+            "waves",
+            "cluster-001",
+            "waves",
+            "  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n",
+        ))
+        .await?;
+    wait_app(&fleet, "waves", Duration::from_secs(30), "compared", |a| {
+        codes(a).0 == "OutOfSync"
+    })
+    .await?;
+    request_sync(
+        &fleet,
+        "waves",
+        json!({"sync": {"revision": "main"}, "initiatedBy": {"username": "alice"}}),
+    )
+    .await?;
+    let op = wait_op(&fleet, "waves", 90, "sync done", |o| {
+        o["phase"] == "Succeeded" || o["phase"] == "Failed" || o["phase"] == "Error"
+    })
+    .await?;
+    ensure!(op["phase"] == "Succeeded", "{op}");
+    ensure!(
+        op["message"] == "successfully synced (all tasks run)",
+        "{op}"
+    );
+
+    // The timeline, from kubesim's request log.
+    let w = writes(&fleet, "cluster-001")?;
+    println!("timeline of the controller's writes to cluster-001 (ms, verb, resource, name):");
+    for (t, verb, res, name, _) in &w {
+        println!("  {t:>6}  {verb:<6} {res:<12} {name}");
+    }
+    let at = |res: &str, name: &str| {
+        first_write(&w, res, name).with_context(|| format!("no write of {res} {name}: {w:?}"))
+    };
+    let (migrate, first, web, after, smoke) = (
+        at("jobs", "migrate-")?,
+        at("configmaps", "first")?,
+        at("deployments", "web")?,
+        at("configmaps", "after-web")?,
+        at("jobs", "smoke")?,
+    );
+    ensure!(
+        migrate <= first && first <= web && web <= after && after <= smoke,
+        "{w:?}"
+    );
+    // The pause between waves (100 ms here) separates wave 0 from wave 1 ...
+    ensure!(
+        web - first >= 90,
+        "wave 1 started {} ms after wave 0: {w:?}",
+        web - first
+    );
+    // ... and wave 2 waited for the Deployment of wave 1 to become healthy (3 s).
+    ensure!(
+        after - web >= 2500,
+        "wave 2 started {} ms after wave 1: {w:?}",
+        after - web
+    );
+    ensure!(
+        first_write(&w, "configmaps", "skipped").is_none(),
+        "Skip hooks are not applied"
+    );
+
+    // Results: hooks with their type and phase; the PostSync hook deleted (HookSucceeded), the
+    // PreSync one kept (BeforeHookCreation), neither among the app's resources.
+    let results = op["syncResult"]["resources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let hook_types: Vec<(String, String)> = results
+        .iter()
+        .filter(|r| r.get("hookType").is_some())
+        .map(|r| {
+            (
+                r["hookType"].as_str().unwrap_or("").to_string(),
+                r["hookPhase"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    ensure!(
+        hook_types
+            == [
+                ("PreSync".to_string(), "Succeeded".to_string()),
+                ("PostSync".into(), "Succeeded".into())
+            ],
+        "{results:?}"
+    );
+    let a = wait_synced_healthy(&fleet, "waves").await?;
+    let names: Vec<String> = a
+        .status
+        .as_ref()
+        .and_then(|s| s.resources.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    ensure!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("migrate") || n == "smoke"),
+        "{names:?}"
+    );
+    ensure!(
+        live(
+            &fleet,
+            "cluster-001",
+            "batch/v1",
+            "Job",
+            Some("waves"),
+            "smoke"
+        )
+        .await?
+        .is_none()
+    );
+    let history = a.status.and_then(|s| s.history).unwrap_or_default();
+    ensure!(
+        history.len() == 1 && history[0]["source"]["path"] == "waves",
+        "{history:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_hook_fails_the_sync_and_runs_the_sync_fail_hooks() -> Result<()> {
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    fleet.git.commit_files(
+        &[
+            (
+                "fail/migrate.yaml",
+                &job("migrate", &[(HOOK, "PreSync"), (BEHAVIOR, "failed")]),
+            ),
+            ("fail/settings.yaml", &cm("settings", &[])),
+            ("fail/notify.yaml", &job("notify-", &[(HOOK, "SyncFail")])),
+        ],
+        "a failing migration",
+    )?;
+    fleet
+        .apply(&manual_app(
+            &fleet,
+            "fail",
+            "fail",
+            "cluster-002",
+            "fail",
+            "  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n",
+        ))
+        .await?;
+    request_sync(&fleet, "fail", json!({"sync": {"revision": "main"}})).await?;
+    let op = wait_op(&fleet, "fail", 60, "sync failed", |o| {
+        o["phase"] == "Failed"
+    })
+    .await?;
+    ensure!(
+        op["message"] == "one or more synchronization tasks completed unsuccessfully",
+        "{op}"
+    );
+    let results = op["syncResult"]["resources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let phase_of = |name: &str| {
+        results
+            .iter()
+            .find(|r| r["name"].as_str().is_some_and(|n| n.starts_with(name)))
+            .map(|r| (r["hookType"].clone(), r["hookPhase"].clone()))
+    };
+    ensure!(
+        phase_of("migrate") == Some((json!("PreSync"), json!("Failed"))),
+        "{results:?}"
+    );
+    ensure!(
+        phase_of("notify-") == Some((json!("SyncFail"), json!("Succeeded"))),
+        "{results:?}"
+    );
+    // The Sync phase never ran.
+    ensure!(
+        live(
+            &fleet,
+            "cluster-002",
+            "v1",
+            "ConfigMap",
+            Some("fail"),
+            "settings"
+        )
+        .await?
+        .is_none()
+    );
+    let a = app(&fleet, "fail").await?;
+    ensure!(a.operation.is_none(), "a finished operation is cleared");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_sync_succeeds_on_its_third_attempt() -> Result<()> {
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    fleet
+        .git
+        .commit_files(&[("retry/settings.yaml", &cm("settings", &[]))], "retry")?;
+    // No CreateNamespace: the namespace is missing until the test creates it.
+    fleet
+        .apply(&manual_app(
+            &fleet,
+            "retry",
+            "retry",
+            "cluster-001",
+            "late",
+            "",
+        ))
+        .await?;
+    request_sync(
+        &fleet,
+        "retry",
+        json!({"sync": {"revision": "main"},
+               "retry": {"limit": 5, "backoff": {"duration": "2s", "factor": 1}}}),
+    )
+    .await?;
+    let op = wait_op(&fleet, "retry", 60, "second retry scheduled", |o| {
+        o["retryCount"].as_i64() == Some(2)
+    })
+    .await?;
+    let message = op["message"].as_str().unwrap_or_default();
+    // The API server's words, not a Debug dump of a client error.
+    ensure!(
+        message.contains("namespaces \"late\" not found"),
+        "{message}"
+    );
+    ensure!(message.contains("Retrying attempt #2 at"), "{message}");
+    ensure!(
+        !message.contains("ErrorResponse") && !message.contains("Api("),
+        "{message}"
+    );
+    let client = fleet.cluster("cluster-001").await?;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+    namespaces
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "late"}}))?,
+        )
+        .await?;
+    let op = wait_op(&fleet, "retry", 60, "succeeded", |o| {
+        o["phase"] == "Succeeded"
+    })
+    .await?;
+    ensure!(op["retryCount"] == 2, "third attempt: {op}");
+    ensure!(
+        live(
+            &fleet,
+            "cluster-001",
+            "v1",
+            "ConfigMap",
+            Some("late"),
+            "settings"
+        )
+        .await?
+        .is_some()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_and_the_sync_timeout_stop_a_sync_stuck_in_a_wave() -> Result<()> {
+    let fleet = Fleet::start(FleetConfig {
+        controller_args: vec![
+            "--sync-wave-delay-ms".into(),
+            "100".into(),
+            "--sync-timeout-seconds".into(),
+            "12".into(),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    for dir in ["stuck", "slow"] {
+        fleet.git.commit_files(
+            &[
+                (
+                    &format!("{dir}/web.yaml"),
+                    &deployment("web", &[(WAVE, "0"), (BEHAVIOR, "progressing")]),
+                ),
+                (&format!("{dir}/after.yaml"), &cm("after", &[(WAVE, "1")])),
+            ],
+            dir,
+        )?;
+        fleet
+            .apply(&manual_app(
+                &fleet,
+                dir,
+                dir,
+                "cluster-002",
+                dir,
+                "  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n",
+            ))
+            .await?;
+        request_sync(&fleet, dir, json!({"sync": {"revision": "main"}})).await?;
+    }
+    for dir in ["stuck", "slow"] {
+        let op = wait_op(&fleet, dir, 30, "waiting on the Deployment", |o| {
+            o["phase"] == "Running"
+                && o["message"] == "waiting for healthy state of apps/Deployment/web"
+        })
+        .await?;
+        ensure!(op["phase"] == "Running");
+    }
+    // `argocd app terminate-op stuck`: the operation state goes to Terminating.
+    let apps: Api<Application> = Api::namespaced(fleet.control().clone(), NS);
+    apps.patch_status(
+        "stuck",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"operationState": {"phase": "Terminating"}}})),
+    )
+    .await?;
+    let op = wait_op(&fleet, "stuck", 30, "terminated", |o| {
+        o["phase"] == "Failed"
+    })
+    .await?;
+    ensure!(op["message"] == "Operation terminated", "{op}");
+    // The other one ends at the controller's sync timeout.
+    let op = wait_op(&fleet, "slow", 40, "timed out", |o| o["phase"] == "Failed").await?;
+    ensure!(
+        op["message"] == "Operation terminated, triggered by controller sync timeout",
+        "{op}"
+    );
+    for dir in ["stuck", "slow"] {
+        ensure!(
+            live(&fleet, "cluster-002", "v1", "ConfigMap", Some(dir), "after")
+                .await?
+                .is_none(),
+            "{dir}: the next wave never ran"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_in_the_middle_of_a_multi_wave_sync_resumes_on_the_new_owner() -> Result<()> {
+    let mut fleet = Fleet::start(FleetConfig {
+        clusters: 2,
+        controllers: 2,
+        lease_duration_seconds: 3,
+        lease_renew_seconds: 1.0,
+        controller_args: vec!["--sync-wave-delay-ms".into(), "100".into()],
+        ..Default::default()
+    })
+    .await?;
+    fleet.git.commit_files(
+        &[
+            (
+                "handover/migrate.yaml",
+                &job("migrate-", &[(HOOK, "PreSync")]),
+            ),
+            (
+                "handover/slow.yaml",
+                &deployment("slow", &[(WAVE, "0"), (READY_AFTER, "8000")]),
+            ),
+            ("handover/after.yaml", &cm("after", &[(WAVE, "1")])),
+        ],
+        "handover",
+    )?;
+    fleet
+        .apply(&manual_app(
+            &fleet,
+            "handover",
+            "handover",
+            "cluster-001",
+            "handover",
+            "  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n",
+        ))
+        .await?;
+    request_sync(&fleet, "handover", json!({"sync": {"revision": "main"}})).await?;
+    wait_op(&fleet, "handover", 30, "waiting in wave 0", |o| {
+        o["message"] == "waiting for healthy state of apps/Deployment/slow"
+    })
+    .await?;
+    // The replica writing to cluster-001 crashes in the middle of wave 0.
+    let w = writes(&fleet, "cluster-001")?;
+    let owner = w
+        .iter()
+        .find(|x| x.2 == "deployments")
+        .map(|x| x.4.clone())
+        .context("who applied wave 0")?;
+    fleet.kill_controller(&owner)?;
+    let op = wait_op(&fleet, "handover", 90, "done on the new owner", |o| {
+        o["phase"] == "Succeeded"
+    })
+    .await?;
+    ensure!(
+        op["message"] == "successfully synced (all tasks run)",
+        "{op}"
+    );
+    let w = writes(&fleet, "cluster-001")?;
+    let count = |res: &str, prefix: &str| {
+        w.iter()
+            .filter(|x| x.2 == res && x.3.starts_with(prefix))
+            .count()
+    };
+    // Nothing was applied twice, no hook ran twice; the last wave came from the new owner.
+    ensure!(count("deployments", "slow") == 1, "{w:?}");
+    ensure!(count("jobs", "migrate-") == 1, "{w:?}");
+    let after = w
+        .iter()
+        .find(|x| x.2 == "configmaps" && x.3 == "after")
+        .context("wave 1")?;
+    ensure!(
+        after.4 != owner,
+        "wave 1 by {} (the crashed owner was {owner})",
+        after.4
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_finalizers_cascade_in_the_background_or_foreground_and_keep_delete_false()
+-> Result<()> {
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    fleet.git.commit_files(
+        &[
+            ("del/plain.yaml", &cm("plain", &[])),
+            (
+                "del/kept.yaml",
+                &cm(
+                    "kept",
+                    &[("argocd.argoproj.io/sync-options", "Delete=false")],
+                ),
+            ),
+            (
+                "del/noprune.yaml",
+                &cm(
+                    "noprune",
+                    &[("argocd.argoproj.io/sync-options", "Prune=false")],
+                ),
+            ),
+        ],
+        "deletion",
+    )?;
+    let apps: Api<Application> = Api::namespaced(fleet.control().clone(), NS);
+    for (name, finalizer) in [
+        ("bg", "resources-finalizer.argocd.argoproj.io/background"),
+        ("fg", "resources-finalizer.argocd.argoproj.io/foreground"),
+    ] {
+        fleet
+            .apply(&auto_synced_app(
+                &fleet,
+                name,
+                "del",
+                "cluster-001",
+                &[finalizer],
+            ))
+            .await?;
+        wait_synced_healthy(&fleet, name).await?;
+        apps.delete(name, &DeleteParams::default()).await?;
+        flotilla_tests::eventually("app gone", Duration::from_secs(60), || async {
+            Ok(apps.get_opt(name).await?.is_none().then_some(()))
+        })
+        .await?;
+        let exists =
+            |n: &'static str| live(&fleet, "cluster-001", "v1", "ConfigMap", Some(name), n);
+        ensure!(exists("plain").await?.is_none(), "{name}: plain deleted");
+        // Argo CD: Prune=false does not protect from the app's deletion; Delete=false does.
+        ensure!(
+            exists("noprune").await?.is_none(),
+            "{name}: noprune deleted"
+        );
+        ensure!(exists("kept").await?.is_some(), "{name}: Delete=false kept");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_name_outside_hooks_is_refused_with_a_condition() -> Result<()> {
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    fleet.git.commit_files(
+        &[
+            ("gen/ok.yaml", &cm("ok", &[])),
+            ("gen/nameless.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: nameless-\ndata: {k: v}\n"),
+        ],
+        "generateName",
+    )?;
+    fleet
+        .apply(&auto_synced_app(&fleet, "gen", "gen", "cluster-002", &[]))
+        .await?;
+    let a = wait_app(&fleet, "gen", Duration::from_secs(30), "refused", |a| {
+        conditions(a)
+            .iter()
+            .any(|(t, m)| t == "InvalidSpecError" && m.contains("generateName"))
+    })
+    .await?;
+    ensure!(codes(&a).0 != "Synced", "not green: {:?}", codes(&a));
+    Ok(())
+}
