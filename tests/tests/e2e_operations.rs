@@ -96,9 +96,11 @@ async fn wait_op(
     Ok(op_state(&a))
 }
 
-/// The controller's writes to `cluster` in arrival order: (ms since the first, verb,
-/// resource, name, replica).
-fn writes(fleet: &Fleet, cluster: &str) -> Result<Vec<(u64, String, String, String, String)>> {
+/// One write of the controller: (ms since the first, verb, resource, name, replica).
+type Write = (u64, String, String, String, String);
+
+/// The controller's writes to `cluster` in arrival order.
+fn writes(fleet: &Fleet, cluster: &str) -> Result<Vec<Write>> {
     let c = fleet
         .sim
         .in_process()?
@@ -131,11 +133,7 @@ fn writes(fleet: &Fleet, cluster: &str) -> Result<Vec<(u64, String, String, Stri
         .collect())
 }
 
-fn first_write(
-    w: &[(u64, String, String, String, String)],
-    resource: &str,
-    name_prefix: &str,
-) -> Option<u64> {
+fn first_write(w: &[Write], resource: &str, name_prefix: &str) -> Option<u64> {
     w.iter()
         .find(|x| x.2 == resource && x.3.starts_with(name_prefix) && x.1 != "delete")
         .map(|x| x.0)
