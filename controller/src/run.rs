@@ -30,7 +30,7 @@ use crate::queue::{QueueMetrics, WorkQueue};
 use crate::reconcile::{REFRESH_ANNOTATION, reconcile, schedule};
 use crate::repo_pool::{Discovery, PoolMetrics, RepoPool};
 use crate::repos::RepoCredsIndex;
-use crate::tracking::AppKey;
+use crate::tracking::{self, AppKey};
 use crate::types::{AppProject, Application};
 use flotilla_cache::{ManifestStore, RevisionStore};
 
@@ -51,6 +51,45 @@ pub enum RunError {
     AddressFile { path: String, message: String },
     #[error(transparent)]
     Sharding(#[from] flotilla_sharding::ShardError),
+    #[error("argocd-cm: {0}")]
+    Settings(String),
+}
+
+/// Argo CD's resource-tracking settings from the `argocd-cm` ConfigMap (absent: Flotilla's
+/// own marks only). Read once at start: changing the method means a restart, as moving
+/// tracking always needs a full resync.
+pub async fn read_tracking(
+    control: &Client,
+    namespace: &str,
+) -> Result<tracking::Tracking, RunError> {
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(control.clone(), namespace);
+    let data = match cms.get_opt("argocd-cm").await {
+        Ok(cm) => cm.and_then(|c| c.data).unwrap_or_default(),
+        Err(e) => return Err(RunError::ControlPlane(format!("reading argocd-cm: {e}"))),
+    };
+    let method_text = data
+        .get("application.resourceTrackingMethod")
+        .cloned()
+        .unwrap_or_default();
+    let method = tracking::Method::parse(&method_text).ok_or_else(|| {
+        RunError::Settings(format!(
+            "application.resourceTrackingMethod {method_text:?} is not one of label, annotation, annotation+label"
+        ))
+    })?;
+    Ok(tracking::Tracking {
+        method,
+        instance_label: data
+            .get("application.instanceLabelKey")
+            .filter(|k| !k.trim().is_empty())
+            .cloned()
+            .unwrap_or_else(|| tracking::DEFAULT_INSTANCE_LABEL.into()),
+        installation_id: data
+            .get("installationID")
+            .filter(|i| !i.is_empty())
+            .cloned(),
+        control_namespace: namespace.to_string(),
+    })
 }
 
 /// Label selector of Argo CD cluster Secrets.
@@ -199,6 +238,10 @@ pub async fn run(
     if cfg.sharding.enabled {
         membership_cfg.validate()?;
     }
+    let tracking_settings = read_tracking(&control, &cfg.namespace).await?;
+    tracing::info!(method = ?tracking_settings.method, label = %tracking_settings.instance_label,
+        "resource tracking");
+    tracking::configure(tracking_settings);
     let gate = if cfg.sharding.enabled {
         Gate::none()
     } else {

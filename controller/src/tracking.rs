@@ -1,6 +1,9 @@
-//! Which Application owns a live object: the tracking label (so cluster caches watch only what
-//! Flotilla manages), the tracking-id annotation (exact owner and identity), and the keys used
-//! for apps and resources everywhere in the controller.
+//! Which Application owns a live object: Flotilla's tracking label (so cluster caches watch
+//! only what Flotilla manages) and tracking-id annotation, Argo CD's tracking marks
+//! (`application.resourceTrackingMethod`: label, annotation, annotation+label) so objects Argo
+//! CD deployed are recognised and adopted, and the keys used for apps and resources.
+
+use std::sync::OnceLock;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -12,6 +15,154 @@ pub const TRACKING_LABEL: &str = "flotilla.dev/app";
 pub const TRACKING_ANNOTATION: &str = "flotilla.dev/tracking-id";
 /// The server-side-apply field manager of every write the controller makes.
 pub const FIELD_MANAGER: &str = "flotilla-controller";
+/// Argo CD's tracking annotation: `<app>:<group>/<kind>:<namespace>/<name>`.
+pub const ARGO_TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
+/// Argo CD's installation id annotation (written when `installationID` is set).
+pub const ARGO_INSTALLATION_ANNOTATION: &str = "argocd.argoproj.io/installation-id";
+/// Argo CD's default `application.instanceLabelKey`.
+pub const DEFAULT_INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
+/// Argo CD's `application.resourceTrackingMethod`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    /// Flotilla's own marks only (no `argocd-cm` setting).
+    #[default]
+    Flotilla,
+    /// The instance label holds the app's instance name.
+    Label,
+    /// `argocd.argoproj.io/tracking-id`.
+    Annotation,
+    /// The annotation decides; the label is written too (truncated to 63 characters).
+    AnnotationLabel,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.trim() {
+            "" => Self::Flotilla,
+            "label" => Self::Label,
+            "annotation" => Self::Annotation,
+            "annotation+label" => Self::AnnotationLabel,
+            _ => return None,
+        })
+    }
+}
+
+/// How objects are marked and recognised, from `argocd-cm`; fixed for the process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracking {
+    pub method: Method,
+    /// `application.instanceLabelKey`.
+    pub instance_label: String,
+    /// `installationID`: objects whose installation id differs are not ours.
+    pub installation_id: Option<String>,
+    /// The control-plane namespace: apps there are named plainly, others `<ns>_<name>`.
+    pub control_namespace: String,
+}
+
+impl Default for Tracking {
+    fn default() -> Self {
+        Self {
+            method: Method::Flotilla,
+            instance_label: DEFAULT_INSTANCE_LABEL.into(),
+            installation_id: None,
+            control_namespace: "argocd".into(),
+        }
+    }
+}
+
+static TRACKING: OnceLock<Tracking> = OnceLock::new();
+
+/// Set the process's tracking settings (once, at start; later calls are ignored).
+pub fn configure(t: Tracking) {
+    let _ = TRACKING.set(t);
+}
+
+/// The process's tracking settings.
+pub fn settings() -> &'static Tracking {
+    TRACKING.get_or_init(Tracking::default)
+}
+
+impl Tracking {
+    /// The label key the cluster caches select on: Flotilla's own, or the instance label when
+    /// Argo CD's method writes it (so objects Argo CD deployed are seen too). `None`: the
+    /// annotation method, where only an unselected watch sees Argo CD's objects.
+    pub fn watch_label(&self) -> Option<&str> {
+        match self.method {
+            Method::Flotilla => Some(TRACKING_LABEL),
+            Method::Label | Method::AnnotationLabel => Some(&self.instance_label),
+            Method::Annotation => None,
+        }
+    }
+
+    /// Argo CD's instance name of an app: its name in the control-plane namespace, else
+    /// `<namespace>_<name>` (apps in any namespace).
+    pub fn instance_name(&self, app: &AppKey) -> String {
+        if app.namespace == self.control_namespace {
+            app.name.clone()
+        } else {
+            format!("{}_{}", app.namespace, app.name)
+        }
+    }
+
+    fn app_of_instance(&self, instance: &str) -> AppKey {
+        match instance.split_once('_') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => AppKey::new(ns, name),
+            _ => AppKey::new(self.control_namespace.clone(), instance),
+        }
+    }
+
+    /// Argo CD's tracking-id of `key` owned by `app`. A cluster-scoped object's id carries an
+    /// empty namespace (Argo CD writes the destination's; both pass its copy check).
+    pub fn argo_tracking_id(&self, app: &AppKey, key: &ResourceKey) -> String {
+        format!(
+            "{}:{}/{}:{}/{}",
+            self.instance_name(app),
+            key.group,
+            key.kind,
+            key.namespace,
+            key.name
+        )
+    }
+
+    /// The app Argo CD's marks on `obj` name as its owner, under the configured method.
+    fn argo_owner(&self, obj: &Value) -> Option<AppKey> {
+        let ann = |k: &str| {
+            obj.pointer("/metadata/annotations")
+                .and_then(|a| a.get(k))
+                .and_then(Value::as_str)
+        };
+        match self.method {
+            Method::Flotilla => None,
+            Method::Label => obj
+                .pointer("/metadata/labels")
+                .and_then(|l| l.get(&self.instance_label))
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(|v| self.app_of_instance(v)),
+            Method::Annotation | Method::AnnotationLabel => {
+                if let Some(id) = &self.installation_id
+                    && ann(ARGO_INSTALLATION_ANNOTATION) != Some(id.as_str())
+                {
+                    return None;
+                }
+                let id = ann(ARGO_TRACKING_ANNOTATION)?;
+                let mut parts = id.splitn(3, ':');
+                let (app, gk, nn) = (parts.next()?, parts.next()?, parts.next()?);
+                let (group, kind) = gk.split_once('/')?;
+                let (namespace, name) = nn.split_once('/')?;
+                let me = ResourceKey::of(obj)?;
+                // Argo CD's copy check: the id must name the object itself (a cluster-scoped
+                // object's id may carry the app's destination namespace).
+                let same = me.group == group
+                    && me.kind == kind
+                    && me.name == name
+                    && (me.namespace == namespace || me.namespace.is_empty());
+                same.then(|| self.app_of_instance(app))
+            }
+        }
+    }
+}
 
 /// An Application, by namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -143,30 +294,74 @@ pub fn parse_tracking_id(id: &str) -> Option<(AppKey, ResourceKey)> {
     ))
 }
 
-/// The Application that owns `obj`, if its tracking-id matches the object itself (an
-/// annotation copied onto another object does not make it ours).
+/// The Application that owns `obj`: Flotilla's tracking-id when it matches the object itself
+/// (an annotation copied onto another object does not make it ours), else Argo CD's marks
+/// under the configured tracking method.
 pub fn owner(obj: &Value) -> Option<AppKey> {
-    let id = obj
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(TRACKING_ANNOTATION))
-        .and_then(Value::as_str)?;
-    let (app, key) = parse_tracking_id(id)?;
-    (ResourceKey::of(obj)? == key).then_some(app)
+    owner_with(settings(), obj)
 }
 
-/// Put the tracking label and annotation on a desired object (whose namespace is final).
+pub fn owner_with(t: &Tracking, obj: &Value) -> Option<AppKey> {
+    let flotilla = obj
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(TRACKING_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(parse_tracking_id)
+        .filter(|(_, key)| ResourceKey::of(obj).as_ref() == Some(key))
+        .map(|(app, _)| app);
+    flotilla.or_else(|| t.argo_owner(obj))
+}
+
+/// Argo CD's label value: at most 63 characters, ending in an alphanumeric.
+fn argo_label_value(v: &str) -> String {
+    let mut s: String = v.chars().take(63).collect();
+    while s.chars().last().is_some_and(|c| !c.is_ascii_alphanumeric()) {
+        s.pop();
+    }
+    s
+}
+
+/// Put the tracking marks on a desired object (whose namespace is final): Flotilla's label
+/// and annotation, and Argo CD's under the configured method.
 pub fn stamp(obj: &mut Value, app: &AppKey) {
+    stamp_with(settings(), obj, app)
+}
+
+pub fn stamp_with(t: &Tracking, obj: &mut Value, app: &AppKey) {
     let Some(key) = ResourceKey::of(obj) else {
         return;
     };
     let id = tracking_id(app, &key);
+    let mut marks = vec![
+        ("labels", TRACKING_LABEL.to_string(), label_value(app)),
+        ("annotations", TRACKING_ANNOTATION.to_string(), id),
+    ];
+    let instance = t.instance_name(app);
+    if matches!(t.method, Method::Label | Method::AnnotationLabel) {
+        marks.push((
+            "labels",
+            t.instance_label.clone(),
+            argo_label_value(&instance),
+        ));
+    }
+    if matches!(t.method, Method::Annotation | Method::AnnotationLabel) {
+        marks.push((
+            "annotations",
+            ARGO_TRACKING_ANNOTATION.to_string(),
+            t.argo_tracking_id(app, &key),
+        ));
+        if let Some(id) = &t.installation_id {
+            marks.push((
+                "annotations",
+                ARGO_INSTALLATION_ANNOTATION.to_string(),
+                id.clone(),
+            ));
+        }
+    }
     let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };
-    for (field, k, v) in [
-        ("labels", TRACKING_LABEL, label_value(app)),
-        ("annotations", TRACKING_ANNOTATION, id),
-    ] {
+    for (field, k, v) in marks {
         let entry = meta
             .entry(field)
             .or_insert_with(|| Value::Object(Default::default()));
@@ -174,7 +369,7 @@ pub fn stamp(obj: &mut Value, app: &AppKey) {
             *entry = Value::Object(Default::default());
         }
         if let Some(m) = entry.as_object_mut() {
-            m.insert(k.to_string(), Value::String(v));
+            m.insert(k, Value::String(v));
         }
     }
 }
@@ -213,6 +408,56 @@ mod tests {
         assert_eq!(owner(&cm), None);
         assert_eq!(owner(&mk_cm("dev", "plain")), None);
         assert_eq!(parse_tracking_id("garbage"), None);
+    }
+
+    fn argo(method: Method) -> Tracking {
+        Tracking {
+            method,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn argo_cd_marks_are_written_and_recognised_per_method() {
+        let app = AppKey::new("argocd", "guestbook");
+        let mut cm = mk_cm("dev", "settings");
+        stamp_with(&argo(Method::AnnotationLabel), &mut cm, &app);
+        assert_eq!(
+            cm["metadata"]["annotations"][ARGO_TRACKING_ANNOTATION],
+            "guestbook:/ConfigMap:dev/settings"
+        );
+        assert_eq!(
+            cm["metadata"]["labels"][DEFAULT_INSTANCE_LABEL],
+            "guestbook"
+        );
+        // What Argo CD wrote, without Flotilla's marks: recognised only under its method.
+        let argo_annotated = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "dev",
+                         "annotations": {ARGO_TRACKING_ANNOTATION: "guestbook:apps/Deployment:dev/web"}}});
+        assert_eq!(
+            owner_with(&argo(Method::Annotation), &argo_annotated),
+            Some(app.clone())
+        );
+        assert_eq!(owner_with(&argo(Method::Flotilla), &argo_annotated), None);
+        // A copy (a Pod that inherited the annotation) is not the app's.
+        let mut copy = argo_annotated.clone();
+        copy["kind"] = json!("ReplicaSet");
+        assert_eq!(owner_with(&argo(Method::Annotation), &copy), None);
+        let labelled = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "s", "namespace": "dev",
+                         "labels": {DEFAULT_INSTANCE_LABEL: "team-a_web"}}});
+        assert_eq!(
+            owner_with(&argo(Method::Label), &labelled),
+            Some(AppKey::new("team-a", "web"))
+        );
+        let mut installed = argo(Method::Annotation);
+        installed.installation_id = Some("prod".into());
+        assert_eq!(owner_with(&installed, &argo_annotated), None);
+        assert_eq!(installed.watch_label(), None);
+        assert_eq!(
+            argo(Method::Label).watch_label(),
+            Some(DEFAULT_INSTANCE_LABEL)
+        );
     }
 
     #[test]

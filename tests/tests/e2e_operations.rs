@@ -657,3 +657,85 @@ async fn generate_name_outside_hooks_is_refused_with_a_condition() -> Result<()>
     ensure!(codes(&a).0 != "Synced", "not green: {:?}", codes(&a));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_argo_cd_tracked_are_adopted_and_its_stale_ones_pruned() -> Result<()> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let mut fleet = Fleet::start(FleetConfig {
+        controllers: 0,
+        ..Default::default()
+    })
+    .await?;
+    // Argo CD's settings, as the installation being replaced has them.
+    let cms: Api<ConfigMap> = Api::namespaced(fleet.control().clone(), NS);
+    cms.create(
+        &Default::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "argocd-cm"},
+            "data": {"application.resourceTrackingMethod": "annotation+label"}}))?,
+    )
+    .await?;
+    // What Argo CD left in the cluster: its tracking marks, no Flotilla ones.
+    let client = fleet.cluster("cluster-001").await?;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "legacy"}}))?,
+        )
+        .await?;
+    let target: Api<ConfigMap> = Api::namespaced(client, "legacy");
+    let argo_cm = |name: &str, app: &str| -> Result<ConfigMap> {
+        Ok(serde_json::from_value(json!({"metadata": {"name": name,
+            "labels": {"app.kubernetes.io/instance": app},
+            "annotations": {"argocd.argoproj.io/tracking-id": format!("{app}:/ConfigMap:legacy/{name}")}},
+            "data": {"k": "old"}}))?)
+    };
+    let mut uids = BTreeMap::new();
+    for (name, owner) in [
+        ("settings", "legacy"),
+        ("stale", "legacy"),
+        ("foreign", "other"),
+    ] {
+        let c = target
+            .create(&Default::default(), &argo_cm(name, owner)?)
+            .await?;
+        uids.insert(name, c.metadata.uid.unwrap_or_default());
+    }
+    fleet.start_controller().await?;
+    fleet
+        .git
+        .commit_files(&[("legacy/settings.yaml", &cm("settings", &[]))], "legacy")?;
+    fleet
+        .apply(&auto_synced_app(
+            &fleet,
+            "legacy",
+            "legacy",
+            "cluster-001",
+            &[],
+        ))
+        .await?;
+    wait_synced_healthy(&fleet, "legacy").await?;
+    flotilla_tests::eventually("stale pruned", Duration::from_secs(30), || async {
+        Ok(target.get_opt("stale").await?.is_none().then_some(()))
+    })
+    .await?;
+    let settings = target.get("settings").await?;
+    ensure!(
+        settings.metadata.uid.as_deref() == Some(uids["settings"].as_str()),
+        "adopted, not recreated"
+    );
+    ensure!(settings.data.and_then(|d| d.get("k").cloned()).as_deref() == Some("v"));
+    let ann = settings.metadata.annotations.unwrap_or_default();
+    ensure!(
+        ann.get("argocd.argoproj.io/tracking-id")
+            .map(String::as_str)
+            == Some("legacy:/ConfigMap:legacy/settings"),
+        "{ann:?}"
+    );
+    let foreign = target.get("foreign").await?;
+    ensure!(
+        foreign.metadata.uid.as_deref() == Some(uids["foreign"].as_str()),
+        "another app's object is left alone"
+    );
+    Ok(())
+}

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::metrics::CacheMetrics;
 use super::store::LiveStore;
-use crate::tracking::{AppKey, ResourceKey, TRACKING_LABEL, group_version};
+use crate::tracking::{AppKey, ResourceKey, group_version};
 
 /// Why the cache cannot answer.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -301,7 +301,10 @@ impl ClusterCache {
         let (synced_tx, synced) = watch::channel(false);
         let error = Arc::new(Mutex::new(None));
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &info.resource);
-        let cfg = watcher::Config::default().labels(TRACKING_LABEL);
+        let cfg = match crate::tracking::settings().watch_label() {
+            Some(label) => watcher::Config::default().labels(label),
+            None => watcher::Config::default(),
+        };
         let weak = Arc::downgrade(self);
         let err_slot = error.clone();
         let name = self.name.clone();
