@@ -205,6 +205,8 @@ pub struct Context {
     pub memo: Mutex<HashMap<AppKey, AppMemo>>,
     pub metrics: ControllerMetrics,
     pub cache_metrics: CacheMetrics,
+    /// Kubernetes Events on Applications.
+    pub events: Arc<crate::events::AppEvents>,
 }
 
 impl Context {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod diff;
 pub mod engine;
+pub mod events;
 pub mod health;
 pub mod hooks;
 pub mod live;

@@ -145,6 +145,7 @@ pub fn compare(
 ) -> Comparison {
     let mut warnings = Vec::new();
     let mut by_key: BTreeMap<ResourceKey, (String, Value)> = BTreeMap::new();
+    let mut seen: BTreeMap<ResourceKey, usize> = BTreeMap::new();
     for obj in desired {
         let Some(key) = ResourceKey::of(obj) else {
             continue;
@@ -154,11 +155,15 @@ pub fn compare(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        if by_key.contains_key(&key) {
-            warnings.push(format!("{key} appears more than once; the first is used"));
-            continue;
-        }
+        // As in Argo CD, the last of repeated objects wins, with a warning.
+        *seen.entry(key.clone()).or_insert(0usize) += 1;
         by_key.insert(key, (api_version, obj.clone()));
+    }
+    for (key, n) in seen.iter().filter(|(_, n)| **n > 1) {
+        warnings.push(format!(
+            "Resource {}/{}/{}/{} appeared {n} times among application resources.",
+            key.group, key.kind, key.namespace, key.name
+        ));
     }
     // An extraneous object already being deleted is on its way out: not ours to act on again.
     let terminating = |k: &ResourceKey| {
@@ -235,6 +240,79 @@ pub fn compare(
     }
 }
 
+/// Sync options Argo CD defines, with the values each takes (`None`: true/false).
+const SYNC_OPTIONS: &[(&str, Option<&[&str]>)] = &[
+    ("CreateNamespace", None),
+    ("PruneLast", None),
+    ("ApplyOutOfSyncOnly", None),
+    ("ServerSideApply", None),
+    ("Replace", None),
+    ("Force", None),
+    ("Validate", None),
+    ("RespectIgnoreDifferences", None),
+    ("FailOnSharedResource", None),
+    ("SkipDryRunOnMissingResource", None),
+    ("ClientSideApplyMigration", None),
+    ("Prune", None),
+    ("Delete", None),
+    (
+        "PrunePropagationPolicy",
+        Some(&["foreground", "background", "orphan"]),
+    ),
+];
+
+/// Options that make sense only on the Application, not on a resource.
+const APP_ONLY: &[&str] = &[
+    "CreateNamespace",
+    "ApplyOutOfSyncOnly",
+    "RespectIgnoreDifferences",
+    "FailOnSharedResource",
+    "PrunePropagationPolicy",
+];
+
+/// What is wrong with `options` (`Name=value` strings; `on_resource` for the per-resource
+/// annotation): unknown names, unknown values, and `Prune=confirm` / `Delete=confirm`, which
+/// need an approval flow Flotilla does not have yet. Each message names the option.
+pub fn sync_option_errors(options: &[&str], on_resource: bool) -> Vec<String> {
+    let mut errs = Vec::new();
+    for raw in options.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
+        let Some((name, value)) = raw.split_once('=') else {
+            errs.push(format!("sync option {raw:?} is not of the form Name=value"));
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        let Some((_, values)) = SYNC_OPTIONS.iter().find(|(n, _)| *n == name) else {
+            errs.push(format!(
+                "sync option {name:?} is not an Argo CD sync option (known: {})",
+                SYNC_OPTIONS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            continue;
+        };
+        if on_resource && APP_ONLY.contains(&name) {
+            errs.push(format!(
+                "sync option {name} applies to the Application (spec.syncPolicy.syncOptions), not to a resource"
+            ));
+            continue;
+        }
+        let ok = match values {
+            Some(vs) => vs.iter().any(|v| v.eq_ignore_ascii_case(value)),
+            None => matches!(value, "true" | "false"),
+        };
+        if value == "confirm" && matches!(name, "Prune" | "Delete") {
+            errs.push(format!(
+                "sync option {name}=confirm (manual approval) is not supported by Flotilla; use {name}=false"
+            ));
+        } else if !ok {
+            errs.push(format!("sync option {name} has an invalid value {value:?}"));
+        }
+    }
+    errs
+}
+
 /// What a sync operation asks for (the operation and the app's `syncOptions`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncRequest {
@@ -247,6 +325,8 @@ pub struct SyncRequest {
     pub skip_hooks: bool,
     /// `PruneLast=true`: prunes after every other task of the Sync phase.
     pub prune_last: bool,
+    /// `Prune=false` on the Application: no resource is pruned.
+    pub no_prune: bool,
     /// `Replace=true`, `Force=true` (or `syncStrategy.*.force`), `Validate=false`.
     pub replace: bool,
     pub force: bool,
@@ -326,13 +406,14 @@ pub fn build_tasks(
                 options: task_options(live_obj, req),
                 state: TaskState::default(),
             };
-            let skipped = if live_obj.is_some_and(|l| has_sync_option(l, "Prune", "false")) {
-                Some("ignored (no prune)")
-            } else if !req.prune {
-                Some("ignored (requires pruning)")
-            } else {
-                None
-            };
+            let skipped =
+                if req.no_prune || live_obj.is_some_and(|l| has_sync_option(l, "Prune", "false")) {
+                    Some("ignored (no prune)")
+                } else if !req.prune {
+                    Some("ignored (requires pruning)")
+                } else {
+                    None
+                };
             if let Some(message) = skipped {
                 t.state = TaskState {
                     status: "PruneSkipped".into(),
@@ -507,7 +588,7 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_warn_and_keep_the_first() {
+    fn duplicates_warn_and_keep_the_last() {
         let a = mk("ConfigMap", "v1", "a", json!({}));
         let mut a2 = a.clone();
         a2["data"]["a"] = json!("other");
@@ -518,9 +599,12 @@ mod tests {
                 .desired
                 .as_ref()
                 .map(|d| d["data"]["a"].clone()),
-            Some(json!("1"))
+            Some(json!("other"))
         );
-        assert_eq!(c.warnings.len(), 1);
+        assert_eq!(
+            c.warnings,
+            ["Resource /ConfigMap/dev/a appeared 2 times among application resources."]
+        );
     }
 
     fn order(tasks: &[Task]) -> Vec<String> {
@@ -675,6 +759,29 @@ mod tests {
             },
         );
         assert_eq!(order(&only), ["Sync:ConfigMap:a"]);
+    }
+
+    #[test]
+    fn sync_options_are_checked_by_name_value_and_place() {
+        assert!(
+            sync_option_errors(
+                &["CreateNamespace=true", "PrunePropagationPolicy=orphan"],
+                false
+            )
+            .is_empty()
+        );
+        let errs = sync_option_errors(
+            &["Prun=false", "Replace=yes", "Prune=confirm", "NoEquals"],
+            false,
+        );
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(
+            errs[0].contains("\"Prun\" is not an Argo CD sync option"),
+            "{errs:?}"
+        );
+        assert!(errs[2].contains("Prune=confirm"), "{errs:?}");
+        let on_resource = sync_option_errors(&["CreateNamespace=true", "Prune=false"], true);
+        assert_eq!(on_resource.len(), 1, "{on_resource:?}");
     }
 
     #[test]

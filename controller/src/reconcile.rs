@@ -30,7 +30,7 @@ use crate::redact::redact_url;
 use crate::repos::RepoCredsIndex;
 use crate::status::{
     self, COMPARISON_ERROR, HistoryEntry, INVALID_SPEC_ERROR, Outcome, REPEATED_RESOURCE_WARNING,
-    SYNC_ERROR,
+    SHARED_RESOURCE_WARNING, SYNC_ERROR,
 };
 use crate::sync;
 use crate::syncop;
@@ -197,6 +197,20 @@ fn validate(
             }
         }
     }
+    let app_options: Vec<&str> = app
+        .spec
+        .sync_policy
+        .as_ref()
+        .and_then(|p| p.sync_options.as_ref())
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    errs.extend(
+        crate::plan::sync_option_errors(&app_options, false)
+            .into_iter()
+            .map(|e| format!("spec.syncPolicy.syncOptions: {e}")),
+    );
     errs
 }
 
@@ -315,6 +329,16 @@ async fn normalize(
             out.refusals.push(format!(
                 "{kind} with metadata.generateName {name:?} and no metadata.name: generateName is supported only on hooks (argocd.argoproj.io/hook)"
             ));
+        }
+        if let Some(opts) = obj
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(crate::plan::SYNC_OPTIONS_ANNOTATION))
+            .and_then(Value::as_str)
+        {
+            let list: Vec<&str> = opts.split(',').collect();
+            for e in crate::plan::sync_option_errors(&list, true) {
+                out.refusals.push(format!("{kind} {name}: {e}"));
+            }
         }
         if is_hook {
             out.hooks.push(obj);
@@ -457,6 +481,30 @@ impl Writer<'_> {
         }
         if !status::changed(prev, &st) {
             return Ok(());
+        }
+        let was =
+            |f: fn(&ApplicationStatus) -> Option<String>| prev.and_then(f).unwrap_or_default();
+        let old_sync = was(|p| p.sync.as_ref().map(|s| s.status.clone()));
+        let old_health = was(|p| p.health.as_ref().map(|h| h.status.clone()));
+        if let Some(new) = st.sync.as_ref().map(|s| &s.status)
+            && *new != old_sync
+        {
+            self.ctx.events.emit(
+                self.app,
+                false,
+                crate::events::RESOURCE_UPDATED,
+                format!("Updated sync status: {old_sync} -> {new}"),
+            );
+        }
+        if let Some(new) = st.health.as_ref().map(|h| &h.status)
+            && *new != old_health
+        {
+            self.ctx.events.emit(
+                self.app,
+                false,
+                crate::events::RESOURCE_UPDATED,
+                format!("Updated health status: {old_health} -> {new}"),
+            );
         }
         let api: Api<Application> = Api::namespaced(self.ctx.control.clone(), &self.key.namespace);
         let patch = status::merge_patch(&st);
@@ -761,6 +809,25 @@ pub async fn reconcile(
             .map(|m| (COMPARISON_ERROR.to_string(), m.clone())),
     );
 
+    // Objects another app owns (Argo CD's SharedResourceWarning).
+    let shared: Vec<String> = normalized
+        .resources
+        .iter()
+        .filter_map(|o| {
+            let k = ResourceKey::of(o)?;
+            let other = cache.owner_of(&k).filter(|other| other != key)?;
+            Some(format!(
+                "{}/{} is part of applications {key} and {other}",
+                k.kind, k.name
+            ))
+        })
+        .collect();
+    conditions.extend(
+        shared
+            .iter()
+            .map(|m| (SHARED_RESOURCE_WARNING.to_string(), m.clone())),
+    );
+
     // 4. The operation: continue the running one, start the requested one, or what auto-sync
     // decides.
     let policy = app.spec.sync_policy.as_ref();
@@ -774,10 +841,19 @@ pub async fn reconcile(
         .is_some_and(|a| a.allow_empty);
     let mut next = Next::Periodic;
     let mut state: Option<OperationState> = running;
+    let resumed = state.is_some();
     if state.is_none() {
         if let Some(op) = op {
             if !refusals.is_empty() {
                 outcome.operation_state = Some(failed_op(op, refusals.join("; ")));
+            } else if !shared.is_empty()
+                && (op.has_option("FailOnSharedResource")
+                    || policy.is_some_and(|p| p.option("FailOnSharedResource")))
+            {
+                outcome.operation_state = Some(failed_op(
+                    op,
+                    format!("Shared resource found: {}", shared.join("; ")),
+                ));
             } else if cmp.desired_count() == 0 && cmp.live_count() > 0 && !allow_empty {
                 outcome.operation_state = Some(failed_op(
                     op,
@@ -843,6 +919,17 @@ pub async fn reconcile(
         state = None;
     }
     if let Some(st) = state {
+        if !resumed {
+            let note = if st.operation.initiated_by.automated {
+                format!("Initiated automated sync to '{revision}'")
+            } else if st.operation.selective() {
+                format!("initiated partial sync to {revision}")
+            } else {
+                format!("initiated sync to {revision}")
+            };
+            ctx.events
+                .emit(&app, false, crate::events::OPERATION_STARTED, note);
+        }
         let server = cluster.server.clone();
         let ctx2 = ctx.clone();
         let permit = move || ctx2.permit(&server);
@@ -878,6 +965,19 @@ pub async fn reconcile(
         });
         if st.phase.completed() {
             record_finished(ctx, &app, key, &st, &mut outcome, &mut conditions);
+            let what = if st.operation.selective() {
+                "Partial sync operation"
+            } else {
+                "Sync operation"
+            };
+            let rev = st.revision().unwrap_or_default();
+            let (warning, note) = if st.phase == Phase::Succeeded {
+                (false, format!("{what} to {rev} succeeded"))
+            } else {
+                (true, format!("{what} to {rev} failed: {}", st.message))
+            };
+            ctx.events
+                .emit(&app, warning, crate::events::OPERATION_COMPLETED, note);
             ack_operation = app.operation.is_some();
             tracing::info!(app = %key, %revision, phase = st.phase.as_str(), message = %st.message,
                 automated = st.operation.initiated_by.automated,

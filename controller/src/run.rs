@@ -258,6 +258,11 @@ pub async fn run(
     let manifest_metrics = ManifestMetrics::register(&mut metrics_registry);
     let pool_metrics = PoolMetrics::register(&mut metrics_registry);
     let webhook_metrics = WebhookMetrics::register(&mut metrics_registry);
+    let events = Arc::new(crate::events::AppEvents::new(
+        control.clone(),
+        &cfg.sharding.identity,
+        &mut metrics_registry,
+    ));
     let cache_metrics_shared =
         flotilla_cache::CacheMetrics::register(&mut metrics_registry, "controller");
     ensure_default_project(&control, &cfg.namespace).await?;
@@ -328,6 +333,7 @@ pub async fn run(
         memo: Mutex::new(HashMap::new()),
         metrics,
         cache_metrics,
+        events,
     });
     let mut tasks = Vec::new();
 

@@ -154,6 +154,7 @@ fn request(env: &OpEnv<'_>, st: &OperationState) -> SyncRequest {
             .collect(),
         skip_hooks: op.selective() || op.apply_strategy(),
         prune_last: is("PruneLast", "true"),
+        no_prune: is("Prune", "false"),
         replace: is("Replace", "true"),
         force: strategy_force || is("Force", "true"),
         skip_validation: is("Validate", "false"),

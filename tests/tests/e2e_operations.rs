@@ -289,6 +289,37 @@ async fn hooks_and_waves_run_in_order_and_waves_wait_for_health() -> Result<()> 
         history.len() == 1 && history[0]["source"]["path"] == "waves",
         "{history:?}"
     );
+    // Argo CD's Events on the Application.
+    let gvk = kube::api::GroupVersionKind::gvk("events.k8s.io", "v1", "Event");
+    let events: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        fleet.control().clone(),
+        NS,
+        &kube::api::ApiResource::from_gvk_with_plural(&gvk, "events"),
+    );
+    let notes = flotilla_tests::eventually("events", Duration::from_secs(30), || async {
+        let notes: Vec<(String, String)> = events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.data["regarding"]["name"] == "waves")
+            .map(|e| {
+                let s = |k: &str| e.data[k].as_str().unwrap_or_default().to_string();
+                (s("reason"), s("note"))
+            })
+            .collect();
+        let has =
+            |reason: &str, text: &str| notes.iter().any(|(r, n)| r == reason && n.contains(text));
+        Ok((has("OperationStarted", "initiated sync to ")
+            && has("OperationCompleted", "succeeded")
+            && has(
+                "ResourceUpdated",
+                "Updated sync status: OutOfSync -> Synced",
+            ))
+        .then_some(notes))
+    })
+    .await?;
+    println!("events: {notes:?}");
     Ok(())
 }
 

@@ -403,6 +403,11 @@ impl ClusterCache {
 
     /// Write-through: an object our own write returned (newer than or equal to what the
     /// watch has delivered), so a comparison right after a sync sees it.
+    /// The app owning the cached object at `key`.
+    pub fn owner_of(&self, key: &ResourceKey) -> Option<AppKey> {
+        self.read().owner_of(key)
+    }
+
     pub fn observe(&self, obj: Value) {
         self.write().upsert(obj);
     }

@@ -183,6 +183,11 @@ impl LiveStore {
             .collect()
     }
 
+    /// The app that owns the object at `key`, if it is cached.
+    pub fn owner_of(&self, key: &ResourceKey) -> Option<AppKey> {
+        self.objects.get(key).map(|(a, _)| a.clone())
+    }
+
     /// Apps with objects of `group`/`kind`.
     pub fn apps_with_kind(&self, group: &str, kind: &str) -> Vec<AppKey> {
         let set: BTreeSet<AppKey> = self
