@@ -627,7 +627,6 @@ pub async fn reconcile(
         Some(_) => level.max(Level::Refresh),
         None => level,
     };
-    let op = app.operation.as_ref().map(Operation::from_value);
     let mut outcome = Outcome {
         history_limit: app
             .spec
@@ -640,7 +639,7 @@ pub async fn reconcile(
     let ack_refresh = refresh_ann.is_some();
 
     // A malformed operation is answered, not retried forever.
-    let op = match op {
+    let op = match app.operation.as_ref().map(Operation::from_value) {
         Some(Err(e)) => {
             outcome.operation_state = Some(failed_op(
                 Operation::default(),
@@ -653,22 +652,7 @@ pub async fn reconcile(
         Some(Ok(op)) => Some(op),
         None => None,
     };
-
-    // The operation in progress (any replica may have started it) or the one requested.
-    let last = app
-        .status
-        .as_ref()
-        .and_then(|s| s.operation_state.as_ref())
-        .and_then(OperationState::from_value);
-    let mut running = last.clone().filter(|l| !l.phase.completed());
-    if let Some(r) = running.as_mut()
-        && r.phase == Phase::Running
-        && !r.operation.initiated_by.automated
-        && op.is_none()
-    {
-        // A manual operation whose `operation` was removed: terminate it.
-        r.phase = Phase::Terminating;
-    }
+    let (last, running) = operation_in_progress(&app, op.as_ref());
     let pending_op = running.as_ref().map(|r| r.operation.clone()).or(op.clone());
     let fail_pending = |message: String| pending_op.clone().map(|o| failed_op(o, message));
 
@@ -688,23 +672,6 @@ pub async fn reconcile(
     };
 
     // 2. Desired state: a running operation stays on the revision it started with.
-    let op_revision = running
-        .as_ref()
-        .and_then(|r| r.revision().map(str::to_string))
-        .or_else(|| {
-            op.as_ref()
-                .and_then(|o| o.sync.as_ref())
-                .and_then(|s| s.revision.clone())
-        })
-        .filter(|r| !r.is_empty());
-    let manual_revision = op_revision.as_deref().filter(|r| {
-        sources(&app).len() == 1
-            && sources(&app)[0]
-                .target_revision
-                .as_deref()
-                .unwrap_or("HEAD")
-                != *r
-    });
     let desired_level = if pending_op.is_some() {
         level.max(Level::Refresh)
     } else {
@@ -719,7 +686,17 @@ pub async fn reconcile(
     } else {
         None
     };
-    let desired = match desired(ctx, &app, key, desired_level, manual_revision, fresh_after).await {
+    let pinned = pinned_revision(&app, running.as_ref(), op.as_ref());
+    let desired = match desired(
+        ctx,
+        &app,
+        key,
+        desired_level,
+        pinned.as_deref(),
+        fresh_after,
+    )
+    .await
+    {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(app = %key, error = %e, "could not get desired state");
@@ -738,42 +715,9 @@ pub async fn reconcile(
     outcome.revisions = desired.revisions.clone();
     outcome.source_type = Some(desired.source_type.clone()).filter(|s| !s.is_empty());
 
-    // 3. Live state.
-    let events: Arc<dyn crate::live::CacheEvents> = Arc::new(QueueEvents {
-        ctx: Arc::downgrade(ctx),
-    });
-    let cache = ctx
-        .caches
-        .get_or_create(&cluster, &ctx.control, events, &ctx.cache_metrics)
-        .map_err(|message| ReconcileError::Cache {
-            server: cluster.server.clone(),
-            message,
-        })?;
-    let dest_ns = dest_namespace(&app);
-    let live_ready = async {
-        cache.reachability()?;
-        let normalized = normalize(
-            &cache,
-            &project.spec,
-            project_name(&app),
-            &cluster,
-            key,
-            &dest_ns,
-            &desired.objects,
-        )
-        .await?;
-        let mut all = normalized.resources.clone();
-        all.extend(normalized.hooks.iter().cloned());
-        cache
-            .ensure_watched(
-                &kinds_of(&all, app.status.as_ref()),
-                ctx.cfg.cache_sync_timeout,
-            )
-            .await?;
-        Ok::<_, CacheError>(normalized)
-    }
-    .await;
-    let normalized = match live_ready {
+    // 3. Live state, and the comparison.
+    let (cache, normalized) = match live_state(ctx, &app, key, &project, &cluster, &desired).await?
+    {
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(app = %key, error = %e, "live state unavailable");
@@ -792,25 +736,170 @@ pub async fn reconcile(
     let live = cache.live_for(key);
     let mut cmp = tracing::info_span!("diff")
         .in_scope(|| compare(&normalized.resources, &live, FIELD_MANAGER));
-    let refusals = &normalized.refusals;
-    let mut conditions: Vec<(String, String)> = refusals
-        .iter()
-        .map(|m| (INVALID_SPEC_ERROR.to_string(), m.clone()))
-        .collect();
-    conditions.extend(
-        cmp.warnings
-            .iter()
-            .map(|m| (REPEATED_RESOURCE_WARNING.to_string(), m.clone())),
-    );
-    conditions.extend(
-        normalized
-            .unknown_kinds
-            .iter()
-            .map(|m| (COMPARISON_ERROR.to_string(), m.clone())),
-    );
+    let shared = shared_resources(&cache, &normalized, key);
+    let mut conditions = comparison_conditions(&normalized, &cmp, &shared);
 
-    // Objects another app owns (Argo CD's SharedResourceWarning).
-    let shared: Vec<String> = normalized
+    // 4. The operation: continue the running one, start the requested one, or what auto-sync
+    // decides; then advance it one step.
+    let revision = outcome.revision.clone().unwrap_or_default();
+    let resumed = running.is_some();
+    let chosen = match running {
+        Some(r) => Chosen {
+            state: Some(r),
+            ..Default::default()
+        },
+        None => choose_operation(
+            &app,
+            key,
+            op,
+            last.as_ref(),
+            &cmp,
+            &normalized,
+            &shared,
+            &revision,
+            &desired,
+        ),
+    };
+    conditions.extend(chosen.condition);
+    outcome.operation_state = chosen.failed;
+    let mut next = chosen.next.unwrap_or(Next::Periodic);
+    let mut ack_operation = app.operation.is_some() && chosen.state.is_none();
+    if let Some(st) = chosen.state {
+        let env = syncop::OpEnv {
+            cache: &cache,
+            key,
+            cmp: &cmp,
+            hooks: &normalized.hooks,
+            live: &live,
+            policy: app.spec.sync_policy.as_ref(),
+            dest_ns: &dest_namespace(&app),
+            managed_namespace_metadata: app
+                .spec
+                .sync_policy
+                .as_ref()
+                .and_then(|p| p.managed_namespace_metadata.as_ref()),
+            cfg: &ctx.cfg.operations,
+            permit: &|| ctx.permit(&cluster.server),
+        };
+        let Some(ran) = run_operation(
+            ctx,
+            &app,
+            key,
+            &env,
+            st,
+            resumed,
+            &mut outcome,
+            &mut conditions,
+        )
+        .await
+        else {
+            // Not ours any more: record nothing; the new owner resumes the operation.
+            tracing::info!(app = %key, "sync paused: the cluster moved to another replica");
+            return Ok(Next::Skipped);
+        };
+        next = ran.next;
+        ack_operation |= ran.completed && app.operation.is_some();
+        if ran.wrote {
+            // Our writes went through the cache: compare again for an up-to-date status.
+            cmp = compare(&normalized.resources, &cache.live_for(key), FIELD_MANAGER);
+        }
+    }
+    outcome.conditions = conditions;
+    finish(&w, &outcome, &cmp, ack_operation, ack_refresh).await?;
+    Ok(next)
+}
+
+/// The app's last operation state, and the operation in progress (any replica may have
+/// started it). A manual operation whose `operation` was removed is to be terminated.
+fn operation_in_progress(
+    app: &Application,
+    op: Option<&Operation>,
+) -> (Option<OperationState>, Option<OperationState>) {
+    let last = app
+        .status
+        .as_ref()
+        .and_then(|s| s.operation_state.as_ref())
+        .and_then(OperationState::from_value);
+    let mut running = last.clone().filter(|l| !l.phase.completed());
+    if let Some(r) = running.as_mut()
+        && r.phase == Phase::Running
+        && !r.operation.initiated_by.automated
+        && op.is_none()
+    {
+        r.phase = Phase::Terminating;
+    }
+    (last, running)
+}
+
+/// The revision to render when it is not the spec's: the one a running operation started
+/// with, else the one an operation asks for.
+fn pinned_revision(
+    app: &Application,
+    running: Option<&OperationState>,
+    op: Option<&Operation>,
+) -> Option<String> {
+    running
+        .and_then(|r| r.revision().map(str::to_string))
+        .or_else(|| {
+            op.and_then(|o| o.sync.as_ref())
+                .and_then(|s| s.revision.clone())
+        })
+        .filter(|r| !r.is_empty())
+        .filter(|r| {
+            let srcs = sources(app);
+            srcs.len() == 1 && srcs[0].target_revision.as_deref().unwrap_or("HEAD") != *r
+        })
+}
+
+/// The cluster's cache, and the desired objects normalized against it (watches started).
+/// The outer error is the controller's own; the inner one a cluster problem to report.
+async fn live_state(
+    ctx: &Arc<Context>,
+    app: &Application,
+    key: &AppKey,
+    project: &crate::types::AppProject,
+    cluster: &Cluster,
+    desired: &DesiredMemo,
+) -> Result<Result<(Arc<ClusterCache>, Normalized), CacheError>, ReconcileError> {
+    let events: Arc<dyn crate::live::CacheEvents> = Arc::new(QueueEvents {
+        ctx: Arc::downgrade(ctx),
+    });
+    let cache = ctx
+        .caches
+        .get_or_create(cluster, &ctx.control, events, &ctx.cache_metrics)
+        .map_err(|message| ReconcileError::Cache {
+            server: cluster.server.clone(),
+            message,
+        })?;
+    let ready = async {
+        cache.reachability()?;
+        let normalized = normalize(
+            &cache,
+            &project.spec,
+            project_name(app),
+            cluster,
+            key,
+            &dest_namespace(app),
+            &desired.objects,
+        )
+        .await?;
+        let mut all = normalized.resources.clone();
+        all.extend(normalized.hooks.iter().cloned());
+        cache
+            .ensure_watched(
+                &kinds_of(&all, app.status.as_ref()),
+                ctx.cfg.cache_sync_timeout,
+            )
+            .await?;
+        Ok::<_, CacheError>(normalized)
+    }
+    .await;
+    Ok(ready.map(|n| (cache, n)))
+}
+
+/// Desired objects another app owns (Argo CD's SharedResourceWarning).
+fn shared_resources(cache: &ClusterCache, normalized: &Normalized, key: &AppKey) -> Vec<String> {
+    normalized
         .resources
         .iter()
         .filter_map(|o| {
@@ -821,180 +910,220 @@ pub async fn reconcile(
                 k.kind, k.name
             ))
         })
-        .collect();
-    conditions.extend(
-        shared
-            .iter()
-            .map(|m| (SHARED_RESOURCE_WARNING.to_string(), m.clone())),
-    );
+        .collect()
+}
 
-    // 4. The operation: continue the running one, start the requested one, or what auto-sync
-    // decides.
+/// The conditions a comparison raises: refused objects, repeated ones, unserved kinds,
+/// shared ones.
+fn comparison_conditions(
+    normalized: &Normalized,
+    cmp: &Comparison,
+    shared: &[String],
+) -> Vec<(String, String)> {
+    let of = |t: &str, ms: &[String]| -> Vec<(String, String)> {
+        ms.iter().map(|m| (t.to_string(), m.clone())).collect()
+    };
+    [
+        of(INVALID_SPEC_ERROR, &normalized.refusals),
+        of(REPEATED_RESOURCE_WARNING, &cmp.warnings),
+        of(COMPARISON_ERROR, &normalized.unknown_kinds),
+        of(SHARED_RESOURCE_WARNING, shared),
+    ]
+    .concat()
+}
+
+/// What to do when no operation runs: start the requested one (or refuse it), or what
+/// auto-sync decides.
+#[derive(Default)]
+struct Chosen {
+    state: Option<OperationState>,
+    /// A requested operation refused outright.
+    failed: Option<OperationState>,
+    next: Option<Next>,
+    condition: Option<(String, String)>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn choose_operation(
+    app: &Application,
+    key: &AppKey,
+    op: Option<Operation>,
+    last: Option<&OperationState>,
+    cmp: &Comparison,
+    normalized: &Normalized,
+    shared: &[String],
+    revision: &str,
+    desired: &DesiredMemo,
+) -> Chosen {
     let policy = app.spec.sync_policy.as_ref();
-    let revision = outcome.revision.clone().unwrap_or_default();
+    let refusals = &normalized.refusals;
+    let start = |op: Operation| {
+        syncop::start(
+            op,
+            revision,
+            multi_revisions(&desired.revisions),
+            sources(app)
+                .first()
+                .and_then(|s| serde_json::to_value(s).ok()),
+        )
+    };
+    if let Some(op) = op {
+        let allow_empty = policy
+            .and_then(|p| p.automated.as_ref())
+            .is_some_and(|a| a.allow_empty);
+        let refused = if !refusals.is_empty() {
+            Some(refusals.join("; "))
+        } else if !shared.is_empty()
+            && (op.has_option("FailOnSharedResource")
+                || policy.is_some_and(|p| p.option("FailOnSharedResource")))
+        {
+            Some(format!("Shared resource found: {}", shared.join("; ")))
+        } else if cmp.desired_count() == 0 && cmp.live_count() > 0 && !allow_empty {
+            Some("refusing to sync: Git renders no objects and the sync would delete every resource of the application (set syncPolicy.automated.allowEmpty to allow it)".into())
+        } else {
+            None
+        };
+        return match refused {
+            Some(m) => Chosen {
+                failed: Some(failed_op(op, m)),
+                ..Default::default()
+            },
+            None => Chosen {
+                state: Some(start(op)),
+                ..Default::default()
+            },
+        };
+    }
+    if !refusals.is_empty() {
+        return Chosen::default();
+    }
     let since_last = last
-        .as_ref()
         .and_then(|l| l.finished_at.as_deref())
         .and_then(|f| status::seconds_since(f, jiff::Timestamp::now()));
-    let allow_empty = policy
-        .and_then(|p| p.automated.as_ref())
-        .is_some_and(|a| a.allow_empty);
-    let mut next = Next::Periodic;
-    let mut state: Option<OperationState> = running;
-    let resumed = state.is_some();
-    if state.is_none() {
-        if let Some(op) = op {
-            if !refusals.is_empty() {
-                outcome.operation_state = Some(failed_op(op, refusals.join("; ")));
-            } else if !shared.is_empty()
-                && (op.has_option("FailOnSharedResource")
-                    || policy.is_some_and(|p| p.option("FailOnSharedResource")))
-            {
-                outcome.operation_state = Some(failed_op(
-                    op,
-                    format!("Shared resource found: {}", shared.join("; ")),
-                ));
-            } else if cmp.desired_count() == 0 && cmp.live_count() > 0 && !allow_empty {
-                outcome.operation_state = Some(failed_op(
-                    op,
-                    "refusing to sync: Git renders no objects and the sync would delete every resource of the application (set syncPolicy.automated.allowEmpty to allow it)".into(),
-                ));
-            } else {
-                state = Some(syncop::start(
-                    op,
-                    &revision,
-                    multi_revisions(&desired.revisions),
-                    sources(&app)
-                        .first()
-                        .and_then(|s| serde_json::to_value(s).ok()),
-                ));
+    match decide_auto_sync(policy, cmp, revision, last, since_last) {
+        AutoSync::Sync { prune } => Chosen {
+            state: Some(start(Operation {
+                sync: Some(SyncOperation {
+                    revision: Some(revision.to_string()),
+                    prune,
+                    sync_options: policy.and_then(|p| p.sync_options.clone()),
+                    ..Default::default()
+                }),
+                initiated_by: InitiatedBy {
+                    username: None,
+                    automated: true,
+                },
+                retry: None,
+            })),
+            ..Default::default()
+        },
+        AutoSync::WaitSeconds(s) => Chosen {
+            next: Some(Next::After(Duration::from_secs(s.max(1)))),
+            ..Default::default()
+        },
+        AutoSync::Refuse { reason, condition } => {
+            if !condition {
+                tracing::debug!(app = %key, %reason, "auto-sync skipped");
             }
-        } else if refusals.is_empty() {
-            match decide_auto_sync(policy, &cmp, &revision, last.as_ref(), since_last) {
-                AutoSync::Sync { prune } => {
-                    let auto = Operation {
-                        sync: Some(SyncOperation {
-                            revision: Some(revision.clone()),
-                            prune,
-                            sync_options: policy.and_then(|p| p.sync_options.clone()),
-                            ..Default::default()
-                        }),
-                        initiated_by: InitiatedBy {
-                            username: None,
-                            automated: true,
-                        },
-                        retry: None,
-                    };
-                    state = Some(syncop::start(
-                        auto,
-                        &revision,
-                        multi_revisions(&desired.revisions),
-                        sources(&app)
-                            .first()
-                            .and_then(|s| serde_json::to_value(s).ok()),
-                    ));
-                }
-                AutoSync::WaitSeconds(s) => next = Next::After(Duration::from_secs(s.max(1))),
-                AutoSync::Refuse { reason, condition } => {
-                    if condition {
-                        conditions.push((SYNC_ERROR.to_string(), reason));
-                    } else {
-                        tracing::debug!(app = %key, %reason, "auto-sync skipped");
-                    }
-                }
-                AutoSync::Nothing => {}
+            Chosen {
+                condition: condition.then(|| (SYNC_ERROR.to_string(), reason)),
+                ..Default::default()
             }
         }
+        AutoSync::Nothing => Chosen::default(),
     }
-    let mut ack_operation = app.operation.is_some() && state.is_none();
+}
+
+/// What one step of an operation did.
+struct Ran {
+    next: Next,
+    completed: bool,
+    /// The step wrote to the cluster (the comparison is stale).
+    wrote: bool,
+}
+
+/// Advance the operation `st` one step (unless the pause between waves still runs), with its
+/// events, metrics and history; `None` when the cluster moved to another replica mid-step.
+#[allow(clippy::too_many_arguments)]
+async fn run_operation(
+    ctx: &Arc<Context>,
+    app: &Application,
+    key: &AppKey,
+    env: &syncop::OpEnv<'_>,
+    st: OperationState,
+    resumed: bool,
+    outcome: &mut Outcome<'_>,
+    conditions: &mut Vec<(String, String)>,
+) -> Option<Ran> {
     // Between two waves: the pause after the earlier one is not over yet.
-    let pause = ctx
+    if let Some(left) = ctx
         .memo(key)
         .next_wave_at
         .and_then(|t| t.checked_duration_since(Instant::now()))
-        .filter(|_| state.as_ref().is_some_and(|s| s.phase == Phase::Running));
-    if let (Some(left), Some(st)) = (pause, state.as_ref()) {
-        outcome.operation_state = Some(st.clone());
-        next = Next::After(left);
-        state = None;
-    }
-    if let Some(st) = state {
-        if !resumed {
-            let note = if st.operation.initiated_by.automated {
-                format!("Initiated automated sync to '{revision}'")
-            } else if st.operation.selective() {
-                format!("initiated partial sync to {revision}")
-            } else {
-                format!("initiated sync to {revision}")
-            };
-            ctx.events
-                .emit(&app, false, crate::events::OPERATION_STARTED, note);
-        }
-        let server = cluster.server.clone();
-        let ctx2 = ctx.clone();
-        let permit = move || ctx2.permit(&server);
-        let env = syncop::OpEnv {
-            cache: &cache,
-            key,
-            cmp: &cmp,
-            hooks: &normalized.hooks,
-            live: &live,
-            policy,
-            dest_ns: &dest_ns,
-            managed_namespace_metadata: policy.and_then(|p| p.managed_namespace_metadata.as_ref()),
-            cfg: &ctx.cfg.operations,
-            permit: &permit,
-        };
-        let t0 = Instant::now();
-        let advanced = match syncop::advance(&env, st)
-            .instrument(tracing::info_span!("apply"))
-            .await
-        {
-            Ok(a) => a,
-            Err(sync::HandedOver) => {
-                // Not ours any more: record nothing; the new owner resumes the operation.
-                tracing::info!(app = %key, "sync paused: the cluster moved to another replica");
-                return Ok(Next::Skipped);
-            }
-        };
-        let st = advanced.state;
-        ctx.update_memo(key, |m| {
-            m.next_wave_at = advanced
-                .wave_applied
-                .then(|| Instant::now() + advanced.wait)
-        });
-        if st.phase.completed() {
-            record_finished(ctx, &app, key, &st, &mut outcome, &mut conditions);
-            let what = if st.operation.selective() {
-                "Partial sync operation"
-            } else {
-                "Sync operation"
-            };
-            let rev = st.revision().unwrap_or_default();
-            let (warning, note) = if st.phase == Phase::Succeeded {
-                (false, format!("{what} to {rev} succeeded"))
-            } else {
-                (true, format!("{what} to {rev} failed: {}", st.message))
-            };
-            ctx.events
-                .emit(&app, warning, crate::events::OPERATION_COMPLETED, note);
-            ack_operation = app.operation.is_some();
-            tracing::info!(app = %key, %revision, phase = st.phase.as_str(), message = %st.message,
-                automated = st.operation.initiated_by.automated,
-                ms = t0.elapsed().as_millis() as u64, "sync finished");
-            if st.phase != Phase::Succeeded {
-                next = Next::Backoff;
-            }
-        } else {
-            next = Next::After(advanced.wait);
-        }
+        .filter(|_| st.phase == Phase::Running)
+    {
         outcome.operation_state = Some(st);
-        // Our writes went through the cache: compare again for an up-to-date status.
-        cmp = compare(&normalized.resources, &cache.live_for(key), FIELD_MANAGER);
+        return Some(Ran {
+            next: Next::After(left),
+            completed: false,
+            wrote: false,
+        });
     }
-    outcome.conditions = conditions;
-    finish(&w, &outcome, &cmp, ack_operation, ack_refresh).await?;
-    Ok(next)
+    let revision = st.revision().unwrap_or_default().to_string();
+    if !resumed {
+        let note = if st.operation.initiated_by.automated {
+            format!("Initiated automated sync to '{revision}'")
+        } else if st.operation.selective() {
+            format!("initiated partial sync to {revision}")
+        } else {
+            format!("initiated sync to {revision}")
+        };
+        ctx.events
+            .emit(app, false, crate::events::OPERATION_STARTED, note);
+    }
+    let t0 = Instant::now();
+    let advanced = syncop::advance(env, st)
+        .instrument(tracing::info_span!("apply"))
+        .await
+        .ok()?;
+    let st = advanced.state;
+    ctx.update_memo(key, |m| {
+        m.next_wave_at = advanced
+            .wave_applied
+            .then(|| Instant::now() + advanced.wait)
+    });
+    let completed = st.phase.completed();
+    let next = if !completed {
+        Next::After(advanced.wait)
+    } else {
+        record_finished(ctx, app, key, &st, outcome, conditions);
+        let what = if st.operation.selective() {
+            "Partial sync operation"
+        } else {
+            "Sync operation"
+        };
+        let (warning, note) = if st.phase == Phase::Succeeded {
+            (false, format!("{what} to {revision} succeeded"))
+        } else {
+            (true, format!("{what} to {revision} failed: {}", st.message))
+        };
+        ctx.events
+            .emit(app, warning, crate::events::OPERATION_COMPLETED, note);
+        tracing::info!(app = %key, %revision, phase = st.phase.as_str(), message = %st.message,
+            automated = st.operation.initiated_by.automated,
+            ms = t0.elapsed().as_millis() as u64, "sync finished");
+        if st.phase == Phase::Succeeded {
+            Next::Periodic
+        } else {
+            Next::Backoff
+        }
+    };
+    outcome.operation_state = Some(st);
+    Some(Ran {
+        next,
+        completed,
+        wrote: true,
+    })
 }
 
 fn multi_revisions(revisions: &[String]) -> Vec<String> {
