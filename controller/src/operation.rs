@@ -294,6 +294,68 @@ impl OperationState {
     }
 }
 
+/// The operation that rolls `app` back to its `status.history` entry `id`, as Argo CD's API
+/// builds it: a sync of that entry's source at its revision with the apply strategy (hooks do
+/// not run). Refused while automated sync is on (it would sync straight back).
+pub fn rollback_operation(
+    app: &crate::types::Application,
+    id: i64,
+    prune: bool,
+    dry_run: bool,
+    username: Option<String>,
+) -> Result<Operation, String> {
+    if app
+        .spec
+        .sync_policy
+        .as_ref()
+        .is_some_and(|p| p.automated.is_some())
+    {
+        return Err("rollback cannot be initiated when auto-sync is enabled".into());
+    }
+    if app.metadata.deletion_timestamp.is_some() {
+        return Err("application is deleting".into());
+    }
+    let entry = app
+        .status
+        .as_ref()
+        .and_then(|s| s.history.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|h| h.get("id").and_then(Value::as_i64) == Some(id))
+        .ok_or_else(|| {
+            format!(
+                "application {}/{} does not have deployment with id {id}",
+                app.metadata.namespace.as_deref().unwrap_or_default(),
+                app.metadata.name.as_deref().unwrap_or_default()
+            )
+        })?;
+    let revision = entry
+        .get("revision")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| format!("history entry {id} records no revision"))?;
+    Ok(Operation {
+        sync: Some(SyncOperation {
+            revision: Some(revision.to_string()),
+            source: entry.get("source").cloned(),
+            sync_strategy: Some(serde_json::json!({"apply": {}})),
+            prune,
+            dry_run,
+            sync_options: app
+                .spec
+                .sync_policy
+                .as_ref()
+                .and_then(|p| p.sync_options.clone()),
+            ..Default::default()
+        }),
+        initiated_by: InitiatedBy {
+            username,
+            automated: false,
+        },
+        retry: None,
+    })
+}
+
 /// What auto-sync should do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AutoSync {
@@ -543,6 +605,37 @@ mod tests {
                 None
             ),
             AutoSync::Sync { prune: true }
+        );
+    }
+
+    #[test]
+    fn rollback_syncs_a_history_entry_with_the_apply_strategy() {
+        let mut app: crate::types::Application = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "argocd"},
+            "spec": {"source": {"repoURL": "https://x", "path": "k8s", "targetRevision": "main"},
+                     "destination": {"name": "in-cluster"}},
+            "status": {"history": [{"id": 0, "revision": "abc", "source": {"repoURL": "https://x", "path": "old"}}]}
+        }))
+        .expect("app");
+        let op = rollback_operation(&app, 0, true, false, Some("alice".into())).expect("op");
+        let sync = op.sync.clone().expect("sync");
+        assert_eq!(sync.revision.as_deref(), Some("abc"));
+        assert_eq!(
+            sync.source.as_ref().map(|s| s["path"].clone()),
+            Some(json!("old"))
+        );
+        assert!(op.apply_strategy());
+        assert!(
+            rollback_operation(&app, 7, false, false, None)
+                .is_err_and(|e| e.contains("does not have deployment with id 7"))
+        );
+        app.spec.sync_policy = Some(SyncPolicy {
+            automated: Some(Default::default()),
+            ..Default::default()
+        });
+        assert!(
+            rollback_operation(&app, 0, false, false, None)
+                .is_err_and(|e| e.contains("auto-sync is enabled"))
         );
     }
 

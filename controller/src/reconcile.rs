@@ -507,7 +507,7 @@ impl Writer<'_> {
             );
         }
         let api: Api<Application> = Api::namespaced(self.ctx.control.clone(), &self.key.namespace);
-        let patch = status::merge_patch(&st);
+        let patch = status::merge_patch(prev, &st);
         let written = if self.ctx.status_subresource {
             api.patch_status(
                 &self.key.name,
@@ -654,6 +654,16 @@ pub async fn reconcile(
     };
     let (last, running) = operation_in_progress(&app, op.as_ref());
     let pending_op = running.as_ref().map(|r| r.operation.clone()).or(op.clone());
+    // A rollback syncs the source its history entry recorded, not the spec's.
+    let app = match pending_op.as_ref().and_then(operation_source) {
+        Some(src) => {
+            let mut a = (*app).clone();
+            a.spec.source = Some(src);
+            a.spec.sources = None;
+            Arc::new(a)
+        }
+        None => app.clone(),
+    };
     let fail_pending = |message: String| pending_op.clone().map(|o| failed_op(o, message));
 
     // 1. The spec against the registry and its project.
@@ -807,6 +817,12 @@ pub async fn reconcile(
     outcome.conditions = conditions;
     finish(&w, &outcome, &cmp, ack_operation, ack_refresh).await?;
     Ok(next)
+}
+
+/// The source an operation asks to sync instead of the spec's (a rollback).
+fn operation_source(op: &Operation) -> Option<ApplicationSource> {
+    let src = op.sync.as_ref()?.source.as_ref()?;
+    serde_json::from_value(src.clone()).ok()
 }
 
 /// The app's last operation state, and the operation in progress (any replica may have

@@ -191,11 +191,16 @@ pub fn changed(old: Option<&ApplicationStatus>, new: &ApplicationStatus) -> bool
 
 /// A JSON merge patch for the status subresource that replaces the whole status (fields now
 /// absent are removed explicitly).
-pub fn merge_patch(st: &ApplicationStatus) -> Value {
+pub fn merge_patch(prev: Option<&ApplicationStatus>, st: &ApplicationStatus) -> Value {
     let mut body = match serde_json::to_value(st) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
+    // A merge patch keeps what it does not mention: null every field the previous status
+    // had and this one lacks (a finished operation's `finishedAt` must not stick to the next).
+    if let Some(Value::Object(old)) = prev.and_then(|p| serde_json::to_value(p).ok()) {
+        null_removed(&old, &mut body);
+    }
     for field in [
         "sync",
         "health",
@@ -209,6 +214,22 @@ pub fn merge_patch(st: &ApplicationStatus) -> Value {
         body.entry(field).or_insert(Value::Null);
     }
     serde_json::json!({ "status": Value::Object(body) })
+}
+
+fn null_removed(old: &Map<String, Value>, new: &mut Map<String, Value>) {
+    for (k, ov) in old {
+        match new.get_mut(k) {
+            None => {
+                new.insert(k.clone(), Value::Null);
+            }
+            Some(Value::Object(nm)) => {
+                if let Value::Object(om) = ov {
+                    null_removed(om, nm);
+                }
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -309,9 +330,12 @@ mod tests {
         );
         let cleared = build(Some(&b), &Outcome::default(), now("2026-01-01T00:06:00Z"));
         assert!(cleared.conditions.is_none());
-        assert_eq!(merge_patch(&cleared)["status"]["conditions"], Value::Null);
+        assert_eq!(
+            merge_patch(None, &cleared)["status"]["conditions"],
+            Value::Null
+        );
         assert!(
-            merge_patch(&cleared)["status"]
+            merge_patch(None, &cleared)["status"]
                 .as_object()
                 .is_some_and(|m| m.contains_key("conditions"))
         );
@@ -341,6 +365,23 @@ mod tests {
                 .and_then(|c| c[0].last_transition_time.as_deref()),
             Some("2026-01-01T00:00:00Z")
         );
+    }
+
+    #[test]
+    fn fields_the_new_status_lacks_are_nulled_in_the_patch() {
+        let old: ApplicationStatus = serde_json::from_value(json!({
+            "operationState": {"phase": "Failed", "finishedAt": "t", "retryCount": 2,
+                               "operation": {"sync": {}}, "startedAt": "s"}}))
+        .expect("old");
+        let new: ApplicationStatus = serde_json::from_value(json!({
+            "operationState": {"phase": "Running", "operation": {"sync": {}}, "startedAt": "u"}}))
+        .expect("new");
+        let p = merge_patch(Some(&old), &new);
+        let op = &p["status"]["operationState"];
+        assert_eq!(op["finishedAt"], Value::Null);
+        assert!(op.as_object().is_some_and(|m| m.contains_key("finishedAt")));
+        assert!(op.as_object().is_some_and(|m| m.contains_key("retryCount")));
+        assert_eq!(op["phase"], "Running");
     }
 
     #[test]

@@ -770,3 +770,125 @@ async fn objects_argo_cd_tracked_are_adopted_and_its_stale_ones_pruned() -> Resu
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_syncs_a_history_entry_without_hooks() -> Result<()> {
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    let settings = |v: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  version: {v}\n"
+        )
+    };
+    let hook = job("announce", &[(HOOK, "PostSync")]);
+    fleet.git.commit_files(
+        &[
+            ("roll/settings.yaml", &settings("one")),
+            ("roll/announce.yaml", &hook),
+        ],
+        "v1",
+    )?;
+    fleet
+        .apply(&manual_app(
+            &fleet,
+            "roll",
+            "roll",
+            "cluster-002",
+            "roll",
+            "  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n",
+        ))
+        .await?;
+    let sync_and_wait = |n: usize| {
+        let fleet = &fleet;
+        async move {
+            request_sync(fleet, "roll", json!({"sync": {"revision": "main"}})).await?;
+            wait_app(fleet, "roll", Duration::from_secs(60), "synced", |a| {
+                a.operation.is_none()
+                    && a.status
+                        .as_ref()
+                        .and_then(|s| s.history.as_ref())
+                        .map(Vec::len)
+                        == Some(n)
+            })
+            .await
+        }
+    };
+    sync_and_wait(1).await?;
+    fleet
+        .git
+        .commit_files(&[("roll/settings.yaml", &settings("two"))], "v2")?;
+    let a = sync_and_wait(2).await?;
+    let version = || async {
+        Ok::<_, anyhow::Error>(
+            live(
+                &fleet,
+                "cluster-002",
+                "v1",
+                "ConfigMap",
+                Some("roll"),
+                "settings",
+            )
+            .await?
+            .map(|c| c["data"]["version"].clone()),
+        )
+    };
+    ensure!(version().await? == Some(json!("two")));
+    let hooks_before = writes(&fleet, "cluster-002")?
+        .iter()
+        .filter(|w| w.2 == "jobs")
+        .count();
+    // What `argocd app rollback roll 0` asks for.
+    let op = flotilla_controller::operation::rollback_operation(
+        &a,
+        0,
+        false,
+        false,
+        Some("alice".into()),
+    )
+    .map_err(anyhow::Error::msg)?;
+    request_sync(&fleet, "roll", serde_json::to_value(&op)?).await?;
+    let a = wait_app(
+        &fleet,
+        "roll",
+        Duration::from_secs(60),
+        "rolled back",
+        |a| {
+            a.operation.is_none()
+                && a.status
+                    .as_ref()
+                    .and_then(|s| s.history.as_ref())
+                    .map(Vec::len)
+                    == Some(3)
+        },
+    )
+    .await?;
+    ensure!(
+        version().await? == Some(json!("one")),
+        "the first revision is live again"
+    );
+    let history = a.status.clone().and_then(|s| s.history).unwrap_or_default();
+    ensure!(
+        history[2]["revision"] == history[0]["revision"],
+        "{history:?}"
+    );
+    let hooks_after = writes(&fleet, "cluster-002")?
+        .iter()
+        .filter(|w| w.2 == "jobs")
+        .count();
+    ensure!(
+        hooks_after == hooks_before,
+        "the apply strategy runs no hooks"
+    );
+    // The spec still points at main: the app shows OutOfSync until synced again.
+    let a = wait_app(&fleet, "roll", Duration::from_secs(30), "OutOfSync", |a| {
+        codes(a).0 == "OutOfSync"
+    })
+    .await?;
+    ensure!(codes(&a).0 == "OutOfSync");
+    // Refused while auto-sync is on.
+    let mut auto = a.clone();
+    auto.spec.sync_policy = Some(serde_json::from_value(json!({"automated": {}}))?);
+    ensure!(
+        flotilla_controller::operation::rollback_operation(&auto, 0, false, false, None).is_err()
+    );
+    Ok(())
+}
