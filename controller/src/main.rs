@@ -196,11 +196,10 @@ async fn client(args: &Args, user_agent: &str) -> anyhow::Result<kube::Client> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.print_crds {
-        use kube::CustomResourceExt;
         print!(
             "{}---\n{}",
             serde_yaml::to_string(&flotilla_controller::types::application_crd())?,
-            serde_yaml::to_string(&flotilla_controller::types::AppProject::crd())?
+            serde_yaml::to_string(&flotilla_controller::types::project::project_crd())?
         );
         return Ok(());
     }

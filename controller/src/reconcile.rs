@@ -146,7 +146,18 @@ fn validate(
     project: Option<&AppProjectSpec>,
     cluster: Option<&Cluster>,
 ) -> Vec<String> {
-    let mut errs = Vec::new();
+    let mut errs: Vec<String> = app
+        .unsupported
+        .iter()
+        .map(|f| crate::types::fields::refusal(f))
+        .collect();
+    if let Some(p) = project {
+        errs.extend(
+            crate::types::project::unsupported_fields(p)
+                .into_iter()
+                .map(|f| format!("the project uses {f}, which Flotilla does not support: its Applications are not synced")),
+        );
+    }
     let srcs = sources(app);
     if srcs.is_empty() {
         errs.push("spec.source (or spec.sources) is required".into());
@@ -1470,6 +1481,25 @@ spec:
             secret: None,
             project: None,
         }
+    }
+
+    #[test]
+    fn fields_flotilla_does_not_honour_are_refused_by_name() {
+        let app = mk_app(&APP.replace(
+            "path: k8s}",
+            "path: k8s, kustomize: {patches: [{path: p.yaml}]}}",
+        ));
+        let errs = validate(&app, Some(&default_project()), Some(&in_cluster()));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("spec.source.kustomize.patches "),
+            "{errs:?}"
+        );
+        let mut p = default_project();
+        p.unsupported
+            .insert("syncWindows".into(), json!([{"kind": "deny"}]));
+        let errs = validate(&mk_app(APP), Some(&p), Some(&in_cluster()));
+        assert!(errs[0].contains("spec.syncWindows"), "{errs:?}");
     }
 
     #[test]

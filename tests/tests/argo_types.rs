@@ -5,8 +5,8 @@ use anyhow::{Context, Result, ensure};
 use flotilla_controller::types::{AppProject, Application, application_crd};
 use flotilla_tests::{Target, eventually};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, CustomResourceExt};
 use serde_json::Value;
 
 const MY_APP: &str = r#"
@@ -50,7 +50,10 @@ async fn argo_cd_yaml_applies_unchanged_with_our_crds() -> Result<()> {
         return Ok(());
     }
     let crds = Api::<CustomResourceDefinition>::all(t.client.clone());
-    for crd in [application_crd(), AppProject::crd()] {
+    for crd in [
+        application_crd(),
+        flotilla_controller::types::project::project_crd(),
+    ] {
         let name = crd.metadata.name.clone().context("crd name")?;
         crds.patch(
             &name,

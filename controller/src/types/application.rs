@@ -238,7 +238,7 @@ pub struct ApplicationCondition {
 
 /// An Application as stored: like the derived kind plus Argo CD's top-level `operation`
 /// (how a manual sync is requested), which a CRD-derived struct cannot carry.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Application {
     #[serde(default = "api_version")]
@@ -251,6 +251,46 @@ pub struct Application {
     pub operation: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ApplicationStatus>,
+    /// Fields of `spec` Flotilla does not honour (`spec.x.y`), found when it was read: each is
+    /// refused with a condition instead of being ignored.
+    #[serde(skip)]
+    pub unsupported: Vec<String>,
+}
+
+/// The wire form of an Application (everything but what is found on reading).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplicationWire {
+    #[serde(default = "api_version")]
+    api_version: String,
+    #[serde(default = "kind")]
+    kind: String,
+    metadata: ObjectMeta,
+    spec: ApplicationSpec,
+    #[serde(default)]
+    operation: Option<Value>,
+    #[serde(default)]
+    status: Option<ApplicationStatus>,
+}
+
+impl<'de> Deserialize<'de> for Application {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let unsupported = v
+            .get("spec")
+            .map(super::fields::unsupported)
+            .unwrap_or_default();
+        let w: ApplicationWire = serde_json::from_value(v).map_err(serde::de::Error::custom)?;
+        Ok(Application {
+            api_version: w.api_version,
+            kind: w.kind,
+            metadata: w.metadata,
+            spec: w.spec,
+            operation: w.operation,
+            status: w.status,
+            unsupported,
+        })
+    }
 }
 
 fn api_version() -> String {
@@ -301,8 +341,35 @@ pub fn application_crd() -> CustomResourceDefinition {
         {
             props.insert("operation".into(), op);
         }
+        // Unknown spec fields must reach the controller (which refuses them by name) instead
+        // of being pruned by the API server.
+        if let Some(spec) = v
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("spec"))
+        {
+            preserve_unknown(spec);
+        }
     }
     crd
+}
+
+fn preserve_unknown(
+    s: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps,
+) {
+    if let Some(props) = s.properties.as_mut() {
+        s.x_kubernetes_preserve_unknown_fields = Some(true);
+        for p in props.values_mut() {
+            preserve_unknown(p);
+        }
+    }
+    if let Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray::Schema(items)) =
+        s.items.as_mut()
+    {
+        preserve_unknown(items);
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,45 @@ pub struct AppProjectSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_list")]
     pub roles: Option<Vec<Value>>,
+    /// Fields Flotilla does not honour (`syncWindows`, `signatureKeys`, ...): kept so the
+    /// Applications of the project are refused naming them.
+    #[serde(
+        flatten,
+        default,
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    #[schemars(skip)]
+    pub unsupported: std::collections::BTreeMap<String, Value>,
+}
+
+/// The AppProject CRD: as derived, with unknown `spec` fields kept by the API server so the
+/// controller sees (and refuses) them.
+pub fn project_crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = AppProject::crd();
+    for v in &mut crd.spec.versions {
+        if let Some(spec) = v
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("spec"))
+        {
+            spec.x_kubernetes_preserve_unknown_fields = Some(true);
+        }
+    }
+    crd
+}
+
+/// The project fields Flotilla does not honour, for the conditions of its Applications.
+/// `roles` are the API server's (JWT tokens and policies): accepted, not a controller matter.
+pub fn unsupported_fields(spec: &AppProjectSpec) -> Vec<String> {
+    spec.unsupported
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, _)| format!("spec.{k}"))
+        .collect()
 }
 
 fn group_kinds(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
