@@ -17,6 +17,7 @@ pub mod manifests;
 pub mod metrics;
 pub mod operation;
 pub mod plan;
+pub mod postdelete;
 pub mod project;
 pub mod queue;
 pub mod reconcile;

@@ -16,6 +16,35 @@ use crate::tracking::{ResourceKey, group_version};
 
 pub use crate::hooks::{HOOK_ANNOTATION, SYNC_WAVE_ANNOTATION, is_hook, wave};
 
+/// Per-resource compare options (`IgnoreExtraneous`, `ServerSideDiff=true|false`).
+pub const COMPARE_OPTIONS_ANNOTATION: &str = "argocd.argoproj.io/compare-options";
+
+/// Whether `argocd.argoproj.io/compare-options` on `obj` holds `option`.
+pub fn has_compare_option(obj: &Value, option: &str) -> bool {
+    obj.pointer("/metadata/annotations")
+        .and_then(|a| a.get(COMPARE_OPTIONS_ANNOTATION))
+        .and_then(Value::as_str)
+        .is_some_and(|opts| opts.split(',').any(|o| o.trim() == option))
+}
+
+/// Compare options Flotilla does not know (refused by name).
+pub fn compare_option_errors(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .filter(|o| {
+            !matches!(
+                *o,
+                "IgnoreExtraneous" | "ServerSideDiff=true" | "ServerSideDiff=false"
+            )
+        })
+        .map(|o| {
+            format!("compare option {o:?} is not supported (IgnoreExtraneous, ServerSideDiff)")
+        })
+        .collect()
+}
+
 /// Per-resource sync options (`Name=value`, comma-separated).
 pub const SYNC_OPTIONS_ANNOTATION: &str = "argocd.argoproj.io/sync-options";
 
@@ -221,7 +250,19 @@ pub fn compare(
         };
         resources.push(state);
     }
-    let sync = if resources.iter().all(|r| r.sync == SyncCode::Synced) {
+    // `compare-options: IgnoreExtraneous` on an object only needing pruning: still shown
+    // OutOfSync itself, but it does not make the app OutOfSync (Argo CD).
+    let counts = |r: &ResourceState| {
+        !(r.requires_pruning
+            && r.live
+                .as_deref()
+                .is_some_and(|l| has_compare_option(l, "IgnoreExtraneous")))
+    };
+    let sync = if resources
+        .iter()
+        .filter(|r| counts(r))
+        .all(|r| r.sync == SyncCode::Synced)
+    {
         SyncCode::Synced
     } else {
         SyncCode::OutOfSync
@@ -782,6 +823,21 @@ mod tests {
         assert!(errs[2].contains("Prune=confirm"), "{errs:?}");
         let on_resource = sync_option_errors(&["CreateNamespace=true", "Prune=false"], true);
         assert_eq!(on_resource.len(), 1, "{on_resource:?}");
+    }
+
+    #[test]
+    fn ignore_extraneous_keeps_the_app_in_sync() {
+        let extra = mk(
+            "ConfigMap",
+            "v1",
+            "extra",
+            json!({"metadata": {"name": "extra", "namespace": "dev",
+                "annotations": {COMPARE_OPTIONS_ANNOTATION: "IgnoreExtraneous"}}}),
+        );
+        let c = compare(&[], &live_of(&[extra]), FIELD_MANAGER);
+        assert_eq!(c.resources[0].sync, SyncCode::OutOfSync);
+        assert_eq!(c.sync, SyncCode::Synced);
+        assert_eq!(compare_option_errors("IgnoreExtraneous, Bogus").len(), 1);
     }
 
     #[test]

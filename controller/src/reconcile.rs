@@ -39,6 +39,8 @@ use crate::types::Application;
 use crate::types::application::{ApplicationSource, ApplicationStatus};
 use crate::types::project::AppProjectSpec;
 
+/// Argo CD's annotation that leaves an Application alone.
+pub const SKIP_RECONCILE_ANNOTATION: &str = "argocd.argoproj.io/skip-reconcile";
 /// The annotation users (and webhooks) set to ask for a refresh: `normal` or `hard`.
 pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
 /// Argo CD's finalizer asking for cascading deletion of an app's resources (foreground), and
@@ -225,6 +227,43 @@ fn validate(
     errs
 }
 
+/// The app's project name (for other modules).
+pub fn project_of(app: &Application) -> &str {
+    project_name(app)
+}
+
+/// The app's desired state at its spec's revision (for deletion-time hooks).
+pub(crate) async fn desired_for(
+    ctx: &Context,
+    app: &Application,
+    key: &AppKey,
+    level: Level,
+) -> Result<DesiredMemo, ManifestError> {
+    desired(ctx, app, key, level, None, None).await
+}
+
+/// The normalized hooks of `objects` (for deletion-time hooks).
+pub(crate) async fn normalize_for(
+    cache: &Arc<ClusterCache>,
+    project: &crate::types::AppProject,
+    app: &Application,
+    key: &AppKey,
+    cluster: &Cluster,
+    objects: &[Value],
+) -> Result<Vec<Value>, CacheError> {
+    let n = normalize(
+        cache,
+        &project.spec,
+        project_name(app),
+        cluster,
+        key,
+        &dest_namespace(app),
+        objects,
+    )
+    .await?;
+    Ok(n.hooks)
+}
+
 /// Rendered objects made ready for a sync: namespaces filled in, each checked against the
 /// project; resources stamped with tracking, hooks apart (stamped once named), `Skip` and
 /// hook types Argo CD does not run dropped.
@@ -340,6 +379,15 @@ async fn normalize(
             out.refusals.push(format!(
                 "{kind} with metadata.generateName {name:?} and no metadata.name: generateName is supported only on hooks (argocd.argoproj.io/hook)"
             ));
+        }
+        if let Some(opts) = obj
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(crate::plan::COMPARE_OPTIONS_ANNOTATION))
+            .and_then(Value::as_str)
+        {
+            for e in crate::plan::compare_option_errors(opts) {
+                out.refusals.push(format!("{kind} {name}: {e}"));
+            }
         }
         if let Some(opts) = obj
             .pointer("/metadata/annotations")
@@ -624,6 +672,11 @@ pub async fn reconcile(
     if !ours {
         return Ok(Next::Skipped);
     }
+    // `argocd.argoproj.io/skip-reconcile: "true"`: left alone entirely, as Argo CD leaves it.
+    if annotation(&app, SKIP_RECONCILE_ANNOTATION) == Some("true") {
+        tracing::debug!(app = %key, "skip-reconcile: not reconciled");
+        return Ok(Next::Periodic);
+    }
     let w = Writer {
         ctx,
         app: &app,
@@ -754,6 +807,13 @@ pub async fn reconcile(
             return Ok(Next::Backoff);
         }
     };
+    crate::postdelete::keep_finalizers(
+        ctx,
+        &app,
+        key,
+        !crate::postdelete::post_delete_hooks(&normalized.hooks).is_empty(),
+    )
+    .await?;
     let live = cache.live_for(key);
     let mut cmp = tracing::info_span!("diff")
         .in_scope(|| compare(&normalized.resources, &live, FIELD_MANAGER));
@@ -1247,6 +1307,29 @@ async fn finalize(
         })
         .collect();
     if cascade.is_empty() {
+        // The resources are gone: the PostDelete hooks' turn (when the app has them).
+        match cluster {
+            Some(cluster) => {
+                let events: Arc<dyn crate::live::CacheEvents> = Arc::new(QueueEvents {
+                    ctx: Arc::downgrade(ctx),
+                });
+                let cache = ctx
+                    .caches
+                    .get_or_create(cluster, &ctx.control, events, &ctx.cache_metrics)
+                    .map_err(|message| ReconcileError::Cache {
+                        server: cluster.server.clone(),
+                        message,
+                    })?;
+                let hooks = crate::postdelete::render_hooks(ctx, app, key, cluster, &cache).await;
+                if let Some(next) =
+                    crate::postdelete::finalize(ctx, app, key, cluster, &cache, hooks).await?
+                {
+                    return Ok(next);
+                }
+            }
+            // No destination to run them on: Argo CD drops the finalizers.
+            None => crate::postdelete::keep_finalizers(ctx, app, key, false).await?,
+        }
         ctx.forget(key);
         return Ok(Next::Done);
     }
@@ -1348,6 +1431,14 @@ async fn finalize(
     if doomed.is_empty() {
         release().await?;
         tracing::info!(app = %key, kept = live.len(), "resources deleted; finalizer removed");
+        let post_delete = app.metadata.finalizers.iter().flatten().any(|f| {
+            f == crate::postdelete::POST_DELETE_FINALIZER
+                || f == crate::postdelete::POST_DELETE_CLEANUP_FINALIZER
+        });
+        if post_delete {
+            // The PostDelete hooks come next.
+            return Ok(Next::After(Duration::ZERO));
+        }
         ctx.forget(key);
         return Ok(Next::Done);
     }

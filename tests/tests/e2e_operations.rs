@@ -892,3 +892,114 @@ async fn rollback_syncs_a_history_entry_without_hooks() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_delete_hooks_run_after_the_resources_are_gone() -> Result<()> {
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    fleet.git.commit_files(
+        &[
+            ("bye/settings.yaml", &cm("settings", &[])),
+            (
+                "bye/farewell.yaml",
+                &job(
+                    "farewell",
+                    &[(HOOK, "PostDelete"), (DELETE_POLICY, "HookSucceeded")],
+                ),
+            ),
+        ],
+        "post-delete",
+    )?;
+    fleet
+        .apply(&auto_synced_app(
+            &fleet,
+            "bye",
+            "bye",
+            "cluster-001",
+            &["resources-finalizer.argocd.argoproj.io"],
+        ))
+        .await?;
+    let a = wait_synced_healthy(&fleet, "bye").await?;
+    let finalizers = a.metadata.finalizers.clone().unwrap_or_default();
+    ensure!(
+        finalizers
+            .iter()
+            .any(|f| f == "post-delete-finalizer.argocd.argoproj.io")
+            && finalizers
+                .iter()
+                .any(|f| f == "post-delete-finalizer.argocd.argoproj.io/cleanup"),
+        "{finalizers:?}"
+    );
+    // The PostDelete hook is not part of the sync.
+    ensure!(
+        live(
+            &fleet,
+            "cluster-001",
+            "batch/v1",
+            "Job",
+            Some("bye"),
+            "farewell"
+        )
+        .await?
+        .is_none()
+    );
+    let apps: Api<Application> = Api::namespaced(fleet.control().clone(), NS);
+    apps.delete("bye", &DeleteParams::default()).await?;
+    flotilla_tests::eventually("app gone", Duration::from_secs(60), || async {
+        Ok(apps.get_opt("bye").await?.is_none().then_some(()))
+    })
+    .await?;
+    let w = writes(&fleet, "cluster-001")?;
+    let at = |verb: &str, res: &str, name: &str| {
+        w.iter()
+            .position(|x| x.1 == verb && x.2 == res && x.3 == name)
+    };
+    let cm_deleted = at("delete", "configmaps", "settings").context("settings deleted")?;
+    let hook_created = at("patch", "jobs", "farewell").context("farewell created")?;
+    let hook_deleted =
+        at("delete", "jobs", "farewell").context("farewell deleted (HookSucceeded)")?;
+    ensure!(
+        cm_deleted < hook_created && hook_created < hook_deleted,
+        "{w:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_reconcile_leaves_an_application_alone() -> Result<()> {
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    fleet
+        .git
+        .commit_files(&[("skip/settings.yaml", &cm("settings", &[]))], "skip")?;
+    let yaml = auto_synced_app(&fleet, "skip", "skip", "cluster-002", &[]).replace(
+        "metadata: {name: skip,",
+        "metadata: {annotations: {argocd.argoproj.io/skip-reconcile: \"true\"}, name: skip,",
+    );
+    fleet.apply(&yaml).await?;
+    // A sibling without the annotation syncs, so the controller is demonstrably at work.
+    fleet
+        .apply(&auto_synced_app(
+            &fleet,
+            "sibling",
+            "skip",
+            "cluster-002",
+            &[],
+        ))
+        .await?;
+    wait_synced_healthy(&fleet, "sibling").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = app(&fleet, "skip").await?;
+    ensure!(a.status.is_none(), "no status written: {:?}", a.status);
+    ensure!(
+        live(
+            &fleet,
+            "cluster-002",
+            "v1",
+            "ConfigMap",
+            Some("skip"),
+            "settings"
+        )
+        .await?
+        .is_none()
+    );
+    Ok(())
+}
