@@ -9,7 +9,8 @@ with --strict), like helm's.
 
 Supports what flotilla-repo-server passes: template CHART --name-template NAME [--namespace NS]
 [--values FILE]... [--set K=V]... [--set-string K=V]... [--set-file K=PATH]...
-[--include-crds] [--skip-crds]. Output is what `helm template` prints: YAML documents, each
+[--include-crds] [--skip-crds] [--kube-version V] [--api-versions GV]...
+Output is what `helm template` prints: YAML documents, each
 after a `# Source:` comment, CRDs from the chart's crds/ first when --include-crds.
 """
 
@@ -87,6 +88,10 @@ def parse_args(args, extra_flags=()):
             namespace = next(it, "default")
         elif a == "--name-template":
             flags.add(("name", next(it, "")))
+        elif a == "--kube-version":
+            flags.add(("kube", next(it, "")))
+        elif a == "--api-versions":
+            flags.add(("api", next(it, "")))
         elif a in ("--values", "-f"):
             path = next(it, "")
             try:
@@ -155,10 +160,24 @@ def template(args):
         name, chart_dir = positional
     else:
         die("template needs [NAME] CHART (or CHART --name-template NAME)")
+    kube = [f[1] for f in flags if isinstance(f, tuple) and f[0] == "kube"]
+    apis = sorted(f[1] for f in flags if isinstance(f, tuple) and f[0] == "api")
     try:
         chart = Chart.load(chart_dir)
-        rendered = chart.render(values, name=name, namespace=namespace,
-                                is_install=True)
+        if kube or apis:
+            # Helm's .Capabilities from --kube-version / --api-versions (the engine's options).
+            import json
+            from helm_python.chart import _native
+            opts = {"name": name, "namespace": namespace, "is_install": True}
+            if kube:
+                opts["kube_version"] = kube[0]
+            if apis:
+                opts["api_versions"] = apis
+            rendered = json.loads(_native.call_string(
+                "helm_render", chart._raw(), json.dumps(values), json.dumps(opts)))
+        else:
+            rendered = chart.render(values, name=name, namespace=namespace,
+                                    is_install=True)
     except Exception as e:  # the engine's errors carry Helm's message
         die(str(e))
     out = []

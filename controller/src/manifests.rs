@@ -243,16 +243,34 @@ fn wire_helm(h: &Value) -> pb::HelmSource {
         skip_crds: h["skipCrds"].as_bool().unwrap_or(false),
         ignore_missing_value_files: h["ignoreMissingValueFiles"].as_bool().unwrap_or(false),
         pass_credentials: h["passCredentials"].as_bool().unwrap_or(false),
+        capabilities: None,
     }
 }
 
 /// The wire form of an Application source.
 pub fn wire_source(src: &ApplicationSource) -> pb::ApplicationSource {
+    wire_source_for(src, None)
+}
+
+/// The wire form of a source rendered for a destination with `caps` (Helm and plugin sources
+/// carry them; they are part of the render's cache key).
+pub fn wire_source_for(
+    src: &ApplicationSource,
+    caps: Option<&crate::live::Capabilities>,
+) -> pb::ApplicationSource {
+    let caps = caps.map(|c| pb::DestinationCapabilities {
+        kube_version: c.kube_version.clone(),
+        api_versions: c.api_versions.clone(),
+    });
     use pb::application_source::Kind;
-    let kind = if let Some(h) = &src.helm {
-        Some(Kind::Helm(wire_helm(h)))
+    let kind = if src.helm.is_some() || (src.chart.is_some() && src.plugin.is_none()) {
+        let mut helm = src.helm.as_ref().map(wire_helm).unwrap_or_default();
+        helm.capabilities = caps;
+        Some(Kind::Helm(helm))
     } else if let Some(p) = &src.plugin {
         Some(Kind::Plugin(pb::PluginSource {
+            capabilities: caps,
+            target_revision: src.target_revision.clone().unwrap_or_default(),
             name: p["name"].as_str().unwrap_or_default().to_string(),
             env: p["env"]
                 .as_array()

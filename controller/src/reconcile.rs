@@ -17,7 +17,7 @@ use crate::clusters::Cluster;
 use crate::context::{Context, DesiredMemo, Level, QueueEvents};
 use crate::hooks;
 use crate::live::{CacheError, ClusterCache};
-use crate::manifests::{ManifestError, wire_repo, wire_source};
+use crate::manifests::{ManifestError, wire_repo};
 use crate::metrics::{
     AppInfoLabels, AppReconcileLabels, AppSyncLabels, ReconcileLabels, SyncLabels,
 };
@@ -227,6 +227,35 @@ fn validate(
     errs
 }
 
+/// The destination's capabilities when a source renders with Helm or a plugin (they see the
+/// cluster's version and API versions); `None` otherwise or when discovery fails (logged).
+async fn capabilities_for(
+    ctx: &Arc<Context>,
+    app: &Application,
+    cluster: &Cluster,
+) -> Option<Arc<crate::live::Capabilities>> {
+    let needs = sources(app)
+        .iter()
+        .any(|s| s.helm.is_some() || s.plugin.is_some() || s.chart.is_some());
+    if !needs {
+        return None;
+    }
+    let events: Arc<dyn crate::live::CacheEvents> = Arc::new(QueueEvents {
+        ctx: Arc::downgrade(ctx),
+    });
+    let cache = ctx
+        .caches
+        .get_or_create(cluster, &ctx.control, events, &ctx.cache_metrics)
+        .ok()?;
+    match cache.capabilities().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(cluster = %cluster.name, error = %e, "discovery for Helm capabilities failed");
+            None
+        }
+    }
+}
+
 /// The app's project name (for other modules).
 pub fn project_of(app: &Application) -> &str {
     project_name(app)
@@ -239,7 +268,7 @@ pub(crate) async fn desired_for(
     key: &AppKey,
     level: Level,
 ) -> Result<DesiredMemo, ManifestError> {
-    desired(ctx, app, key, level, None, None).await
+    desired(ctx, app, key, level, None, None, None).await
 }
 
 /// The normalized hooks of `objects` (for deletion-time hooks).
@@ -432,6 +461,7 @@ async fn desired(
     level: Level,
     revision_override: Option<&str>,
     fresh_after: Option<Instant>,
+    caps: Option<&crate::live::Capabilities>,
 ) -> Result<DesiredMemo, ManifestError> {
     let fp = fingerprint(app);
     if level == Level::Compare
@@ -451,7 +481,7 @@ async fn desired(
             .map(str::to_string)
             .or_else(|| src.target_revision.clone())
             .unwrap_or_default();
-        let wire = wire_source(&src);
+        let wire = crate::manifests::wire_source_for(&src, caps);
         let commit = ctx
             .manifests
             .resolve(repo.clone(), &wire, &revision, fresh_after)
@@ -761,6 +791,7 @@ pub async fn reconcile(
         None
     };
     let pinned = pinned_revision(&app, running.as_ref(), op.as_ref());
+    let caps = capabilities_for(ctx, &app, &cluster).await;
     let desired = match desired(
         ctx,
         &app,
@@ -768,6 +799,7 @@ pub async fn reconcile(
         desired_level,
         pinned.as_deref(),
         fresh_after,
+        caps.as_deref(),
     )
     .await
     {

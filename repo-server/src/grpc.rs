@@ -115,10 +115,31 @@ pub fn source_spec(src: &pb::ApplicationSource, app_name: &str, namespace: &str)
             skip_crds: h.skip_crds,
             ignore_missing_value_files: h.ignore_missing_value_files,
             pass_credentials: h.pass_credentials,
+            kube_version: h
+                .capabilities
+                .as_ref()
+                .map(|c| c.kube_version.clone())
+                .unwrap_or_default(),
+            api_versions: h
+                .capabilities
+                .as_ref()
+                .map(|c| c.api_versions.clone())
+                .unwrap_or_default(),
         }),
         Some(Kind::Plugin(p)) => SourceKind::Plugin(PluginOptions {
             name: p.name.clone(),
             env: sorted(&p.env),
+            kube_version: p
+                .capabilities
+                .as_ref()
+                .map(|c| c.kube_version.clone())
+                .unwrap_or_default(),
+            api_versions: p
+                .capabilities
+                .as_ref()
+                .map(|c| c.api_versions.clone())
+                .unwrap_or_default(),
+            target_revision: p.target_revision.clone(),
         }),
         Some(Kind::Kustomize(k)) => SourceKind::Kustomize(KustomizeOptions {
             name_prefix: k.name_prefix.clone(),

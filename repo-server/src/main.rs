@@ -62,8 +62,9 @@ struct Args {
     #[arg(long, env = "FLOTILLA_HELM")]
     helm: Option<PathBuf>,
     /// A config-management plugin, NAME=COMMAND (repeatable; the command runs with sh -c in
-    /// the source directory and prints manifests).
-    #[arg(long = "plugin", env = "FLOTILLA_REPO_PLUGINS", value_delimiter = ';')]
+    /// the source directory and prints manifests; it may contain `;`). Several plugins in
+    /// FLOTILLA_REPO_PLUGINS are separated by newlines.
+    #[arg(long = "plugin", env = "FLOTILLA_REPO_PLUGINS", value_delimiter = '\n')]
     plugins: Vec<flotilla_repo_server::render::plugin::PluginConfig>,
     /// This replica's name in render locks (default: POD_NAME, then the host name).
     #[arg(long, env = "FLOTILLA_IDENTITY")]

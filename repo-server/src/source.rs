@@ -47,6 +47,9 @@ pub struct HelmOptions {
     pub ignore_missing_value_files: bool,
     /// Send credentials to chart archives on other origins (`helm.passCredentials`).
     pub pass_credentials: bool,
+    /// The destination's version and API versions (`--kube-version`, `--api-versions`).
+    pub kube_version: String,
+    pub api_versions: Vec<String>,
 }
 
 /// `spec.source.plugin`.
@@ -55,6 +58,10 @@ pub struct PluginOptions {
     pub name: String,
     /// Sorted; passed to the command as `ARGOCD_ENV_<name>`.
     pub env: Vec<(String, String)>,
+    /// `KUBE_VERSION`, `KUBE_API_VERSIONS`, `ARGOCD_APP_SOURCE_TARGET_REVISION`.
+    pub kube_version: String,
+    pub api_versions: Vec<String>,
+    pub target_revision: String,
 }
 
 /// Which renderer a source uses. `Auto` detects it the way Argo CD does (a kustomization file
@@ -152,10 +159,20 @@ impl SourceSpec {
                     "0"
                 });
                 field(if o.pass_credentials { "1" } else { "0" });
+                field(&o.kube_version);
+                for v in &o.api_versions {
+                    field(v);
+                }
             }
             SourceKind::Plugin(o) => {
                 field("plugin");
                 field(&o.name);
+                field(&o.kube_version);
+                field(&o.target_revision);
+                for v in &o.api_versions {
+                    field("api");
+                    field(v);
+                }
                 for (n, v) in &o.env {
                     field(n);
                     field(v);

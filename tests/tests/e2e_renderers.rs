@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 const CHART: &str = "apiVersion: v2\nname: web\nversion: 1.0.0\n";
 const VALUES: &str = "color: blue\nreplicas: 1\n";
-const TEMPLATE: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\n  namespace: {{ .Release.Namespace }}\ndata:\n  color: {{ .Values.color | quote }}\n  replicas: {{ .Values.replicas | quote }}\n  extra: {{ .Values.extra | default \"none\" | quote }}\n  chart: {{ .Chart.Version | quote }}\n";
+const TEMPLATE: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\n  namespace: {{ .Release.Namespace }}\ndata:\n  color: {{ .Values.color | quote }}\n  replicas: {{ .Values.replicas | quote }}\n  extra: {{ .Values.extra | default \"none\" | quote }}\n  chart: {{ .Chart.Version | quote }}\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n  deployments: {{ .Capabilities.APIVersions.Has \"apps/v1/Deployment\" | quote }}\n";
 
 fn require_helm() -> Result<()> {
     let found = std::env::var_os("FLOTILLA_HELM").is_some()
@@ -65,7 +65,9 @@ async fn helm_jsonnet_and_plugin_sources_sync() -> Result<()> {
     let fleet = Fleet::start(FleetConfig {
         repo_server_args: vec![
             "--plugin".into(),
-            "gen=printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: generated}\\ndata: {color: %s, app: %s}\\n' \"$ARGOCD_ENV_COLOR\" \"$ARGOCD_APP_NAME\"".into(),
+            // A command with `;` in it; the build environment includes the destination's
+            // version and API versions and the source's target revision.
+            "gen=D=$(echo \"$KUBE_API_VERSIONS\" | tr , '\\n' | grep -c '^apps/v1/Deployment$'); printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: generated}\\ndata: {color: %s, app: %s, kube: \"%s\", target: %s, deploy: \"%s\"}\\n' \"$ARGOCD_ENV_COLOR\" \"$ARGOCD_APP_NAME\" \"$KUBE_VERSION\" \"$ARGOCD_APP_SOURCE_TARGET_REVISION\" \"$D\"".into(),
         ],
         ..Default::default()
     })
@@ -133,6 +135,11 @@ async fn helm_jsonnet_and_plugin_sources_sync() -> Result<()> {
         d["color"] == "green" && d["replicas"] == "3" && d["extra"] == "from-values-object",
         "values file, parameter and valuesObject applied: {d}"
     );
+    // Helm saw the destination cluster (--kube-version, --api-versions from its discovery).
+    ensure!(
+        d["kube"] == "v1.32.0" && d["deployments"] == "true",
+        "capabilities: {d}"
+    );
     let a = app_named(&fleet, "helm-git").await?;
     ensure!(a.status.and_then(|s| s.source_type).as_deref() == Some("Helm"));
 
@@ -152,6 +159,10 @@ async fn helm_jsonnet_and_plugin_sources_sync() -> Result<()> {
     ensure!(d["env"] == "prod" && d["tier"] == "web", "{d}");
     let d = data(&fleet, "plugin", "generated").await?;
     ensure!(d["color"] == "red" && d["app"] == "plugin", "{d}");
+    ensure!(
+        d["kube"] == "1.32.0" && d["target"] == "main" && d["deploy"] == "1",
+        "KUBE_VERSION, ARGOCD_APP_SOURCE_TARGET_REVISION, KUBE_API_VERSIONS: {d}"
+    );
 
     // A chart version that does not exist is a clear condition.
     fleet

@@ -72,7 +72,21 @@ pub struct ClusterCache {
     probe: Mutex<Option<JoinHandle<()>>>,
     events: Arc<dyn CacheEvents>,
     metrics: CacheMetrics,
+    /// The cluster's version and API versions (for Helm and plugins), with when they were read.
+    capabilities: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Capabilities>)>>,
 }
+
+/// What a cluster serves, as Helm's `.Capabilities` and Argo CD's plugins see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `v1.30.2` (pre-release and build metadata removed).
+    pub kube_version: String,
+    /// Every `group/version` and `group/version/Kind` (core: `v1`, `v1/Pod`), sorted.
+    pub api_versions: Vec<String>,
+}
+
+/// How long capabilities are reused before discovery runs again.
+const CAPABILITIES_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Drop for ClusterCache {
     fn drop(&mut self) {
@@ -122,7 +136,49 @@ impl ClusterCache {
             probe: Mutex::new(None),
             events,
             metrics,
+            capabilities: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// The cluster's capabilities (discovery, cached for 10 minutes).
+    pub async fn capabilities(&self) -> Result<Arc<Capabilities>, kube::Error> {
+        let mut slot = self.capabilities.lock().await;
+        if let Some((at, c)) = slot.as_ref()
+            && at.elapsed() < CAPABILITIES_TTL
+        {
+            return Ok(c.clone());
+        }
+        let info = self.client.apiserver_version().await?;
+        let core = info
+            .git_version
+            .trim_start_matches('v')
+            .split(['-', '+'])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let discovery = kube::discovery::Discovery::new(self.client.clone())
+            .run()
+            .await?;
+        let mut api = std::collections::BTreeSet::new();
+        for group in discovery.groups() {
+            for version in group.versions() {
+                let gv = if group.name().is_empty() {
+                    version.to_string()
+                } else {
+                    format!("{}/{version}", group.name())
+                };
+                for (ar, _) in group.versioned_resources(version) {
+                    api.insert(format!("{gv}/{}", ar.kind));
+                }
+                api.insert(gv);
+            }
+        }
+        let caps = Arc::new(Capabilities {
+            kube_version: format!("v{core}"),
+            api_versions: api.into_iter().collect(),
+        });
+        *slot = Some((std::time::Instant::now(), caps.clone()));
+        Ok(caps)
     }
 
     pub fn client(&self) -> &Client {

@@ -7,5 +7,5 @@ pub mod metrics;
 pub mod requests;
 pub mod store;
 
-pub use cache::{ApiInfo, CacheError, CacheEvents, ClusterCache};
+pub use cache::{ApiInfo, CacheError, CacheEvents, Capabilities, ClusterCache};
 pub use store::LiveStore;

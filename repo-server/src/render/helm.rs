@@ -71,6 +71,20 @@ pub fn template_args(
         args.push("--set-file".into());
         args.push(format!("{name}={}", path.display()));
     }
+    // The destination's capabilities, as Argo CD passes them (values checked: a version and
+    // group/version[/Kind] strings only, never anything that reads as a flag).
+    if !opts.kube_version.is_empty() && !opts.kube_version.starts_with('-') {
+        args.push("--kube-version".into());
+        args.push(opts.kube_version.clone());
+    }
+    for v in opts.api_versions.iter().filter(|v| {
+        !v.starts_with('-')
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '-'))
+    }) {
+        args.push("--api-versions".into());
+        args.push(v.clone());
+    }
     args
 }
 
@@ -226,6 +240,28 @@ mod tests {
         }
         assert_eq!(release_name("", "my-app").expect("app name"), "my-app");
         assert_eq!(release_name("web.v2", "x").expect("dots"), "web.v2");
+    }
+
+    #[test]
+    fn the_destinations_capabilities_become_helm_flags() {
+        let opts = HelmOptions {
+            kube_version: "v1.30.2".into(),
+            api_versions: vec!["v1".into(), "apps/v1/Deployment".into(), "--evil".into()],
+            ..Default::default()
+        };
+        let args = template_args("web", Path::new("/c"), "", &opts, &[], None, &[]);
+        let tail: Vec<&str> = args.iter().skip(5).map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            [
+                "--kube-version",
+                "v1.30.2",
+                "--api-versions",
+                "v1",
+                "--api-versions",
+                "apps/v1/Deployment"
+            ]
+        );
     }
 
     #[test]

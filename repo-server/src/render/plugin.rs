@@ -78,7 +78,10 @@ pub fn render(
         .env("ARGOCD_APP_NAMESPACE", env.namespace)
         .env("ARGOCD_APP_SOURCE_REPO_URL", env.repo_url)
         .env("ARGOCD_APP_SOURCE_PATH", env.path)
-        .env("ARGOCD_APP_REVISION", env.revision);
+        .env("ARGOCD_APP_REVISION", env.revision)
+        .env("ARGOCD_APP_SOURCE_TARGET_REVISION", &opts.target_revision)
+        .env("KUBE_VERSION", opts.kube_version.trim_start_matches('v'))
+        .env("KUBE_API_VERSIONS", opts.api_versions.join(","));
     for (k, v) in &opts.env {
         cmd.env(format!("ARGOCD_ENV_{k}"), v);
     }
