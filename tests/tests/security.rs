@@ -749,6 +749,7 @@ async fn renders_are_bounded_confined_and_leak_nothing() -> Result<()> {
         src.kind = Some(pb::application_source::Kind::Plugin(pb::PluginSource {
             name: "spin".into(),
             env: [("I".to_string(), i.to_string())].into(),
+            ..Default::default()
         }));
         let mut c = c.clone();
         let req = gen_req(&url, src, &commit);

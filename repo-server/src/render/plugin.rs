@@ -124,6 +124,7 @@ mod tests {
         let opts = PluginOptions {
             name: "cm".into(),
             env: vec![("SUFFIX".into(), "blue".into())],
+            ..Default::default()
         };
         let objs = render(
             &plugins,
