@@ -149,6 +149,45 @@ def lint(args):
     sys.exit(1 if failed else 0)
 
 
+def chart_dependencies(chart_dir):
+    try:
+        with open(os.path.join(chart_dir, "Chart.yaml"), encoding="utf-8") as f:
+            meta = yaml.safe_load(f) or {}
+    except OSError as e:
+        die(f"open Chart.yaml: {e.strerror}")
+    return meta.get("dependencies") or []
+
+
+def present(chart_dir, dep):
+    charts = os.path.join(chart_dir, "charts")
+    name, version = dep.get("name", ""), str(dep.get("version", ""))
+    return os.path.isdir(os.path.join(charts, name)) or os.path.isfile(
+        os.path.join(charts, f"{name}-{version}.tgz"))
+
+
+def dependency(args):
+    """`helm dependency build CHART`: file:// dependencies are copied into charts/; any
+    other repository needs the network, which this shim (like an offline helm) does not have."""
+    import shutil
+    if len(args) != 2 or args[0] != "build":
+        die("this shim supports: helm dependency build CHART")
+    chart_dir = args[1]
+    for dep in chart_dependencies(chart_dir):
+        if present(chart_dir, dep):
+            continue
+        repo = str(dep.get("repository", ""))
+        if not repo.startswith("file://"):
+            die(f"no cached repository for {repo} found. (try 'helm repo update'): "
+                f"dependency {dep.get('name')} cannot be fetched offline")
+        src = os.path.normpath(os.path.join(chart_dir, repo[len("file://"):]))
+        if not os.path.isfile(os.path.join(src, "Chart.yaml")):
+            die(f"directory {src} not found")
+        os.makedirs(os.path.join(chart_dir, "charts"), exist_ok=True)
+        shutil.copytree(src, os.path.join(chart_dir, "charts", dep.get("name", "")),
+                        symlinks=True)
+    print("Saving dependencies")
+
+
 def template(args):
     positional, values, namespace, flags = parse_args(
         args, ("--include-crds", "--skip-crds"))
@@ -160,6 +199,10 @@ def template(args):
         name, chart_dir = positional
     else:
         die("template needs [NAME] CHART (or CHART --name-template NAME)")
+    # As helm does: a dependency Chart.yaml declares must be in charts/.
+    for dep in chart_dependencies(chart_dir):
+        if not present(chart_dir, dep):
+            die(f"found in Chart.yaml, but missing in charts/ directory: {dep.get('name')}")
     kube = [f[1] for f in flags if isinstance(f, tuple) and f[0] == "kube"]
     apis = sorted(f[1] for f in flags if isinstance(f, tuple) and f[0] == "api")
     try:
@@ -211,7 +254,10 @@ def main():
     if args[0] == "lint":
         lint(args[1:])
         return
-    die(f"unsupported command {args[0]!r} (this shim supports: helm template, helm lint, helm version)")
+    if args[0] == "dependency":
+        dependency(args[1:])
+        return
+    die(f"unsupported command {args[0]!r} (this shim supports: helm template, helm lint, helm dependency build, helm version)")
 
 
 if __name__ == "__main__":

@@ -192,3 +192,72 @@ async fn helm_jsonnet_and_plugin_sources_sync() -> Result<()> {
 async fn app_named(fleet: &Fleet, name: &str) -> Result<flotilla_controller::types::Application> {
     flotilla_tests::e2e::app(fleet, name).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_dependencies_are_built_local_ones_offline_and_unreachable_ones_are_an_error()
+-> Result<()> {
+    require_helm()?;
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    let umbrella = "apiVersion: v2\nname: umbrella\nversion: 0.1.0\ndependencies:\n- name: web\n  version: 1.0.0\n  repository: file://../web\n";
+    let remote = "apiVersion: v2\nname: remote\nversion: 0.1.0\ndependencies:\n- name: redis\n  version: 19.0.0\n  repository: https://charts.invalid.example/\n";
+    let own = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-own\ndata: {k: v}\n";
+    fleet.git.commit_files(
+        &[
+            ("charts/web/Chart.yaml", CHART),
+            ("charts/web/values.yaml", VALUES),
+            ("charts/web/templates/cm.yaml", TEMPLATE),
+            ("charts/umbrella/Chart.yaml", umbrella),
+            ("charts/umbrella/templates/own.yaml", own),
+            ("charts/remote/Chart.yaml", remote),
+            ("charts/remote/templates/own.yaml", own),
+        ],
+        "charts with dependencies",
+    )?;
+    let git = fleet.git.url();
+    for (name, path) in [("umbrella", "charts/umbrella"), ("remote", "charts/remote")] {
+        fleet
+            .apply(&app(
+                name,
+                &format!(
+                    "    repoURL: {git}\n    targetRevision: main\n    path: {path}\n    helm: {{}}"
+                ),
+            ))
+            .await?;
+    }
+    wait_app(&fleet, "umbrella", Duration::from_secs(60), "Synced", |a| {
+        codes(a).0 == "Synced"
+    })
+    .await?;
+    // The chart's own object and its dependency's.
+    data(&fleet, "umbrella", "umbrella-own").await?;
+    let d = data(&fleet, "umbrella", "umbrella-settings").await?;
+    ensure!(d["color"] == "blue", "{d}");
+    // An unreachable dependency is a ComparisonError, never an empty (green) render.
+    let a = wait_app(
+        &fleet,
+        "remote",
+        Duration::from_secs(60),
+        "ComparisonError",
+        |a| {
+            conditions(a)
+                .iter()
+                .any(|(t, m)| t == "ComparisonError" && m.contains("helm dependency build"))
+        },
+    )
+    .await?;
+    ensure!(codes(&a).0 != "Synced", "{:?}", codes(&a));
+    ensure!(
+        live(
+            &fleet,
+            "cluster-001",
+            "v1",
+            "ConfigMap",
+            Some("remote"),
+            "remote-own"
+        )
+        .await?
+        .is_none(),
+        "nothing applied from a partial chart"
+    );
+    Ok(())
+}

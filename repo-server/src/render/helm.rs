@@ -114,6 +114,73 @@ pub fn release_name<'a>(release_name: &'a str, app_name: &'a str) -> Result<&'a 
     Ok(name)
 }
 
+/// Whether `helm template` failed because the chart's dependencies are not in `charts/`.
+fn missing_dependency(stderr: &str) -> bool {
+    stderr.contains("found in Chart.yaml, but missing in charts/ directory")
+        || stderr.contains("found in requirements.yaml, but missing in charts")
+}
+
+/// One `helm dependency build` per chart directory at a time (renders of one commit share its
+/// tree); the second caller finds the dependencies built.
+static DEPENDENCY_LOCKS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<std::sync::Mutex<()>>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// `helm dependency build` in the chart directory. Local (`file://`) dependencies must stay
+/// inside the repository; remote ones need the Helm repository to be reachable, and when it is
+/// not the render fails with Helm's message (never an empty render).
+fn build_dependencies(
+    root: &Path,
+    chart_dir: &Path,
+    chart_path: &str,
+    timeout: std::time::Duration,
+    helm_cmd: &dyn Fn(&[String]) -> Command,
+) -> Result<(), RenderError> {
+    let meta: serde_json::Value = std::fs::read_to_string(chart_dir.join("Chart.yaml"))
+        .ok()
+        .and_then(|t| serde_yaml::from_str(&t).ok())
+        .unwrap_or_default();
+    for dep in meta["dependencies"].as_array().into_iter().flatten() {
+        let repo = dep["repository"].as_str().unwrap_or_default();
+        if let Some(rel) = repo.strip_prefix("file://") {
+            let target = chart_dir.join(rel);
+            if !stays_inside(root, &target) {
+                return Err(RenderError::PathEscapes {
+                    path: repo.to_string(),
+                });
+            }
+        }
+    }
+    let lock = DEPENDENCY_LOCKS
+        .lock()
+        .map(|mut m| m.entry(chart_dir.to_path_buf()).or_default().clone())
+        .map_err(|_| RenderError::Tool {
+            tool: "helm dependency build",
+            path: chart_path.to_string(),
+            message: "lock poisoned".into(),
+        })?;
+    let _held = lock.lock();
+    let args = vec![
+        "dependency".to_string(),
+        "build".to_string(),
+        chart_dir.display().to_string(),
+    ];
+    let out = super::exec::run(
+        &mut helm_cmd(&args),
+        timeout,
+        "helm dependency build",
+        chart_path,
+    )?;
+    if !out.success {
+        return Err(RenderError::Tool {
+            tool: "helm dependency build",
+            path: chart_path.to_string(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Render the chart at `chart_path` of the tree `root` (a checkout, or an unpacked chart with
 /// `chart_path` empty).
 pub fn render(
@@ -191,19 +258,23 @@ pub fn render(
         values_file.as_deref(),
         &file_params,
     );
-    let out = super::exec::run(
-        Command::new(helm)
-            .args(&args)
+    let helm_cmd = |args: &[String]| {
+        let mut c = Command::new(helm);
+        c.args(args)
             .current_dir(&chart_dir)
             // No helm configuration, cache or plugins from the repo-server's home.
             .env("HELM_CONFIG_HOME", scratch.path().join("config"))
             .env("HELM_CACHE_HOME", scratch.path().join("cache"))
             .env("HELM_DATA_HOME", scratch.path().join("data"))
-            .env("HELM_PLUGINS", scratch.path().join("plugins")),
-        timeout,
-        "helm template",
-        chart_path,
-    )?;
+            .env("HELM_PLUGINS", scratch.path().join("plugins"));
+        c
+    };
+    let mut out = super::exec::run(&mut helm_cmd(&args), timeout, "helm template", chart_path)?;
+    if !out.success && missing_dependency(&String::from_utf8_lossy(&out.stderr)) {
+        // As Argo CD does: build the chart's dependencies, then render again.
+        build_dependencies(root, &chart_dir, chart_path, timeout, &helm_cmd)?;
+        out = super::exec::run(&mut helm_cmd(&args), timeout, "helm template", chart_path)?;
+    }
     if !out.success {
         return Err(RenderError::Tool {
             tool: "helm template",
@@ -240,6 +311,31 @@ mod tests {
         }
         assert_eq!(release_name("", "my-app").expect("app name"), "my-app");
         assert_eq!(release_name("web.v2", "x").expect("dots"), "web.v2");
+    }
+
+    #[test]
+    fn a_local_dependency_outside_the_repository_is_refused_before_helm_runs() {
+        let root = tempfile::tempdir().expect("tmp");
+        let chart = root.path().join("chart");
+        std::fs::create_dir_all(&chart).expect("mkdir");
+        std::fs::write(
+            chart.join("Chart.yaml"),
+            "apiVersion: v2\nname: c\nversion: 0.1.0\ndependencies:\n- name: x\n  version: 1.0.0\n  repository: file://../../../etc\n",
+        )
+        .expect("write");
+        let never = |_: &[String]| -> Command { panic!("helm must not run") };
+        let err = build_dependencies(
+            root.path(),
+            &chart,
+            "chart",
+            std::time::Duration::from_secs(5),
+            &never,
+        )
+        .expect_err("refused");
+        assert!(matches!(err, RenderError::PathEscapes { .. }), "{err:?}");
+        assert!(missing_dependency(
+            "Error: found in Chart.yaml, but missing in charts/ directory: x"
+        ));
     }
 
     #[test]
