@@ -165,8 +165,8 @@ pub async fn finalize(
             .collect();
         if !missing.is_empty() {
             let exec = ExecOptions {
-                dry_run: false,
                 operation: "post-delete".into(),
+                ..Default::default()
             };
             if sync::run_wave(cache, &mut tasks, &missing, &exec, &permit)
                 .await

@@ -26,6 +26,9 @@ pub struct ExecOptions {
     pub dry_run: bool,
     /// This operation's identity for `HOOK_OPERATION_ANNOTATION`.
     pub operation: String,
+    /// In a dry run, the namespace `CreateNamespace` would create: objects in it cannot be
+    /// checked by the server (it does not exist yet) and count as applied.
+    pub dry_run_namespace: Option<String>,
 }
 
 /// A write could not be made because another replica owns the cluster now: stop, record
@@ -318,6 +321,20 @@ pub async fn run_wave(
                     t.live = Some(Arc::new(written));
                 }
                 done(t, "Synced", after_write, message);
+            }
+            Err(e)
+                if dry
+                    && opts.dry_run_namespace.as_deref() == Some(t.key.namespace.as_str())
+                    && api_message(&e)
+                        == format!("namespaces \"{}\" not found", t.key.namespace) =>
+            {
+                let m = format!(
+                    "{}/{} serverside-applied (dry run; namespace {} is created by the sync)",
+                    t.key.kind.to_lowercase(),
+                    t.key.name,
+                    t.key.namespace
+                );
+                done(t, "Synced", OpPhase::Succeeded, m);
             }
             Err(e) => {
                 note_connection_error(cache, &e);

@@ -247,9 +247,12 @@ pub async fn advance(env: &OpEnv<'_>, mut st: OperationState) -> Result<Advanced
         .unwrap_or_default();
     let fresh = results.is_empty();
     engine::hydrate(&mut tasks, &results);
+    let dry_run = st.operation.dry_run();
     let exec = ExecOptions {
-        dry_run: st.operation.dry_run(),
+        dry_run,
         operation: format!("{}/{}", st.started_at, st.retry_count),
+        dry_run_namespace: (dry_run && wants_namespace(&st, env.policy))
+            .then(|| env.dest_ns.to_string()),
     };
 
     if st.phase == Phase::Terminating {

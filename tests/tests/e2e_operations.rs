@@ -1003,3 +1003,138 @@ async fn skip_reconcile_leaves_an_application_alone() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selective_dry_run_replace_namespace_metadata_and_shared_resources() -> Result<()> {
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    fleet.git.commit_files(
+        &[
+            ("opts/a.yaml", &cm("a", &[])),
+            (
+                "opts/b.yaml",
+                &cm("b", &[("argocd.argoproj.io/sync-options", "Replace=true")]),
+            ),
+        ],
+        "options",
+    )?;
+    let policy = "  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n    managedNamespaceMetadata:\n      labels: {team: blue}\n      annotations: {owner: platform}\n";
+    fleet
+        .apply(&manual_app(
+            &fleet,
+            "opts",
+            "opts",
+            "cluster-002",
+            "opts",
+            policy,
+        ))
+        .await?;
+    // A dry run changes nothing and says so.
+    request_sync(
+        &fleet,
+        "opts",
+        json!({"sync": {"revision": "main", "dryRun": true}}),
+    )
+    .await?;
+    let op = wait_op(&fleet, "opts", 60, "dry run done", |o| {
+        o["phase"] == "Succeeded"
+    })
+    .await?;
+    let msgs: Vec<String> = op["syncResult"]["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    ensure!(
+        msgs.len() == 2 && msgs.iter().all(|m| m.contains("(dry run")),
+        "{msgs:?}"
+    );
+    ensure!(
+        live(&fleet, "cluster-002", "v1", "ConfigMap", Some("opts"), "a")
+            .await?
+            .is_none()
+    );
+    let a = app(&fleet, "opts").await?;
+    ensure!(
+        a.status
+            .and_then(|s| s.history)
+            .unwrap_or_default()
+            .is_empty(),
+        "no history for a dry run"
+    );
+    // A selective sync applies only what it names.
+    request_sync(
+        &fleet,
+        "opts",
+        json!({"sync": {"revision": "main", "resources": [{"kind": "ConfigMap", "name": "a"}]}}),
+    )
+    .await?;
+    wait_op(&fleet, "opts", 60, "selective done", |o| {
+        o["phase"] == "Succeeded" && o["operation"]["sync"]["resources"].is_array()
+    })
+    .await?;
+    ensure!(
+        live(&fleet, "cluster-002", "v1", "ConfigMap", Some("opts"), "a")
+            .await?
+            .is_some()
+    );
+    ensure!(
+        live(&fleet, "cluster-002", "v1", "ConfigMap", Some("opts"), "b")
+            .await?
+            .is_none()
+    );
+    let ns = live(&fleet, "cluster-002", "v1", "Namespace", None, "opts")
+        .await?
+        .context("namespace")?;
+    ensure!(
+        ns["metadata"]["labels"]["team"] == "blue"
+            && ns["metadata"]["annotations"]["owner"] == "platform",
+        "managedNamespaceMetadata: {ns}"
+    );
+    // A full sync; then b is written again with Replace=true (an update, not an apply).
+    request_sync(&fleet, "opts", json!({"sync": {"revision": "main"}})).await?;
+    wait_app(&fleet, "opts", Duration::from_secs(60), "synced", |a| {
+        a.operation.is_none() && codes(a).0 == "Synced"
+    })
+    .await?;
+    let w = writes(&fleet, "cluster-002")?;
+    ensure!(
+        w.iter().any(|x| x.1 == "create" && x.3 == "b"),
+        "Replace=true creates: {w:?}"
+    );
+    // Another app with FailOnSharedResource that would take over `a`: refused.
+    fleet
+        .apply(&manual_app(
+            &fleet,
+            "thief",
+            "opts",
+            "cluster-002",
+            "opts",
+            "  syncPolicy:\n    syncOptions: [FailOnSharedResource=true]\n",
+        ))
+        .await?;
+    let a = wait_app(&fleet, "thief", Duration::from_secs(30), "shared", |a| {
+        conditions(a)
+            .iter()
+            .any(|(t, _)| t == "SharedResourceWarning")
+    })
+    .await?;
+    ensure!(
+        conditions(&a)
+            .iter()
+            .any(|(_, m)| m
+                .contains("ConfigMap/a is part of applications argocd/thief and argocd/opts")),
+        "{:?}",
+        conditions(&a)
+    );
+    request_sync(&fleet, "thief", json!({"sync": {"revision": "main"}})).await?;
+    let op = wait_op(&fleet, "thief", 30, "refused", |o| o["phase"] == "Failed").await?;
+    ensure!(
+        op["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Shared resource found"),
+        "{op}"
+    );
+    Ok(())
+}
