@@ -163,6 +163,10 @@ async fn hooks_and_waves_run_in_order_and_waves_wait_for_health() -> Result<()> 
                 ),
             ),
             ("waves/skipped.yaml", &cm("skipped", &[(HOOK, "Skip")])),
+            (
+                "waves/during.yaml",
+                &job("during-", &[(HOOK, "Sync"), (WAVE, "1")]),
+            ),
         ],
         "waves and hooks",
     )?;
@@ -212,8 +216,9 @@ async fn hooks_and_waves_run_in_order_and_waves_wait_for_health() -> Result<()> 
         at("configmaps", "after-web")?,
         at("jobs", "smoke")?,
     );
+    let during = at("jobs", "during-")?;
     ensure!(
-        migrate <= first && first <= web && web <= after && after <= smoke,
+        migrate <= first && first <= web && web <= during && during <= after && after <= smoke,
         "{w:?}"
     );
     // The pause between waves (100 ms here) separates wave 0 from wave 1 ...
@@ -253,6 +258,7 @@ async fn hooks_and_waves_run_in_order_and_waves_wait_for_health() -> Result<()> 
         hook_types
             == [
                 ("PreSync".to_string(), "Succeeded".to_string()),
+                ("Sync".into(), "Succeeded".into()),
                 ("PostSync".into(), "Succeeded".into())
             ],
         "{results:?}"
@@ -269,7 +275,7 @@ async fn hooks_and_waves_run_in_order_and_waves_wait_for_health() -> Result<()> 
     ensure!(
         !names
             .iter()
-            .any(|n| n.starts_with("migrate") || n == "smoke"),
+            .any(|n| n.starts_with("migrate") || n.starts_with("during") || n == "smoke"),
         "{names:?}"
     );
     ensure!(
