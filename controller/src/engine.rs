@@ -187,6 +187,11 @@ pub fn refresh(tasks: &mut [Task]) {
             }
             TaskKind::Apply if multi => {
                 let Some(live) = t.live.as_deref() else {
+                    t.state.hook_phase = Some(OpPhase::Failed);
+                    t.state.message = format!(
+                        "Resource {} is missing, it might have been deleted",
+                        t.display()
+                    );
                     continue;
                 };
                 if !health::has_check(&t.key.group, &t.key.kind) {
@@ -468,6 +473,28 @@ mod tests {
                 last: true
             }
         );
+    }
+
+    #[test]
+    fn an_applied_resource_that_vanished_fails_the_wave() {
+        let mut tasks = vec![
+            task(TaskKind::Apply, "db", SyncPhase::Sync, 0),
+            task(TaskKind::Apply, "web", SyncPhase::Sync, 1),
+        ];
+        applied(&mut tasks[0], deployment(false));
+        tasks[0].live = None;
+        refresh(&mut tasks);
+        assert_eq!(
+            tasks[0].state.message,
+            "Resource apps/Deployment/db is missing, it might have been deleted"
+        );
+        assert!(matches!(
+            step(&tasks),
+            Step::Finish {
+                phase: OpPhase::Failed,
+                ..
+            }
+        ));
     }
 
     #[test]

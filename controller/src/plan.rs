@@ -360,8 +360,8 @@ pub struct SyncRequest {
     pub prune: bool,
     /// `ApplyOutOfSyncOnly=true`: skip resources already Synced.
     pub out_of_sync_only: bool,
-    /// A selective sync: only these (group, kind, name); empty = all.
-    pub only: Vec<(String, String, String)>,
+    /// A selective sync: only these (group, kind, name, namespace when given); empty = all.
+    pub only: Vec<(String, String, String, Option<String>)>,
     /// Selective syncs and the apply strategy (rollback) run no hooks.
     pub skip_hooks: bool,
     /// `PruneLast=true`: prunes after every other task of the Sync phase.
@@ -374,6 +374,10 @@ pub struct SyncRequest {
     pub skip_validation: bool,
     /// `PrunePropagationPolicy`: foreground (default), background or orphan.
     pub prune_propagation: String,
+    /// Resources this operation already recorded results for (status by key): they stay
+    /// tasks whatever the comparison says now (an applied resource is Synced, a pruned one
+    /// terminating), so their progress is kept.
+    pub recorded: BTreeMap<ResourceKey, String>,
     /// The revision and start (unix seconds) of the operation, for `generateName` hooks.
     pub revision: String,
     pub started_unix: i64,
@@ -381,10 +385,14 @@ pub struct SyncRequest {
 
 fn selected(req: &SyncRequest, key: &ResourceKey) -> bool {
     req.only.is_empty()
-        || req
-            .only
-            .iter()
-            .any(|(g, k, n)| *g == key.group && *k == key.kind && *n == key.name)
+        || req.only.iter().any(|(g, k, n, ns)| {
+            *g == key.group
+                && *k == key.kind
+                && *n == key.name
+                && ns
+                    .as_ref()
+                    .is_none_or(|ns| ns.is_empty() || *ns == key.namespace)
+        })
 }
 
 /// A resource's sync options from its annotation, over the request's.
@@ -416,7 +424,10 @@ pub fn build_tasks(
     let mut tasks = Vec::new();
     for r in cmp.resources.iter().filter(|r| selected(req, &r.key)) {
         if let Some(d) = &r.desired {
-            if req.out_of_sync_only && r.sync == SyncCode::Synced {
+            if req.out_of_sync_only
+                && r.sync == SyncCode::Synced
+                && !req.recorded.contains_key(&r.key)
+            {
                 continue;
             }
             tasks.push(Task {
@@ -463,6 +474,31 @@ pub fn build_tasks(
                 };
             }
             tasks.push(t);
+        }
+    }
+    // Objects this operation pruned that are still terminating (left out of the comparison):
+    // their prune task stays, so the sync waits for their deletion.
+    for (k, status) in &req.recorded {
+        if status == "Pruned" && !tasks.iter().any(|t| t.key == *k) {
+            let live_obj = live.get(k).cloned();
+            tasks.push(Task {
+                key: k.clone(),
+                api_version: live_obj
+                    .as_deref()
+                    .and_then(|l| l.get("apiVersion"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                phase: SyncPhase::Sync,
+                wave: live_obj.as_deref().map(wave).unwrap_or(0),
+                kind: TaskKind::Prune,
+                object: None,
+                options: task_options(live_obj.as_deref(), req),
+                live: live_obj,
+                hook_type: None,
+                delete_policies: Default::default(),
+                state: TaskState::default(),
+            });
         }
     }
     if !req.skip_hooks {
@@ -794,7 +830,7 @@ mod tests {
             &[hook],
             &BTreeMap::new(),
             &SyncRequest {
-                only: vec![("".into(), "ConfigMap".into(), "a".into())],
+                only: vec![("".into(), "ConfigMap".into(), "a".into(), None)],
                 skip_hooks: true,
                 ..Default::default()
             },
@@ -838,6 +874,46 @@ mod tests {
         assert_eq!(c.resources[0].sync, SyncCode::OutOfSync);
         assert_eq!(c.sync, SyncCode::Synced);
         assert_eq!(compare_option_errors("IgnoreExtraneous, Bogus").len(), 1);
+    }
+
+    #[test]
+    fn recorded_tasks_survive_the_comparison_moving_on() {
+        let a = mk("ConfigMap", "v1", "a", json!({}));
+        let mut going = mk("ConfigMap", "v1", "going", json!({}));
+        going["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        let live = live_of(&[a.clone(), going]);
+        // `a` is Synced now (applied by this operation) and `going` terminating (pruned by it).
+        let c = compare(std::slice::from_ref(&a), &live, FIELD_MANAGER);
+        let key = |n: &str| ResourceKey {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            namespace: "dev".into(),
+            name: n.into(),
+        };
+        let req = SyncRequest {
+            out_of_sync_only: true,
+            prune: true,
+            recorded: [
+                (key("a"), "Synced".to_string()),
+                (key("going"), "Pruned".to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let tasks = build_tasks(&c, &[], &live, &req);
+        assert_eq!(order(&tasks), ["Sync:ConfigMap:a", "Sync:ConfigMap:going"]);
+        assert!(tasks[1].live.is_some() && tasks[1].kind == TaskKind::Prune);
+        // Selective syncs match the namespace when one is given.
+        let other_ns = SyncRequest {
+            only: vec![(
+                "".into(),
+                "ConfigMap".into(),
+                "a".into(),
+                Some("prod".into()),
+            )],
+            ..Default::default()
+        };
+        assert!(build_tasks(&c, &[], &live, &other_ns).is_empty());
     }
 
     #[test]

@@ -810,10 +810,14 @@ pub async fn reconcile(
                 COMPARISON_ERROR.to_string(),
                 format!("failed to load target state: {e}"),
             )];
-            outcome.operation_state =
-                fail_pending(format!("ComparisonError: failed to load target state: {e}"));
+            // A running operation waits for the render; a new one fails now.
+            if running.is_none() {
+                outcome.operation_state =
+                    fail_pending(format!("ComparisonError: failed to load target state: {e}"));
+            }
             w.status(&outcome).await?;
-            w.acknowledge(app.operation.is_some(), ack_refresh).await?;
+            w.acknowledge(app.operation.is_some() && running.is_none(), ack_refresh)
+                .await?;
             return Ok(Next::Backoff);
         }
     };
@@ -878,6 +882,15 @@ pub async fn reconcile(
     let mut next = chosen.next.unwrap_or(Next::Periodic);
     let mut ack_operation = app.operation.is_some() && chosen.state.is_none();
     if let Some(st) = chosen.state {
+        if !resumed {
+            let started = Outcome {
+                comparison: Some(&cmp),
+                operation_state: Some(st.clone()),
+                conditions: conditions.clone(),
+                ..outcome.clone()
+            };
+            w.status(&started).await?;
+        }
         let env = syncop::OpEnv {
             cache: &cache,
             key,

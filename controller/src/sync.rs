@@ -129,10 +129,11 @@ async fn write(
             field_manager: Some(FIELD_MANAGER.into()),
         };
         match t.live.as_deref() {
-            Some(live) if t.options.force => {
-                api.delete(&t.key.name, &DeleteParams::foreground()).await?;
+            Some(_) if t.options.force && !dry_run => {
+                // Delete and create again; while the old object is still going (finalizers),
+                // the create answers 409 and the task stays pending for the next pass.
+                api.delete(&t.key.name, &DeleteParams::background()).await?;
                 cache.observe_deleted(&t.key);
-                let _ = live;
                 let o = api.create(&pp, &obj).await?;
                 (o, format!("{kind}/{} replaced{dry}", t.key.name))
             }
@@ -294,6 +295,7 @@ pub async fn run_wave(
                 }
                 if t.delete_policies
                     .contains(&DeletePolicy::BeforeHookCreation)
+                    && !dry
                 {
                     let _permit = permit().ok_or(HandedOver)?;
                     if let Err(e) = delete(cache, &t.api_version, &t.key, "foreground", dry).await {
@@ -321,6 +323,12 @@ pub async fn run_wave(
                     t.live = Some(Arc::new(written));
                 }
                 done(t, "Synced", after_write, message);
+            }
+            Err(kube::Error::Api(s))
+                if s.code == 409 && t.options.replace && t.options.force && !dry =>
+            {
+                // Deleted, not gone yet: created on a later pass.
+                tracing::debug!(resource = %t.key, "waiting for the replaced object to go");
             }
             Err(e)
                 if dry

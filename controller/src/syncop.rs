@@ -150,7 +150,14 @@ fn request(env: &OpEnv<'_>, st: &OperationState) -> SyncRequest {
             .resources
             .iter()
             .flatten()
-            .map(|r| (r.group.clone(), r.kind.clone(), r.name.clone()))
+            .map(|r| {
+                (
+                    r.group.clone(),
+                    r.kind.clone(),
+                    r.name.clone(),
+                    r.namespace.clone(),
+                )
+            })
             .collect(),
         skip_hooks: op.selective() || op.apply_strategy(),
         prune_last: is("PruneLast", "true"),
@@ -159,6 +166,23 @@ fn request(env: &OpEnv<'_>, st: &OperationState) -> SyncRequest {
         force: strategy_force || is("Force", "true"),
         skip_validation: is("Validate", "false"),
         prune_propagation: value("PrunePropagationPolicy").unwrap_or_default(),
+        recorded: st
+            .sync_result
+            .iter()
+            .flat_map(|r| r.resources.iter())
+            .filter(|r| r.sync_phase.is_empty() || r.sync_phase == "Sync")
+            .map(|r| {
+                (
+                    ResourceKey {
+                        group: r.group.clone(),
+                        kind: r.kind.clone(),
+                        namespace: r.namespace.clone(),
+                        name: r.name.clone(),
+                    },
+                    r.status.clone(),
+                )
+            })
+            .collect(),
         revision: st.revision().unwrap_or_default().to_string(),
         started_unix: parse_time(&st.started_at)
             .map(|t| t.as_second())

@@ -127,6 +127,15 @@ impl Tracking {
 
     /// The app Argo CD's marks on `obj` name as its owner, under the configured method.
     fn argo_owner(&self, obj: &Value) -> Option<AppKey> {
+        // Argo CD manages only objects without owner references: a Pod inheriting the
+        // instance label from its Deployment's template is not the app's.
+        if obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|r| !r.is_empty())
+        {
+            return None;
+        }
         let ann = |k: &str| {
             obj.pointer("/metadata/annotations")
                 .and_then(|a| a.get(k))
@@ -450,6 +459,11 @@ mod tests {
             owner_with(&argo(Method::Label), &labelled),
             Some(AppKey::new("team-a", "web"))
         );
+        // A Pod that inherited the label from its Deployment's template is not the app's.
+        let mut owned_pod = labelled.clone();
+        owned_pod["metadata"]["ownerReferences"] =
+            json!([{"kind": "ReplicaSet", "name": "x", "uid": "u"}]);
+        assert_eq!(owner_with(&argo(Method::Label), &owned_pod), None);
         let mut installed = argo(Method::Annotation);
         installed.installation_id = Some("prod".into());
         assert_eq!(owner_with(&installed, &argo_annotated), None);

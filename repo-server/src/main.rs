@@ -63,8 +63,8 @@ struct Args {
     helm: Option<PathBuf>,
     /// A config-management plugin, NAME=COMMAND (repeatable; the command runs with sh -c in
     /// the source directory and prints manifests; it may contain `;` and newlines). The
-    /// environment variable FLOTILLA_REPO_PLUGINS takes a JSON list of such strings.
-    #[arg(long = "plugin")]
+    /// environment variable holds one plugin; give several with the flag.
+    #[arg(long = "plugin", env = "FLOTILLA_REPO_PLUGINS")]
     plugins: Vec<flotilla_repo_server::render::plugin::PluginConfig>,
     /// This replica's name in render locks (default: POD_NAME, then the host name).
     #[arg(long, env = "FLOTILLA_IDENTITY")]
@@ -117,26 +117,6 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, default_value = "text", env = "FLOTILLA_LOG_FORMAT")]
     log_format: LogFormat,
-}
-
-/// `--plugin` flags, else the JSON list in FLOTILLA_REPO_PLUGINS.
-fn plugins(
-    flags: Vec<flotilla_repo_server::render::plugin::PluginConfig>,
-) -> anyhow::Result<Vec<flotilla_repo_server::render::plugin::PluginConfig>> {
-    if !flags.is_empty() {
-        return Ok(flags);
-    }
-    let Ok(json) = std::env::var("FLOTILLA_REPO_PLUGINS") else {
-        return Ok(Vec::new());
-    };
-    let list: Vec<String> = serde_json::from_str(&json).map_err(|e| {
-        anyhow::anyhow!(
-            "FLOTILLA_REPO_PLUGINS must be a JSON list of \"NAME=COMMAND\" strings: {e}"
-        )
-    })?;
-    list.iter()
-        .map(|p| p.parse().map_err(anyhow::Error::msg))
-        .collect()
 }
 
 #[tokio::main]
@@ -207,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
         redis_url: args.redis_url.filter(|u| !u.is_empty()),
         cache_ttl: Duration::from_secs(args.cache_ttl_hours.max(1) * 3600),
         helm: args.helm,
-        plugins: plugins(args.plugins)?,
+        plugins: args.plugins,
         identity: args
             .identity
             .or_else(|| std::env::var("POD_NAME").ok())
