@@ -40,6 +40,17 @@ fn has(app: &Application, finalizer: &str) -> bool {
         .any(|f| f == finalizer)
 }
 
+/// The app's finalizers but `finalizer`.
+fn without(app: &Application, finalizer: &str) -> Vec<String> {
+    app.metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != finalizer)
+        .cloned()
+        .collect()
+}
+
 async fn set_finalizers(
     ctx: &Context,
     app: &Application,
@@ -186,15 +197,7 @@ pub async fn finalize(
         }) {
             return Ok(Some(Next::After(Duration::from_secs(1))));
         }
-        let rest: Vec<String> = app
-            .metadata
-            .finalizers
-            .iter()
-            .flatten()
-            .filter(|f| *f != POST_DELETE_FINALIZER)
-            .cloned()
-            .collect();
-        set_finalizers(ctx, app, key, rest).await?;
+        set_finalizers(ctx, app, key, without(app, POST_DELETE_FINALIZER)).await?;
         return Ok(Some(Next::After(Duration::ZERO)));
     }
     // Cleanup: by the worst hook health, delete the hooks whose policy asks for it.
@@ -220,15 +223,7 @@ pub async fn finalize(
         }
         return Ok(Some(Next::After(Duration::from_secs(1))));
     }
-    let rest: Vec<String> = app
-        .metadata
-        .finalizers
-        .iter()
-        .flatten()
-        .filter(|f| *f != POST_DELETE_CLEANUP_FINALIZER)
-        .cloned()
-        .collect();
-    set_finalizers(ctx, app, key, rest).await?;
+    set_finalizers(ctx, app, key, without(app, POST_DELETE_CLEANUP_FINALIZER)).await?;
     Ok(Some(Next::After(Duration::ZERO)))
 }
 

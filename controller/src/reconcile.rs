@@ -240,13 +240,7 @@ async fn capabilities_for(
     if !needs {
         return None;
     }
-    let events: Arc<dyn crate::live::CacheEvents> = Arc::new(QueueEvents {
-        ctx: Arc::downgrade(ctx),
-    });
-    let cache = ctx
-        .caches
-        .get_or_create(cluster, &ctx.control, events, &ctx.cache_metrics)
-        .ok()?;
+    let cache = cache_for(ctx, cluster).ok()?;
     match cache.capabilities().await {
         Ok(c) => Some(c),
         Err(e) => {
@@ -254,6 +248,19 @@ async fn capabilities_for(
             None
         }
     }
+}
+
+/// The cluster's live cache (created on first use), its events feeding the work queue.
+fn cache_for(ctx: &Arc<Context>, cluster: &Cluster) -> Result<Arc<ClusterCache>, ReconcileError> {
+    let events: Arc<dyn crate::live::CacheEvents> = Arc::new(QueueEvents {
+        ctx: Arc::downgrade(ctx),
+    });
+    ctx.caches
+        .get_or_create(cluster, &ctx.control, events, &ctx.cache_metrics)
+        .map_err(|message| ReconcileError::Cache {
+            server: cluster.server.clone(),
+            message,
+        })
 }
 
 /// The app's project name (for other modules).
@@ -993,16 +1000,7 @@ async fn live_state(
     cluster: &Cluster,
     desired: &DesiredMemo,
 ) -> Result<Result<(Arc<ClusterCache>, Normalized), CacheError>, ReconcileError> {
-    let events: Arc<dyn crate::live::CacheEvents> = Arc::new(QueueEvents {
-        ctx: Arc::downgrade(ctx),
-    });
-    let cache = ctx
-        .caches
-        .get_or_create(cluster, &ctx.control, events, &ctx.cache_metrics)
-        .map_err(|message| ReconcileError::Cache {
-            server: cluster.server.clone(),
-            message,
-        })?;
+    let cache = cache_for(ctx, cluster)?;
     let ready = async {
         cache.reachability()?;
         let normalized = normalize(
@@ -1355,16 +1353,7 @@ async fn finalize(
         // The resources are gone: the PostDelete hooks' turn (when the app has them).
         match cluster {
             Some(cluster) => {
-                let events: Arc<dyn crate::live::CacheEvents> = Arc::new(QueueEvents {
-                    ctx: Arc::downgrade(ctx),
-                });
-                let cache = ctx
-                    .caches
-                    .get_or_create(cluster, &ctx.control, events, &ctx.cache_metrics)
-                    .map_err(|message| ReconcileError::Cache {
-                        server: cluster.server.clone(),
-                        message,
-                    })?;
+                let cache = cache_for(ctx, cluster)?;
                 let hooks = crate::postdelete::render_hooks(ctx, app, key, cluster, &cache).await;
                 if let Some(next) =
                     crate::postdelete::finalize(ctx, app, key, cluster, &cache, hooks).await?
@@ -1436,16 +1425,7 @@ async fn finalize(
         w.status(&outcome).await?;
         return Ok(Next::Backoff);
     }
-    let events: Arc<dyn crate::live::CacheEvents> = Arc::new(QueueEvents {
-        ctx: Arc::downgrade(ctx),
-    });
-    let cache = ctx
-        .caches
-        .get_or_create(cluster, &ctx.control, events, &ctx.cache_metrics)
-        .map_err(|message| ReconcileError::Cache {
-            server: cluster.server.clone(),
-            message,
-        })?;
+    let cache = cache_for(ctx, cluster)?;
     let kinds = kinds_of(&[], app.status.as_ref());
     if let Err(e) = cache
         .ensure_watched(&kinds, ctx.cfg.cache_sync_timeout)
