@@ -12,6 +12,7 @@ pub mod engine;
 pub mod events;
 pub mod health;
 pub mod hooks;
+pub mod ignore;
 pub mod live;
 pub mod manifests;
 pub mod metrics;

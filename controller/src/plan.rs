@@ -172,6 +172,16 @@ pub fn compare(
     live: &BTreeMap<ResourceKey, Arc<Value>>,
     manager: &str,
 ) -> Comparison {
+    compare_with(desired, live, manager, &[])
+}
+
+/// `compare`, leaving out the fields `ignoreDifferences` names.
+pub fn compare_with(
+    desired: &[Value],
+    live: &BTreeMap<ResourceKey, Arc<Value>>,
+    manager: &str,
+    ignore: &[crate::ignore::IgnoreRule],
+) -> Comparison {
     let mut warnings = Vec::new();
     let mut by_key: BTreeMap<ResourceKey, (String, Value)> = BTreeMap::new();
     let mut seen: BTreeMap<ResourceKey, usize> = BTreeMap::new();
@@ -213,7 +223,12 @@ pub fn compare(
         let live_obj = live.get(key).cloned();
         let state = match by_key.get(key) {
             Some((api_version, d)) => {
-                let differences = diff(d, live_obj.as_deref(), manager).differences;
+                let differences = if crate::ignore::applies(key, ignore) {
+                    let d = crate::ignore::overlay(d, live_obj.as_deref(), key, ignore);
+                    diff(&d, live_obj.as_deref(), manager).differences
+                } else {
+                    diff(d, live_obj.as_deref(), manager).differences
+                };
                 ResourceState {
                     key: key.clone(),
                     api_version: api_version.clone(),
@@ -374,6 +389,10 @@ pub struct SyncRequest {
     pub skip_validation: bool,
     /// `PrunePropagationPolicy`: foreground (default), background or orphan.
     pub prune_propagation: String,
+    /// `ignoreDifferences`, and `RespectIgnoreDifferences=true`: the fields it names are
+    /// applied with their live values once the resource exists (an HPA keeps `replicas`).
+    pub ignore: Vec<crate::ignore::IgnoreRule>,
+    pub respect_ignore_differences: bool,
     /// Resources this operation already recorded results for (status by key): they stay
     /// tasks whatever the comparison says now (an applied resource is Synced, a pruned one
     /// terminating), so their progress is kept.
@@ -430,13 +449,18 @@ pub fn build_tasks(
             {
                 continue;
             }
+            let object = if req.respect_ignore_differences {
+                crate::ignore::overlay(d, r.live.as_deref(), &r.key, &req.ignore)
+            } else {
+                d.clone()
+            };
             tasks.push(Task {
                 key: r.key.clone(),
                 api_version: r.api_version.clone(),
                 phase: SyncPhase::Sync,
                 wave: wave(d),
                 kind: TaskKind::Apply,
-                object: Some(d.clone()),
+                object: Some(object),
                 live: r.live.clone(),
                 hook_type: None,
                 delete_policies: Default::default(),

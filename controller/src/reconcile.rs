@@ -24,7 +24,7 @@ use crate::metrics::{
 use crate::operation::{
     AutoSync, InitiatedBy, Operation, OperationState, Phase, SyncOperation, decide_auto_sync,
 };
-use crate::plan::{Comparison, compare};
+use crate::plan::{Comparison, compare_with};
 use crate::project;
 use crate::redact::redact_url;
 use crate::repos::RepoCredsIndex;
@@ -159,6 +159,10 @@ fn validate(
                 .into_iter()
                 .map(|f| format!("the project uses {f}, which Flotilla does not support: its Applications are not synced")),
         );
+    }
+    if let Err(e) = crate::ignore::parse(app.spec.ignore_differences.as_deref().unwrap_or_default())
+    {
+        errs.extend(e);
     }
     let srcs = sources(app);
     if srcs.is_empty() {
@@ -857,9 +861,10 @@ pub async fn reconcile(
         !crate::postdelete::post_delete_hooks(&normalized.hooks).is_empty(),
     )
     .await?;
+    let ignore = ignore_rules(&app);
     let live = cache.live_for(key);
     let mut cmp = tracing::info_span!("diff")
-        .in_scope(|| compare(&normalized.resources, &live, FIELD_MANAGER));
+        .in_scope(|| compare_with(&normalized.resources, &live, FIELD_MANAGER, &ignore));
     let shared = shared_resources(&cache, &normalized, key);
     let mut conditions = comparison_conditions(&normalized, &cmp, &shared);
 
@@ -912,6 +917,7 @@ pub async fn reconcile(
                 .as_ref()
                 .and_then(|p| p.managed_namespace_metadata.as_ref()),
             cfg: &ctx.cfg.operations,
+            ignore: &ignore,
             permit: &|| ctx.permit(&cluster.server),
         };
         let Some(ran) = run_operation(
@@ -934,12 +940,23 @@ pub async fn reconcile(
         ack_operation |= ran.completed && app.operation.is_some();
         if ran.wrote {
             // Our writes went through the cache: compare again for an up-to-date status.
-            cmp = compare(&normalized.resources, &cache.live_for(key), FIELD_MANAGER);
+            cmp = compare_with(
+                &normalized.resources,
+                &cache.live_for(key),
+                FIELD_MANAGER,
+                &ignore,
+            );
         }
     }
     outcome.conditions = conditions;
     finish(&w, &outcome, &cmp, ack_operation, ack_refresh).await?;
     Ok(next)
+}
+
+/// The app's `ignoreDifferences` rules (refused ones are reported by `validate`).
+fn ignore_rules(app: &Application) -> Vec<crate::ignore::IgnoreRule> {
+    crate::ignore::parse(app.spec.ignore_differences.as_deref().unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// The source an operation asks to sync instead of the spec's (a rollback).

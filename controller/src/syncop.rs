@@ -52,6 +52,8 @@ pub struct OpEnv<'a> {
     pub policy: Option<&'a SyncPolicy>,
     pub dest_ns: &'a str,
     pub managed_namespace_metadata: Option<&'a Value>,
+    /// The app's `ignoreDifferences`.
+    pub ignore: &'a [crate::ignore::IgnoreRule],
     pub cfg: &'a OpConfig,
     pub permit: &'a (dyn Fn() -> Option<Permit> + Send + Sync),
 }
@@ -161,6 +163,8 @@ fn request(env: &OpEnv<'_>, st: &OperationState) -> SyncRequest {
             .collect(),
         skip_hooks: op.selective() || op.apply_strategy(),
         prune_last: is("PruneLast", "true"),
+        ignore: env.ignore.to_vec(),
+        respect_ignore_differences: is("RespectIgnoreDifferences", "true"),
         no_prune: is("Prune", "false"),
         replace: is("Replace", "true"),
         force: strategy_force || is("Force", "true"),

@@ -1144,3 +1144,86 @@ async fn selective_dry_run_replace_namespace_metadata_and_shared_resources() -> 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_differences_do_not_fight_an_autoscaler_or_a_mutating_webhook() -> Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    let dep = |label: &str| {
+        deployment("web", &[]).replace(
+            "  name: web\n",
+            &format!("  name: web\n  labels: {{rev: {label}}}\n"),
+        )
+    };
+    fleet
+        .git
+        .commit_files(&[("scaled/web.yaml", &dep("one"))], "scaled")?;
+    let spec = format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: scaled, namespace: {NS}}}\nspec:\n  project: default\n  source: {{repoURL: {url}, targetRevision: main, path: scaled}}\n  destination: {{name: cluster-001, namespace: scaled}}\n  ignoreDifferences:\n  - group: apps\n    kind: Deployment\n    jsonPointers: [/spec/replicas]\n    jqPathExpressions: ['.spec.template.spec.containers[] | select(.name == \"web\").image']\n  syncPolicy:\n    automated: {{prune: true, selfHeal: true}}\n    syncOptions: [CreateNamespace=true, RespectIgnoreDifferences=true]\n",
+        url = fleet.git.url()
+    );
+    fleet.apply(&spec).await?;
+    wait_synced_healthy(&fleet, "scaled").await?;
+    let deploys: Api<Deployment> = Api::namespaced(fleet.cluster("cluster-001").await?, "scaled");
+    // An autoscaler scales through /scale; a webhook rewrites the image.
+    deploys
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await?;
+    deploys
+        .patch(
+            "web",
+            &PatchParams::apply("mutator").force(),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.28"}]}}}})),
+        )
+        .await?;
+    refresh(&fleet, "scaled").await?;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let a = app(&fleet, "scaled").await?;
+    ensure!(
+        codes(&a).0 == "Synced",
+        "ignored fields are no drift: {:?}",
+        codes(&a)
+    );
+    let d = deploys.get("web").await?;
+    let image = |d: &Deployment| {
+        d.spec
+            .template
+            .spec
+            .as_ref()
+            .map(|p| p.containers[0].image.clone().unwrap_or_default())
+    };
+    ensure!(d.spec.replicas == Some(5), "selfHeal left replicas alone");
+    ensure!(image(&d).as_deref() == Some("nginx:1.28"), "and the image");
+    // A new commit is synced; with RespectIgnoreDifferences the ignored fields are not written.
+    fleet
+        .git
+        .commit_files(&[("scaled/web.yaml", &dep("two"))], "label")?;
+    refresh(&fleet, "scaled").await?;
+    flotilla_tests::eventually("new label live", Duration::from_secs(60), || async {
+        let d = deploys.get("web").await?;
+        Ok((d
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("rev"))
+            .map(String::as_str)
+            == Some("two"))
+        .then_some(d))
+    })
+    .await?;
+    let d = deploys.get("web").await?;
+    ensure!(
+        d.spec.replicas == Some(5),
+        "the sync kept the autoscaler's replicas"
+    );
+    ensure!(
+        image(&d).as_deref() == Some("nginx:1.28"),
+        "and the webhook's image"
+    );
+    Ok(())
+}

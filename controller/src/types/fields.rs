@@ -105,6 +105,18 @@ const SPEC: &[(&str, Node)] = &[
         ]),
     ),
     ("revisionHistoryLimit", Leaf),
+    (
+        "ignoreDifferences",
+        List(&[
+            ("group", Leaf),
+            ("kind", Leaf),
+            ("name", Leaf),
+            ("namespace", Leaf),
+            ("jsonPointers", Leaf),
+            ("jqPathExpressions", Leaf),
+            ("managedFieldsManagers", Leaf),
+        ]),
+    ),
     ("info", List(NAME_VALUE)),
 ];
 
@@ -140,9 +152,6 @@ pub fn unsupported(spec: &Value) -> Vec<String> {
 
 /// Why a field is refused, for the condition.
 pub fn refusal(path: &str) -> String {
-    if path == "spec.ignoreDifferences" {
-        return "spec.ignoreDifferences is not supported yet: the differences it names would be reported and synced".into();
-    }
     format!(
         "{path} is an Argo CD field Flotilla does not support; remove it or the app is not synced"
     )
@@ -161,13 +170,13 @@ mod tests {
             "source": {"repoURL": "r", "path": "p", "helm": {"valueFiles": ["a"], "parameters": [{"name": "a", "value": "b"}]},
                        "kustomize": {"patches": [], "namePrefix": "x-"}},
             "syncPolicy": {"automated": {"prune": true}, "retry": {"limit": 2, "backoff": {"duration": "5s"}}},
-            "ignoreDifferences": [{"kind": "Deployment"}],
+            "ignoreDifferences": [{"kind": "Deployment", "jsonPointers": ["/spec/replicas"], "jqPathExpression": ".x"}],
             "sources": [{"repoURL": "r", "helm": {"kubeVersion": "1.30"}}],
         });
         assert_eq!(
             unsupported(&spec),
             [
-                "spec.ignoreDifferences",
+                "spec.ignoreDifferences[0].jqPathExpression",
                 "spec.source.kustomize.patches",
                 "spec.sources[0].helm.kubeVersion"
             ]

@@ -1,0 +1,303 @@
+//! `spec.ignoreDifferences`: fields the comparison takes from the live object for the resources
+//! a rule names (group, kind, optionally name and namespace), by RFC 6901 `jsonPointers` and
+//! `jqPathExpressions` (paths found with jaq, jq's language in Rust). Pure.
+
+use serde_json::Value;
+
+use crate::tracking::ResourceKey;
+
+/// One rule of `ignoreDifferences`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IgnoreRule {
+    pub group: String,
+    pub kind: String,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub json_pointers: Vec<String>,
+    pub jq: Vec<String>,
+}
+
+fn strings(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Parse `spec.ignoreDifferences`; errors name each bad rule (a missing kind, a pointer that
+/// is not RFC 6901, a jq expression that does not compile, `managedFieldsManagers`).
+pub fn parse(list: &[Value]) -> Result<Vec<IgnoreRule>, Vec<String>> {
+    let mut rules = Vec::new();
+    let mut errs = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let at = format!("spec.ignoreDifferences[{i}]");
+        let Some(kind) = v
+            .get("kind")
+            .and_then(Value::as_str)
+            .filter(|k| !k.is_empty())
+        else {
+            errs.push(format!("{at}.kind is required"));
+            continue;
+        };
+        if v.get("managedFieldsManagers").is_some_and(|m| !m.is_null()) {
+            errs.push(format!(
+                "{at}.managedFieldsManagers is not supported yet; name the fields with jsonPointers or jqPathExpressions"
+            ));
+        }
+        let rule = IgnoreRule {
+            group: v
+                .get("group")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            kind: kind.to_string(),
+            name: v.get("name").and_then(Value::as_str).map(str::to_string),
+            namespace: v
+                .get("namespace")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            json_pointers: strings(v, "jsonPointers"),
+            jq: strings(v, "jqPathExpressions"),
+        };
+        for p in &rule.json_pointers {
+            if !p.is_empty() && !p.starts_with('/') {
+                errs.push(format!(
+                    "{at}.jsonPointers: {p:?} is not a JSON pointer (RFC 6901)"
+                ));
+            }
+        }
+        // Only a syntax error is the rule's fault; a path missing from one object is not.
+        for e in &rule.jq {
+            if let Err(m) = delete_jq(&Value::Object(Default::default()), e)
+                && m.ends_with(INVALID)
+            {
+                errs.push(format!("{at}.jqPathExpressions: {m}"));
+            }
+        }
+        rules.push(rule);
+    }
+    if errs.is_empty() {
+        Ok(rules)
+    } else {
+        Err(errs)
+    }
+}
+
+impl IgnoreRule {
+    /// Whether the rule names `key` (`*` matches any group or kind).
+    pub fn matches(&self, key: &ResourceKey) -> bool {
+        (self.group == "*" || self.group == key.group)
+            && (self.kind == "*" || self.kind == key.kind)
+            && self
+                .name
+                .as_ref()
+                .is_none_or(|n| n.is_empty() || *n == key.name)
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|n| n.is_empty() || *n == key.namespace)
+    }
+}
+
+const INVALID: &str = "is not a valid jq path expression";
+
+/// `del(<expression>)` on `obj`, with jaq (jq's language and standard library).
+fn delete_jq(obj: &Value, expression: &str) -> Result<Value, String> {
+    run_jq(obj, expression, &format!("del({expression})"))
+}
+
+/// The paths `expression` selects in `obj` (`[path(<expression>)]`).
+fn jq_paths(obj: &Value, expression: &str) -> Result<Vec<Vec<Value>>, String> {
+    let v = run_jq(obj, expression, &format!("[path({expression})]"))?;
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
+fn run_jq(obj: &Value, expression: &str, code: &str) -> Result<Value, String> {
+    use jaq_core::load::{Arena, File, Loader};
+    use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
+    use jaq_json::Val;
+    let defs = jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs());
+    let funs = jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs());
+    let loader = Loader::new(defs);
+    let arena = Arena::default();
+    let modules = loader
+        .load(&arena, File { code, path: () })
+        .map_err(|_| format!("{expression:?} {INVALID}"))?;
+    let filter = Compiler::default()
+        .with_funs(funs)
+        .compile(modules)
+        .map_err(|_| format!("{expression:?} {INVALID}"))?;
+    let bytes = serde_json::to_vec(obj).map_err(|e| e.to_string())?;
+    let input = jaq_json::read::parse_single(&bytes).map_err(|e| format!("{e:?}"))?;
+    let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, Vars::new([]));
+    let out = filter
+        .id
+        .run((ctx, input))
+        .map(unwrap_valr)
+        .next()
+        .ok_or_else(|| format!("{expression:?} produced no value"))?
+        .map_err(|e| format!("{expression:?}: {e:?}"))?;
+    serde_json::from_str(&out.to_string()).map_err(|e| e.to_string())
+}
+
+/// The value at a jq path (keys and indices), if any.
+fn get_path<'a>(v: &'a Value, path: &[Value]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |cur, p| match p {
+        Value::String(k) => cur.get(k),
+        Value::Number(n) => cur.get(n.as_u64()? as usize),
+        _ => None,
+    })
+}
+
+/// Set (or, with `None`, remove) the value at a jq path that exists up to its parent.
+fn set_path(v: &mut Value, path: &[Value], value: Option<Value>) {
+    let Some((last, parent)) = path.split_last() else {
+        return;
+    };
+    let mut cur = v;
+    for p in parent {
+        let next = match p {
+            Value::String(k) => cur.get_mut(k.as_str()),
+            Value::Number(n) => n.as_u64().and_then(|i| cur.get_mut(i as usize)),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return;
+        };
+        cur = next;
+    }
+    match (cur, last, value) {
+        (Value::Object(m), Value::String(k), Some(x)) => {
+            m.insert(k.clone(), x);
+        }
+        (Value::Object(m), Value::String(k), None) => {
+            m.remove(k);
+        }
+        (Value::Array(a), Value::Number(n), Some(x)) => {
+            if let Some(slot) = n.as_u64().and_then(|i| a.get_mut(i as usize)) {
+                *slot = x;
+            }
+        }
+        _ => {}
+    }
+}
+
+fn pointer_path(pointer: &str) -> Vec<Value> {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|t| {
+            let t = t.replace("~1", "/").replace("~0", "~");
+            match t.parse::<u64>() {
+                Ok(i) => Value::from(i),
+                Err(_) => Value::String(t),
+            }
+        })
+        .collect()
+}
+
+/// `desired` with the fields the rules naming `key` ignore taken from `live` (removed where
+/// live has none): what Argo CD compares, and with `RespectIgnoreDifferences` applies, so
+/// those fields are never drift and never reverted.
+pub fn overlay(
+    desired: &Value,
+    live: Option<&Value>,
+    key: &ResourceKey,
+    rules: &[IgnoreRule],
+) -> Value {
+    let mut out = desired.clone();
+    let Some(live) = live else {
+        return out;
+    };
+    for r in rules.iter().filter(|r| r.matches(key)) {
+        let mut paths: Vec<Vec<Value>> = r.json_pointers.iter().map(|p| pointer_path(p)).collect();
+        for e in &r.jq {
+            for source in [&out, live] {
+                if let Ok(ps) = jq_paths(source, e) {
+                    paths.extend(ps);
+                }
+            }
+        }
+        for p in paths {
+            set_path(&mut out, &p, get_path(live, &p).cloned());
+        }
+    }
+    out
+}
+
+/// Whether any rule names `key`.
+pub fn applies(key: &ResourceKey, rules: &[IgnoreRule]) -> bool {
+    rules.iter().any(|r| r.matches(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key() -> ResourceKey {
+        ResourceKey {
+            group: "apps".into(),
+            kind: "Deployment".into(),
+            namespace: "web".into(),
+            name: "web".into(),
+        }
+    }
+
+    #[test]
+    fn ignored_fields_missing_live_are_removed_for_the_named_resources_only() {
+        let rules = parse(&[json!({"group": "apps", "kind": "Deployment",
+            "jsonPointers": ["/spec/replicas", "/metadata/annotations/a~1b"],
+            "jqPathExpressions": [".spec.template.spec.containers[] | select(.name == \"web\").image"]})])
+        .expect("parses");
+        let obj = json!({"metadata": {"annotations": {"a/b": "x", "keep": "y"}},
+            "spec": {"replicas": 3, "template": {"spec": {"containers": [
+                {"name": "web", "image": "nginx:1"}, {"name": "side", "image": "envoy"}]}}}});
+        let s = overlay(&obj, Some(&json!({})), &key(), &rules);
+        assert_eq!(
+            s,
+            json!({"metadata": {"annotations": {"keep": "y"}},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "web"}, {"name": "side", "image": "envoy"}]}}}})
+        );
+        // Another kind is untouched.
+        let mut other = key();
+        other.kind = "StatefulSet".into();
+        assert_eq!(overlay(&obj, Some(&json!({})), &other, &rules), obj);
+    }
+
+    #[test]
+    fn overlay_takes_the_ignored_fields_from_live() {
+        let rules = parse(&[json!({"group": "apps", "kind": "Deployment",
+            "jsonPointers": ["/spec/replicas"],
+            "jqPathExpressions": [".spec.template.spec.containers[] | select(.name == \"web\").image"]})])
+        .expect("parses");
+        let desired = json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
+            {"name": "web", "image": "nginx:1"}]}}}});
+        let live = json!({"spec": {"replicas": 5, "template": {"spec": {"containers": [
+            {"name": "web", "image": "nginx:2", "imagePullPolicy": "IfNotPresent"}]}}}});
+        assert_eq!(
+            overlay(&desired, Some(&live), &key(), &rules),
+            json!({"spec": {"replicas": 5, "template": {"spec": {"containers": [
+                {"name": "web", "image": "nginx:2"}]}}}})
+        );
+    }
+
+    #[test]
+    fn bad_rules_are_named() {
+        let errs = parse(&[
+            json!({"group": "apps"}),
+            json!({"kind": "Deployment", "jsonPointers": ["spec.replicas"]}),
+            json!({"kind": "Deployment", "jqPathExpressions": [".spec.["]}),
+            json!({"kind": "Deployment", "managedFieldsManagers": ["kube-controller-manager"]}),
+        ])
+        .expect_err("refused");
+        assert_eq!(errs.len(), 4, "{errs:?}");
+    }
+}
