@@ -114,10 +114,23 @@ fn jq_paths(obj: &Value, expression: &str) -> Result<Vec<Vec<Value>>, String> {
     serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
-fn run_jq(obj: &Value, expression: &str, code: &str) -> Result<Value, String> {
+/// A compiled jq program.
+type JqFilter = jaq_core::Filter<jaq_core::data::JustLut<jaq_json::Val>>;
+
+/// Compiled programs by source, per worker thread (jaq's values are not `Send`): a rule is
+/// compiled once, not on every comparison. Bounded: cleared when it grows past 512.
+const COMPILED_MAX: usize = 512;
+thread_local! {
+    static COMPILED: std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<JqFilter>>> =
+        Default::default();
+}
+
+fn compile_jq(expression: &str, code: &str) -> Result<std::rc::Rc<JqFilter>, String> {
+    use jaq_core::Compiler;
     use jaq_core::load::{Arena, File, Loader};
-    use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
-    use jaq_json::Val;
+    if let Some(f) = COMPILED.with(|c| c.borrow().get(code).cloned()) {
+        return Ok(f);
+    }
     let defs = jaq_core::defs()
         .chain(jaq_std::defs())
         .chain(jaq_json::defs());
@@ -133,6 +146,21 @@ fn run_jq(obj: &Value, expression: &str, code: &str) -> Result<Value, String> {
         .with_funs(funs)
         .compile(modules)
         .map_err(|_| format!("{expression:?} {INVALID}"))?;
+    let filter = std::rc::Rc::new(filter);
+    COMPILED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= COMPILED_MAX {
+            c.clear();
+        }
+        c.insert(code.to_string(), filter.clone());
+    });
+    Ok(filter)
+}
+
+fn run_jq(obj: &Value, expression: &str, code: &str) -> Result<Value, String> {
+    use jaq_core::{Ctx, Vars, data, unwrap_valr};
+    use jaq_json::Val;
+    let filter = compile_jq(expression, code)?;
     let bytes = serde_json::to_vec(obj).map_err(|e| e.to_string())?;
     let input = jaq_json::read::parse_single(&bytes).map_err(|e| format!("{e:?}"))?;
     let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, Vars::new([]));
