@@ -238,7 +238,7 @@ pub async fn render_hooks(
     let project = ctx
         .project(&key.namespace, crate::reconcile::project_of(app))
         .ok_or("the project is gone")?;
-    let desired = crate::reconcile::desired_for(ctx, app, key, Level::Refresh)
+    let desired = crate::reconcile::desired_for(ctx, app, key, Level::Compare)
         .await
         .map_err(|e| e.to_string())?;
     let n = crate::reconcile::normalize_for(cache, &project, app, key, cluster, &desired.objects)

@@ -563,6 +563,16 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     async fn status(&self, outcome: &Outcome<'_>) -> Result<(), ReconcileError> {
+        self.write_status(outcome, true).await
+    }
+
+    /// Write the status; `announce` emits the sync/health transition Events (the early write
+    /// that records a new operation does not, so the final write announces them once).
+    async fn write_status(
+        &self,
+        outcome: &Outcome<'_>,
+        announce: bool,
+    ) -> Result<(), ReconcileError> {
         let prev = self.app.status.as_ref();
         let st = status::build(prev, outcome, jiff::Timestamp::now());
         if let (Some(s), Some(h)) = (&st.sync, &st.health) {
@@ -587,6 +597,7 @@ impl Writer<'_> {
         let old_sync = was(|p| p.sync.as_ref().map(|s| s.status.clone()));
         let old_health = was(|p| p.health.as_ref().map(|h| h.status.clone()));
         if let Some(new) = st.sync.as_ref().map(|s| &s.status)
+            && announce
             && *new != old_sync
         {
             self.ctx.events.emit(
@@ -597,6 +608,7 @@ impl Writer<'_> {
             );
         }
         if let Some(new) = st.health.as_ref().map(|h| &h.status)
+            && announce
             && *new != old_health
         {
             self.ctx.events.emit(
@@ -901,7 +913,7 @@ pub async fn reconcile(
                 conditions: conditions.clone(),
                 ..outcome.clone()
             };
-            w.status(&started).await?;
+            w.write_status(&started, false).await?;
         }
         let env = syncop::OpEnv {
             cache: &cache,

@@ -58,7 +58,16 @@ async fn api_for(
     api_version: &str,
     kind: &str,
     namespace: &str,
-) -> Result<kube::Api<kube::api::DynamicObject>, String> {
+) -> Result<kube::Api<kube::api::DynamicObject>, kube::Error> {
+    // Discovery problems reach the task's result as the API server's NotFound would.
+    let not_found = |message: String| {
+        kube::Error::Api(Box::new(kube::core::Status {
+            message,
+            code: 404,
+            reason: "NotFound".into(),
+            ..Default::default()
+        }))
+    };
     let info = match cache.api_info(api_version, kind).await {
         Ok(i) => i,
         Err(CacheError::UnknownKind { .. }) => {
@@ -66,12 +75,12 @@ async fn api_for(
             cache.forget_kind(api_version, kind);
             cache.api_info(api_version, kind).await.map_err(|e| {
                 let (group, _) = crate::tracking::group_version(api_version);
-                format!(
+                not_found(format!(
                     "The Kubernetes API could not find {group}/{kind} for requested resource {namespace}. Make sure the \"{kind}\" CRD is installed on the destination cluster. ({e})"
-                )
+                ))
             })?
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(not_found(e.to_string())),
     };
     Ok(cache.api(&info, namespace))
 }
@@ -104,16 +113,7 @@ async fn write(
     object: &Value,
     dry_run: bool,
 ) -> Result<(Value, String), kube::Error> {
-    let api = api_for(cache, &t.api_version, &t.key.kind, &t.key.namespace)
-        .await
-        .map_err(|m| {
-            kube::Error::Api(Box::new(kube::core::Status {
-                message: m,
-                code: 404,
-                reason: "NotFound".into(),
-                ..Default::default()
-            }))
-        })?;
+    let api = api_for(cache, &t.api_version, &t.key.kind, &t.key.namespace).await?;
     let dry = if dry_run { " (dry run)" } else { "" };
     let kind = t.key.kind.to_lowercase();
     let validation = if t.options.skip_validation {
@@ -178,16 +178,7 @@ async fn delete(
     propagation: &str,
     dry_run: bool,
 ) -> Result<Option<Value>, kube::Error> {
-    let api = api_for(cache, api_version, &key.kind, &key.namespace)
-        .await
-        .map_err(|m| {
-            kube::Error::Api(Box::new(kube::core::Status {
-                message: m,
-                code: 404,
-                reason: "NotFound".into(),
-                ..Default::default()
-            }))
-        })?;
+    let api = api_for(cache, api_version, &key.kind, &key.namespace).await?;
     let params = DeleteParams {
         dry_run,
         propagation_policy: Some(match propagation.to_ascii_lowercase().as_str() {

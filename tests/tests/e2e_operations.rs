@@ -48,6 +48,8 @@ const HOOK: &str = "argocd.argoproj.io/hook";
 const DELETE_POLICY: &str = "argocd.argoproj.io/hook-delete-policy";
 const BEHAVIOR: &str = "kubesim.flotilla.dev/behavior";
 const READY_AFTER: &str = "kubesim.flotilla.dev/ready-after-ms";
+/// A manual app's sync policy that creates its namespace.
+const CREATE_NS: &str = "  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n";
 
 /// A manual app (no auto-sync) deploying `path` to `cluster`, namespace `ns`.
 fn manual_app(
@@ -177,7 +179,7 @@ async fn hooks_and_waves_run_in_order_and_waves_wait_for_health() -> Result<()> 
             "waves",
             "cluster-001",
             "waves",
-            "  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n",
+            CREATE_NS,
         ))
         .await?;
     wait_app(&fleet, "waves", Duration::from_secs(30), "compared", |a| {
@@ -350,7 +352,7 @@ async fn a_failed_hook_fails_the_sync_and_runs_the_sync_fail_hooks() -> Result<(
             "fail",
             "cluster-002",
             "fail",
-            "  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n",
+            CREATE_NS,
         ))
         .await?;
     request_sync(&fleet, "fail", json!({"sync": {"revision": "main"}})).await?;
@@ -489,14 +491,7 @@ async fn terminate_and_the_sync_timeout_stop_a_sync_stuck_in_a_wave() -> Result<
             dir,
         )?;
         fleet
-            .apply(&manual_app(
-                &fleet,
-                dir,
-                dir,
-                "cluster-002",
-                dir,
-                "  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n",
-            ))
+            .apply(&manual_app(&fleet, dir, dir, "cluster-002", dir, CREATE_NS))
             .await?;
         request_sync(&fleet, dir, json!({"sync": {"revision": "main"}})).await?;
     }
@@ -570,7 +565,7 @@ async fn a_hand_over_in_the_middle_of_a_multi_wave_sync_resumes_on_the_new_owner
             "handover",
             "cluster-001",
             "handover",
-            "  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n",
+            CREATE_NS,
         ))
         .await?;
     request_sync(&fleet, "handover", json!({"sync": {"revision": "main"}})).await?;
@@ -800,7 +795,7 @@ async fn rollback_syncs_a_history_entry_without_hooks() -> Result<()> {
             "roll",
             "cluster-002",
             "roll",
-            "  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n",
+            CREATE_NS,
         ))
         .await?;
     let sync_and_wait = |n: usize| {
