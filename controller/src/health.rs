@@ -34,29 +34,29 @@ pub struct Health {
     pub message: String,
 }
 
-fn h(code: HealthCode, message: impl Into<String>) -> Health {
+pub(crate) fn h(code: HealthCode, message: impl Into<String>) -> Health {
     Health {
         code,
         message: message.into(),
     }
 }
 
-fn int(obj: &Value, pointer: &str) -> Option<i64> {
+pub(crate) fn int(obj: &Value, pointer: &str) -> Option<i64> {
     obj.pointer(pointer).and_then(Value::as_i64)
 }
 
-fn str_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
+pub(crate) fn str_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
     obj.pointer(pointer).and_then(Value::as_str)
 }
 
-fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
+pub(crate) fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
     obj.pointer("/status/conditions")
         .and_then(Value::as_array)?
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
 }
 
-fn condition_true(obj: &Value, type_: &str) -> bool {
+pub(crate) fn condition_true(obj: &Value, type_: &str) -> bool {
     condition(obj, type_)
         .and_then(|c| c.get("status"))
         .and_then(Value::as_str)
@@ -64,7 +64,7 @@ fn condition_true(obj: &Value, type_: &str) -> bool {
 }
 
 /// `generation` not yet observed by the workload's controller.
-fn not_observed(obj: &Value) -> bool {
+pub(crate) fn not_observed(obj: &Value) -> bool {
     let observed = int(obj, "/status/observedGeneration").unwrap_or(0);
     observed == 0 || int(obj, "/metadata/generation").unwrap_or(0) > observed
 }
@@ -98,7 +98,8 @@ pub fn assess(group: &str, kind: &str, live: Option<&Value>) -> Health {
         ("networking.k8s.io", "Ingress") => ingress(obj),
         ("", "PersistentVolumeClaim") => pvc(obj),
         ("batch", "Job") => job(obj),
-        _ => h(HealthCode::Healthy, ""),
+        _ => crate::health_kinds::check(group, kind, obj)
+            .unwrap_or_else(|| h(HealthCode::Healthy, "")),
     }
 }
 
