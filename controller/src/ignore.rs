@@ -86,10 +86,10 @@ pub fn parse(list: &[Value]) -> Result<Vec<IgnoreRule>, Vec<String>> {
 }
 
 impl IgnoreRule {
-    /// Whether the rule names `key` (`*` matches any group or kind).
+    /// Whether the rule names `key` (group and kind may be `*`/`?` wildcards).
     pub fn matches(&self, key: &ResourceKey) -> bool {
-        (self.group == "*" || self.group == key.group)
-            && (self.kind == "*" || self.kind == key.kind)
+        crate::settings::wildcard(&self.group, &key.group)
+            && crate::settings::wildcard(&self.kind, &key.kind)
             && self
                 .name
                 .as_ref()
