@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::health::{self, HealthCode};
+use crate::health::HealthCode;
 use crate::hooks::{DeletePolicy, HookType, SyncPhase};
 use crate::operation::{OpPhase, ResourceResult};
 use crate::tracking::ResourceKey;
@@ -161,10 +161,9 @@ fn hook_progress(t: &Task) -> (OpPhase, String) {
             ),
         );
     };
-    if !health::has_check(&t.key.group, &t.key.kind) {
+    let Some(h) = crate::settings::health(&t.key.group, &t.key.kind, live) else {
         return (OpPhase::Succeeded, format!("{} created", t.key.name));
-    }
-    let h = health::assess(&t.key.group, &t.key.kind, Some(live));
+    };
     match h.code {
         HealthCode::Healthy => (OpPhase::Succeeded, h.message),
         HealthCode::Progressing | HealthCode::Suspended => (OpPhase::Running, h.message),
@@ -194,11 +193,10 @@ pub fn refresh(tasks: &mut [Task]) {
                     );
                     continue;
                 };
-                if !health::has_check(&t.key.group, &t.key.kind) {
+                let Some(h) = crate::settings::health(&t.key.group, &t.key.kind, live) else {
                     t.state.hook_phase = Some(OpPhase::Succeeded);
                     continue;
-                }
-                let h = health::assess(&t.key.group, &t.key.kind, Some(live));
+                };
                 match h.code {
                     HealthCode::Healthy => t.state.hook_phase = Some(OpPhase::Succeeded),
                     HealthCode::Degraded => {

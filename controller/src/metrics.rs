@@ -75,6 +75,8 @@ pub struct ControllerMetrics {
     pub app_info: Family<AppInfoLabels, Gauge>,
     pub app_sync: Family<AppSyncLabels, Counter>,
     pub app_reconcile: Family<AppReconcileLabels, Histogram, fn() -> Histogram>,
+    pub settings_reloads: Counter,
+    pub settings_problems: Gauge,
 }
 
 impl Default for ControllerMetrics {
@@ -91,6 +93,8 @@ impl Default for ControllerMetrics {
             app_info: Family::default(),
             app_sync: Family::default(),
             app_reconcile: Family::new_with_constructor(reconcile_histogram),
+            settings_reloads: Counter::default(),
+            settings_problems: Gauge::default(),
         }
     }
 }
@@ -152,6 +156,16 @@ impl ControllerMetrics {
             "flotilla_app_reconcile",
             "Application reconciliation performance in seconds",
             m.app_reconcile.clone(),
+        );
+        registry.register(
+            "flotilla_settings_reloads",
+            "Changes of argocd-cm put in force without a restart",
+            m.settings_reloads.clone(),
+        );
+        registry.register(
+            "flotilla_settings_problems",
+            "argocd-cm keys refused in the settings in force (each is logged)",
+            m.settings_problems.clone(),
         );
         m
     }

@@ -238,7 +238,10 @@ pub fn compare_with(
                     } else {
                         SyncCode::OutOfSync
                     },
-                    health: Some(health::assess(&key.group, &key.kind, live_obj.as_deref())),
+                    health: match live_obj.as_deref() {
+                        Some(l) => crate::settings::health(&key.group, &key.kind, l),
+                        None => Some(health::assess(&key.group, &key.kind, None)),
+                    },
                     live: live_obj,
                     requires_pruning: false,
                     differences,

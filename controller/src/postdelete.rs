@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::clusters::Cluster;
 use crate::context::{Context, Level};
 use crate::engine::{Task, TaskKind, TaskState};
-use crate::health::{self, HealthCode};
+use crate::health::HealthCode;
 use crate::hooks::{self, DeletePolicy, HookType, Role, SyncPhase};
 use crate::reconcile::{Next, ReconcileError};
 use crate::sync::{self, ExecOptions};
@@ -166,9 +166,10 @@ pub async fn finalize(
     let ctx2 = ctx.clone();
     let permit = move || ctx2.permit(&server);
     let progress = |t: &Task| {
-        t.live
-            .as_deref()
-            .map(|l| health::assess(&t.key.group, &t.key.kind, Some(l)).code)
+        t.live.as_deref().map(|l| {
+            crate::settings::health(&t.key.group, &t.key.kind, l)
+                .map_or(HealthCode::Healthy, |h| h.code)
+        })
     };
     if run_stage {
         let missing: Vec<usize> = (0..tasks.len())

@@ -28,9 +28,10 @@ use crate::plan::{Comparison, compare_with};
 use crate::project;
 use crate::redact::redact_url;
 use crate::repos::RepoCredsIndex;
+use crate::settings::Settings;
 use crate::status::{
-    self, COMPARISON_ERROR, HistoryEntry, INVALID_SPEC_ERROR, Outcome, REPEATED_RESOURCE_WARNING,
-    SHARED_RESOURCE_WARNING, SYNC_ERROR,
+    self, COMPARISON_ERROR, EXCLUDED_RESOURCE_WARNING, HistoryEntry, INVALID_SPEC_ERROR, Outcome,
+    REPEATED_RESOURCE_WARNING, SHARED_RESOURCE_WARNING, SYNC_ERROR,
 };
 use crate::sync;
 use crate::syncop;
@@ -299,6 +300,7 @@ pub(crate) async fn normalize_for(
         key,
         &dest_namespace(app),
         objects,
+        &crate::settings::current(),
     )
     .await?;
     Ok(n.hooks)
@@ -315,6 +317,8 @@ struct Normalized {
     refusals: Vec<String>,
     /// Kinds the cluster does not serve (yet): the sync will say so.
     unknown_kinds: Vec<String>,
+    /// Objects of kinds `argocd-cm` excludes: never applied, compared or pruned.
+    excluded: Vec<String>,
 }
 
 async fn normalize(
@@ -325,6 +329,7 @@ async fn normalize(
     key: &AppKey,
     dest_ns: &str,
     rendered: &[Value],
+    settings: &Settings,
 ) -> Result<Normalized, CacheError> {
     // Kinds defined by CRDs in the same render: their scope comes from the CRD.
     let crd_scopes: HashMap<(String, String), bool> = rendered
@@ -359,6 +364,13 @@ async fn normalize(
             .unwrap_or_default()
             .to_string();
         let (group, _) = group_version(&api_version);
+        if settings.excluded(group, &kind, &cluster.server) {
+            out.excluded.push(format!(
+                "{api_version} {kind} {} is excluded in the settings (resource.exclusions/inclusions)",
+                obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+            ));
+            continue;
+        }
         let namespaced = match cache.api_info(&api_version, &kind).await {
             Ok(info) => info.namespaced,
             Err(CacheError::UnknownKind { .. }) => {
@@ -849,23 +861,24 @@ pub async fn reconcile(
     outcome.source_type = Some(desired.source_type.clone()).filter(|s| !s.is_empty());
 
     // 3. Live state, and the comparison.
-    let (cache, normalized) = match live_state(ctx, &app, key, &project, &cluster, &desired).await?
-    {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::warn!(app = %key, error = %e, "live state unavailable");
-            outcome.cluster_unreachable = matches!(e, CacheError::Unreachable { .. });
-            outcome.conditions = vec![(COMPARISON_ERROR.to_string(), e.to_string())];
-            // A running operation waits for the cluster; a new one fails now.
-            if running.is_none() {
-                outcome.operation_state = fail_pending(e.to_string());
+    let settings = crate::settings::current();
+    let (cache, normalized) =
+        match live_state(ctx, &app, key, &project, &cluster, &desired, &settings).await? {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(app = %key, error = %e, "live state unavailable");
+                outcome.cluster_unreachable = matches!(e, CacheError::Unreachable { .. });
+                outcome.conditions = vec![(COMPARISON_ERROR.to_string(), e.to_string())];
+                // A running operation waits for the cluster; a new one fails now.
+                if running.is_none() {
+                    outcome.operation_state = fail_pending(e.to_string());
+                }
+                w.status(&outcome).await?;
+                w.acknowledge(app.operation.is_some() && running.is_none(), ack_refresh)
+                    .await?;
+                return Ok(Next::Backoff);
             }
-            w.status(&outcome).await?;
-            w.acknowledge(app.operation.is_some() && running.is_none(), ack_refresh)
-                .await?;
-            return Ok(Next::Backoff);
-        }
-    };
+        };
     crate::postdelete::keep_finalizers(
         ctx,
         &app,
@@ -873,7 +886,7 @@ pub async fn reconcile(
         !crate::postdelete::post_delete_hooks(&normalized.hooks).is_empty(),
     )
     .await?;
-    let ignore = ignore_rules(&app);
+    let ignore = ignore_rules(&app, &settings);
     let live = cache.live_for(key);
     let mut cmp = tracing::info_span!("diff")
         .in_scope(|| compare_with(&normalized.resources, &live, FIELD_MANAGER, &ignore));
@@ -965,10 +978,14 @@ pub async fn reconcile(
     Ok(next)
 }
 
-/// The app's `ignoreDifferences` rules (refused ones are reported by `validate`).
-fn ignore_rules(app: &Application) -> Vec<crate::ignore::IgnoreRule> {
-    crate::ignore::parse(app.spec.ignore_differences.as_deref().unwrap_or_default())
-        .unwrap_or_default()
+/// The app's `ignoreDifferences` rules (refused ones are reported by `validate`), then the
+/// system-level ones of `argocd-cm`.
+fn ignore_rules(app: &Application, settings: &Settings) -> Vec<crate::ignore::IgnoreRule> {
+    let mut rules =
+        crate::ignore::parse(app.spec.ignore_differences.as_deref().unwrap_or_default())
+            .unwrap_or_default();
+    rules.extend(settings.ignore_rules());
+    rules
 }
 
 /// The source an operation asks to sync instead of the spec's (a rollback).
@@ -1028,6 +1045,7 @@ async fn live_state(
     project: &crate::types::AppProject,
     cluster: &Cluster,
     desired: &DesiredMemo,
+    settings: &Settings,
 ) -> Result<Result<(Arc<ClusterCache>, Normalized), CacheError>, ReconcileError> {
     let cache = cache_for(ctx, cluster)?;
     let ready = async {
@@ -1040,15 +1058,17 @@ async fn live_state(
             key,
             &dest_namespace(app),
             &desired.objects,
+            settings,
         )
         .await?;
         let mut all = normalized.resources.clone();
         all.extend(normalized.hooks.iter().cloned());
+        let mut kinds = kinds_of(&all, app.status.as_ref());
+        kinds.retain(|(api_version, kind)| {
+            !settings.excluded(group_version(api_version).0, kind, &cluster.server)
+        });
         cache
-            .ensure_watched(
-                &kinds_of(&all, app.status.as_ref()),
-                ctx.cfg.cache_sync_timeout,
-            )
+            .ensure_watched(&kinds, ctx.cfg.cache_sync_timeout)
             .await?;
         Ok::<_, CacheError>(normalized)
     }
@@ -1087,6 +1107,7 @@ fn comparison_conditions(
         of(REPEATED_RESOURCE_WARNING, &cmp.warnings),
         of(COMPARISON_ERROR, &normalized.unknown_kinds),
         of(SHARED_RESOURCE_WARNING, shared),
+        of(EXCLUDED_RESOURCE_WARNING, &normalized.excluded),
     ]
     .concat()
 }

@@ -77,6 +77,7 @@ pub async fn read_tracking(
             "application.resourceTrackingMethod {method_text:?} is not one of label, annotation, annotation+label"
         ))
     })?;
+    put_in_force(&data);
     Ok(tracking::Tracking {
         method,
         instance_label: data
@@ -90,6 +91,75 @@ pub async fn read_tracking(
             .cloned(),
         control_namespace: namespace.to_string(),
     })
+}
+
+/// Parse `argocd-cm`'s data and put the settings in force; `true` when they changed. Every
+/// refused key is logged (the rest apply).
+fn put_in_force(data: &BTreeMap<String, String>) -> bool {
+    let s = crate::settings::Settings::parse(data);
+    for p in &s.problems {
+        tracing::error!(problem = %p, "argocd-cm: setting refused");
+    }
+    crate::settings::install(s)
+}
+
+/// Watch `argocd-cm`: a change puts the new settings in force, stops watching kinds they now
+/// exclude and re-compares every app (no restart needed).
+async fn watch_settings(ctx: Arc<Context>, control: Client, namespace: String) {
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(control, &namespace);
+    let cfg = watcher::Config::default().fields("metadata.name=argocd-cm");
+    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
+    while let Some(ev) = stream.next().await {
+        let data = match ev {
+            Ok(Event::Apply(cm) | Event::InitApply(cm)) => {
+                cm.data.unwrap_or_default().into_iter().collect()
+            }
+            Ok(Event::Delete(_)) => BTreeMap::new(),
+            Ok(Event::Init | Event::InitDone) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "watching argocd-cm");
+                continue;
+            }
+        };
+        let changed = put_in_force(&data);
+        let now = crate::settings::current();
+        ctx.metrics.settings_problems.set(now.problems.len() as i64);
+        if !changed {
+            continue;
+        }
+        ctx.metrics.settings_reloads.inc();
+        let tracked = tracking::settings();
+        let method = data
+            .get("application.resourceTrackingMethod")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let label = data
+            .get("application.instanceLabelKey")
+            .map(String::as_str)
+            .filter(|l| !l.trim().is_empty())
+            .unwrap_or(tracking::DEFAULT_INSTANCE_LABEL);
+        if tracking::Method::parse(method) != Some(tracked.method)
+            || label != tracked.instance_label
+        {
+            tracing::error!(
+                "argocd-cm: a change of the tracking settings (resourceTrackingMethod, instanceLabelKey) takes effect at the next restart"
+            );
+        }
+        for server in ctx.caches.servers() {
+            if let Some(cache) = ctx.caches.get(&server) {
+                cache.drop_kinds(|group, kind| now.excluded(group, kind, &server));
+            }
+        }
+        tracing::info!(
+            problems = now.problems.len(),
+            "argocd-cm changed: settings in force"
+        );
+        for app in ctx.apps.state() {
+            if let Some(k) = key_of(&app) {
+                ctx.queue.add(k, Level::Compare);
+            }
+        }
+    }
 }
 
 /// Label selector of Argo CD cluster Secrets.
@@ -391,6 +461,10 @@ pub async fn run(
             .instrument(tracing::info_span!("watch", kind = "Application")),
         ));
     }
+    tasks.push(tokio::spawn(
+        watch_settings(ctx.clone(), control.clone(), ns.clone())
+            .instrument(tracing::info_span!("watch", kind = "argocd-cm")),
+    ));
     // AppProjects: a change re-checks the project's apps.
     {
         let ctx = ctx.clone();

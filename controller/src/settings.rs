@@ -29,6 +29,8 @@ pub struct Override {
     /// `group/Kind`, `Kind` (core group), `*/*`, or a wildcard such as `*.crossplane.io/*`.
     pub pattern: String,
     pub health_lua: Option<Arc<str>>,
+    /// Hash of `health_lua` and `use_open_libs` (the verdict cache's key).
+    pub script_id: u64,
     pub use_open_libs: bool,
     pub ignore_differences: Vec<IgnoreRule>,
     pub ignore_updates: Vec<IgnoreRule>,
@@ -266,9 +268,16 @@ impl Settings {
                 "{at}: resource actions are not supported yet; the rest of this customization applies"
             ));
         }
+        let script_id = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&r.health_lua, r.use_open_libs).hash(&mut h);
+            h.finish()
+        };
         let mut o = Override {
             pattern: pattern.to_string(),
             health_lua: r.health_lua.map(Arc::from),
+            script_id,
             use_open_libs: r.use_open_libs,
             ..Default::default()
         };
@@ -388,18 +397,7 @@ impl Settings {
         if let Some(o) = self.matching(group, kind).find(|o| o.health_lua.is_some())
             && let Some(script) = &o.health_lua
         {
-            return Some(
-                crate::lua_health::run(
-                    script,
-                    live,
-                    o.use_open_libs,
-                    crate::lua_health::DEFAULT_BUDGET,
-                )
-                .unwrap_or_else(|e| Health {
-                    code: HealthCode::Unknown,
-                    message: format!("{} ({CUSTOMIZATIONS} {})", e, o.pattern),
-                }),
-            );
+            return Some(lua_verdict(o, script, live));
         }
         if crate::health::has_check(group, kind) {
             return Some(crate::health::assess(group, kind, Some(live)));
@@ -425,6 +423,47 @@ impl Settings {
         strip(old) == strip(new)
             && self.health(&key.group, &key.kind, old) == self.health(&key.group, &key.kind, new)
     }
+}
+
+/// Verdicts of Lua checks by (script, object uid, resourceVersion): an object that has not
+/// changed is not assessed again (a script that runs into its time budget costs that budget
+/// once per object version, not once per reconcile).
+type VerdictKey = (u64, String, String);
+static VERDICTS: LazyLock<parking_lot::Mutex<lru::LruCache<VerdictKey, Health>>> =
+    LazyLock::new(|| {
+        parking_lot::Mutex::new(lru::LruCache::new(
+            std::num::NonZeroUsize::new(65_536).unwrap_or(std::num::NonZeroUsize::MIN),
+        ))
+    });
+
+fn lua_verdict(o: &Override, script: &str, live: &Value) -> Health {
+    let meta = |p: &str| live.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    let key = (
+        o.script_id,
+        meta("/metadata/uid").to_string(),
+        meta("/metadata/resourceVersion").to_string(),
+    );
+    let cacheable = !key.1.is_empty() && !key.2.is_empty();
+    if cacheable && let Some(h) = VERDICTS.lock().get(&key) {
+        return h.clone();
+    }
+    let h = crate::lua_health::run(
+        script,
+        live,
+        o.use_open_libs,
+        crate::lua_health::DEFAULT_BUDGET,
+    )
+    .unwrap_or_else(|e| {
+        tracing::warn!(customization = %o.pattern, error = %e, "health.lua gave no verdict");
+        Health {
+            code: HealthCode::Unknown,
+            message: format!("{e} ({CUSTOMIZATIONS} {})", o.pattern),
+        }
+    });
+    if cacheable {
+        VERDICTS.lock().put(key, h.clone());
+    }
+    h
 }
 
 fn flag(data: &BTreeMap<String, String>, key: &str, problems: &mut Vec<String>) -> bool {

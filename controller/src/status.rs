@@ -18,6 +18,7 @@ pub const INVALID_SPEC_ERROR: &str = "InvalidSpecError";
 pub const SYNC_ERROR: &str = "SyncError";
 pub const REPEATED_RESOURCE_WARNING: &str = "RepeatedResourceWarning";
 pub const SHARED_RESOURCE_WARNING: &str = "SharedResourceWarning";
+pub const EXCLUDED_RESOURCE_WARNING: &str = "ExcludedResourceWarning";
 
 /// Timestamps as Argo CD writes them (RFC 3339, seconds).
 pub fn timestamp(t: jiff::Timestamp) -> String {

@@ -391,7 +391,16 @@ impl ClusterCache {
                                 affected
                             }
                             Event::Apply(o) => match serde_json::to_value(o) {
-                                Ok(v) => this.write().upsert(v),
+                                Ok(v) => {
+                                    let quiet = this.update_ignorable(&v);
+                                    let changed = this.write().upsert(v);
+                                    if quiet {
+                                        this.metrics.ignored_updates.get_or_create(&labels).inc();
+                                        Vec::new()
+                                    } else {
+                                        changed
+                                    }
+                                }
                                 Err(_) => Vec::new(),
                             },
                             Event::Delete(o) => serde_json::to_value(o)
@@ -431,6 +440,43 @@ impl ClusterCache {
             synced,
             error,
             task,
+        }
+    }
+
+    /// Whether `new` changes only fields `ignoreResourceUpdates` names of the cached copy
+    /// (same owner, same health): stored, but no reconcile.
+    fn update_ignorable(&self, new: &Value) -> bool {
+        let settings = crate::settings::current();
+        if !settings.ignore_updates_enabled {
+            return false;
+        }
+        let Some(key) = ResourceKey::of(new) else {
+            return false;
+        };
+        let Some((app, old)) = self.read().get(&key) else {
+            return false;
+        };
+        crate::tracking::owner(new).as_ref() == Some(&app)
+            && settings.update_ignorable(&key, &old, &super::store::trim(new.clone()))
+    }
+
+    /// Stop watching the kinds `drop` names and forget their objects (excluded by new
+    /// settings); the apps that held some are told.
+    pub fn drop_kinds(&self, drop: impl Fn(&str, &str) -> bool) {
+        let stopped: Vec<(String, String)> = lock(&self.kinds)
+            .keys()
+            .filter(|(g, k)| drop(g, k))
+            .cloned()
+            .collect();
+        for gk in &stopped {
+            if let Some(w) = lock(&self.kinds).remove(gk) {
+                w.task.abort();
+                tracing::info!(cluster = %self.name, group = %gk.0, kind = %gk.1, "excluded by the settings: no longer watched");
+            }
+        }
+        let apps = self.write().drop_kinds(drop);
+        if !apps.is_empty() {
+            self.events.objects_changed(apps);
         }
     }
 

@@ -29,6 +29,7 @@ pub struct CacheMetrics {
     pub watched_kinds: Family<ClusterLabels, Gauge>,
     pub watch_events: Family<ClusterLabels, Counter>,
     pub watch_errors: Family<ClusterLabels, Counter>,
+    pub ignored_updates: Family<ClusterLabels, Counter>,
     pub unreachable: Family<ClusterLabels, Gauge>,
     pub k8s_requests: Family<K8sRequestLabels, Counter>,
 }
@@ -55,6 +56,11 @@ impl CacheMetrics {
             "flotilla_cluster_watch_errors",
             "Watch errors from the cluster (each retried with backoff)",
             m.watch_errors.clone(),
+        );
+        registry.register(
+            "flotilla_cluster_ignored_updates",
+            "Watch updates that changed only fields ignoreResourceUpdates names (no reconcile)",
+            m.ignored_updates.clone(),
         );
         registry.register(
             "flotilla_cluster_unreachable",

@@ -183,6 +183,25 @@ impl LiveStore {
             .collect()
     }
 
+    /// The cached object at `key` and its owner.
+    pub fn get(&self, key: &ResourceKey) -> Option<(AppKey, Value)> {
+        let (app, stored) = self.objects.get(key)?;
+        Some((app.clone(), stored.value()?))
+    }
+
+    /// Forget every object of the kinds `drop` names (kinds no longer watched); returns the
+    /// apps that held some.
+    pub fn drop_kinds(&mut self, drop: impl Fn(&str, &str) -> bool) -> Vec<AppKey> {
+        let gone: Vec<ResourceKey> = self
+            .objects
+            .keys()
+            .filter(|k| drop(&k.group, &k.kind))
+            .cloned()
+            .collect();
+        let apps: BTreeSet<AppKey> = gone.iter().filter_map(|k| self.unindex(k)).collect();
+        apps.into_iter().collect()
+    }
+
     /// The app that owns the object at `key`, if it is cached.
     pub fn owner_of(&self, key: &ResourceKey) -> Option<AppKey> {
         self.objects.get(key).map(|(a, _)| a.clone())

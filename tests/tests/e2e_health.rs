@@ -1,0 +1,254 @@
+//! End to end through real processes: health and comparison shaped by `argocd-cm`. A Lua
+//! health check added to the live ConfigMap gates the app (Progressing, then Healthy once the
+//! object reports ready), a runaway script is stopped by its budget, excluded kinds are never
+//! applied, and an HPA's scaling is no drift.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use flotilla_controller::types::Application;
+use flotilla_loadtest::fleet::{Fleet, FleetConfig, apply_yaml};
+use flotilla_tests::e2e::*;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use serde_json::{Value, json};
+
+const WIDGET_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+"#;
+
+const WIDGET: &str =
+    "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: gizmo\nspec:\n  size: 3\n";
+
+/// The health check as an operator writes it in `argocd-cm` (split-key format).
+const WIDGET_HEALTH: &str = r#"hs = {}
+if obj.status ~= nil and obj.status.conditions ~= nil then
+  for i, c in ipairs(obj.status.conditions) do
+    if c.type == "Ready" and c.status == "True" then
+      hs.status = "Healthy"
+      hs.message = "widget is ready"
+      return hs
+    end
+  end
+end
+hs.status = "Progressing"
+hs.message = "waiting for the widget"
+return hs
+"#;
+
+fn argocd_cm(data: &[(&str, &str)]) -> String {
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect();
+    serde_json::to_string(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "argocd-cm", "namespace": NS}, "data": data}))
+    .unwrap_or_default()
+}
+
+/// The app's `status.resources` entry for `kind`, as JSON.
+fn resource(a: &Application, kind: &str) -> Value {
+    serde_json::to_value(a)
+        .ok()
+        .and_then(|v| v.pointer("/status/resources").cloned())
+        .and_then(|r| {
+            r.as_array()?
+                .iter()
+                .find(|x| x.get("kind").and_then(Value::as_str) == Some(kind))
+                .cloned()
+        })
+        .unwrap_or(Value::Null)
+}
+
+fn health_of(a: &Application, kind: &str) -> (String, String) {
+    let r = resource(a, kind);
+    let s = |p: &str| {
+        r.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    (s("/health/status"), s("/health/message"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lua_health_from_argocd_cm_edited_live_gates_the_app_and_a_runaway_script_is_stopped()
+-> Result<()> {
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    fleet.apply(&argocd_cm(&[])).await?;
+    let cluster = fleet.cluster("cluster-001").await?;
+    apply_yaml(&cluster, WIDGET_CRD, "flotilla-test").await?;
+    fleet
+        .git
+        .commit_files(&[("widgets/gizmo.yaml", WIDGET)], "a widget")?;
+    fleet
+        .apply(&auto_synced_app(
+            &fleet,
+            "widgets",
+            "widgets",
+            "cluster-001",
+            &[],
+        ))
+        .await?;
+    // Argo CD's default: a kind without a health check has no health, and does not hold the
+    // app back.
+    let a = wait_synced_healthy(&fleet, "widgets").await?;
+    ensure!(
+        health_of(&a, "Widget").0.is_empty(),
+        "no health without a check: {}",
+        resource(&a, "Widget")
+    );
+
+    // The operator adds a health check: it applies without a restart.
+    fleet
+        .apply(&argocd_cm(&[(
+            "resource.customizations.health.example.com_Widget",
+            WIDGET_HEALTH,
+        )]))
+        .await?;
+    let a = wait_app(
+        &fleet,
+        "widgets",
+        Duration::from_secs(30),
+        "Progressing by health.lua",
+        |a| codes(a).1 == "Progressing",
+    )
+    .await?;
+    ensure!(
+        health_of(&a, "Widget") == ("Progressing".into(), "waiting for the widget".into()),
+        "{:?}",
+        health_of(&a, "Widget")
+    );
+
+    // The widget's controller reports it ready.
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    );
+    let widgets: Api<DynamicObject> = Api::namespaced_with(cluster.clone(), "widgets", &ar);
+    widgets
+        .patch_status(
+            "gizmo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})),
+        )
+        .await?;
+    let a = wait_synced_healthy(&fleet, "widgets").await?;
+    ensure!(
+        health_of(&a, "Widget") == ("Healthy".into(), "widget is ready".into()),
+        "{:?}",
+        health_of(&a, "Widget")
+    );
+
+    // A script that never ends is stopped by its budget: Unknown, with the reason.
+    fleet
+        .apply(&argocd_cm(&[(
+            "resource.customizations.health.example.com_Widget",
+            "while true do end",
+        )]))
+        .await?;
+    let a = wait_app(
+        &fleet,
+        "widgets",
+        Duration::from_secs(30),
+        "Unknown by a runaway health.lua",
+        |a| codes(a).1 == "Unknown",
+    )
+    .await?;
+    let (code, message) = health_of(&a, "Widget");
+    ensure!(
+        code == "Unknown" && message.contains("did not finish"),
+        "{code}: {message}"
+    );
+    // The worker that ran it is free again: the fixed script is in force at once.
+    fleet
+        .apply(&argocd_cm(&[(
+            "resource.customizations.health.example.com_Widget",
+            WIDGET_HEALTH,
+        )]))
+        .await?;
+    wait_synced_healthy(&fleet, "widgets").await?;
+    let metrics = fleet.controller_metrics().await?;
+    ensure!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("flotilla_settings_reloads_total ") && !l.ends_with(" 0")),
+        "reloads counted"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excluded_kinds_are_never_applied_and_say_so() -> Result<()> {
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    fleet
+        .apply(&argocd_cm(&[(
+            "resource.exclusions",
+            "- apiGroups: ['']\n  kinds: [Secret]\n",
+        )]))
+        .await?;
+    let secret =
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\nstringData:\n  token: abc\n";
+    fleet.git.commit_files(
+        &[("mixed/cm.yaml", CONFIG_MAP), ("mixed/secret.yaml", secret)],
+        "mixed",
+    )?;
+    fleet
+        .apply(&auto_synced_app(
+            &fleet,
+            "mixed",
+            "mixed",
+            "cluster-001",
+            &[],
+        ))
+        .await?;
+    let a = wait_synced_healthy(&fleet, "mixed").await?;
+    ensure!(
+        conditions(&a)
+            .iter()
+            .any(|(t, m)| t == "ExcludedResourceWarning" && m.contains("Secret token")),
+        "{:?}",
+        conditions(&a)
+    );
+    ensure!(
+        live(
+            &fleet,
+            "cluster-001",
+            "v1",
+            "Secret",
+            Some("mixed"),
+            "token"
+        )
+        .await?
+        .is_none(),
+        "an excluded kind is never applied"
+    );
+    ensure!(
+        live(
+            &fleet,
+            "cluster-001",
+            "v1",
+            "ConfigMap",
+            Some("mixed"),
+            "settings"
+        )
+        .await?
+        .is_some(),
+        "the rest is"
+    );
+    Ok(())
+}
