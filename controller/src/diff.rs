@@ -4,6 +4,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::normalize;
+
 /// Where desired and live disagree (`.spec.replicas`, `.metadata.labels.app`, ...).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Diff {
@@ -16,40 +18,155 @@ impl Diff {
     }
 }
 
+/// How to compare one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiffOptions {
+    /// The object's API group is kube-apiserver's own (`normalize::is_builtin_group`): zero
+    /// values Git sets and the server dropped (`omitempty`) are not drift.
+    pub builtin_group: bool,
+    /// A ClusterRole with an `aggregationRule` has its `rules` filled by the aggregation
+    /// controller: do not compare them (Argo CD's `resource.compareoptions.ignoreAggregatedRoles`).
+    pub ignore_aggregated_roles: bool,
+    /// Compare top-level `status` too (Argo CD's `ignoreResourceStatusField: none`).
+    pub compare_status: bool,
+}
+
+impl Default for DiffOptions {
+    fn default() -> Self {
+        DiffOptions {
+            builtin_group: true,
+            ignore_aggregated_roles: false,
+            compare_status: false,
+        }
+    }
+}
+
 /// Keys of `metadata` that Git may set and we therefore compare.
 const COMPARED_METADATA: &[&str] = &["labels", "annotations"];
 
 /// Compare `desired` (from Git) with `live`; `None` live is one difference (missing).
 /// `manager` is our server-side-apply field manager.
 pub fn diff(desired: &Value, live: Option<&Value>, manager: &str) -> Diff {
+    diff_with(desired, live, manager, &DiffOptions::default())
+}
+
+/// [`diff`] with explicit [`DiffOptions`].
+pub fn diff_with(desired: &Value, live: Option<&Value>, manager: &str, opts: &DiffOptions) -> Diff {
     let Some(live) = live else {
         return Diff {
             differences: vec!["(missing)".into()],
         };
     };
-    let mut out = Vec::new();
-    if let (Some(d), Some(l)) = (desired.as_object(), live.as_object()) {
+    // The server keeps a Secret's `stringData` only as `data`.
+    let merged = normalize::secret_string_data(desired);
+    let compared = merged.as_ref().unwrap_or(desired);
+    let skip_rules = opts.ignore_aggregated_roles && is_aggregated_role(desired);
+    let mut cmp = Comparer {
+        builtin_group: opts.builtin_group,
+        out: Vec::new(),
+    };
+    if let (Some(d), Some(l)) = (compared.as_object(), live.as_object()) {
         for (k, dv) in d {
+            let path = Path::root(k);
             match k.as_str() {
-                "apiVersion" | "kind" | "status" => {}
+                "apiVersion" | "kind" => {}
+                "status" if !opts.compare_status => {}
+                "rules" if skip_rules => {}
                 "metadata" => {
                     for mk in COMPARED_METADATA {
                         if let Some(dm) = dv.get(*mk) {
-                            subset(
-                                dm,
-                                l.get("metadata").and_then(|m| m.get(*mk)),
-                                &format!(".metadata.{mk}"),
-                                &mut out,
-                            );
+                            let live_meta = l.get("metadata").and_then(|m| m.get(*mk));
+                            cmp.subset(dm, live_meta, &path.child(Seg::Key(mk)));
                         }
                     }
                 }
-                _ => subset(dv, l.get(k), &format!(".{k}"), &mut out),
+                _ => cmp.subset(dv, l.get(k), &path),
             }
         }
     }
-    stale_owned(desired, live, manager, &mut out);
+    let mut out = cmp.out;
+    let skipped: &[&str] = if skip_rules { &["rules"] } else { &[] };
+    let ownership = merged.as_ref().map(|m| with_string_data(m, desired));
+    stale_owned(
+        ownership.as_ref().unwrap_or(desired),
+        live,
+        manager,
+        skipped,
+        &mut out,
+    );
     Diff { differences: out }
+}
+
+/// The merged Secret with Git's `stringData` kept too: our manager may own either form.
+fn with_string_data(merged: &Value, desired: &Value) -> Value {
+    let mut view = merged.clone();
+    if let (Some(o), Some(strings)) = (view.as_object_mut(), desired.get("stringData")) {
+        o.insert("stringData".into(), strings.clone());
+    }
+    view
+}
+
+/// A ClusterRole whose `rules` the aggregation controller owns.
+fn is_aggregated_role(obj: &Value) -> bool {
+    obj.get("kind").and_then(Value::as_str) == Some("ClusterRole")
+        && obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.starts_with("rbac.authorization.k8s.io/"))
+        && obj.get("aggregationRule").is_some_and(Value::is_object)
+}
+
+/// One step of a field path.
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// A field path kept on the stack while walking and rendered (`.spec.ports[0].port`) only for
+/// a difference, so that walking equal objects allocates nothing.
+struct Path<'a> {
+    parent: Option<&'a Path<'a>>,
+    seg: Seg<'a>,
+}
+
+impl<'a> Path<'a> {
+    fn root(key: &'a str) -> Self {
+        Path {
+            parent: None,
+            seg: Seg::Key(key),
+        }
+    }
+
+    fn child(&'a self, seg: Seg<'a>) -> Path<'a> {
+        Path {
+            parent: Some(self),
+            seg,
+        }
+    }
+
+    fn key(&self) -> Option<&'a str> {
+        match self.seg {
+            Seg::Key(k) => Some(k),
+            Seg::Index(_) => None,
+        }
+    }
+
+    fn parent_key(&self) -> Option<&'a str> {
+        self.parent.and_then(Path::key)
+    }
+
+    fn render(&self) -> String {
+        let mut s = self.parent.map(Path::render).unwrap_or_default();
+        match self.seg {
+            Seg::Key(k) => {
+                s.push('.');
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+        s
+    }
 }
 
 fn numbers_equal(a: &Value, b: &Value) -> bool {
@@ -59,37 +176,66 @@ fn numbers_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// `desired` must be contained in `live`: maps by key, lists element by element (same length),
-/// scalars equal.
-fn subset(desired: &Value, live: Option<&Value>, path: &str, out: &mut Vec<String>) {
-    let Some(live) = live else {
-        if !desired.is_null() {
-            out.push(path.to_string());
-        }
-        return;
-    };
-    match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => {
-            for (k, dv) in d {
-                subset(dv, l.get(k), &format!("{path}.{k}"), out);
+/// Scalars equal as the API server would store them: quantities and int-or-strings by value
+/// where the field is one, numbers by value everywhere.
+fn scalars_equal(d: &Value, l: &Value, path: &Path) -> bool {
+    if d == l {
+        return true;
+    }
+    let key = path.key();
+    (normalize::is_quantity_field(key, path.parent_key()) && normalize::quantity_eq(d, l))
+        || (key.is_some_and(normalize::is_int_or_string_field) && normalize::int_or_string_eq(d, l))
+        || numbers_equal(d, l)
+}
+
+struct Comparer {
+    builtin_group: bool,
+    out: Vec<String>,
+}
+
+impl Comparer {
+    /// `desired` must be contained in `live`: maps by key, lists element by element (same
+    /// length), scalars equal; a desired value equivalent to absence matches a missing one.
+    fn subset(&mut self, desired: &Value, live: Option<&Value>, path: &Path) {
+        let Some(live) = live.filter(|l| !l.is_null()) else {
+            if !normalize::absent_equivalent(desired, self.builtin_group) {
+                self.out.push(path.render());
             }
-        }
-        (Value::Array(d), Value::Array(l)) => {
-            if d.len() != l.len() {
-                out.push(path.to_string());
-                return;
+            return;
+        };
+        match (desired, live) {
+            (Value::Object(d), Value::Object(l)) => {
+                for (k, dv) in d {
+                    self.subset(dv, l.get(k), &path.child(Seg::Key(k)));
+                }
             }
-            for (i, (dv, lv)) in d.iter().zip(l).enumerate() {
-                subset(dv, Some(lv), &format!("{path}[{i}]"), out);
+            (Value::Array(d), Value::Array(l)) => {
+                if d.len() != l.len() {
+                    self.out.push(path.render());
+                    return;
+                }
+                for (i, (dv, lv)) in d.iter().zip(l).enumerate() {
+                    self.subset(dv, Some(lv), &path.child(Seg::Index(i)));
+                }
             }
+            (Value::Object(_) | Value::Array(_), _) | (_, Value::Object(_) | Value::Array(_)) => {
+                self.out.push(path.render());
+            }
+            (d, l) if scalars_equal(d, l, path) => {}
+            _ => self.out.push(path.render()),
         }
-        (d, l) if d == l || numbers_equal(d, l) => {}
-        _ => out.push(path.to_string()),
     }
 }
 
-/// Fields our manager owns (by `managedFields`, operation Apply) that `desired` no longer sets.
-fn stale_owned(desired: &Value, live: &Value, manager: &str, out: &mut Vec<String>) {
+/// Fields our manager owns (by `managedFields`, operation Apply) that `desired` no longer sets;
+/// top-level fields in `skipped` are not ours to judge.
+fn stale_owned(
+    desired: &Value,
+    live: &Value,
+    manager: &str,
+    skipped: &[&str],
+    out: &mut Vec<String>,
+) {
     let Some(entries) = live
         .pointer("/metadata/managedFields")
         .and_then(Value::as_array)
@@ -104,33 +250,35 @@ fn stale_owned(desired: &Value, live: &Value, manager: &str, out: &mut Vec<Strin
             continue;
         }
         if let Some(Value::Object(fields)) = e.get("fieldsV1") {
-            walk_owned(fields, Some(desired), "", out);
+            for (name, child, dv) in owned_fields(fields, desired) {
+                if !skipped.contains(&name) {
+                    walk_owned(child, dv, &Path::root(name), out);
+                }
+            }
         }
     }
 }
 
-fn walk_owned(
-    fields: &Map<String, Value>,
-    desired: Option<&Value>,
-    path: &str,
-    out: &mut Vec<String>,
-) {
-    for (k, child) in fields {
-        let Some(name) = k.strip_prefix("f:") else {
-            // List items (k:/v:) and markers (.) are compared through their parent list.
-            continue;
-        };
-        let here = format!("{path}.{name}");
-        let d = desired.and_then(|d| d.get(name));
-        match d {
-            None => out.push(here),
-            Some(dv) => {
-                if let Value::Object(sub) = child
-                    && dv.is_object()
-                {
-                    walk_owned(sub, Some(dv), &here, out);
-                }
-            }
+/// The named fields (`f:name`) of a `fieldsV1` map, with their desired values. List items
+/// (`k:`/`v:`) and markers (`.`) are compared through their parent list.
+fn owned_fields<'a>(
+    fields: &'a Map<String, Value>,
+    desired: &'a Value,
+) -> impl Iterator<Item = (&'a str, &'a Value, Option<&'a Value>)> {
+    fields.iter().filter_map(move |(k, child)| {
+        let name = k.strip_prefix("f:")?;
+        Some((name, child, desired.get(name)))
+    })
+}
+
+fn walk_owned(child: &Value, desired: Option<&Value>, path: &Path, out: &mut Vec<String>) {
+    let Some(dv) = desired else {
+        out.push(path.render());
+        return;
+    };
+    if let (Value::Object(sub), true) = (child, dv.is_object()) {
+        for (name, grandchild, d) in owned_fields(sub, dv) {
+            walk_owned(grandchild, d, &path.child(Seg::Key(name)), out);
         }
     }
 }
@@ -203,5 +351,132 @@ mod tests {
         let mut live = mk_live();
         live["spec"]["replicas"] = json!(2.0);
         assert!(diff(&mk_desired(), Some(&live), "flotilla").in_sync());
+    }
+
+    fn deployment_with(resources: Value, extra: Value) -> Value {
+        let mut d = mk_desired();
+        d["spec"]["template"]["spec"]["containers"][0]["resources"] = resources;
+        if let (Some(spec), Some(extra)) = (
+            d["spec"]["template"]["spec"].as_object_mut(),
+            extra.as_object(),
+        ) {
+            spec.extend(extra.clone());
+        }
+        d
+    }
+
+    #[test]
+    fn canonical_quantities_are_not_drift() {
+        let desired = deployment_with(
+            json!({"limits": {"cpu": "1000m", "memory": "1024Mi"}, "requests": {"cpu": 0.5, "memory": "1e9"}}),
+            json!({"volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1024Mi"}}]}),
+        );
+        let live = deployment_with(
+            json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m", "memory": "1G"}}),
+            json!({"volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]}),
+        );
+        assert!(diff(&desired, Some(&live), "flotilla").in_sync());
+        let mut bigger = live.clone();
+        bigger["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] =
+            json!("2");
+        assert_eq!(
+            diff(&desired, Some(&bigger), "flotilla").differences,
+            [".spec.template.spec.containers[0].resources.limits.cpu"]
+        );
+        // Quantity equality only applies to quantity fields.
+        let mut image = mk_desired();
+        image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("1000m");
+        let mut live_image = mk_live();
+        live_image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("1");
+        assert!(!diff(&image, Some(&live_image), "flotilla").in_sync());
+    }
+
+    #[test]
+    fn int_or_string_ports_compare_by_value() {
+        let desired = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                             "spec": {"ports": [{"port": "80", "targetPort": 8080}]}});
+        let live = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                          "spec": {"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP", "targetPort": "8080"}]}});
+        assert!(diff(&desired, Some(&live), "flotilla").in_sync());
+        let mut named = live;
+        named["spec"]["ports"][0]["targetPort"] = json!("http");
+        assert_eq!(
+            diff(&desired, Some(&named), "flotilla").differences,
+            [".spec.ports[0].targetPort"]
+        );
+    }
+
+    #[test]
+    fn empty_and_zero_values_the_server_drops() {
+        let desired = deployment_with(
+            json!({}),
+            json!({"hostNetwork": false, "nodeSelector": {}, "tolerations": [], "priorityClassName": "", "affinity": null}),
+        );
+        let mut d = desired.clone();
+        d["metadata"]["annotations"] = json!({});
+        assert!(diff(&d, Some(&mk_live()), "flotilla").in_sync());
+        // Custom resources keep zero values: a missing one is drift.
+        let crd_opts = DiffOptions {
+            builtin_group: false,
+            ..DiffOptions::default()
+        };
+        assert_eq!(
+            diff_with(&desired, Some(&mk_live()), "flotilla", &crd_opts).differences,
+            [
+                ".spec.template.spec.hostNetwork",
+                ".spec.template.spec.priorityClassName"
+            ]
+        );
+    }
+
+    #[test]
+    fn secret_string_data_compares_as_data() {
+        let desired = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "type": "Opaque",
+                             "stringData": {"password": "s3cret"}});
+        let live = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                          "metadata": {"name": "db", "managedFields": [{"manager": "flotilla", "operation": "Apply",
+                              "fieldsV1": {"f:stringData": {"f:password": {}}, "f:type": {}}}]},
+                          "data": {"password": "czNjcmV0"}});
+        assert!(diff(&desired, Some(&live), "flotilla").in_sync());
+        let mut rotated = live;
+        rotated["data"]["password"] = json!("b2xk");
+        assert_eq!(
+            diff(&desired, Some(&rotated), "flotilla").differences,
+            [".data.password"]
+        );
+    }
+
+    #[test]
+    fn aggregated_cluster_role_rules_are_optional() {
+        let desired = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "monitoring"},
+                             "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"rbac.example.com/aggregate-to-monitoring": "true"}}]},
+                             "rules": []});
+        let live = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "monitoring"},
+                          "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"rbac.example.com/aggregate-to-monitoring": "true"}}]},
+                          "rules": [{"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]}]});
+        assert_eq!(
+            diff(&desired, Some(&live), "flotilla").differences,
+            [".rules"]
+        );
+        let opts = DiffOptions {
+            ignore_aggregated_roles: true,
+            ..DiffOptions::default()
+        };
+        assert!(diff_with(&desired, Some(&live), "flotilla", &opts).in_sync());
+    }
+
+    #[test]
+    fn status_is_compared_only_on_request() {
+        let mut desired = mk_desired();
+        desired["status"] = json!({"availableReplicas": 3});
+        assert!(diff(&desired, Some(&mk_live()), "flotilla").in_sync());
+        let opts = DiffOptions {
+            compare_status: true,
+            ..DiffOptions::default()
+        };
+        assert_eq!(
+            diff_with(&desired, Some(&mk_live()), "flotilla", &opts).differences,
+            [".status.availableReplicas"]
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::diff::diff;
+use crate::diff::{DiffOptions, diff_with};
 use crate::engine::{Task, TaskKind, TaskOptions, TaskState};
 use crate::health::{self, Health, HealthCode};
 use crate::hooks::SyncPhase;
@@ -182,6 +182,12 @@ pub fn compare_with(
     manager: &str,
     ignore: &[crate::ignore::IgnoreRule],
 ) -> Comparison {
+    let settings = crate::settings::current();
+    let opts = |group: &str| DiffOptions {
+        builtin_group: crate::normalize::is_builtin_group(group),
+        ignore_aggregated_roles: settings.compare.ignore_aggregated_roles,
+        compare_status: settings.compares_status(),
+    };
     let mut warnings = Vec::new();
     let mut by_key: BTreeMap<ResourceKey, (String, Value)> = BTreeMap::new();
     let mut seen: BTreeMap<ResourceKey, usize> = BTreeMap::new();
@@ -223,11 +229,12 @@ pub fn compare_with(
         let live_obj = live.get(key).cloned();
         let state = match by_key.get(key) {
             Some((api_version, d)) => {
+                let o = opts(&key.group);
                 let differences = if crate::ignore::applies(key, ignore) {
                     let d = crate::ignore::overlay(d, live_obj.as_deref(), key, ignore);
-                    diff(&d, live_obj.as_deref(), manager).differences
+                    diff_with(&d, live_obj.as_deref(), manager, &o).differences
                 } else {
-                    diff(d, live_obj.as_deref(), manager).differences
+                    diff_with(d, live_obj.as_deref(), manager, &o).differences
                 };
                 ResourceState {
                     key: key.clone(),

@@ -321,6 +321,7 @@ struct Normalized {
     excluded: Vec<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn normalize(
     cache: &Arc<ClusterCache>,
     project: &AppProjectSpec,
