@@ -270,6 +270,10 @@ impl Context {
     /// Forget an app that is gone (memory, schedule, gauge).
     pub fn forget(&self, key: &AppKey) {
         self.queue.forget(key);
+        self.metrics.orphaned.remove(&crate::metrics::AppKeyLabels {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+        });
         let old = self.memo.lock().ok().and_then(|mut m| m.remove(key));
         if let Some(info) = old.and_then(|m| m.reported) {
             self.unreport(&info);

@@ -77,6 +77,14 @@ pub struct ControllerMetrics {
     pub app_reconcile: Family<AppReconcileLabels, Histogram, fn() -> Histogram>,
     pub settings_reloads: Counter,
     pub settings_problems: Gauge,
+    pub orphaned: Family<AppKeyLabels, Gauge>,
+}
+
+/// An application by namespace and name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppKeyLabels {
+    pub namespace: String,
+    pub name: String,
 }
 
 impl Default for ControllerMetrics {
@@ -95,6 +103,7 @@ impl Default for ControllerMetrics {
             app_reconcile: Family::new_with_constructor(reconcile_histogram),
             settings_reloads: Counter::default(),
             settings_problems: Gauge::default(),
+            orphaned: Family::default(),
         }
     }
 }
@@ -166,6 +175,11 @@ impl ControllerMetrics {
             "flotilla_settings_problems",
             "argocd-cm keys refused in the settings in force (each is logged)",
             m.settings_problems.clone(),
+        );
+        registry.register(
+            "flotilla_app_orphaned_resources",
+            "Objects in the app's destination namespace no app tracks (projects with orphanedResources)",
+            m.orphaned.clone(),
         );
         m
     }

@@ -30,8 +30,9 @@ use crate::redact::redact_url;
 use crate::repos::RepoCredsIndex;
 use crate::settings::Settings;
 use crate::status::{
-    self, COMPARISON_ERROR, EXCLUDED_RESOURCE_WARNING, HistoryEntry, INVALID_SPEC_ERROR, Outcome,
-    REPEATED_RESOURCE_WARNING, SHARED_RESOURCE_WARNING, SYNC_ERROR,
+    self, COMPARISON_ERROR, EXCLUDED_RESOURCE_WARNING, HistoryEntry, INVALID_SPEC_ERROR,
+    ORPHANED_RESOURCE_WARNING, Outcome, REPEATED_RESOURCE_WARNING, SHARED_RESOURCE_WARNING,
+    SYNC_ERROR,
 };
 use crate::sync;
 use crate::syncop;
@@ -893,6 +894,16 @@ pub async fn reconcile(
         .in_scope(|| compare_with(&normalized.resources, &live, FIELD_MANAGER, &ignore));
     let shared = shared_resources(&cache, &normalized, key);
     let mut conditions = comparison_conditions(&normalized, &cmp, &shared);
+    if let Some(orphaned) = &project.spec.orphaned_resources {
+        conditions.extend(orphan_condition(
+            ctx,
+            key,
+            &cache,
+            orphaned,
+            &dest_namespace(&app),
+            &cmp,
+        ));
+    }
 
     // 4. The operation: continue the running one, start the requested one, or what auto-sync
     // decides; then advance it one step.
@@ -1075,6 +1086,44 @@ async fn live_state(
     }
     .await;
     Ok(ready.map(|n| (cache, n)))
+}
+
+/// Objects in the app's destination namespace that no app tracks (Argo CD's orphaned
+/// resources): counted in a gauge, and with `warn` reported as `OrphanedResourceWarning`.
+/// Nothing until the cluster's orphan index has listed every kind once.
+fn orphan_condition(
+    ctx: &Context,
+    key: &AppKey,
+    cache: &Arc<ClusterCache>,
+    policy: &crate::types::project::OrphanedResources,
+    namespace: &str,
+    cmp: &Comparison,
+) -> Option<(String, String)> {
+    let candidates = cache.orphans().candidates(namespace)?;
+    let settings = crate::settings::current();
+    let ours: BTreeSet<&ResourceKey> = cmp.resources.iter().map(|r| &r.key).collect();
+    let n = candidates
+        .iter()
+        .filter(|k| {
+            !ours.contains(k)
+                && !crate::live::orphans::known_exception(k)
+                && !settings.excluded(&k.group, &k.kind, &cache.server)
+                && !policy.ignore.iter().flatten().any(|i| i.matches(k))
+        })
+        .count();
+    ctx.metrics
+        .orphaned
+        .get_or_create(&crate::metrics::AppKeyLabels {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+        })
+        .set(n as i64);
+    (policy.warn == Some(true) && n > 0).then(|| {
+        (
+            ORPHANED_RESOURCE_WARNING.to_string(),
+            format!("Application has {n} orphaned resources"),
+        )
+    })
 }
 
 /// Desired objects another app owns (Argo CD's SharedResourceWarning).

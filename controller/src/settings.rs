@@ -672,6 +672,45 @@ mod tests {
         assert_eq!(plain.health("example.com", "Widget", &json!({})), None);
     }
 
+    /// Argo CD's documented snippet for app-of-apps health works as written.
+    #[test]
+    fn argo_cds_application_health_snippet_reports_the_child_apps_health() {
+        let snippet = r#"hs = {}
+hs.status = "Progressing"
+hs.message = ""
+if obj.status ~= nil then
+  if obj.status.health ~= nil then
+    hs.status = obj.status.health.status
+    if obj.status.health.message ~= nil then
+      hs.message = obj.status.health.message
+    end
+  end
+end
+return hs
+"#;
+        let s = Settings::parse(&data(&[(
+            "resource.customizations.health.argoproj.io_Application",
+            snippet,
+        )]));
+        let child = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "status": {"health": {"status": "Degraded", "message": "Deployment web exceeded its progress deadline"}}});
+        let h = s
+            .health("argoproj.io", "Application", &child)
+            .expect("checked");
+        assert_eq!(h.code, HealthCode::Degraded);
+        assert_eq!(h.message, "Deployment web exceeded its progress deadline");
+        let new = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application"});
+        assert_eq!(
+            s.health("argoproj.io", "Application", &new).map(|h| h.code),
+            Some(HealthCode::Progressing)
+        );
+        // Without the snippet a child Application has no health (Argo CD since 1.8).
+        assert_eq!(
+            Settings::default().health("argoproj.io", "Application", &child),
+            None
+        );
+    }
+
     #[test]
     fn wildcard_patterns_match_groups() {
         let s = Settings::parse(&data(&[(

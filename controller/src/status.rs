@@ -19,6 +19,7 @@ pub const SYNC_ERROR: &str = "SyncError";
 pub const REPEATED_RESOURCE_WARNING: &str = "RepeatedResourceWarning";
 pub const SHARED_RESOURCE_WARNING: &str = "SharedResourceWarning";
 pub const EXCLUDED_RESOURCE_WARNING: &str = "ExcludedResourceWarning";
+pub const ORPHANED_RESOURCE_WARNING: &str = "OrphanedResourceWarning";
 
 /// Timestamps as Argo CD writes them (RFC 3339, seconds).
 pub fn timestamp(t: jiff::Timestamp) -> String {

@@ -252,3 +252,79 @@ async fn excluded_kinds_are_never_applied_and_say_so() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphaned_resources_are_counted_and_reported_when_the_project_asks() -> Result<()> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    fleet
+        .apply(&format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {{name: tidy, namespace: {NS}}}\nspec:\n  sourceRepos: ['*']\n  destinations: [{{server: '*', namespace: '*'}}]\n  clusterResourceWhitelist: [{{group: '*', kind: '*'}}]\n  orphanedResources:\n    warn: true\n    ignore: [{{kind: Secret}}]\n"
+        ))
+        .await?;
+    fleet
+        .git
+        .commit_files(&[("tidy/cm.yaml", CONFIG_MAP)], "tidy")?;
+    fleet
+        .apply(
+            &auto_synced_app(&fleet, "tidy", "tidy", "cluster-001", &[])
+                .replace("project: default", "project: tidy"),
+        )
+        .await?;
+    let a = wait_synced_healthy(&fleet, "tidy").await?;
+    ensure!(
+        !conditions(&a)
+            .iter()
+            .any(|(t, _)| t == "OrphanedResourceWarning"),
+        "nothing stray yet: {:?}",
+        conditions(&a)
+    );
+    // Someone creates objects by hand in the app's namespace.
+    let cluster = fleet.cluster("cluster-001").await?;
+    apply_yaml(
+        &cluster,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stray, namespace: tidy}\ndata: {a: b}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: ignored, namespace: tidy}\nstringData: {a: b}\n",
+        "kubectl",
+    )
+    .await?;
+    refresh(&fleet, "tidy").await?;
+    let warned = |a: &Application| {
+        conditions(a).iter().any(|(t, m)| {
+            t == "OrphanedResourceWarning" && m == "Application has 1 orphaned resources"
+        })
+    };
+    wait_app(
+        &fleet,
+        "tidy",
+        Duration::from_secs(60),
+        "orphan warning",
+        warned,
+    )
+    .await?;
+    let metrics = fleet.controller_metrics().await?;
+    ensure!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("flotilla_app_orphaned_resources{")
+                && l.contains("name=\"tidy\"")
+                && l.ends_with(" 1")),
+        "the count is exported"
+    );
+    // Gone again: so is the warning.
+    let cms: Api<ConfigMap> = Api::namespaced(cluster, "tidy");
+    cms.delete("stray", &Default::default()).await?;
+    refresh(&fleet, "tidy").await?;
+    wait_app(
+        &fleet,
+        "tidy",
+        Duration::from_secs(60),
+        "no orphan warning",
+        |a| {
+            !conditions(a)
+                .iter()
+                .any(|(t, _)| t == "OrphanedResourceWarning")
+        },
+    )
+    .await?;
+    Ok(())
+}

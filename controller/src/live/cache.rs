@@ -72,6 +72,8 @@ pub struct ClusterCache {
     probe: Mutex<Option<JoinHandle<()>>>,
     events: Arc<dyn CacheEvents>,
     metrics: CacheMetrics,
+    /// Orphaned-resource candidates, started when an app first asks.
+    orphans: Mutex<Option<Arc<super::orphans::OrphanIndex>>>,
     /// The cluster's version and API versions (for Helm and plugins), with when they were read.
     capabilities: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Capabilities>)>>,
 }
@@ -136,6 +138,7 @@ impl ClusterCache {
             probe: Mutex::new(None),
             events,
             metrics,
+            orphans: Mutex::new(None),
             capabilities: tokio::sync::Mutex::new(None),
         })
     }
@@ -458,6 +461,23 @@ impl ClusterCache {
         };
         crate::tracking::owner(new).as_ref() == Some(&app)
             && settings.update_ignorable(&key, &old, &super::store::trim(new.clone()))
+    }
+
+    /// The cluster's orphaned-resource index, started on first use (metadata-only watches of
+    /// every namespaced kind not excluded by the settings).
+    pub fn orphans(&self) -> Arc<super::orphans::OrphanIndex> {
+        let mut slot = lock(&self.orphans);
+        if let Some(i) = slot.as_ref() {
+            return i.clone();
+        }
+        let server = self.server.clone();
+        let index = super::orphans::OrphanIndex::start(
+            self.client.clone(),
+            self.name.clone(),
+            Arc::new(move |g: &str, k: &str| crate::settings::current().excluded(g, k, &server)),
+        );
+        *slot = Some(index.clone());
+        index
     }
 
     /// Stop watching the kinds `drop` names and forget their objects (excluded by new

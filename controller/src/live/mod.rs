@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod metrics;
+pub mod orphans;
 pub mod requests;
 pub mod store;
 

@@ -42,6 +42,9 @@ pub struct AppProjectSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_list")]
     pub roles: Option<Vec<Value>>,
+    /// Report objects in the apps' namespaces that no app tracks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphaned_resources: Option<OrphanedResources>,
     /// Fields Flotilla does not honour (`syncWindows`, `signatureKeys`, ...): kept so the
     /// Applications of the project are refused naming them.
     #[serde(
@@ -94,6 +97,34 @@ pub struct GroupKind {
     #[serde(default)]
     pub group: String,
     pub kind: String,
+}
+
+/// `spec.orphanedResources`: whether to warn, and what never counts (globs per field).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OrphanedResources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore: Option<Vec<OrphanedIgnore>>,
+}
+
+/// One `orphanedResources.ignore` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrphanedIgnore {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+impl OrphanedIgnore {
+    /// Whether the entry covers `key` (an empty field matches anything).
+    pub fn matches(&self, key: &crate::tracking::ResourceKey) -> bool {
+        let m = |p: &str, s: &str| p.is_empty() || crate::settings::wildcard(p, s);
+        m(&self.group, &key.group) && m(&self.kind, &key.kind) && m(&self.name, &key.name)
+    }
 }
 
 /// One allowed destination: server URL or cluster name (globs), and namespace (glob).
