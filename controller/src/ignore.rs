@@ -15,6 +15,8 @@ pub struct IgnoreRule {
     pub namespace: Option<String>,
     pub json_pointers: Vec<String>,
     pub jq: Vec<String>,
+    /// `managedFieldsManagers`: every field these field managers own live is taken from live.
+    pub managers: Vec<String>,
 }
 
 fn strings(v: &Value, key: &str) -> Vec<String> {
@@ -41,11 +43,6 @@ pub fn parse(list: &[Value]) -> Result<Vec<IgnoreRule>, Vec<String>> {
             errs.push(format!("{at}.kind is required"));
             continue;
         };
-        if v.get("managedFieldsManagers").is_some_and(|m| !m.is_null()) {
-            errs.push(format!(
-                "{at}.managedFieldsManagers is not supported yet; name the fields with jsonPointers or jqPathExpressions"
-            ));
-        }
         let rule = IgnoreRule {
             group: v
                 .get("group")
@@ -60,7 +57,13 @@ pub fn parse(list: &[Value]) -> Result<Vec<IgnoreRule>, Vec<String>> {
                 .map(str::to_string),
             json_pointers: strings(v, "jsonPointers"),
             jq: strings(v, "jqPathExpressions"),
+            managers: strings(v, "managedFieldsManagers"),
         };
+        if rule.managers.iter().any(|m| m.is_empty()) {
+            errs.push(format!(
+                "{at}.managedFieldsManagers: a manager name is empty"
+            ));
+        }
         for p in &rule.json_pointers {
             if !p.is_empty() && !p.starts_with('/') {
                 errs.push(format!(
@@ -255,8 +258,103 @@ pub fn overlay(
         for p in paths {
             set_path(&mut out, &p, get_path(live, &p).cloned());
         }
+        if !r.managers.is_empty() {
+            for entry in live
+                .pointer("/metadata/managedFields")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|e| {
+                    // `status` is not compared; `scale` (an autoscaler) is the main object's.
+                    e.get("subresource").and_then(Value::as_str) != Some("status")
+                        && e.get("manager")
+                            .and_then(Value::as_str)
+                            .is_some_and(|m| r.managers.iter().any(|x| x == m))
+                })
+            {
+                if let Some(Value::Object(fields)) = entry.get("fieldsV1") {
+                    take_owned(fields, &mut out, live);
+                }
+            }
+        }
     }
     out
+}
+
+/// Copy into `desired` the live value of every field `fields` (a managedFields `fieldsV1`
+/// set) names: `f:` keys of maps, `k:` list items by their key fields; `v:` set members and
+/// `i:` indices are left alone (sets merge, and indices say nothing stable).
+fn take_owned(fields: &serde_json::Map<String, Value>, desired: &mut Value, live: &Value) {
+    let leaf = |c: &Value| c.as_object().is_none_or(|m| m.keys().all(|k| k == "."));
+    for (k, child) in fields {
+        if let Some(name) = k.strip_prefix("f:") {
+            let Some(lv) = live.get(name) else { continue };
+            let Some(d) = desired.as_object_mut() else {
+                continue;
+            };
+            match (d.get_mut(name), child) {
+                (Some(dv), Value::Object(sub))
+                    if !leaf(child)
+                        && dv.is_object() == lv.is_object()
+                        && dv.is_array() == lv.is_array() =>
+                {
+                    take_owned(sub, dv, lv);
+                }
+                _ => {
+                    d.insert(name.to_string(), lv.clone());
+                }
+            }
+        } else if let Some(item) = k.strip_prefix("k:") {
+            let Ok(Value::Object(item_key)) = serde_json::from_str::<Value>(item) else {
+                continue;
+            };
+            let matches = |e: &&Value| item_key.iter().all(|(f, v)| e.get(f) == Some(v));
+            let Some(lv) = live.as_array().and_then(|a| a.iter().find(matches)) else {
+                continue;
+            };
+            let Some(list) = desired.as_array_mut() else {
+                continue;
+            };
+            match list.iter().position(|e| matches(&e)) {
+                Some(i) if !leaf(child) => {
+                    if let Value::Object(sub) = child {
+                        take_owned(sub, &mut list[i], lv);
+                    }
+                }
+                Some(i) => list[i] = lv.clone(),
+                None => list.push(lv.clone()),
+            }
+        }
+    }
+}
+
+/// Field managers some rule names: the cluster caches keep these managers' `managedFields`
+/// (every other manager's but ours are dropped to save memory).
+static KEPT_MANAGERS: std::sync::LazyLock<parking_lot::RwLock<std::collections::BTreeSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Whether the managedFields entry of `manager` is kept in the caches.
+pub fn manager_kept(manager: &str) -> bool {
+    KEPT_MANAGERS.read().contains(manager)
+}
+
+/// Keep the managers `rules` name from now on; returns those newly kept (objects cached
+/// before lack their entries: the caller re-lists the kinds the rules name).
+pub fn keep_managers(rules: &[IgnoreRule]) -> Vec<&IgnoreRule> {
+    let missing: Vec<&IgnoreRule> = {
+        let kept = KEPT_MANAGERS.read();
+        rules
+            .iter()
+            .filter(|r| r.managers.iter().any(|m| !kept.contains(m)))
+            .collect()
+    };
+    if !missing.is_empty() {
+        let mut kept = KEPT_MANAGERS.write();
+        for r in &missing {
+            kept.extend(r.managers.iter().cloned());
+        }
+    }
+    missing
 }
 
 /// Whether any rule names `key`.
@@ -323,9 +421,47 @@ mod tests {
             json!({"group": "apps"}),
             json!({"kind": "Deployment", "jsonPointers": ["spec.replicas"]}),
             json!({"kind": "Deployment", "jqPathExpressions": [".spec.["]}),
-            json!({"kind": "Deployment", "managedFieldsManagers": ["kube-controller-manager"]}),
+            json!({"kind": "Deployment", "managedFieldsManagers": [""]}),
         ])
         .expect_err("refused");
         assert_eq!(errs.len(), 4, "{errs:?}");
+    }
+
+    #[test]
+    fn fields_a_trusted_manager_owns_are_taken_from_live() {
+        let rules = parse(&[json!({"group": "apps", "kind": "Deployment",
+            "managedFieldsManagers": ["kube-controller-manager", "sidecar-injector"]})])
+        .expect("parses");
+        let desired = json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
+            {"name": "web", "image": "nginx:1"}]}}}});
+        // What a real API server returns: each manager's fields as a fieldsV1 set.
+        let live = json!({
+            "metadata": {"managedFields": [
+                {"manager": "flotilla-controller", "operation": "Apply", "fieldsV1": {"f:spec": {
+                    "f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+                        "k:{\"name\":\"web\"}": {".": {}, "f:image": {}, "f:name": {}}}}}}}},
+                {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+                {"manager": "sidecar-injector", "operation": "Update", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {
+                    "f:containers": {"k:{\"name\":\"envoy\"}": {".": {}, "f:image": {}, "f:name": {}},
+                                     "k:{\"name\":\"web\"}": {"f:env": {}}}}}}}},
+                {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+                 "fieldsV1": {"f:status": {"f:replicas": {}}}}]},
+            "spec": {"replicas": 7, "template": {"spec": {"containers": [
+                {"name": "envoy", "image": "envoy:1"},
+                {"name": "web", "image": "nginx:1", "env": [{"name": "MESH", "value": "on"}]}]}}},
+            "status": {"replicas": 7}});
+        let out = overlay(&desired, Some(&live), &key(), &rules);
+        assert_eq!(
+            out,
+            json!({"spec": {"replicas": 7, "template": {"spec": {"containers": [
+                {"name": "web", "image": "nginx:1", "env": [{"name": "MESH", "value": "on"}]},
+                {"name": "envoy", "image": "envoy:1"}]}}}})
+        );
+        // Not a trusted manager: nothing taken.
+        let plain = parse(&[json!({"kind": "Deployment", "managedFieldsManagers": ["someone"]})])
+            .expect("parses");
+        assert_eq!(overlay(&desired, Some(&live), &key(), &plain), desired);
+        assert!(!keep_managers(&rules).is_empty());
+        assert!(manager_kept("sidecar-injector") && keep_managers(&rules).is_empty());
     }
 }

@@ -864,23 +864,27 @@ pub async fn reconcile(
 
     // 3. Live state, and the comparison.
     let settings = crate::settings::current();
-    let (cache, normalized) =
-        match live_state(ctx, &app, key, &project, &cluster, &desired, &settings).await? {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(app = %key, error = %e, "live state unavailable");
-                outcome.cluster_unreachable = matches!(e, CacheError::Unreachable { .. });
-                outcome.conditions = vec![(COMPARISON_ERROR.to_string(), e.to_string())];
-                // A running operation waits for the cluster; a new one fails now.
-                if running.is_none() {
-                    outcome.operation_state = fail_pending(e.to_string());
-                }
-                w.status(&outcome).await?;
-                w.acknowledge(app.operation.is_some() && running.is_none(), ack_refresh)
-                    .await?;
-                return Ok(Next::Backoff);
+    let ignore = ignore_rules(&app, &settings);
+    let (cache, normalized) = match live_state(
+        ctx, &app, key, &project, &cluster, &desired, &settings, &ignore,
+    )
+    .await?
+    {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(app = %key, error = %e, "live state unavailable");
+            outcome.cluster_unreachable = matches!(e, CacheError::Unreachable { .. });
+            outcome.conditions = vec![(COMPARISON_ERROR.to_string(), e.to_string())];
+            // A running operation waits for the cluster; a new one fails now.
+            if running.is_none() {
+                outcome.operation_state = fail_pending(e.to_string());
             }
-        };
+            w.status(&outcome).await?;
+            w.acknowledge(app.operation.is_some() && running.is_none(), ack_refresh)
+                .await?;
+            return Ok(Next::Backoff);
+        }
+    };
     crate::postdelete::keep_finalizers(
         ctx,
         &app,
@@ -888,7 +892,6 @@ pub async fn reconcile(
         !crate::postdelete::post_delete_hooks(&normalized.hooks).is_empty(),
     )
     .await?;
-    let ignore = ignore_rules(&app, &settings);
     let live = cache.live_for(key);
     let mut cmp = tracing::info_span!("diff")
         .in_scope(|| compare_with(&normalized.resources, &live, FIELD_MANAGER, &ignore));
@@ -1050,6 +1053,7 @@ fn pinned_revision(
 
 /// The cluster's cache, and the desired objects normalized against it (watches started).
 /// The outer error is the controller's own; the inner one a cluster problem to report.
+#[allow(clippy::too_many_arguments)]
 async fn live_state(
     ctx: &Arc<Context>,
     app: &Application,
@@ -1058,8 +1062,19 @@ async fn live_state(
     cluster: &Cluster,
     desired: &DesiredMemo,
     settings: &Settings,
+    ignore: &[crate::ignore::IgnoreRule],
 ) -> Result<Result<(Arc<ClusterCache>, Normalized), CacheError>, ReconcileError> {
     let cache = cache_for(ctx, cluster)?;
+    // Managers a rule names for the first time: the cache dropped their managedFields, so the
+    // kinds the rules cover are listed again.
+    let relist = crate::ignore::keep_managers(ignore);
+    if !relist.is_empty() {
+        cache.drop_kinds(|g, k| {
+            relist.iter().any(|r| {
+                crate::settings::wildcard(&r.group, g) && crate::settings::wildcard(&r.kind, k)
+            })
+        });
+    }
     let ready = async {
         cache.reachability()?;
         let normalized = normalize(

@@ -145,9 +145,20 @@ async fn watch_settings(ctx: Arc<Context>, control: Client, namespace: String) {
                 "argocd-cm: a change of the tracking settings (resourceTrackingMethod, instanceLabelKey) takes effect at the next restart"
             );
         }
+        // Kinds now excluded stop being watched; kinds whose rules name a field manager for
+        // the first time are listed again (the caches kept no managedFields of it).
+        let rules = now.ignore_rules();
+        let relist = crate::ignore::keep_managers(&rules);
+        let named = |g: &str, k: &str| {
+            relist.iter().any(|r| {
+                crate::settings::wildcard(&r.group, g) && crate::settings::wildcard(&r.kind, k)
+            })
+        };
         for server in ctx.caches.servers() {
             if let Some(cache) = ctx.caches.get(&server) {
-                cache.drop_kinds(|group, kind| now.excluded(group, kind, &server));
+                cache.drop_kinds(|group, kind| {
+                    now.excluded(group, kind, &server) || named(group, kind)
+                });
             }
         }
         tracing::info!(

@@ -328,3 +328,79 @@ async fn orphaned_resources_are_counted_and_reported_when_the_project_asks() -> 
     .await?;
     Ok(())
 }
+
+/// An HPA (its status written as kube-controller-manager writes it; kubesim runs no
+/// autoscaler) scales the Deployment through `/scale` while selfHeal is on: the app trusts
+/// the autoscaler's field manager, stays Synced and never reverts `replicas`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hpa_scaling_a_deployment_is_no_drift_for_a_trusted_manager() -> Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n        resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {cpu: '1', memory: 1Gi}}\n";
+    let hpa = "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: web\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  minReplicas: 2\n  maxReplicas: 10\n  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 60}}\n";
+    fleet.git.commit_files(
+        &[
+            ("autoscaled/web.yaml", deploy),
+            ("autoscaled/hpa.yaml", hpa),
+        ],
+        "autoscaled",
+    )?;
+    let spec = format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: autoscaled, namespace: {NS}}}\nspec:\n  project: default\n  source: {{repoURL: {url}, targetRevision: main, path: autoscaled}}\n  destination: {{name: cluster-001, namespace: autoscaled}}\n  ignoreDifferences:\n  - group: apps\n    kind: Deployment\n    managedFieldsManagers: [kube-controller-manager]\n  syncPolicy:\n    automated: {{prune: true, selfHeal: true}}\n    syncOptions: [CreateNamespace=true, RespectIgnoreDifferences=true]\n",
+        url = fleet.git.url()
+    );
+    fleet.apply(&spec).await?;
+    let cluster = fleet.cluster("cluster-001").await?;
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(cluster.clone(), "autoscaled");
+    // Until the autoscaler reports, the HPA is Progressing ("Waiting to Autoscale").
+    let a = wait_app(
+        &fleet,
+        "autoscaled",
+        Duration::from_secs(60),
+        "Synced, HPA waiting",
+        |a| codes(a).0 == "Synced" && health_of(a, "HorizontalPodAutoscaler").0 == "Progressing",
+    )
+    .await?;
+    ensure!(codes(&a).1 == "Progressing", "{:?}", codes(&a));
+    let controller = PatchParams {
+        field_manager: Some("kube-controller-manager".into()),
+        ..Default::default()
+    };
+    let deploys: Api<Deployment> = Api::namespaced(cluster, "autoscaled");
+    deploys
+        .patch_scale(
+            "web",
+            &controller,
+            &Patch::Merge(json!({"spec": {"replicas": 6}})),
+        )
+        .await?;
+    hpas.patch_status(
+        "web",
+        &controller,
+        &Patch::Merge(json!({"status": {"currentReplicas": 6, "desiredReplicas": 6, "conditions": [
+            {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale", "lastTransitionTime": "2026-11-30T00:00:00Z"},
+            {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound", "lastTransitionTime": "2026-11-30T00:00:00Z"},
+            {"type": "ScalingLimited", "status": "False", "reason": "DesiredWithinRange", "lastTransitionTime": "2026-11-30T00:00:00Z"}]}})),
+    )
+    .await?;
+    refresh(&fleet, "autoscaled").await?;
+    let a = wait_synced_healthy(&fleet, "autoscaled").await?;
+    ensure!(
+        health_of(&a, "HorizontalPodAutoscaler").0 == "Healthy",
+        "{:?}",
+        health_of(&a, "HorizontalPodAutoscaler")
+    );
+    // selfHeal had every chance to revert: it did not.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let d = deploys.get("web").await?;
+    ensure!(
+        d.spec.replicas == Some(6),
+        "the autoscaler's replicas stand"
+    );
+    ensure!(
+        codes(&app(&fleet, "autoscaled").await?).0 == "Synced",
+        "and the app is Synced"
+    );
+    Ok(())
+}

@@ -63,7 +63,11 @@ fn rv(obj: &Value) -> Option<u64> {
 pub fn trim(mut obj: Value) -> Value {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         if let Some(Value::Array(mf)) = meta.get_mut("managedFields") {
-            mf.retain(|e| e.get("manager").and_then(Value::as_str) == Some(FIELD_MANAGER));
+            mf.retain(|e| {
+                e.get("manager")
+                    .and_then(Value::as_str)
+                    .is_some_and(|m| m == FIELD_MANAGER || crate::ignore::manager_kept(m))
+            });
         }
         if let Some(Value::Object(a)) = meta.get_mut("annotations") {
             a.remove(LAST_APPLIED);
