@@ -97,6 +97,74 @@ pub fn diff_with(desired: &Value, live: Option<&Value>, manager: &str, opts: &Di
     Diff { differences: out }
 }
 
+/// `live` seen through `desired`'s shape: the fields Git sets, holding live's values where they
+/// differ and desired's where they are equal once normalized (`1000m` against `1` keeps
+/// `1000m`), so a text diff of `desired` against it shows exactly the drift, nothing else.
+pub fn project_live(desired: &Value, live: &Value, opts: &DiffOptions) -> Value {
+    let merged = normalize::secret_string_data(desired);
+    let compared = merged.as_ref().unwrap_or(desired);
+    let skip_rules = opts.ignore_aggregated_roles && is_aggregated_role(desired);
+    let mut out = Map::new();
+    if let (Some(d), Some(l)) = (compared.as_object(), live.as_object()) {
+        for (k, dv) in d {
+            let path = Path::root(k);
+            let projected = match k.as_str() {
+                "apiVersion" | "kind" => Some(dv.clone()),
+                "status" if !opts.compare_status => Some(dv.clone()),
+                "rules" if skip_rules => Some(dv.clone()),
+                "metadata" => {
+                    let mut meta = dv.as_object().cloned().unwrap_or_default();
+                    for mk in COMPARED_METADATA {
+                        if let Some(dm) = dv.get(*mk) {
+                            let lm = l.get("metadata").and_then(|m| m.get(*mk));
+                            match project(dm, lm, &path.child(Seg::Key(mk)), opts.builtin_group) {
+                                Some(v) => meta.insert(mk.to_string(), v),
+                                None => meta.remove(*mk),
+                            };
+                        }
+                    }
+                    Some(Value::Object(meta))
+                }
+                _ => project(dv, l.get(k), &path, opts.builtin_group),
+            };
+            if let Some(v) = projected {
+                out.insert(k.clone(), v);
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+fn project(desired: &Value, live: Option<&Value>, path: &Path, builtin: bool) -> Option<Value> {
+    let Some(live) = live.filter(|l| !l.is_null()) else {
+        return normalize::absent_equivalent(desired, builtin).then(|| desired.clone());
+    };
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => Some(Value::Object(
+            d.iter()
+                .filter_map(|(k, dv)| {
+                    project(dv, l.get(k), &path.child(Seg::Key(k)), builtin).map(|v| (k.clone(), v))
+                })
+                .collect(),
+        )),
+        (Value::Array(d), Value::Array(l)) if d.len() == l.len() => Some(Value::Array(
+            d.iter()
+                .zip(l)
+                .enumerate()
+                .map(|(i, (dv, lv))| {
+                    project(dv, Some(lv), &path.child(Seg::Index(i)), builtin)
+                        .unwrap_or(Value::Null)
+                })
+                .collect(),
+        )),
+        (Value::Object(_) | Value::Array(_), _) | (_, Value::Object(_) | Value::Array(_)) => {
+            Some(live.clone())
+        }
+        (d, l) if scalars_equal(d, l, path) => Some(d.clone()),
+        _ => Some(live.clone()),
+    }
+}
+
 /// The merged Secret with Git's `stringData` kept too: our manager may own either form.
 fn with_string_data(merged: &Value, desired: &Value) -> Value {
     let mut view = merged.clone();
@@ -306,6 +374,27 @@ mod tests {
                         "template": {"spec": {"containers": [{"name": "web", "image": "nginx:1", "imagePullPolicy": "IfNotPresent"}],
                                               "restartPolicy": "Always"}}},
                "status": {"availableReplicas": 2}})
+    }
+
+    #[test]
+    fn live_projected_on_desired_shows_only_the_drift() {
+        let mut desired = mk_desired();
+        desired["spec"]["template"]["spec"]["containers"][0]["resources"] =
+            json!({"limits": {"cpu": "1000m"}});
+        let mut live = mk_live();
+        live["spec"]["replicas"] = json!(5);
+        live["spec"]["template"]["spec"]["containers"][0]["resources"] =
+            json!({"limits": {"cpu": "1"}});
+        let p = project_live(&desired, &live, &DiffOptions::default());
+        let mut expect = desired.clone();
+        expect["spec"]["replicas"] = json!(5);
+        assert_eq!(p, expect, "defaults and equal quantities are not shown");
+        let text = normalize::unified_diff(&desired, &p);
+        assert!(
+            text.contains("-  replicas: 5") && text.contains("+  replicas: 2"),
+            "{text}"
+        );
+        assert!(!text.contains("cpu"), "{text}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod context;
 pub mod diff;
 pub mod engine;
 pub mod events;
+pub mod explain;
 pub mod health;
 pub mod health_kinds;
 pub mod hooks;

@@ -116,7 +116,7 @@ fn fingerprint(app: &Application) -> String {
 }
 
 /// The app's AppProject (`default` when the spec names none).
-fn project_name(app: &Application) -> &str {
+pub(crate) fn project_name(app: &Application) -> &str {
     if app.spec.project.is_empty() {
         "default"
     } else {
@@ -135,7 +135,7 @@ fn dest_server(app: &Application) -> &str {
 }
 
 /// The destination namespace (Argo CD leaves unnamespaced objects to the destination's).
-fn dest_namespace(app: &Application) -> String {
+pub(crate) fn dest_namespace(app: &Application) -> String {
     app.spec
         .destination
         .namespace
@@ -235,7 +235,7 @@ fn validate(
 
 /// The destination's capabilities when a source renders with Helm or a plugin (they see the
 /// cluster's version and API versions); `None` otherwise or when discovery fails (logged).
-async fn capabilities_for(
+pub(crate) async fn capabilities_for(
     ctx: &Arc<Context>,
     app: &Application,
     cluster: &Cluster,
@@ -311,8 +311,8 @@ pub(crate) async fn normalize_for(
 /// project; resources stamped with tracking, hooks apart (stamped once named), `Skip` and
 /// hook types Argo CD does not run dropped.
 #[derive(Debug, Default)]
-struct Normalized {
-    resources: Vec<Value>,
+pub(crate) struct Normalized {
+    pub(crate) resources: Vec<Value>,
     hooks: Vec<Value>,
     /// Objects the project (or Argo CD's rules) refuses: they block syncs.
     refusals: Vec<String>,
@@ -479,7 +479,7 @@ fn repo_for(
 /// Render every source of the app at its resolved revision (or reuse the last render at
 /// `Level::Compare`). `revision_override` renders a manual sync's revision instead.
 #[tracing::instrument(name = "refresh", skip_all, fields(level = level.as_str()))]
-async fn desired(
+pub(crate) async fn desired(
     ctx: &Context,
     app: &Application,
     key: &AppKey,
@@ -995,7 +995,10 @@ pub async fn reconcile(
 
 /// The app's `ignoreDifferences` rules (refused ones are reported by `validate`), then the
 /// system-level ones of `argocd-cm`.
-fn ignore_rules(app: &Application, settings: &Settings) -> Vec<crate::ignore::IgnoreRule> {
+pub(crate) fn ignore_rules(
+    app: &Application,
+    settings: &Settings,
+) -> Vec<crate::ignore::IgnoreRule> {
     let mut rules =
         crate::ignore::parse(app.spec.ignore_differences.as_deref().unwrap_or_default())
             .unwrap_or_default();
@@ -1054,7 +1057,7 @@ fn pinned_revision(
 /// The cluster's cache, and the desired objects normalized against it (watches started).
 /// The outer error is the controller's own; the inner one a cluster problem to report.
 #[allow(clippy::too_many_arguments)]
-async fn live_state(
+pub(crate) async fn live_state(
     ctx: &Arc<Context>,
     app: &Application,
     key: &AppKey,

@@ -297,6 +297,35 @@ fn endpoint_router(
     }
 }
 
+/// `/status/applications/{namespace}/{name}/resources`: each resource's sync, health and
+/// masked desired-vs-live diff (`crate::explain`), for the API server to route to the owner.
+async fn resource_views(
+    axum::extract::State(ctx): axum::extract::State<std::sync::Weak<Context>>,
+    axum::extract::Path((namespace, name)): axum::extract::Path<(String, String)>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let Some(ctx) = ctx.upgrade() else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let key = AppKey::new(namespace, name);
+    match crate::explain::resources(&ctx, &key).await {
+        Ok(views) => axum::Json(serde_json::json!({"resources": views})).into_response(),
+        Err(e) => {
+            let code = match e {
+                crate::explain::ExplainError::NotFound(_) => StatusCode::NOT_FOUND,
+                crate::explain::ExplainError::NotOwned(_) => StatusCode::MISDIRECTED_REQUEST,
+                crate::explain::ExplainError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (
+                code,
+                axum::Json(serde_json::json!({"error": e.to_string()})),
+            )
+                .into_response()
+        }
+    }
+}
+
 /// Run the controller until `shutdown` resolves.
 pub async fn run(
     cfg: ControllerConfig,
@@ -622,7 +651,13 @@ pub async fn run(
             }
         })
     });
-    let router = endpoint_router(Arc::new(metrics_registry), ready.clone(), status);
+    let mut router = endpoint_router(Arc::new(metrics_registry), ready.clone(), status);
+    if cfg.status_endpoint {
+        router = router.route(
+            "/status/applications/{namespace}/{name}/resources",
+            axum::routing::get(resource_views).with_state(Arc::downgrade(&ctx)),
+        );
+    }
     let metrics_addr = flotilla_core::http::serve(cfg.metrics_listen, router).await?;
     let webhook_addr = match cfg.webhook_listen {
         Some(addr) => {

@@ -250,6 +250,39 @@ async fn excluded_kinds_are_never_applied_and_say_so() -> Result<()> {
         .is_some(),
         "the rest is"
     );
+    // Someone edits the ConfigMap (no selfHeal): the resource view shows the drift as a diff.
+    apply_yaml(
+        &fleet.cluster("cluster-001").await?,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: mixed}\ndata: {color: red}\n",
+        "kubectl-edit",
+    )
+    .await?;
+    refresh(&fleet, "mixed").await?;
+    wait_app(&fleet, "mixed", Duration::from_secs(60), "OutOfSync", |a| {
+        codes(a).0 == "OutOfSync"
+    })
+    .await?;
+    let (code, body) = fleet
+        .controller_get(&format!("/status/applications/{NS}/mixed/resources"))
+        .await?;
+    ensure!(code == 200, "{code}: {body}");
+    let v: Value = serde_json::from_str(&body)?;
+    let cm = v["resources"]
+        .as_array()
+        .and_then(|r| r.iter().find(|x| x["kind"] == "ConfigMap"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let diff = cm["diff"].as_str().unwrap_or_default();
+    ensure!(
+        cm["status"] == "OutOfSync"
+            && diff.contains("-  color: red")
+            && diff.contains("+  color: blue"),
+        "{cm}"
+    );
+    let (code, _) = fleet
+        .controller_get(&format!("/status/applications/{NS}/nosuch/resources"))
+        .await?;
+    ensure!(code == 404, "unknown app: {code}");
     Ok(())
 }
 

@@ -707,6 +707,12 @@ impl Fleet {
         apply_yaml(&self.control, yaml, "flotilla-test").await
     }
 
+    /// GET `path` on the first running controller's endpoint: (status code, body).
+    pub async fn controller_get(&self, path: &str) -> Result<(u16, String)> {
+        let c = self.controllers.first().context("no controller running")?;
+        http_get(&c.metrics, path).await
+    }
+
     /// The first running controller's Prometheus text.
     pub async fn controller_metrics(&self) -> Result<String> {
         let c = self.controllers.first().context("no controller running")?;

@@ -1,0 +1,208 @@
+//! What the API and CLI show of one app's resources: each one's sync and health with a
+//! readable, normalized desired-vs-live diff (Secret values masked), computed on request from
+//! the desired state and cluster cache a reconcile uses. Nothing is stored for it.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::context::{Context, Level};
+use crate::diff::{DiffOptions, project_live};
+use crate::normalize::{is_builtin_group, mask_secrets, unified_diff};
+use crate::plan::{ResourceState, SyncCode, compare_with};
+use crate::reconcile::{capabilities_for, desired, ignore_rules, live_state, project_name};
+use crate::tracking::{AppKey, FIELD_MANAGER};
+
+/// Why no view could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("no application {0}")]
+    NotFound(String),
+    #[error("application {0} is reconciled by another controller replica")]
+    NotOwned(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// One managed resource as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceView {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    pub name: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthView>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub requires_pruning: bool,
+    /// Paths that differ (`.spec.replicas`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<String>,
+    /// Unified diff, live (`-`) to desired (`+`), of the fields Git sets; for OutOfSync only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HealthView {
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// The resources of `key`, compared now (desired from the memo unless the spec changed).
+pub async fn resources(
+    ctx: &Arc<Context>,
+    key: &AppKey,
+) -> Result<Vec<ResourceView>, ExplainError> {
+    let app = ctx
+        .app(key)
+        .ok_or_else(|| ExplainError::NotFound(key.to_string()))?;
+    let registry = ctx.registry.borrow().clone();
+    let cluster = registry
+        .resolve(
+            app.spec.destination.server.as_deref(),
+            app.spec.destination.name.as_deref(),
+        )
+        .cloned()
+        .ok_or_else(|| ExplainError::Unavailable("unknown destination cluster".into()))?;
+    if !ctx.owns(&cluster.server) {
+        return Err(ExplainError::NotOwned(key.to_string()));
+    }
+    let project = ctx
+        .project(&key.namespace, project_name(&app))
+        .ok_or_else(|| ExplainError::Unavailable("unknown project".into()))?;
+    let caps = capabilities_for(ctx, &app, &cluster).await;
+    let want = desired(ctx, &app, key, Level::Compare, None, None, caps.as_deref())
+        .await
+        .map_err(|e| ExplainError::Unavailable(format!("failed to load target state: {e}")))?;
+    let settings = crate::settings::current();
+    let ignore = ignore_rules(&app, &settings);
+    let (cache, normalized) = live_state(
+        ctx, &app, key, &project, &cluster, &want, &settings, &ignore,
+    )
+    .await
+    .map_err(|e| ExplainError::Unavailable(e.to_string()))?
+    .map_err(|e| ExplainError::Unavailable(e.to_string()))?;
+    let cmp = compare_with(
+        &normalized.resources,
+        &cache.live_for(key),
+        FIELD_MANAGER,
+        &ignore,
+    );
+    Ok(cmp
+        .resources
+        .iter()
+        .map(|r| view(r, &ignore, &settings))
+        .collect())
+}
+
+/// One resource's view; the diff compares what the comparison compared (ignored fields taken
+/// from live) against live seen through the desired object's shape.
+pub fn view(
+    r: &ResourceState,
+    ignore: &[crate::ignore::IgnoreRule],
+    settings: &crate::settings::Settings,
+) -> ResourceView {
+    let (_, version) = crate::tracking::group_version(&r.api_version);
+    let diff = (r.sync != SyncCode::Synced).then(|| {
+        let opts = DiffOptions {
+            builtin_group: is_builtin_group(&r.key.group),
+            ignore_aggregated_roles: settings.compare.ignore_aggregated_roles,
+            compare_status: settings.compares_status(),
+        };
+        let mut want = r
+            .desired
+            .as_ref()
+            .map(|d| crate::ignore::overlay(d, r.live.as_deref(), &r.key, ignore));
+        let mut have = match (&want, r.live.as_deref()) {
+            (Some(d), Some(l)) => Some(project_live(d, l, &opts)),
+            (None, Some(l)) => Some(without_server_fields(l)),
+            (_, None) => None,
+        };
+        mask_secrets(want.as_mut(), have.as_mut());
+        unified_diff(
+            want.as_ref().unwrap_or(&Value::Null),
+            have.as_ref().unwrap_or(&Value::Null),
+        )
+    });
+    ResourceView {
+        group: r.key.group.clone(),
+        version: version.to_string(),
+        kind: r.key.kind.clone(),
+        namespace: r.key.namespace.clone(),
+        name: r.key.name.clone(),
+        status: r.sync.as_str(),
+        health: r.health.as_ref().map(|h| HealthView {
+            status: h.code.as_str(),
+            message: h.message.clone(),
+        }),
+        requires_pruning: r.requires_pruning,
+        differences: r.differences.clone(),
+        diff,
+    }
+}
+
+/// A live object to prune, as shown: without what the server keeps for itself.
+fn without_server_fields(live: &Value) -> Value {
+    let mut v = live.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in [
+            "managedFields",
+            "resourceVersion",
+            "uid",
+            "generation",
+            "creationTimestamp",
+        ] {
+            m.remove(k);
+        }
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracking::ResourceKey;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn an_out_of_sync_secret_shows_its_drift_masked() {
+        let desired = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "token", "namespace": "web"},
+            "stringData": {"token": "new-value"}, "data": {"user": "YWRtaW4="}});
+        let live = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "token", "namespace": "web", "uid": "u", "resourceVersion": "3"},
+            "data": {"token": "b2xkLXZhbHVl", "user": "YWRtaW4="}, "type": "Opaque"});
+        let key = ResourceKey::of(&desired).expect("key");
+        let mut lives = BTreeMap::new();
+        lives.insert(key, Arc::new(live));
+        let cmp = compare_with(&[desired], &lives, FIELD_MANAGER, &[]);
+        let v = view(&cmp.resources[0], &[], &Default::default());
+        assert_eq!(v.status, "OutOfSync");
+        let text = v.diff.expect("a diff");
+        assert!(
+            !text.contains("new-value") && !text.contains("b2xk") && !text.contains("YWRtaW4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("token: ++++++++") && text.contains("token: ++++++++++++"),
+            "{text}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| (l.starts_with('-') || l.starts_with('+')) && l.contains("user")),
+            "equal values are no drift: {text}"
+        );
+    }
+}
