@@ -1,10 +1,11 @@
 //! flotilla-core: the few things every Flotilla binary shares (logging set-up, the HTTP
-//! endpoint serving `/metrics` and health, in-flight request coalescing). Must not know
-//! Applications, Git or clusters.
+//! endpoint serving `/metrics` and health, in-flight request coalescing, Kubernetes
+//! quantities). Must not know Applications, Git or clusters.
 #![forbid(unsafe_code)]
 
 pub mod coalesce;
 pub mod http;
+pub mod quantity;
 pub mod redact;
 pub mod telemetry;
 

@@ -18,6 +18,7 @@ pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod quantities;
 pub mod resources;
 pub mod schema;
 pub mod selector;

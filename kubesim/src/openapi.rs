@@ -129,9 +129,14 @@ fn assemble(
 }
 
 /// One built-in kind's schema: its definition name and every definition it needs.
-struct Built {
-    name: String,
-    definitions: Map<String, Value>,
+pub(crate) struct Built {
+    pub(crate) name: String,
+    pub(crate) definitions: Map<String, Value>,
+}
+
+/// The OpenAPI v2 definitions of a built-in kind (`#/definitions/<name>` references).
+pub(crate) fn builtin_definitions(group: &str, kind: &str) -> Option<Arc<Built>> {
+    builtin_schemas(Flavor::V2, group, kind)
 }
 
 /// Built-in schemas never change: generate each kind once per flavor.

@@ -137,6 +137,7 @@ pub fn check(rt: &ResourceType, obj: &mut Value, mode: FieldValidation) -> ApiRe
     let mut unknown = Vec::new();
     prune(obj, &known, "", &mut unknown);
     refuse_unknown(mode, &unknown)?;
+    super::quantities::canonicalize(rt, obj)?;
     Ok(unknown)
 }
 

@@ -2172,3 +2172,56 @@ async fn yaml_bodies_are_accepted() -> Result<()> {
     ensure!(v["data"]["k"] == "v");
     Ok(())
 }
+
+/// Resource quantities are stored in canonical form (`1000m` → `1`, numbers become strings,
+/// `1.5Gi` → `1536Mi`) and a value that is not a quantity is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quantities_are_stored_in_canonical_form() -> Result<()> {
+    let t = Target::new().await?;
+    let ns = t.namespace("quantities").await?;
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        t.client.clone(),
+        &ns,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment")),
+    );
+    let mut d = mk_deploy("sized", 1, "nginx:1.27");
+    d["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({
+        "limits": {"cpu": "1000m", "memory": "1024Mi", "ephemeral-storage": "2000000"},
+        "requests": {"cpu": 0.5, "memory": "1.5Gi"}});
+    api.patch(
+        "sized",
+        &PatchParams::apply("conformance"),
+        &Patch::Apply(&d),
+    )
+    .await?;
+    let live = serde_json::to_value(api.get("sized").await?)?;
+    let res = &live["spec"]["template"]["spec"]["containers"][0]["resources"];
+    ensure!(
+        res == &json!({"limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "2M"},
+                        "requests": {"cpu": "500m", "memory": "1536Mi"}}),
+        "{res}"
+    );
+    // The diff normalizes what the server canonicalized: Git's forms are no drift.
+    ensure!(
+        flotilla_controller::diff::diff(&d, Some(&live), "conformance").in_sync(),
+        "{:?}",
+        flotilla_controller::diff::diff(&d, Some(&live), "conformance")
+    );
+    let mut bad = mk_deploy("badly-sized", 1, "nginx:1.27");
+    bad["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"limits": {"cpu": "one"}});
+    let e = api
+        .patch(
+            "badly-sized",
+            &PatchParams::apply("conformance"),
+            &Patch::Apply(&bad),
+        )
+        .await
+        .expect_err("not a quantity");
+    let (code, _, message) = status_of(&e)?;
+    ensure!(
+        code == 400 && message.contains("quantities must match"),
+        "{code} {message}"
+    );
+    Ok(())
+}
