@@ -93,6 +93,39 @@ pub struct Settings {
     pub source: BTreeMap<String, String>,
 }
 
+/// `argocd-cm` keys Argo CD's application controller reads that Flotilla does not honour, with
+/// what to do instead: each present one is named as a problem, never silently dropped.
+const NOT_HONOURED: &[(&str, &str)] = &[
+    (
+        "timeout.reconciliation",
+        "set the controller's --refresh-seconds",
+    ),
+    (
+        "timeout.reconciliation.jitter",
+        "the refresh jitter is fixed at 20 %",
+    ),
+    (
+        "timeout.hard.reconciliation",
+        "hard refreshes are requested per app (annotation refresh: hard)",
+    ),
+    (
+        "resource.respectRBAC",
+        "the controller watches only the kinds its apps use",
+    ),
+    (
+        "application.sync.impersonation.enabled",
+        "syncs use the cluster Secret's credentials",
+    ),
+    (
+        "resource.includeEventLabelKeys",
+        "Events carry no Application labels",
+    ),
+    (
+        "resource.excludeEventLabelKeys",
+        "Events carry no Application labels",
+    ),
+];
+
 /// Kinds never watched, whatever the settings say (Argo CD's core exclusions).
 fn core_excluded(group: &str, kind: &str) -> bool {
     matches!(group, "events.k8s.io" | "metrics.k8s.io")
@@ -256,6 +289,12 @@ impl Settings {
                 Err(e) => s.problems.push(format!("{COMPARE_OPTIONS}: {e}")),
             }
         }
+        for (key, instead) in NOT_HONOURED {
+            if data.get(*key).is_some_and(|v| !v.trim().is_empty()) {
+                s.problems
+                    .push(format!("{key} is not honoured by Flotilla: {instead}"));
+            }
+        }
         s.ignore_updates_enabled = flag(data, IGNORE_UPDATES_ENABLED, &mut s.problems);
         s.generic_health = flag(data, GENERIC_HEALTH, &mut s.problems);
         s
@@ -332,10 +371,20 @@ impl Settings {
 
     /// The customizations that apply to `group`/`kind`: the exact key first, then wildcards.
     fn matching(&self, group: &str, kind: &str) -> impl Iterator<Item = &Override> {
-        let key = override_key(group, kind);
-        let slashed = format!("{group}/{kind}");
+        // The usual case (no customizations) allocates nothing.
+        let none = self.overrides.is_empty();
+        let key = if none {
+            String::new()
+        } else {
+            override_key(group, kind)
+        };
+        let slashed = if none {
+            String::new()
+        } else {
+            format!("{group}/{kind}")
+        };
+        let key2 = key.clone();
         let exact = self.overrides.iter().filter(move |o| o.pattern == key);
-        let key2 = override_key(group, kind);
         let wild = self.overrides.iter().filter(move |o| {
             o.pattern != key2
                 && (o.pattern == "*/*"
@@ -796,8 +845,10 @@ return hs
             ),
             (EXCLUSIONS, "not: [a list"),
             (IGNORE_UPDATES_ENABLED, "yes"),
+            ("timeout.reconciliation", "180s"),
         ]));
-        assert_eq!(s.problems.len(), 8, "{:#?}", s.problems);
+        assert_eq!(s.problems.len(), 9, "{:#?}", s.problems);
+        assert!(s.problems.iter().any(|p| p.contains("--refresh-seconds")));
         assert_eq!(s.compare, CompareOptions::default());
     }
 
