@@ -29,6 +29,9 @@ pub struct DiffOptions {
     pub ignore_aggregated_roles: bool,
     /// Compare top-level `status` too (Argo CD's `ignoreResourceStatusField: none`).
     pub compare_status: bool,
+    /// Quantities and int-or-strings are compared by value where a field is one: built-in
+    /// kinds, and custom kinds `knownTypeFields` says embed Kubernetes types.
+    pub typed_fields: bool,
 }
 
 impl Default for DiffOptions {
@@ -37,6 +40,7 @@ impl Default for DiffOptions {
             builtin_group: true,
             ignore_aggregated_roles: false,
             compare_status: false,
+            typed_fields: true,
         }
     }
 }
@@ -63,6 +67,7 @@ pub fn diff_with(desired: &Value, live: Option<&Value>, manager: &str, opts: &Di
     let skip_rules = opts.ignore_aggregated_roles && is_aggregated_role(desired);
     let mut cmp = Comparer {
         builtin_group: opts.builtin_group,
+        typed: opts.typed_fields,
         out: Vec::new(),
     };
     if let (Some(d), Some(l)) = (compared.as_object(), live.as_object()) {
@@ -117,7 +122,7 @@ pub fn project_live(desired: &Value, live: &Value, opts: &DiffOptions) -> Value 
                     for mk in COMPARED_METADATA {
                         if let Some(dm) = dv.get(*mk) {
                             let lm = l.get("metadata").and_then(|m| m.get(*mk));
-                            match project(dm, lm, &path.child(Seg::Key(mk)), opts.builtin_group) {
+                            match project(dm, lm, &path.child(Seg::Key(mk)), opts) {
                                 Some(v) => meta.insert(mk.to_string(), v),
                                 None => meta.remove(*mk),
                             };
@@ -125,7 +130,7 @@ pub fn project_live(desired: &Value, live: &Value, opts: &DiffOptions) -> Value 
                     }
                     Some(Value::Object(meta))
                 }
-                _ => project(dv, l.get(k), &path, opts.builtin_group),
+                _ => project(dv, l.get(k), &path, opts),
             };
             if let Some(v) = projected {
                 out.insert(k.clone(), v);
@@ -135,15 +140,21 @@ pub fn project_live(desired: &Value, live: &Value, opts: &DiffOptions) -> Value 
     Value::Object(out)
 }
 
-fn project(desired: &Value, live: Option<&Value>, path: &Path, builtin: bool) -> Option<Value> {
+fn project(
+    desired: &Value,
+    live: Option<&Value>,
+    path: &Path,
+    opts: &DiffOptions,
+) -> Option<Value> {
     let Some(live) = live.filter(|l| !l.is_null()) else {
-        return normalize::absent_equivalent(desired, builtin).then(|| desired.clone());
+        return normalize::absent_equivalent(desired, path.key(), opts.builtin_group)
+            .then(|| desired.clone());
     };
     match (desired, live) {
         (Value::Object(d), Value::Object(l)) => Some(Value::Object(
             d.iter()
                 .filter_map(|(k, dv)| {
-                    project(dv, l.get(k), &path.child(Seg::Key(k)), builtin).map(|v| (k.clone(), v))
+                    project(dv, l.get(k), &path.child(Seg::Key(k)), opts).map(|v| (k.clone(), v))
                 })
                 .collect(),
         )),
@@ -152,15 +163,14 @@ fn project(desired: &Value, live: Option<&Value>, path: &Path, builtin: bool) ->
                 .zip(l)
                 .enumerate()
                 .map(|(i, (dv, lv))| {
-                    project(dv, Some(lv), &path.child(Seg::Index(i)), builtin)
-                        .unwrap_or(Value::Null)
+                    project(dv, Some(lv), &path.child(Seg::Index(i)), opts).unwrap_or(Value::Null)
                 })
                 .collect(),
         )),
         (Value::Object(_) | Value::Array(_), _) | (_, Value::Object(_) | Value::Array(_)) => {
             Some(live.clone())
         }
-        (d, l) if scalars_equal(d, l, path) => Some(d.clone()),
+        (d, l) if scalars_equal(d, l, path, opts.typed_fields) => Some(d.clone()),
         _ => Some(live.clone()),
     }
 }
@@ -246,9 +256,12 @@ fn numbers_equal(a: &Value, b: &Value) -> bool {
 
 /// Scalars equal as the API server would store them: quantities and int-or-strings by value
 /// where the field is one, numbers by value everywhere.
-fn scalars_equal(d: &Value, l: &Value, path: &Path) -> bool {
+fn scalars_equal(d: &Value, l: &Value, path: &Path, typed: bool) -> bool {
     if d == l {
         return true;
+    }
+    if !typed {
+        return numbers_equal(d, l);
     }
     let key = path.key();
     (normalize::is_quantity_field(key, path.parent_key()) && normalize::quantity_eq(d, l))
@@ -258,6 +271,7 @@ fn scalars_equal(d: &Value, l: &Value, path: &Path) -> bool {
 
 struct Comparer {
     builtin_group: bool,
+    typed: bool,
     out: Vec<String>,
 }
 
@@ -266,7 +280,7 @@ impl Comparer {
     /// length), scalars equal; a desired value equivalent to absence matches a missing one.
     fn subset(&mut self, desired: &Value, live: Option<&Value>, path: &Path) {
         let Some(live) = live.filter(|l| !l.is_null()) else {
-            if !normalize::absent_equivalent(desired, self.builtin_group) {
+            if !normalize::absent_equivalent(desired, path.key(), self.builtin_group) {
                 self.out.push(path.render());
             }
             return;
@@ -289,7 +303,7 @@ impl Comparer {
             (Value::Object(_) | Value::Array(_), _) | (_, Value::Object(_) | Value::Array(_)) => {
                 self.out.push(path.render());
             }
-            (d, l) if scalars_equal(d, l, path) => {}
+            (d, l) if scalars_equal(d, l, path, self.typed) => {}
             _ => self.out.push(path.render()),
         }
     }

@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::context::{Context, Level};
-use crate::diff::{DiffOptions, project_live};
-use crate::normalize::{is_builtin_group, mask_secrets, unified_diff};
+use crate::diff::project_live;
+use crate::normalize::{mask_secrets, unified_diff};
 use crate::plan::{ResourceState, SyncCode, compare_with};
 use crate::reconcile::{capabilities_for, desired, ignore_rules, live_state, project_name};
 use crate::tracking::{AppKey, FIELD_MANAGER};
@@ -111,11 +111,7 @@ pub fn view(
 ) -> ResourceView {
     let (_, version) = crate::tracking::group_version(&r.api_version);
     let diff = (r.sync != SyncCode::Synced).then(|| {
-        let opts = DiffOptions {
-            builtin_group: is_builtin_group(&r.key.group),
-            ignore_aggregated_roles: settings.compare.ignore_aggregated_roles,
-            compare_status: settings.compares_status(),
-        };
+        let opts = settings.diff_options(&r.key.group, &r.key.kind);
         let mut want = r
             .desired
             .as_ref()

@@ -7,7 +7,8 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 /// Maps whose values are all resource quantities (`resources.limits`, `ResourceQuota.spec.hard`,
-/// `Node.status.capacity`, `Pod.spec.overhead`, `RuntimeClass.overhead.podFixed`, ...).
+/// `Node.status.capacity`, `Pod.spec.overhead`, `RuntimeClass.overhead.podFixed`, a
+/// LimitRange item's `max`/`min`/`default`/`defaultRequest`/`maxLimitRequestRatio`, ...).
 const QUANTITY_MAPS: &[&str] = &[
     "limits",
     "requests",
@@ -16,10 +17,18 @@ const QUANTITY_MAPS: &[&str] = &[
     "allocatable",
     "overhead",
     "podFixed",
+    "max",
+    "min",
+    "default",
+    "defaultRequest",
+    "maxLimitRequestRatio",
 ];
 
-/// Fields that are quantities wherever they appear (`emptyDir.sizeLimit`, `...storage`).
-const QUANTITY_FIELDS: &[&str] = &["sizeLimit", "storage"];
+/// Fields that are quantities wherever they appear (`emptyDir.sizeLimit`).
+const QUANTITY_FIELDS: &[&str] = &["sizeLimit"];
+
+/// Fields that are quantities under a given parent (an HPA metric's `target`).
+const QUANTITY_UNDER: &[(&str, &str)] = &[("target", "value"), ("target", "averageValue")];
 
 /// IntOrString fields (and int fields Helm charts often quote).
 const INT_OR_STRING_FIELDS: &[&str] = &[
@@ -68,6 +77,7 @@ pub fn is_builtin_group(group: &str) -> bool {
 pub fn is_quantity_field(key: Option<&str>, parent: Option<&str>) -> bool {
     key.is_some_and(|k| QUANTITY_FIELDS.contains(&k))
         || parent.is_some_and(|p| QUANTITY_MAPS.contains(&p))
+        || matches!((parent, key), (Some(p), Some(k)) if QUANTITY_UNDER.contains(&(p, k)))
 }
 
 /// Whether the scalar under `key` is an int-or-string.
@@ -127,17 +137,76 @@ pub fn int_or_string_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Whether `desired`, which live does not have at all, is equivalent to being absent: `null`,
-/// `{}`, `[]`, a map of only such values, and, for built-in API groups (`builtin_group`), the
-/// zero values `""`, `false` and `0` that the server drops as `omitempty`.
-pub fn absent_equivalent(desired: &Value, builtin_group: bool) -> bool {
+/// Maps of user keys the server omits when empty (`labels: {}` comes back absent), and structs
+/// whose empty value sets nothing (`resources: {}`, `securityContext: {}`). Other `{}` are
+/// choices the server keeps (`emptyDir: {}` selects a volume source).
+const STRING_MAPS: &[&str] = &[
+    "resources",
+    "securityContext",
+    "labels",
+    "annotations",
+    "data",
+    "binaryData",
+    "stringData",
+    "matchLabels",
+    "nodeSelector",
+    "parameters",
+    "limits",
+    "requests",
+    "hard",
+];
+
+/// Optional (pointer) fields of built-in kinds: a zero value set in Git is kept by the server,
+/// so its absence live is a real change (someone removed `allowPrivilegeEscalation: false`).
+const POINTER_FIELDS: &[&str] = &[
+    "allowPrivilegeEscalation",
+    "privileged",
+    "readOnlyRootFilesystem",
+    "runAsNonRoot",
+    "runAsUser",
+    "runAsGroup",
+    "fsGroup",
+    "automountServiceAccountToken",
+    "enableServiceLinks",
+    "shareProcessNamespace",
+    "hostUsers",
+    "setHostnameAsFQDN",
+    "suspend",
+    "immutable",
+    "optional",
+    "allowVolumeExpansion",
+    "storageClassName",
+    "replicas",
+    "terminationGracePeriodSeconds",
+    "activeDeadlineSeconds",
+    "backoffLimit",
+    "completions",
+    "parallelism",
+    "ttlSecondsAfterFinished",
+    "progressDeadlineSeconds",
+    "revisionHistoryLimit",
+    "successfulJobsHistoryLimit",
+    "failedJobsHistoryLimit",
+    "startingDeadlineSeconds",
+    "minAvailable",
+    "maxUnavailable",
+    "defaultMode",
+    "mode",
+];
+
+/// Whether `desired` (under field `key`), which live does not have at all, is equivalent to
+/// being absent: `null`; `[]` (an empty list and no list mean the same); `{}` for maps of user
+/// keys; and, for built-in API groups (`builtin_group`), the zero values `""`, `false`, `0` of
+/// non-optional fields, which the server drops as `omitempty`.
+pub fn absent_equivalent(desired: &Value, key: Option<&str>, builtin_group: bool) -> bool {
     match desired {
         Value::Null => true,
         Value::Array(a) => a.is_empty(),
-        Value::Object(m) => m.values().all(|v| absent_equivalent(v, builtin_group)),
-        Value::String(s) => builtin_group && s.is_empty(),
-        Value::Bool(b) => builtin_group && !b,
-        Value::Number(n) => builtin_group && n.as_f64() == Some(0.0),
+        Value::Object(m) => m.is_empty() && key.is_some_and(|k| STRING_MAPS.contains(&k)),
+        _ if !builtin_group || key.is_some_and(|k| POINTER_FIELDS.contains(&k)) => false,
+        Value::String(s) => s.is_empty(),
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
     }
 }
 
@@ -293,7 +362,12 @@ mod tests {
         assert!(is_quantity_field(Some("requests.memory"), Some("hard")));
         assert!(is_quantity_field(Some("sizeLimit"), Some("emptyDir")));
         assert!(is_quantity_field(Some("storage"), Some("capacity")));
+        assert!(is_quantity_field(Some("memory"), Some("defaultRequest")));
+        assert!(is_quantity_field(Some("averageValue"), Some("target")));
         assert!(!is_quantity_field(Some("image"), Some("containers")));
+        // A ConfigMap's data is text, whatever its keys are called.
+        assert!(!is_quantity_field(Some("storage"), Some("data")));
+        assert!(!is_quantity_field(Some("value"), Some("env")));
         assert!(!is_quantity_field(None, None));
     }
 
@@ -308,21 +382,45 @@ mod tests {
     }
 
     #[test]
-    fn absent_equivalents_depend_on_the_api_group() {
-        for v in [json!(null), json!({}), json!([]), json!({"a": {}})] {
-            assert!(absent_equivalent(&v, false), "{v}");
-        }
-        for v in [
-            json!(""),
-            json!(false),
-            json!(0),
-            json!({"hostNetwork": false}),
+    fn absent_equivalents_depend_on_the_field_and_the_api_group() {
+        for (v, key) in [
+            (json!(null), "x"),
+            (json!([]), "args"),
+            (json!({}), "labels"),
+            (json!({}), "annotations"),
         ] {
-            assert!(absent_equivalent(&v, true), "{v}");
-            assert!(!absent_equivalent(&v, false), "{v}");
+            assert!(absent_equivalent(&v, Some(key), false), "{key}: {v}");
+        }
+        // A struct's `{}` is a choice the server keeps (`emptyDir: {}`).
+        assert!(!absent_equivalent(&json!({}), Some("emptyDir"), true));
+        assert!(!absent_equivalent(
+            &json!({"medium": ""}),
+            Some("emptyDir"),
+            true
+        ));
+        for (v, key) in [
+            (json!(""), "subPath"),
+            (json!(false), "hostNetwork"),
+            (json!(0), "minReadySeconds"),
+        ] {
+            assert!(absent_equivalent(&v, Some(key), true), "{key}: {v}");
+            assert!(
+                !absent_equivalent(&v, Some(key), false),
+                "CRDs keep zero values: {key}"
+            );
+        }
+        // Optional fields keep their zero values: their absence live is a change.
+        for (v, key) in [
+            (json!(false), "allowPrivilegeEscalation"),
+            (json!(false), "automountServiceAccountToken"),
+            (json!(0), "runAsUser"),
+            (json!(0), "replicas"),
+            (json!(""), "storageClassName"),
+        ] {
+            assert!(!absent_equivalent(&v, Some(key), true), "{key}: {v}");
         }
         for v in [json!("x"), json!(true), json!(1), json!([0])] {
-            assert!(!absent_equivalent(&v, true), "{v}");
+            assert!(!absent_equivalent(&v, Some("x"), true), "{v}");
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::diff::{DiffOptions, diff_with};
+use crate::diff::diff_with;
 use crate::engine::{Task, TaskKind, TaskOptions, TaskState};
 use crate::health::{self, Health, HealthCode};
 use crate::hooks::SyncPhase;
@@ -183,11 +183,7 @@ pub fn compare_with(
     ignore: &[crate::ignore::IgnoreRule],
 ) -> Comparison {
     let settings = crate::settings::current();
-    let opts = |group: &str| DiffOptions {
-        builtin_group: crate::normalize::is_builtin_group(group),
-        ignore_aggregated_roles: settings.compare.ignore_aggregated_roles,
-        compare_status: settings.compares_status(),
-    };
+    let opts = |key: &ResourceKey| settings.diff_options(&key.group, &key.kind);
     let mut warnings = Vec::new();
     let mut by_key: BTreeMap<ResourceKey, (String, Value)> = BTreeMap::new();
     let mut seen: BTreeMap<ResourceKey, usize> = BTreeMap::new();
@@ -229,7 +225,7 @@ pub fn compare_with(
         let live_obj = live.get(key).cloned();
         let state = match by_key.get(key) {
             Some((api_version, d)) => {
-                let o = opts(&key.group);
+                let o = opts(key);
                 let differences = if crate::ignore::applies(key, ignore) {
                     let d = crate::ignore::overlay(d, live_obj.as_deref(), key, ignore);
                     diff_with(&d, live_obj.as_deref(), manager, &o).differences

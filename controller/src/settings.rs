@@ -434,6 +434,20 @@ impl Settings {
         out
     }
 
+    /// How the diff compares objects of `group`/`kind` under these settings.
+    pub fn diff_options(&self, group: &str, kind: &str) -> crate::diff::DiffOptions {
+        let builtin = crate::normalize::is_builtin_group(group);
+        crate::diff::DiffOptions {
+            builtin_group: builtin,
+            ignore_aggregated_roles: self.compare.ignore_aggregated_roles,
+            compare_status: self.compares_status(),
+            typed_fields: builtin
+                || self
+                    .matching(group, kind)
+                    .any(|o| !o.known_type_fields.is_empty()),
+        }
+    }
+
     /// Whether the diff compares `status` for this kind.
     pub fn compares_status(&self) -> bool {
         self.compare.status_field == StatusField::Off
