@@ -38,6 +38,25 @@ pub fn run(
 ) -> Result<Health, LuaError> {
     let lua = sandbox(open_libs).map_err(|e| LuaError::Script(e.to_string()))?;
     let deadline = Instant::now() + budget;
+    // `pcall` must not swallow the budget: once it is spent, every protected call fails again.
+    for name in ["pcall", "xpcall"] {
+        let inner: mlua::Function = lua
+            .globals()
+            .get(name)
+            .map_err(|e| LuaError::Script(e.to_string()))?;
+        let guarded = lua
+            .create_function(move |_, args: mlua::MultiValue| {
+                let out = inner.call::<mlua::MultiValue>(args)?;
+                if Instant::now() > deadline {
+                    return Err(mlua::Error::runtime(TIMED_OUT));
+                }
+                Ok(out)
+            })
+            .map_err(|e| LuaError::Script(e.to_string()))?;
+        lua.globals()
+            .set(name, guarded)
+            .map_err(|e| LuaError::Script(e.to_string()))?;
+    }
     lua.set_hook(
         HookTriggers::new().every_nth_instruction(CHECK_EVERY),
         move |_, _| {
@@ -99,9 +118,14 @@ fn sandbox(open_libs: bool) -> mlua::Result<Lua> {
         safe_os.set(name, os.get::<mlua::Value>(name)?)?;
     }
     g.set("os", safe_os)?;
-    for name in ["dofile", "loadfile"] {
+    // Files, bytecode (Lua 5.1's loader trusts it), and finalizers (`newproxy` userdata with
+    // `__gc` would run after the budget) are out.
+    for name in ["dofile", "loadfile", "load", "loadstring", "newproxy"] {
         g.set(name, mlua::Value::Nil)?;
     }
+    let string: mlua::Table = g.get("string")?;
+    string.set("dump", mlua::Value::Nil)?;
+    bound_patterns(&lua, &string)?;
     // `local os = require("os")` works as in Argo CD; nothing else is loadable.
     let require = lua.create_function(|lua, name: String| match name.as_str() {
         "os" | "string" | "table" | "math" => lua.globals().get::<mlua::Value>(name),
@@ -111,6 +135,43 @@ fn sandbox(open_libs: bool) -> mlua::Result<Lua> {
     })?;
     g.set("require", require)?;
     Ok(lua)
+}
+
+/// Longest subject and pattern the pattern functions take. Lua's matcher runs in C, out of
+/// the instruction hook's reach, and recurses per pattern item: bounded inputs keep one call
+/// short and its stack shallow.
+const MAX_SUBJECT: usize = 256 << 10;
+const MAX_PATTERN: usize = 256;
+/// A plain `find` is a naive substring search: any subject, a bounded needle.
+const MAX_PLAIN_NEEDLE: usize = 4 << 10;
+
+/// Wrap `string.find/match/gmatch/gsub` (and the `s:find(...)` methods, which share the table)
+/// so that over-long subjects or patterns are an error, not a stalled worker.
+fn bound_patterns(lua: &Lua, string: &mlua::Table) -> mlua::Result<()> {
+    for name in ["find", "match", "gmatch", "gsub"] {
+        let inner: mlua::Function = string.get(name)?;
+        let plain_ok = name == "find";
+        let wrapped = lua.create_function(move |_, args: mlua::MultiValue| {
+            let text = |i: usize| match args.get(i) {
+                Some(mlua::Value::String(s)) => s.as_bytes().len(),
+                _ => 0,
+            };
+            let plain = plain_ok && args.get(3).is_some_and(|v| v.as_boolean() == Some(true));
+            let refused = if plain {
+                text(1) > MAX_PLAIN_NEEDLE
+            } else {
+                text(0) > MAX_SUBJECT || text(1) > MAX_PATTERN
+            };
+            if refused {
+                return Err(mlua::Error::runtime(format!(
+                    "string.{name}: subject over {MAX_SUBJECT} bytes or pattern over {MAX_PATTERN} bytes (plain find: {MAX_PLAIN_NEEDLE})"
+                )));
+            }
+            inner.call::<mlua::MultiValue>(args)
+        })?;
+        string.set(name, wrapped)?;
+    }
+    Ok(())
 }
 
 fn verdict(out: &mlua::Value) -> Result<Health, LuaError> {
@@ -208,6 +269,42 @@ return hs"#;
         .expect_err("stopped");
         assert_eq!(e, LuaError::Timeout(Duration::from_millis(100)));
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn pcall_cannot_swallow_the_budget() {
+        let e = run(
+            "while true do pcall(function() while true do end end) end",
+            &json!({}),
+            false,
+            Duration::from_millis(100),
+        )
+        .expect_err("stopped");
+        assert_eq!(e, LuaError::Timeout(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn bytecode_finalizers_and_huge_patterns_are_refused() {
+        for script in [
+            "return loadstring('return 1')()",
+            "return load(function() return nil end)",
+            "return string.dump(function() end)",
+            "return newproxy(true)",
+            "return string.rep('a', 300000):find('(.-)(.-)(.-)x')",
+            "return ('a'):find(string.rep('a?', 200000))",
+        ] {
+            let e = run(script, &json!({}), false, DEFAULT_BUDGET).expect_err(script);
+            assert!(matches!(e, LuaError::Script(_)), "{script}: {e}");
+        }
+        // Plain finds of any size, and ordinary patterns, still work.
+        let h = run(
+            "local s = string.rep('x', 300000) .. 'Ready' if s:find('Ready', 1, true) and ('a-b'):match('(%a)-(%a)') then return {status='Healthy'} end",
+            &json!({}),
+            false,
+            DEFAULT_BUDGET,
+        )
+        .expect("runs");
+        assert_eq!(h.code, HealthCode::Healthy);
     }
 
     #[test]

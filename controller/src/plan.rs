@@ -242,7 +242,14 @@ pub fn compare_with(
                         SyncCode::OutOfSync
                     },
                     health: match live_obj.as_deref() {
-                        Some(l) => crate::settings::health(&key.group, &key.kind, l),
+                        // Argo CD: an object on its way out is Progressing, whatever its kind.
+                        Some(l) if l.pointer("/metadata/deletionTimestamp").is_some() => {
+                            Some(Health {
+                                code: HealthCode::Progressing,
+                                message: "Pending deletion".into(),
+                            })
+                        }
+                        Some(l) => settings.health(&key.group, &key.kind, l),
                         None => Some(health::assess(&key.group, &key.kind, None)),
                     },
                     live: live_obj,

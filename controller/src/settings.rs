@@ -516,7 +516,21 @@ fn lua_verdict(o: &Override, script: &str, live: &Value) -> Health {
         o.use_open_libs,
         crate::lua_health::DEFAULT_BUDGET,
     )
-    .unwrap_or_else(|e| {
+    .map(|mut h| {
+        // Messages often quote cluster-supplied text: bounded, like every status field.
+        if h.message.len() > MAX_MESSAGE {
+            let mut end = MAX_MESSAGE;
+            while !h.message.is_char_boundary(end) {
+                end -= 1;
+            }
+            h.message.truncate(end);
+            h.message.push('…');
+        }
+        h
+    });
+    // A timeout may be the machine's fault, not the object's: assessed again next time.
+    let cacheable = cacheable && !matches!(h, Err(crate::lua_health::LuaError::Timeout(_)));
+    let h = h.unwrap_or_else(|e| {
         tracing::warn!(customization = %o.pattern, error = %e, "health.lua gave no verdict");
         Health {
             code: HealthCode::Unknown,
@@ -528,6 +542,9 @@ fn lua_verdict(o: &Override, script: &str, live: &Value) -> Health {
     }
     h
 }
+
+/// Longest health message a script may set.
+const MAX_MESSAGE: usize = 4 << 10;
 
 fn flag(data: &BTreeMap<String, String>, key: &str, problems: &mut Vec<String>) -> bool {
     match data.get(key).map(|v| v.trim()) {
