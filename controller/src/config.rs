@@ -38,6 +38,8 @@ pub struct ControllerConfig {
     /// Serve `/status` (ring members, every cluster URL, owned clusters, queue depth) on the
     /// metrics address. Off by default: that port is unauthenticated.
     pub status_endpoint: bool,
+    /// Token the per-resource view requires (`Authorization: Bearer`); unset: not served.
+    pub status_token: Option<String>,
     /// When set, the bound metrics address is written here as JSON.
     pub address_file: Option<PathBuf>,
     /// Address of the Git webhook receiver (`POST /api/webhook`); none = off.
@@ -147,6 +149,7 @@ impl Default for ControllerConfig {
             in_cluster: true,
             metrics_listen: SocketAddr::from(([0, 0, 0, 0], 8082)),
             status_endpoint: false,
+            status_token: None,
             address_file: None,
             webhook_listen: None,
             max_backoff: Duration::from_secs(300),

@@ -292,13 +292,19 @@ fn take_owned(fields: &serde_json::Map<String, Value>, desired: &mut Value, live
             let Some(d) = desired.as_object_mut() else {
                 continue;
             };
-            match (d.get_mut(name), child) {
-                (Some(dv), Value::Object(sub))
-                    if !leaf(child)
-                        && dv.is_object() == lv.is_object()
-                        && dv.is_array() == lv.is_array() =>
-                {
-                    take_owned(sub, dv, lv);
+            let sub = child.as_object().filter(|_| !leaf(child));
+            match (sub, d.get_mut(name)) {
+                // Only the fields the manager owns below: descend (creating the parent), so
+                // siblings it does not own stay as Git has them.
+                (Some(sub), Some(dv)) if same_shape(dv, lv) => take_owned(sub, dv, lv),
+                (Some(sub), None) if lv.is_object() || lv.is_array() => {
+                    let mut fresh = if lv.is_object() {
+                        Value::Object(Default::default())
+                    } else {
+                        Value::Array(Vec::new())
+                    };
+                    take_owned(sub, &mut fresh, lv);
+                    d.insert(name.to_string(), fresh);
                 }
                 _ => {
                     d.insert(name.to_string(), lv.clone());
@@ -308,24 +314,33 @@ fn take_owned(fields: &serde_json::Map<String, Value>, desired: &mut Value, live
             let Ok(Value::Object(item_key)) = serde_json::from_str::<Value>(item) else {
                 continue;
             };
-            let matches = |e: &&Value| item_key.iter().all(|(f, v)| e.get(f) == Some(v));
-            let Some(lv) = live.as_array().and_then(|a| a.iter().find(matches)) else {
+            let exact = |e: &&Value| item_key.iter().all(|(f, v)| e.get(f) == Some(v));
+            // Git may leave out a key field the server defaults (a port's `protocol`).
+            let loose = |e: &&mut Value| {
+                item_key
+                    .iter()
+                    .all(|(f, v)| e.get(f).is_none_or(|x| x == v))
+            };
+            let Some(lv) = live.as_array().and_then(|a| a.iter().find(exact)) else {
                 continue;
             };
             let Some(list) = desired.as_array_mut() else {
                 continue;
             };
-            match list.iter().position(|e| matches(&e)) {
-                Some(i) if !leaf(child) => {
-                    if let Value::Object(sub) = child {
-                        take_owned(sub, &mut list[i], lv);
-                    }
-                }
-                Some(i) => list[i] = lv.clone(),
-                None => list.push(lv.clone()),
+            match (
+                list.iter_mut().find(loose),
+                child.as_object().filter(|_| !leaf(child)),
+            ) {
+                (Some(dv), Some(sub)) => take_owned(sub, dv, lv),
+                (Some(dv), None) => *dv = lv.clone(),
+                (None, _) => list.push(lv.clone()),
             }
         }
     }
+}
+
+fn same_shape(a: &Value, b: &Value) -> bool {
+    (a.is_object() && b.is_object()) || (a.is_array() && b.is_array())
 }
 
 /// Field managers some rule names: the cluster caches keep these managers' `managedFields`
@@ -338,23 +353,26 @@ pub fn manager_kept(manager: &str) -> bool {
     KEPT_MANAGERS.read().contains(manager)
 }
 
-/// Keep the managers `rules` name from now on; returns those newly kept (objects cached
-/// before lack their entries: the caller re-lists the kinds the rules name).
-pub fn keep_managers(rules: &[IgnoreRule]) -> Vec<&IgnoreRule> {
-    let missing: Vec<&IgnoreRule> = {
+/// Keep the managers `rules` name from now on (watches started later keep their
+/// `managedFields`; `ClusterCache::relist_for_managers` renews older ones).
+pub fn keep_managers(rules: &[IgnoreRule]) {
+    let missing = {
         let kept = KEPT_MANAGERS.read();
         rules
             .iter()
-            .filter(|r| r.managers.iter().any(|m| !kept.contains(m)))
-            .collect()
+            .flat_map(|r| &r.managers)
+            .any(|m| !kept.contains(m))
     };
-    if !missing.is_empty() {
-        let mut kept = KEPT_MANAGERS.write();
-        for r in &missing {
-            kept.extend(r.managers.iter().cloned());
-        }
+    if missing {
+        KEPT_MANAGERS
+            .write()
+            .extend(rules.iter().flat_map(|r| r.managers.iter().cloned()));
     }
-    missing
+}
+
+/// The managers kept now.
+pub fn kept_managers() -> std::collections::BTreeSet<String> {
+    KEPT_MANAGERS.read().clone()
 }
 
 /// Whether any rule names `key`.
@@ -427,6 +445,11 @@ mod tests {
         assert_eq!(errs.len(), 4, "{errs:?}");
     }
 
+    fn rules_for(manager: &str) -> Vec<IgnoreRule> {
+        parse(&[json!({"group": "apps", "kind": "Deployment", "managedFieldsManagers": [manager]})])
+            .expect("parses")
+    }
+
     #[test]
     fn fields_a_trusted_manager_owns_are_taken_from_live() {
         let rules = parse(&[json!({"group": "apps", "kind": "Deployment",
@@ -457,11 +480,33 @@ mod tests {
                 {"name": "web", "image": "nginx:1", "env": [{"name": "MESH", "value": "on"}]},
                 {"name": "envoy", "image": "envoy:1"}]}}}})
         );
+        // A port Git writes without its defaulted protocol is the same item, not a second one;
+        // a parent Git lacks gets only the owned field, not its siblings.
+        let desired = json!({"spec": {"ports": [{"port": 80}]}});
+        let live = json!({"metadata": {"managedFields": [{"manager": "kube-controller-manager",
+                "operation": "Update", "fieldsV1": {"f:spec": {
+                    "f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {"f:nodePort": {}}},
+                    "f:template": {"f:metadata": {"f:annotations": {"f:stamp": {}}}}}}}]},
+            "spec": {"ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}],
+                     "template": {"metadata": {"annotations": {"stamp": "1", "other": "x"}}}}});
+        let out = overlay(
+            &desired,
+            Some(&live),
+            &key(),
+            &rules_for("kube-controller-manager"),
+        );
+        assert_eq!(
+            out,
+            json!({"spec": {"ports": [{"port": 80, "nodePort": 30080}],
+                "template": {"metadata": {"annotations": {"stamp": "1"}}}}})
+        );
         // Not a trusted manager: nothing taken.
         let plain = parse(&[json!({"kind": "Deployment", "managedFieldsManagers": ["someone"]})])
             .expect("parses");
         assert_eq!(overlay(&desired, Some(&live), &key(), &plain), desired);
-        assert!(!keep_managers(&rules).is_empty());
-        assert!(manager_kept("sidecar-injector") && keep_managers(&rules).is_empty());
+        keep_managers(&rules);
+        assert!(
+            manager_kept("sidecar-injector") && kept_managers().contains("kube-controller-manager")
+        );
     }
 }

@@ -77,6 +77,11 @@ struct Args {
     /// clusters and queue depth, unauthenticated. Off by default (404).
     #[arg(long, env = "FLOTILLA_STATUS_ENDPOINT")]
     status_endpoint: bool,
+    /// Bearer token that /status/applications/{namespace}/{name}/resources (each resource's
+    /// sync, health and desired-vs-live diff, Secret values masked) requires; the route is not
+    /// served without it. For the API server, which routes to the owning replica.
+    #[arg(long, env = "FLOTILLA_STATUS_TOKEN", hide_env_values = true)]
+    status_token: Option<String>,
     /// Write the bound metrics address here as JSON (useful with port 0).
     #[arg(long, env = "FLOTILLA_ADDRESS_FILE")]
     address_file: Option<PathBuf>,
@@ -233,6 +238,7 @@ async fn main() -> anyhow::Result<()> {
         in_cluster: !args.no_in_cluster,
         metrics_listen: args.metrics_listen,
         status_endpoint: args.status_endpoint,
+        status_token: args.status_token.clone().filter(|t| !t.is_empty()),
         address_file: args.address_file.clone(),
         webhook_listen: args.webhook_listen,
         redis_url: args.redis_url.clone().filter(|u| !u.is_empty()),

@@ -902,6 +902,7 @@ pub async fn reconcile(
             ctx,
             key,
             &cache,
+            &project,
             orphaned,
             &dest_namespace(&app),
             &cmp,
@@ -1068,15 +1069,11 @@ pub(crate) async fn live_state(
     ignore: &[crate::ignore::IgnoreRule],
 ) -> Result<Result<(Arc<ClusterCache>, Normalized), CacheError>, ReconcileError> {
     let cache = cache_for(ctx, cluster)?;
-    // Managers a rule names for the first time: the cache dropped their managedFields, so the
-    // kinds the rules cover are listed again.
-    let relist = crate::ignore::keep_managers(ignore);
-    if !relist.is_empty() {
-        cache.drop_kinds(|g, k| {
-            relist.iter().any(|r| {
-                crate::settings::wildcard(&r.group, g) && crate::settings::wildcard(&r.kind, k)
-            })
-        });
+    // Field managers the rules name: kept from now on, and kinds listed before they were
+    // are listed again (their cached objects lack those managers' managedFields).
+    if ignore.iter().any(|r| !r.managers.is_empty()) {
+        crate::ignore::keep_managers(ignore);
+        cache.relist_for_managers(ignore);
     }
     let ready = async {
         cache.reachability()?;
@@ -1113,6 +1110,7 @@ fn orphan_condition(
     ctx: &Context,
     key: &AppKey,
     cache: &Arc<ClusterCache>,
+    project: &crate::types::AppProject,
     policy: &crate::types::project::OrphanedResources,
     namespace: &str,
     cmp: &Comparison,
@@ -1127,6 +1125,7 @@ fn orphan_condition(
                 && !crate::live::orphans::known_exception(k)
                 && !settings.excluded(&k.group, &k.kind, &cache.server)
                 && !policy.ignore.iter().flatten().any(|i| i.matches(k))
+                && crate::project::kind_allowed(&project.spec, &k.group, &k.kind, true)
         })
         .count();
     ctx.metrics

@@ -109,13 +109,22 @@ async fn watch_settings(ctx: Arc<Context>, control: Client, namespace: String) {
     let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(control, &namespace);
     let cfg = watcher::Config::default().fields("metadata.name=argocd-cm");
     let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
+    // Whether a (re)list found the ConfigMap: one deleted while the watch was down is seen
+    // as a relist without it.
+    let mut listed = false;
     while let Some(ev) = stream.next().await {
         let data = match ev {
             Ok(Event::Apply(cm) | Event::InitApply(cm)) => {
+                listed = true;
                 cm.data.unwrap_or_default().into_iter().collect()
             }
             Ok(Event::Delete(_)) => BTreeMap::new(),
-            Ok(Event::Init | Event::InitDone) => continue,
+            Ok(Event::Init) => {
+                listed = false;
+                continue;
+            }
+            Ok(Event::InitDone) if listed => continue,
+            Ok(Event::InitDone) => BTreeMap::new(),
             Err(e) => {
                 tracing::warn!(error = %e, "watching argocd-cm");
                 continue;
@@ -145,22 +154,17 @@ async fn watch_settings(ctx: Arc<Context>, control: Client, namespace: String) {
                 "argocd-cm: a change of the tracking settings (resourceTrackingMethod, instanceLabelKey) takes effect at the next restart"
             );
         }
-        // Kinds now excluded stop being watched; kinds whose rules name a field manager for
-        // the first time are listed again (the caches kept no managedFields of it).
+        // Kinds now excluded stop being watched (and their objects are forgotten); kinds the
+        // rules name field managers for are listed again when their watch predates them.
         let rules = now.ignore_rules();
-        let relist = crate::ignore::keep_managers(&rules);
-        let named = |g: &str, k: &str| {
-            relist.iter().any(|r| {
-                crate::settings::wildcard(&r.group, g) && crate::settings::wildcard(&r.kind, k)
-            })
-        };
+        crate::ignore::keep_managers(&rules);
         for server in ctx.caches.servers() {
             if let Some(cache) = ctx.caches.get(&server) {
-                cache.drop_kinds(|group, kind| {
-                    now.excluded(group, kind, &server) || named(group, kind)
-                });
+                cache.drop_kinds(|group, kind| now.excluded(group, kind, &server));
+                cache.relist_for_managers(&rules);
             }
         }
+
         tracing::info!(
             problems = now.problems.len(),
             "argocd-cm changed: settings in force"
@@ -300,11 +304,23 @@ fn endpoint_router(
 /// `/status/applications/{namespace}/{name}/resources`: each resource's sync, health and
 /// masked desired-vs-live diff (`crate::explain`), for the API server to route to the owner.
 async fn resource_views(
-    axum::extract::State(ctx): axum::extract::State<std::sync::Weak<Context>>,
+    axum::extract::State((ctx, token)): axum::extract::State<(
+        std::sync::Weak<Context>,
+        Arc<String>,
+    )>,
     axum::extract::Path((namespace, name)): axum::extract::Path<(String, String)>,
+    headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !crate::webhook::ct_eq(presented.as_bytes(), token.as_bytes()) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
     let Some(ctx) = ctx.upgrade() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
@@ -652,10 +668,10 @@ pub async fn run(
         })
     });
     let mut router = endpoint_router(Arc::new(metrics_registry), ready.clone(), status);
-    if cfg.status_endpoint {
+    if let Some(token) = cfg.status_token.clone() {
         router = router.route(
             "/status/applications/{namespace}/{name}/resources",
-            axum::routing::get(resource_views).with_state(Arc::downgrade(&ctx)),
+            axum::routing::get(resource_views).with_state((Arc::downgrade(&ctx), Arc::new(token))),
         );
     }
     let metrics_addr = flotilla_core::http::serve(cfg.metrics_listen, router).await?;

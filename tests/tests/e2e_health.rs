@@ -283,6 +283,50 @@ async fn excluded_kinds_are_never_applied_and_say_so() -> Result<()> {
         .controller_get(&format!("/status/applications/{NS}/nosuch/resources"))
         .await?;
     ensure!(code == 404, "unknown app: {code}");
+    // Without the token: nothing.
+    let c = fleet.controller_ids();
+    let addr = fleet.controller_address(&c[0])?;
+    let (code, body) = flotilla_loadtest::fleet::http_get(
+        &addr,
+        &format!("/status/applications/{NS}/mixed/resources"),
+    )
+    .await?;
+    ensure!(code == 401 && !body.contains("color"), "{code}: {body}");
+    // ConfigMaps excluded too, while the app (auto-sync with prune) has one live: it leaves
+    // the comparison and is never pruned.
+    fleet
+        .apply(&argocd_cm(&[(
+            "resource.exclusions",
+            "- apiGroups: ['']\n  kinds: [Secret, ConfigMap]\n",
+        )]))
+        .await?;
+    wait_app(
+        &fleet,
+        "mixed",
+        Duration::from_secs(30),
+        "ConfigMap excluded",
+        |a| {
+            conditions(a)
+                .iter()
+                .any(|(t, m)| t == "ExcludedResourceWarning" && m.contains("ConfigMap settings"))
+        },
+    )
+    .await?;
+    refresh(&fleet, "mixed").await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    ensure!(
+        live(
+            &fleet,
+            "cluster-001",
+            "v1",
+            "ConfigMap",
+            Some("mixed"),
+            "settings"
+        )
+        .await?
+        .is_some(),
+        "an excluded object is never pruned"
+    );
     Ok(())
 }
 

@@ -58,6 +58,8 @@ struct KindWatch {
     synced: watch::Receiver<bool>,
     error: Arc<Mutex<Option<String>>>,
     task: JoinHandle<()>,
+    /// Field managers whose `managedFields` the objects listed by this watch keep.
+    managers: std::collections::BTreeSet<String>,
 }
 
 /// The cache of one cluster.
@@ -309,8 +311,12 @@ impl ClusterCache {
         self.reachability()?;
         let mut unknown = Vec::new();
         let mut waits = Vec::new();
+        let settings = crate::settings::current();
         for (api_version, kind) in kinds {
             let (group, _) = group_version(api_version);
+            if settings.excluded(group, kind, &self.server) {
+                continue;
+            }
             let gk = (group.to_string(), kind.clone());
             let existing = lock(&self.kinds)
                 .get(&gk)
@@ -373,6 +379,9 @@ impl ClusterCache {
             let mut buffer: Vec<Value> = Vec::new();
             while let Some(ev) = stream.next().await {
                 let Some(this) = weak.upgrade() else { return };
+                if crate::settings::current().excluded(&gk.0, &gk.1, &this.server) {
+                    return;
+                }
                 let labels = CacheMetrics::labels(&this.name);
                 let changed = match ev {
                     Ok(ev) => {
@@ -443,6 +452,7 @@ impl ClusterCache {
             synced,
             error,
             task,
+            managers: crate::ignore::kept_managers(),
         }
     }
 
@@ -500,6 +510,30 @@ impl ClusterCache {
         }
     }
 
+    /// Watch again (a fresh list replaces the cached objects when it completes; until then
+    /// they stay) every watched kind some rule covers whose watch started before the rule's
+    /// field managers were kept: their objects lack those managers' `managedFields`.
+    pub fn relist_for_managers(&self, rules: &[crate::ignore::IgnoreRule]) {
+        let mut kinds = lock(&self.kinds);
+        let stale: Vec<(String, String)> = kinds
+            .iter()
+            .filter(|((g, k), w)| {
+                rules.iter().any(|r| {
+                    r.managers.iter().any(|m| !w.managers.contains(m))
+                        && crate::settings::wildcard(&r.group, g)
+                        && crate::settings::wildcard(&r.kind, k)
+                })
+            })
+            .map(|(gk, _)| gk.clone())
+            .collect();
+        for gk in stale {
+            if let Some(w) = kinds.remove(&gk) {
+                w.task.abort();
+                tracing::info!(cluster = %self.name, group = %gk.0, kind = %gk.1, "listing again for the field managers ignoreDifferences names");
+            }
+        }
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, LiveStore> {
         match self.store.write() {
             Ok(g) => g,
@@ -519,8 +553,13 @@ impl ClusterCache {
     }
 
     /// The live objects `app` owns in this cluster.
+    /// Objects of kinds the settings exclude are never shown (so never compared or pruned),
+    /// even while their watch is being stopped.
     pub fn live_for(&self, app: &AppKey) -> BTreeMap<ResourceKey, Arc<Value>> {
-        self.read().for_app(app)
+        let mut objs = self.read().for_app(app);
+        let settings = crate::settings::current();
+        objs.retain(|k, _| !settings.excluded(&k.group, &k.kind, &self.server));
+        objs
     }
 
     /// Write-through: an object our own write returned (newer than or equal to what the

@@ -120,7 +120,13 @@ impl OrphanIndex {
                             this.remove(&k);
                         }
                     }
-                    Err(e) => tracing::debug!(kind = %gk.1, error = %e, "orphan watch error"),
+                    Err(e) => {
+                        // A kind that cannot be listed (RBAC, a CRD going away) must not keep
+                        // the whole cluster's report off: it counts as settled, without objects.
+                        if this.listed.write().insert(gk.clone()) {
+                            tracing::warn!(kind = %gk.1, error = %e, "orphaned resources: cannot list this kind; reporting without it");
+                        }
+                    }
                 }
             }
         });

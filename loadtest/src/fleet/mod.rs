@@ -310,13 +310,29 @@ pub fn github_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The token the fleet's controllers require for their per-resource views.
+pub const STATUS_TOKEN: &str = "fleet-status-token";
+
 /// A plain HTTP/1.0 GET (status, body) to `addr` (host:port).
 pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    http_get_with(addr, path, &[]).await
+}
+
+/// A plain HTTP/1.0 GET (status, body) to `addr` (host:port) with extra headers.
+pub async fn http_get_with(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{extra}\r\n").as_bytes())
         .await?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).await?;
@@ -592,6 +608,8 @@ impl Fleet {
             "--refresh-seconds".into(),
             self.cfg.refresh_seconds.to_string(),
             "--status-endpoint".into(),
+            "--status-token".into(),
+            STATUS_TOKEN.into(),
             "--workers".into(),
             self.cfg.workers.to_string(),
             "--identity".into(),
@@ -707,10 +725,25 @@ impl Fleet {
         apply_yaml(&self.control, yaml, "flotilla-test").await
     }
 
-    /// GET `path` on the first running controller's endpoint: (status code, body).
+    /// The metrics/status address of the running controller `identity`.
+    pub fn controller_address(&self, identity: &str) -> Result<String> {
+        self.controllers
+            .iter()
+            .find(|c| c.identity == identity)
+            .map(|c| c.metrics.clone())
+            .with_context(|| format!("no running controller {identity}"))
+    }
+
+    /// GET `path` on the first running controller's endpoint with the fleet's status token:
+    /// (status code, body).
     pub async fn controller_get(&self, path: &str) -> Result<(u16, String)> {
         let c = self.controllers.first().context("no controller running")?;
-        http_get(&c.metrics, path).await
+        http_get_with(
+            &c.metrics,
+            path,
+            &[("Authorization", &format!("Bearer {STATUS_TOKEN}"))],
+        )
+        .await
     }
 
     /// The first running controller's Prometheus text.
