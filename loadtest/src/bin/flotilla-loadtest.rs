@@ -14,7 +14,7 @@ use flotilla_loadtest::harness::{self, RunOptions, scenario::Scenario};
 #[command(name = "flotilla-loadtest", version)]
 struct Args {
     /// A scenario: a YAML file, or the name of one in loadtest/scenarios (smoke, 1k, 10k,
-    /// failover, rebalance).
+    /// 1k-orphans, failover, rebalance).
     scenario: String,
     /// Directory for the report (default: loadtest/reports/<scenario>).
     #[arg(long)]

@@ -327,6 +327,11 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
     })
     .await?;
     *live.targets.lock() = targets(&fleet);
+    if s.orphaned_resources {
+        fleet
+            .apply("apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: default, namespace: argocd}\nspec:\n  sourceRepos: ['*']\n  destinations: [{server: '*', namespace: '*'}]\n  clusterResourceWhitelist: [{group: '*', kind: '*'}]\n  orphanedResources: {warn: true}\n")
+            .await?;
+    }
     let servers: BTreeMap<String, String> = (1..=s.clusters)
         .filter_map(|i| {
             let name = workload::cluster_name(i);

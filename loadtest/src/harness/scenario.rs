@@ -42,6 +42,9 @@ pub struct Scenario {
     /// Extra controller and repo-server arguments.
     pub controller_args: Vec<String>,
     pub repo_server_args: Vec<String>,
+    /// The apps' project (`default`) asks for orphaned-resource reports (`warn: true`): the
+    /// controllers watch every namespaced kind's metadata on every cluster.
+    pub orphaned_resources: bool,
 }
 
 impl Default for Scenario {
@@ -68,6 +71,7 @@ impl Default for Scenario {
             faults: Vec::new(),
             controller_args: Vec::new(),
             repo_server_args: Vec::new(),
+            orphaned_resources: false,
         }
     }
 }
