@@ -552,7 +552,15 @@ async fn serve(
     facts.group = rt.group.clone();
     facts.resource = rt.plural.clone();
     facts.namespace = namespace.clone().unwrap_or_default();
-    facts.name = name.clone().unwrap_or_default();
+    // As the API server's RequestInfo does: a collection request selecting one object by
+    // `metadata.name` carries that name (so RBAC `resourceNames` can allow a list or watch).
+    facts.name = name.clone().unwrap_or_else(|| {
+        q.get("fieldSelector")
+            .and_then(|f| f.strip_prefix("metadata.name="))
+            .filter(|n| !n.contains(','))
+            .unwrap_or_default()
+            .to_string()
+    });
     facts.subresource = sub.clone().unwrap_or_default();
     let ns = namespace.clone().unwrap_or_default();
     let scope = if sub.as_deref() == Some("status") {

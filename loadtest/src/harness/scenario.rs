@@ -283,7 +283,10 @@ mod tests {
             names.push(s.name);
         }
         names.sort();
-        assert_eq!(names, ["10k", "1k", "failover", "rebalance", "smoke"]);
+        assert_eq!(
+            names,
+            ["10k", "1k", "1k-orphans", "failover", "rebalance", "smoke"]
+        );
     }
 
     #[test]
