@@ -15,7 +15,11 @@ fn help(bin: &str) -> Result<String> {
 
 #[test]
 fn every_option_is_documented_with_its_environment_variable() -> Result<()> {
-    for bin in ["flotilla-controller", "flotilla-repo-server"] {
+    for bin in [
+        "flotilla-controller",
+        "flotilla-repo-server",
+        "flotilla-server",
+    ] {
         let text = help(bin)?;
         let lines: Vec<&str> = text.lines().collect();
         let mut flags = 0;

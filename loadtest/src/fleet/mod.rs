@@ -310,6 +310,9 @@ pub fn github_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The local admin token of API servers the fleet starts.
+pub const ADMIN_TOKEN: &str = "fleet-admin-token";
+
 /// The token the fleet's controllers require for their per-resource views.
 pub const STATUS_TOKEN: &str = "fleet-status-token";
 
@@ -583,6 +586,43 @@ impl Fleet {
             .map(|r| format!("https://{}", r.grpc))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Start an API server (`flotilla-server`) on the control plane with the local admin token
+    /// `ADMIN_TOKEN`, wait until its stores are synced; returns it and its address.
+    pub async fn start_server(&self) -> Result<(process::Proc, String)> {
+        let addr_file = self.dir.path().join("server.json");
+        let _ = std::fs::remove_file(&addr_file);
+        let args: Vec<String> = vec![
+            "--kubeconfig".into(),
+            self.kubeconfig.display().to_string(),
+            "--context".into(),
+            self.sim.control_plane_name(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--admin-token".into(),
+            ADMIN_TOKEN.into(),
+            "--address-file".into(),
+            addr_file.display().to_string(),
+        ];
+        let mut proc = process::Proc::spawn(
+            "flotilla-server",
+            &process::binary("flotilla-server")?,
+            &args,
+            self.dir.path().join("server.log"),
+            &self.product_env(),
+        )?;
+        let addrs =
+            process::wait_address_file(&mut proc, &addr_file, Duration::from_secs(30)).await?;
+        let api = addrs["api"].as_str().unwrap_or_default().to_string();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !matches!(http_get(&api, "/readyz").await, Ok((200, _))) {
+            if !proc.running() || tokio::time::Instant::now() > deadline {
+                bail!("flotilla-server did not become ready:\n{}", proc.tail(40));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok((proc, api))
     }
 
     /// Start one more controller replica (identity `controller-<n>`) and wait until it is

@@ -65,6 +65,8 @@ pub fn ensure_built() -> Result<()> {
             "-p",
             "flotilla-controller",
             "-p",
+            "flotilla-server",
+            "-p",
             "flotilla-repo-server",
             "-p",
             "flotilla-loadtest",

@@ -1,0 +1,207 @@
+//! The `/api/v1` routes: Applications (list with filters and paging, get) and AppProjects,
+//! the OpenAPI document that describes them, request metrics. Every route authenticates first.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use flotilla_controller::types::{AppProject, Application};
+use kube::runtime::reflector::{ObjectRef, Store};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+
+use crate::auth::{AuthError, Authenticator};
+use crate::query::{ListQuery, page};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub code: u16,
+}
+
+/// What the handlers share.
+pub struct Server {
+    pub apps: Store<Application>,
+    pub projects: Store<AppProject>,
+    pub auth: Authenticator,
+    pub requests: Family<RequestLabels, Counter>,
+}
+
+impl Server {
+    pub fn register(registry: &mut Registry) -> Family<RequestLabels, Counter> {
+        let requests = Family::default();
+        registry.register(
+            "flotilla_server_requests",
+            "API requests, by route and response code",
+            requests.clone(),
+        );
+        requests
+    }
+}
+
+type Shared = State<Arc<Server>>;
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    (
+        code,
+        Json(json!({"error": message.into(), "code": code.as_u16()})),
+    )
+        .into_response()
+}
+
+/// Authenticate, run `f`, count the answer.
+fn answer(
+    s: &Server,
+    route: &'static str,
+    headers: &HeaderMap,
+    f: impl FnOnce() -> Response,
+) -> Response {
+    let resp = match s.auth.authenticate(headers) {
+        Ok(_) => f(),
+        Err(e @ (AuthError::Missing | AuthError::Invalid)) => {
+            error(StatusCode::UNAUTHORIZED, e.to_string())
+        }
+    };
+    s.requests
+        .get_or_create(&RequestLabels {
+            route,
+            code: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+/// Drop what clients never need (and what would double the payload).
+fn trimmed<K: serde::Serialize>(obj: &K) -> Value {
+    let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
+    if let Some(m) = v.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+        if let Some(a) = m.get_mut("annotations").and_then(Value::as_object_mut) {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    }
+    v
+}
+
+async fn list_apps(
+    State(s): Shared,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    answer(&s, "applications", &headers, || {
+        let q = match q {
+            Ok(Query(q)) => q,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        };
+        match page(&s.apps.state(), &q, |_| true) {
+            Ok(p) => Json(p).into_response(),
+            Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    })
+}
+
+async fn get_app(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    answer(&s, "application", &headers, || {
+        match s.apps.get(&ObjectRef::new(&name).within(&ns)) {
+            Some(a) => Json(trimmed(&*a)).into_response(),
+            None => error(StatusCode::NOT_FOUND, format!("no application {ns}/{name}")),
+        }
+    })
+}
+
+async fn list_projects(State(s): Shared, headers: HeaderMap) -> Response {
+    answer(&s, "projects", &headers, || {
+        let mut items: Vec<Value> = s.projects.state().iter().map(|p| trimmed(&**p)).collect();
+        items.sort_by(|a, b| {
+            a["metadata"]["name"]
+                .as_str()
+                .cmp(&b["metadata"]["name"].as_str())
+        });
+        Json(json!({"items": items})).into_response()
+    })
+}
+
+async fn get_project(State(s): Shared, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    answer(&s, "project", &headers, || {
+        match s
+            .projects
+            .state()
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(&name))
+        {
+            Some(p) => Json(trimmed(&**p)).into_response(),
+            None => error(StatusCode::NOT_FOUND, format!("no project {name}")),
+        }
+    })
+}
+
+/// The API's routes (state included).
+pub fn router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route("/api/v1/applications", get(list_apps))
+        .route("/api/v1/applications/{namespace}/{name}", get(get_app))
+        .route("/api/v1/projects", get(list_projects))
+        .route("/api/v1/projects/{name}", get(get_project))
+        .route("/api/v1/openapi.json", get(|| async { Json(openapi()) }))
+        .with_state(server)
+}
+
+/// The OpenAPI 3 document of `/api/v1` (public, like any API description).
+pub fn openapi() -> Value {
+    let q = |name: &str, what: &str| json!({"name": name, "in": "query", "required": false, "description": what, "schema": {"type": "string"}});
+    let err = json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let ok = |schema: &str| json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Flotilla API", "version": "v1",
+                 "description": "Applications and AppProjects of a Flotilla fleet. Every call but this document needs `Authorization: Bearer <token>`."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "properties": {"error": {"type": "string"}, "code": {"type": "integer"}}},
+                "AppSummary": {"type": "object", "properties": {
+                    "namespace": {"type": "string"}, "name": {"type": "string"}, "project": {"type": "string"},
+                    "repoUrl": {"type": "string"}, "path": {"type": "string"}, "targetRevision": {"type": "string"},
+                    "destServer": {"type": "string"}, "destName": {"type": "string"}, "destNamespace": {"type": "string"},
+                    "sync": {"type": "string"}, "health": {"type": "string"}, "revision": {"type": "string"},
+                    "operationPhase": {"type": "string"}, "labels": {"type": "object", "additionalProperties": {"type": "string"}}}},
+                "AppPage": {"type": "object", "properties": {
+                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/AppSummary"}},
+                    "metadata": {"type": "object", "properties": {"total": {"type": "integer"}, "continue": {"type": "string"}}}}},
+                "Object": {"type": "object", "description": "The Kubernetes object (managedFields removed)", "additionalProperties": true},
+                "ObjectList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Object"}}}}
+            }
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/v1/applications": {"get": {
+                "summary": "List applications, filtered, sorted by namespace and name, in pages",
+                "parameters": [q("project", "project names, comma-separated"), q("cluster", "destination server URL or cluster name"),
+                    q("namespace", "destination namespace"), q("selector", "labels: k=v, k!=v, k; comma-separated"),
+                    q("sync", "sync statuses, comma-separated"), q("health", "health statuses, comma-separated"),
+                    q("search", "substring of the name"), q("limit", "page size (default 500, at most 5000)"),
+                    q("continue", "cursor from the previous page")],
+                "responses": {"200": ok("AppPage"), "400": err, "401": err}}},
+            "/api/v1/applications/{namespace}/{name}": {"get": {
+                "summary": "One application",
+                "parameters": [{"name": "namespace", "in": "path", "required": true, "schema": {"type": "string"}},
+                               {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": ok("Object"), "401": err, "404": err}}},
+            "/api/v1/projects": {"get": {"summary": "AppProjects", "responses": {"200": ok("ObjectList"), "401": err}}},
+            "/api/v1/projects/{name}": {"get": {"summary": "One AppProject",
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": ok("Object"), "401": err, "404": err}}},
+            "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OK"}}}}
+        }
+    })
+}

@@ -1,0 +1,8 @@
+//! flotilla-server: the user's front door. Applications and AppProjects from watch-fed stores
+//! over a versioned JSON API (`/api/v1`), every call behind authentication. Stateless; it
+//! must not reconcile, render or write to destination clusters (the controllers' job).
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod query;

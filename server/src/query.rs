@@ -1,0 +1,306 @@
+//! Listing Applications: the filters the API takes (project, cluster, namespace, labels, sync,
+//! health, name search), a stable order and cursor paging. Pure: apps in, a page out.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use flotilla_controller::types::Application;
+use serde::{Deserialize, Serialize};
+
+/// Query parameters of `GET /api/v1/applications`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListQuery {
+    /// Comma-separated project names.
+    pub project: Option<String>,
+    /// Destination cluster: its server URL or its name.
+    pub cluster: Option<String>,
+    /// Destination namespace.
+    pub namespace: Option<String>,
+    /// Label selector: `k=v`, `k!=v`, `k` (exists), comma-separated, all must hold.
+    pub selector: Option<String>,
+    /// Sync status (`Synced`, `OutOfSync`, `Unknown`), comma-separated.
+    pub sync: Option<String>,
+    /// Health status (`Healthy`, `Progressing`, ...), comma-separated.
+    pub health: Option<String>,
+    /// Substring of the name.
+    pub search: Option<String>,
+    /// Page size (default 500, at most 5000).
+    pub limit: Option<usize>,
+    /// Cursor from the previous page's `metadata.continue`.
+    #[serde(rename = "continue")]
+    pub cont: Option<String>,
+}
+
+/// Default and largest page sizes.
+pub const DEFAULT_LIMIT: usize = 500;
+pub const MAX_LIMIT: usize = 5000;
+
+/// What the list shows of one app.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AppSummary {
+    pub namespace: String,
+    pub name: String,
+    pub project: String,
+    pub repo_url: String,
+    pub path: String,
+    pub target_revision: String,
+    pub dest_server: String,
+    pub dest_name: String,
+    pub dest_namespace: String,
+    pub sync: String,
+    pub health: String,
+    pub revision: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub operation_phase: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One page of the list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    pub items: Vec<AppSummary>,
+    pub metadata: PageMeta,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PageMeta {
+    /// How many apps match the filters in all.
+    pub total: usize,
+    /// Pass as `continue` for the next page; absent on the last one.
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub cont: Option<String>,
+}
+
+/// Why a query was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QueryError {
+    #[error("selector {0:?} is not k=v, k!=v or k")]
+    Selector(String),
+    #[error("continue {0:?} is not a cursor this server issued")]
+    Cursor(String),
+}
+
+fn list(v: &Option<String>) -> Vec<&str> {
+    v.as_deref()
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+enum Requirement<'a> {
+    Eq(&'a str, &'a str),
+    Ne(&'a str, &'a str),
+    Exists(&'a str),
+}
+
+fn selector(s: &str) -> Result<Vec<Requirement<'_>>, QueryError> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let valid = |k: &str| !k.is_empty() && !k.contains(['=', '!', ' ']);
+            if let Some((k, v)) = p.split_once("!=") {
+                valid(k.trim()).then_some(Requirement::Ne(k.trim(), v.trim()))
+            } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
+                valid(k.trim()).then_some(Requirement::Eq(k.trim(), v.trim()))
+            } else {
+                valid(p).then_some(Requirement::Exists(p))
+            }
+            .ok_or_else(|| QueryError::Selector(s.to_string()))
+        })
+        .collect()
+}
+
+/// The summary of `app`.
+pub fn summary(app: &Application) -> AppSummary {
+    let src = app
+        .spec
+        .source
+        .clone()
+        .or_else(|| app.spec.sources.as_ref().and_then(|s| s.first().cloned()))
+        .unwrap_or_default();
+    let st = app.status.clone().unwrap_or_default();
+    let op_phase = st
+        .operation_state
+        .as_ref()
+        .and_then(|o| o.get("phase"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    AppSummary {
+        namespace: app.metadata.namespace.clone().unwrap_or_default(),
+        name: app.metadata.name.clone().unwrap_or_default(),
+        project: if app.spec.project.is_empty() {
+            "default".into()
+        } else {
+            app.spec.project.clone()
+        },
+        repo_url: src.repo_url.clone(),
+        path: src.path.clone().unwrap_or_default(),
+        target_revision: src.target_revision.clone().unwrap_or_default(),
+        dest_server: app.spec.destination.server.clone().unwrap_or_default(),
+        dest_name: app.spec.destination.name.clone().unwrap_or_default(),
+        dest_namespace: app.spec.destination.namespace.clone().unwrap_or_default(),
+        sync: st
+            .sync
+            .as_ref()
+            .map(|s| s.status.clone())
+            .unwrap_or_default(),
+        health: st
+            .health
+            .as_ref()
+            .map(|h| h.status.clone())
+            .unwrap_or_default(),
+        revision: st.sync.and_then(|s| s.revision).unwrap_or_default(),
+        operation_phase: op_phase,
+        labels: app.metadata.labels.clone().unwrap_or_default(),
+    }
+}
+
+fn matches(s: &AppSummary, q: &ListQuery, sel: &[Requirement<'_>]) -> bool {
+    let any = |allowed: &[&str], v: &str| allowed.is_empty() || allowed.contains(&v);
+    any(&list(&q.project), &s.project)
+        && q.cluster
+            .as_deref()
+            .is_none_or(|c| c == s.dest_server || c == s.dest_name)
+        && q.namespace.as_deref().is_none_or(|n| n == s.dest_namespace)
+        && any(&list(&q.sync), &s.sync)
+        && any(&list(&q.health), &s.health)
+        && q.search.as_deref().is_none_or(|t| s.name.contains(t))
+        && sel.iter().all(|r| match r {
+            Requirement::Eq(k, v) => s.labels.get(*k).is_some_and(|x| x == v),
+            Requirement::Ne(k, v) => s.labels.get(*k).is_none_or(|x| x != v),
+            Requirement::Exists(k) => s.labels.contains_key(*k),
+        })
+}
+
+/// The page of `apps` that `q` asks for, sorted by namespace and name. `visible` says which
+/// apps the caller may see (authorization filters every returned object).
+pub fn page(
+    apps: &[Arc<Application>],
+    q: &ListQuery,
+    visible: impl Fn(&AppSummary) -> bool,
+) -> Result<Page, QueryError> {
+    let sel = selector(q.selector.as_deref().unwrap_or_default())?;
+    let after = match &q.cont {
+        Some(c) => Some(
+            c.split_once('/')
+                .map(|(n, m)| (n.to_string(), m.to_string()))
+                .ok_or_else(|| QueryError::Cursor(c.clone()))?,
+        ),
+        None => None,
+    };
+    let mut hits: Vec<AppSummary> = apps
+        .iter()
+        .map(|a| summary(a))
+        .filter(|s| matches(s, q, &sel) && visible(s))
+        .collect();
+    hits.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let total = hits.len();
+    let start = match &after {
+        Some((ns, name)) => hits.partition_point(|s| (&s.namespace, &s.name) <= (ns, name)),
+        None => 0,
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let end = (start + limit).min(total);
+    let items: Vec<AppSummary> = hits.drain(start..end).collect();
+    let cont = (end < total)
+        .then(|| items.last().map(|s| format!("{}/{}", s.namespace, s.name)))
+        .flatten();
+    Ok(Page {
+        items,
+        metadata: PageMeta { total, cont },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(
+        name: &str,
+        project: &str,
+        cluster: &str,
+        sync: &str,
+        labels: &[(&str, &str)],
+    ) -> Arc<Application> {
+        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                "metadata": {"name": name, "namespace": "argocd", "labels": labels},
+                "spec": {"project": project, "source": {"repoURL": "https://git/x", "path": name, "targetRevision": "main"},
+                         "destination": {"name": cluster, "namespace": name}},
+                "status": {"sync": {"status": sync, "revision": "abc"}, "health": {"status": "Healthy"}}}))
+            .expect("an app"),
+        )
+    }
+
+    fn fleet() -> Vec<Arc<Application>> {
+        vec![
+            app("web", "team-a", "prod", "Synced", &[("tier", "front")]),
+            app("api", "team-a", "prod", "OutOfSync", &[("tier", "back")]),
+            app("db", "team-b", "dev", "Synced", &[("tier", "back")]),
+            app("cache", "team-b", "prod", "Synced", &[]),
+        ]
+    }
+
+    fn names(p: &Page) -> Vec<&str> {
+        p.items.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    #[test]
+    fn filters_combine() {
+        let all = |_: &AppSummary| true;
+        let q = |f: fn(&mut ListQuery)| {
+            let mut q = ListQuery::default();
+            f(&mut q);
+            q
+        };
+        let p = page(&fleet(), &q(|q| q.project = Some("team-a".into())), all).expect("ok");
+        assert_eq!(names(&p), ["api", "web"]);
+        let p = page(&fleet(), &q(|q| q.cluster = Some("prod".into())), all).expect("ok");
+        assert_eq!(names(&p), ["api", "cache", "web"]);
+        let p = page(&fleet(), &q(|q| q.sync = Some("OutOfSync".into())), all).expect("ok");
+        assert_eq!(names(&p), ["api"]);
+        let p = page(&fleet(), &q(|q| q.selector = Some("tier=back".into())), all).expect("ok");
+        assert_eq!(names(&p), ["api", "db"]);
+        let p = page(
+            &fleet(),
+            &q(|q| q.selector = Some("tier!=back".into())),
+            all,
+        )
+        .expect("ok");
+        assert_eq!(names(&p), ["cache", "web"]);
+        let p = page(&fleet(), &q(|q| q.selector = Some("tier".into())), all).expect("ok");
+        assert_eq!(p.metadata.total, 3);
+        let p = page(&fleet(), &q(|q| q.search = Some("a".into())), all).expect("ok");
+        assert_eq!(names(&p), ["api", "cache"]);
+        assert!(page(&fleet(), &q(|q| q.selector = Some("=x".into())), all).is_err());
+    }
+
+    #[test]
+    fn pages_follow_the_cursor_and_visibility_filters() {
+        let mut q = ListQuery {
+            limit: Some(3),
+            ..Default::default()
+        };
+        let first = page(&fleet(), &q, |_| true).expect("ok");
+        assert_eq!(names(&first), ["api", "cache", "db"]);
+        assert_eq!(first.metadata.total, 4);
+        q.cont = first.metadata.cont.clone();
+        let second = page(&fleet(), &q, |_| true).expect("ok");
+        assert_eq!(names(&second), ["web"]);
+        assert!(second.metadata.cont.is_none());
+        q.cont = Some("nonsense".into());
+        assert!(page(&fleet(), &q, |_| true).is_err());
+        let only_b = page(&fleet(), &ListQuery::default(), |s| s.project == "team-b").expect("ok");
+        assert_eq!(names(&only_b), ["cache", "db"]);
+    }
+}

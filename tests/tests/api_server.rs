@@ -1,0 +1,161 @@
+//! End to end through real processes: `flotilla-server` serves the fleet's Applications and
+//! AppProjects from its watches, filtered and paged, only to callers with a valid token.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use flotilla_loadtest::fleet::{ADMIN_TOKEN, Fleet, FleetConfig, http_get, http_get_with};
+use flotilla_tests::e2e::*;
+use serde_json::Value;
+
+async fn get(api: &str, path: &str) -> Result<(u16, Value)> {
+    let (code, body) = http_get_with(
+        api,
+        path,
+        &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+    )
+    .await?;
+    Ok((code, serde_json::from_str(&body).unwrap_or(Value::Null)))
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_lists_filters_pages_and_refuses_strangers() -> Result<()> {
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    fleet.apply(&format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {{name: team-b, namespace: {NS}}}\nspec:\n  sourceRepos: ['*']\n  destinations: [{{server: '*', namespace: '*'}}]\n"
+    ))
+    .await?;
+    fleet
+        .git
+        .commit_files(&[("cm/cm.yaml", CONFIG_MAP)], "cm")?;
+    for (name, cluster, project) in [
+        ("alpha", "cluster-001", "default"),
+        ("beta", "cluster-001", "team-b"),
+        ("gamma", "cluster-002", "default"),
+    ] {
+        fleet
+            .apply(
+                &auto_synced_app(&fleet, name, "cm", cluster, &[])
+                    .replace("project: default", &format!("project: {project}"))
+                    .replace(
+                        &format!("name: {name}, namespace: {NS}"),
+                        &format!("name: {name}, namespace: {NS}, labels: {{team: {project}}}"),
+                    ),
+            )
+            .await?;
+    }
+    for name in ["alpha", "beta", "gamma"] {
+        wait_synced_healthy(&fleet, name).await?;
+    }
+    let (_server, api) = fleet.start_server().await?;
+
+    // No token, a wrong token: 401, nothing listed.
+    let (code, body) = http_get(&api, "/api/v1/applications").await?;
+    ensure!(code == 401 && !body.contains("alpha"), "{code}: {body}");
+    let (code, _) = http_get_with(
+        &api,
+        "/api/v1/applications",
+        &[("Authorization", "Bearer nope")],
+    )
+    .await?;
+    ensure!(code == 401, "{code}");
+
+    let (code, all) = get(&api, "/api/v1/applications").await?;
+    ensure!(
+        code == 200 && names(&all) == ["alpha", "beta", "gamma"],
+        "{all}"
+    );
+    ensure!(
+        all["items"][0]["sync"] == "Synced" && all["items"][0]["health"] == "Healthy",
+        "{all}"
+    );
+    let (_, p) = get(&api, "/api/v1/applications?project=team-b").await?;
+    ensure!(names(&p) == ["beta"], "{p}");
+    let (_, p) = get(
+        &api,
+        "/api/v1/applications?cluster=cluster-001&selector=team%3Ddefault",
+    )
+    .await?;
+    ensure!(names(&p) == ["alpha"], "{p}");
+    let (_, p) = get(&api, "/api/v1/applications?sync=OutOfSync").await?;
+    ensure!(names(&p).is_empty() && p["metadata"]["total"] == 0, "{p}");
+    // Paging: two, then the rest.
+    let (_, p1) = get(&api, "/api/v1/applications?limit=2").await?;
+    let cont = p1["metadata"]["continue"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(names(&p1) == ["alpha", "beta"] && !cont.is_empty(), "{p1}");
+    let (_, p2) = get(
+        &api,
+        &format!(
+            "/api/v1/applications?limit=2&continue={}",
+            cont.replace('/', "%2F")
+        ),
+    )
+    .await?;
+    ensure!(
+        names(&p2) == ["gamma"] && p2["metadata"].get("continue").is_none(),
+        "{p2}"
+    );
+    // Bad input is a clear 400.
+    let (code, bad) = get(&api, "/api/v1/applications?colour=blue").await?;
+    ensure!(
+        code == 400 && bad["error"].as_str().is_some_and(|e| e.contains("colour")),
+        "{code} {bad}"
+    );
+
+    let (code, one) = get(&api, &format!("/api/v1/applications/{NS}/beta")).await?;
+    ensure!(
+        code == 200
+            && one["spec"]["project"] == "team-b"
+            && one["metadata"].get("managedFields").is_none(),
+        "{one}"
+    );
+    let (code, _) = get(&api, &format!("/api/v1/applications/{NS}/nosuch")).await?;
+    ensure!(code == 404, "{code}");
+    let (code, projects) = get(&api, "/api/v1/projects").await?;
+    let project_names: Vec<&str> = projects["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .collect();
+    ensure!(
+        code == 200 && project_names == ["default", "team-b"],
+        "{projects}"
+    );
+
+    // A status change shows up through the watch.
+    fleet.apply(&format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: delta, namespace: {NS}}}\nspec:\n  project: default\n  source: {{repoURL: {url}, targetRevision: main, path: cm}}\n  destination: {{name: cluster-002, namespace: delta}}\n",
+        url = fleet.git.url()
+    ))
+    .await?;
+    flotilla_tests::eventually("delta listed", Duration::from_secs(30), || async {
+        let (_, p) = get(&api, "/api/v1/applications?search=delt").await?;
+        Ok((names(&p) == ["delta"]).then_some(()))
+    })
+    .await?;
+
+    // The OpenAPI document is public and describes the list's parameters.
+    let (code, doc) = http_get(&api, "/api/v1/openapi.json").await?;
+    let doc: Value = serde_json::from_str(&doc)?;
+    ensure!(
+        code == 200
+            && doc["paths"]["/api/v1/applications"]["get"]["parameters"]
+                .as_array()
+                .is_some_and(|p| p.len() == 9),
+        "{doc}"
+    );
+    Ok(())
+}
