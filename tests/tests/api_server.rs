@@ -147,6 +147,60 @@ async fn the_api_lists_filters_pages_and_refuses_strangers() -> Result<()> {
     })
     .await?;
 
+    // The CLI, logged in once, over the same API.
+    let cfg_dir = fleet.dir.path().join("cli");
+    let cli = |args: &[&str], env: &[(&str, &str)]| -> Result<(i32, String)> {
+        let mut cmd =
+            std::process::Command::new(flotilla_loadtest::fleet::process::binary("flotilla")?);
+        cmd.args(args)
+            .env("FLOTILLA_CONFIG", cfg_dir.join("config.json"))
+            .env_remove("FLOTILLA_SERVER")
+            .env_remove("FLOTILLA_AUTH_TOKEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ))
+    };
+    let url = format!("http://{api}");
+    let (code, out) = cli(&["app", "list"], &[])?;
+    ensure!(code == 4 && out.contains("not logged in"), "{code}: {out}");
+    let (code, out) = cli(&["login", &url, "--token", "wrong"], &[])?;
+    ensure!(
+        code == 4,
+        "a wrong token is refused at login: {code}: {out}"
+    );
+    let (code, out) = cli(&["login", &url, "--token", ADMIN_TOKEN], &[])?;
+    ensure!(code == 0, "{out}");
+    let (code, out) = cli(&["app", "list"], &[])?;
+    let lines: Vec<&str> = out.lines().collect();
+    ensure!(
+        code == 0
+            && lines.len() == 5
+            && lines[0].starts_with("NAME")
+            && lines[2].starts_with("beta ")
+            && lines[2].contains("team-b"),
+        "{out}"
+    );
+    let (code, out) = cli(&["app", "list", "--project", "team-b", "-o", "json"], &[])?;
+    let listed: Value = serde_json::from_str(&out)?;
+    ensure!(
+        code == 0 && listed.as_array().map(Vec::len) == Some(1) && listed[0]["name"] == "beta",
+        "{out}"
+    );
+    let (code, out) = cli(&["app", "get", "nosuch"], &[])?;
+    ensure!(code == 3 && out.contains("not found"), "{code}: {out}");
+    let (code, out) = cli(&["app", "get", "alpha", "-o", "json"], &[])?;
+    let got: Value = serde_json::from_str(&out)?;
+    ensure!(code == 0 && got["metadata"]["name"] == "alpha", "{out}");
+
     // The OpenAPI document is public and describes the list's parameters.
     let (code, doc) = http_get(&api, "/api/v1/openapi.json").await?;
     let doc: Value = serde_json::from_str(&doc)?;

@@ -67,6 +67,8 @@ pub fn ensure_built() -> Result<()> {
             "-p",
             "flotilla-server",
             "-p",
+            "flotilla-cli",
+            "-p",
             "flotilla-repo-server",
             "-p",
             "flotilla-loadtest",

@@ -1,0 +1,190 @@
+//! Talking to flotilla-server: the stored login (server URL and token, a file only its owner
+//! reads), GET with the bearer token, errors by status, and every page of a list.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What a command could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "not logged in: run `flotilla login URL --token TOKEN` or set FLOTILLA_SERVER and FLOTILLA_AUTH_TOKEN"
+    )]
+    NotLoggedIn,
+    #[error("the server refused the token: {0}")]
+    Unauthorized(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("the server answered {0}: {1}")]
+    Refused(u16, String),
+    #[error("cannot reach the server: {0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The stored login.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub server: String,
+    pub token: String,
+}
+
+impl Config {
+    /// `$XDG_CONFIG_HOME/flotilla/config.json`, else `~/.config/flotilla/config.json`.
+    pub fn default_path() -> PathBuf {
+        let base = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("flotilla").join("config.json")
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ApiError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ApiError::Config(format!("reading {}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| {
+            ApiError::Config(format!("{} is not a flotilla login: {e}", path.display()))
+        })
+    }
+
+    /// Write the login readable by its owner only (it holds a token).
+    pub fn save(&self, path: &Path) -> Result<(), ApiError> {
+        let err = |e: std::io::Error| ApiError::Config(format!("writing {}: {e}", path.display()));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| ApiError::Config(e.to_string()))?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        use std::io::Write;
+        opts.open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(err)
+    }
+}
+
+/// A client of one server with one token.
+pub struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(server: &str, token: &str) -> Result<Self, ApiError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ApiError::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            base: server.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            http,
+        })
+    }
+
+    /// GET `path` (with its query) as JSON.
+    pub async fn get(&self, path: &str) -> Result<Value, ApiError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ApiError::Unreachable(e.without_url().to_string()))?;
+        let code = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| ApiError::Unreachable(e.without_url().to_string()))?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let message = body["error"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| body.to_string());
+        match code {
+            200 => Ok(body),
+            401 | 403 => Err(ApiError::Unauthorized(message)),
+            404 => Err(ApiError::NotFound(message)),
+            _ => Err(ApiError::Refused(code, message)),
+        }
+    }
+
+    /// Every application matching `filters`, all pages.
+    pub async fn list_apps(
+        &self,
+        filters: &[(&str, Option<String>)],
+    ) -> Result<Vec<Value>, ApiError> {
+        let mut query: Vec<String> = filters
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
+            .collect();
+        query.push("limit=500".into());
+        let mut out = Vec::new();
+        let mut cont: Option<String> = None;
+        loop {
+            let mut q = query.clone();
+            if let Some(c) = &cont {
+                q.push(format!("continue={}", encode(c)));
+            }
+            let page = self
+                .get(&format!("/api/v1/applications?{}", q.join("&")))
+                .await?;
+            out.extend(page["items"].as_array().cloned().unwrap_or_default());
+            cont = page["metadata"]["continue"].as_str().map(str::to_string);
+            if cont.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// Percent-encode a query value (RFC 3986 unreserved characters pass).
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(encode("tier=back,team!=a"), "tier%3Dback%2Cteam%21%3Da");
+        assert_eq!(encode("argocd/web"), "argocd%2Fweb");
+    }
+
+    #[test]
+    fn the_login_is_private_to_its_owner() {
+        let dir = std::env::temp_dir().join(format!("flotilla-cli-{}", std::process::id()));
+        let path = dir.join("config.json");
+        Config {
+            server: "http://x".into(),
+            token: "t".into(),
+        }
+        .save(&path)
+        .expect("saved");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        assert_eq!(Config::load(&path).expect("loads").token, "t");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,135 @@
+//! Printing results: aligned tables (`wide` adds the source), or the JSON/YAML the API
+//! returned, for scripts.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_default().to_string()
+}
+
+/// Rows as columns padded to their widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(header.to_vec())];
+    out.extend(
+        rows.iter()
+            .map(|r| line(r.iter().map(String::as_str).collect())),
+    );
+    out.join("\n")
+}
+
+/// Application summaries as the chosen format.
+pub fn render_apps(apps: &[Value], format: Format) -> String {
+    match format {
+        Format::Json | Format::Yaml => render_value(&Value::Array(apps.to_vec()), format),
+        Format::Table | Format::Wide => {
+            let wide = format == Format::Wide;
+            let mut header = vec!["NAME", "PROJECT", "CLUSTER", "NAMESPACE", "SYNC", "HEALTH"];
+            if wide {
+                header.extend(["REPO", "PATH", "TARGET", "REVISION"]);
+            }
+            let rows: Vec<Vec<String>> = apps
+                .iter()
+                .map(|a| {
+                    let cluster = Some(s(a, "destName"))
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or_else(|| s(a, "destServer"));
+                    let mut r = vec![
+                        s(a, "name"),
+                        s(a, "project"),
+                        cluster,
+                        s(a, "destNamespace"),
+                        s(a, "sync"),
+                        s(a, "health"),
+                    ];
+                    if wide {
+                        r.extend([
+                            s(a, "repoUrl"),
+                            s(a, "path"),
+                            s(a, "targetRevision"),
+                            s(a, "revision").chars().take(7).collect(),
+                        ]);
+                    }
+                    r
+                })
+                .collect();
+            table(&header, &rows)
+        }
+    }
+}
+
+pub fn print_apps(apps: &[Value], format: Format) {
+    println!("{}", render_apps(apps, format));
+}
+
+/// Any API answer: JSON or YAML as returned; tables print it as YAML (readable).
+pub fn render_value(v: &Value, format: Format) -> String {
+    match format {
+        Format::Json => serde_json::to_string_pretty(v).unwrap_or_default(),
+        _ => serde_yaml::to_string(v).unwrap_or_default(),
+    }
+}
+
+pub fn print_value(v: &Value, format: Format) {
+    println!("{}", render_value(v, format).trim_end());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tables_align_and_wide_adds_the_source() {
+        let apps = vec![
+            json!({"name": "web", "project": "default", "destName": "prod", "destNamespace": "web",
+                   "sync": "Synced", "health": "Healthy", "repoUrl": "https://git/x", "path": "web",
+                   "targetRevision": "main", "revision": "0123456789"}),
+            json!({"name": "a-much-longer-name", "project": "team", "destServer": "https://k8s",
+                   "destNamespace": "x", "sync": "OutOfSync", "health": "Progressing"}),
+        ];
+        let t = render_apps(&apps, Format::Table);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "NAME                PROJECT  CLUSTER      NAMESPACE  SYNC       HEALTH"
+        );
+        assert_eq!(
+            lines[1],
+            "web                 default  prod         web        Synced     Healthy"
+        );
+        assert!(lines[2].starts_with("a-much-longer-name  team     https://k8s"));
+        let w = render_apps(&apps, Format::Wide);
+        assert!(
+            w.lines()
+                .nth(1)
+                .is_some_and(|l| l.ends_with("https://git/x  web   main    0123456")),
+            "{w}"
+        );
+        let j: Value = serde_json::from_str(&render_apps(&apps, Format::Json)).expect("json");
+        assert_eq!(j[0]["name"], "web");
+    }
+}
