@@ -20,6 +20,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("the server answered {0}: {1}")]
     Refused(u16, String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
     #[error("cannot reach the server: {0}")]
     Unreachable(String),
     #[error("{0}")]
@@ -92,9 +98,22 @@ impl Api {
 
     /// GET `path` (with its query) as JSON.
     pub async fn get(&self, path: &str) -> Result<Value, ApiError> {
-        let resp = self
+        self.call(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// POST `body` (JSON) to `path`.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        let req = self
             .http
-            .get(format!("{}{path}", self.base))
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        self.call(req).await
+    }
+
+    async fn call(&self, req: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+        let resp = req
             .bearer_auth(&self.token)
             .send()
             .await
@@ -113,6 +132,7 @@ impl Api {
             200 => Ok(body),
             401 | 403 => Err(ApiError::Unauthorized(message)),
             404 => Err(ApiError::NotFound(message)),
+            409 => Err(ApiError::Conflict(message)),
             _ => Err(ApiError::Refused(code, message)),
         }
     }

@@ -98,6 +98,54 @@ enum AppCommand {
         #[arg(long)]
         search: Option<String>,
     },
+    /// Request a sync (the owning controller runs it); with --wait, wait for its result.
+    Sync {
+        name: String,
+        #[arg(long, default_value = "argocd")]
+        app_namespace: String,
+        /// Revision to sync (default: the spec's targetRevision).
+        #[arg(long)]
+        revision: Option<String>,
+        /// Delete resources no longer in Git.
+        #[arg(long)]
+        prune: bool,
+        /// Compare and plan only: nothing is written.
+        #[arg(long)]
+        dry_run: bool,
+        /// Sync only this resource: GROUP:KIND:NAME (repeatable; core group: ":ConfigMap:x").
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+        /// Wait until the operation finishes; exit 0 only if it succeeded.
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Request a refresh (--hard: render again, skipping caches).
+    Refresh {
+        name: String,
+        #[arg(long, default_value = "argocd")]
+        app_namespace: String,
+        #[arg(long)]
+        hard: bool,
+    },
+    /// Wait until the application is Synced and Healthy with no operation running (or only
+    /// what --sync, --health, --operation ask for); exit 5 on timeout.
+    Wait {
+        name: String,
+        #[arg(long, default_value = "argocd")]
+        app_namespace: String,
+        #[arg(long)]
+        sync: bool,
+        #[arg(long)]
+        health: bool,
+        #[arg(long)]
+        operation: bool,
+        /// Seconds to wait.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
     /// One application.
     Get {
         name: String,
@@ -113,13 +161,57 @@ enum ProjCommand {
     List,
 }
 
-/// Exit codes: 0 done, 1 the server refused or could not be reached, 2 bad usage (clap),
-/// 3 not found, 4 not logged in (no or a rejected token).
+/// Exit codes: 0 done, 1 the server refused or could not be reached (or a sync failed),
+/// 2 bad usage (clap), 3 not found, 4 not logged in (no or a rejected token), 5 timed out.
 fn exit_code(e: &ApiError) -> u8 {
     match e {
         ApiError::NotFound(_) => 3,
         ApiError::Unauthorized(_) | ApiError::NotLoggedIn => 4,
+        ApiError::Timeout(_) => 5,
         _ => 1,
+    }
+}
+
+/// `GROUP:KIND:NAME` as an operation's resource reference.
+fn resource_ref(s: &str) -> Result<serde_json::Value, ApiError> {
+    match s.splitn(3, ':').collect::<Vec<_>>()[..] {
+        [g, k, n] if !k.is_empty() && !n.is_empty() => {
+            Ok(serde_json::json!({"group": g, "kind": k, "name": n}))
+        }
+        _ => Err(ApiError::Config(format!(
+            "--resource {s:?} is not GROUP:KIND:NAME"
+        ))),
+    }
+}
+
+fn field<'a>(app: &'a serde_json::Value, pointer: &str) -> &'a str {
+    app.pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+}
+
+/// Poll `path` every second until `done` holds; the last state names a timeout.
+async fn wait_for(
+    api: &Api,
+    path: &str,
+    timeout: u64,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value, ApiError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    loop {
+        let app = api.get(path).await?;
+        if done(&app) {
+            return Ok(app);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(ApiError::Timeout(format!(
+                "after {timeout}s: sync {}, health {}, operation {}",
+                field(&app, "/status/sync/status"),
+                field(&app, "/status/health/status"),
+                field(&app, "/status/operationState/phase")
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
@@ -205,6 +297,104 @@ async fn run(cli: Cli) -> Result<(), ApiError> {
             print_value(&app, format);
             Ok(())
         }
+        Command::App {
+            command:
+                AppCommand::Sync {
+                    name,
+                    app_namespace,
+                    revision,
+                    prune,
+                    dry_run,
+                    resources,
+                    wait,
+                    timeout,
+                },
+        } => {
+            let refs = resources
+                .iter()
+                .map(|r| resource_ref(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            let started = api
+                .post(
+                    &format!("/api/v1/applications/{app_namespace}/{name}/sync"),
+                    &serde_json::json!({"revision": revision, "prune": prune, "dryRun": dry_run,
+                        "resources": (!refs.is_empty()).then_some(refs)}),
+                )
+                .await?;
+            println!("sync of {app_namespace}/{name} requested");
+            if !wait {
+                return Ok(());
+            }
+            let _ = started;
+            // Done when no operation is requested and the last one finished after ours began.
+            let path = format!("/api/v1/applications/{app_namespace}/{name}");
+            let since = now_rfc3339();
+            let app = wait_for(&api, &path, timeout, |a| {
+                a.get("operation").is_none_or(serde_json::Value::is_null)
+                    && field(a, "/status/operationState/finishedAt") >= since.as_str()
+                    && !field(a, "/status/operationState/finishedAt").is_empty()
+            })
+            .await?;
+            let phase = field(&app, "/status/operationState/phase");
+            let message = field(&app, "/status/operationState/message");
+            println!("{phase}: {message}");
+            if phase == "Succeeded" {
+                Ok(())
+            } else {
+                Err(ApiError::Failed(format!(
+                    "the sync ended {phase}: {message}"
+                )))
+            }
+        }
+        Command::App {
+            command:
+                AppCommand::Refresh {
+                    name,
+                    app_namespace,
+                    hard,
+                },
+        } => {
+            let q = if hard { "?hard=true" } else { "" };
+            api.post(
+                &format!("/api/v1/applications/{app_namespace}/{name}/refresh{q}"),
+                &serde_json::Value::Null,
+            )
+            .await?;
+            println!("refresh of {app_namespace}/{name} requested");
+            Ok(())
+        }
+        Command::App {
+            command:
+                AppCommand::Wait {
+                    name,
+                    app_namespace,
+                    sync,
+                    health,
+                    operation,
+                    timeout,
+                },
+        } => {
+            let all = !(sync || health || operation);
+            let app = wait_for(
+                &api,
+                &format!("/api/v1/applications/{app_namespace}/{name}"),
+                timeout,
+                |a| {
+                    ((!sync && !all) || field(a, "/status/sync/status") == "Synced")
+                        && ((!health && !all) || field(a, "/status/health/status") == "Healthy")
+                        && ((!operation && !all)
+                            || (a.get("operation").is_none_or(serde_json::Value::is_null)
+                                && field(a, "/status/operationState/phase") != "Running"))
+                },
+            )
+            .await?;
+            println!(
+                "{app_namespace}/{name}: {} {}",
+                field(&app, "/status/sync/status"),
+                field(&app, "/status/health/status")
+            );
+            Ok(())
+        }
         Command::Proj {
             command: ProjCommand::List,
         } => {
@@ -213,4 +403,12 @@ async fn run(cli: Cli) -> Result<(), ApiError> {
             Ok(())
         }
     }
+}
+
+/// Now as RFC 3339 UTC seconds (`2026-11-30T09:00:00Z`), the form `finishedAt` takes, so the
+/// two compare as strings.
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use flotilla_controller::types::{AppProject, Application};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -30,6 +30,7 @@ pub struct Server {
     pub apps: Store<Application>,
     pub projects: Store<AppProject>,
     pub auth: Authenticator,
+    pub actions: crate::actions::Actions,
     pub requests: Family<RequestLabels, Counter>,
 }
 
@@ -145,11 +146,103 @@ async fn get_project(State(s): Shared, headers: HeaderMap, Path(name): Path<Stri
     })
 }
 
+fn count(s: &Server, route: &'static str, resp: Response) -> Response {
+    s.requests
+        .get_or_create(&RequestLabels {
+            route,
+            code: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+/// Body of a sync: JSON, or nothing for a plain sync.
+fn sync_request(body: &[u8]) -> Result<crate::actions::SyncRequest, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Default::default());
+    }
+    serde_json::from_slice(body).map_err(|e| format!("sync request: {e}"))
+}
+
+async fn sync_app(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let resp = async {
+        let who = match s.auth.authenticate(&headers) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::UNAUTHORIZED, e.to_string()),
+        };
+        let req = match sync_request(&body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        let Some(app) = s.apps.get(&ObjectRef::new(&name).within(&ns)) else {
+            return error(StatusCode::NOT_FOUND, format!("no application {ns}/{name}"));
+        };
+        match s.actions.sync(&app, &req, &who).await {
+            Ok(op) => Json(json!({"operation": op})).into_response(),
+            Err(e @ crate::actions::ActionError::InProgress) => {
+                error(StatusCode::CONFLICT, e.to_string())
+            }
+            Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+        }
+    }
+    .await;
+    count(&s, "sync", resp)
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshQuery {
+    #[serde(default)]
+    hard: bool,
+}
+
+async fn refresh_app(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+    q: Result<Query<RefreshQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let resp = async {
+        let who = match s.auth.authenticate(&headers) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::UNAUTHORIZED, e.to_string()),
+        };
+        let q = match q {
+            Ok(Query(q)) => q,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        };
+        let Some(app) = s.apps.get(&ObjectRef::new(&name).within(&ns)) else {
+            return error(StatusCode::NOT_FOUND, format!("no application {ns}/{name}"));
+        };
+        match s.actions.refresh(&app, q.hard, &who).await {
+            Ok(()) => {
+                Json(json!({"refresh": if q.hard { "hard" } else { "normal" }})).into_response()
+            }
+            Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+        }
+    }
+    .await;
+    count(&s, "refresh", resp)
+}
+
 /// The API's routes (state included).
 pub fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/api/v1/applications", get(list_apps))
         .route("/api/v1/applications/{namespace}/{name}", get(get_app))
+        .route(
+            "/api/v1/applications/{namespace}/{name}/sync",
+            post(sync_app),
+        )
+        .route(
+            "/api/v1/applications/{namespace}/{name}/refresh",
+            post(refresh_app),
+        )
         .route("/api/v1/projects", get(list_projects))
         .route("/api/v1/projects/{name}", get(get_project))
         .route("/api/v1/openapi.json", get(|| async { Json(openapi()) }))
@@ -179,6 +272,11 @@ pub fn openapi() -> Value {
                     "items": {"type": "array", "items": {"$ref": "#/components/schemas/AppSummary"}},
                     "metadata": {"type": "object", "properties": {"total": {"type": "integer"}, "continue": {"type": "string"}}}}},
                 "Object": {"type": "object", "description": "The Kubernetes object (managedFields removed)", "additionalProperties": true},
+                "SyncRequest": {"type": "object", "properties": {
+                    "revision": {"type": "string"}, "prune": {"type": "boolean"}, "dryRun": {"type": "boolean"},
+                    "syncOptions": {"type": "array", "items": {"type": "string"}},
+                    "resources": {"type": "array", "items": {"type": "object", "properties": {
+                        "group": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"}, "namespace": {"type": "string"}}}}}},
                 "ObjectList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Object"}}}}
             }
         },
@@ -197,6 +295,18 @@ pub fn openapi() -> Value {
                 "parameters": [{"name": "namespace", "in": "path", "required": true, "schema": {"type": "string"}},
                                {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": ok("Object"), "401": err, "404": err}}},
+            "/api/v1/applications/{namespace}/{name}/sync": {"post": {
+                "summary": "Request a sync (written as the Application's operation; the owning controller runs it)",
+                "parameters": [{"name": "namespace", "in": "path", "required": true, "schema": {"type": "string"}},
+                               {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SyncRequest"}}}},
+                "responses": {"200": ok("Object"), "400": err, "401": err, "404": err, "409": err}}},
+            "/api/v1/applications/{namespace}/{name}/refresh": {"post": {
+                "summary": "Request a refresh (hard: render again)",
+                "parameters": [{"name": "namespace", "in": "path", "required": true, "schema": {"type": "string"}},
+                               {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                               {"name": "hard", "in": "query", "required": false, "schema": {"type": "boolean"}}],
+                "responses": {"200": ok("Object"), "400": err, "401": err, "404": err}}},
             "/api/v1/projects": {"get": {"summary": "AppProjects", "responses": {"200": ok("ObjectList"), "401": err}}},
             "/api/v1/projects/{name}": {"get": {"summary": "One AppProject",
                 "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],

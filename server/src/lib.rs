@@ -3,6 +3,7 @@
 //! must not reconcile, render or write to destination clusters (the controllers' job).
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod query;

@@ -120,10 +120,19 @@ async fn main() -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let requests = Server::register(&mut registry);
     let ready = flotilla_core::http::Ready::default();
+    let events = Arc::new(flotilla_controller::events::AppEvents::new(
+        control.clone(),
+        "flotilla-server",
+        &mut registry,
+    ));
     let server = Arc::new(Server {
         apps: apps.clone(),
         projects: projects.clone(),
         auth: Authenticator::new(admin),
+        actions: flotilla_server::actions::Actions {
+            client: control.clone(),
+            events,
+        },
         requests,
     });
     let app = router(server).merge(flotilla_core::http::router(

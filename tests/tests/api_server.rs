@@ -201,6 +201,70 @@ async fn the_api_lists_filters_pages_and_refuses_strangers() -> Result<()> {
     let got: Value = serde_json::from_str(&out)?;
     ensure!(code == 0 && got["metadata"]["name"] == "alpha", "{out}");
 
+    // A manual app synced from the CLI, waited on, audited.
+    fleet
+        .apply(&format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: manual, namespace: {NS}}}\nspec:\n  project: default\n  source: {{repoURL: {url}, targetRevision: main, path: cm}}\n  destination: {{name: cluster-002, namespace: manual}}\n  syncPolicy: {{syncOptions: [CreateNamespace=true]}}\n",
+            url = fleet.git.url()
+        ))
+        .await?;
+    wait_app(
+        &fleet,
+        "manual",
+        Duration::from_secs(30),
+        "OutOfSync",
+        |a| codes(a).0 == "OutOfSync",
+    )
+    .await?;
+    flotilla_tests::eventually("manual listed", Duration::from_secs(30), || async {
+        let (_, p) = get(&api, "/api/v1/applications?search=manual").await?;
+        Ok((names(&p) == ["manual"]).then_some(()))
+    })
+    .await?;
+    let (code, out) = cli(&["app", "wait", "manual", "--timeout", "2"], &[])?;
+    ensure!(
+        code == 5 && out.contains("timed out"),
+        "not Synced yet: {code}: {out}"
+    );
+    let (code, out) = cli(
+        &[
+            "app",
+            "sync",
+            "manual",
+            "--prune",
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+        &[],
+    )?;
+    ensure!(code == 0 && out.contains("Succeeded"), "{code}: {out}");
+    let (code, out) = cli(&["app", "wait", "manual", "--timeout", "60"], &[])?;
+    ensure!(code == 0 && out.contains("Synced Healthy"), "{code}: {out}");
+    let a = app(&fleet, "manual").await?;
+    let st = serde_json::to_value(&a.status)?;
+    ensure!(
+        st["operationState"]["operation"]["initiatedBy"]["username"] == "admin",
+        "{st}"
+    );
+    let (code, out) = cli(&["app", "refresh", "manual", "--hard"], &[])?;
+    ensure!(code == 0, "{out}");
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(fleet.control().clone(), NS);
+    flotilla_tests::eventually("audit events", Duration::from_secs(10), || async {
+        let notes: Vec<String> = events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|e| e.note)
+            .collect();
+        Ok((notes.iter().any(|n| n == "admin initiated sync")
+            && notes.iter().any(|n| n == "admin requested a hard refresh"))
+        .then_some(()))
+    })
+    .await?;
+
     // The OpenAPI document is public and describes the list's parameters.
     let (code, doc) = http_get(&api, "/api/v1/openapi.json").await?;
     let doc: Value = serde_json::from_str(&doc)?;
