@@ -158,6 +158,7 @@ mod tests {
             &req,
             &Principal {
                 subject: "alice".into(),
+                groups: Vec::new(),
             },
         );
         assert_eq!(

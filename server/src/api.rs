@@ -16,7 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 
-use crate::auth::{AuthError, Authenticator};
+use crate::auth::{AuthError, Authenticator, Principal};
 use crate::query::{ListQuery, page};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,6 +30,8 @@ pub struct Server {
     pub apps: Store<Application>,
     pub projects: Store<AppProject>,
     pub auth: Authenticator,
+    /// The RBAC policy in force (swapped when `argocd-rbac-cm` changes).
+    pub rbac: std::sync::RwLock<Arc<crate::rbac::Policy>>,
     pub actions: crate::actions::Actions,
     pub requests: Family<RequestLabels, Counter>,
 }
@@ -56,15 +58,46 @@ fn error(code: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// Authenticate, run `f`, count the answer.
+impl Server {
+    fn policy(&self) -> Arc<crate::rbac::Policy> {
+        match self.rbac.read() {
+            Ok(p) => p.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Whether `who` may `act` on `res` `obj` (Argo CD's RBAC).
+    pub fn can(&self, who: &Principal, res: &str, act: &str, obj: &str) -> bool {
+        self.policy().can(&who.subject, &who.groups, res, act, obj)
+    }
+}
+
+/// Argo CD's RBAC object of an application: `<project>/<name>`.
+fn app_object(app: &Application) -> String {
+    let project = if app.spec.project.is_empty() {
+        "default"
+    } else {
+        app.spec.project.as_str()
+    };
+    format!(
+        "{project}/{}",
+        app.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+fn denied() -> Response {
+    error(StatusCode::FORBIDDEN, "permission denied")
+}
+
+/// Authenticate, run `f` for the caller, count the answer.
 fn answer(
     s: &Server,
     route: &'static str,
     headers: &HeaderMap,
-    f: impl FnOnce() -> Response,
+    f: impl FnOnce(&Principal) -> Response,
 ) -> Response {
     let resp = match s.auth.authenticate(headers) {
-        Ok(_) => f(),
+        Ok(who) => f(&who),
         Err(e @ (AuthError::Missing | AuthError::Invalid)) => {
             error(StatusCode::UNAUTHORIZED, e.to_string())
         }
@@ -95,12 +128,21 @@ async fn list_apps(
     headers: HeaderMap,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    answer(&s, "applications", &headers, || {
+    answer(&s, "applications", &headers, |who| {
         let q = match q {
             Ok(Query(q)) => q,
             Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
         };
-        match page(&s.apps.state(), &q, |_| true) {
+        // Only what the caller may get is listed (and counted).
+        let visible = |a: &crate::query::AppSummary| {
+            s.can(
+                who,
+                "applications",
+                "get",
+                &format!("{}/{}", a.project, a.name),
+            )
+        };
+        match page(&s.apps.state(), &q, visible) {
             Ok(p) => Json(p).into_response(),
             Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
         }
@@ -112,8 +154,9 @@ async fn get_app(
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    answer(&s, "application", &headers, || {
+    answer(&s, "application", &headers, |who| {
         match s.apps.get(&ObjectRef::new(&name).within(&ns)) {
+            Some(a) if !s.can(who, "applications", "get", &app_object(&a)) => denied(),
             Some(a) => Json(trimmed(&*a)).into_response(),
             None => error(StatusCode::NOT_FOUND, format!("no application {ns}/{name}")),
         }
@@ -121,8 +164,21 @@ async fn get_app(
 }
 
 async fn list_projects(State(s): Shared, headers: HeaderMap) -> Response {
-    answer(&s, "projects", &headers, || {
-        let mut items: Vec<Value> = s.projects.state().iter().map(|p| trimmed(&**p)).collect();
+    answer(&s, "projects", &headers, |who| {
+        let mut items: Vec<Value> = s
+            .projects
+            .state()
+            .iter()
+            .filter(|p| {
+                s.can(
+                    who,
+                    "projects",
+                    "get",
+                    p.metadata.name.as_deref().unwrap_or_default(),
+                )
+            })
+            .map(|p| trimmed(&**p))
+            .collect();
         items.sort_by(|a, b| {
             a["metadata"]["name"]
                 .as_str()
@@ -133,13 +189,14 @@ async fn list_projects(State(s): Shared, headers: HeaderMap) -> Response {
 }
 
 async fn get_project(State(s): Shared, headers: HeaderMap, Path(name): Path<String>) -> Response {
-    answer(&s, "project", &headers, || {
+    answer(&s, "project", &headers, |who| {
         match s
             .projects
             .state()
             .iter()
             .find(|p| p.metadata.name.as_deref() == Some(&name))
         {
+            Some(_) if !s.can(who, "projects", "get", &name) => denied(),
             Some(p) => Json(trimmed(&**p)).into_response(),
             None => error(StatusCode::NOT_FOUND, format!("no project {name}")),
         }
@@ -182,6 +239,9 @@ async fn sync_app(
         let Some(app) = s.apps.get(&ObjectRef::new(&name).within(&ns)) else {
             return error(StatusCode::NOT_FOUND, format!("no application {ns}/{name}"));
         };
+        if !s.can(&who, "applications", "sync", &app_object(&app)) {
+            return denied();
+        }
         match s.actions.sync(&app, &req, &who).await {
             Ok(op) => Json(json!({"operation": op})).into_response(),
             Err(e @ crate::actions::ActionError::InProgress) => {
@@ -219,6 +279,9 @@ async fn refresh_app(
         let Some(app) = s.apps.get(&ObjectRef::new(&name).within(&ns)) else {
             return error(StatusCode::NOT_FOUND, format!("no application {ns}/{name}"));
         };
+        if !s.can(&who, "applications", "get", &app_object(&app)) {
+            return denied();
+        }
         match s.actions.refresh(&app, q.hard, &who).await {
             Ok(()) => {
                 Json(json!({"refresh": if q.hard { "hard" } else { "normal" }})).into_response()

@@ -14,6 +14,8 @@ pub const ADMIN_SECRET: &str = "flotilla-initial-admin-secret";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub subject: String,
+    /// Groups the caller belongs to (from its identity provider), for RBAC.
+    pub groups: Vec<String>,
 }
 
 /// Why a call is refused.
@@ -50,6 +52,7 @@ impl Authenticator {
         match &self.admin_token {
             Some(admin) if constant_time_eq(token.as_bytes(), admin.as_bytes()) => Ok(Principal {
                 subject: "admin".into(),
+                groups: Vec::new(),
             }),
             _ => Err(AuthError::Invalid),
         }

@@ -7,3 +7,4 @@ pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod query;
+pub mod rbac;

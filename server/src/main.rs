@@ -129,12 +129,20 @@ async fn main() -> anyhow::Result<()> {
         apps: apps.clone(),
         projects: projects.clone(),
         auth: Authenticator::new(admin),
+        rbac: std::sync::RwLock::new(Arc::new(
+            flotilla_server::rbac::Policy::new("", None).await?,
+        )),
         actions: flotilla_server::actions::Actions {
             client: control.clone(),
             events,
         },
         requests,
     });
+    tokio::spawn(watch_rbac(
+        control.clone(),
+        args.namespace.clone(),
+        server.clone(),
+    ));
     let app = router(server).merge(flotilla_core::http::router(
         Arc::new(registry),
         ready.clone(),
@@ -163,4 +171,56 @@ async fn main() -> anyhow::Result<()> {
     flotilla_core::shutdown_signal().await;
     telemetry.shutdown();
     Ok(())
+}
+
+/// Keep the RBAC policy in force from `argocd-rbac-cm` (`policy.csv`, `policy.default`): a
+/// change applies at once; a policy that does not parse is refused (logged) and the previous
+/// one stays; without the ConfigMap only the built-in roles apply.
+async fn watch_rbac(control: kube::Client, namespace: String, server: Arc<Server>) {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::watcher::Event;
+    let api: Api<ConfigMap> = Api::namespaced(control, &namespace);
+    let cfg = watcher::Config::default().fields("metadata.name=argocd-rbac-cm");
+    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
+    let mut listed = false;
+    while let Some(ev) = stream.next().await {
+        let data = match ev {
+            Ok(Event::Apply(cm) | Event::InitApply(cm)) => {
+                listed = true;
+                cm.data.unwrap_or_default()
+            }
+            Ok(Event::Delete(_)) => Default::default(),
+            Ok(Event::Init) => {
+                listed = false;
+                continue;
+            }
+            Ok(Event::InitDone) if listed => continue,
+            Ok(Event::InitDone) => Default::default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "watching argocd-rbac-cm");
+                continue;
+            }
+        };
+        let csv = data
+            .get("policy.csv")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let default = data.get("policy.default").map(String::as_str);
+        if data.get("scopes").is_some_and(|s| !s.trim().is_empty()) {
+            tracing::warn!(
+                "argocd-rbac-cm scopes are not honoured yet: group claims come with SSO"
+            );
+        }
+        match flotilla_server::rbac::Policy::new(csv, default).await {
+            Ok(p) => {
+                if let Ok(mut slot) = server.rbac.write() {
+                    *slot = Arc::new(p);
+                }
+                tracing::info!("argocd-rbac-cm policy in force");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "argocd-rbac-cm refused; the previous policy stays")
+            }
+        }
+    }
 }

@@ -265,6 +265,40 @@ async fn the_api_lists_filters_pages_and_refuses_strangers() -> Result<()> {
     })
     .await?;
 
+    // RBAC from argocd-rbac-cm, live: the admin loses gamma and syncs of team-b's apps.
+    fleet
+        .apply(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: argocd-rbac-cm, namespace: {NS}}}\ndata:\n  policy.csv: |\n    p, admin, applications, get, default/gamma, deny\n    p, admin, applications, sync, team-b/*, deny\n"
+        ))
+        .await?;
+    flotilla_tests::eventually("gamma hidden", Duration::from_secs(30), || async {
+        let (code, _) = get(&api, &format!("/api/v1/applications/{NS}/gamma")).await?;
+        Ok((code == 403).then_some(()))
+    })
+    .await?;
+    let (_, p) = get(&api, "/api/v1/applications").await?;
+    ensure!(
+        !names(&p).contains(&"gamma".to_string()) && p["metadata"]["total"] == 4,
+        "{p}"
+    );
+    let (code, out) = cli(&["app", "sync", "beta"], &[])?;
+    ensure!(
+        code == 4 && out.contains("permission denied"),
+        "{code}: {out}"
+    );
+    ensure!(
+        app(&fleet, "beta").await?.operation.is_none(),
+        "nothing was written"
+    );
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(fleet.control().clone(), NS);
+    cms.delete("argocd-rbac-cm", &Default::default()).await?;
+    flotilla_tests::eventually("gamma back", Duration::from_secs(30), || async {
+        let (code, _) = get(&api, &format!("/api/v1/applications/{NS}/gamma")).await?;
+        Ok((code == 200).then_some(()))
+    })
+    .await?;
+
     // The OpenAPI document is public and describes the list's parameters.
     let (code, doc) = http_get(&api, "/api/v1/openapi.json").await?;
     let doc: Value = serde_json::from_str(&doc)?;
