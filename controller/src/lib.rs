@@ -6,6 +6,7 @@
 
 pub mod clusters;
 pub mod config;
+pub mod config_map;
 pub mod context;
 pub mod diff;
 pub mod engine;

@@ -106,30 +106,8 @@ fn put_in_force(data: &BTreeMap<String, String>) -> bool {
 /// Watch `argocd-cm`: a change puts the new settings in force, stops watching kinds they now
 /// exclude and re-compares every app (no restart needed).
 async fn watch_settings(ctx: Arc<Context>, control: Client, namespace: String) {
-    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(control, &namespace);
-    let cfg = watcher::Config::default().fields("metadata.name=argocd-cm");
-    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
-    // Whether a (re)list found the ConfigMap: one deleted while the watch was down is seen
-    // as a relist without it.
-    let mut listed = false;
-    while let Some(ev) = stream.next().await {
-        let data = match ev {
-            Ok(Event::Apply(cm) | Event::InitApply(cm)) => {
-                listed = true;
-                cm.data.unwrap_or_default().into_iter().collect()
-            }
-            Ok(Event::Delete(_)) => BTreeMap::new(),
-            Ok(Event::Init) => {
-                listed = false;
-                continue;
-            }
-            Ok(Event::InitDone) if listed => continue,
-            Ok(Event::InitDone) => BTreeMap::new(),
-            Err(e) => {
-                tracing::warn!(error = %e, "watching argocd-cm");
-                continue;
-            }
-        };
+    let mut stream = crate::config_map::data_stream(control, &namespace, "argocd-cm").boxed();
+    while let Some(data) = stream.next().await {
         let changed = put_in_force(&data);
         let now = crate::settings::current();
         ctx.metrics.settings_problems.set(now.problems.len() as i64);

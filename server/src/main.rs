@@ -177,30 +177,9 @@ async fn main() -> anyhow::Result<()> {
 /// change applies at once; a policy that does not parse is refused (logged) and the previous
 /// one stays; without the ConfigMap only the built-in roles apply.
 async fn watch_rbac(control: kube::Client, namespace: String, server: Arc<Server>) {
-    use k8s_openapi::api::core::v1::ConfigMap;
-    use kube::runtime::watcher::Event;
-    let api: Api<ConfigMap> = Api::namespaced(control, &namespace);
-    let cfg = watcher::Config::default().fields("metadata.name=argocd-rbac-cm");
-    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
-    let mut listed = false;
-    while let Some(ev) = stream.next().await {
-        let data = match ev {
-            Ok(Event::Apply(cm) | Event::InitApply(cm)) => {
-                listed = true;
-                cm.data.unwrap_or_default()
-            }
-            Ok(Event::Delete(_)) => Default::default(),
-            Ok(Event::Init) => {
-                listed = false;
-                continue;
-            }
-            Ok(Event::InitDone) if listed => continue,
-            Ok(Event::InitDone) => Default::default(),
-            Err(e) => {
-                tracing::warn!(error = %e, "watching argocd-rbac-cm");
-                continue;
-            }
-        };
+    let mut stream =
+        flotilla_controller::config_map::data_stream(control, &namespace, "argocd-rbac-cm").boxed();
+    while let Some(data) = stream.next().await {
         let csv = data
             .get("policy.csv")
             .map(String::as_str)
