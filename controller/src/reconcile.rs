@@ -1003,7 +1003,7 @@ pub(crate) fn ignore_rules(
     let mut rules =
         crate::ignore::parse(app.spec.ignore_differences.as_deref().unwrap_or_default())
             .unwrap_or_default();
-    rules.extend(settings.ignore_rules());
+    rules.extend_from_slice(settings.ignore_rules());
     rules
 }
 

@@ -135,11 +135,11 @@ async fn watch_settings(ctx: Arc<Context>, control: Client, namespace: String) {
         // Kinds now excluded stop being watched (and their objects are forgotten); kinds the
         // rules name field managers for are listed again when their watch predates them.
         let rules = now.ignore_rules();
-        crate::ignore::keep_managers(&rules);
+        crate::ignore::keep_managers(rules);
         for server in ctx.caches.servers() {
             if let Some(cache) = ctx.caches.get(&server) {
                 cache.drop_kinds(|group, kind| now.excluded(group, kind, &server));
-                cache.relist_for_managers(&rules);
+                cache.relist_for_managers(rules);
             }
         }
 

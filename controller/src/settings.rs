@@ -91,6 +91,10 @@ pub struct Settings {
     pub problems: Vec<String>,
     /// The ConfigMap's data this was parsed from (to skip re-parsing an unchanged map).
     pub source: BTreeMap<String, String>,
+    /// `ignore_rules()` and `update_rules()`, built once per snapshot (they are read on every
+    /// reconcile and every watch event).
+    system_rules: std::sync::OnceLock<Vec<IgnoreRule>>,
+    updates: std::sync::OnceLock<Vec<IgnoreRule>>,
 }
 
 /// `argocd-cm` keys Argo CD's application controller reads that Flotilla does not honour, with
@@ -411,7 +415,11 @@ impl Settings {
 
     /// The system-level ignoreDifferences rules (argocd-cm), including those compare options
     /// imply; the caller adds the app's own.
-    pub fn ignore_rules(&self) -> Vec<IgnoreRule> {
+    pub fn ignore_rules(&self) -> &[IgnoreRule] {
+        self.system_rules.get_or_init(|| self.build_ignore_rules())
+    }
+
+    fn build_ignore_rules(&self) -> Vec<IgnoreRule> {
         let mut out: Vec<IgnoreRule> = self
             .overrides
             .iter()
@@ -429,7 +437,11 @@ impl Settings {
     }
 
     /// Rules whose fields changing alone does not trigger a reconcile.
-    pub fn update_rules(&self) -> Vec<IgnoreRule> {
+    pub fn update_rules(&self) -> &[IgnoreRule] {
+        self.updates.get_or_init(|| self.build_update_rules())
+    }
+
+    fn build_update_rules(&self) -> Vec<IgnoreRule> {
         let mut out: Vec<IgnoreRule> = vec![IgnoreRule {
             group: "*".into(),
             kind: "*".into(),
@@ -497,7 +509,7 @@ impl Settings {
         }
         let rules = self.update_rules();
         let empty = Value::Object(Default::default());
-        let strip = |v: &Value| crate::ignore::overlay(v, Some(&empty), key, &rules);
+        let strip = |v: &Value| crate::ignore::overlay(v, Some(&empty), key, rules);
         strip(old) == strip(new)
             && self.health(&key.group, &key.kind, old) == self.health(&key.group, &key.kind, new)
     }

@@ -171,7 +171,7 @@ pub fn provider(h: &HeaderMap) -> Option<Provider> {
 }
 
 /// Constant-time equality (no early exit on the first differing byte).
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

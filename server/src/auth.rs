@@ -50,17 +50,17 @@ impl Authenticator {
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
         match &self.admin_token {
-            Some(admin) if constant_time_eq(token.as_bytes(), admin.as_bytes()) => Ok(Principal {
-                subject: "admin".into(),
-                groups: Vec::new(),
-            }),
+            Some(admin)
+                if flotilla_controller::webhook::ct_eq(token.as_bytes(), admin.as_bytes()) =>
+            {
+                Ok(Principal {
+                    subject: "admin".into(),
+                    groups: Vec::new(),
+                })
+            }
             _ => Err(AuthError::Invalid),
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The local admin's token: from [`ADMIN_SECRET`] in `namespace`, created with a random token
