@@ -89,26 +89,25 @@ fn denied() -> Response {
     error(StatusCode::FORBIDDEN, "permission denied")
 }
 
+/// The answer to a call whose caller could not be authenticated.
+fn unauthenticated(e: AuthError) -> Response {
+    match e {
+        AuthError::Missing | AuthError::Invalid => error(StatusCode::UNAUTHORIZED, e.to_string()),
+    }
+}
+
 /// Authenticate, run `f` for the caller, count the answer.
-fn answer(
+async fn answer(
     s: &Server,
     route: &'static str,
     headers: &HeaderMap,
     f: impl FnOnce(&Principal) -> Response,
 ) -> Response {
-    let resp = match s.auth.authenticate(headers) {
+    let resp = match s.auth.authenticate(headers).await {
         Ok(who) => f(&who),
-        Err(e @ (AuthError::Missing | AuthError::Invalid)) => {
-            error(StatusCode::UNAUTHORIZED, e.to_string())
-        }
+        Err(e) => unauthenticated(e),
     };
-    s.requests
-        .get_or_create(&RequestLabels {
-            route,
-            code: resp.status().as_u16(),
-        })
-        .inc();
-    resp
+    count(s, route, resp)
 }
 
 /// Drop what clients never need (and what would double the payload).
@@ -147,6 +146,7 @@ async fn list_apps(
             Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
         }
     })
+    .await
 }
 
 async fn get_app(
@@ -161,6 +161,7 @@ async fn get_app(
             None => error(StatusCode::NOT_FOUND, format!("no application {ns}/{name}")),
         }
     })
+    .await
 }
 
 async fn list_projects(State(s): Shared, headers: HeaderMap) -> Response {
@@ -186,6 +187,7 @@ async fn list_projects(State(s): Shared, headers: HeaderMap) -> Response {
         });
         Json(json!({"items": items})).into_response()
     })
+    .await
 }
 
 async fn get_project(State(s): Shared, headers: HeaderMap, Path(name): Path<String>) -> Response {
@@ -201,6 +203,7 @@ async fn get_project(State(s): Shared, headers: HeaderMap, Path(name): Path<Stri
             None => error(StatusCode::NOT_FOUND, format!("no project {name}")),
         }
     })
+    .await
 }
 
 fn count(s: &Server, route: &'static str, resp: Response) -> Response {
@@ -228,9 +231,9 @@ async fn sync_app(
     body: axum::body::Bytes,
 ) -> Response {
     let resp = async {
-        let who = match s.auth.authenticate(&headers) {
+        let who = match s.auth.authenticate(&headers).await {
             Ok(p) => p,
-            Err(e) => return error(StatusCode::UNAUTHORIZED, e.to_string()),
+            Err(e) => return unauthenticated(e),
         };
         let req = match sync_request(&body) {
             Ok(r) => r,
@@ -268,9 +271,9 @@ async fn refresh_app(
     q: Result<Query<RefreshQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let resp = async {
-        let who = match s.auth.authenticate(&headers) {
+        let who = match s.auth.authenticate(&headers).await {
             Ok(p) => p,
-            Err(e) => return error(StatusCode::UNAUTHORIZED, e.to_string()),
+            Err(e) => return unauthenticated(e),
         };
         let q = match q {
             Ok(Query(q)) => q,

@@ -41,7 +41,7 @@ impl Authenticator {
     }
 
     /// The caller behind `headers`' `Authorization: Bearer` token.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
         let token = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -110,22 +110,22 @@ mod tests {
         h
     }
 
-    #[test]
-    fn only_the_admin_token_passes() {
+    #[tokio::test]
+    async fn only_the_admin_token_passes() {
         let a = Authenticator::new(Some("s3cret".into()));
         assert_eq!(
-            a.authenticate(&bearer("s3cret")).map(|p| p.subject),
+            a.authenticate(&bearer("s3cret")).await.map(|p| p.subject),
             Ok("admin".into())
         );
-        assert_eq!(a.authenticate(&bearer("s3cre")), Err(AuthError::Invalid));
-        assert_eq!(a.authenticate(&HeaderMap::new()), Err(AuthError::Missing));
+        assert_eq!(a.authenticate(&bearer("s3cre")).await, Err(AuthError::Invalid));
+        assert_eq!(a.authenticate(&HeaderMap::new()).await, Err(AuthError::Missing));
         // No admin configured: nothing passes.
         assert_eq!(
-            Authenticator::new(None).authenticate(&bearer("")),
+            Authenticator::new(None).authenticate(&bearer("")).await,
             Err(AuthError::Missing)
         );
         assert_eq!(
-            Authenticator::new(Some(String::new())).authenticate(&bearer("x")),
+            Authenticator::new(Some(String::new())).authenticate(&bearer("x")).await,
             Err(AuthError::Invalid)
         );
     }
