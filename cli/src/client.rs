@@ -16,6 +16,8 @@ pub enum ApiError {
     NotLoggedIn,
     #[error("the server refused the token: {0}")]
     Unauthorized(String),
+    #[error("permission denied: {0}")]
+    Forbidden(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("the server answered {0}: {1}")]
@@ -112,6 +114,12 @@ impl Api {
         self.call(req).await
     }
 
+    /// DELETE `path` (with its query).
+    pub async fn delete(&self, path: &str) -> Result<Value, ApiError> {
+        self.call(self.http.delete(format!("{}{path}", self.base)))
+            .await
+    }
+
     async fn call(&self, req: reqwest::RequestBuilder) -> Result<Value, ApiError> {
         let resp = req
             .bearer_auth(&self.token)
@@ -130,7 +138,8 @@ impl Api {
             .unwrap_or_else(|| body.to_string());
         match code {
             200 => Ok(body),
-            401 | 403 => Err(ApiError::Unauthorized(message)),
+            401 => Err(ApiError::Unauthorized(message)),
+            403 => Err(ApiError::Forbidden(message)),
             404 => Err(ApiError::NotFound(message)),
             409 => Err(ApiError::Conflict(message)),
             _ => Err(ApiError::Refused(code, message)),
@@ -167,7 +176,7 @@ impl Api {
 }
 
 /// Percent-encode a query value (RFC 3986 unreserved characters pass).
-fn encode(v: &str) -> String {
+pub fn encode(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

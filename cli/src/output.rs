@@ -97,10 +97,109 @@ pub fn print_value(v: &Value, format: Format) {
     println!("{}", render_value(v, format).trim_end());
 }
 
+/// An app's resources: kind, name, sync, health (wide: the differing paths).
+pub fn render_resources(v: &Value, wide: bool) -> String {
+    let mut header = vec!["GROUP", "KIND", "NAMESPACE", "NAME", "STATUS", "HEALTH", "HOOK"];
+    if wide {
+        header.push("DIFFERENCES");
+    }
+    let rows: Vec<Vec<String>> = v["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let mut row = vec![
+                s(r, "group"),
+                s(r, "kind"),
+                s(r, "namespace"),
+                s(r, "name"),
+                s(r, "status"),
+                r["health"]["status"].as_str().unwrap_or_default().into(),
+                if r["requiresPruning"] == true {
+                    "prune".into()
+                } else {
+                    String::new()
+                },
+            ];
+            if wide {
+                row.push(
+                    r["differences"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+            }
+            row
+        })
+        .collect();
+    table(&header, &rows).replace("  HOOK", "  PRUNE")
+}
+
+/// Deployment history: id, when, revision, who.
+pub fn render_history(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let revision = h["revision"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| {
+                    h["revisions"].as_array().map(|r| {
+                        r.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                })
+                .unwrap_or_default();
+            vec![
+                h["id"].to_string(),
+                s(h, "deployedAt"),
+                revision,
+                h["initiatedBy"]["username"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| {
+                        if h["initiatedBy"]["automated"] == true {
+                            "automated".into()
+                        } else {
+                            String::new()
+                        }
+                    }),
+            ]
+        })
+        .collect();
+    table(&["ID", "DEPLOYED", "REVISION", "BY"], &rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn resources_and_history_tables() {
+        let r = json!({"resources": [
+            {"group": "apps", "kind": "Deployment", "namespace": "web", "name": "web", "status": "OutOfSync",
+             "health": {"status": "Healthy"}, "differences": [".spec.replicas"]},
+            {"group": "", "kind": "ConfigMap", "namespace": "web", "name": "old", "status": "OutOfSync", "requiresPruning": true}]});
+        let t = render_resources(&r, true);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("GROUP  KIND        NAMESPACE  NAME  STATUS     HEALTH   PRUNE  DIFFERENCES"), "{t}");
+        assert!(lines[1].ends_with("Healthy         .spec.replicas"), "{t}");
+        assert!(lines[2].ends_with("prune"), "{t}");
+        let h = json!({"history": [{"id": 0, "deployedAt": "2026-11-30T10:00:00Z", "revision": "abc",
+                                     "initiatedBy": {"username": "alice"}}]});
+        assert_eq!(
+            render_history(&h).lines().nth(1),
+            Some("0   2026-11-30T10:00:00Z  abc       alice")
+        );
+    }
 
     #[test]
     fn tables_align_and_wide_adds_the_source() {

@@ -40,6 +40,9 @@ pub struct ControllerConfig {
     pub status_endpoint: bool,
     /// Token the per-resource view requires (`Authorization: Bearer`); unset: not served.
     pub status_token: Option<String>,
+    /// `host:port` where the API server reaches this replica's status routes, published on
+    /// its Lease. None: the bound metrics address, unless it is a wildcard (then unpublished).
+    pub advertise_address: Option<String>,
     /// When set, the bound metrics address is written here as JSON.
     pub address_file: Option<PathBuf>,
     /// Address of the Git webhook receiver (`POST /api/webhook`); none = off.
@@ -150,6 +153,7 @@ impl Default for ControllerConfig {
             metrics_listen: SocketAddr::from(([0, 0, 0, 0], 8082)),
             status_endpoint: false,
             status_token: None,
+            advertise_address: None,
             address_file: None,
             webhook_listen: None,
             max_backoff: Duration::from_secs(300),

@@ -23,6 +23,9 @@ pub enum ExplainError {
     NotOwned(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The request itself is wrong (e.g. local objects without a kind).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// One managed resource as the API shows it.
@@ -60,6 +63,20 @@ pub async fn resources(
     ctx: &Arc<Context>,
     key: &AppKey,
 ) -> Result<Vec<ResourceView>, ExplainError> {
+    resources_against(ctx, key, None).await
+}
+
+/// The most objects a local diff may carry.
+pub const MAX_LOCAL_OBJECTS: usize = 10_000;
+
+/// The resources of `key` compared with `local` objects (rendered elsewhere, e.g. by
+/// `flotilla app diff --local`) instead of its source's render. They are normalized and
+/// checked against the project exactly as a render would be, and never applied.
+pub async fn resources_against(
+    ctx: &Arc<Context>,
+    key: &AppKey,
+    local: Option<Vec<serde_json::Value>>,
+) -> Result<Vec<ResourceView>, ExplainError> {
     let app = ctx
         .app(key)
         .ok_or_else(|| ExplainError::NotFound(key.to_string()))?;
@@ -77,10 +94,39 @@ pub async fn resources(
     let project = ctx
         .project(&key.namespace, project_name(&app))
         .ok_or_else(|| ExplainError::Unavailable("unknown project".into()))?;
-    let caps = capabilities_for(ctx, &app, &cluster).await;
-    let want = desired(ctx, &app, key, Level::Compare, None, None, caps.as_deref())
-        .await
-        .map_err(|e| ExplainError::Unavailable(format!("failed to load target state: {e}")))?;
+    let want = match local {
+        Some(objects) => {
+            if objects.len() > MAX_LOCAL_OBJECTS {
+                return Err(ExplainError::Invalid(format!(
+                    "{} objects: at most {MAX_LOCAL_OBJECTS}",
+                    objects.len()
+                )));
+            }
+            if let Some(bad) = objects.iter().position(|o| {
+                !o.is_object()
+                    || o.get("kind").and_then(Value::as_str).is_none_or(str::is_empty)
+                    || o.get("apiVersion").and_then(Value::as_str).is_none_or(str::is_empty)
+            }) {
+                return Err(ExplainError::Invalid(format!(
+                    "object {bad} has no apiVersion or kind"
+                )));
+            }
+            crate::context::DesiredMemo {
+                fingerprint: "local".into(),
+                revisions: Vec::new(),
+                objects: Arc::new(objects),
+                source_type: "Local".into(),
+            }
+        }
+        None => {
+            let caps = capabilities_for(ctx, &app, &cluster).await;
+            desired(ctx, &app, key, Level::Compare, None, None, caps.as_deref())
+                .await
+                .map_err(|e| {
+                    ExplainError::Unavailable(format!("failed to load target state: {e}"))
+                })?
+        }
+    };
     let settings = crate::settings::current();
     let ignore = ignore_rules(&app, &settings);
     let (cache, normalized) = live_state(

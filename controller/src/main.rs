@@ -82,6 +82,11 @@ struct Args {
     /// served without it. For the API server, which routes to the owning replica.
     #[arg(long, env = "FLOTILLA_STATUS_TOKEN", hide_env_values = true)]
     status_token: Option<String>,
+    /// host:port where the API server reaches this replica's status routes (published on its
+    /// Lease; the chart sets $(POD_IP):<metrics port>). Default: the bound metrics address
+    /// unless it is a wildcard such as 0.0.0.0.
+    #[arg(long, env = "FLOTILLA_ADVERTISE_ADDRESS")]
+    advertise_address: Option<String>,
     /// Write the bound metrics address here as JSON (useful with port 0).
     #[arg(long, env = "FLOTILLA_ADDRESS_FILE")]
     address_file: Option<PathBuf>,
@@ -239,6 +244,7 @@ async fn main() -> anyhow::Result<()> {
         metrics_listen: args.metrics_listen,
         status_endpoint: args.status_endpoint,
         status_token: args.status_token.clone().filter(|t| !t.is_empty()),
+        advertise_address: args.advertise_address.clone().filter(|a| !a.is_empty()),
         address_file: args.address_file.clone(),
         webhook_listen: args.webhook_listen,
         redis_url: args.redis_url.clone().filter(|u| !u.is_empty()),

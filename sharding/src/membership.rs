@@ -27,6 +27,9 @@ pub const GROUP_LABEL: &str = "flotilla.dev/shard-group";
 pub const CLAIMS_ANNOTATION: &str = "flotilla.dev/claims";
 /// Annotation with a random id per process, to spot two processes using one identity.
 pub const INCARNATION_ANNOTATION: &str = "flotilla.dev/incarnation";
+/// Annotation with the `host:port` where a member serves its status routes (for the API
+/// server, which routes a request about an application to the replica that owns its cluster).
+pub const STATUS_ADDRESS_ANNOTATION: &str = "flotilla.dev/status-address";
 
 /// The keys to share out, with their weights.
 pub type Keys = Arc<BTreeMap<String, u64>>;
@@ -56,6 +59,8 @@ pub struct MembershipConfig {
     pub vnodes: u32,
     /// How long a release waits for in-flight writes before logging and waiting again.
     pub drain_timeout: Duration,
+    /// More annotations published on the Lease (e.g. [`STATUS_ADDRESS_ANNOTATION`]).
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Default for MembershipConfig {
@@ -69,6 +74,7 @@ impl Default for MembershipConfig {
             epsilon: crate::ring::DEFAULT_EPSILON,
             vnodes: crate::ring::DEFAULT_VNODES,
             drain_timeout: Duration::from_secs(30),
+            annotations: BTreeMap::new(),
         }
     }
 }
@@ -210,10 +216,16 @@ impl Member {
         let name = self.cfg.lease_name();
         let started = Instant::now();
         let duration = i32::try_from(self.cfg.lease_duration.as_secs()).unwrap_or(i32::MAX);
+        let mut annotations = serde_json::Map::new();
+        for (k, v) in &self.cfg.annotations {
+            annotations.insert(k.clone(), json!(v));
+        }
+        annotations.insert(CLAIMS_ANNOTATION.into(), json!(claims));
+        annotations.insert(INCARNATION_ANNOTATION.into(), json!(self.incarnation));
         let patch = json!({
             "metadata": {
                 "labels": {GROUP_LABEL: self.cfg.group},
-                "annotations": {CLAIMS_ANNOTATION: claims, INCARNATION_ANNOTATION: self.incarnation},
+                "annotations": annotations,
             },
             "spec": {
                 "holderIdentity": self.cfg.identity,

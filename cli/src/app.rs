@@ -1,0 +1,503 @@
+//! `flotilla app ...`: list, get, diff, resources, sync, wait, refresh, history, rollback,
+//! terminate and delete, each one call (or a poll) of the API.
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::client::{Api, ApiError};
+use crate::output::{Format, print_apps, print_value, render_history, render_resources};
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// List applications (every page), filtered on the server.
+    List {
+        #[arg(long, short)]
+        project: Option<String>,
+        /// Destination cluster: server URL or name.
+        #[arg(long, short)]
+        cluster: Option<String>,
+        /// Destination namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Label selector: k=v, k!=v, k (comma-separated).
+        #[arg(long, short = 'l')]
+        selector: Option<String>,
+        /// Sync status(es), comma-separated.
+        #[arg(long)]
+        sync: Option<String>,
+        /// Health status(es), comma-separated.
+        #[arg(long)]
+        health: Option<String>,
+        /// Substring of the name.
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// One application.
+    Get {
+        name: String,
+        /// The Application's namespace (the control plane's).
+        #[arg(long, default_value = "argocd")]
+        app_namespace: String,
+    },
+    /// Each managed resource: sync, health, and whether it must be pruned.
+    Resources {
+        name: String,
+        #[arg(long, default_value = "argocd")]
+        app_namespace: String,
+    },
+    /// What differs between Git (or a local directory) and the cluster, as unified diffs of
+    /// the normalized objects (Secret values masked). Exit 0: no differences; 1: differences;
+    /// 2: the diff could not be made (3, 4, 5 as for every command).
+    Diff {
+        name: String,
+        #[arg(long, default_value = "argocd")]
+        app_namespace: String,
+        /// Diff the manifests rendered from this local directory (the app's source settings
+        /// applied, with the same renderers as the repo-server) instead of Git's.
+        #[arg(long)]
+        local: Option<std::path::PathBuf>,
+    },
+    /// Request a sync (the owning controller runs it); with --wait, wait for its result.
+    Sync {
+        name: String,
+        #[arg(long, default_value = "argocd")]
+        app_namespace: String,
+        /// Revision to sync (default: the spec's targetRevision).
+        #[arg(long)]
+        revision: Option<String>,
+        /// Delete resources no longer in Git.
+        #[arg(long)]
+        prune: bool,
+        /// Compare and plan only: nothing is written.
+        #[arg(long)]
+        dry_run: bool,
+        /// Sync only this resource: GROUP:KIND:NAME (repeatable; core group: ":ConfigMap:x").
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+        /// A sync option, e.g. ServerSideApply=true (repeatable).
+        #[arg(long = "sync-option")]
+        sync_options: Vec<String>,
+        /// Wait until the operation finishes; exit 0 only if it succeeded.
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Request a refresh (--hard: render again, skipping caches).
+    Refresh {
+        name: String,
+        #[arg(long, default_value = "argocd")]
+        app_namespace: String,
+        #[arg(long)]
+        hard: bool,
+    },
+    /// Wait until the application is Synced and Healthy with no operation running (or only
+    /// what --sync, --health, --operation ask for); exit 5 on timeout.
+    Wait {
+        name: String,
+        #[arg(long, default_value = "argocd")]
+        app_namespace: String,
+        #[arg(long)]
+        sync: bool,
+        #[arg(long)]
+        health: bool,
+        #[arg(long)]
+        operation: bool,
+        /// Seconds to wait.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// The deployments the application went through (ids for rollback).
+    History {
+        name: String,
+        #[arg(long, default_value = "argocd")]
+        app_namespace: String,
+    },
+    /// Sync the source and revision of history entry ID again (refused with auto-sync on).
+    Rollback {
+        name: String,
+        id: i64,
+        #[arg(long, default_value = "argocd")]
+        app_namespace: String,
+        #[arg(long)]
+        prune: bool,
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait until the rollback finishes; exit 0 only if it succeeded.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Terminate the running operation.
+    Terminate {
+        name: String,
+        #[arg(long, default_value = "argocd")]
+        app_namespace: String,
+    },
+    /// Delete the application; its resources too unless --cascade=false.
+    Delete {
+        name: String,
+        #[arg(long, default_value = "argocd")]
+        app_namespace: String,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        cascade: bool,
+        /// foreground (resources first, the default) or background.
+        #[arg(long, default_value = "foreground")]
+        propagation_policy: String,
+        /// Wait until the Application is gone.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+}
+
+/// `GROUP:KIND:NAME` as an operation's resource reference.
+fn resource_ref(s: &str) -> Result<Value, ApiError> {
+    match s.splitn(3, ':').collect::<Vec<_>>()[..] {
+        [g, k, n] if !k.is_empty() && !n.is_empty() => {
+            Ok(json!({"group": g, "kind": k, "name": n}))
+        }
+        _ => Err(ApiError::Config(format!(
+            "--resource {s:?} is not GROUP:KIND:NAME"
+        ))),
+    }
+}
+
+pub fn field<'a>(app: &'a Value, pointer: &str) -> &'a str {
+    app.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// Poll `path` every second until `done` holds; the last state names a timeout.
+async fn wait_for(
+    api: &Api,
+    path: &str,
+    timeout: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Result<Value, ApiError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    loop {
+        let app = api.get(path).await?;
+        if done(&app) {
+            return Ok(app);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(ApiError::Timeout(format!(
+                "after {timeout}s: sync {}, health {}, operation {}",
+                field(&app, "/status/sync/status"),
+                field(&app, "/status/health/status"),
+                field(&app, "/status/operationState/phase")
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// Wait for the operation started at `since` to finish; Ok only if it succeeded.
+async fn wait_operation(api: &Api, path: &str, since: &str, timeout: u64) -> Result<(), ApiError> {
+    let app = wait_for(api, path, timeout, |a| {
+        a.get("operation").is_none_or(Value::is_null)
+            && field(a, "/status/operationState/finishedAt") >= since
+            && !field(a, "/status/operationState/finishedAt").is_empty()
+    })
+    .await?;
+    let phase = field(&app, "/status/operationState/phase");
+    let message = field(&app, "/status/operationState/message");
+    println!("{phase}: {message}");
+    if phase == "Succeeded" {
+        Ok(())
+    } else {
+        Err(ApiError::Failed(format!(
+            "the operation ended {phase}: {message}"
+        )))
+    }
+}
+
+/// Now as RFC 3339 UTC seconds (`2026-11-30T09:00:00Z`), the form `finishedAt` takes, so the
+/// two compare as strings.
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// What `app diff` found.
+pub enum DiffOutcome {
+    Same,
+    Differs,
+}
+
+pub async fn run(api: &Api, cmd: AppCommand, format: Format) -> Result<Option<DiffOutcome>, ApiError> {
+    let base = |ns: &str, name: &str| format!("/api/v1/applications/{ns}/{name}");
+    match cmd {
+        AppCommand::List {
+            project,
+            cluster,
+            namespace,
+            selector,
+            sync,
+            health,
+            search,
+        } => {
+            let filters = [
+                ("project", project),
+                ("cluster", cluster),
+                ("namespace", namespace),
+                ("selector", selector),
+                ("sync", sync),
+                ("health", health),
+                ("search", search),
+            ];
+            let apps = api.list_apps(&filters).await?;
+            print_apps(&apps, format);
+        }
+        AppCommand::Get {
+            name,
+            app_namespace,
+        } => {
+            let app = api.get(&base(&app_namespace, &name)).await?;
+            print_value(&app, format);
+        }
+        AppCommand::Resources {
+            name,
+            app_namespace,
+        } => {
+            let r = api
+                .get(&format!("{}/resources", base(&app_namespace, &name)))
+                .await?;
+            match format {
+                Format::Json | Format::Yaml => print_value(&r, format),
+                _ => println!("{}", render_resources(&r, format == Format::Wide)),
+            }
+        }
+        AppCommand::Diff {
+            name,
+            app_namespace,
+            local,
+        } => {
+            let r = match local {
+                None => {
+                    api.get(&format!("{}/resources", base(&app_namespace, &name)))
+                        .await?
+                }
+                Some(dir) => {
+                    let app = api.get(&base(&app_namespace, &name)).await?;
+                    let manifests = crate::local::render(&app, &dir)?;
+                    api.post(
+                        &format!("{}/diff", base(&app_namespace, &name)),
+                        &json!({"manifests": manifests}),
+                    )
+                    .await?
+                }
+            };
+            let mut differs = false;
+            for res in r["resources"].as_array().into_iter().flatten() {
+                if res["status"] == "Synced" {
+                    continue;
+                }
+                differs = true;
+                let id = format!(
+                    "{}/{}{}{}",
+                    if res["group"].as_str().unwrap_or_default().is_empty() {
+                        "core".to_string()
+                    } else {
+                        res["group"].as_str().unwrap_or_default().to_string()
+                    },
+                    res["kind"].as_str().unwrap_or_default(),
+                    res["namespace"]
+                        .as_str()
+                        .map(|n| format!(" {n}/"))
+                        .unwrap_or_else(|| " ".into()),
+                    res["name"].as_str().unwrap_or_default()
+                );
+                if matches!(format, Format::Json | Format::Yaml) {
+                    continue;
+                }
+                println!("===== {id} ({}) =====", res["status"].as_str().unwrap_or_default());
+                match res["diff"].as_str() {
+                    Some(d) => println!("{}", d.trim_end()),
+                    None if res["requiresPruning"] == true => {
+                        println!("(in the cluster, not in the source: would be pruned)")
+                    }
+                    None => println!(
+                        "{}",
+                        res["differences"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    ),
+                }
+            }
+            if matches!(format, Format::Json | Format::Yaml) {
+                print_value(&r, format);
+            }
+            return Ok(Some(if differs {
+                DiffOutcome::Differs
+            } else {
+                DiffOutcome::Same
+            }));
+        }
+        AppCommand::Sync {
+            name,
+            app_namespace,
+            revision,
+            prune,
+            dry_run,
+            resources,
+            sync_options,
+            wait,
+            timeout,
+        } => {
+            let refs = resources
+                .iter()
+                .map(|r| resource_ref(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            let since = now_rfc3339();
+            api.post(
+                &format!("{}/sync", base(&app_namespace, &name)),
+                &json!({"revision": revision, "prune": prune, "dryRun": dry_run,
+                    "resources": (!refs.is_empty()).then_some(refs),
+                    "syncOptions": (!sync_options.is_empty()).then_some(sync_options)}),
+            )
+            .await?;
+            println!("sync of {app_namespace}/{name} requested");
+            if wait {
+                wait_operation(api, &base(&app_namespace, &name), &since, timeout).await?;
+            }
+        }
+        AppCommand::Refresh {
+            name,
+            app_namespace,
+            hard,
+        } => {
+            let q = if hard { "?hard=true" } else { "" };
+            api.post(
+                &format!("{}/refresh{q}", base(&app_namespace, &name)),
+                &Value::Null,
+            )
+            .await?;
+            println!("refresh of {app_namespace}/{name} requested");
+        }
+        AppCommand::Wait {
+            name,
+            app_namespace,
+            sync,
+            health,
+            operation,
+            timeout,
+        } => {
+            let all = !(sync || health || operation);
+            let app = wait_for(api, &base(&app_namespace, &name), timeout, |a| {
+                ((!sync && !all) || field(a, "/status/sync/status") == "Synced")
+                    && ((!health && !all) || field(a, "/status/health/status") == "Healthy")
+                    && ((!operation && !all)
+                        || (a.get("operation").is_none_or(Value::is_null)
+                            && field(a, "/status/operationState/phase") != "Running"))
+            })
+            .await?;
+            println!(
+                "{app_namespace}/{name}: {} {}",
+                field(&app, "/status/sync/status"),
+                field(&app, "/status/health/status")
+            );
+        }
+        AppCommand::History {
+            name,
+            app_namespace,
+        } => {
+            let h = api
+                .get(&format!("{}/history", base(&app_namespace, &name)))
+                .await?;
+            match format {
+                Format::Json | Format::Yaml => print_value(&h, format),
+                _ => println!("{}", render_history(&h)),
+            }
+        }
+        AppCommand::Rollback {
+            name,
+            id,
+            app_namespace,
+            prune,
+            dry_run,
+            wait,
+            timeout,
+        } => {
+            let since = now_rfc3339();
+            api.post(
+                &format!("{}/rollback", base(&app_namespace, &name)),
+                &json!({"id": id, "prune": prune, "dryRun": dry_run}),
+            )
+            .await?;
+            println!("rollback of {app_namespace}/{name} to {id} requested");
+            if wait {
+                wait_operation(api, &base(&app_namespace, &name), &since, timeout).await?;
+            }
+        }
+        AppCommand::Terminate {
+            name,
+            app_namespace,
+        } => {
+            api.post(
+                &format!("{}/terminate", base(&app_namespace, &name)),
+                &Value::Null,
+            )
+            .await?;
+            println!("termination of {app_namespace}/{name}'s operation requested");
+        }
+        AppCommand::Delete {
+            name,
+            app_namespace,
+            cascade,
+            propagation_policy,
+            wait,
+            timeout,
+        } => {
+            api.delete(&format!(
+                "{}?cascade={cascade}&propagationPolicy={propagation_policy}",
+                base(&app_namespace, &name)
+            ))
+            .await?;
+            println!("{app_namespace}/{name} deleted (cascade {cascade})");
+            if wait {
+                let deadline =
+                    std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+                loop {
+                    match api.get(&base(&app_namespace, &name)).await {
+                        Err(ApiError::NotFound(_)) => break,
+                        Err(e) => return Err(e),
+                        Ok(_) if std::time::Instant::now() > deadline => {
+                            return Err(ApiError::Timeout(format!(
+                                "{app_namespace}/{name} still exists after {timeout}s"
+                            )));
+                        }
+                        Ok(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+                    }
+                }
+                println!("{app_namespace}/{name} is gone");
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_references_need_kind_and_name() {
+        assert_eq!(
+            resource_ref(":ConfigMap:x").expect("ref"),
+            json!({"group": "", "kind": "ConfigMap", "name": "x"})
+        );
+        assert!(resource_ref("ConfigMap:x").is_err());
+        assert!(resource_ref("apps:Deployment:").is_err());
+    }
+}
