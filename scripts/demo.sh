@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_tools
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/flotilla/target}"
-echo "==> building (release): flotilla-controller, flotilla-repo-server, flotilla-demo"
-cargo build --release --locked -p flotilla-controller -p flotilla-repo-server -p flotilla-loadtest \
-  --bin flotilla-controller --bin flotilla-repo-server --bin flotilla-demo
+echo "==> building (release): flotilla-controller, flotilla-repo-server, flotilla-server, flotilla, flotilla-demo"
+cargo build --release --locked -p flotilla-controller -p flotilla-repo-server -p flotilla-server \
+  -p flotilla-cli -p flotilla-loadtest --bin flotilla-controller --bin flotilla-repo-server \
+  --bin flotilla-server --bin flotilla --bin flotilla-demo
 # The fleet starts the binaries just built (no second cargo run with another feature set).
 export FLOTILLA_BIN_DIR="$CARGO_TARGET_DIR/release"
 exec "$CARGO_TARGET_DIR/release/flotilla-demo" --examples examples "$@"

@@ -146,6 +146,7 @@ fn resource_route(
         && !(s == "finalize" && rt.is_namespace())
         && !(s == "scale" && rt.has_scale())
         && !(s == "eviction" && rt.has_eviction())
+        && !(s == "token" && rt.has_token())
     {
         return Err(ApiError::no_route());
     }
@@ -588,6 +589,23 @@ async fn serve(
         let opts = delete_opts_from(&q, eviction.get("deleteOptions").unwrap_or(&Value::Null))?;
         let status = actions::evict(store, &rt, &ns, name, &opts)?;
         return Ok(json_response(StatusCode::CREATED, &status));
+    }
+    if sub.as_deref() == Some("token")
+        && let Some(name) = &name
+    {
+        facts.verb = "create".into();
+        if method != Method::POST {
+            return Err(ApiError::method_not_allowed(method.as_str(), &rt));
+        }
+        let body = request_object(req).await?;
+        let made = super::tokens::request(cluster, &rt, &ns, name, body)?;
+        return Ok(json_response(StatusCode::CREATED, &made));
+    }
+    if rt.kind == "TokenReview" && rt.is_review() && method == Method::POST && name.is_none() {
+        facts.verb = "create".into();
+        let review = request_object(req).await?;
+        let answer = super::tokens::review(cluster, &rt, review)?;
+        return Ok(json_response(StatusCode::CREATED, &answer));
     }
     if rt.is_review() {
         facts.verb = "create".into();

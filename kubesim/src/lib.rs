@@ -26,6 +26,7 @@ pub mod simulate;
 pub mod store;
 pub mod structural;
 pub mod tls;
+pub mod tokens;
 pub mod typed;
 
 use std::collections::HashMap;
@@ -172,6 +173,12 @@ impl Cluster {
         if token == self.token {
             return Some("admin".into());
         }
+        self.static_user(token)
+            .or_else(|| tokens::user_for(self, token))
+    }
+
+    /// The user of a token added with [`KubeSim::add_token`].
+    pub(crate) fn static_user(&self, token: &str) -> Option<String> {
         self.tokens.read().get(token).cloned()
     }
 

@@ -170,6 +170,11 @@ impl ResourceType {
                              "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"},
                              "verbs": ["create"]}));
         }
+        if self.has_token() {
+            subs.push(json!({"subresource": "token",
+                             "responseKind": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"},
+                             "verbs": ["create"]}));
+        }
         if !subs.is_empty() {
             e["subresources"] = json!(subs);
         }
@@ -190,6 +195,11 @@ impl ResourceType {
     /// Has the `eviction` subresource: pods.
     pub fn has_eviction(&self) -> bool {
         self.group.is_empty() && self.plural == "pods" && !self.custom
+    }
+
+    /// Has the `token` subresource (TokenRequest, `tokens.rs`): serviceaccounts.
+    pub fn has_token(&self) -> bool {
+        self.group.is_empty() && self.plural == "serviceaccounts" && !self.custom
     }
 
     fn verbs(&self) -> Vec<&'static str> {
@@ -249,6 +259,17 @@ impl ResourceType {
                 "group": "policy",
                 "version": "v1",
                 "kind": "Eviction",
+                "verbs": ["create"],
+            }));
+        }
+        if self.has_token() {
+            out.push(json!({
+                "name": format!("{}/token", self.plural),
+                "singularName": "",
+                "namespaced": true,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
                 "verbs": ["create"],
             }));
         }
@@ -319,6 +340,7 @@ const BUILTINS: &[Builtin] = &[
     Builtin("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", false, &[], false, false, Simulated::Review),
     Builtin("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", false, &[], false, false, Simulated::Review),
     Builtin("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", false, &[], false, false, Simulated::Review),
+    Builtin("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", false, &[], false, false, Simulated::Review),
     Builtin("apiregistration.k8s.io", "v1", "apiservices", "APIService", false, &[], true, false, Simulated::None),
     Builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, &["crd", "crds"], true, true, Simulated::None),
 ];

@@ -255,6 +255,20 @@ pub fn extra_fields(group: &str, plural: &str) -> &'static [&'static str] {
             "source",
             "type",
         ],
+        // events.k8s.io/v1 names them after its own fields (the real server converts them to
+        // the core ones over the shared storage).
+        ("events.k8s.io", "events") => &[
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
+            "reason",
+            "reportingController",
+            "type",
+        ],
         ("batch", "jobs") => &["status.successful"],
         ("", "nodes") => &["spec.unschedulable"],
         _ => &[],

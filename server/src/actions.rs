@@ -27,11 +27,36 @@ pub struct SyncRequest {
     pub resources: Option<Vec<SyncResourceRef>>,
 }
 
+/// Body of `POST .../rollback`: the `status.history` entry to go back to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RollbackRequest {
+    pub id: i64,
+    #[serde(default)]
+    pub prune: bool,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// How `DELETE` treats the app's resources (Argo CD's `cascade` and `propagationPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Propagation {
+    #[default]
+    Foreground,
+    Background,
+}
+
 /// Why an action was not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
     #[error("another operation is already in progress")]
     InProgress,
+    #[error("no operation is in progress")]
+    NotRunning,
+    /// The request cannot be honoured for this app (e.g. a rollback with auto-sync on).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Kube(#[from] kube::Error),
 }
@@ -75,7 +100,190 @@ pub struct Actions {
 
 const MANAGER: &str = "flotilla-server";
 
+fn params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+fn names(app: &Application) -> (String, String) {
+    (
+        app.metadata.namespace.clone().unwrap_or_default(),
+        app.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
 impl Actions {
+    fn api(&self, ns: &str) -> Api<Application> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Stop the running operation (`argocd app terminate-op`): its state goes to Terminating
+    /// and the owning controller ends it as Failed, "Operation terminated". The write is
+    /// conditional on the app's resourceVersion so it cannot undo a newer state.
+    pub async fn terminate(&self, app: &Application, by: &Principal) -> Result<(), ActionError> {
+        let running = app
+            .status
+            .as_ref()
+            .and_then(|s| s.operation_state.as_ref())
+            .and_then(|o| o.get("phase"))
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|p| p == "Running");
+        if !running {
+            return Err(ActionError::NotRunning);
+        }
+        let (ns, name) = names(app);
+        self.api(&ns)
+            .patch_status(
+                &name,
+                &params(),
+                &Patch::Merge(json!({
+                    "metadata": {"resourceVersion": app.metadata.resource_version},
+                    "status": {"operationState": {"phase": "Terminating"}}})),
+            )
+            .await?;
+        tracing::info!(user = %by.subject, app = %format!("{ns}/{name}"), "operation termination requested");
+        self.events.emit(
+            app,
+            false,
+            "OperationTerminating",
+            format!("{} terminated the running operation", by.subject),
+        );
+        Ok(())
+    }
+
+    /// Roll `app` back to history entry `req.id` (a sync of that entry's source and revision
+    /// with the apply strategy, as Argo CD does; refused with auto-sync on).
+    pub async fn rollback(
+        &self,
+        app: &Application,
+        req: &RollbackRequest,
+        by: &Principal,
+    ) -> Result<Operation, ActionError> {
+        if operation_in_progress(app) {
+            return Err(ActionError::InProgress);
+        }
+        let op = flotilla_controller::operation::rollback_operation(
+            app,
+            req.id,
+            req.prune,
+            req.dry_run,
+            Some(by.subject.clone()),
+        )
+        .map_err(ActionError::Refused)?;
+        let (ns, name) = names(app);
+        self.api(&ns)
+            .patch(&name, &params(), &Patch::Merge(json!({"operation": op})))
+            .await?;
+        tracing::info!(user = %by.subject, app = %format!("{ns}/{name}"), id = req.id, "rollback requested");
+        self.events.emit(
+            app,
+            false,
+            "OperationStarted",
+            format!("{} initiated rollback to {}", by.subject, req.id),
+        );
+        Ok(op)
+    }
+
+    /// Delete `app`. With `cascade`, its resources go too (the resources finalizer, foreground
+    /// or background, makes the owning controller delete them first); without, the finalizer
+    /// is removed and they stay on the cluster.
+    pub async fn delete(
+        &self,
+        app: &Application,
+        cascade: bool,
+        propagation: Propagation,
+        by: &Principal,
+    ) -> Result<(), ActionError> {
+        use flotilla_controller::reconcile::{
+            RESOURCES_FINALIZER, RESOURCES_FINALIZER_BACKGROUND, RESOURCES_FINALIZER_FOREGROUND,
+        };
+        let (ns, name) = names(app);
+        let ours = [
+            RESOURCES_FINALIZER,
+            RESOURCES_FINALIZER_FOREGROUND,
+            RESOURCES_FINALIZER_BACKGROUND,
+        ];
+        let mut finalizers: Vec<String> = app
+            .metadata
+            .finalizers
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| !ours.contains(&f.as_str()))
+            .collect();
+        if cascade {
+            finalizers.push(
+                match propagation {
+                    Propagation::Foreground => RESOURCES_FINALIZER,
+                    Propagation::Background => RESOURCES_FINALIZER_BACKGROUND,
+                }
+                .to_string(),
+            );
+        }
+        let api = self.api(&ns);
+        api.patch(
+            &name,
+            &params(),
+            &Patch::Merge(json!({
+                "metadata": {"resourceVersion": app.metadata.resource_version,
+                             "finalizers": finalizers}})),
+        )
+        .await?;
+        api.delete(&name, &Default::default()).await?;
+        tracing::info!(user = %by.subject, app = %format!("{ns}/{name}"), cascade, ?propagation, "application deleted");
+        self.events.emit(
+            app,
+            false,
+            "ResourceDeleted",
+            format!("{} deleted application (cascade {cascade})", by.subject),
+        );
+        Ok(())
+    }
+
+    /// The Events about `app` (`events.k8s.io/v1`, as the controllers and this server write
+    /// them), oldest first.
+    pub async fn events(&self, app: &Application) -> Result<Vec<serde_json::Value>, ActionError> {
+        use k8s_openapi::api::events::v1::Event;
+        let (ns, name) = names(app);
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        let mut selector = format!("regarding.kind=Application,regarding.name={name}");
+        if let Some(uid) = &app.metadata.uid {
+            selector.push_str(&format!(",regarding.uid={uid}"));
+        }
+        let list = api
+            .list(&kube::api::ListParams::default().fields(&selector))
+            .await?;
+        let mut events: Vec<(Option<jiff::Timestamp>, &Event)> = list
+            .items
+            .iter()
+            .map(|e| {
+                let when = e
+                    .event_time
+                    .as_ref()
+                    .map(|t| t.0)
+                    .or_else(|| e.deprecated_last_timestamp.as_ref().map(|t| t.0))
+                    .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0));
+                (when, e)
+            })
+            .collect();
+        events.sort_by_key(|(when, _)| *when);
+        Ok(events
+            .into_iter()
+            .map(|(when, e)| {
+                json!({
+                    "type": e.type_,
+                    "reason": e.reason,
+                    "message": e.note,
+                    "count": e.deprecated_count,
+                    "time": when.map(|t| t.to_string()),
+                    "source": e.reporting_controller,
+                })
+            })
+            .collect())
+    }
+
     /// Request a sync of `app` (refused while another operation is in progress).
     pub async fn sync(
         &self,

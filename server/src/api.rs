@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 
 use crate::auth::{AuthError, Authenticator, Principal};
-use crate::query::{ListQuery, page};
+use crate::query::ListQuery;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -34,6 +34,14 @@ pub struct Server {
     pub rbac: std::sync::RwLock<Arc<crate::rbac::Policy>>,
     pub actions: crate::actions::Actions,
     pub requests: Family<RequestLabels, Counter>,
+    /// The controller replicas (who owns which cluster, and their status routes).
+    pub controllers: crate::controllers::Controllers,
+    /// Repository and credential-template Secrets (never returned; listed by URL).
+    pub repos: Store<k8s_openapi::api::core::v1::Secret>,
+    /// Every app's summary in list order, kept by the watch.
+    pub index: Arc<crate::query::AppIndex>,
+    /// Application changes, for the streaming endpoint.
+    pub changes: tokio::sync::broadcast::Sender<crate::stream::Change>,
 }
 
 impl Server {
@@ -50,7 +58,7 @@ impl Server {
 
 type Shared = State<Arc<Server>>;
 
-fn error(code: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (
         code,
         Json(json!({"error": message.into(), "code": code.as_u16()})),
@@ -73,7 +81,7 @@ impl Server {
 }
 
 /// Argo CD's RBAC object of an application: `<project>/<name>`.
-fn app_object(app: &Application) -> String {
+pub(crate) fn app_object(app: &Application) -> String {
     let project = if app.spec.project.is_empty() {
         "default"
     } else {
@@ -85,14 +93,15 @@ fn app_object(app: &Application) -> String {
     )
 }
 
-fn denied() -> Response {
+pub(crate) fn denied() -> Response {
     error(StatusCode::FORBIDDEN, "permission denied")
 }
 
 /// The answer to a call whose caller could not be authenticated.
-fn unauthenticated(e: AuthError) -> Response {
+pub(crate) fn unauthenticated(e: AuthError) -> Response {
     match e {
         AuthError::Missing | AuthError::Invalid => error(StatusCode::UNAUTHORIZED, e.to_string()),
+        AuthError::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
@@ -141,7 +150,7 @@ async fn list_apps(
                 &format!("{}/{}", a.project, a.name),
             )
         };
-        match page(&s.apps.state(), &q, visible) {
+        match s.index.page(&q, visible) {
             Ok(p) => Json(p).into_response(),
             Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
         }
@@ -206,7 +215,7 @@ async fn get_project(State(s): Shared, headers: HeaderMap, Path(name): Path<Stri
     .await
 }
 
-fn count(s: &Server, route: &'static str, resp: Response) -> Response {
+pub(crate) fn count(s: &Server, route: &'static str, resp: Response) -> Response {
     s.requests
         .get_or_create(&RequestLabels {
             route,
@@ -312,11 +321,36 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/projects", get(list_projects))
         .route("/api/v1/projects/{name}", get(get_project))
         .route("/api/v1/openapi.json", get(|| async { Json(openapi()) }))
+        .merge(crate::app_api::routes())
+        .merge(crate::fleet_api::routes())
+        .merge(crate::stream::routes())
+        .merge(crate::auth::routes())
         .with_state(server)
 }
 
 /// The OpenAPI 3 document of `/api/v1` (public, like any API description).
 pub fn openapi() -> Value {
+    let mut doc = base_openapi();
+    for more in [
+        crate::app_api::openapi_paths(),
+        crate::fleet_api::openapi_paths(),
+        crate::stream::openapi_paths(),
+        crate::auth::openapi_paths(),
+    ] {
+        for (path, ops) in more.as_object().into_iter().flatten() {
+            let slot = &mut doc["paths"][path];
+            if !slot.is_object() {
+                *slot = json!({});
+            }
+            for (method, op) in ops.as_object().into_iter().flatten() {
+                slot[method] = op.clone();
+            }
+        }
+    }
+    doc
+}
+
+fn base_openapi() -> Value {
     let q = |name: &str, what: &str| json!({"name": name, "in": "query", "required": false, "description": what, "schema": {"type": "string"}});
     let err = json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let ok = |schema: &str| json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});

@@ -5,6 +5,13 @@
 
 pub mod actions;
 pub mod api;
+pub mod app_api;
 pub mod auth;
+pub mod controllers;
+pub mod fleet_api;
+pub mod jwt;
+pub mod oidc;
+pub mod project_tokens;
 pub mod query;
 pub mod rbac;
+pub mod stream;

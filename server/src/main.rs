@@ -13,6 +13,8 @@ use flotilla_core::telemetry::LogFormat;
 use flotilla_server::api::{Server, router};
 use flotilla_server::auth::{Authenticator, bootstrap_admin_token};
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::WatchStreamExt;
@@ -45,11 +47,32 @@ struct Args {
     #[arg(long, env = "FLOTILLA_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
     /// No local admin (every call is refused until another way of signing in is configured).
+    /// A bootstrapped admin (no --admin-token) is also off while SSO (argocd-cm oidc.config)
+    /// is configured.
     #[arg(long, env = "FLOTILLA_NO_LOCAL_ADMIN")]
     no_local_admin: bool,
+    #[command(flatten)]
+    auth: flotilla_server::auth::AuthArgs,
     /// Write the bound address here as JSON (useful with port 0).
     #[arg(long, env = "FLOTILLA_ADDRESS_FILE")]
     address_file: Option<PathBuf>,
+    /// Bearer token of the controllers' status routes (their --status-token): needed for an
+    /// app's resources and diffs, which only the owning replica has, and for the fleet view.
+    #[arg(long, env = "FLOTILLA_STATUS_TOKEN", hide_env_values = true)]
+    status_token: Option<String>,
+    /// The controllers' sharding group (their --shard-group): whose Leases say who owns what.
+    #[arg(
+        long,
+        default_value = "flotilla-controller",
+        env = "FLOTILLA_SHARD_GROUP"
+    )]
+    shard_group: String,
+    /// host:port of a controller running with --no-sharding (no Leases to route by).
+    #[arg(long, env = "FLOTILLA_CONTROLLER_ADDRESS")]
+    controller_address: Option<String>,
+    /// The control plane is not a destination (as the controllers' --no-in-cluster).
+    #[arg(long, env = "FLOTILLA_NO_IN_CLUSTER")]
+    no_in_cluster: bool,
     /// Log format: text or json.
     #[arg(long, default_value = "text", env = "FLOTILLA_LOG_FORMAT")]
     log_format: LogFormat,
@@ -98,12 +121,88 @@ async fn main() -> anyhow::Result<()> {
     let (projects, projects_writer) = reflector::store::<AppProject>();
     let app_api: Api<Application> = Api::namespaced(control.clone(), &args.namespace);
     let project_api: Api<AppProject> = Api::namespaced(control.clone(), &args.namespace);
+    let changes = flotilla_server::stream::channel();
+    let index = Arc::new(flotilla_server::query::AppIndex::default());
+    let index_w = index.clone();
+    let publish = changes.clone();
     tokio::spawn(
         reflector::reflector(
             apps_writer,
             watcher::watcher(app_api, watcher::Config::default()).modify(|a| {
                 a.metadata.managed_fields = None;
             }),
+        )
+        .default_backoff()
+        .for_each(move |ev| {
+            use flotilla_server::stream::Change;
+            let change = match ev {
+                Ok(watcher::Event::Apply(a)) => {
+                    index_w.upsert(&a);
+                    Some(Change::Upsert {
+                        application: flotilla_server::query::summary(&a),
+                    })
+                }
+                Ok(watcher::Event::Delete(a)) => {
+                    index_w.remove(&a);
+                    Some(Change::Delete {
+                        application: flotilla_server::query::summary(&a),
+                    })
+                }
+                Ok(watcher::Event::Init) => {
+                    index_w.relist_start();
+                    None
+                }
+                Ok(watcher::Event::InitApply(a)) => {
+                    index_w.upsert(&a);
+                    None
+                }
+                Ok(watcher::Event::InitDone) => {
+                    index_w.relist_done();
+                    Some(Change::Resync)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "watching Applications");
+                    None
+                }
+            };
+            if let Some(c) = change {
+                // No subscriber is fine.
+                let _ = publish.send(c);
+            }
+            async {}
+        }),
+    );
+    let secret_api: Api<Secret> = Api::namespaced(control.clone(), &args.namespace);
+    let (cluster_secrets, cluster_writer) = reflector::store::<Secret>();
+    let (repo_secrets, repo_writer) = reflector::store::<Secret>();
+    for (writer, selector) in [
+        (cluster_writer, flotilla_controller::run::CLUSTER_SECRETS),
+        (repo_writer, flotilla_controller::run::REPO_SECRETS),
+    ] {
+        tokio::spawn(
+            reflector::reflector(
+                writer,
+                watcher::watcher(
+                    secret_api.clone(),
+                    watcher::Config::default().labels(selector),
+                ),
+            )
+            .default_backoff()
+            .for_each(|_| async {}),
+        );
+    }
+    let (leases, lease_writer) = reflector::store::<Lease>();
+    tokio::spawn(
+        reflector::reflector(
+            lease_writer,
+            watcher::watcher(
+                Api::<Lease>::namespaced(control.clone(), &args.namespace),
+                watcher::Config::default().labels(&format!(
+                    "{}={}",
+                    flotilla_sharding::membership::GROUP_LABEL,
+                    args.shard_group
+                )),
+            ),
         )
         .default_backoff()
         .for_each(|_| async {}),
@@ -125,10 +224,20 @@ async fn main() -> anyhow::Result<()> {
         "flotilla-server",
         &mut registry,
     ));
+    let auth = Authenticator::start(
+        admin,
+        args.admin_token.is_some(),
+        &args.auth,
+        control.clone(),
+        &args.namespace,
+        projects.clone(),
+        &mut registry,
+    )
+    .await;
     let server = Arc::new(Server {
         apps: apps.clone(),
         projects: projects.clone(),
-        auth: Authenticator::new(admin),
+        auth,
         rbac: std::sync::RwLock::new(Arc::new(
             flotilla_server::rbac::Policy::new("", None).await?,
         )),
@@ -137,8 +246,20 @@ async fn main() -> anyhow::Result<()> {
             events,
         },
         requests,
+        controllers: flotilla_server::controllers::Controllers {
+            leases: leases.clone(),
+            clusters: cluster_secrets.clone(),
+            group: args.shard_group.clone(),
+            token: args.status_token.clone().filter(|t| !t.is_empty()),
+            fallback: args.controller_address.clone().filter(|a| !a.is_empty()),
+            in_cluster: !args.no_in_cluster,
+            http: flotilla_server::controllers::http_client(),
+        },
+        repos: repo_secrets.clone(),
+        index,
+        changes,
     });
-    tokio::spawn(watch_rbac(
+    tokio::spawn(flotilla_server::rbac::watch(
         control.clone(),
         args.namespace.clone(),
         server.clone(),
@@ -159,6 +280,9 @@ async fn main() -> anyhow::Result<()> {
     let synced = async {
         let _ = apps.wait_until_ready().await;
         let _ = projects.wait_until_ready().await;
+        let _ = cluster_secrets.wait_until_ready().await;
+        let _ = repo_secrets.wait_until_ready().await;
+        let _ = leases.wait_until_ready().await;
     };
     if tokio::time::timeout(Duration::from_secs(120), synced)
         .await
@@ -171,35 +295,4 @@ async fn main() -> anyhow::Result<()> {
     flotilla_core::shutdown_signal().await;
     telemetry.shutdown();
     Ok(())
-}
-
-/// Keep the RBAC policy in force from `argocd-rbac-cm` (`policy.csv`, `policy.default`): a
-/// change applies at once; a policy that does not parse is refused (logged) and the previous
-/// one stays; without the ConfigMap only the built-in roles apply.
-async fn watch_rbac(control: kube::Client, namespace: String, server: Arc<Server>) {
-    let mut stream =
-        flotilla_controller::config_map::data_stream(control, &namespace, "argocd-rbac-cm").boxed();
-    while let Some(data) = stream.next().await {
-        let csv = data
-            .get("policy.csv")
-            .map(String::as_str)
-            .unwrap_or_default();
-        let default = data.get("policy.default").map(String::as_str);
-        if data.get("scopes").is_some_and(|s| !s.trim().is_empty()) {
-            tracing::warn!(
-                "argocd-rbac-cm scopes are not honoured yet: group claims come with SSO"
-            );
-        }
-        match flotilla_server::rbac::Policy::new(csv, default).await {
-            Ok(p) => {
-                if let Ok(mut slot) = server.rbac.write() {
-                    *slot = Arc::new(p);
-                }
-                tracing::info!("argocd-rbac-cm policy in force");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "argocd-rbac-cm refused; the previous policy stays")
-            }
-        }
-    }
 }

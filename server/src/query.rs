@@ -163,60 +163,189 @@ pub fn summary(app: &Application) -> AppSummary {
     }
 }
 
-fn matches(s: &AppSummary, q: &ListQuery, sel: &[Requirement<'_>]) -> bool {
-    let any = |allowed: &[&str], v: &str| allowed.is_empty() || allowed.contains(&v);
-    any(&list(&q.project), &s.project)
-        && q.cluster
-            .as_deref()
-            .is_none_or(|c| c == s.dest_server || c == s.dest_name)
-        && q.namespace.as_deref().is_none_or(|n| n == s.dest_namespace)
-        && any(&list(&q.sync), &s.sync)
-        && any(&list(&q.health), &s.health)
-        && q.search.as_deref().is_none_or(|t| s.name.contains(t))
-        && sel.iter().all(|r| match r {
-            Requirement::Eq(k, v) => s.labels.get(*k).is_some_and(|x| x == v),
-            Requirement::Ne(k, v) => s.labels.get(*k).is_none_or(|x| x != v),
-            Requirement::Exists(k) => s.labels.contains_key(*k),
-        })
+/// A query's filters, parsed once per request.
+pub struct Filter<'a> {
+    projects: Vec<&'a str>,
+    cluster: Option<&'a str>,
+    namespace: Option<&'a str>,
+    sync: Vec<&'a str>,
+    health: Vec<&'a str>,
+    search: Option<&'a str>,
+    selector: Vec<Requirement<'a>>,
 }
 
-/// The page of `apps` that `q` asks for, sorted by namespace and name. `visible` says which
-/// apps the caller may see (authorization filters every returned object).
-pub fn page(
-    apps: &[Arc<Application>],
+impl<'a> Filter<'a> {
+    pub fn new(q: &'a ListQuery) -> Result<Self, QueryError> {
+        Ok(Self {
+            projects: list(&q.project),
+            cluster: q.cluster.as_deref(),
+            namespace: q.namespace.as_deref(),
+            sync: list(&q.sync),
+            health: list(&q.health),
+            search: q.search.as_deref(),
+            selector: selector(q.selector.as_deref().unwrap_or_default())?,
+        })
+    }
+
+    /// Whether `s` passes every filter.
+    pub fn passes(&self, s: &AppSummary) -> bool {
+        let any = |allowed: &[&str], v: &str| allowed.is_empty() || allowed.contains(&v);
+        any(&self.projects, &s.project)
+            && self
+                .cluster
+                .is_none_or(|c| c == s.dest_server || c == s.dest_name)
+            && self.namespace.is_none_or(|n| n == s.dest_namespace)
+            && any(&self.sync, &s.sync)
+            && any(&self.health, &s.health)
+            && self.search.is_none_or(|t| s.name.contains(t))
+            && self.selector.iter().all(|r| match r {
+                Requirement::Eq(k, v) => s.labels.get(*k).is_some_and(|x| x == v),
+                Requirement::Ne(k, v) => s.labels.get(*k).is_none_or(|x| x != v),
+                Requirement::Exists(k) => s.labels.contains_key(*k),
+            })
+    }
+}
+
+/// Refuse a query whose filters do not parse.
+pub fn validate(q: &ListQuery) -> Result<(), QueryError> {
+    Filter::new(q).map(|_| ())
+}
+
+/// Whether `s` passes `q`'s filters (paging aside), for the streaming endpoint.
+pub fn passes(s: &AppSummary, q: &ListQuery) -> Result<bool, QueryError> {
+    Ok(Filter::new(q)?.passes(s))
+}
+
+/// The cursor of `q`: the (namespace, name) the page starts after.
+fn cursor(q: &ListQuery) -> Result<Option<(&str, &str)>, QueryError> {
+    q.cont
+        .as_deref()
+        .map(|c| c.split_once('/').ok_or_else(|| QueryError::Cursor(c.to_string())))
+        .transpose()
+}
+
+/// The page `q` asks for from `sorted` (by namespace and name). `visible` says which apps the
+/// caller may see: authorization filters every returned object and the count.
+pub fn page_of<'s>(
+    sorted: impl Iterator<Item = &'s AppSummary>,
     q: &ListQuery,
     visible: impl Fn(&AppSummary) -> bool,
 ) -> Result<Page, QueryError> {
-    let sel = selector(q.selector.as_deref().unwrap_or_default())?;
-    let after = match &q.cont {
-        Some(c) => Some(
-            c.split_once('/')
-                .map(|(n, m)| (n.to_string(), m.to_string()))
-                .ok_or_else(|| QueryError::Cursor(c.clone()))?,
-        ),
-        None => None,
-    };
-    let mut hits: Vec<AppSummary> = apps
-        .iter()
-        .map(|a| summary(a))
-        .filter(|s| matches(s, q, &sel) && visible(s))
-        .collect();
-    hits.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    let total = hits.len();
-    let start = match &after {
-        Some((ns, name)) => hits.partition_point(|s| (&s.namespace, &s.name) <= (ns, name)),
-        None => 0,
-    };
+    let filter = Filter::new(q)?;
+    let after = cursor(q)?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let end = (start + limit).min(total);
-    let items: Vec<AppSummary> = hits.drain(start..end).collect();
-    let cont = (end < total)
+    let (mut total, mut items, mut more) = (0, Vec::new(), false);
+    for s in sorted {
+        if !filter.passes(s) || !visible(s) {
+            continue;
+        }
+        total += 1;
+        let past_cursor =
+            after.is_none_or(|(ns, name)| (s.namespace.as_str(), s.name.as_str()) > (ns, name));
+        if past_cursor {
+            if items.len() < limit {
+                items.push(s.clone());
+            } else {
+                more = true;
+            }
+        }
+    }
+    let cont = more
         .then(|| items.last().map(|s| format!("{}/{}", s.namespace, s.name)))
         .flatten();
     Ok(Page {
         items,
         metadata: PageMeta { total, cont },
     })
+}
+
+/// The page of `apps` that `q` asks for, sorted by namespace and name (summaries made on the
+/// spot; the server keeps an [`AppIndex`] instead).
+pub fn page(
+    apps: &[Arc<Application>],
+    q: &ListQuery,
+    visible: impl Fn(&AppSummary) -> bool,
+) -> Result<Page, QueryError> {
+    let mut all: Vec<AppSummary> = apps.iter().map(|a| summary(a)).collect();
+    all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    page_of(all.iter(), q, visible)
+}
+
+type Key = (String, String);
+
+/// Every application's summary in list order, kept current from the server's watch, so a list
+/// neither rebuilds nor sorts 50,000 summaries per request.
+#[derive(Default)]
+pub struct AppIndex {
+    by_key: std::sync::RwLock<BTreeMap<Key, Arc<AppSummary>>>,
+    /// Keys seen since a relist began (the rest are dropped when it ends).
+    relisting: std::sync::Mutex<Option<std::collections::HashSet<Key>>>,
+}
+
+fn key_of(s: &AppSummary) -> Key {
+    (s.namespace.clone(), s.name.clone())
+}
+
+impl AppIndex {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Key, Arc<AppSummary>>> {
+        self.by_key.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An app was created or changed.
+    pub fn upsert(&self, app: &Application) {
+        let s = summary(app);
+        let key = key_of(&s);
+        if let Some(seen) = self
+            .relisting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            seen.insert(key.clone());
+        }
+        self.write().insert(key, Arc::new(s));
+    }
+
+    /// An app was deleted.
+    pub fn remove(&self, app: &Application) {
+        let s = summary(app);
+        self.write().remove(&key_of(&s));
+    }
+
+    /// The watch lists everything again: what it does not list by [`Self::relist_done`] is gone.
+    pub fn relist_start(&self) {
+        *self.relisting.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::collections::HashSet::new());
+    }
+
+    pub fn relist_done(&self) {
+        let seen = self
+            .relisting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(seen) = seen {
+            self.write().retain(|k, _| seen.contains(k));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The page `q` asks for (see [`page_of`]).
+    pub fn page(
+        &self,
+        q: &ListQuery,
+        visible: impl Fn(&AppSummary) -> bool,
+    ) -> Result<Page, QueryError> {
+        let map = self.by_key.read().unwrap_or_else(|p| p.into_inner());
+        page_of(map.values().map(|s| s.as_ref()), q, visible)
+    }
 }
 
 #[cfg(test)]
@@ -302,5 +431,37 @@ mod tests {
         assert!(page(&fleet(), &q, |_| true).is_err());
         let only_b = page(&fleet(), &ListQuery::default(), |s| s.project == "team-b").expect("ok");
         assert_eq!(names(&only_b), ["cache", "db"]);
+    }
+
+    #[test]
+    fn the_index_follows_the_watch_and_a_relist_drops_the_gone() {
+        let idx = AppIndex::default();
+        let apps = fleet();
+        for a in &apps {
+            idx.upsert(a);
+        }
+        let all = |idx: &AppIndex| {
+            idx.page(&ListQuery::default(), |_| true)
+                .expect("page")
+                .items
+                .into_iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+        };
+        let before = all(&idx);
+        let mut sorted = before.clone();
+        sorted.sort();
+        assert_eq!(before, sorted, "list order");
+        idx.remove(&apps[0]);
+        assert_eq!(idx.len(), apps.len() - 1);
+        // A relist that no longer lists apps[1]: it is dropped when the relist ends.
+        idx.relist_start();
+        for a in &apps[2..] {
+            idx.upsert(a);
+        }
+        assert_eq!(idx.len(), apps.len() - 1, "nothing dropped mid-relist");
+        idx.relist_done();
+        assert_eq!(all(&idx).len(), apps.len() - 2);
+        assert!(!all(&idx).contains(&before[1]));
     }
 }

@@ -1,8 +1,18 @@
 //! Authorization as Argo CD does it: `argocd-rbac-cm`'s `policy.csv` on top of the built-in
-//! roles (`role:readonly`, `role:admin`), `policy.default`, a caller's subject and groups, globs;
-//! evaluated by casbin with Argo CD's model. Anything not allowed is denied.
+//! roles (`role:readonly`, `role:admin`), `policy.default`, a caller's subject and groups, globs,
+//! and the AppProjects' roles (`spec.roles[].policies` for `proj:<project>:<role>`, and
+//! `spec.roles[].groups` bound to it), each confined to its own project as Argo CD confines
+//! them; evaluated by casbin with Argo CD's model. Anything not allowed is denied.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
+use flotilla_controller::types::AppProject;
+use futures::StreamExt;
+
+use crate::api::Server;
 
 /// Argo CD's casbin model: subject (or role), resource, action, object; deny wins.
 const MODEL: &str = r#"
@@ -54,7 +64,7 @@ pub struct Policy {
     default_role: Option<String>,
 }
 
-type Rules = (Vec<Vec<String>>, Vec<Vec<String>>);
+pub type Rules = (Vec<Vec<String>>, Vec<Vec<String>>);
 
 /// Parse CSV policy lines into (`p` rules, `g` rules).
 fn parse(csv: &str, offset: usize) -> Result<Rules, RbacError> {
@@ -106,6 +116,15 @@ fn glob(d1: casbin::rhai::Dynamic, d2: casbin::rhai::Dynamic) -> casbin::rhai::D
 impl Policy {
     /// The built-in roles plus `policy_csv`; callers nothing matches get `default_role`.
     pub async fn new(policy_csv: &str, default_role: Option<&str>) -> Result<Self, RbacError> {
+        Self::with_projects(policy_csv, default_role, (Vec::new(), Vec::new())).await
+    }
+
+    /// [`Self::new`] plus the AppProject roles' rules (from [`project_rules`]).
+    pub async fn with_projects(
+        policy_csv: &str,
+        default_role: Option<&str>,
+        projects: Rules,
+    ) -> Result<Self, RbacError> {
         let model = DefaultModel::from_str(MODEL)
             .await
             .map_err(|e| RbacError::Engine(e.to_string()))?;
@@ -120,6 +139,15 @@ impl Policy {
         let (up, ug) = parse(policy_csv, 0)?;
         p.extend(up);
         g.extend(ug);
+        p.extend(projects.0);
+        g.extend(projects.1);
+        // casbin adds a batch only when none of it exists yet: no duplicates.
+        let dedup = |v: &mut Vec<Vec<String>>| {
+            let mut seen = std::collections::HashSet::new();
+            v.retain(|r| seen.insert(r.clone()));
+        };
+        dedup(&mut p);
+        dedup(&mut g);
         enforcer
             .add_policies(p)
             .await
@@ -150,6 +178,175 @@ impl Policy {
             .chain(groups.iter().map(String::as_str))
             .chain(self.default_role.as_deref())
             .any(|s| self.allows(s, res, act, obj))
+    }
+}
+
+/// The resources a project role's policy may name (Argo CD's list).
+const PROJECT_RESOURCES: &[&str] = &[
+    "applications",
+    "applicationsets",
+    "logs",
+    "exec",
+    "clusters",
+    "repositories",
+    "write-repositories",
+    "projects",
+    "certificates",
+    "accounts",
+    "gpgkeys",
+    "extensions",
+];
+
+/// Whether `object` lies inside `project`: `<project>/<app>` or `<project>/<namespace>/<app>`,
+/// each segment of `[A-Za-z0-9_.*-]` (Argo CD's rule) and not a dot segment, so no glob can
+/// reach another project.
+fn inside(project: &str, object: &str) -> bool {
+    let seg = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '*'))
+    };
+    match object
+        .strip_prefix(project)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        Some(rest) => {
+            let parts: Vec<&str> = rest.split('/').collect();
+            (1..=2).contains(&parts.len()) && parts.iter().all(|p| seg(p))
+        }
+        None => false,
+    }
+}
+
+/// One line of a project role's `policies`, checked as Argo CD checks it: `p, <subject>,
+/// <resource>, <action>, <object>, <allow|deny>` whose subject is the role and whose object is
+/// inside the project.
+fn project_policy(project: &str, role: &str, line: &str) -> Result<Vec<String>, String> {
+    let f: Vec<&str> = line.split(',').map(str::trim).collect();
+    if f.len() != 6 || f[0] != "p" {
+        return Err("must be of the form 'p, sub, res, act, obj, eft'".into());
+    }
+    let subject = format!("proj:{project}:{role}");
+    if f[1] != subject {
+        return Err(format!("the subject must be {subject}"));
+    }
+    if !PROJECT_RESOURCES.contains(&f[2]) {
+        return Err(format!("unknown resource {:?}", f[2]));
+    }
+    if f[3].is_empty() {
+        return Err("no action".into());
+    }
+    if !inside(project, f[4]) {
+        return Err(format!(
+            "the object must be {project}/<app> or {project}/<namespace>/<app> (globs allowed), not {:?}",
+            f[4]
+        ));
+    }
+    if f[5] != "allow" && f[5] != "deny" {
+        return Err(format!("effect {:?} is not allow or deny", f[5]));
+    }
+    Ok(f[1..].iter().map(|x| x.to_string()).collect())
+}
+
+/// The `p` and `g` rules of the projects' roles. A policy line that is malformed, names another
+/// subject or reaches outside its project is dropped (and logged), as Argo CD refuses it.
+pub fn project_rules(projects: &[Arc<AppProject>]) -> Rules {
+    let (mut p, mut g) = (Vec::new(), Vec::new());
+    for proj in projects {
+        let name = proj.metadata.name.as_deref().unwrap_or_default();
+        for role in crate::project_tokens::roles(proj) {
+            if role.name.is_empty() || role.name.contains(':') {
+                continue;
+            }
+            let subject = format!("proj:{name}:{}", role.name);
+            for (i, line) in role.policies.iter().enumerate() {
+                match project_policy(name, &role.name, line) {
+                    Ok(rule) => p.push(rule),
+                    Err(why) => tracing::warn!(
+                        project = %name, role = %role.name, policy = i, line = %line,
+                        "project role policy dropped: {why}"
+                    ),
+                }
+            }
+            for group in role
+                .groups
+                .iter()
+                .map(|x| x.trim())
+                .filter(|x| !x.is_empty())
+            {
+                g.push(vec![group.to_string(), subject.clone()]);
+            }
+        }
+    }
+    (p, g)
+}
+
+/// A cheap fingerprint of the projects (names and resourceVersions).
+fn fingerprint(projects: &[Arc<AppProject>]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut keys: Vec<(&str, &str)> = projects
+        .iter()
+        .map(|p| {
+            (
+                p.metadata.name.as_deref().unwrap_or_default(),
+                p.metadata.resource_version.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
+    keys.sort();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    keys.hash(&mut h);
+    h.finish()
+}
+
+/// Keep the policy in force: `argocd-rbac-cm` (`policy.csv`, `policy.default`, `scopes`) and
+/// the AppProjects' roles. A change of the ConfigMap applies at once, project changes within
+/// about a second (checked each second, rebuilt only when a project changed); a policy that
+/// does not parse is refused (logged) and the previous one stays; without the ConfigMap only
+/// the built-in roles and the project roles apply.
+pub async fn watch(control: kube::Client, namespace: String, server: Arc<Server>) {
+    let mut stream =
+        flotilla_controller::config_map::data_stream(control, &namespace, "argocd-rbac-cm").boxed();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut data: Option<BTreeMap<String, String>> = None;
+    let mut seen: Option<u64> = None;
+    loop {
+        let cm_changed = tokio::select! {
+            Some(d) = stream.next() => { data = Some(d); true }
+            _ = tick.tick() => false,
+        };
+        let Some(d) = &data else {
+            continue;
+        };
+        let projects = server.projects.state();
+        let fp = fingerprint(&projects);
+        if !cm_changed && seen == Some(fp) {
+            continue;
+        }
+        seen = Some(fp);
+        server.auth.set_scopes(crate::auth::parse_scopes(
+            d.get("scopes").map(String::as_str),
+        ));
+        let csv = d.get("policy.csv").map(String::as_str).unwrap_or_default();
+        let default = d.get("policy.default").map(String::as_str);
+        match Policy::with_projects(csv, default, project_rules(&projects)).await {
+            Ok(p) => {
+                if let Ok(mut slot) = server.rbac.write() {
+                    *slot = Arc::new(p);
+                }
+                if cm_changed {
+                    tracing::info!("argocd-rbac-cm policy in force");
+                } else {
+                    tracing::debug!(projects = projects.len(), "project roles in force");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "argocd-rbac-cm refused; the previous policy stays")
+            }
+        }
     }
 }
 
@@ -201,5 +398,77 @@ p, bob, applications, sync, team-b/web, allow
             let e = Policy::new(bad, None).await.err().expect("refused");
             assert!(e.to_string().starts_with("policy.csv line 1"), "{e}");
         }
+    }
+
+    fn project(name: &str, roles: serde_json::Value) -> Arc<AppProject> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+                "metadata": {"name": name, "namespace": "argocd"},
+                "spec": {"roles": roles}
+            }))
+            .expect("project"),
+        )
+    }
+
+    #[tokio::test]
+    async fn project_roles_stay_inside_their_project() {
+        let a = project(
+            "team-a",
+            serde_json::json!([{"name": "ci", "groups": ["ci-bots"], "policies": [
+                "p, proj:team-a:ci, applications, sync, team-a/*, allow",
+                "p, proj:team-a:ci, applications, get, team-a/ns/*, allow",
+                "p, proj:team-a:ci, applications, sync, team-a/frozen, deny",
+                // Reaching out: all dropped.
+                "p, proj:team-a:ci, applications, get, */*, allow",
+                "p, proj:team-a:ci, applications, get, team-b/*, allow",
+                "p, proj:team-a:ci, applications, get, team-a*/*, allow",
+                "p, proj:team-a:ci, applications, get, team-a/../team-b, allow",
+                "p, proj:team-b:ci, applications, delete, team-b/*, allow",
+                "p, role:admin, applications, delete, team-a/*, allow",
+                "p, proj:team-a:ci, applications, delete, team-a/*",
+            ]}]),
+        );
+        let b = project(
+            "team-b",
+            serde_json::json!([{"name": "ci", "policies": ["p, proj:team-b:ci, applications, get, team-b/*, allow"]}]),
+        );
+        let rules = project_rules(&[a, b]);
+        assert_eq!(rules.0.len(), 4, "{:?}", rules.0);
+        assert_eq!(
+            rules.1,
+            [vec!["ci-bots".to_string(), "proj:team-a:ci".to_string()]]
+        );
+        let p = Policy::with_projects("", None, rules)
+            .await
+            .expect("policy");
+        let tok = |act: &str, obj: &str| p.can("proj:team-a:ci", &[], "applications", act, obj);
+        assert!(tok("sync", "team-a/web"));
+        assert!(!tok("sync", "team-a/frozen"), "deny wins");
+        assert!(!tok("get", "team-b/web"), "another project");
+        assert!(!tok("delete", "team-b/web"));
+        assert!(!tok("delete", "team-a/web"));
+        // A member of the role's group gets it too; nobody else does.
+        assert!(p.can(
+            "alice",
+            &["ci-bots".into()],
+            "applications",
+            "sync",
+            "team-a/web"
+        ));
+        assert!(!p.can("alice", &[], "applications", "sync", "team-a/web"));
+        assert!(p.can("proj:team-b:ci", &[], "applications", "get", "team-b/x"));
+        assert!(!p.can("proj:team-b:ci", &[], "applications", "get", "team-a/x"));
+    }
+
+    #[tokio::test]
+    async fn duplicate_lines_do_not_drop_the_policy() {
+        let p = Policy::new(
+            "p, role:readonly, applications, get, */*, allow\np, bob, applications, sync, x/y, allow\np, bob, applications, sync, x/y, allow",
+            None,
+        )
+        .await
+        .expect("policy");
+        assert!(p.can("bob", &[], "applications", "sync", "x/y"));
     }
 }

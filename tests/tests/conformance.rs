@@ -2225,3 +2225,194 @@ async fn quantities_are_stored_in_canonical_form() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_tokens_are_requested_and_reviewed() -> Result<()> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let t = Target::new().await?;
+    let ns = t.namespace("satoken").await?;
+    let sas = Api::<ServiceAccount>::namespaced(t.client.clone(), &ns);
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "robot"}}))?;
+    let sa = sas.create(&PostParams::default(), &sa).await?;
+    let uid = sa.metadata.uid.clone().unwrap_or_default();
+    let request = |spec: Value| -> Result<TokenRequest> {
+        Ok(serde_json::from_value(
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}),
+        )?)
+    };
+    // Too short a validity is invalid; a missing ServiceAccount is not found.
+    let e = sas
+        .create_token_request(
+            "robot",
+            &PostParams::default(),
+            &request(json!({"audiences": [], "expirationSeconds": 599}))?,
+        )
+        .await
+        .err()
+        .context("a 599 s token")?;
+    let (code, reason, message) = status_of(&e)?;
+    ensure!(
+        code == 422
+            && reason == "Invalid"
+            && message.contains("spec.expirationSeconds")
+            && message.contains("may not specify a duration less than 10 minutes"),
+        "{code} {reason} {message}"
+    );
+    let e = sas
+        .create_token_request(
+            "nobody",
+            &PostParams::default(),
+            &request(json!({"audiences": []}))?,
+        )
+        .await
+        .err()
+        .context("a token for a missing ServiceAccount")?;
+    ensure!(status_of(&e)?.0 == 404, "{e}");
+    // A token for the API server's audiences, valid for the default hour.
+    let made = sas
+        .create_token_request(
+            "robot",
+            &PostParams::default(),
+            &request(json!({"audiences": []}))?,
+        )
+        .await?;
+    let spec = made.spec.clone().unwrap_or_default();
+    ensure!(
+        spec.expiration_seconds == Some(3600)
+            && spec.audiences.as_ref().is_some_and(|a| !a.is_empty()),
+        "{spec:?}"
+    );
+    let status = made.status.context("TokenRequest status")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let expires = status
+        .expiration_timestamp
+        .context("expirationTimestamp")?
+        .0
+        .as_second();
+    let left = expires - now;
+    ensure!((3000..=3700).contains(&left), "expires in {left} s");
+    let token = status.token.context("status.token")?;
+    ensure!(token.split('.').count() == 3, "a JWT");
+
+    // TokenReview says who it is.
+    let reviews = Api::<TokenReview>::all(t.client.clone());
+    let review = |token: &str, audiences: Value| -> Result<TokenReview> {
+        Ok(serde_json::from_value(
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": token, "audiences": audiences}}),
+        )?)
+    };
+    let r = reviews
+        .create(&PostParams::default(), &review(&token, json!([]))?)
+        .await?
+        .status
+        .context("review status")?;
+    let user = r.user.clone().unwrap_or_default();
+    let groups = user.groups.clone().unwrap_or_default();
+    ensure!(
+        r.authenticated == Some(true)
+            && user.username.as_deref()
+                == Some(format!("system:serviceaccount:{ns}:robot").as_str())
+            && user.uid.as_deref() == Some(uid.as_str())
+            && groups.iter().any(|g| g == "system:serviceaccounts")
+            && groups
+                .iter()
+                .any(|g| *g == format!("system:serviceaccounts:{ns}"))
+            && groups.iter().any(|g| g == "system:authenticated")
+            && r.audiences.as_ref().is_some_and(|a| !a.is_empty()),
+        "{r:?}"
+    );
+    // Another audience, a garbage token: not authenticated (and no error status).
+    for (tok, auds) in [
+        (token.as_str(), json!(["https://not-this-cluster.example"])),
+        ("garbage", json!([])),
+    ] {
+        let r = reviews
+            .create(&PostParams::default(), &review(tok, auds)?)
+            .await?
+            .status
+            .context("review status")?;
+        ensure!(
+            r.authenticated != Some(true) && r.user.and_then(|u| u.username).is_none(),
+            "{tok}"
+        );
+    }
+    // No token at all is a bad request.
+    let e = raw(
+        &t.client,
+        "POST",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        "application/json",
+        br#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{}}"#,
+    )
+    .await?
+    .err()
+    .context("a review without a token")?;
+    let (code, _, message) = status_of(&e)?;
+    ensure!(
+        code == 400 && message.contains("token is required"),
+        "{code} {message}"
+    );
+
+    // The token authenticates ordinary requests as the ServiceAccount.
+    let mut cfg = match &t.sim {
+        Some(sim) => {
+            let name = sim.clusters().first().map(|c| c.name.clone());
+            kube::Config::from_custom_kubeconfig(
+                kube::config::Kubeconfig::from_yaml(&sim.kubeconfig_yaml())?,
+                &kube::config::KubeConfigOptions {
+                    context: name,
+                    ..Default::default()
+                },
+            )
+            .await?
+        }
+        None => {
+            let path = std::env::var(flotilla_tests::REAL_CLUSTER_ENV)?;
+            kube::Config::from_custom_kubeconfig(
+                kube::config::Kubeconfig::read_from(path)?,
+                &Default::default(),
+            )
+            .await?
+        }
+    };
+    cfg.auth_info = kube::config::AuthInfo {
+        token: Some(token.clone().into()),
+        ..Default::default()
+    };
+    let as_robot = Client::try_from(cfg)?;
+    let me = raw(
+        &as_robot,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        "application/json",
+        br#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#,
+    )
+    .await?
+    .map_err(|e| anyhow!("SelfSubjectReview as the ServiceAccount: {e}"))?;
+    ensure!(
+        me.pointer("/status/userInfo/username")
+            == Some(&json!(format!("system:serviceaccount:{ns}:robot"))),
+        "{me}"
+    );
+
+    // Deleting the ServiceAccount invalidates its tokens.
+    sas.delete("robot", &DeleteParams::default()).await?;
+    eventually(
+        "the deleted ServiceAccount's token refused",
+        Duration::from_secs(60),
+        || async {
+            let r = reviews
+                .create(&PostParams::default(), &review(&token, json!([]))?)
+                .await?
+                .status
+                .context("review status")?;
+            Ok((r.authenticated != Some(true)).then_some(()))
+        },
+    )
+    .await?;
+    Ok(())
+}

@@ -30,6 +30,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "flotilla.controller.name" -}}{{ include "flotilla.fullname" . }}-controller{{- end -}}
 {{- define "flotilla.repoServer.name" -}}{{ include "flotilla.fullname" . }}-repo-server{{- end -}}
+{{- define "flotilla.server.name" -}}{{ include "flotilla.fullname" . }}-server{{- end -}}
 {{- define "flotilla.redis.name" -}}{{ include "flotilla.fullname" . }}-redis{{- end -}}
 
 {{- define "flotilla.image" -}}
@@ -103,6 +104,9 @@ seccompProfile:
 {{- define "flotilla.serviceAccount.controller" -}}
 {{- if .Values.serviceAccount.create -}}{{ include "flotilla.controller.name" . }}{{- else -}}default{{- end -}}
 {{- end -}}
+{{- define "flotilla.serviceAccount.server" -}}
+{{- if .Values.serviceAccount.create -}}{{ include "flotilla.server.name" . }}{{- else -}}default{{- end -}}
+{{- end -}}
 {{- define "flotilla.serviceAccount.repoServer" -}}
 {{- if .Values.serviceAccount.create -}}{{ include "flotilla.repoServer.name" . }}{{- else -}}default{{- end -}}
 {{- end -}}
@@ -129,4 +133,18 @@ seccompProfile:
 {{/* The Secret holding the repo-server's TLS certificate, key and CA. */}}
 {{- define "flotilla.repoTls.secret" -}}
 {{- .Values.repoServer.tls.existingSecret | default (printf "%s-repo-server-tls" (include "flotilla.fullname" .)) -}}
+{{- end -}}
+
+{{/* The Secret holding the token the API server presents to the controllers' /status routes. */}}
+{{- define "flotilla.statusToken.secret" -}}
+{{- .Values.server.statusToken.existingSecret | default (printf "%s-status-token" (include "flotilla.fullname" .)) -}}
+{{- end -}}
+
+{{/* FLOTILLA_STATUS_TOKEN for the API server and the controllers (the same value). */}}
+{{- define "flotilla.statusToken.env" -}}
+- name: FLOTILLA_STATUS_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "flotilla.statusToken.secret" . }}
+      key: token
 {{- end -}}

@@ -211,6 +211,32 @@ async fn main() -> Result<()> {
         "    team-a-secrets was refused by its project with a condition, and nothing of it was applied.\n"
     );
 
+    println!("==> Starting flotilla-server (the API) and asking it through the flotilla CLI:");
+    let (_server, api) = fleet.start_server().await.context("starting the API server")?;
+    let url = format!("http://{api}");
+    let token = flotilla_loadtest::fleet::ADMIN_TOKEN;
+    let cli = flotilla_loadtest::fleet::process::binary("flotilla")?;
+    let cli_config = fleet.dir.path().join("flotilla-cli.json");
+    let run_cli = |args: &[&str]| -> Result<String> {
+        let out = std::process::Command::new(&cli)
+            .args(args)
+            .env("FLOTILLA_CONFIG", &cli_config)
+            .output()
+            .context("running flotilla")?;
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    };
+    run_cli(&["login", &url, "--token", token])?;
+    println!("    $ flotilla login {url} --token {token}");
+    println!("    $ flotilla app list");
+    for line in run_cli(&["app", "list"])?.lines() {
+        println!("    {line}");
+    }
+    println!();
+
     let c1 = fleet.cluster("cluster-001").await?;
     println!("==> Changing Git: guestbook-ui goes to 3 replicas and the greeting changes.");
     let deploy = std::fs::read_to_string(fleet.git.work.join("guestbook/deployment.yaml"))?;
@@ -292,7 +318,18 @@ async fn main() -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     if !args.exit {
-        println!("\nThe fleet keeps running. Try:");
+        println!("\nThe fleet keeps running. The API server is at {url}; log in and look around:");
+        println!(
+            "    export FLOTILLA_CONFIG={}   # or: flotilla login {url} --token {token}",
+            cli_config.display()
+        );
+        println!("    flotilla app list -o wide");
+        println!("    flotilla app diff guestbook        # exit 0: no differences, 1: differences");
+        println!("    flotilla app sync guestbook --wait");
+        println!("    flotilla app history guestbook");
+        println!("    flotilla fleet status");
+        println!("  (the binary is {}; add it to PATH)", cli.display());
+        println!("Or with kubectl:");
         println!(
             "    kubectl --kubeconfig {} -n argocd get applications",
             fleet.kubeconfig.display()

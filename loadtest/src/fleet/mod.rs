@@ -591,9 +591,14 @@ impl Fleet {
     /// Start an API server (`flotilla-server`) on the control plane with the local admin token
     /// `ADMIN_TOKEN`, wait until its stores are synced; returns it and its address.
     pub async fn start_server(&self) -> Result<(process::Proc, String)> {
+        self.start_server_with(&[]).await
+    }
+
+    /// [`Self::start_server`] with further arguments.
+    pub async fn start_server_with(&self, extra: &[String]) -> Result<(process::Proc, String)> {
         let addr_file = self.dir.path().join("server.json");
         let _ = std::fs::remove_file(&addr_file);
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "--kubeconfig".into(),
             self.kubeconfig.display().to_string(),
             "--context".into(),
@@ -602,9 +607,12 @@ impl Fleet {
             "127.0.0.1:0".into(),
             "--admin-token".into(),
             ADMIN_TOKEN.into(),
+            "--status-token".into(),
+            STATUS_TOKEN.into(),
             "--address-file".into(),
             addr_file.display().to_string(),
         ];
+        args.extend(extra.iter().cloned());
         let mut proc = process::Proc::spawn(
             "flotilla-server",
             &process::binary("flotilla-server")?,

@@ -581,6 +581,22 @@ async fn drive(
     report.webhook_latency = Percentiles::of(&via_webhook);
     report.poll_latency = Percentiles::of(&via_poll);
 
+    // The API server at this size.
+    if s.api.requests > 0 {
+        phase(live, "api");
+        match api_latency(s, fleet).await {
+            Ok(api) => {
+                for q in api.queries.iter().filter(|q| q.errors > 0) {
+                    report
+                        .problems
+                        .push(format!("API {}: {} errors", q.query, q.errors));
+                }
+                report.api = api;
+            }
+            Err(e) => report.problems.push(format!("API server: {e:#}")),
+        }
+    }
+
     // Faults.
     for (k, f) in s.faults.iter().enumerate() {
         phase(live, &format!("fault {}: {f:?}", k + 1));
@@ -599,6 +615,75 @@ async fn drive(
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     Ok(())
+}
+
+/// Start flotilla-server on the converged fleet and time its queries as a UI and CLI would
+/// make them: list pages (all, one project, one cluster, unhealthy), a name search, one app.
+async fn api_latency(s: &Scenario, fleet: &Fleet) -> Result<report::ApiReport> {
+    let started = Instant::now();
+    let (server, api) = fleet.start_server().await?;
+    let ready_seconds = started.elapsed().as_secs_f64();
+    let auth = format!("Bearer {}", crate::fleet::ADMIN_TOKEN);
+    let mid = s.applications / 2;
+    let queries: Vec<(&str, String)> = vec![
+        ("first page of all (500)", "/api/v1/applications?limit=500".into()),
+        (
+            "a later page (cursor)",
+            format!("/api/v1/applications?limit=500&continue={NS}%2F{}", workload::app_name(mid)),
+        ),
+        (
+            "one cluster's apps",
+            format!("/api/v1/applications?cluster={}", workload::cluster_name(0)),
+        ),
+        ("unhealthy or out of sync", "/api/v1/applications?sync=OutOfSync,Unknown&limit=500".into()),
+        (
+            "name search",
+            format!("/api/v1/applications?search={}", workload::app_name(mid)),
+        ),
+        (
+            "one application",
+            format!("/api/v1/applications/{NS}/{}", workload::app_name(mid)),
+        ),
+    ];
+    let mut out = report::ApiReport {
+        ready_seconds,
+        ..Default::default()
+    };
+    for (name, path) in queries {
+        // One warm-up request, then the measured ones from `concurrency` clients.
+        let _ = crate::fleet::http_get_with(&api, &path, &[("Authorization", &auth)]).await;
+        let per_client = s.api.requests.div_ceil(s.api.concurrency.max(1));
+        let clients = (0..s.api.concurrency.max(1)).map(|_| {
+            let (api, path, auth) = (api.clone(), path.clone(), auth.clone());
+            async move {
+                let mut lat = Vec::with_capacity(per_client);
+                let mut errors = 0;
+                for _ in 0..per_client {
+                    let t = Instant::now();
+                    match crate::fleet::http_get_with(&api, &path, &[("Authorization", &auth)]).await {
+                        Ok((200, _)) => lat.push(t.elapsed().as_secs_f64()),
+                        _ => errors += 1,
+                    }
+                }
+                (lat, errors)
+            }
+        });
+        let results = futures::future::join_all(clients).await;
+        let lat: Vec<f64> = results.iter().flat_map(|r| r.0.iter().copied()).collect();
+        out.queries.push(report::ApiQuery {
+            query: name.to_string(),
+            path,
+            latency: Percentiles::of(&lat),
+            errors: results.iter().map(|r| r.1).sum(),
+        });
+    }
+    if let Some(pid) = server.pid() {
+        let mut usage = Usage::default();
+        usage.sample(&[("flotilla-server".to_string(), pid)]);
+        out.server_rss_mib = usage.peak_rss("flotilla-server") as f64 / 1048576.0;
+    }
+    drop(server);
+    Ok(out)
 }
 
 /// One commit changing some applications; waits until they are live.

@@ -189,6 +189,29 @@ pub struct Report {
     pub timeline: Vec<Sample>,
     /// Creation → Synced and Healthy of every application (seconds), for the histogram.
     pub per_app_seconds: Vec<f64>,
+    /// The API server on the converged fleet (empty unless the scenario asks).
+    #[serde(default)]
+    pub api: ApiReport,
+}
+
+/// What the API's latency was at this size.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApiReport {
+    /// Start to ready (its watches listed every Application).
+    pub ready_seconds: f64,
+    /// Per query kind: its latency distribution.
+    pub queries: Vec<ApiQuery>,
+    /// Peak resident memory of the server (MiB).
+    pub server_rss_mib: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApiQuery {
+    pub query: String,
+    pub path: String,
+    pub latency: Percentiles,
+    /// Responses other than 200.
+    pub errors: usize,
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -354,6 +377,23 @@ impl Report {
                     opt(ch.all_apps_seconds),
                     ch.renders,
                     ch.git_fetches
+                );
+            }
+        }
+        if !self.api.queries.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n## API server\n\nReady (every Application listed) {:.1} s after start; peak memory {:.0} MiB.\n\n| query | path | latency | errors |\n|---|---|---|---|",
+                self.api.ready_seconds, self.api.server_rss_mib
+            );
+            for q in &self.api.queries {
+                let _ = writeln!(
+                    o,
+                    "| {} | `{}` | {} | {} |",
+                    q.query,
+                    q.path,
+                    ms(&q.latency),
+                    q.errors
                 );
             }
         }

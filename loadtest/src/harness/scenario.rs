@@ -45,6 +45,27 @@ pub struct Scenario {
     /// The apps' project (`default`) asks for orphaned-resource reports (`warn: true`): the
     /// controllers watch every namespaced kind's metadata on every cluster.
     pub orphaned_resources: bool,
+    /// After the changes: start flotilla-server and time its API.
+    pub api: ApiLoad,
+}
+
+/// Timing the API server on the converged fleet: each query kind `requests` times, from
+/// `concurrency` clients at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ApiLoad {
+    /// Requests per query kind (0: the API is not measured).
+    pub requests: usize,
+    pub concurrency: usize,
+}
+
+impl Default for ApiLoad {
+    fn default() -> Self {
+        Self {
+            requests: 0,
+            concurrency: 4,
+        }
+    }
 }
 
 impl Default for Scenario {
@@ -72,6 +93,7 @@ impl Default for Scenario {
             controller_args: Vec::new(),
             repo_server_args: Vec::new(),
             orphaned_resources: false,
+            api: ApiLoad::default(),
         }
     }
 }
