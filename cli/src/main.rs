@@ -96,12 +96,13 @@ enum Command {
 }
 
 /// Exit codes: 0 done, 1 the server refused or could not be reached (or an operation failed),
-/// 2 bad usage (clap), 3 not found, 4 not logged in (no or a rejected token), 5 timed out.
+/// 2 bad usage (clap), 3 not found, 4 not logged in, a rejected token or permission denied,
+/// 5 timed out.
 /// `app diff`: 0 no differences, 1 differences, 2 the diff could not be made.
 fn exit_code(e: &ApiError) -> u8 {
     match e {
         ApiError::NotFound(_) => 3,
-        ApiError::Unauthorized(_) | ApiError::NotLoggedIn => 4,
+        ApiError::Unauthorized(_) | ApiError::Forbidden(_) | ApiError::NotLoggedIn => 4,
         ApiError::Timeout(_) => 5,
         _ => 1,
     }

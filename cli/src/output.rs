@@ -97,45 +97,72 @@ pub fn print_value(v: &Value, format: Format) {
     println!("{}", render_value(v, format).trim_end());
 }
 
-/// An app's resources: kind, name, sync, health (wide: the differing paths).
+/// An app's resources: kind, name, sync, health (wide: the differing paths), each managed
+/// workload followed by what the cluster made for it (indented: ReplicaSets, Pods, Jobs).
 pub fn render_resources(v: &Value, wide: bool) -> String {
-    let mut header = vec!["GROUP", "KIND", "NAMESPACE", "NAME", "STATUS", "HEALTH", "HOOK"];
+    let mut header = vec!["GROUP", "KIND", "NAMESPACE", "NAME", "STATUS", "HEALTH", "PRUNE"];
     if wide {
         header.push("DIFFERENCES");
     }
-    let rows: Vec<Vec<String>> = v["resources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
+    let children: Vec<&Value> = v["children"].as_array().into_iter().flatten().collect();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    // Depth-first below `uid`, indented by `depth`.
+    fn below(
+        uid: &str,
+        depth: usize,
+        children: &[&Value],
+        rows: &mut Vec<Vec<String>>,
+        wide: bool,
+    ) {
+        if uid.is_empty() || depth > 8 {
+            return;
+        }
+        for c in children.iter().filter(|c| c["parentUid"] == uid) {
             let mut row = vec![
-                s(r, "group"),
-                s(r, "kind"),
-                s(r, "namespace"),
-                s(r, "name"),
-                s(r, "status"),
-                r["health"]["status"].as_str().unwrap_or_default().into(),
-                if r["requiresPruning"] == true {
-                    "prune".into()
-                } else {
-                    String::new()
-                },
+                s(c, "group"),
+                format!("{}└ {}", "  ".repeat(depth - 1), s(c, "kind")),
+                s(c, "namespace"),
+                s(c, "name"),
+                s(c, "info"),
+                c["health"]["status"].as_str().unwrap_or_default().into(),
+                String::new(),
             ];
             if wide {
-                row.push(
-                    r["differences"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
+                row.push(String::new());
             }
-            row
-        })
-        .collect();
-    table(&header, &rows).replace("  HOOK", "  PRUNE")
+            rows.push(row);
+            below(c["uid"].as_str().unwrap_or_default(), depth + 1, children, rows, wide);
+        }
+    }
+    for r in v["resources"].as_array().into_iter().flatten() {
+        let mut row = vec![
+            s(r, "group"),
+            s(r, "kind"),
+            s(r, "namespace"),
+            s(r, "name"),
+            s(r, "status"),
+            r["health"]["status"].as_str().unwrap_or_default().into(),
+            if r["requiresPruning"] == true {
+                "prune".into()
+            } else {
+                String::new()
+            },
+        ];
+        if wide {
+            row.push(
+                r["differences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        rows.push(row);
+        below(r["uid"].as_str().unwrap_or_default(), 1, &children, &mut rows, wide);
+    }
+    table(&header, &rows)
 }
 
 /// Deployment history: id, when, revision, who.
@@ -186,13 +213,18 @@ mod tests {
     fn resources_and_history_tables() {
         let r = json!({"resources": [
             {"group": "apps", "kind": "Deployment", "namespace": "web", "name": "web", "status": "OutOfSync",
-             "health": {"status": "Healthy"}, "differences": [".spec.replicas"]},
-            {"group": "", "kind": "ConfigMap", "namespace": "web", "name": "old", "status": "OutOfSync", "requiresPruning": true}]});
+             "health": {"status": "Healthy"}, "differences": [".spec.replicas"], "uid": "d1"},
+            {"group": "", "kind": "ConfigMap", "namespace": "web", "name": "old", "status": "OutOfSync", "requiresPruning": true}],
+            "children": [
+              {"group": "", "kind": "Pod", "namespace": "web", "name": "web-1-a", "uid": "p1", "parentUid": "r1", "info": "Running", "health": {"status": "Healthy"}},
+              {"group": "apps", "kind": "ReplicaSet", "namespace": "web", "name": "web-1", "uid": "r1", "parentUid": "d1", "info": "1/1 ready", "health": {"status": "Healthy"}}]});
         let t = render_resources(&r, true);
         let lines: Vec<&str> = t.lines().collect();
-        assert!(lines[0].starts_with("GROUP  KIND        NAMESPACE  NAME  STATUS     HEALTH   PRUNE  DIFFERENCES"), "{t}");
+        assert!(lines[0].starts_with("GROUP  KIND          NAMESPACE  NAME     STATUS     HEALTH   PRUNE  DIFFERENCES"), "{t}");
         assert!(lines[1].ends_with("Healthy         .spec.replicas"), "{t}");
-        assert!(lines[2].ends_with("prune"), "{t}");
+        assert!(lines[2].starts_with("apps   └ ReplicaSet  web        web-1    1/1 ready"), "{t}");
+        assert!(lines[3].starts_with("         └ Pod       web        web-1-a  Running"), "{t}");
+        assert!(lines[4].ends_with("prune"), "{t}");
         let h = json!({"history": [{"id": 0, "deployedAt": "2026-11-30T10:00:00Z", "revision": "abc",
                                      "initiatedBy": {"username": "alice"}}]});
         assert_eq!(

@@ -38,6 +38,9 @@ pub struct ResourceView {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub namespace: String,
     pub name: String,
+    /// The live object's uid (children name it as their parent).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uid: String,
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthView>,
@@ -59,11 +62,16 @@ pub struct HealthView {
 }
 
 /// The resources of `key`, compared now (desired from the memo unless the spec changed).
-pub async fn resources(
-    ctx: &Arc<Context>,
-    key: &AppKey,
-) -> Result<Vec<ResourceView>, ExplainError> {
+pub async fn resources(ctx: &Arc<Context>, key: &AppKey) -> Result<Explained, ExplainError> {
     resources_against(ctx, key, None).await
+}
+
+/// An app's resources as the API shows them: the managed ones compared, and (for a view of
+/// Git's state, not a local diff) the objects the cluster made for its workloads.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explained {
+    pub resources: Vec<ResourceView>,
+    pub children: Vec<crate::tree::ChildNode>,
 }
 
 /// The most objects a local diff may carry.
@@ -76,7 +84,8 @@ pub async fn resources_against(
     ctx: &Arc<Context>,
     key: &AppKey,
     local: Option<Vec<serde_json::Value>>,
-) -> Result<Vec<ResourceView>, ExplainError> {
+) -> Result<Explained, ExplainError> {
+    let with_children = local.is_none();
     let app = ctx
         .app(key)
         .ok_or_else(|| ExplainError::NotFound(key.to_string()))?;
@@ -141,11 +150,25 @@ pub async fn resources_against(
         FIELD_MANAGER,
         &ignore,
     );
-    Ok(cmp
+    let children = if with_children {
+        let roots: Vec<Value> = cmp
+            .resources
+            .iter()
+            .filter_map(|r| r.live.as_deref().cloned())
+            .collect();
+        crate::tree::children(cache.client(), &roots).await
+    } else {
+        Vec::new()
+    };
+    let resources = cmp
         .resources
         .iter()
         .map(|r| view(r, &ignore, &settings))
-        .collect())
+        .collect();
+    Ok(Explained {
+        resources,
+        children,
+    })
 }
 
 /// One resource's view; the diff compares what the comparison compared (ignored fields taken
@@ -184,6 +207,13 @@ pub fn view(
             status: h.code.as_str(),
             message: h.message.clone(),
         }),
+        uid: r
+            .live
+            .as_deref()
+            .and_then(|l| l.pointer("/metadata/uid"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         requires_pruning: r.requires_pruning,
         differences: r.differences.clone(),
         diff,

@@ -36,5 +36,6 @@ pub mod status;
 pub mod sync;
 pub mod syncop;
 pub mod tracking;
+pub mod tree;
 pub mod types;
 pub mod webhook;

@@ -397,7 +397,7 @@ async fn explained(
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     match crate::explain::resources_against(&ctx, &key, local).await {
-        Ok(views) => axum::Json(serde_json::json!({"resources": views})).into_response(),
+        Ok(explained) => axum::Json(explained).into_response(),
         Err(e) => {
             let code = match e {
                 crate::explain::ExplainError::NotFound(_) => StatusCode::NOT_FOUND,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use flotilla_controller::types::Application;
-use flotilla_server::query::{ListQuery, page};
+use flotilla_server::query::{AppIndex, ListQuery};
 use flotilla_server::rbac::Policy;
 
 fn apps(n: usize) -> Vec<Arc<Application>> {
@@ -39,7 +39,10 @@ fn bench(c: &mut Criterion) {
             None,
         ))
         .expect("policy");
-    let all = apps(50_000);
+    let index = AppIndex::default();
+    for a in apps(50_000) {
+        index.upsert(&a);
+    }
     let first_page = ListQuery {
         limit: Some(500),
         ..Default::default()
@@ -54,21 +57,21 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("admin first page", |b| {
         b.iter(|| {
-            page(black_box(&all), &first_page, |s| {
+            black_box(&index).page(&first_page, |s| {
                 admin.can("admin", &[], "applications", "get", &format!("{}/{}", s.project, s.name))
             })
         })
     });
     g.bench_function("group policy first page", |b| {
         b.iter(|| {
-            page(black_box(&all), &first_page, |s| {
+            black_box(&index).page(&first_page, |s| {
                 team.can("alice", &groups, "applications", "get", &format!("{}/{}", s.project, s.name))
             })
         })
     });
     g.bench_function("admin one project", |b| {
         b.iter(|| {
-            page(black_box(&all), &filtered, |s| {
+            black_box(&index).page(&filtered, |s| {
                 admin.can("admin", &[], "applications", "get", &format!("{}/{}", s.project, s.name))
             })
         })

@@ -268,7 +268,7 @@ mod tests {
         ann.insert(
             CLAIMS_ANNOTATION.into(),
             flotilla_sharding::claims::encode_claims(
-                claims.iter().map(|c| key_id(c)).collect::<Vec<_>>().iter(),
+                claims.iter().map(|c| c.to_string()).collect::<Vec<_>>().iter(),
             )
             .into(),
         );

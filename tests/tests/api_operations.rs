@@ -272,6 +272,33 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
         live_value(&fleet, "cluster-002", "stuck", "after").await?.is_none(),
         "the wave after the stuck one never ran"
     );
+    // The resource tree: the Deployment, its ReplicaSet, the ReplicaSet's Pod.
+    let (code, r) = get(&api, &format!("/api/v1/applications/{NS}/stuck/resources")).await?;
+    ensure!(code == 200, "{code} {r}");
+    let deploy_uid = r["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|x| x["kind"] == "Deployment")
+        .and_then(|d| d["uid"].as_str())
+        .context("the Deployment's uid")?
+        .to_string();
+    let children = r["children"].as_array().cloned().unwrap_or_default();
+    let rs = children
+        .iter()
+        .find(|c| c["kind"] == "ReplicaSet" && c["parentUid"] == deploy_uid.as_str())
+        .with_context(|| format!("a ReplicaSet under the Deployment: {r}"))?;
+    ensure!(
+        children
+            .iter()
+            .any(|c| c["kind"] == "Pod" && c["parentUid"] == rs["uid"]),
+        "a Pod under the ReplicaSet: {r}"
+    );
+    let (code, out) = cli(&api, &["app", "resources", "stuck"])?;
+    ensure!(
+        code == 0 && out.contains("└ ReplicaSet") && out.contains("└ Pod"),
+        "{code}: {out}"
+    );
 
     // Clusters, repositories and the fleet, without credentials.
     // Every cluster Secret's bearer token: none may appear in what the API returns.

@@ -36,6 +36,15 @@ async fn smoke_scenario_converges_changes_go_live_and_faults_recover() -> Result
         report.webhook_latency.count
             == scenario.changes.webhook_commits * scenario.changes.apps_per_commit
     );
+    ensure!(
+        report.api.queries.len() == 6
+            && report.api.ready_seconds > 0.0
+            && report.api.queries.iter().all(|q| {
+                q.errors == 0 && q.latency.count >= scenario.api.requests && q.latency.p50 > 0.0
+            }),
+        "the API measured: {:?}",
+        report.api
+    );
     ensure!(report.faults.len() == scenario.faults.len());
     for f in &report.faults {
         ensure!(
