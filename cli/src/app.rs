@@ -231,7 +231,11 @@ pub enum DiffOutcome {
     Differs,
 }
 
-pub async fn run(api: &Api, cmd: AppCommand, format: Format) -> Result<Option<DiffOutcome>, ApiError> {
+pub async fn run(
+    api: &Api,
+    cmd: AppCommand,
+    format: Format,
+) -> Result<Option<DiffOutcome>, ApiError> {
     let base = |ns: &str, name: &str| format!("/api/v1/applications/{ns}/{name}");
     match cmd {
         AppCommand::List {
@@ -317,7 +321,10 @@ pub async fn run(api: &Api, cmd: AppCommand, format: Format) -> Result<Option<Di
                 if matches!(format, Format::Json | Format::Yaml) {
                     continue;
                 }
-                println!("===== {id} ({}) =====", res["status"].as_str().unwrap_or_default());
+                println!(
+                    "===== {id} ({}) =====",
+                    res["status"].as_str().unwrap_or_default()
+                );
                 match res["diff"].as_str() {
                     Some(d) => println!("{}", d.trim_end()),
                     None if res["requiresPruning"] == true => {
@@ -466,8 +473,7 @@ pub async fn run(api: &Api, cmd: AppCommand, format: Format) -> Result<Option<Di
             .await?;
             println!("{app_namespace}/{name} deleted (cascade {cascade})");
             if wait {
-                let deadline =
-                    std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
                 loop {
                     match api.get(&base(&app_namespace, &name)).await {
                         Err(ApiError::NotFound(_)) => break,

@@ -85,12 +85,17 @@ pub struct Api {
     http: reqwest::Client,
 }
 
+/// The HTTP client every call uses (30 s per request).
+pub fn http() -> Result<reqwest::Client, ApiError> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| ApiError::Config(format!("HTTP client: {e}")))
+}
+
 impl Api {
     pub fn new(server: &str, token: &str) -> Result<Self, ApiError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| ApiError::Config(format!("HTTP client: {e}")))?;
+        let http = http()?;
         Ok(Self {
             base: server.trim_end_matches('/').to_string(),
             token: token.to_string(),

@@ -57,9 +57,8 @@ pub async fn projects(api: &Api, cmd: ProjCommand, format: Format) -> Result<(),
                     let rows: Vec<Vec<String>> = items(&v)
                         .iter()
                         .map(|p| {
-                            let n = |k: &str| {
-                                p["spec"][k].as_array().map_or(0, Vec::len).to_string()
-                            };
+                            let n =
+                                |k: &str| p["spec"][k].as_array().map_or(0, Vec::len).to_string();
                             vec![
                                 p["metadata"]["name"].as_str().unwrap_or_default().into(),
                                 p["spec"]["description"].as_str().unwrap_or_default().into(),
@@ -71,14 +70,20 @@ pub async fn projects(api: &Api, cmd: ProjCommand, format: Format) -> Result<(),
                         .collect();
                     println!(
                         "{}",
-                        table(&["NAME", "DESCRIPTION", "SOURCES", "DESTINATIONS", "ROLES"], &rows)
+                        table(
+                            &["NAME", "DESCRIPTION", "SOURCES", "DESTINATIONS", "ROLES"],
+                            &rows
+                        )
                     );
                 }
             }
         }
         ProjCommand::Get { name } => {
             let v = api
-                .get(&format!("/api/v1/projects/{}", crate::client::encode(&name)))
+                .get(&format!(
+                    "/api/v1/projects/{}",
+                    crate::client::encode(&name)
+                ))
                 .await?;
             print_value(&v, format);
         }
@@ -117,7 +122,10 @@ pub async fn clusters(api: &Api, cmd: ClusterCommand, format: Format) -> Result<
                 .collect();
             println!(
                 "{}",
-                table(&["NAME", "SERVER", "PROJECT", "AUTH", "APPS", "OWNER"], &rows)
+                table(
+                    &["NAME", "SERVER", "PROJECT", "AUTH", "APPS", "OWNER"],
+                    &rows
+                )
             );
             for e in v["errors"].as_array().into_iter().flatten() {
                 eprintln!("cluster Secret error: {}", e.as_str().unwrap_or_default());
@@ -195,7 +203,9 @@ pub fn render_fleet(v: &Value) -> String {
         })
         .collect();
     let mut out = table(
-        &["REPLICA", "LEASE", "CLUSTERS", "APPS", "QUEUE", "STATE", "ERROR"],
+        &[
+            "REPLICA", "LEASE", "CLUSTERS", "APPS", "QUEUE", "STATE", "ERROR",
+        ],
         &rows,
     );
     out.push_str(&format!(
@@ -224,8 +234,13 @@ mod tests {
             "applications": 10, "clusters": 3, "unownedClusters": ["c"]});
         let t = render_fleet(&v);
         let lines: Vec<&str> = t.lines().collect();
-        assert!(lines[1].starts_with("c-0      live     2         10    3"), "{t}");
+        assert!(
+            lines[1].starts_with("c-0      live     2         10    3"),
+            "{t}"
+        );
         assert!(lines[2].starts_with("c-1      expired  1"), "{t}");
-        assert!(t.ends_with("10 applications on 3 clusters; 1 clusters without an owner right now"));
+        assert!(
+            t.ends_with("10 applications on 3 clusters; 1 clusters without an owner right now")
+        );
     }
 }

@@ -6,6 +6,7 @@ mod client;
 mod inventory;
 mod local;
 mod output;
+mod sso;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,13 +59,29 @@ enum OutputArg {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check a server and token, and store them for later commands.
+    /// Sign in (a token, or the server's SSO in a browser), check it, and store it for later
+    /// commands.
     Login {
         /// The API server's URL, e.g. https://flotilla.example.com.
         url: String,
-        /// The bearer token (the local admin's is in the Secret flotilla-initial-admin-secret).
-        #[arg(long, env = "FLOTILLA_LOGIN_TOKEN", hide_env_values = true)]
-        token: String,
+        /// A bearer token: the local admin's (Secret flotilla-initial-admin-secret), a project
+        /// role token, a ServiceAccount token or an ID token.
+        #[arg(
+            long,
+            env = "FLOTILLA_LOGIN_TOKEN",
+            hide_env_values = true,
+            required_unless_present = "sso",
+            conflicts_with = "sso"
+        )]
+        token: Option<String>,
+        /// Sign in through the server's SSO (OIDC authorization code with PKCE): open the
+        /// printed URL in a browser; the provider redirects to this machine.
+        #[arg(long)]
+        sso: bool,
+        /// Loopback port of the SSO redirect (http://localhost:PORT/auth/callback must be a
+        /// redirect URI of the CLI's client at the provider; 8085 as Argo CD's CLI).
+        #[arg(long, default_value_t = 8085)]
+        sso_port: u16,
     },
     /// Applications.
     App {
@@ -140,12 +157,22 @@ async fn run(cli: Cli) -> Result<Option<DiffOutcome>, ApiError> {
         OutputArg::Yaml => Format::Yaml,
     };
     match &cli.command {
-        Command::Login { url, token } => {
-            let api = Api::new(url, token)?;
+        Command::Login {
+            url,
+            token,
+            sso,
+            sso_port,
+        } => {
+            let token = match (token, sso) {
+                (Some(t), _) => t.clone(),
+                (None, true) => sso::login(&client::http()?, url, *sso_port).await?,
+                (None, false) => return Err(ApiError::NotLoggedIn),
+            };
+            let api = Api::new(url, &token)?;
             api.get("/api/v1/applications?limit=1").await?;
             Config {
                 server: url.clone(),
-                token: token.clone(),
+                token,
             }
             .save(&config_path)?;
             println!("logged in to {url}; stored in {}", config_path.display());
@@ -174,11 +201,15 @@ async fn run(cli: Cli) -> Result<Option<DiffOutcome>, ApiError> {
     match cli.command {
         Command::Login { .. } | Command::Completion { .. } => Ok(None),
         Command::App { command } => app::run(&api, command, format).await,
-        Command::Proj { command } => inventory::projects(&api, command, format).await.map(|()| None),
-        Command::Cluster { command } => inventory::clusters(&api, command, format).await.map(|()| None),
-        Command::Repo { command } => {
-            inventory::repositories(&api, command, format).await.map(|()| None)
-        }
+        Command::Proj { command } => inventory::projects(&api, command, format)
+            .await
+            .map(|()| None),
+        Command::Cluster { command } => inventory::clusters(&api, command, format)
+            .await
+            .map(|()| None),
+        Command::Repo { command } => inventory::repositories(&api, command, format)
+            .await
+            .map(|()| None),
         Command::Fleet { command } => inventory::fleet(&api, command, format).await.map(|()| None),
     }
 }

@@ -100,7 +100,15 @@ pub fn print_value(v: &Value, format: Format) {
 /// An app's resources: kind, name, sync, health (wide: the differing paths), each managed
 /// workload followed by what the cluster made for it (indented: ReplicaSets, Pods, Jobs).
 pub fn render_resources(v: &Value, wide: bool) -> String {
-    let mut header = vec!["GROUP", "KIND", "NAMESPACE", "NAME", "STATUS", "HEALTH", "PRUNE"];
+    let mut header = vec![
+        "GROUP",
+        "KIND",
+        "NAMESPACE",
+        "NAME",
+        "STATUS",
+        "HEALTH",
+        "PRUNE",
+    ];
     if wide {
         header.push("DIFFERENCES");
     }
@@ -131,7 +139,13 @@ pub fn render_resources(v: &Value, wide: bool) -> String {
                 row.push(String::new());
             }
             rows.push(row);
-            below(c["uid"].as_str().unwrap_or_default(), depth + 1, children, rows, wide);
+            below(
+                c["uid"].as_str().unwrap_or_default(),
+                depth + 1,
+                children,
+                rows,
+                wide,
+            );
         }
     }
     for r in v["resources"].as_array().into_iter().flatten() {
@@ -160,7 +174,13 @@ pub fn render_resources(v: &Value, wide: bool) -> String {
             );
         }
         rows.push(row);
-        below(r["uid"].as_str().unwrap_or_default(), 1, &children, &mut rows, wide);
+        below(
+            r["uid"].as_str().unwrap_or_default(),
+            1,
+            &children,
+            &mut rows,
+            wide,
+        );
     }
     table(&header, &rows)
 }
@@ -220,10 +240,21 @@ mod tests {
               {"group": "apps", "kind": "ReplicaSet", "namespace": "web", "name": "web-1", "uid": "r1", "parentUid": "d1", "info": "1/1 ready", "health": {"status": "Healthy"}}]});
         let t = render_resources(&r, true);
         let lines: Vec<&str> = t.lines().collect();
-        assert!(lines[0].starts_with("GROUP  KIND          NAMESPACE  NAME     STATUS     HEALTH   PRUNE  DIFFERENCES"), "{t}");
+        assert!(
+            lines[0].starts_with(
+                "GROUP  KIND          NAMESPACE  NAME     STATUS     HEALTH   PRUNE  DIFFERENCES"
+            ),
+            "{t}"
+        );
         assert!(lines[1].ends_with("Healthy         .spec.replicas"), "{t}");
-        assert!(lines[2].starts_with("apps   └ ReplicaSet  web        web-1    1/1 ready"), "{t}");
-        assert!(lines[3].starts_with("         └ Pod       web        web-1-a  Running"), "{t}");
+        assert!(
+            lines[2].starts_with("apps   └ ReplicaSet  web        web-1    1/1 ready"),
+            "{t}"
+        );
+        assert!(
+            lines[3].starts_with("         └ Pod       web        web-1-a  Running"),
+            "{t}"
+        );
         assert!(lines[4].ends_with("prune"), "{t}");
         let h = json!({"history": [{"id": 0, "deployedAt": "2026-11-30T10:00:00Z", "revision": "abc",
                                      "initiatedBy": {"username": "alice"}}]});

@@ -113,8 +113,12 @@ pub async fn resources_against(
             }
             if let Some(bad) = objects.iter().position(|o| {
                 !o.is_object()
-                    || o.get("kind").and_then(Value::as_str).is_none_or(str::is_empty)
-                    || o.get("apiVersion").and_then(Value::as_str).is_none_or(str::is_empty)
+                    || o.get("kind")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    || o.get("apiVersion")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
             }) {
                 return Err(ExplainError::Invalid(format!(
                     "object {bad} has no apiVersion or kind"

@@ -746,7 +746,9 @@ pub async fn run(
     let metrics_addr = flotilla_core::http::serve(cfg.metrics_listen, router).await?;
     match (&cfg.advertise_address, metrics_addr.ip().is_unspecified()) {
         (Some(a), _) => {
-            membership_cfg.annotations.insert(STATUS_ADDRESS_ANNOTATION.into(), a.clone());
+            membership_cfg
+                .annotations
+                .insert(STATUS_ADDRESS_ANNOTATION.into(), a.clone());
         }
         (None, false) => {
             membership_cfg

@@ -39,7 +39,10 @@ pub struct ChildNode {
 }
 
 /// The kinds a workload kind owns: (group, version, kind, plural).
-fn child_kinds(group: &str, kind: &str) -> &'static [(&'static str, &'static str, &'static str, &'static str)] {
+fn child_kinds(
+    group: &str,
+    kind: &str,
+) -> &'static [(&'static str, &'static str, &'static str, &'static str)] {
     match (group, kind) {
         ("apps", "Deployment") => &[("apps", "v1", "ReplicaSet", "replicasets")],
         ("apps", "ReplicaSet" | "StatefulSet" | "DaemonSet") | ("batch", "Job") => {
@@ -98,7 +101,9 @@ pub async fn children(client: &Client, roots: &[Value]) -> Vec<ChildNode> {
             let group = group_version.split_once('/').map_or("", |(g, _)| g);
             let kind = parent["kind"].as_str().unwrap_or_default();
             let (Some(ns), Some(uid)) = (
-                parent.pointer("/metadata/namespace").and_then(Value::as_str),
+                parent
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str),
                 parent.pointer("/metadata/uid").and_then(Value::as_str),
             ) else {
                 continue;
@@ -117,7 +122,10 @@ pub async fn children(client: &Client, roots: &[Value]) -> Vec<ChildNode> {
                         continue;
                     }
                     Err(_) => {
-                        tracing::debug!(kind = k, "listing children for the resource tree timed out");
+                        tracing::debug!(
+                            kind = k,
+                            "listing children for the resource tree timed out"
+                        );
                         continue;
                     }
                 };

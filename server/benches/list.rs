@@ -1,5 +1,6 @@
-//! Listing applications as the API does at fleet scale: 50,000 apps filtered, RBAC-checked
-//! per app and paged, for an admin and for a user whose policy names projects and a deny.
+//! Listing applications as the API does at fleet scale: 50,000 apps from the watch-kept index,
+//! filtered, RBAC-checked (once per project where no rule names apps) and paged, for an admin
+//! and for a user whose policy names projects and a deny on some apps of one project.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use flotilla_controller::types::Application;
 use flotilla_server::query::{AppIndex, ListQuery};
-use flotilla_server::rbac::Policy;
+use flotilla_server::rbac::{Policy, app_visibility};
 
 fn apps(n: usize) -> Vec<Arc<Application>> {
     (0..n)
@@ -56,25 +57,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("list-50k");
     g.sample_size(10);
     g.bench_function("admin first page", |b| {
-        b.iter(|| {
-            black_box(&index).page(&first_page, |s| {
-                admin.can("admin", &[], "applications", "get", &format!("{}/{}", s.project, s.name))
-            })
-        })
+        b.iter(|| black_box(&index).page(&first_page, app_visibility(&admin, "admin", &[])))
     });
     g.bench_function("group policy first page", |b| {
-        b.iter(|| {
-            black_box(&index).page(&first_page, |s| {
-                team.can("alice", &groups, "applications", "get", &format!("{}/{}", s.project, s.name))
-            })
-        })
+        b.iter(|| black_box(&index).page(&first_page, app_visibility(&team, "alice", &groups)))
     });
     g.bench_function("admin one project", |b| {
-        b.iter(|| {
-            black_box(&index).page(&filtered, |s| {
-                admin.can("admin", &[], "applications", "get", &format!("{}/{}", s.project, s.name))
-            })
-        })
+        b.iter(|| black_box(&index).page(&filtered, app_visibility(&admin, "admin", &[])))
     });
     g.finish();
 }

@@ -141,15 +141,10 @@ async fn list_apps(
             Ok(Query(q)) => q,
             Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
         };
-        // Only what the caller may get is listed (and counted).
-        let visible = |a: &crate::query::AppSummary| {
-            s.can(
-                who,
-                "applications",
-                "get",
-                &format!("{}/{}", a.project, a.name),
-            )
-        };
+        // Only what the caller may get is listed (and counted). One policy for the whole
+        // request; a project whose answer cannot depend on the app's name is asked once.
+        let policy = s.policy();
+        let visible = crate::rbac::app_visibility(&policy, &who.subject, &who.groups);
         match s.index.page(&q, visible) {
             Ok(p) => Json(p).into_response(),
             Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use flotilla_controller::types::Application;
 use serde_json::{Value, json};
 
@@ -87,7 +87,10 @@ async fn local_diff(
         Err(r) => r,
         Ok((_, app)) => match serde_json::from_slice::<Value>(&body) {
             Ok(v) if v["manifests"].is_array() => routed(s.controllers.local_diff(&app, &v).await),
-            Ok(_) => error(StatusCode::BAD_REQUEST, "expected {\"manifests\": [objects]}"),
+            Ok(_) => error(
+                StatusCode::BAD_REQUEST,
+                "expected {\"manifests\": [objects]}",
+            ),
             Err(e) => error(StatusCode::BAD_REQUEST, format!("diff request: {e}")),
         },
     };
@@ -233,7 +236,10 @@ pub fn routes() -> axum::Router<Arc<Server>> {
             "/api/v1/applications/{namespace}/{name}/diff",
             post(local_diff).layer(axum::extract::DefaultBodyLimit::max(LOCAL_DIFF_MAX_BYTES)),
         )
-        .route("/api/v1/applications/{namespace}/{name}/events", get(events))
+        .route(
+            "/api/v1/applications/{namespace}/{name}/events",
+            get(events),
+        )
         .route(
             "/api/v1/applications/{namespace}/{name}/history",
             get(history),

@@ -7,9 +7,7 @@ use std::time::Duration;
 use flotilla_controller::clusters::Registry;
 use flotilla_controller::types::Application;
 use flotilla_sharding::claims::{decode_claims, key_id};
-use flotilla_sharding::membership::{
-    CLAIMS_ANNOTATION, GROUP_LABEL, STATUS_ADDRESS_ANNOTATION,
-};
+use flotilla_sharding::membership::{CLAIMS_ANNOTATION, GROUP_LABEL, STATUS_ADDRESS_ANNOTATION};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::Store;
@@ -110,13 +108,15 @@ impl Controllers {
     /// Secrets).
     pub fn cluster_of(&self, app: &Application) -> Result<String, RouteError> {
         let dest = &app.spec.destination;
-        let in_cluster = self.in_cluster.then(|| flotilla_controller::clusters::Cluster {
-            name: flotilla_controller::clusters::IN_CLUSTER_NAME.into(),
-            server: flotilla_controller::clusters::IN_CLUSTER_SERVER.into(),
-            config: Default::default(),
-            secret: None,
-            project: None,
-        });
+        let in_cluster = self
+            .in_cluster
+            .then(|| flotilla_controller::clusters::Cluster {
+                name: flotilla_controller::clusters::IN_CLUSTER_NAME.into(),
+                server: flotilla_controller::clusters::IN_CLUSTER_SERVER.into(),
+                config: Default::default(),
+                secret: None,
+                project: None,
+            });
         let secrets = self.clusters.state();
         let registry = Registry::from_secrets(secrets.iter().map(|s| s.as_ref()), in_cluster);
         registry
@@ -149,7 +149,12 @@ impl Controllers {
     }
 
     /// GET `path` from the replica at `address` with the status token.
-    pub async fn get(&self, replica: &str, address: &str, path: &str) -> Result<Answer, RouteError> {
+    pub async fn get(
+        &self,
+        replica: &str,
+        address: &str,
+        path: &str,
+    ) -> Result<Answer, RouteError> {
         self.call(replica, address, path, None).await
     }
 
@@ -196,7 +201,11 @@ impl Controllers {
     }
 
     /// The owner's view of `app`'s resources compared with `manifests` rendered elsewhere.
-    pub async fn local_diff(&self, app: &Application, manifests: &Value) -> Result<Answer, RouteError> {
+    pub async fn local_diff(
+        &self,
+        app: &Application,
+        manifests: &Value,
+    ) -> Result<Answer, RouteError> {
         self.ask_owner(app, "diff", Some(manifests)).await
     }
 
@@ -268,7 +277,11 @@ mod tests {
         ann.insert(
             CLAIMS_ANNOTATION.into(),
             flotilla_sharding::claims::encode_claims(
-                claims.iter().map(|c| c.to_string()).collect::<Vec<_>>().iter(),
+                claims
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .iter(),
             )
             .into(),
         );

@@ -131,8 +131,13 @@ async fn get_cluster(State(s): Shared, headers: HeaderMap, Path(id): Path<String
                 Some(c) if may_see_cluster(&s, &who, c) => {
                     let counts = apps_per_cluster(&s, &reg);
                     let owners = owners(&s, &reg);
-                    Json(cluster_view(&s, c, counts.get(&c.server).copied().unwrap_or(0), &owners))
-                        .into_response()
+                    Json(cluster_view(
+                        &s,
+                        c,
+                        counts.get(&c.server).copied().unwrap_or(0),
+                        &owners,
+                    ))
+                    .into_response()
                 }
                 Some(_) => denied(),
                 None => error(StatusCode::NOT_FOUND, format!("no cluster {id}")),

@@ -220,7 +220,10 @@ pub fn passes(s: &AppSummary, q: &ListQuery) -> Result<bool, QueryError> {
 fn cursor(q: &ListQuery) -> Result<Option<(&str, &str)>, QueryError> {
     q.cont
         .as_deref()
-        .map(|c| c.split_once('/').ok_or_else(|| QueryError::Cursor(c.to_string())))
+        .map(|c| {
+            c.split_once('/')
+                .ok_or_else(|| QueryError::Cursor(c.to_string()))
+        })
         .transpose()
 }
 

@@ -62,6 +62,41 @@ pub enum RbacError {
 pub struct Policy {
     enforcer: Enforcer,
     default_role: Option<String>,
+    /// Every `p` rule's (resource, action, object) patterns, for [`Self::name_independent`].
+    patterns: Vec<(String, String, String)>,
+}
+
+/// How one object pattern relates to the apps of one project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Matches `<project>/<name>` for every name.
+    All,
+    /// Matches no `<project>/<name>`.
+    None,
+    /// Matches some names only (or this analysis cannot tell).
+    Depends,
+}
+
+/// What `pattern` (a glob) matches among `<project>/<name>`. Conservative: `All` and `None`
+/// only when certain.
+fn reach(pattern: &str, project: &str) -> Reach {
+    let target = format!("{project}/");
+    // `X*` where X matches a prefix of "<project>/": the star takes the rest, whatever it is.
+    if let Some(head) = pattern.strip_suffix('*')
+        && (0..=target.len())
+            .filter(|k| target.is_char_boundary(*k))
+            .any(|k| {
+                flotilla_controller::settings::wildcard(head, &target[..k]) || (head.is_empty())
+            })
+    {
+        return Reach::All;
+    }
+    // The literal start must agree with "<project>/" as far as both go.
+    let literal = pattern.find(['*', '?']).map_or(pattern, |i| &pattern[..i]);
+    if !(literal.starts_with(&target) || target.starts_with(literal)) {
+        return Reach::None;
+    }
+    Reach::Depends
 }
 
 pub type Rules = (Vec<Vec<String>>, Vec<Vec<String>>);
@@ -148,6 +183,10 @@ impl Policy {
         };
         dedup(&mut p);
         dedup(&mut g);
+        let patterns = p
+            .iter()
+            .map(|r| (r[1].clone(), r[2].clone(), r[3].clone()))
+            .collect();
         enforcer
             .add_policies(p)
             .await
@@ -160,11 +199,24 @@ impl Policy {
         }
         Ok(Self {
             enforcer,
+            patterns,
             default_role: default_role
                 .map(str::trim)
                 .filter(|r| !r.is_empty())
                 .map(str::to_string),
         })
+    }
+
+    /// Whether every caller's answer for `act` on `res` object `<project>/<name>` is the same
+    /// for all names of `project`: no rule's object pattern singles out some names. Then one
+    /// check answers for the whole project (a list of 50,000 apps asks casbin once per project
+    /// instead of once per app).
+    pub fn name_independent(&self, res: &str, act: &str, project: &str) -> bool {
+        use flotilla_controller::settings::wildcard;
+        self.patterns
+            .iter()
+            .filter(|(r, a, _)| wildcard(r, res) && wildcard(a, act))
+            .all(|(_, _, obj)| reach(obj, project) != Reach::Depends)
     }
 
     fn allows(&self, sub: &str, res: &str, act: &str, obj: &str) -> bool {
@@ -178,6 +230,41 @@ impl Policy {
             .chain(groups.iter().map(String::as_str))
             .chain(self.default_role.as_deref())
             .any(|s| self.allows(s, res, act, obj))
+    }
+}
+
+/// Whether the caller (`subject`, `groups`) may `get` each listed app, answering once per
+/// project when [`Policy::name_independent`] says the name cannot matter (memoized for the
+/// life of the returned closure: one request).
+pub fn app_visibility<'a>(
+    policy: &'a Policy,
+    subject: &'a str,
+    groups: &'a [String],
+) -> impl Fn(&crate::query::AppSummary) -> bool + 'a {
+    let per_project: std::cell::RefCell<std::collections::HashMap<String, Option<bool>>> =
+        Default::default();
+    move |a| {
+        let ask = |name: &str| {
+            policy.can(
+                subject,
+                groups,
+                "applications",
+                "get",
+                &format!("{}/{name}", a.project),
+            )
+        };
+        let known = per_project.borrow().get(&a.project).copied();
+        let answer = match known {
+            Some(answer) => answer,
+            None => {
+                let answer = policy
+                    .name_independent("applications", "get", &a.project)
+                    .then(|| ask(&a.name));
+                per_project.borrow_mut().insert(a.project.clone(), answer);
+                answer
+            }
+        };
+        answer.unwrap_or_else(|| ask(&a.name))
     }
 }
 
@@ -470,5 +557,72 @@ p, bob, applications, sync, team-b/web, allow
         .await
         .expect("policy");
         assert!(p.can("bob", &[], "applications", "sync", "x/y"));
+    }
+
+    #[test]
+    fn object_patterns_reach_all_none_or_some_of_a_project() {
+        assert_eq!(reach("*", "p"), Reach::All);
+        assert_eq!(reach("*/*", "p"), Reach::All);
+        assert_eq!(reach("p/*", "p"), Reach::All);
+        assert_eq!(reach("p*", "p"), Reach::All);
+        assert_eq!(reach("p?/*", "p1"), Reach::All);
+        assert_eq!(reach("proj-1*/*", "proj-12"), Reach::All);
+        assert_eq!(reach("q/*", "p"), Reach::None);
+        assert_eq!(reach("proj-1*/*", "proj-3"), Reach::None);
+        assert_eq!(reach("pp/*", "p"), Reach::None);
+        assert_eq!(reach("p/web-*", "p"), Reach::Depends);
+        assert_eq!(reach("p/web", "p"), Reach::Depends);
+        assert_eq!(reach("*/web", "p"), Reach::Depends);
+        assert_eq!(reach("*web*", "p"), Reach::Depends);
+    }
+
+    #[tokio::test]
+    async fn a_project_wide_answer_is_the_per_app_answer() {
+        let policy = Policy::new(
+            "p, role:team, applications, get, proj-1*/*, allow\n\
+             p, role:team, applications, get, proj-12/app-0001*, deny\n\
+             p, bob, applications, *, proj-3/web, allow\n\
+             g, team-a, role:team\n",
+            None,
+        )
+        .await
+        .expect("policy");
+        let names = ["app-00010", "app-00020", "web", "x"];
+        let callers: [(&str, Vec<String>); 3] = [
+            ("alice", vec!["team-a".to_string()]),
+            ("bob", vec![]),
+            ("admin", vec![]),
+        ];
+        let mut independent = Vec::new();
+        for project in ["proj-1", "proj-12", "proj-3", "proj-4"] {
+            if !policy.name_independent("applications", "get", project) {
+                continue;
+            }
+            independent.push(project);
+            for (who, groups) in &callers {
+                let first = policy.can(
+                    who,
+                    groups,
+                    "applications",
+                    "get",
+                    &format!("{project}/{}", names[0]),
+                );
+                for n in names {
+                    assert_eq!(
+                        policy.can(
+                            who,
+                            groups,
+                            "applications",
+                            "get",
+                            &format!("{project}/{n}")
+                        ),
+                        first,
+                        "{who} {project}/{n}"
+                    );
+                }
+            }
+        }
+        // proj-12 (a deny on some names) and proj-3 (one named app) need per-app answers.
+        assert_eq!(independent, ["proj-1", "proj-4"]);
     }
 }

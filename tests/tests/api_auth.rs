@@ -238,6 +238,8 @@ const CLIENT_SECRET: &str = "oidc-client-s3cret-value";
 
 /// A code the provider handed out, waiting for its exchange.
 struct Grant {
+    /// The client that asked: the server's (confidential) or the CLI's (public, PKCE only).
+    client_id: String,
     challenge: String,
     nonce: String,
     redirect_uri: String,
@@ -333,7 +335,7 @@ async fn start_provider(first: Signer) -> Result<Shared> {
         let mut p = lock(&s);
         let get = |k: &str| q.get(k).cloned().unwrap_or_default();
         if get("response_type") != "code"
-            || get("client_id") != CLIENT_ID
+            || (get("client_id") != CLIENT_ID && get("client_id") != CLI_CLIENT_ID)
             || get("code_challenge_method") != "S256"
             || get("code_challenge").len() != 43
             || get("state").is_empty()
@@ -351,6 +353,7 @@ async fn start_provider(first: Signer) -> Result<Shared> {
         p.codes.insert(
             code.clone(),
             Grant {
+                client_id: get("client_id"),
                 challenge: get("code_challenge"),
                 nonce: get("nonce"),
                 redirect_uri: get("redirect_uri"),
@@ -384,8 +387,12 @@ async fn start_provider(first: Signer) -> Result<Shared> {
         let authed =
             headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(basic.as_str());
         let grant = p.codes.remove(&get("code"));
+        // The CLI's client is public: no secret, the PKCE verifier proves the caller.
+        let public = grant.as_ref().is_some_and(|g| g.client_id == CLI_CLIENT_ID)
+            && get("client_id") == CLI_CLIENT_ID
+            && headers.get("authorization").is_none();
         let why = match &grant {
-            _ if !authed => Some("client authentication"),
+            _ if !authed && !public => Some("client authentication"),
             _ if get("grant_type") != "authorization_code" => Some("grant_type"),
             None => Some("unknown or used code"),
             Some(g) if g.redirect_uri != get("redirect_uri") => Some("redirect_uri"),
@@ -408,7 +415,7 @@ async fn start_provider(first: Signer) -> Result<Shared> {
         let Some(g) = grant else {
             return StatusCode::BAD_REQUEST.into_response();
         };
-        let id = p.id_token(&g.sub, &g.groups, CLIENT_ID, 600, Some(&g.nonce));
+        let id = p.id_token(&g.sub, &g.groups, &g.client_id, 600, Some(&g.nonce));
         axum::Json(json!({"access_token": b64(rand_bytes()), "token_type": "Bearer", "expires_in": 600, "id_token": id}))
             .into_response()
     }
@@ -736,6 +743,108 @@ async fn sso_with_group_rbac_key_rotation_and_the_browser_flow() -> Result<()> {
     ensure!(
         refused == ["unknown or used code"],
         "token endpoint refusals: {refused:?}"
+    );
+
+    // The CLI signs in the same way (`flotilla login --sso`): it prints the provider's URL, the
+    // "browser" follows it, the provider redirects to the CLI's loopback listener.
+    lock(&provider).user = ("alice".into(), vec!["team-a-devs".into()]);
+    let cli_config = fleet.dir.path().join("sso-cli.json");
+    let mut login =
+        tokio::process::Command::new(flotilla_loadtest::fleet::process::binary("flotilla")?)
+            .args([
+                "login",
+                &format!("http://{api}"),
+                "--sso",
+                "--sso-port",
+                "0",
+            ])
+            .env("FLOTILLA_CONFIG", &cli_config)
+            .env("PATH", "/nonexistent") // no xdg-open: the test is the browser
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+    let stdout = login.stdout.take().context("login's stdout")?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let authorize_url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            if line.starts_with("http") {
+                return Ok::<_, anyhow::Error>(line);
+            }
+        }
+        anyhow::bail!("login printed no URL")
+    })
+    .await
+    .context("waiting for the login URL")??;
+    let authorize_url = url::Url::parse(&authorize_url)?;
+    ensure!(
+        authorize_url
+            .query_pairs()
+            .any(|(k, v)| k == "client_id" && v == CLI_CLIENT_ID)
+            && authorize_url
+                .query_pairs()
+                .any(|(k, v)| k == "code_challenge_method" && v == "S256"),
+        "{authorize_url}"
+    );
+    let at_provider = call(
+        &format!(
+            "{}:{}",
+            authorize_url.host_str().unwrap_or_default(),
+            authorize_url.port().unwrap_or(80)
+        ),
+        "GET",
+        &format!(
+            "{}?{}",
+            authorize_url.path(),
+            authorize_url.query().unwrap_or_default()
+        ),
+        &[],
+        b"",
+    )
+    .await?;
+    let back_to_cli = url::Url::parse(
+        at_provider
+            .header("location")
+            .context("redirect to the CLI")?,
+    )?;
+    let answer = call(
+        &format!("127.0.0.1:{}", back_to_cli.port().unwrap_or(0)),
+        "GET",
+        &format!(
+            "{}?{}",
+            back_to_cli.path(),
+            back_to_cli.query().unwrap_or_default()
+        ),
+        &[],
+        b"",
+    )
+    .await?;
+    ensure!(
+        answer.code == 200,
+        "the CLI's callback: {} {}",
+        answer.code,
+        answer.body
+    );
+    let status = tokio::time::timeout(Duration::from_secs(30), login.wait()).await??;
+    let mut err = String::new();
+    if let Some(mut e) = login.stderr.take() {
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut err).await;
+    }
+    ensure!(status.success(), "flotilla login --sso: {status}: {err}");
+    let listed = std::process::Command::new(flotilla_loadtest::fleet::process::binary("flotilla")?)
+        .args(["app", "list", "-o", "json"])
+        .env("FLOTILLA_CONFIG", &cli_config)
+        .output()?;
+    let listed: Value = serde_json::from_slice(&listed.stdout)?;
+    let listed_names: Vec<&str> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    ensure!(
+        listed_names == ["a-frozen", "a1"],
+        "as alice from the CLI: {listed}"
     );
 
     // Counted, and no credential in the log.

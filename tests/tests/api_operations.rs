@@ -109,7 +109,10 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
     );
     for name in ["web", "other"] {
         let (code, out) = cli(&api, &["app", "sync", name, "--wait", "--timeout", "60"])?;
-        ensure!(code == 0 && out.contains("Succeeded"), "{name}: {code}: {out}");
+        ensure!(
+            code == 0 && out.contains("Succeeded"),
+            "{name}: {code}: {out}"
+        );
     }
     // Each app's resources come from the replica that owns its cluster (two replicas, two
     // clusters: whichever owns which, both answer through the one API).
@@ -129,7 +132,13 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
     std::fs::write(local.join("cm.yaml"), cm("settings", "v3"))?;
     let (code, out) = cli(
         &api,
-        &["app", "diff", "web", "--local", &local.display().to_string()],
+        &[
+            "app",
+            "diff",
+            "web",
+            "--local",
+            &local.display().to_string(),
+        ],
     )?;
     ensure!(
         code == 1 && out.contains("-  k: v1") && out.contains("+  k: v3"),
@@ -138,15 +147,27 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
     std::fs::write(local.join("cm.yaml"), cm("settings", "v1"))?;
     let (code, out) = cli(
         &api,
-        &["app", "diff", "web", "--local", &local.display().to_string()],
+        &[
+            "app",
+            "diff",
+            "web",
+            "--local",
+            &local.display().to_string(),
+        ],
     )?;
     ensure!(code == 0, "the local copy matches live: {code}: {out}");
     ensure!(
-        live_value(&fleet, "cluster-001", "web", "settings").await?.as_deref() == Some("v1"),
+        live_value(&fleet, "cluster-001", "web", "settings")
+            .await?
+            .as_deref()
+            == Some("v1"),
         "a local diff never applies"
     );
     let (code, out) = cli(&api, &["app", "diff", "web", "--local", "/nonexistent"])?;
-    ensure!(code == 2 && out.contains("not a directory"), "{code}: {out}");
+    ensure!(
+        code == 2 && out.contains("not a directory"),
+        "{code}: {out}"
+    );
 
     // Streaming: a change of the app reaches a subscriber at once.
     let mut stream = tokio::net::TcpStream::connect(&api).await?;
@@ -198,21 +219,40 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
     );
     let (code, out) = cli(&api, &["app", "sync", "web", "--wait", "--timeout", "60"])?;
     ensure!(code == 0, "{out}");
-    ensure!(live_value(&fleet, "cluster-001", "web", "settings").await?.as_deref() == Some("v2"));
+    ensure!(
+        live_value(&fleet, "cluster-001", "web", "settings")
+            .await?
+            .as_deref()
+            == Some("v2")
+    );
 
     // History and rollback to the first deployment.
     let (code, out) = cli(&api, &["app", "history", "web"])?;
-    ensure!(code == 0 && out.lines().count() == 3, "two deployments: {out}");
+    ensure!(
+        code == 0 && out.lines().count() == 3,
+        "two deployments: {out}"
+    );
     let (code, h) = get(&api, &format!("/api/v1/applications/{NS}/web/history")).await?;
     let first_id = h["history"][0]["id"].as_i64().context("history id")?;
     ensure!(code == 200, "{h}");
     let (code, out) = cli(
         &api,
-        &["app", "rollback", "web", &first_id.to_string(), "--wait", "--timeout", "60"],
+        &[
+            "app",
+            "rollback",
+            "web",
+            &first_id.to_string(),
+            "--wait",
+            "--timeout",
+            "60",
+        ],
     )?;
     ensure!(code == 0 && out.contains("Succeeded"), "{code}: {out}");
     ensure!(
-        live_value(&fleet, "cluster-001", "web", "settings").await?.as_deref() == Some("v1"),
+        live_value(&fleet, "cluster-001", "web", "settings")
+            .await?
+            .as_deref()
+            == Some("v1"),
         "rolled back"
     );
     let (code, out) = cli(&api, &["app", "rollback", "web", "99"])?;
@@ -242,7 +282,10 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
     })
     .await?;
     let (code, out) = cli(&api, &["app", "terminate", "stuck"])?;
-    ensure!(code == 1 && out.contains("no operation is in progress"), "{code}: {out}");
+    ensure!(
+        code == 1 && out.contains("no operation is in progress"),
+        "{code}: {out}"
+    );
     let (code, out) = cli(&api, &["app", "sync", "stuck"])?;
     ensure!(code == 0, "{out}");
     wait_app(&fleet, "stuck", Duration::from_secs(30), "waiting", |a| {
@@ -256,20 +299,31 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
     })
     .await?;
     let (code, out) = cli(&api, &["app", "sync", "stuck"])?;
-    ensure!(code == 1 && out.contains("in progress"), "a second sync is refused: {out}");
+    ensure!(
+        code == 1 && out.contains("in progress"),
+        "a second sync is refused: {out}"
+    );
     let (code, out) = cli(&api, &["app", "terminate", "stuck"])?;
     ensure!(code == 0, "{out}");
-    let a = wait_app(&fleet, "stuck", Duration::from_secs(30), "terminated", |a| {
-        a.status
-            .as_ref()
-            .and_then(|s| s.operation_state.as_ref())
-            .is_some_and(|o| o["phase"] == "Failed")
-    })
+    let a = wait_app(
+        &fleet,
+        "stuck",
+        Duration::from_secs(30),
+        "terminated",
+        |a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.operation_state.as_ref())
+                .is_some_and(|o| o["phase"] == "Failed")
+        },
+    )
     .await?;
     let op = a.status.and_then(|s| s.operation_state).unwrap_or_default();
     ensure!(op["message"] == "Operation terminated", "{op}");
     ensure!(
-        live_value(&fleet, "cluster-002", "stuck", "after").await?.is_none(),
+        live_value(&fleet, "cluster-002", "stuck", "after")
+            .await?
+            .is_none(),
         "the wave after the stuck one never ran"
     );
     // The resource tree: the Deployment, its ReplicaSet, the ReplicaSet's Pod.
@@ -324,7 +378,10 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
     let (code, out) = cli(&api, &["cluster", "list", "-o", "json"])?;
     let clusters: Value = serde_json::from_str(&out).context(out.clone())?;
     ensure!(
-        code == 0 && tokens.iter().all(|t| !t.is_empty() && !out.contains(t.as_str())),
+        code == 0
+            && tokens
+                .iter()
+                .all(|t| !t.is_empty() && !out.contains(t.as_str())),
         "no cluster token in: {out}"
     );
     let listed = clusters["items"].as_array().map_or(0, Vec::len);
@@ -359,7 +416,10 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
     })?;
     let (code, out) = cli(&api, &["fleet", "status"])?;
     ensure!(
-        code == 0 && out.contains("controller-0") && out.contains("controller-1") && out.contains("live"),
+        code == 0
+            && out.contains("controller-0")
+            && out.contains("controller-1")
+            && out.contains("live"),
         "{code}: {out}"
     );
     let (_, f) = get(&api, "/api/v1/fleet").await?;
@@ -369,19 +429,41 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
         .flatten()
         .map(|r| r["status"]["ownedClusters"].as_array().map_or(0, Vec::len))
         .sum();
-    ensure!(owned_total >= 2 && f["unownedClusters"] == serde_json::json!([]), "{f}");
+    ensure!(
+        owned_total >= 2 && f["unownedClusters"] == serde_json::json!([]),
+        "{f}"
+    );
 
     // Delete: without cascade the resources stay; with cascade they go first.
-    let (code, out) = cli(&api, &["app", "delete", "web", "--cascade=false", "--wait", "--timeout", "60"])?;
+    let (code, out) = cli(
+        &api,
+        &[
+            "app",
+            "delete",
+            "web",
+            "--cascade=false",
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+    )?;
     ensure!(code == 0 && out.contains("is gone"), "{code}: {out}");
     ensure!(
-        live_value(&fleet, "cluster-001", "web", "settings").await?.as_deref() == Some("v1"),
+        live_value(&fleet, "cluster-001", "web", "settings")
+            .await?
+            .as_deref()
+            == Some("v1"),
         "kept without cascade"
     );
-    let (code, out) = cli(&api, &["app", "delete", "other", "--wait", "--timeout", "60"])?;
+    let (code, out) = cli(
+        &api,
+        &["app", "delete", "other", "--wait", "--timeout", "60"],
+    )?;
     ensure!(code == 0, "{code}: {out}");
     ensure!(
-        live_value(&fleet, "cluster-002", "other", "other").await?.is_none(),
+        live_value(&fleet, "cluster-002", "other", "other")
+            .await?
+            .is_none(),
         "deleted with cascade"
     );
     let (code, out) = cli(&api, &["app", "get", "other"])?;

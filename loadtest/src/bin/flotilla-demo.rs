@@ -212,7 +212,10 @@ async fn main() -> Result<()> {
     );
 
     println!("==> Starting flotilla-server (the API) and asking it through the flotilla CLI:");
-    let (_server, api) = fleet.start_server().await.context("starting the API server")?;
+    let (_server, api) = fleet
+        .start_server()
+        .await
+        .context("starting the API server")?;
     let url = format!("http://{api}");
     let token = flotilla_loadtest::fleet::ADMIN_TOKEN;
     let cli = flotilla_loadtest::fleet::process::binary("flotilla")?;

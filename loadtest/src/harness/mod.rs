@@ -626,16 +626,25 @@ async fn api_latency(s: &Scenario, fleet: &Fleet) -> Result<report::ApiReport> {
     let auth = format!("Bearer {}", crate::fleet::ADMIN_TOKEN);
     let mid = s.applications / 2;
     let queries: Vec<(&str, String)> = vec![
-        ("first page of all (500)", "/api/v1/applications?limit=500".into()),
+        (
+            "first page of all (500)",
+            "/api/v1/applications?limit=500".into(),
+        ),
         (
             "a later page (cursor)",
-            format!("/api/v1/applications?limit=500&continue={NS}%2F{}", workload::app_name(mid)),
+            format!(
+                "/api/v1/applications?limit=500&continue={NS}%2F{}",
+                workload::app_name(mid)
+            ),
         ),
         (
             "one cluster's apps",
             format!("/api/v1/applications?cluster={}", workload::cluster_name(0)),
         ),
-        ("unhealthy or out of sync", "/api/v1/applications?sync=OutOfSync,Unknown&limit=500".into()),
+        (
+            "unhealthy or out of sync",
+            "/api/v1/applications?sync=OutOfSync,Unknown&limit=500".into(),
+        ),
         (
             "name search",
             format!("/api/v1/applications?search={}", workload::app_name(mid)),
@@ -660,7 +669,9 @@ async fn api_latency(s: &Scenario, fleet: &Fleet) -> Result<report::ApiReport> {
                 let mut errors = 0;
                 for _ in 0..per_client {
                     let t = Instant::now();
-                    match crate::fleet::http_get_with(&api, &path, &[("Authorization", &auth)]).await {
+                    match crate::fleet::http_get_with(&api, &path, &[("Authorization", &auth)])
+                        .await
+                    {
                         Ok((200, _)) => lat.push(t.elapsed().as_secs_f64()),
                         _ => errors += 1,
                     }
