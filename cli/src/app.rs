@@ -36,13 +36,13 @@ pub enum AppCommand {
     Get {
         name: String,
         /// The Application's namespace (the control plane's).
-        #[arg(long, default_value = "argocd")]
+        #[arg(long, default_value = "argocd", env = "FLOTILLA_APP_NAMESPACE")]
         app_namespace: String,
     },
     /// Each managed resource: sync, health, and whether it must be pruned.
     Resources {
         name: String,
-        #[arg(long, default_value = "argocd")]
+        #[arg(long, default_value = "argocd", env = "FLOTILLA_APP_NAMESPACE")]
         app_namespace: String,
     },
     /// What differs between Git (or a local directory) and the cluster, as unified diffs of
@@ -50,7 +50,7 @@ pub enum AppCommand {
     /// 2: the diff could not be made (3, 4, 5 as for every command).
     Diff {
         name: String,
-        #[arg(long, default_value = "argocd")]
+        #[arg(long, default_value = "argocd", env = "FLOTILLA_APP_NAMESPACE")]
         app_namespace: String,
         /// Diff the manifests rendered from this local directory (the app's source settings
         /// applied, with the same renderers as the repo-server) instead of Git's.
@@ -60,7 +60,7 @@ pub enum AppCommand {
     /// Request a sync (the owning controller runs it); with --wait, wait for its result.
     Sync {
         name: String,
-        #[arg(long, default_value = "argocd")]
+        #[arg(long, default_value = "argocd", env = "FLOTILLA_APP_NAMESPACE")]
         app_namespace: String,
         /// Revision to sync (default: the spec's targetRevision).
         #[arg(long)]
@@ -87,7 +87,7 @@ pub enum AppCommand {
     /// Request a refresh (--hard: render again, skipping caches).
     Refresh {
         name: String,
-        #[arg(long, default_value = "argocd")]
+        #[arg(long, default_value = "argocd", env = "FLOTILLA_APP_NAMESPACE")]
         app_namespace: String,
         #[arg(long)]
         hard: bool,
@@ -96,7 +96,7 @@ pub enum AppCommand {
     /// what --sync, --health, --operation ask for); exit 5 on timeout.
     Wait {
         name: String,
-        #[arg(long, default_value = "argocd")]
+        #[arg(long, default_value = "argocd", env = "FLOTILLA_APP_NAMESPACE")]
         app_namespace: String,
         #[arg(long)]
         sync: bool,
@@ -111,14 +111,14 @@ pub enum AppCommand {
     /// The deployments the application went through (ids for rollback).
     History {
         name: String,
-        #[arg(long, default_value = "argocd")]
+        #[arg(long, default_value = "argocd", env = "FLOTILLA_APP_NAMESPACE")]
         app_namespace: String,
     },
     /// Sync the source and revision of history entry ID again (refused with auto-sync on).
     Rollback {
         name: String,
         id: i64,
-        #[arg(long, default_value = "argocd")]
+        #[arg(long, default_value = "argocd", env = "FLOTILLA_APP_NAMESPACE")]
         app_namespace: String,
         #[arg(long)]
         prune: bool,
@@ -133,13 +133,13 @@ pub enum AppCommand {
     /// Terminate the running operation.
     Terminate {
         name: String,
-        #[arg(long, default_value = "argocd")]
+        #[arg(long, default_value = "argocd", env = "FLOTILLA_APP_NAMESPACE")]
         app_namespace: String,
     },
     /// Delete the application; its resources too unless --cascade=false.
     Delete {
         name: String,
-        #[arg(long, default_value = "argocd")]
+        #[arg(long, default_value = "argocd", env = "FLOTILLA_APP_NAMESPACE")]
         app_namespace: String,
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         cascade: bool,
@@ -181,7 +181,18 @@ async fn wait_for(
 ) -> Result<Value, ApiError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
     loop {
-        let app = api.get(path).await?;
+        // An API server restarting or a 5xx is not the answer: keep asking until the deadline.
+        let app = match api.get(path).await {
+            Ok(app) => app,
+            Err(e @ (ApiError::Unreachable(_) | ApiError::Refused(500..=599, _)))
+                if std::time::Instant::now() < deadline =>
+            {
+                eprintln!("flotilla: {e}; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if done(&app) {
             return Ok(app);
         }
@@ -197,14 +208,26 @@ async fn wait_for(
     }
 }
 
-/// Wait for the operation started at `since` to finish; Ok only if it succeeded.
-async fn wait_operation(api: &Api, path: &str, since: &str, timeout: u64) -> Result<(), ApiError> {
-    let app = wait_for(api, path, timeout, |a| {
-        a.get("operation").is_none_or(Value::is_null)
-            && field(a, "/status/operationState/finishedAt") >= since
-            && !field(a, "/status/operationState/finishedAt").is_empty()
-    })
-    .await?;
+/// Whether `app` shows the operation written at version `written` finished: a later version,
+/// no operation pending (the owner clears it when done) and a final phase. Versions only, so
+/// neither clock skew nor a lagging watch can pass off the previous operation as this one.
+fn operation_done(app: &Value, written: &str) -> bool {
+    field(app, "/metadata/resourceVersion") != written
+        && app.get("operation").is_none_or(Value::is_null)
+        && matches!(
+            field(app, "/status/operationState/phase"),
+            "Succeeded" | "Failed" | "Error"
+        )
+}
+
+/// Wait for the operation written at version `written` to finish; Ok only if it succeeded.
+async fn wait_operation(
+    api: &Api,
+    path: &str,
+    written: &str,
+    timeout: u64,
+) -> Result<(), ApiError> {
+    let app = wait_for(api, path, timeout, |a| operation_done(a, written)).await?;
     let phase = field(&app, "/status/operationState/phase");
     let message = field(&app, "/status/operationState/message");
     println!("{phase}: {message}");
@@ -215,14 +238,6 @@ async fn wait_operation(api: &Api, path: &str, since: &str, timeout: u64) -> Res
             "the operation ended {phase}: {message}"
         )))
     }
-}
-
-/// Now as RFC 3339 UTC seconds (`2026-11-30T09:00:00Z`), the form `finishedAt` takes, so the
-/// two compare as strings.
-fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 /// What `app diff` found.
@@ -345,6 +360,9 @@ pub async fn run(
             if matches!(format, Format::Json | Format::Yaml) {
                 print_value(&r, format);
             }
+            for note in r["notCompared"].as_array().into_iter().flatten() {
+                eprintln!("note: {}", note.as_str().unwrap_or_default());
+            }
             return Ok(Some(if differs {
                 DiffOutcome::Differs
             } else {
@@ -366,17 +384,18 @@ pub async fn run(
                 .iter()
                 .map(|r| resource_ref(r))
                 .collect::<Result<Vec<_>, _>>()?;
-            let since = now_rfc3339();
-            api.post(
-                &format!("{}/sync", base(&app_namespace, &name)),
-                &json!({"revision": revision, "prune": prune, "dryRun": dry_run,
+            let started = api
+                .post(
+                    &format!("{}/sync", base(&app_namespace, &name)),
+                    &json!({"revision": revision, "prune": prune, "dryRun": dry_run,
                     "resources": (!refs.is_empty()).then_some(refs),
                     "syncOptions": (!sync_options.is_empty()).then_some(sync_options)}),
-            )
-            .await?;
+                )
+                .await?;
             println!("sync of {app_namespace}/{name} requested");
             if wait {
-                wait_operation(api, &base(&app_namespace, &name), &since, timeout).await?;
+                let written = field(&started, "/resourceVersion").to_string();
+                wait_operation(api, &base(&app_namespace, &name), &written, timeout).await?;
             }
         }
         AppCommand::Refresh {
@@ -436,15 +455,16 @@ pub async fn run(
             wait,
             timeout,
         } => {
-            let since = now_rfc3339();
-            api.post(
-                &format!("{}/rollback", base(&app_namespace, &name)),
-                &json!({"id": id, "prune": prune, "dryRun": dry_run}),
-            )
-            .await?;
+            let started = api
+                .post(
+                    &format!("{}/rollback", base(&app_namespace, &name)),
+                    &json!({"id": id, "prune": prune, "dryRun": dry_run}),
+                )
+                .await?;
             println!("rollback of {app_namespace}/{name} to {id} requested");
             if wait {
-                wait_operation(api, &base(&app_namespace, &name), &since, timeout).await?;
+                let written = field(&started, "/resourceVersion").to_string();
+                wait_operation(api, &base(&app_namespace, &name), &written, timeout).await?;
             }
         }
         AppCommand::Terminate {
@@ -496,6 +516,21 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_operation_is_done_only_after_the_version_that_started_it() {
+        let app = |rv: &str, op: bool, phase: &str| {
+            json!({"metadata": {"resourceVersion": rv},
+                   "operation": if op { json!({"sync": {}}) } else { Value::Null },
+                   "status": {"operationState": {"phase": phase}}})
+        };
+        // The previous operation's result, read before ours was picked up: not done.
+        assert!(!operation_done(&app("7", true, "Succeeded"), "7"));
+        assert!(!operation_done(&app("8", true, "Succeeded"), "7"));
+        assert!(!operation_done(&app("9", false, "Running"), "7"));
+        assert!(operation_done(&app("9", false, "Succeeded"), "7"));
+        assert!(operation_done(&app("9", false, "Failed"), "7"));
+    }
 
     #[test]
     fn resource_references_need_kind_and_name() {

@@ -72,9 +72,12 @@ impl Config {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         use std::io::Write;
-        opts.open(path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(err)
+        let mut f = opts.open(path).map_err(err)?;
+        // An existing file keeps its mode on open: make it private before the token goes in.
+        #[cfg(unix)]
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(err)?;
+        f.write_all(text.as_bytes()).map_err(err)
     }
 }
 
@@ -83,6 +86,18 @@ pub struct Api {
     base: String,
     token: String,
     http: reqwest::Client,
+}
+
+/// An error and its causes, `a: b: c` (reqwest's own message alone says little).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }
 
 /// The HTTP client every call uses (30 s per request).
@@ -130,12 +145,12 @@ impl Api {
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| ApiError::Unreachable(e.without_url().to_string()))?;
+            .map_err(|e| ApiError::Unreachable(chain(&e.without_url())))?;
         let code = resp.status().as_u16();
         let text = resp
             .text()
             .await
-            .map_err(|e| ApiError::Unreachable(e.without_url().to_string()))?;
+            .map_err(|e| ApiError::Unreachable(crate::client::chain(&e.without_url())))?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         let message = body["error"]
             .as_str()
@@ -212,6 +227,18 @@ mod tests {
         }
         .save(&path)
         .expect("saved");
+        // An existing, readable file becomes private when a token is written into it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            Config {
+                server: "http://x".into(),
+                token: "t".into(),
+            }
+            .save(&path)
+            .expect("saved again");
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -13,6 +13,15 @@ pub enum ProjCommand {
     List,
     /// One AppProject.
     Get { name: String },
+    /// Create an AppProject from a YAML or JSON file (replace it with --upsert).
+    Create {
+        #[arg(long, short)]
+        file: std::path::PathBuf,
+        #[arg(long)]
+        upsert: bool,
+    },
+    /// Delete an AppProject (refused while applications use it).
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -20,13 +29,66 @@ pub enum ClusterCommand {
     /// List destination clusters with their owning controller replica.
     List,
     /// One cluster, by server URL or name.
-    Get { server: String },
+    Get {
+        #[arg(value_name = "SERVER")]
+        cluster: String,
+    },
+    /// Add a cluster (written to an Argo CD cluster Secret; credentials are never shown).
+    Add {
+        /// The cluster's API server URL (https://).
+        #[arg(value_name = "SERVER")]
+        cluster_url: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Bearer token (or FLOTILLA_CLUSTER_TOKEN).
+        #[arg(long, env = "FLOTILLA_CLUSTER_TOKEN", hide_env_values = true)]
+        bearer_token: Option<String>,
+        /// PEM file of the CA that signs the API server's certificate.
+        #[arg(long)]
+        ca_file: Option<std::path::PathBuf>,
+        /// Skip TLS verification.
+        #[arg(long)]
+        insecure: bool,
+        /// Scope it to one AppProject.
+        #[arg(long)]
+        project: Option<String>,
+        /// Replace an existing cluster of the same URL.
+        #[arg(long)]
+        upsert: bool,
+    },
+    /// Remove a cluster (its Secret; nothing on the cluster is deleted).
+    Rm {
+        #[arg(value_name = "SERVER")]
+        cluster_url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RepoCommand {
     /// List repositories and credential templates.
     List,
+    /// Add a repository (credentials go to its Secret and are never shown).
+    Add {
+        url: String,
+        /// git or helm.
+        #[arg(long, default_value = "git")]
+        r#type: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        username: Option<String>,
+        /// Password or token (or FLOTILLA_REPO_PASSWORD).
+        #[arg(long, env = "FLOTILLA_REPO_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        #[arg(long)]
+        insecure: bool,
+        #[arg(long)]
+        upsert: bool,
+    },
+    /// Remove a repository.
+    Rm { url: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,14 +149,89 @@ pub async fn projects(api: &Api, cmd: ProjCommand, format: Format) -> Result<(),
                 .await?;
             print_value(&v, format);
         }
+        ProjCommand::Create { file, upsert } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| ApiError::Config(format!("{}: {e}", file.display())))?;
+            let project: Value = serde_yaml::from_str(&text)
+                .map_err(|e| ApiError::Config(format!("{}: {e}", file.display())))?;
+            let v = api
+                .post(
+                    "/api/v1/projects",
+                    &serde_json::json!({"project": project, "upsert": upsert}),
+                )
+                .await?;
+            println!(
+                "project {} {}",
+                v["metadata"]["name"].as_str().unwrap_or_default(),
+                if upsert { "written" } else { "created" }
+            );
+        }
+        ProjCommand::Delete { name } => {
+            api.delete(&format!(
+                "/api/v1/projects/{}",
+                crate::client::encode(&name)
+            ))
+            .await?;
+            println!("project {name} deleted");
+        }
     }
     Ok(())
 }
 
 pub async fn clusters(api: &Api, cmd: ClusterCommand, format: Format) -> Result<(), ApiError> {
+    let cmd = match cmd {
+        ClusterCommand::Add {
+            cluster_url: server,
+            name,
+            bearer_token,
+            ca_file,
+            insecure,
+            project,
+            upsert,
+        } => {
+            let ca = match ca_file {
+                Some(f) => Some(
+                    std::fs::read(&f)
+                        .map_err(|e| ApiError::Config(format!("{}: {e}", f.display())))?,
+                ),
+                None => None,
+            };
+            use base64::Engine;
+            let config = serde_json::json!({
+                "bearerToken": bearer_token,
+                "tlsClientConfig": {"insecure": insecure,
+                    "caData": ca.map(|c| base64::engine::general_purpose::STANDARD.encode(c))},
+            });
+            let v = api
+                .post(
+                    &format!("/api/v1/clusters?upsert={upsert}"),
+                    &serde_json::json!({"server": server, "name": name, "config": config, "project": project}),
+                )
+                .await?;
+            println!(
+                "cluster {} added (Secret {})",
+                s(&v, "server"),
+                s(&v, "secret")
+            );
+            return Ok(());
+        }
+        ClusterCommand::Rm {
+            cluster_url: server,
+        } => {
+            api.delete(&format!(
+                "/api/v1/clusters/{}",
+                crate::client::encode(&server)
+            ))
+            .await?;
+            println!("cluster {server} removed");
+            return Ok(());
+        }
+        other => other,
+    };
     let v = match &cmd {
+        ClusterCommand::Add { .. } | ClusterCommand::Rm { .. } => return Ok(()),
         ClusterCommand::List => api.get("/api/v1/clusters").await?,
-        ClusterCommand::Get { server } => {
+        ClusterCommand::Get { cluster: server } => {
             api.get(&format!(
                 "/api/v1/clusters/{}",
                 crate::client::encode(server)
@@ -106,6 +243,7 @@ pub async fn clusters(api: &Api, cmd: ClusterCommand, format: Format) -> Result<
         (Format::Json | Format::Yaml, _) | (_, ClusterCommand::Get { .. }) => {
             print_value(&v, format)
         }
+        (_, ClusterCommand::Add { .. } | ClusterCommand::Rm { .. }) => {}
         (_, ClusterCommand::List) => {
             let rows: Vec<Vec<String>> = items(&v)
                 .iter()
@@ -136,7 +274,42 @@ pub async fn clusters(api: &Api, cmd: ClusterCommand, format: Format) -> Result<
 }
 
 pub async fn repositories(api: &Api, cmd: RepoCommand, format: Format) -> Result<(), ApiError> {
-    let RepoCommand::List = cmd;
+    match cmd {
+        RepoCommand::List => {}
+        RepoCommand::Add {
+            url,
+            r#type,
+            name,
+            project,
+            username,
+            password,
+            insecure,
+            upsert,
+        } => {
+            let v = api
+                .post(
+                    &format!("/api/v1/repositories?upsert={upsert}"),
+                    &serde_json::json!({"repo": url, "type": r#type, "name": name, "project": project,
+                        "username": username, "password": password, "insecure": insecure}),
+                )
+                .await?;
+            println!(
+                "repository {} added (Secret {})",
+                s(&v, "repo"),
+                s(&v, "secret")
+            );
+            return Ok(());
+        }
+        RepoCommand::Rm { url } => {
+            api.delete(&format!(
+                "/api/v1/repositories/{}",
+                crate::client::encode(&url)
+            ))
+            .await?;
+            println!("repository {url} removed");
+            return Ok(());
+        }
+    }
     let v = api.get("/api/v1/repositories").await?;
     match format {
         Format::Json | Format::Yaml => print_value(&v, format),
@@ -213,9 +386,27 @@ pub fn render_fleet(v: &Value) -> String {
         s(v, "applications"),
         s(v, "clusters")
     ));
+    if let Some(r) = v["manifestCacheHitRatio"].as_f64() {
+        out.push_str(&format!("; manifest cache hit ratio {:.1} %", r * 100.0));
+    }
     let unowned = v["unownedClusters"].as_array().map_or(0, Vec::len);
     if unowned > 0 {
         out.push_str(&format!("; {unowned} clusters without an owner right now"));
+    }
+    let repo: Vec<String> = v["repoServers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{} ({})",
+                s(e, "endpoint"),
+                if e["up"] == true { "up" } else { "down" }
+            )
+        })
+        .collect();
+    if !repo.is_empty() {
+        out.push_str(&format!("\nrepo-servers: {}", repo.join(", ")));
     }
     out
 }
@@ -231,7 +422,8 @@ mod tests {
             {"identity": "c-0", "live": true, "claimedClusters": 2,
              "status": {"ownedClusters": ["a", "b"], "ownedApplications": 10, "queueDepth": 3, "fenced": false}},
             {"identity": "c-1", "live": false, "claimedClusters": 1}],
-            "applications": 10, "clusters": 3, "unownedClusters": ["c"]});
+            "applications": 10, "clusters": 3, "unownedClusters": ["c"], "manifestCacheHitRatio": 0.75,
+            "repoServers": [{"endpoint": "https://r0:8081", "up": true}]});
         let t = render_fleet(&v);
         let lines: Vec<&str> = t.lines().collect();
         assert!(
@@ -240,7 +432,9 @@ mod tests {
         );
         assert!(lines[2].starts_with("c-1      expired  1"), "{t}");
         assert!(
-            t.ends_with("10 applications on 3 clusters; 1 clusters without an owner right now")
+            t.contains("10 applications on 3 clusters; manifest cache hit ratio 75.0 %; 1 clusters without an owner right now"),
+            "{t}"
         );
+        assert!(t.ends_with("repo-servers: https://r0:8081 (up)"), "{t}");
     }
 }

@@ -213,3 +213,44 @@ async fn run(cli: Cli) -> Result<Option<DiffOutcome>, ApiError> {
         Command::Fleet { command } => inventory::fleet(&api, command, format).await.map(|()| None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subcommand_arguments_never_take_a_global_flags_value() {
+        // `cluster add|get|rm SERVER` name a cluster; the API server stays what --server says.
+        for args in [
+            vec![
+                "flotilla",
+                "--server",
+                "http://api",
+                "cluster",
+                "add",
+                "https://k8s:6443",
+            ],
+            vec![
+                "flotilla",
+                "--server",
+                "http://api",
+                "cluster",
+                "get",
+                "prod",
+            ],
+            vec![
+                "flotilla",
+                "--server",
+                "http://api",
+                "cluster",
+                "rm",
+                "https://k8s:6443",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(&args).expect("parses");
+            assert_eq!(cli.server.as_deref(), Some("http://api"), "{args:?}");
+        }
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

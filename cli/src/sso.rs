@@ -60,7 +60,7 @@ pub async fn login(http: &reqwest::Client, server: &str, port: u16) -> Result<St
             .get(&url)
             .send()
             .await
-            .map_err(|e| ApiError::Unreachable(e.without_url().to_string()))?;
+            .map_err(|e| ApiError::Unreachable(crate::client::chain(&e.without_url())))?;
         if !resp.status().is_success() {
             return Err(config_err(format!("{url} answered {}", resp.status())));
         }
@@ -148,10 +148,18 @@ pub async fn login(http: &reqwest::Client, server: &str, port: u16) -> Result<St
                 continue;
             };
             let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            let (status, body, result) = match (param("state"), param("code"), param("error")) {
-                (_, _, Some(e)) => ("400 Bad Request", format!("Sign-in failed: {e}"), Err(config_err(format!("the provider refused: {e}")))),
-                (Some(s), Some(c), None) if s == state => ("200 OK", "Signed in to Flotilla. You can close this window.".to_string(), Ok(c)),
-                _ => ("400 Bad Request", "Unexpected sign-in response.".to_string(), Err(config_err("the callback's state does not match this login"))),
+            // Only an answer carrying this login's state counts (any local page could call
+            // the listener); a wrong one is refused and the login keeps waiting.
+            if param("state").as_deref() != Some(state.as_str()) {
+                let _ = conn
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+                continue;
+            }
+            let (status, body, result) = match (param("code"), param("error")) {
+                (_, Some(e)) => ("400 Bad Request", format!("Sign-in failed: {e}"), Err(config_err(format!("the provider refused: {e}")))),
+                (Some(c), None) => ("200 OK", "Signed in to Flotilla. You can close this window.".to_string(), Ok(c)),
+                (None, None) => ("400 Bad Request", "Unexpected sign-in response.".to_string(), Err(config_err("the callback has no code"))),
             };
             let _ = conn
                 .write_all(
@@ -181,7 +189,7 @@ pub async fn login(http: &reqwest::Client, server: &str, port: u16) -> Result<St
         .body(form)
         .send()
         .await
-        .map_err(|e| ApiError::Unreachable(e.without_url().to_string()))?;
+        .map_err(|e| ApiError::Unreachable(crate::client::chain(&e.without_url())))?;
     let status = resp.status();
     let body: Value =
         serde_json::from_str(&resp.text().await.unwrap_or_default()).unwrap_or(Value::Null);
@@ -214,7 +222,7 @@ mod tests {
     fn pkce_and_the_callback_are_read_as_specified() {
         // RFC 7636, appendix B.
         assert_eq!(
-            challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWStEjck"),
+            challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         let p =

@@ -182,7 +182,7 @@ fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-fn url_host(server: &str) -> Option<&str> {
+pub fn url_host(server: &str) -> Option<&str> {
     let rest = server
         .strip_prefix("https://")
         .or_else(|| server.strip_prefix("http://"))?;

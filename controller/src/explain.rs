@@ -72,6 +72,69 @@ pub async fn resources(ctx: &Arc<Context>, key: &AppKey) -> Result<Explained, Ex
 pub struct Explained {
     pub resources: Vec<ResourceView>,
     pub children: Vec<crate::tree::ChildNode>,
+    /// The children are incomplete (a limit was reached or a list failed).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub children_truncated: bool,
+    /// Local objects left out of a local diff, each with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_compared: Vec<String>,
+}
+
+/// Which local objects a local diff compares. Secrets are not (a caller who may only read the
+/// app must not learn whether a guessed value matches the live one), nor kinds the app neither
+/// renders from Git nor has live (comparing them would start new watches on the cluster at a
+/// reader's request).
+fn local_comparable(
+    ctx: &Context,
+    app: &crate::types::Application,
+    key: &AppKey,
+    objects: Vec<Value>,
+) -> (Vec<Value>, Vec<String>) {
+    let kind_of = |o: &Value| {
+        let av = o["apiVersion"].as_str().unwrap_or_default();
+        let group = av.split_once('/').map_or("", |(g, _)| g).to_string();
+        (group, o["kind"].as_str().unwrap_or_default().to_string())
+    };
+    let mut known: std::collections::BTreeSet<(String, String)> = ctx
+        .memo(key)
+        .desired
+        .map(|d| d.objects.iter().map(kind_of).collect())
+        .unwrap_or_default();
+    for r in app
+        .status
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        known.insert((r.group.clone(), r.kind.clone()));
+    }
+    let mut skipped = Vec::new();
+    let compared = objects
+        .into_iter()
+        .filter(|o| {
+            let (group, kind) = kind_of(o);
+            let name = o
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let id = format!("{kind} {name}");
+            if group.is_empty() && kind == "Secret" {
+                skipped.push(format!(
+                    "{id}: Secrets are not compared with local manifests"
+                ));
+                false
+            } else if !known.contains(&(group, kind.clone())) {
+                skipped.push(format!(
+                    "{id}: the application has no {kind} from Git or live; not compared"
+                ));
+                false
+            } else {
+                true
+            }
+        })
+        .collect();
+    (compared, skipped)
 }
 
 /// The most objects a local diff may carry.
@@ -86,6 +149,7 @@ pub async fn resources_against(
     local: Option<Vec<serde_json::Value>>,
 ) -> Result<Explained, ExplainError> {
     let with_children = local.is_none();
+    let mut not_compared = Vec::new();
     let app = ctx
         .app(key)
         .ok_or_else(|| ExplainError::NotFound(key.to_string()))?;
@@ -124,10 +188,12 @@ pub async fn resources_against(
                     "object {bad} has no apiVersion or kind"
                 )));
             }
+            let (compared, skipped) = local_comparable(ctx, &app, key, objects);
+            not_compared = skipped;
             crate::context::DesiredMemo {
                 fingerprint: "local".into(),
                 revisions: Vec::new(),
-                objects: Arc::new(objects),
+                objects: Arc::new(compared),
                 source_type: "Local".into(),
             }
         }
@@ -154,15 +220,16 @@ pub async fn resources_against(
         FIELD_MANAGER,
         &ignore,
     );
-    let children = if with_children {
+    let (children, children_truncated) = if with_children {
         let roots: Vec<Value> = cmp
             .resources
             .iter()
             .filter_map(|r| r.live.as_deref().cloned())
             .collect();
-        crate::tree::children(cache.client(), &roots).await
+        let c = crate::tree::children(cache.client(), &roots).await;
+        (c.nodes, c.truncated)
     } else {
-        Vec::new()
+        (Vec::new(), false)
     };
     let resources = cmp
         .resources
@@ -172,6 +239,8 @@ pub async fn resources_against(
     Ok(Explained {
         resources,
         children,
+        children_truncated,
+        not_compared,
     })
 }
 

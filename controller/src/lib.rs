@@ -33,6 +33,7 @@ pub mod repos;
 pub mod run;
 pub mod settings;
 pub mod status;
+pub mod status_routes;
 pub mod sync;
 pub mod syncop;
 pub mod tracking;

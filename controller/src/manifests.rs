@@ -376,6 +376,22 @@ impl ManifestClient {
         &self.pool
     }
 
+    /// Desired-state retrievals so far by outcome: (memory hits, shared-cache hits, misses).
+    pub fn cache_counts(&self) -> (u64, u64, u64) {
+        let get = |outcome: &'static str| {
+            self.metrics
+                .cache
+                .get_or_create(&OutcomeLabels { outcome })
+                .get()
+        };
+        (get("hit-memory"), get("hit-shared"), get("miss"))
+    }
+
+    /// Repo-server calls in flight now.
+    pub fn rpc_in_flight(&self) -> i64 {
+        self.metrics.rpc_in_flight.get()
+    }
+
     pub fn revisions(&self) -> &RevisionStore {
         &self.revisions
     }

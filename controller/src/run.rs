@@ -279,144 +279,6 @@ fn endpoint_router(
     }
 }
 
-/// What this replica is doing: identity, ring members, owned and pending clusters, queue depth.
-fn replica_status(ctx: Option<&Arc<Context>>) -> serde_json::Value {
-    let Some(ctx) = ctx else {
-        return serde_json::json!({"stopping": true});
-    };
-    let shard = ctx.shard.borrow().clone();
-    serde_json::json!({
-        "identity": shard.identity,
-        "applications": ctx.apps.state().len(),
-        "clusters": ctx.registry.borrow().clusters().map(|c| c.server.clone()).collect::<Vec<_>>(),
-        "cachedClusters": ctx.caches.servers(),
-        "ownsAll": ctx.gate.owns_all(),
-        "members": shard.members,
-        "ownedClusters": *ctx.gate.held(),
-        "pendingClusters": shard.pending,
-        "releasingClusters": shard.releasing,
-        "fenced": shard.fenced,
-        "ownedApplications": ctx.metrics.owned_apps.get(),
-        "queueDepth": ctx.queue.len(),
-    })
-}
-
-/// Whether `headers` carry the status token.
-fn has_status_token(headers: &axum::http::HeaderMap, token: &str) -> bool {
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    crate::webhook::ct_eq(presented.as_bytes(), token.as_bytes())
-}
-
-/// `/status/replica`: [`replica_status`] behind the status token, for the API's fleet view.
-async fn replica_view(
-    axum::extract::State((ctx, token)): axum::extract::State<(
-        std::sync::Weak<Context>,
-        Arc<String>,
-    )>,
-    headers: axum::http::HeaderMap,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    if !has_status_token(&headers, &token) {
-        return axum::http::StatusCode::UNAUTHORIZED.into_response();
-    }
-    axum::Json(replica_status(ctx.upgrade().as_ref())).into_response()
-}
-
-/// `/status/applications/{namespace}/{name}/resources`: each resource's sync, health and
-/// masked desired-vs-live diff (`crate::explain`), for the API server to route to the owner.
-async fn resource_views(
-    axum::extract::State((ctx, token)): axum::extract::State<(
-        std::sync::Weak<Context>,
-        Arc<String>,
-    )>,
-    axum::extract::Path((namespace, name)): axum::extract::Path<(String, String)>,
-    headers: axum::http::HeaderMap,
-) -> axum::response::Response {
-    explained(ctx, &token, &headers, AppKey::new(namespace, name), None).await
-}
-
-/// Body of `POST .../diff`: objects rendered elsewhere, to compare instead of the source's.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LocalDiff {
-    manifests: Vec<serde_json::Value>,
-}
-
-/// `POST /status/applications/{namespace}/{name}/diff`: [`resource_views`] against local
-/// manifests (`flotilla app diff --local`). Compared only, never applied.
-async fn local_diff(
-    axum::extract::State((ctx, token)): axum::extract::State<(
-        std::sync::Weak<Context>,
-        Arc<String>,
-    )>,
-    axum::extract::Path((namespace, name)): axum::extract::Path<(String, String)>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    if !has_status_token(&headers, &token) {
-        return axum::http::StatusCode::UNAUTHORIZED.into_response();
-    }
-    let local: LocalDiff = match serde_json::from_slice(&body) {
-        Ok(l) => l,
-        Err(e) => {
-            return (
-                axum::http::StatusCode::BAD_REQUEST,
-                axum::Json(serde_json::json!({"error": format!("diff request: {e}")})),
-            )
-                .into_response();
-        }
-    };
-    explained(
-        ctx,
-        &token,
-        &headers,
-        AppKey::new(namespace, name),
-        Some(local.manifests),
-    )
-    .await
-}
-
-async fn explained(
-    ctx: std::sync::Weak<Context>,
-    token: &str,
-    headers: &axum::http::HeaderMap,
-    key: AppKey,
-    local: Option<Vec<serde_json::Value>>,
-) -> axum::response::Response {
-    use axum::http::StatusCode;
-    use axum::response::IntoResponse;
-    if !has_status_token(headers, token) {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    let Some(ctx) = ctx.upgrade() else {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    };
-    match crate::explain::resources_against(&ctx, &key, local).await {
-        Ok(explained) => axum::Json(explained).into_response(),
-        Err(e) => {
-            let code = match e {
-                crate::explain::ExplainError::NotFound(_) => StatusCode::NOT_FOUND,
-                crate::explain::ExplainError::NotOwned(_) => StatusCode::MISDIRECTED_REQUEST,
-                crate::explain::ExplainError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                crate::explain::ExplainError::Invalid(_) => StatusCode::BAD_REQUEST,
-            };
-            (
-                code,
-                axum::Json(serde_json::json!({"error": e.to_string()})),
-            )
-                .into_response()
-        }
-    }
-}
-
-/// Largest `POST .../diff` body (local manifests).
-const LOCAL_DIFF_MAX_BYTES: usize = 16 * 1024 * 1024;
-
 /// Run the controller until `shutdown` resolves.
 pub async fn run(
     cfg: ControllerConfig,
@@ -720,46 +582,37 @@ pub async fn run(
     let status = cfg.status_endpoint.then(|| {
         axum::routing::get(move || {
             let ctx = status_ctx.upgrade();
-            async move { axum::Json(replica_status(ctx.as_ref())) }
+            async move { axum::Json(crate::status_routes::replica_status(ctx.as_ref())) }
         })
     });
     let mut router = endpoint_router(Arc::new(metrics_registry), ready.clone(), status);
-    if let Some(token) = cfg.status_token.clone() {
-        let token = Arc::new(token);
-        router = router
-            .route(
-                "/status/applications/{namespace}/{name}/resources",
-                axum::routing::get(resource_views)
-                    .with_state((Arc::downgrade(&ctx), token.clone())),
-            )
-            .route(
-                "/status/applications/{namespace}/{name}/diff",
-                axum::routing::post(local_diff)
-                    .with_state((Arc::downgrade(&ctx), token.clone()))
-                    .layer(axum::extract::DefaultBodyLimit::max(LOCAL_DIFF_MAX_BYTES)),
-            )
-            .route(
-                "/status/replica",
-                axum::routing::get(replica_view).with_state((Arc::downgrade(&ctx), token)),
-            );
+    let status_routes = cfg
+        .status_token
+        .clone()
+        .map(|secret| crate::status_routes::StatusRoutes::new(Arc::downgrade(&ctx), secret));
+    if let Some(routes) = &status_routes {
+        router = router.merge(crate::status_routes::router(routes.clone()));
     }
     let metrics_addr = flotilla_core::http::serve(cfg.metrics_listen, router).await?;
-    match (&cfg.advertise_address, metrics_addr.ip().is_unspecified()) {
-        (Some(a), _) => {
+    let advertised = match (&cfg.advertise_address, metrics_addr.ip().is_unspecified()) {
+        (Some(a), _) => Some(a.clone()),
+        (None, false) => Some(metrics_addr.to_string()),
+        (None, true) => None,
+    };
+    if let (Some(routes), Some(a)) = (&status_routes, &advertised) {
+        let _ = routes.address.set(a.clone());
+    }
+    match &advertised {
+        Some(a) => {
             membership_cfg
                 .annotations
                 .insert(STATUS_ADDRESS_ANNOTATION.into(), a.clone());
         }
-        (None, false) => {
-            membership_cfg
-                .annotations
-                .insert(STATUS_ADDRESS_ANNOTATION.into(), metrics_addr.to_string());
-        }
-        (None, true) if cfg.status_token.is_some() => tracing::warn!(
+        None if cfg.status_token.is_some() => tracing::warn!(
             metrics = %metrics_addr,
             "no --advertise-address: the API server cannot reach this replica's status routes"
         ),
-        (None, true) => {}
+        None => {}
     }
     let webhook_addr = match cfg.webhook_listen {
         Some(addr) => {

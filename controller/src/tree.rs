@@ -12,10 +12,16 @@ use serde_json::Value;
 
 use crate::explain::HealthView;
 
-/// Children listed per parent at most (the rest are counted, not shown).
+/// Children listed per parent at most (a parent with more is reported as truncated).
 pub const MAX_CHILDREN: u32 = 500;
 /// Nodes in one tree at most.
 pub const MAX_NODES: usize = 2000;
+/// List calls one tree may make (each workload and each ReplicaSet or Job costs one).
+pub const MAX_LISTS: usize = 64;
+/// Trees built at once on one controller: the lists go to the destination clusters under the
+/// controller's identity, beside its syncs; a view asked while these are busy comes without
+/// children (and says so).
+static BUILDING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 /// Deadline of one list call.
 const LIST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -88,10 +94,29 @@ fn info(kind: &str, obj: &Value) -> String {
     }
 }
 
-/// The children of `roots` (live managed objects), breadth first, up to [`MAX_NODES`].
-/// A list that fails or times out leaves that branch out (logged), never the whole tree.
-pub async fn children(client: &Client, roots: &[Value]) -> Vec<ChildNode> {
+/// The objects the cluster made for `roots` (live managed objects), and whether the tree is
+/// incomplete (a limit was reached, a list failed, or too many trees are being built).
+pub struct Children {
+    pub nodes: Vec<ChildNode>,
+    pub truncated: bool,
+}
+
+/// The children of `roots`, breadth first, within [`MAX_NODES`], [`MAX_LISTS`] list calls
+/// and [`MAX_CHILDREN`] per parent. A list that fails or times out leaves that branch out.
+pub async fn children(client: &Client, roots: &[Value]) -> Children {
+    let Ok(_permit) = BUILDING.try_acquire() else {
+        return Children {
+            nodes: Vec::new(),
+            truncated: !roots.iter().all(|r| {
+                let av = r["apiVersion"].as_str().unwrap_or_default();
+                let group = av.split_once('/').map_or("", |(g, _)| g);
+                child_kinds(group, r["kind"].as_str().unwrap_or_default()).is_empty()
+            }),
+        };
+    };
     let mut out: Vec<ChildNode> = Vec::new();
+    let mut truncated = false;
+    let mut lists = 0usize;
     let mut frontier: Vec<Value> = roots.to_vec();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     while !frontier.is_empty() && out.len() < MAX_NODES {
@@ -109,6 +134,11 @@ pub async fn children(client: &Client, roots: &[Value]) -> Vec<ChildNode> {
                 continue;
             };
             for (g, v, k, plural) in child_kinds(group, kind) {
+                if lists >= MAX_LISTS {
+                    truncated = true;
+                    continue;
+                }
+                lists += 1;
                 let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), plural);
                 let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
                 let mut lp = ListParams::default().limit(MAX_CHILDREN);
@@ -158,7 +188,10 @@ pub async fn children(client: &Client, roots: &[Value]) -> Vec<ChildNode> {
                         info: info(k, &obj),
                     });
                     if out.len() >= MAX_NODES {
-                        return out;
+                        return Children {
+                            nodes: out,
+                            truncated: true,
+                        };
                     }
                     next.push(obj);
                 }
@@ -166,7 +199,10 @@ pub async fn children(client: &Client, roots: &[Value]) -> Vec<ChildNode> {
         }
         frontier = next;
     }
-    out
+    Children {
+        nodes: out,
+        truncated,
+    }
 }
 
 #[cfg(test)]

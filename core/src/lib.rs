@@ -7,6 +7,7 @@ pub mod coalesce;
 pub mod http;
 pub mod quantity;
 pub mod redact;
+pub mod status_auth;
 pub mod telemetry;
 
 /// Resolves on SIGTERM or Ctrl-C (how Kubernetes and a terminal stop a process).

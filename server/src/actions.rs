@@ -160,7 +160,7 @@ impl Actions {
         app: &Application,
         req: &RollbackRequest,
         by: &Principal,
-    ) -> Result<Operation, ActionError> {
+    ) -> Result<(Operation, String), ActionError> {
         if operation_in_progress(app) {
             return Err(ActionError::InProgress);
         }
@@ -173,8 +173,14 @@ impl Actions {
         )
         .map_err(ActionError::Refused)?;
         let (ns, name) = names(app);
-        self.api(&ns)
-            .patch(&name, &params(), &Patch::Merge(json!({"operation": op})))
+        let written = self
+            .api(&ns)
+            .patch(
+                &name,
+                &params(),
+                &Patch::Merge(json!({"operation": op,
+                    "metadata": {"resourceVersion": app.metadata.resource_version}})),
+            )
             .await?;
         tracing::info!(user = %by.subject, app = %format!("{ns}/{name}"), id = req.id, "rollback requested");
         self.events.emit(
@@ -183,7 +189,7 @@ impl Actions {
             "OperationStarted",
             format!("{} initiated rollback to {}", by.subject, req.id),
         );
-        Ok(op)
+        Ok((op, written.metadata.resource_version.unwrap_or_default()))
     }
 
     /// Delete `app`. With `cascade`, its resources go too (the resources finalizer, foreground
@@ -290,7 +296,7 @@ impl Actions {
         app: &Application,
         req: &SyncRequest,
         by: &Principal,
-    ) -> Result<Operation, ActionError> {
+    ) -> Result<(Operation, String), ActionError> {
         if operation_in_progress(app) {
             return Err(ActionError::InProgress);
         }
@@ -302,7 +308,15 @@ impl Actions {
             field_manager: Some(MANAGER.into()),
             ..Default::default()
         };
-        api.patch(&name, &params, &Patch::Merge(json!({"operation": op})))
+        // Conditional on the version whose state said "no operation": two concurrent requests
+        // cannot both start one (the second gets a conflict, 409).
+        let written = api
+            .patch(
+                &name,
+                &params,
+                &Patch::Merge(json!({"operation": op,
+                    "metadata": {"resourceVersion": app.metadata.resource_version}})),
+            )
             .await?;
         let what = req
             .revision
@@ -316,7 +330,7 @@ impl Actions {
             "OperationStarted",
             format!("{} initiated sync{what}", by.subject),
         );
-        Ok(op)
+        Ok((op, written.metadata.resource_version.unwrap_or_default()))
     }
 
     /// Ask the owning controller to refresh `app` (`hard`: render again, skipping caches).
@@ -330,6 +344,17 @@ impl Actions {
         let name = app.metadata.name.clone().unwrap_or_default();
         let api: Api<Application> = Api::namespaced(self.client.clone(), &ns);
         let kind = if hard { "hard" } else { "normal" };
+        // One pending request is enough: asking again (a reader hammering refresh) writes
+        // nothing and records nothing until the controller has taken the first.
+        let pending = app
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("argocd.argoproj.io/refresh"))
+            .map(String::as_str);
+        if pending == Some("hard") || pending == Some(kind) {
+            return Ok(());
+        }
         let params = PatchParams {
             field_manager: Some(MANAGER.into()),
             ..Default::default()

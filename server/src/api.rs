@@ -38,6 +38,8 @@ pub struct Server {
     pub controllers: crate::controllers::Controllers,
     /// Repository and credential-template Secrets (never returned; listed by URL).
     pub repos: Store<k8s_openapi::api::core::v1::Secret>,
+    /// The control-plane namespace (Applications, AppProjects, Argo CD's Secrets).
+    pub namespace: String,
     /// Every app's summary in list order, kept by the watch.
     pub index: Arc<crate::query::AppIndex>,
     /// Application changes, for the streaming endpoint.
@@ -67,7 +69,7 @@ pub(crate) fn error(code: StatusCode, message: impl Into<String>) -> Response {
 }
 
 impl Server {
-    fn policy(&self) -> Arc<crate::rbac::Policy> {
+    pub(crate) fn policy(&self) -> Arc<crate::rbac::Policy> {
         match self.rbac.read() {
             Ok(p) => p.clone(),
             Err(p) => p.into_inner().clone(),
@@ -91,6 +93,17 @@ pub(crate) fn app_object(app: &Application) -> String {
         "{project}/{}",
         app.metadata.name.as_deref().unwrap_or_default()
     )
+}
+
+/// The answer about an app that does not exist: 404 only to a caller who could see an app of
+/// that name in every project; anyone else gets the 403 a hidden app gets, so names of other
+/// teams' apps cannot be probed.
+pub(crate) fn missing_app(s: &Server, who: &Principal, ns: &str, name: &str) -> Response {
+    if s.can(who, "applications", "get", &format!("*/{name}")) {
+        error(StatusCode::NOT_FOUND, format!("no application {ns}/{name}"))
+    } else {
+        denied()
+    }
 }
 
 pub(crate) fn denied() -> Response {
@@ -120,7 +133,7 @@ async fn answer(
 }
 
 /// Drop what clients never need (and what would double the payload).
-fn trimmed<K: serde::Serialize>(obj: &K) -> Value {
+pub(crate) fn trimmed<K: serde::Serialize>(obj: &K) -> Value {
     let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
     if let Some(m) = v.pointer_mut("/metadata").and_then(Value::as_object_mut) {
         m.remove("managedFields");
@@ -162,7 +175,7 @@ async fn get_app(
         match s.apps.get(&ObjectRef::new(&name).within(&ns)) {
             Some(a) if !s.can(who, "applications", "get", &app_object(&a)) => denied(),
             Some(a) => Json(trimmed(&*a)).into_response(),
-            None => error(StatusCode::NOT_FOUND, format!("no application {ns}/{name}")),
+            None => missing_app(&s, who, &ns, &name),
         }
     })
     .await
@@ -204,7 +217,10 @@ async fn get_project(State(s): Shared, headers: HeaderMap, Path(name): Path<Stri
         {
             Some(_) if !s.can(who, "projects", "get", &name) => denied(),
             Some(p) => Json(trimmed(&**p)).into_response(),
-            None => error(StatusCode::NOT_FOUND, format!("no project {name}")),
+            None if s.can(who, "projects", "get", "*") => {
+                error(StatusCode::NOT_FOUND, format!("no project {name}"))
+            }
+            None => denied(),
         }
     })
     .await
@@ -244,17 +260,15 @@ async fn sync_app(
             Err(e) => return error(StatusCode::BAD_REQUEST, e),
         };
         let Some(app) = s.apps.get(&ObjectRef::new(&name).within(&ns)) else {
-            return error(StatusCode::NOT_FOUND, format!("no application {ns}/{name}"));
+            return missing_app(&s, &who, &ns, &name);
         };
         if !s.can(&who, "applications", "sync", &app_object(&app)) {
             return denied();
         }
         match s.actions.sync(&app, &req, &who).await {
-            Ok(op) => Json(json!({"operation": op})).into_response(),
-            Err(e @ crate::actions::ActionError::InProgress) => {
-                error(StatusCode::CONFLICT, e.to_string())
-            }
-            Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+            // The app's version with this operation in it: a client waits for a later one.
+            Ok((op, rv)) => Json(json!({"operation": op, "resourceVersion": rv})).into_response(),
+            Err(e) => crate::app_api::action_error(e),
         }
     }
     .await;
@@ -284,7 +298,7 @@ async fn refresh_app(
             Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
         };
         let Some(app) = s.apps.get(&ObjectRef::new(&name).within(&ns)) else {
-            return error(StatusCode::NOT_FOUND, format!("no application {ns}/{name}"));
+            return missing_app(&s, &who, &ns, &name);
         };
         if !s.can(&who, "applications", "get", &app_object(&app)) {
             return denied();
@@ -293,7 +307,7 @@ async fn refresh_app(
             Ok(()) => {
                 Json(json!({"refresh": if q.hard { "hard" } else { "normal" }})).into_response()
             }
-            Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+            Err(e) => crate::app_api::action_error(e),
         }
     }
     .await;
@@ -318,9 +332,41 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/openapi.json", get(|| async { Json(openapi()) }))
         .merge(crate::app_api::routes())
         .merge(crate::fleet_api::routes())
+        .merge(crate::config_api::routes())
         .merge(crate::stream::routes())
         .merge(crate::auth::routes())
+        .layer(axum::middleware::from_fn(cookie_writes_need_json))
         .with_state(server)
+}
+
+/// A write authenticated only by the browser's cookie must say `Content-Type:
+/// application/json`: a page on another origin (even a sibling subdomain, which SameSite=Lax
+/// lets through) cannot send that without a CORS preflight, which this server never grants.
+/// Token-authenticated clients (`Authorization`) are not affected.
+async fn cookie_writes_need_json(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let headers = req.headers();
+    let by_cookie = headers.get(http::header::AUTHORIZATION).is_none()
+        && crate::oidc::cookie(headers, crate::oidc::TOKEN_COOKIE).is_some();
+    let json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if writes && by_cookie && !json {
+        return error(
+            StatusCode::FORBIDDEN,
+            "a write signed in by cookie needs Content-Type: application/json",
+        );
+    }
+    next.run(req).await
 }
 
 /// The OpenAPI 3 document of `/api/v1` (public, like any API description).
@@ -329,6 +375,7 @@ pub fn openapi() -> Value {
     for more in [
         crate::app_api::openapi_paths(),
         crate::fleet_api::openapi_paths(),
+        crate::config_api::openapi_paths(),
         crate::stream::openapi_paths(),
         crate::auth::openapi_paths(),
     ] {

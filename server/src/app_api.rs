@@ -32,7 +32,7 @@ pub(crate) async fn authorized_app(
     let app = s
         .apps
         .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no application {ns}/{name}")))?;
+        .ok_or_else(|| crate::api::missing_app(s, &who, ns, name))?;
     if !s.can(&who, "applications", act, &app_object(&app)) {
         return Err(denied());
     }
@@ -40,7 +40,7 @@ pub(crate) async fn authorized_app(
 }
 
 /// The answer to a failed action.
-fn action_error(e: ActionError) -> Response {
+pub(crate) fn action_error(e: ActionError) -> Response {
     match e {
         ActionError::InProgress | ActionError::NotRunning => {
             error(StatusCode::CONFLICT, e.to_string())
@@ -58,12 +58,21 @@ fn action_error(e: ActionError) -> Response {
 fn routed(r: Result<crate::controllers::Answer, crate::controllers::RouteError>) -> Response {
     match r {
         Ok((200, body)) => Json(body).into_response(),
-        Ok((code, body)) => error(
+        // The controller's own refusals of the request pass through; its authentication
+        // failures are the server's misconfiguration, not the caller's (502).
+        Ok((code @ (400 | 404 | 429 | 503), body)) => error(
             StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
             body["error"]
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("the owning controller answered {code}")),
+        ),
+        Ok((code, body)) => error(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "the owning controller answered {code}: {}",
+                body["error"].as_str().unwrap_or("no details")
+            ),
         ),
         Err(e @ crate::controllers::RouteError::UnknownCluster(_)) => {
             error(StatusCode::NOT_FOUND, e.to_string())
@@ -73,7 +82,10 @@ fn routed(r: Result<crate::controllers::Answer, crate::controllers::RouteError>)
 }
 
 /// Largest `POST .../diff` body (local manifests), as the controllers take.
-pub const LOCAL_DIFF_MAX_BYTES: usize = 16 * 1024 * 1024;
+pub const LOCAL_DIFF_MAX_BYTES: usize = flotilla_controller::status_routes::LOCAL_DIFF_MAX_BYTES;
+
+/// Local diffs this server relays at once (each holds its manifests parsed); more get 429.
+static LOCAL_DIFFS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 /// `POST .../diff` with `{"manifests": [...]}`: the resources compared with manifests
 /// rendered elsewhere (`flotilla app diff --local`) instead of Git's. Nothing is applied.
@@ -83,17 +95,27 @@ async fn local_diff(
     Path((ns, name)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let resp = match authorized_app(&s, &headers, &ns, &name, "get").await {
-        Err(r) => r,
-        Ok((_, app)) => match serde_json::from_slice::<Value>(&body) {
+    let resp = async {
+        let (_, app) = match authorized_app(&s, &headers, &ns, &name, "get").await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let Ok(_permit) = LOCAL_DIFFS.try_acquire() else {
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many local diffs at once; try again",
+            );
+        };
+        match serde_json::from_slice::<Value>(&body) {
             Ok(v) if v["manifests"].is_array() => routed(s.controllers.local_diff(&app, &v).await),
             Ok(_) => error(
                 StatusCode::BAD_REQUEST,
                 "expected {\"manifests\": [objects]}",
             ),
             Err(e) => error(StatusCode::BAD_REQUEST, format!("diff request: {e}")),
-        },
-    };
+        }
+    }
+    .await;
     count(&s, "diff", resp)
 }
 
@@ -181,7 +203,7 @@ async fn rollback(
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("rollback request: {e}")),
         };
         match s.actions.rollback(&app, &req, &who).await {
-            Ok(op) => Json(json!({"operation": op})).into_response(),
+            Ok((op, rv)) => Json(json!({"operation": op, "resourceVersion": rv})).into_response(),
             Err(e) => action_error(e),
         }
     }

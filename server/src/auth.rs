@@ -164,10 +164,11 @@ impl TokenReviews {
         if let Some(hit) = self.cached(&key) {
             return hit.ok_or(AuthError::Invalid);
         }
-        let _permit = self
-            .permits
-            .acquire()
+        // A flood of made-up tokens waits at most this long, then gets 503: it never queues
+        // without bound in front of real ServiceAccount logins.
+        let _permit = tokio::time::timeout(REVIEW_QUEUE_WAIT, self.permits.acquire())
             .await
+            .map_err(|_| AuthError::Unavailable)?
             .map_err(|_| AuthError::Unavailable)?;
         if let Some(hit) = self.cached(&key) {
             return hit.ok_or(AuthError::Invalid);
@@ -191,10 +192,11 @@ impl TokenReviews {
         let status = answer.status.unwrap_or_default();
         let who = match (status.authenticated, status.user) {
             (Some(true), Some(u)) if u.username.as_deref().is_some_and(|n| !n.is_empty()) => {
-                Some(Principal {
-                    subject: u.username.unwrap_or_default(),
-                    groups: u.groups.unwrap_or_default(),
-                })
+                external(
+                    u.username.as_deref().unwrap_or_default(),
+                    u.groups.unwrap_or_default(),
+                )
+                .ok()
             }
             _ => None,
         };
@@ -218,6 +220,33 @@ impl TokenReviews {
         who.ok_or(AuthError::Invalid)
     }
 }
+
+/// Whether a name is one the policy reserves: the local admin, roles, project roles.
+fn reserved(name: &str) -> bool {
+    name == "admin" || name.starts_with("role:") || name.starts_with("proj:")
+}
+
+/// A caller vouched for by an identity provider or the control plane. It may not take a name
+/// the policy reserves (an IdP user called `admin`, a group called `role:admin` or
+/// `proj:team-b:ci` would otherwise be them): such a subject is refused, such groups dropped.
+fn external(subject: &str, groups: Vec<String>) -> Result<Principal, AuthError> {
+    if subject.is_empty() || reserved(subject) {
+        tracing::warn!(%subject, "a signed-in subject with a reserved name is refused");
+        return Err(AuthError::Invalid);
+    }
+    let (kept, dropped): (Vec<String>, Vec<String>) =
+        groups.into_iter().partition(|g| !reserved(g));
+    if !dropped.is_empty() {
+        tracing::warn!(%subject, groups = ?dropped, "groups with reserved names ignored");
+    }
+    Ok(Principal {
+        subject: subject.to_string(),
+        groups: kept,
+    })
+}
+
+/// How long a TokenReview waits for one of the permits before answering 503.
+const REVIEW_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 struct Inner {
     admin_token: Option<String>,
@@ -499,10 +528,10 @@ impl Authenticator {
                 let r = match &sso.provider {
                     None => Err(AuthError::Unavailable),
                     Some(p) => match p.verify(token).await {
-                        Ok(c) => Ok(Principal {
-                            subject: c["sub"].as_str().unwrap_or_default().to_string(),
-                            groups: groups_from(&c, &self.scopes()),
-                        }),
+                        Ok(c) => external(
+                            c["sub"].as_str().unwrap_or_default(),
+                            groups_from(&c, &self.scopes()),
+                        ),
                         Err(oidc::VerifyError::Unavailable(_)) => Err(AuthError::Unavailable),
                         Err(e @ oidc::VerifyError::Invalid(_)) => {
                             tracing::debug!(error = %e, "ID token refused");
@@ -517,11 +546,13 @@ impl Authenticator {
             return self.outcome("oidc", Err(AuthError::Invalid));
         }
         match &self.inner.reviews {
-            Some(r) => {
+            // Kubernetes ServiceAccount tokens are JWTs: anything else is not worth a review.
+            Some(r) if crate::jwt::peek_claims(token).is_some() => {
                 let answer = r.review(token).await;
                 self.outcome("serviceaccount", answer)
             }
-            None => self.outcome("admin", Err(AuthError::Invalid)),
+            Some(_) => self.outcome("serviceaccount", Err(AuthError::Invalid)),
+            None => self.outcome("unknown", Err(AuthError::Invalid)),
         }
     }
 
@@ -995,9 +1026,16 @@ mod tests {
             )),
             Family::default(),
         );
+        // ServiceAccount tokens are JWTs: one that cannot be reviewed now is a 503, not 401.
+        let sa_token = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJrdWJlcm5ldGVzIiwic3ViIjoic2EifQ.c2ln";
+        assert_eq!(
+            a.authenticate(&bearer(sa_token)).await,
+            Err(AuthError::Unavailable)
+        );
+        // Anything else is not sent for review at all.
         assert_eq!(
             a.authenticate(&bearer("some-service-account-token")).await,
-            Err(AuthError::Unavailable)
+            Err(AuthError::Invalid)
         );
         assert_eq!(
             a.inner
@@ -1036,5 +1074,24 @@ mod tests {
             http::HeaderValue::from_static("cross-site"),
         );
         assert_eq!(cookie_token(&h), None);
+    }
+
+    #[test]
+    fn outside_identities_cannot_take_reserved_names() {
+        assert_eq!(external("admin", vec![]), Err(AuthError::Invalid));
+        assert_eq!(external("proj:team-b:ci", vec![]), Err(AuthError::Invalid));
+        assert_eq!(external("", vec![]), Err(AuthError::Invalid));
+        let p = external(
+            "alice",
+            vec![
+                "devs".into(),
+                "role:admin".into(),
+                "proj:b:ci".into(),
+                "admin".into(),
+            ],
+        )
+        .expect("alice");
+        assert_eq!(p.subject, "alice");
+        assert_eq!(p.groups, vec!["devs".to_string()]);
     }
 }

@@ -62,10 +62,11 @@ fn replica_of(lease: &Lease, now: jiff::Timestamp) -> Option<Replica> {
     let duration = spec.lease_duration_seconds.unwrap_or(10).max(1);
     // Live while renewed within its duration (plus as much again for clock skew: a stale
     // answer here only costs a retry on the next candidate).
+    // A renewal in the future (beyond a little skew) is not believed: it would outrank every
+    // honest replica.
     let live = renewed.is_some_and(|t| {
-        now.duration_since(t)
-            .as_secs()
-            .lt(&(2 * i64::from(duration)))
+        let age = now.duration_since(t).as_secs();
+        age > -FUTURE_SKEW_SECS && age < 2 * i64::from(duration)
     });
     let annotations = meta.annotations.as_ref();
     Some(Replica {
@@ -171,25 +172,57 @@ impl Controllers {
             replica: replica.to_string(),
             message,
         };
-        let url = format!("http://{address}{path}");
-        let req = match body {
-            None => self.http.get(url),
-            Some(b) => self
-                .http
-                .post(url)
-                .header("content-type", "application/json")
-                .body(b.to_string()),
+        use flotilla_core::status_auth::{
+            RESPONSE_SIGNATURE_HEADER, SIGNATURE_HEADER, TIME_HEADER, same, sign_request,
+            sign_response,
         };
-        let resp = req
-            .bearer_auth(token)
+        let url = format!("http://{address}{path}");
+        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        let (method, req) = match body {
+            None => ("GET", self.http.get(url)),
+            Some(_) => (
+                "POST",
+                self.http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(payload.clone()),
+            ),
+        };
+        // Signed for this address, this path and body, now: the secret itself never travels.
+        let time = flotilla_core::status_auth::now();
+        let signature = sign_request(token, time, method, address, path, payload.as_bytes());
+        let mut resp = req
+            .header(TIME_HEADER, time.to_string())
+            .header(SIGNATURE_HEADER, &signature)
             .send()
             .await
             .map_err(|e| failed(e.without_url().to_string()))?;
         let code = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
+        let answer_signature = resp
+            .headers()
+            .get(RESPONSE_SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| failed(e.without_url().to_string()))?;
+            .map_err(|e| failed(e.without_url().to_string()))?
+        {
+            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(failed(format!(
+                    "answer larger than {MAX_ANSWER_BYTES} bytes"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        // Only an answer signed with the shared secret for this request is believed.
+        let expected = sign_response(token, &signature, code, &bytes);
+        if !answer_signature.is_some_and(|a| same(&a, &expected)) {
+            return Err(failed(format!(
+                "answered {code} without a valid signature (a different --status-token, or not a Flotilla controller)"
+            )));
+        }
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok((code, body))
     }
@@ -257,11 +290,18 @@ impl Controllers {
 
 use RouteError::UnknownCluster;
 
-/// The HTTP client for the controllers: plain HTTP inside the cluster, short deadlines.
+/// The largest answer read from a controller.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+/// How far in the future a Lease's renewal may be and still count (clock skew).
+const FUTURE_SKEW_SECS: i64 = 5;
+
+/// The HTTP client for the controllers: plain HTTP inside the cluster, short deadlines, no
+/// redirects (an answer comes from the address asked, or not at all).
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_default()
 }
@@ -308,5 +348,8 @@ mod tests {
         // Not renewed for twice its duration: not live.
         let stale = replica_of(&lease("c-1", 25, &["https://a"], None), now).expect("replica");
         assert!(!stale.live);
+        // Renewed "in the future" (a forged Lease that would outrank everyone): not live.
+        let forged = replica_of(&lease("c-2", -60, &["https://a"], None), now).expect("replica");
+        assert!(!forged.live);
     }
 }

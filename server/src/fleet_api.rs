@@ -77,15 +77,19 @@ fn cluster_view(s: &Server, c: &Cluster, apps: usize, owners: &BTreeMap<String, 
     })
 }
 
-/// Applications per destination cluster URL.
-fn apps_per_cluster(s: &Server, reg: &Registry) -> BTreeMap<String, usize> {
+/// Applications per destination cluster URL, counting only those `who` may see.
+fn apps_per_cluster(s: &Server, who: &Principal, reg: &Registry) -> BTreeMap<String, usize> {
+    let policy = s.policy();
+    let visible = crate::rbac::app_visibility(&policy, &who.subject, &who.groups);
     let mut out = BTreeMap::new();
-    for a in s.apps.state() {
-        let d = &a.spec.destination;
-        if let Some(c) = reg.resolve(d.server.as_deref(), d.name.as_deref()) {
+    s.index.each(|a| {
+        let (server, name) = (Some(a.dest_server.as_str()), Some(a.dest_name.as_str()));
+        if let Some(c) = reg.resolve(server, name)
+            && visible(a)
+        {
             *out.entry(c.server.clone()).or_default() += 1;
         }
-    }
+    });
     out
 }
 
@@ -104,14 +108,19 @@ async fn list_clusters(State(s): Shared, headers: HeaderMap) -> Response {
         Err(e) => unauthenticated(e),
         Ok(who) => {
             let reg = registry(&s);
-            let counts = apps_per_cluster(&s, &reg);
+            let counts = apps_per_cluster(&s, &who, &reg);
             let owners = owners(&s, &reg);
             let items: Vec<Value> = reg
                 .clusters()
                 .filter(|c| may_see_cluster(&s, &who, c))
                 .map(|c| cluster_view(&s, c, counts.get(&c.server).copied().unwrap_or(0), &owners))
                 .collect();
-            let errors: Vec<String> = reg.errors.iter().map(ToString::to_string).collect();
+            // Broken cluster Secrets name Secrets and servers: only for who may see every cluster.
+            let errors: Vec<String> = if s.can(&who, "clusters", "get", "*") {
+                reg.errors.iter().map(ToString::to_string).collect()
+            } else {
+                Vec::new()
+            };
             Json(json!({"items": items, "errors": errors})).into_response()
         }
     };
@@ -129,7 +138,7 @@ async fn get_cluster(State(s): Shared, headers: HeaderMap, Path(id): Path<String
                 .or_else(|| reg.resolve(None, Some(&id)));
             match found {
                 Some(c) if may_see_cluster(&s, &who, c) => {
-                    let counts = apps_per_cluster(&s, &reg);
+                    let counts = apps_per_cluster(&s, &who, &reg);
                     let owners = owners(&s, &reg);
                     Json(cluster_view(
                         &s,
@@ -213,8 +222,25 @@ async fn fleet(State(s): Shared, headers: HeaderMap) -> Response {
                 .filter(|c| !owners.contains_key(&c.server))
                 .map(|c| c.server.as_str())
                 .collect();
+            // Across the replicas that answered: the render cache and the repo-servers.
+            let (mut hits, mut misses) = (0u64, 0u64);
+            let mut repo_servers: BTreeMap<String, bool> = BTreeMap::new();
+            for r in &replicas {
+                let c = &r["status"]["manifestCache"];
+                hits +=
+                    c["hitsMemory"].as_u64().unwrap_or(0) + c["hitsShared"].as_u64().unwrap_or(0);
+                misses += c["misses"].as_u64().unwrap_or(0);
+                for e in r["status"]["repoServers"].as_array().into_iter().flatten() {
+                    if let Some(endpoint) = e["endpoint"].as_str() {
+                        let up = e["up"] == true;
+                        *repo_servers.entry(endpoint.to_string()).or_insert(up) |= up;
+                    }
+                }
+            }
             Json(json!({
                 "replicas": replicas,
+                "manifestCacheHitRatio": (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
+                "repoServers": repo_servers.iter().map(|(e, up)| json!({"endpoint": e, "up": up})).collect::<Vec<_>>(),
                 "applications": s.apps.state().len(),
                 "clusters": reg.len(),
                 "unownedClusters": unowned,

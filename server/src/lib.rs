@@ -7,6 +7,7 @@ pub mod actions;
 pub mod api;
 pub mod app_api;
 pub mod auth;
+pub mod config_api;
 pub mod controllers;
 pub mod fleet_api;
 pub mod jwt;

@@ -256,6 +256,7 @@ async fn main() -> anyhow::Result<()> {
             http: flotilla_server::controllers::http_client(),
         },
         repos: repo_secrets.clone(),
+        namespace: args.namespace.clone(),
         index,
         changes,
     });

@@ -78,6 +78,9 @@ pub fn split_subject(sub: &str) -> Option<(&str, &str)> {
     (!p.is_empty() && !r.is_empty() && !r.contains(':')).then_some((p, r))
 }
 
+/// The longest lifetime a token may be given.
+pub const MAX_EXPIRES_IN: i64 = 100 * 365 * 24 * 3600;
+
 /// Sign a token for `project`/`role` issued at `iat`, expiring `expires_in` seconds later
 /// (never when 0).
 pub fn sign(
@@ -89,7 +92,15 @@ pub fn sign(
     id: &str,
 ) -> Result<(String, JwtToken), String> {
     crate::jwt::install();
-    let exp = (expires_in > 0).then_some(iat + expires_in);
+    if expires_in > MAX_EXPIRES_IN {
+        return Err(format!(
+            "expiresIn {expires_in} s is more than {MAX_EXPIRES_IN} s (100 years)"
+        ));
+    }
+    let exp = match expires_in {
+        0 => None,
+        n => Some(iat.checked_add(n).ok_or("expiresIn overflows")?),
+    };
     let claims = Claims {
         iss: ISSUER.into(),
         sub: format!("proj:{project}:{role}"),
@@ -275,8 +286,11 @@ pub async fn create(
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("token request: {e}")),
             }
         };
-        if req.expires_in < 0 {
-            return error(StatusCode::BAD_REQUEST, "expiresIn must not be negative");
+        if req.expires_in < 0 || req.expires_in > MAX_EXPIRES_IN {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expiresIn must be between 0 and {MAX_EXPIRES_IN} seconds"),
+            );
         }
         let id = req
             .id

@@ -340,6 +340,12 @@ impl AppIndex {
         self.len() == 0
     }
 
+    /// Call `f` on every summary, in list order.
+    pub fn each(&self, mut f: impl FnMut(&AppSummary)) {
+        let map = self.by_key.read().unwrap_or_else(|p| p.into_inner());
+        map.values().for_each(|s| f(s));
+    }
+
     /// The page `q` asks for (see [`page_of`]).
     pub fn page(
         &self,

@@ -30,6 +30,62 @@ pub enum Change {
 
 /// Changes buffered per client before it is told to resync.
 pub const BUFFER: usize = 4096;
+/// Streams open at once, in all and per caller.
+pub const MAX_STREAMS: usize = 2000;
+pub const MAX_PER_CALLER: usize = 20;
+/// How often an open stream's credential is checked again.
+const REAUTH_EVERY: Duration = Duration::from_secs(60);
+
+/// One open stream's state.
+struct Subscriber {
+    rx: broadcast::Receiver<Change>,
+    server: Arc<Server>,
+    who: crate::auth::Principal,
+    q: ListQuery,
+    headers: HeaderMap,
+    checked: tokio::time::Instant,
+    started: bool,
+    _slot: Slot,
+}
+
+/// Open streams by caller.
+static OPEN: std::sync::Mutex<Option<std::collections::HashMap<String, usize>>> =
+    std::sync::Mutex::new(None);
+
+/// A counted place among the open streams, given back when the stream ends.
+struct Slot {
+    subject: String,
+}
+
+impl Slot {
+    fn take(subject: &str) -> Option<Self> {
+        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+        let map = open.get_or_insert_with(Default::default);
+        let total: usize = map.values().sum();
+        let mine = map.get(subject).copied().unwrap_or(0);
+        if total >= MAX_STREAMS || mine >= MAX_PER_CALLER {
+            return None;
+        }
+        map.insert(subject.to_string(), mine + 1);
+        Some(Self {
+            subject: subject.to_string(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(map) = open.as_mut()
+            && let Some(n) = map.get_mut(&self.subject)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.subject);
+            }
+        }
+    }
+}
 
 pub fn channel() -> broadcast::Sender<Change> {
     broadcast::channel(BUFFER).0
@@ -51,41 +107,73 @@ async fn applications(
     if let Err(e) = crate::query::validate(&q) {
         return count(&s, "stream", error(StatusCode::BAD_REQUEST, e.to_string()));
     }
-    let rx = s.changes.subscribe();
-    let server = s.clone();
-    let events = futures::stream::unfold(rx, move |mut rx| {
-        let s = server.clone();
-        let who = who.clone();
-        let q = q.clone();
-        async move {
-            loop {
-                let change = match rx.recv().await {
+    let Some(slot) = Slot::take(&who.subject) else {
+        return count(
+            &s,
+            "stream",
+            error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("at most {MAX_PER_CALLER} streams per caller and {MAX_STREAMS} in all"),
+            ),
+        );
+    };
+    let state = Subscriber {
+        rx: s.changes.subscribe(),
+        server: s.clone(),
+        who,
+        q,
+        headers,
+        checked: tokio::time::Instant::now(),
+        started: false,
+        _slot: slot,
+    };
+    let events = futures::stream::unfold(state, |mut st| async move {
+        // First, a resync: whatever changed between the client's list and this subscription.
+        if !st.started {
+            st.started = true;
+            let ev = Event::default()
+                .event("resync")
+                .data(serde_json::to_string(&Change::Resync).unwrap_or_default());
+            return Some((Ok::<_, Infallible>(ev), st));
+        }
+        loop {
+            let recheck = st.checked + REAUTH_EVERY;
+            let change = tokio::select! {
+                r = st.rx.recv() => match r {
                     Ok(c) => c,
                     Err(broadcast::error::RecvError::Lagged(_)) => Change::Resync,
                     Err(broadcast::error::RecvError::Closed) => return None,
-                };
-                let show = match &change {
-                    Change::Upsert { application: a } | Change::Delete { application: a } => {
-                        passes(a, &q).unwrap_or(false)
-                            && s.can(
-                                &who,
-                                "applications",
-                                "get",
-                                &format!("{}/{}", a.project, a.name),
-                            )
+                },
+                _ = tokio::time::sleep_until(recheck) => {
+                    // A revoked, expired or deleted credential ends the stream.
+                    if st.server.auth.authenticate(&st.headers).await.is_err() {
+                        return None;
                     }
-                    Change::Resync => true,
-                };
-                if show {
-                    let name = match &change {
-                        Change::Upsert { .. } => "upsert",
-                        Change::Delete { .. } => "delete",
-                        Change::Resync => "resync",
-                    };
-                    let data = serde_json::to_string(&change).unwrap_or_default();
-                    let ev = Event::default().event(name).data(data);
-                    return Some((Ok::<_, Infallible>(ev), rx));
+                    st.checked = tokio::time::Instant::now();
+                    continue;
                 }
+            };
+            let show = match &change {
+                Change::Upsert { application: a } | Change::Delete { application: a } => {
+                    passes(a, &st.q).unwrap_or(false)
+                        && st.server.can(
+                            &st.who,
+                            "applications",
+                            "get",
+                            &format!("{}/{}", a.project, a.name),
+                        )
+                }
+                Change::Resync => true,
+            };
+            if show {
+                let name = match &change {
+                    Change::Upsert { .. } => "upsert",
+                    Change::Delete { .. } => "delete",
+                    Change::Resync => "resync",
+                };
+                let data = serde_json::to_string(&change).unwrap_or_default();
+                let ev = Event::default().event(name).data(data);
+                return Some((Ok::<_, Infallible>(ev), st));
             }
         }
     });

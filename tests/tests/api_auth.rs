@@ -553,6 +553,27 @@ async fn sso_with_group_rbac_key_rotation_and_the_browser_flow() -> Result<()> {
         let a = post_as(&api, &path, tok, &json!({})).await?;
         ensure!(a.code == want, "{who} POST {path}: {} {}", a.code, a.body);
     }
+    // Writing projects, clusters and repositories needs those resources' create: neither a
+    // read-only user nor an applications-only role gets it.
+    for (who, tok) in [("alice", &alice), ("bob", &bob)] {
+        for (path, body) in [
+            (
+                "/api/v1/projects",
+                json!({"project": {"metadata": {"name": "sneaky"}, "spec": {}}}),
+            ),
+            (
+                "/api/v1/clusters",
+                json!({"server": "https://10.9.9.9:6443", "config": {"bearerToken": "x"}}),
+            ),
+            (
+                "/api/v1/repositories",
+                json!({"repo": "https://git.example.com/x.git"}),
+            ),
+        ] {
+            let a = post_as(&api, path, tok, &body).await?;
+            ensure!(a.code == 403, "{who} POST {path}: {} {}", a.code, a.body);
+        }
+    }
     for (tok, want) in [
         (&alice, vec!["a-frozen", "a1"]),
         (&bob, vec!["a-frozen", "a1", "b1"]),
@@ -724,6 +745,25 @@ async fn sso_with_group_rbac_key_rotation_and_the_browser_flow() -> Result<()> {
     )
     .await?;
     ensure!(cross.code == 401, "cross-site cookie: {}", cross.code);
+    // A write by cookie needs a JSON content type (a same-site page cannot send one without
+    // a CORS preflight); the same write with it goes through.
+    let refresh = format!("/api/v1/applications/{NS}/a1/refresh");
+    for (content_type, want) in [("text/plain", 403), ("application/json", 200)] {
+        let a = call(
+            &api,
+            "POST",
+            &refresh,
+            &[("Cookie", &session), ("Content-Type", content_type)],
+            b"{}",
+        )
+        .await?;
+        ensure!(
+            a.code == want,
+            "cookie POST as {content_type}: {} {}",
+            a.code,
+            a.body
+        );
+    }
     // The code is single use: replaying the callback fails at the provider.
     let replay = call(
         &api,

@@ -95,7 +95,7 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
     fleet
         .apply(&manual_app(&fleet, "other", "other", "cluster-002"))
         .await?;
-    let (_server, api) = fleet.start_server().await?;
+    let (server, api) = fleet.start_server().await?;
     wait_app(&fleet, "web", Duration::from_secs(60), "compared", |a| {
         codes(a).0 == "OutOfSync"
     })
@@ -433,6 +433,96 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
         owned_total >= 2 && f["unownedClusters"] == serde_json::json!([]),
         "{f}"
     );
+
+    // Projects, repositories and clusters written through the API (credentials never shown).
+    let proj_file = fleet.dir.path().join("team-x.yaml");
+    std::fs::write(
+        &proj_file,
+        "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata:\n  name: team-x\nspec:\n  sourceRepos: ['*']\n  destinations: [{server: '*', namespace: 'team-x-*'}]\n",
+    )?;
+    let file = proj_file.display().to_string();
+    let (code, out) = cli(&api, &["proj", "create", "-f", &file])?;
+    ensure!(
+        code == 0 && out.contains("project team-x created"),
+        "{code}: {out}"
+    );
+    let (code, out) = cli(&api, &["proj", "create", "-f", &file])?;
+    ensure!(code == 1 && out.contains("already exists"), "{code}: {out}");
+    let (code, out) = cli(&api, &["proj", "create", "-f", &file, "--upsert"])?;
+    ensure!(code == 0, "{code}: {out}");
+    let (code, p) = get(&api, "/api/v1/projects/team-x").await?;
+    ensure!(
+        code == 200 && p["spec"]["destinations"][0]["namespace"] == "team-x-*",
+        "{p}"
+    );
+    let (code, out) = cli(&api, &["proj", "delete", "default"])?;
+    ensure!(code == 1 && out.contains("referenced by"), "{code}: {out}");
+    let (code, out) = cli(&api, &["proj", "delete", "team-x"])?;
+    ensure!(code == 0, "{code}: {out}");
+    let (code, out) = cli(
+        &api,
+        &[
+            "repo",
+            "add",
+            "https://git.example.com/other.git",
+            "--username",
+            "bot",
+            "--password",
+            "pw2-s3cr3t",
+        ],
+    )?;
+    ensure!(code == 0 && !out.contains("pw2-s3cr3t"), "{code}: {out}");
+    flotilla_tests::eventually(
+        "added repository listed",
+        Duration::from_secs(20),
+        || async {
+            let (code, out) = cli(&api, &["repo", "list", "-o", "json"])?;
+            Ok((code == 0 && out.contains("other.git")).then_some(out))
+        },
+    )
+    .await
+    .and_then(|out| {
+        ensure!(!out.contains("pw2-s3cr3t"), "{out}");
+        Ok(())
+    })?;
+    let (code, out) = cli(&api, &["repo", "rm", "https://git.example.com/other.git"])?;
+    ensure!(code == 0, "{code}: {out}");
+    let (code, out) = cli(
+        &api,
+        &[
+            "cluster",
+            "add",
+            "https://127.0.0.1:1",
+            "--name",
+            "extra",
+            "--bearer-token",
+            "tok-zz-s3cr3t",
+        ],
+    )?;
+    ensure!(
+        code == 0 && !out.contains("tok-zz-s3cr3t"),
+        "{code}: {out}\nserver log:\n{}",
+        server.tail(30)
+    );
+    let extra =
+        flotilla_tests::eventually("added cluster listed", Duration::from_secs(20), || async {
+            let (_, c) = get(&api, "/api/v1/clusters/extra").await?;
+            Ok((c["server"] == "https://127.0.0.1:1").then_some(c))
+        })
+        .await?;
+    ensure!(
+        extra["auth"] == "bearerToken" && !extra.to_string().contains("tok-zz-s3cr3t"),
+        "{extra}"
+    );
+    let (code, out) = cli(&api, &["cluster", "add", "http://127.0.0.1:1"])?;
+    ensure!(code == 1 && out.contains("https://"), "{code}: {out}");
+    let (code, out) = cli(&api, &["cluster", "rm", "https://127.0.0.1:1"])?;
+    ensure!(code == 0, "{code}: {out}");
+    flotilla_tests::eventually("removed cluster gone", Duration::from_secs(20), || async {
+        let (code, _) = get(&api, "/api/v1/clusters/extra").await?;
+        Ok((code == 404).then_some(()))
+    })
+    .await?;
 
     // Delete: without cascade the resources stay; with cascade they go first.
     let (code, out) = cli(

@@ -832,7 +832,9 @@ const SERVER_GRANTS: &[&str] = &[
     "get argoproj.io/appprojects",
     "list argoproj.io/appprojects",
     "watch argoproj.io/appprojects",
+    "create argoproj.io/appprojects",
     "update argoproj.io/appprojects",
+    "delete argoproj.io/appprojects",
     // The controllers' shard Leases: which replica owns a cluster, and where it listens.
     "get coordination.k8s.io/leases",
     "list coordination.k8s.io/leases",
@@ -846,7 +848,8 @@ const SERVER_GRANTS: &[&str] = &[
     "list /secrets",
     "watch /secrets",
     "create /secrets",
-    "update /secrets [\"argocd-secret\"]",
+    "update /secrets",
+    "delete /secrets",
     // The audit trail; an app's events.
     "create events.k8s.io/events",
     "list events.k8s.io/events",
@@ -860,6 +863,9 @@ const SERVER_GRANTS_NOT_EXERCISED: &[&str] = &[
     "get appprojects",
     "get leases",
     "get configmaps",
+    "create appprojects",
+    "delete appprojects",
+    "delete secrets",
 ];
 
 /// The token kubesim maps to the API server's ServiceAccount in the apply test.
@@ -1211,18 +1217,48 @@ async fn chart_objects_apply_and_the_binaries_run_with_the_charts_args() -> Resu
             "{pod}: shard group {:?}",
             published.metadata.labels
         );
-        let bearer = format!("Bearer {STATUS_TOKEN}");
-        let (code, _) =
-            http_get_with(m, "/status/replica", &[("Authorization", bearer.as_str())]).await?;
+        // Requests signed with the chart's status token for this address are answered; the
+        // token itself (as a bearer) is not a credential there, nor a signature for another
+        // address.
+        use flotilla_core::status_auth::{SIGNATURE_HEADER, TIME_HEADER, now, sign_request};
+        let t = now();
+        let signed_for =
+            |addr: &str| sign_request(STATUS_TOKEN, t, "GET", addr, "/status/replica", b"");
+        let (code, _) = http_get_with(
+            m,
+            "/status/replica",
+            &[
+                (TIME_HEADER, &t.to_string()),
+                (SIGNATURE_HEADER, &signed_for(m)),
+            ],
+        )
+        .await?;
         ensure!(
             code == 200,
-            "{pod}: /status/replica with the status token: {code}"
+            "{pod}: /status/replica signed with the status token: {code}"
         );
-        let (code, _) = http_get(m, "/status/replica").await?;
-        ensure!(
-            code == 401,
-            "{pod}: /status/replica without a token: {code}"
-        );
+        let bearer = format!("Bearer {STATUS_TOKEN}");
+        for (what, headers) in [
+            ("no signature", vec![]),
+            (
+                "the token as a bearer",
+                vec![("Authorization".to_string(), bearer.clone())],
+            ),
+            (
+                "a signature for another address",
+                vec![
+                    (TIME_HEADER.to_string(), t.to_string()),
+                    (SIGNATURE_HEADER.to_string(), signed_for("10.0.0.1:8082")),
+                ],
+            ),
+        ] {
+            let h: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let (code, _) = http_get_with(m, "/status/replica", &h).await?;
+            ensure!(code == 401, "{pod}: /status/replica with {what}: {code}");
+        }
     }
 
     // A sync end to end (a deletion with the resources finalizer follows, through the API).
@@ -1308,11 +1344,15 @@ async fn chart_objects_apply_and_the_binaries_run_with_the_charts_args() -> Resu
     ensure!(code == 200 && body.contains("\"web\""), "{code} {body}");
     let (code, _) = http_get(&api, "/api/v1/applications").await?;
     ensure!(code == 401, "no token: {code}");
-    // A token nobody issued is refused after the control plane's TokenReview said so.
+    // A token nobody issued (JWT-shaped, as ServiceAccount tokens are) is refused after the
+    // control plane's TokenReview said so.
     let (code, _) = http_get_with(
         &api,
         "/api/v1/applications",
-        &[("Authorization", "Bearer not-a-token")],
+        &[(
+            "Authorization",
+            "Bearer eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJrdWJlcm5ldGVzIiwic3ViIjoibm9ib2R5In0.c2ln",
+        )],
     )
     .await?;
     ensure!(code == 401, "an unknown token: {code}");
