@@ -37,7 +37,7 @@ async fn smoke_scenario_converges_changes_go_live_and_faults_recover() -> Result
             == scenario.changes.webhook_commits * scenario.changes.apps_per_commit
     );
     ensure!(
-        report.api.queries.len() == 6
+        report.api.queries.len() == 7
             && report.api.ready_seconds > 0.0
             && report.api.queries.iter().all(|q| {
                 q.errors == 0 && q.latency.count >= scenario.api.requests && q.latency.p50 > 0.0

@@ -653,6 +653,10 @@ async fn api_latency(s: &Scenario, fleet: &Fleet) -> Result<report::ApiReport> {
             "one application",
             format!("/api/v1/applications/{NS}/{}", workload::app_name(mid)),
         ),
+        (
+            "its resources and diffs (routed to the owning controller)",
+            format!("/api/v1/applications/{NS}/{}/resources", workload::app_name(mid)),
+        ),
     ];
     let mut out = report::ApiReport {
         ready_seconds,
