@@ -8,7 +8,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use flotilla_controller::types::Application;
 use flotilla_server::query::{AppIndex, ListQuery};
-use flotilla_server::rbac::{Policy, app_visibility};
+use flotilla_server::rbac::{AppVisibility, Policy};
 
 fn apps(n: usize) -> Vec<Arc<Application>> {
     (0..n)
@@ -57,13 +57,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("list-50k");
     g.sample_size(10);
     g.bench_function("admin first page", |b| {
-        b.iter(|| black_box(&index).page(&first_page, app_visibility(&admin, "admin", &[])))
+        b.iter(|| black_box(&index).page(&first_page, &AppVisibility::new(&admin, "admin", &[])))
     });
     g.bench_function("group policy first page", |b| {
-        b.iter(|| black_box(&index).page(&first_page, app_visibility(&team, "alice", &groups)))
+        b.iter(|| black_box(&index).page(&first_page, &AppVisibility::new(&team, "alice", &groups)))
     });
     g.bench_function("admin one project", |b| {
-        b.iter(|| black_box(&index).page(&filtered, app_visibility(&admin, "admin", &[])))
+        b.iter(|| black_box(&index).page(&filtered, &AppVisibility::new(&admin, "admin", &[])))
     });
     g.finish();
 }

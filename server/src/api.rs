@@ -157,8 +157,8 @@ async fn list_apps(
         // Only what the caller may get is listed (and counted). One policy for the whole
         // request; a project whose answer cannot depend on the app's name is asked once.
         let policy = s.policy();
-        let visible = crate::rbac::app_visibility(&policy, &who.subject, &who.groups);
-        match s.index.page(&q, visible) {
+        let visible = crate::rbac::AppVisibility::new(&policy, &who.subject, &who.groups);
+        match s.index.page(&q, &visible) {
             Ok(p) => Json(p).into_response(),
             Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
         }

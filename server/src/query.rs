@@ -276,11 +276,61 @@ pub fn page(
 
 type Key = (String, String);
 
+/// Who may see which app, for a list: per app, and when it can tell, per whole project (then a
+/// list of the projects' apps needs no per-app check, and its count no scan).
+pub trait Visibility {
+    fn app(&self, s: &AppSummary) -> bool;
+    /// `Some(answer)` when the answer is the same for every app of `project`.
+    fn whole_project(&self, _project: &str) -> Option<bool> {
+        None
+    }
+}
+
+/// A per-app rule from a closure (tests, benches).
+pub struct ByApp<F>(pub F);
+
+impl<F: Fn(&AppSummary) -> bool> Visibility for ByApp<F> {
+    fn app(&self, s: &AppSummary) -> bool {
+        (self.0)(s)
+    }
+}
+
+#[derive(Default)]
+struct Entries {
+    by_key: BTreeMap<Key, Arc<AppSummary>>,
+    /// Apps per project.
+    per_project: std::collections::HashMap<String, usize>,
+}
+
+impl Entries {
+    fn insert(&mut self, key: Key, s: Arc<AppSummary>) {
+        *self.per_project.entry(s.project.clone()).or_default() += 1;
+        if let Some(old) = self.by_key.insert(key, s) {
+            self.forget(&old.project);
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(old) = self.by_key.remove(key) {
+            self.forget(&old.project);
+        }
+    }
+
+    fn forget(&mut self, project: &str) {
+        if let Some(n) = self.per_project.get_mut(project) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_project.remove(project);
+            }
+        }
+    }
+}
+
 /// Every application's summary in list order, kept current from the server's watch, so a list
 /// neither rebuilds nor sorts 50,000 summaries per request.
 #[derive(Default)]
 pub struct AppIndex {
-    by_key: std::sync::RwLock<BTreeMap<Key, Arc<AppSummary>>>,
+    entries: std::sync::RwLock<Entries>,
     /// Keys seen since a relist began (the rest are dropped when it ends).
     relisting: std::sync::Mutex<Option<std::collections::HashSet<Key>>>,
 }
@@ -290,8 +340,12 @@ fn key_of(s: &AppSummary) -> Key {
 }
 
 impl AppIndex {
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Key, Arc<AppSummary>>> {
-        self.by_key.write().unwrap_or_else(|p| p.into_inner())
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
+        self.entries.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// An app was created or changed.
@@ -328,12 +382,21 @@ impl AppIndex {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(seen) = seen {
-            self.write().retain(|k, _| seen.contains(k));
+            let mut e = self.write();
+            let gone: Vec<Key> = e
+                .by_key
+                .keys()
+                .filter(|k| !seen.contains(*k))
+                .cloned()
+                .collect();
+            for k in gone {
+                e.remove(&k);
+            }
         }
     }
 
     pub fn len(&self) -> usize {
-        self.by_key.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.read().by_key.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -342,18 +405,86 @@ impl AppIndex {
 
     /// Call `f` on every summary, in list order.
     pub fn each(&self, mut f: impl FnMut(&AppSummary)) {
-        let map = self.by_key.read().unwrap_or_else(|p| p.into_inner());
-        map.values().for_each(|s| f(s));
+        self.read().by_key.values().for_each(|s| f(s));
     }
 
-    /// The page `q` asks for (see [`page_of`]).
-    pub fn page(
-        &self,
-        q: &ListQuery,
-        visible: impl Fn(&AppSummary) -> bool,
-    ) -> Result<Page, QueryError> {
-        let map = self.by_key.read().unwrap_or_else(|p| p.into_inner());
-        page_of(map.values().map(|s| s.as_ref()), q, visible)
+    /// The page `q` asks for (see [`page_of`]). When the query filters by project at most and
+    /// every project's visibility is whole, the count comes from the per-project tallies and
+    /// only the page itself is walked: the first page of 50,000 apps reads about 500.
+    pub fn page(&self, q: &ListQuery, vis: &dyn Visibility) -> Result<Page, QueryError> {
+        let filter = Filter::new(q)?;
+        let e = self.read();
+        let only_projects = filter.cluster.is_none()
+            && filter.namespace.is_none()
+            && filter.sync.is_empty()
+            && filter.health.is_empty()
+            && filter.search.is_none()
+            && filter.selector.is_empty();
+        if only_projects {
+            let mut visible: std::collections::HashSet<&str> = Default::default();
+            let mut total = 0;
+            let mut whole = true;
+            for (project, n) in &e.per_project {
+                if !filter.projects.is_empty() && !filter.projects.contains(&project.as_str()) {
+                    continue;
+                }
+                match vis.whole_project(project) {
+                    Some(true) => {
+                        visible.insert(project.as_str());
+                        total += n;
+                    }
+                    Some(false) => {}
+                    None => {
+                        whole = false;
+                        break;
+                    }
+                }
+            }
+            if whole {
+                // A handful of projects: a list beats hashing every app's project.
+                let few: Vec<&str> = if visible.len() <= 16 {
+                    visible.iter().copied().collect()
+                } else {
+                    Vec::new()
+                };
+                let shown = |p: &str| {
+                    if visible.len() <= 16 {
+                        few.contains(&p)
+                    } else {
+                        visible.contains(p)
+                    }
+                };
+                let after = cursor(q)?;
+                let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+                let start = match after {
+                    Some((ns, name)) => {
+                        std::ops::Bound::Excluded((ns.to_string(), name.to_string()))
+                    }
+                    None => std::ops::Bound::Unbounded,
+                };
+                let (mut items, mut more) = (Vec::new(), false);
+                for s in e
+                    .by_key
+                    .range((start, std::ops::Bound::Unbounded))
+                    .map(|(_, s)| s)
+                    .filter(|s| shown(s.project.as_str()))
+                {
+                    if items.len() == limit {
+                        more = true;
+                        break;
+                    }
+                    items.push(AppSummary::clone(s));
+                }
+                let cont = more
+                    .then(|| items.last().map(|s| format!("{}/{}", s.namespace, s.name)))
+                    .flatten();
+                return Ok(Page {
+                    items,
+                    metadata: PageMeta { total, cont },
+                });
+            }
+        }
+        page_of(e.by_key.values().map(|s| s.as_ref()), q, |s| vis.app(s))
     }
 }
 
@@ -450,7 +581,7 @@ mod tests {
             idx.upsert(a);
         }
         let all = |idx: &AppIndex| {
-            idx.page(&ListQuery::default(), |_| true)
+            idx.page(&ListQuery::default(), &ByApp(|_: &AppSummary| true))
                 .expect("page")
                 .items
                 .into_iter()

@@ -235,37 +235,65 @@ impl Policy {
 
 /// Whether the caller (`subject`, `groups`) may `get` each listed app, answering once per
 /// project when [`Policy::name_independent`] says the name cannot matter (memoized for the
-/// life of the returned closure: one request).
+/// life of the value: one request).
+pub struct AppVisibility<'a> {
+    policy: &'a Policy,
+    subject: &'a str,
+    groups: &'a [String],
+    per_project: std::cell::RefCell<std::collections::HashMap<String, Option<bool>>>,
+}
+
+impl<'a> AppVisibility<'a> {
+    pub fn new(policy: &'a Policy, subject: &'a str, groups: &'a [String]) -> Self {
+        Self {
+            policy,
+            subject,
+            groups,
+            per_project: Default::default(),
+        }
+    }
+
+    fn ask(&self, project: &str, name: &str) -> bool {
+        self.policy.can(
+            self.subject,
+            self.groups,
+            "applications",
+            "get",
+            &format!("{project}/{name}"),
+        )
+    }
+}
+
+impl crate::query::Visibility for AppVisibility<'_> {
+    fn whole_project(&self, project: &str) -> Option<bool> {
+        if let Some(answer) = self.per_project.borrow().get(project) {
+            return *answer;
+        }
+        // Any name answers for all of them when none is singled out.
+        let answer = self
+            .policy
+            .name_independent("applications", "get", project)
+            .then(|| self.ask(project, "any"));
+        self.per_project
+            .borrow_mut()
+            .insert(project.to_string(), answer);
+        answer
+    }
+
+    fn app(&self, a: &crate::query::AppSummary) -> bool {
+        self.whole_project(&a.project)
+            .unwrap_or_else(|| self.ask(&a.project, &a.name))
+    }
+}
+
+/// [`AppVisibility`] as a closure.
 pub fn app_visibility<'a>(
     policy: &'a Policy,
     subject: &'a str,
     groups: &'a [String],
 ) -> impl Fn(&crate::query::AppSummary) -> bool + 'a {
-    let per_project: std::cell::RefCell<std::collections::HashMap<String, Option<bool>>> =
-        Default::default();
-    move |a| {
-        let ask = |name: &str| {
-            policy.can(
-                subject,
-                groups,
-                "applications",
-                "get",
-                &format!("{}/{name}", a.project),
-            )
-        };
-        let known = per_project.borrow().get(&a.project).copied();
-        let answer = match known {
-            Some(answer) => answer,
-            None => {
-                let answer = policy
-                    .name_independent("applications", "get", &a.project)
-                    .then(|| ask(&a.name));
-                per_project.borrow_mut().insert(a.project.clone(), answer);
-                answer
-            }
-        };
-        answer.unwrap_or_else(|| ask(&a.name))
-    }
+    let v = AppVisibility::new(policy, subject, groups);
+    move |a| crate::query::Visibility::app(&v, a)
 }
 
 /// The resources a project role's policy may name (Argo CD's list).
@@ -624,5 +652,85 @@ p, bob, applications, sync, team-b/web, allow
         }
         // proj-12 (a deny on some names) and proj-3 (one named app) need per-app answers.
         assert_eq!(independent, ["proj-1", "proj-4"]);
+    }
+
+    #[tokio::test]
+    async fn a_list_by_whole_projects_equals_the_list_app_by_app() {
+        use crate::query::{AppIndex, ByApp, ListQuery, Page};
+        let policy = Policy::new(
+            "p, role:team, applications, get, team-a/*, allow\n\
+             p, role:team, applications, get, team-c/web*, allow\n\
+             g, devs, role:team\n",
+            None,
+        )
+        .await
+        .expect("policy");
+        let index = AppIndex::default();
+        for (i, project) in ["team-a", "team-b", "team-c", "team-a", "team-c", "team-b"]
+            .iter()
+            .cycle()
+            .take(30)
+            .enumerate()
+        {
+            let name = if i % 4 == 0 {
+                format!("web-{i:02}")
+            } else {
+                format!("app-{i:02}")
+            };
+            let app: flotilla_controller::types::Application =
+                serde_json::from_value(serde_json::json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                "metadata": {"name": name, "namespace": "argocd"},
+                "spec": {"project": project, "destination": {"name": "c", "namespace": "x"}}}))
+                .expect("app");
+            index.upsert(&app);
+        }
+        let groups = vec!["devs".to_string()];
+        let names = |p: &Page| p.items.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        for q in [
+            ListQuery::default(),
+            ListQuery {
+                limit: Some(3),
+                ..Default::default()
+            },
+            ListQuery {
+                limit: Some(3),
+                cont: Some("argocd/app-07".into()),
+                ..Default::default()
+            },
+            // These two take the whole-project path (team-c has a per-app rule; these do not).
+            ListQuery {
+                project: Some("team-a,team-b".into()),
+                limit: Some(4),
+                ..Default::default()
+            },
+            ListQuery {
+                project: Some("team-a,team-b".into()),
+                limit: Some(2),
+                cont: Some("argocd/app-05".into()),
+                ..Default::default()
+            },
+        ] {
+            let fast = index
+                .page(&q, &AppVisibility::new(&policy, "alice", &groups))
+                .expect("page");
+            let slow = index
+                .page(
+                    &q,
+                    &ByApp(|s: &crate::query::AppSummary| {
+                        policy.can(
+                            "alice",
+                            &groups,
+                            "applications",
+                            "get",
+                            &format!("{}/{}", s.project, s.name),
+                        )
+                    }),
+                )
+                .expect("page");
+            assert_eq!(names(&fast), names(&slow), "{q:?}");
+            assert_eq!(fast.metadata.total, slow.metadata.total, "{q:?}");
+            assert_eq!(fast.metadata.cont, slow.metadata.cont, "{q:?}");
+        }
     }
 }

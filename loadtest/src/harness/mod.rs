@@ -655,7 +655,10 @@ async fn api_latency(s: &Scenario, fleet: &Fleet) -> Result<report::ApiReport> {
         ),
         (
             "its resources and diffs (routed to the owning controller)",
-            format!("/api/v1/applications/{NS}/{}/resources", workload::app_name(mid)),
+            format!(
+                "/api/v1/applications/{NS}/{}/resources",
+                workload::app_name(mid)
+            ),
         ),
     ];
     let mut out = report::ApiReport {
