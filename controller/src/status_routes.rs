@@ -49,10 +49,13 @@ impl StatusRoutes {
         uri: &Uri,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Result<String, Response> {
+    ) -> Result<String, (StatusCode, String)> {
         let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
         let Some(address) = self.address.get() else {
-            return Err(StatusCode::SERVICE_UNAVAILABLE.into_response());
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no published address".into(),
+            ));
         };
         let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
         match verify_request(
@@ -68,7 +71,7 @@ impl StatusRoutes {
             Ok(()) => Ok(header(SIGNATURE_HEADER).unwrap_or_default().to_string()),
             Err(e) => {
                 tracing::debug!(error = %e, %path, "status request refused");
-                Err((StatusCode::UNAUTHORIZED, e.to_string()).into_response())
+                Err((StatusCode::UNAUTHORIZED, e.to_string()))
             }
         }
     }
@@ -120,7 +123,7 @@ type Shared = State<Arc<StatusRoutes>>;
 /// `GET /status/replica`.
 async fn replica(State(r): Shared, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     match r.verify(&method, &uri, &headers, b"") {
-        Err(resp) => resp,
+        Err(refused) => refused.into_response(),
         Ok(sig) => r.signed(
             &sig,
             StatusCode::OK,
@@ -138,7 +141,7 @@ async fn resources(
     headers: HeaderMap,
 ) -> Response {
     match r.verify(&method, &uri, &headers, b"") {
-        Err(resp) => resp,
+        Err(refused) => refused.into_response(),
         Ok(sig) => explained(&r, &sig, AppKey::new(namespace, name), None).await,
     }
 }
@@ -163,7 +166,7 @@ async fn local_diff(
 ) -> Response {
     let sig = match r.verify(&method, &uri, &headers, &body) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     let Ok(_permit) = r.local_diffs.try_acquire() else {
         return r.signed(

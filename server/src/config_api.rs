@@ -263,17 +263,15 @@ fn cluster_object(server: &str, project: Option<&str>) -> String {
     }
 }
 
-fn cluster_secret(s: &Server, c: &ClusterBody) -> Result<Secret, Response> {
+/// The cluster Secret for `c`, or why `c` is refused (a 400).
+fn cluster_secret(s: &Server, c: &ClusterBody) -> Result<Secret, String> {
     let server = c.server.trim_end_matches('/');
     if flotilla_controller::clusters::url_host(server).is_none() || !server.starts_with("https://")
     {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("server {server:?} is not an https:// URL"),
-        ));
+        return Err(format!("server {server:?} is not an https:// URL"));
     }
     if !c.config.is_object() && !c.config.is_null() {
-        return Err(error(StatusCode::BAD_REQUEST, "config must be an object"));
+        return Err("config must be an object".into());
     }
     // The config must read as the controllers read it.
     let config = if c.config.is_null() {
@@ -282,7 +280,7 @@ fn cluster_secret(s: &Server, c: &ClusterBody) -> Result<Secret, Response> {
         c.config.clone()
     };
     serde_json::from_value::<flotilla_controller::clusters::ClusterConfig>(config.clone())
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("config: {e}")))?;
+        .map_err(|e| format!("config: {e}"))?;
     let mut data = BTreeMap::from([
         ("server".to_string(), server.to_string()),
         (
@@ -305,7 +303,7 @@ fn cluster_secret(s: &Server, c: &ClusterBody) -> Result<Secret, Response> {
         "type": "Opaque",
         "stringData": data,
     }))
-    .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+    .map_err(|e| e.to_string())
 }
 
 /// `POST /api/v1/clusters[?upsert=true]` with a cluster; `PUT /api/v1/clusters/{server}`.
@@ -325,7 +323,7 @@ async fn write_cluster(
             "the body names another server",
         ));
     }
-    let secret = cluster_secret(s, &c)?;
+    let secret = cluster_secret(s, &c).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
     let name = secret.metadata.name.clone().unwrap_or_default();
     let api = secrets(s);
     let current = api.get_opt(&name).await.map_err(kube_error)?;
