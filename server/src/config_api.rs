@@ -71,6 +71,29 @@ fn audit(who: &Principal, what: &str, name: &str) {
     tracing::info!(user = %who.subject, %name, "{what}");
 }
 
+/// Delete `secret` (a cluster's or a repository's) if `who` may `delete` `object` of
+/// `resource`; audited as `what` `id`.
+async fn delete_secret(
+    s: &Server,
+    who: &Principal,
+    resource: &str,
+    object: &str,
+    secret: &Secret,
+    what: &str,
+    id: &str,
+) -> Result<Response, Response> {
+    if !s.can(who, resource, "delete", object) {
+        return Err(denied());
+    }
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    secrets(s)
+        .delete(&name, &DeleteParams::default())
+        .await
+        .map_err(kube_error)?;
+    audit(who, what, id);
+    Ok(Json(json!({"deleted": id})).into_response())
+}
+
 // ---- AppProjects ----
 
 #[derive(Deserialize)]
@@ -421,21 +444,17 @@ async fn delete_cluster(
         let project = flotilla_controller::clusters::Cluster::from_secret(&secret)
             .ok()
             .and_then(|c| c.project);
-        if !s.can(
+        let object = cluster_object(&server, project.as_deref());
+        delete_secret(
+            &s,
             &who,
             "clusters",
-            "delete",
-            &cluster_object(&server, project.as_deref()),
-        ) {
-            return Err(denied());
-        }
-        let name = secret.metadata.name.clone().unwrap_or_default();
-        secrets(&s)
-            .delete(&name, &DeleteParams::default())
-            .await
-            .map_err(kube_error)?;
-        audit(&who, "cluster removed", &server);
-        Ok(Json(json!({"deleted": server})).into_response())
+            &object,
+            &secret,
+            "cluster removed",
+            &server,
+        )
+        .await
     }
     .await;
     count(&s, "cluster-write", resp.unwrap_or_else(|r| r))
@@ -571,21 +590,17 @@ async fn delete_repository(
             .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no repository {url}")))?;
         let project =
             flotilla_controller::repos::RepoCreds::from_secret(&secret).and_then(|r| r.project);
-        if !s.can(
+        let object = repo_object(&url, project.as_deref());
+        delete_secret(
+            &s,
             &who,
             "repositories",
-            "delete",
-            &repo_object(&url, project.as_deref()),
-        ) {
-            return Err(denied());
-        }
-        let name = secret.metadata.name.clone().unwrap_or_default();
-        secrets(&s)
-            .delete(&name, &DeleteParams::default())
-            .await
-            .map_err(kube_error)?;
-        audit(&who, "repository removed", &url);
-        Ok(Json(json!({"deleted": url})).into_response())
+            &object,
+            &secret,
+            "repository removed",
+            &url,
+        )
+        .await
     }
     .await;
     count(&s, "repository-write", resp.unwrap_or_else(|r| r))

@@ -782,14 +782,18 @@ impl Fleet {
             .with_context(|| format!("no running controller {identity}"))
     }
 
-    /// GET `path` on the first running controller's endpoint with the fleet's status token:
+    /// GET `path` on the first running controller's endpoint, signed with the fleet's status token:
     /// (status code, body).
     pub async fn controller_get(&self, path: &str) -> Result<(u16, String)> {
+        use flotilla_core::status_auth::{SIGNATURE_HEADER, TIME_HEADER, now, sign_request};
         let c = self.controllers.first().context("no controller running")?;
+        // Signed for this replica's address as the API server signs (see status_auth).
+        let t = now();
+        let sig = sign_request(STATUS_TOKEN, t, "GET", &c.metrics, path, b"");
         http_get_with(
             &c.metrics,
             path,
-            &[("Authorization", &format!("Bearer {STATUS_TOKEN}"))],
+            &[(TIME_HEADER, &t.to_string()), (SIGNATURE_HEADER, &sig)],
         )
         .await
     }

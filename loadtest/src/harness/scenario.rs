@@ -307,7 +307,15 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["10k", "1k", "1k-orphans", "failover", "rebalance", "smoke"]
+            [
+                "10k",
+                "1k",
+                "1k-orphans",
+                "50k",
+                "failover",
+                "rebalance",
+                "smoke"
+            ]
         );
     }
 
