@@ -208,26 +208,38 @@ async fn wait_for(
     }
 }
 
-/// Whether `app` shows the operation written at version `written` finished: a later version,
-/// no operation pending (the owner clears it when done) and a final phase. Versions only, so
-/// neither clock skew nor a lagging watch can pass off the previous operation as this one.
-fn operation_done(app: &Value, written: &str) -> bool {
-    field(app, "/metadata/resourceVersion") != written
-        && app.get("operation").is_none_or(Value::is_null)
+/// Whether `app` shows the operation the server marked `request` finished: the owning
+/// controller has taken it (its id is in `status.operationState.operation.info`), cleared the
+/// request and reached a final phase. Ids only, so neither clock skew nor a lagging cache can
+/// pass off an earlier operation as this one.
+fn operation_done(app: &Value, request: &str) -> bool {
+    let marked =
+        |op: &Value| {
+            op["info"].as_array().into_iter().flatten().any(|i| {
+                i["name"] == "flotilla.dev/request" && i["value"].as_str() == Some(request)
+            })
+        };
+    marked(&app["status"]["operationState"]["operation"])
+        && !app.get("operation").is_some_and(marked)
         && matches!(
             field(app, "/status/operationState/phase"),
             "Succeeded" | "Failed" | "Error"
         )
 }
 
-/// Wait for the operation written at version `written` to finish; Ok only if it succeeded.
+/// Wait for the operation the server marked `request` to finish; Ok only if it succeeded.
 async fn wait_operation(
     api: &Api,
     path: &str,
-    written: &str,
+    request: &str,
     timeout: u64,
 ) -> Result<(), ApiError> {
-    let app = wait_for(api, path, timeout, |a| operation_done(a, written)).await?;
+    if request.is_empty() {
+        return Err(ApiError::Failed(
+            "the server did not say which operation it started (an older server?)".into(),
+        ));
+    }
+    let app = wait_for(api, path, timeout, |a| operation_done(a, request)).await?;
     let phase = field(&app, "/status/operationState/phase");
     let message = field(&app, "/status/operationState/message");
     println!("{phase}: {message}");
@@ -394,8 +406,8 @@ pub async fn run(
                 .await?;
             println!("sync of {app_namespace}/{name} requested");
             if wait {
-                let written = field(&started, "/resourceVersion").to_string();
-                wait_operation(api, &base(&app_namespace, &name), &written, timeout).await?;
+                let request = field(&started, "/request").to_string();
+                wait_operation(api, &base(&app_namespace, &name), &request, timeout).await?;
             }
         }
         AppCommand::Refresh {
@@ -463,8 +475,8 @@ pub async fn run(
                 .await?;
             println!("rollback of {app_namespace}/{name} to {id} requested");
             if wait {
-                let written = field(&started, "/resourceVersion").to_string();
-                wait_operation(api, &base(&app_namespace, &name), &written, timeout).await?;
+                let request = field(&started, "/request").to_string();
+                wait_operation(api, &base(&app_namespace, &name), &request, timeout).await?;
             }
         }
         AppCommand::Terminate {
@@ -518,18 +530,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_operation_is_done_only_after_the_version_that_started_it() {
-        let app = |rv: &str, op: bool, phase: &str| {
-            json!({"metadata": {"resourceVersion": rv},
-                   "operation": if op { json!({"sync": {}}) } else { Value::Null },
-                   "status": {"operationState": {"phase": phase}}})
+    fn an_operation_is_done_only_when_the_owner_finished_this_one() {
+        let info = |id: &str| json!([{"name": "flotilla.dev/request", "value": id}]);
+        let app = |pending: Option<&str>, state_id: &str, phase: &str| {
+            json!({"operation": pending.map(|id| json!({"sync": {}, "info": info(id)})),
+                   "status": {"operationState": {"phase": phase,
+                       "operation": {"sync": {}, "info": info(state_id)}}}})
         };
-        // The previous operation's result, read before ours was picked up: not done.
-        assert!(!operation_done(&app("7", true, "Succeeded"), "7"));
-        assert!(!operation_done(&app("8", true, "Succeeded"), "7"));
-        assert!(!operation_done(&app("9", false, "Running"), "7"));
-        assert!(operation_done(&app("9", false, "Succeeded"), "7"));
-        assert!(operation_done(&app("9", false, "Failed"), "7"));
+        // An earlier operation's result (ours pending, or not yet seen by a lagging cache).
+        assert!(!operation_done(
+            &app(Some("ours"), "earlier", "Succeeded"),
+            "ours"
+        ));
+        assert!(!operation_done(&app(None, "earlier", "Succeeded"), "ours"));
+        // Ours taken, still running; then finished.
+        assert!(!operation_done(&app(None, "ours", "Running"), "ours"));
+        assert!(operation_done(&app(None, "ours", "Succeeded"), "ours"));
+        assert!(operation_done(&app(None, "ours", "Failed"), "ours"));
     }
 
     #[test]

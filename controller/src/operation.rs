@@ -60,6 +60,17 @@ pub struct Operation {
     pub initiated_by: InitiatedBy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryStrategy>,
+    /// Argo CD's `info` (name/value pairs kept with the operation and its state): the API
+    /// server puts a request id there so a client can tell its operation from an earlier one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub info: Vec<OperationInfo>,
+}
+
+/// One `operation.info` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationInfo {
+    pub name: String,
+    pub value: String,
 }
 
 /// `retry` of an operation or of `syncPolicy`: how often and how soon a failed sync is run
@@ -353,6 +364,7 @@ pub fn rollback_operation(
             automated: false,
         },
         retry: None,
+        info: Vec::new(),
     })
 }
 

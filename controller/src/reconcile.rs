@@ -1261,6 +1261,7 @@ fn choose_operation(
                     automated: true,
                 },
                 retry: None,
+                info: Vec::new(),
             })),
             ..Default::default()
         },

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use flotilla_controller::events::AppEvents;
-use flotilla_controller::operation::{InitiatedBy, Operation, SyncOperation, SyncResourceRef};
+use flotilla_controller::operation::{
+    InitiatedBy, Operation, OperationInfo, SyncOperation, SyncResourceRef,
+};
 use flotilla_controller::types::Application;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
@@ -89,7 +91,30 @@ pub fn sync_operation(req: &SyncRequest, by: &Principal) -> Operation {
             automated: false,
         },
         retry: None,
+        info: vec![request_info()],
     }
+}
+
+/// The `operation.info` name under which the server marks each operation it writes.
+pub const REQUEST_INFO: &str = "flotilla.dev/request";
+
+/// A fresh request id for an operation: the owning controller carries it into
+/// `status.operationState.operation`, so a client waits for *its* operation (not an earlier
+/// one a lagging cache still shows).
+fn request_info() -> OperationInfo {
+    OperationInfo {
+        name: REQUEST_INFO.into(),
+        value: uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+/// The request id of `op` (see [`REQUEST_INFO`]).
+pub fn request_of(op: &Operation) -> String {
+    op.info
+        .iter()
+        .find(|i| i.name == REQUEST_INFO)
+        .map(|i| i.value.clone())
+        .unwrap_or_default()
 }
 
 /// Writes actions as the server's field manager.
@@ -164,7 +189,7 @@ impl Actions {
         if operation_in_progress(app) {
             return Err(ActionError::InProgress);
         }
-        let op = flotilla_controller::operation::rollback_operation(
+        let mut op = flotilla_controller::operation::rollback_operation(
             app,
             req.id,
             req.prune,
@@ -172,6 +197,7 @@ impl Actions {
             Some(by.subject.clone()),
         )
         .map_err(ActionError::Refused)?;
+        op.info.push(request_info());
         let (ns, name) = names(app);
         let written = self
             .api(&ns)
@@ -394,8 +420,23 @@ mod tests {
                 groups: Vec::new(),
             },
         );
+        let id = request_of(&op);
+        assert_eq!(id.len(), 36, "a request id marks the operation");
+        assert_ne!(
+            id,
+            request_of(&sync_operation(
+                &req,
+                &Principal {
+                    subject: "alice".into(),
+                    groups: Vec::new()
+                }
+            ))
+        );
+        let mut v = serde_json::to_value(&op).expect("json");
+        assert_eq!(v["info"], json!([{"name": REQUEST_INFO, "value": id}]));
+        v.as_object_mut().map(|o| o.remove("info"));
         assert_eq!(
-            serde_json::to_value(&op).expect("json"),
+            v,
             json!({"sync": {"revision": "v2", "prune": true,
                             "resources": [{"group": "apps", "kind": "Deployment", "name": "web"}]},
                    "initiatedBy": {"username": "alice"}})

@@ -267,7 +267,9 @@ async fn sync_app(
         }
         match s.actions.sync(&app, &req, &who).await {
             // The app's version with this operation in it: a client waits for a later one.
-            Ok((op, rv)) => Json(json!({"operation": op, "resourceVersion": rv})).into_response(),
+            Ok((op, rv)) => Json(json!({"operation": op, "resourceVersion": rv,
+                "request": crate::actions::request_of(&op)}))
+            .into_response(),
             Err(e) => crate::app_api::action_error(e),
         }
     }

@@ -203,7 +203,9 @@ async fn rollback(
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("rollback request: {e}")),
         };
         match s.actions.rollback(&app, &req, &who).await {
-            Ok((op, rv)) => Json(json!({"operation": op, "resourceVersion": rv})).into_response(),
+            Ok((op, rv)) => Json(json!({"operation": op, "resourceVersion": rv,
+                "request": crate::actions::request_of(&op)}))
+            .into_response(),
             Err(e) => action_error(e),
         }
     }
