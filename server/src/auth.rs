@@ -23,9 +23,7 @@ use http::HeaderMap;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -706,39 +704,17 @@ fn secret_stream(
     namespace: &str,
     name: &str,
 ) -> impl Stream<Item = BTreeMap<String, Vec<u8>>> + Send + 'static {
-    let api: Api<Secret> = Api::namespaced(client, namespace);
-    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let name = name.to_string();
-    watcher::watcher(api, cfg)
-        .default_backoff()
-        .scan(false, move |listed, ev| {
-            let data = |s: Secret| {
-                s.data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect()
-            };
-            let out = match ev {
-                Ok(Event::Apply(s) | Event::InitApply(s)) => {
-                    *listed = true;
-                    Some(data(s))
-                }
-                Ok(Event::Delete(_)) => Some(BTreeMap::new()),
-                Ok(Event::Init) => {
-                    *listed = false;
-                    None
-                }
-                Ok(Event::InitDone) if *listed => None,
-                Ok(Event::InitDone) => Some(BTreeMap::new()),
-                Err(e) => {
-                    tracing::warn!(secret = %name, error = %e, "watching");
-                    None
-                }
-            };
-            futures::future::ready(Some(out))
-        })
-        .filter_map(futures::future::ready)
+    flotilla_controller::config_map::named_stream(
+        Api::<Secret>::namespaced(client, namespace),
+        name,
+        |s: Secret| {
+            s.data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect()
+        },
+    )
 }
 
 /// The client secret `r` stands for (`$key` in argocd-secret, `$secret:key` in a Secret
