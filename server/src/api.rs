@@ -251,25 +251,17 @@ async fn sync_app(
     body: axum::body::Bytes,
 ) -> Response {
     let resp = async {
-        let who = match s.auth.authenticate(&headers).await {
-            Ok(p) => p,
-            Err(e) => return unauthenticated(e),
-        };
+        let (who, app) =
+            match crate::app_api::authorized_app(&s, &headers, &ns, &name, "sync").await {
+                Ok(x) => x,
+                Err(r) => return r,
+            };
         let req = match sync_request(&body) {
             Ok(r) => r,
             Err(e) => return error(StatusCode::BAD_REQUEST, e),
         };
-        let Some(app) = s.apps.get(&ObjectRef::new(&name).within(&ns)) else {
-            return missing_app(&s, &who, &ns, &name);
-        };
-        if !s.can(&who, "applications", "sync", &app_object(&app)) {
-            return denied();
-        }
         match s.actions.sync(&app, &req, &who).await {
-            // The app's version with this operation in it: a client waits for a later one.
-            Ok((op, rv)) => Json(json!({"operation": op, "resourceVersion": rv,
-                "request": crate::actions::request_of(&op)}))
-            .into_response(),
+            Ok(started) => crate::app_api::operation_started(started),
             Err(e) => crate::app_api::action_error(e),
         }
     }
@@ -291,20 +283,18 @@ async fn refresh_app(
     q: Result<Query<RefreshQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let resp = async {
-        let who = match s.auth.authenticate(&headers).await {
-            Ok(p) => p,
-            Err(e) => return unauthenticated(e),
-        };
+        if let Err(e) = s.auth.authenticate(&headers).await {
+            return unauthenticated(e);
+        }
         let q = match q {
             Ok(Query(q)) => q,
             Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
         };
-        let Some(app) = s.apps.get(&ObjectRef::new(&name).within(&ns)) else {
-            return missing_app(&s, &who, &ns, &name);
+        let (who, app) = match crate::app_api::authorized_app(&s, &headers, &ns, &name, "get").await
+        {
+            Ok(x) => x,
+            Err(r) => return r,
         };
-        if !s.can(&who, "applications", "get", &app_object(&app)) {
-            return denied();
-        }
         match s.actions.refresh(&app, q.hard, &who).await {
             Ok(()) => {
                 Json(json!({"refresh": if q.hard { "hard" } else { "normal" }})).into_response()

@@ -39,6 +39,15 @@ pub(crate) async fn authorized_app(
     Ok((who, app))
 }
 
+/// The answer to a sync or rollback written: the operation, the app's version with it, and
+/// the request id a client waits for (see `actions::REQUEST_INFO`).
+pub(crate) fn operation_started(
+    (op, rv): (flotilla_controller::operation::Operation, String),
+) -> Response {
+    let request = crate::actions::request_of(&op);
+    Json(json!({"operation": op, "resourceVersion": rv, "request": request})).into_response()
+}
+
 /// The answer to a failed action.
 pub(crate) fn action_error(e: ActionError) -> Response {
     match e {
@@ -203,9 +212,7 @@ async fn rollback(
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("rollback request: {e}")),
         };
         match s.actions.rollback(&app, &req, &who).await {
-            Ok((op, rv)) => Json(json!({"operation": op, "resourceVersion": rv,
-                "request": crate::actions::request_of(&op)}))
-            .into_response(),
+            Ok(started) => operation_started(started),
             Err(e) => action_error(e),
         }
     }
