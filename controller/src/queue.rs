@@ -306,6 +306,11 @@ where
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Seconds the oldest key waiting for a worker has waited (0 when none waits).
+    pub fn oldest_seconds(&self) -> f64 {
+        self.metrics.oldest.seconds()
+    }
 }
 
 #[cfg(test)]

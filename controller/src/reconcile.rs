@@ -1663,6 +1663,7 @@ pub fn schedule(
             result,
         })
         .inc();
+    ctx.metrics.reconciles_done.inc();
     match res {
         Ok(Next::Done | Next::Skipped) => None,
         Ok(Next::Periodic) => {

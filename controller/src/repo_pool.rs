@@ -376,6 +376,37 @@ impl RepoPool {
         })
     }
 
+    /// Each reachable repo-server's load (renders running, waiting, slots), asked concurrently
+    /// with a one-second deadline; one that does not answer is left out.
+    pub async fn loads(&self) -> BTreeMap<String, (u32, u32, u32)> {
+        let members: Vec<(String, pb::repo_server_client::RepoServerClient<Channel>)> = self
+            .lock()
+            .members
+            .iter()
+            .map(|(e, m)| (e.clone(), m.client.clone()))
+            .collect();
+        let asks = members
+            .into_iter()
+            .map(|(endpoint, mut client)| async move {
+                let ask = client.get_load(self.request(pb::GetLoadRequest {}));
+                match tokio::time::timeout(Duration::from_secs(1), ask).await {
+                    Ok(Ok(r)) => {
+                        let l = r.into_inner();
+                        Some((
+                            endpoint,
+                            (l.renders_running, l.renders_waiting, l.render_slots),
+                        ))
+                    }
+                    _ => None,
+                }
+            });
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     /// Endpoints and whether each is up (for `/status`).
     pub fn endpoints(&self) -> Vec<(String, bool)> {
         let st = self.lock();

@@ -109,6 +109,8 @@ pub fn replica_status(ctx: Option<&Arc<Context>>) -> Value {
         "fenced": shard.fenced,
         "ownedApplications": ctx.metrics.owned_apps.get(),
         "queueDepth": ctx.queue.len(),
+        "queueOldestSeconds": ctx.queue.oldest_seconds(),
+        "reconcilesTotal": ctx.metrics.reconciles_done.get(),
         "repoServers": ctx.manifests.pool().endpoints().into_iter()
             .map(|(endpoint, up)| json!({"endpoint": endpoint, "up": up}))
             .collect::<Vec<_>>(),
@@ -124,11 +126,28 @@ type Shared = State<Arc<StatusRoutes>>;
 async fn replica(State(r): Shared, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     match r.verify(&method, &uri, &headers, b"") {
         Err(refused) => refused.into_response(),
-        Ok(sig) => r.signed(
-            &sig,
-            StatusCode::OK,
-            &replica_status(r.ctx.upgrade().as_ref()),
-        ),
+        Ok(sig) => {
+            let ctx = r.ctx.upgrade();
+            let mut status = replica_status(ctx.as_ref());
+            if let Some(ctx) = ctx {
+                with_repo_loads(&mut status, &ctx.manifests.pool().loads().await);
+            }
+            r.signed(&sig, StatusCode::OK, &status)
+        }
+    }
+}
+
+/// Add each repo-server's renders running/waiting and slots to `status.repoServers`.
+fn with_repo_loads(
+    status: &mut Value,
+    loads: &std::collections::BTreeMap<String, (u32, u32, u32)>,
+) {
+    for e in status["repoServers"].as_array_mut().into_iter().flatten() {
+        if let Some((running, waiting, slots)) = e["endpoint"].as_str().and_then(|k| loads.get(k)) {
+            e["rendersRunning"] = (*running).into();
+            e["rendersWaiting"] = (*waiting).into();
+            e["renderSlots"] = (*slots).into();
+        }
     }
 }
 

@@ -111,6 +111,9 @@ pub trait ManifestBackend: Send + Sync + 'static {
         &self,
         req: GenerateRequest,
     ) -> impl Future<Output = Result<Generated, RepoError>> + Send;
+
+    /// Renders running, waiting for a slot, and slots in all.
+    fn load(&self) -> (usize, usize, usize);
 }
 
 /// Settings of the Git backend.
@@ -695,6 +698,10 @@ fn from_hit(hit: flotilla_cache::Hit) -> Generated {
 }
 
 impl ManifestBackend for GitBackend {
+    fn load(&self) -> (usize, usize, usize) {
+        self.inner.render_slots.load()
+    }
+
     async fn resolve(
         &self,
         repo: RepoRef,

@@ -222,6 +222,19 @@ impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
             .instrument(span)
             .await
     }
+
+    async fn get_load(
+        &self,
+        _request: Request<pb::GetLoadRequest>,
+    ) -> Result<Response<pb::GetLoadResponse>, Status> {
+        let (running, waiting, slots) = self.backend.load();
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Ok(Response::new(pb::GetLoadResponse {
+            renders_running: n(running),
+            renders_waiting: n(waiting),
+            render_slots: n(slots),
+        }))
+    }
 }
 
 /// Counts a request in `flotilla_repo_pending_request_total` while it is alive.
@@ -344,6 +357,10 @@ mod tests {
     struct Memory;
 
     impl ManifestBackend for Memory {
+        fn load(&self) -> (usize, usize, usize) {
+            (1, 2, 3)
+        }
+
         async fn resolve(
             &self,
             repo: RepoRef,
@@ -452,6 +469,20 @@ mod tests {
         assert!(resp.from_cache && !resp.app_specific, "flags pass through");
         let obj: serde_json::Value = serde_json::from_str(&resp.manifests[0]).expect("json");
         assert_eq!(obj["metadata"]["namespace"], "team-a");
+    }
+
+    #[tokio::test]
+    async fn load_reports_the_backends_render_slots() {
+        let mut c = serve().await;
+        let l = c
+            .get_load(pb::GetLoadRequest {})
+            .await
+            .expect("load")
+            .into_inner();
+        assert_eq!(
+            (l.renders_running, l.renders_waiting, l.render_slots),
+            (1, 2, 3)
+        );
     }
 
     #[tokio::test]

@@ -88,6 +88,22 @@ impl FairSlots {
         }
     }
 
+    /// Renders running, renders waiting for a slot, and slots in all.
+    pub fn load(&self) -> (usize, usize, usize) {
+        self.inner
+            .lock()
+            .map(|st| {
+                let waiting = st
+                    .waiting
+                    .values()
+                    .flatten()
+                    .filter(|tx| !tx.is_closed())
+                    .count();
+                (st.running, waiting, st.capacity)
+            })
+            .unwrap_or((0, 0, 0))
+    }
+
     /// Renders running now for `key`.
     pub fn running(&self, key: &str) -> usize {
         self.inner
@@ -171,6 +187,7 @@ mod tests {
         let s = slots.clone();
         let good = tokio::spawn(async move { s.acquire("good").await });
         tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(slots.load(), (2, 4, 2), "running, waiting, slots");
         drop(a1);
         // The freed slot goes to the tenant with nothing running, not to the queue's head.
         let g = tokio::time::timeout(Duration::from_secs(5), good)

@@ -44,6 +44,8 @@ pub struct Server {
     pub index: Arc<crate::query::AppIndex>,
     /// Application changes, for the streaming endpoint.
     pub changes: tokio::sync::broadcast::Sender<crate::stream::Change>,
+    /// Hand-overs and reconcile rates, for the fleet view.
+    pub memory: crate::fleet_memory::FleetMemory,
 }
 
 impl Server {
@@ -327,6 +329,8 @@ pub fn router(server: Arc<Server>) -> Router {
         .merge(crate::config_api::routes())
         .merge(crate::stream::routes())
         .merge(crate::auth::routes())
+        .merge(crate::session::routes())
+        .fallback(crate::ui::serve)
         .layer(axum::middleware::from_fn(cookie_writes_need_json))
         .with_state(server)
 }
@@ -334,7 +338,8 @@ pub fn router(server: Arc<Server>) -> Router {
 /// A write authenticated only by the browser's cookie must say `Content-Type:
 /// application/json`: a page on another origin (even a sibling subdomain, which SameSite=Lax
 /// lets through) cannot send that without a CORS preflight, which this server never grants.
-/// Token-authenticated clients (`Authorization`) are not affected.
+/// The header `X-Requested-With: flotilla` (which the UI sends) is accepted instead, for the
+/// same reason. Token-authenticated clients (`Authorization`) are not affected.
 async fn cookie_writes_need_json(
     req: axum::extract::Request,
     next: axum::middleware::Next,
@@ -352,10 +357,13 @@ async fn cookie_writes_need_json(
                 .next()
                 .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
         });
-    if writes && by_cookie && !json {
+    let ui = headers
+        .get("x-requested-with")
+        .is_some_and(|v| v.as_bytes() == b"flotilla");
+    if writes && by_cookie && !json && !ui {
         return error(
             StatusCode::FORBIDDEN,
-            "a write signed in by cookie needs Content-Type: application/json",
+            "a write signed in by cookie needs Content-Type: application/json or X-Requested-With: flotilla",
         );
     }
     next.run(req).await
@@ -370,6 +378,7 @@ pub fn openapi() -> Value {
         crate::config_api::openapi_paths(),
         crate::stream::openapi_paths(),
         crate::auth::openapi_paths(),
+        crate::session::openapi_paths(),
     ] {
         for (path, ops) in more.as_object().into_iter().flatten() {
             let slot = &mut doc["paths"][path];
@@ -422,7 +431,8 @@ fn base_openapi() -> Value {
                     q("namespace", "destination namespace"), q("selector", "labels: k=v, k!=v, k; comma-separated"),
                     q("sync", "sync statuses, comma-separated"), q("health", "health statuses, comma-separated"),
                     q("search", "substring of the name"), q("limit", "page size (default 500, at most 5000)"),
-                    q("continue", "cursor from the previous page")],
+                    q("continue", "cursor from the previous page"),
+                    q("offset", "skip this many matching apps (random access for a virtualised list)")],
                 "responses": {"200": ok("AppPage"), "400": err, "401": err}}},
             "/api/v1/applications/{namespace}/{name}": {"get": {
                 "summary": "One application",

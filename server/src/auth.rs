@@ -258,6 +258,9 @@ struct Inner {
     /// Claims that name groups (`argocd-rbac-cm` `scopes`).
     scopes: RwLock<Vec<String>>,
     metrics: Family<AuthLabels, Counter>,
+    /// Local accounts and session settings (`argocd-cm`, `argocd-secret`).
+    accounts: RwLock<Arc<crate::session::Accounts>>,
+    failures: crate::session::Failures,
 }
 
 /// Checks credentials (cheap to clone).
@@ -357,6 +360,8 @@ impl Authenticator {
                 reviews,
                 scopes: RwLock::new(vec!["groups".into()]),
                 metrics,
+                accounts: RwLock::default(),
+                failures: Default::default(),
             }),
         }
     }
@@ -462,6 +467,34 @@ impl Authenticator {
             })
     }
 
+    /// The local accounts as last read.
+    pub fn accounts(&self) -> Arc<crate::session::Accounts> {
+        match self.inner.accounts.read() {
+            Ok(a) => a.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn set_accounts(&self, accounts: crate::session::Accounts) {
+        if let Ok(mut slot) = self.inner.accounts.write()
+            && **slot != accounts
+        {
+            *slot = Arc::new(accounts);
+        }
+    }
+
+    /// Failed password sign-ins, per username.
+    pub fn failures(&self) -> &crate::session::Failures {
+        &self.inner.failures
+    }
+
+    /// The local admin's token while the local admin can sign in with it.
+    pub fn local_admin_token(&self) -> Option<String> {
+        self.local_admin_enabled()
+            .then(|| self.inner.admin_token.clone())
+            .flatten()
+    }
+
     /// Count one check in `flotilla_server_authentications`.
     pub fn counted(&self, method: &'static str, result: &'static str) {
         self.inner
@@ -517,6 +550,18 @@ impl Authenticator {
             let sub = claims["sub"].as_str().unwrap_or_default();
             if !via_cookie && iss == crate::project_tokens::ISSUER && sub.starts_with("proj:") {
                 return self.outcome("project", self.project_token(token));
+            }
+            if iss == crate::project_tokens::ISSUER && !sub.starts_with("proj:") {
+                let r = match self.server_key() {
+                    None => Err(AuthError::Unavailable),
+                    Some(key) => crate::session::verify(
+                        &key,
+                        token,
+                        &self.accounts(),
+                        self.local_admin_enabled(),
+                    ),
+                };
+                return self.outcome("session", r);
             }
             let sso = self.inner.sso.get();
             if let Some(settings) = &sso.settings
@@ -795,6 +840,9 @@ async fn watch_settings(auth: Authenticator, client: Client, namespace: String) 
         let secret = secret.as_ref().unwrap_or(&no_secret);
         if changed && let Some(k) = secret.get(SERVER_KEY) {
             auth.set_server_key(k.clone());
+        }
+        if changed {
+            auth.set_accounts(crate::session::Accounts::parse(cm, secret));
         }
         let current = auth.sso().get();
         if !changed && (current.provider.is_some() || current.settings.is_none()) {

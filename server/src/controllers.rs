@@ -84,6 +84,13 @@ fn replica_of(lease: &Lease, now: jiff::Timestamp) -> Option<Replica> {
     })
 }
 
+impl Replica {
+    /// Whether it claims the key whose id is `id` (`flotilla_sharding::claims::key_id`).
+    pub fn claims(&self, id: &str) -> bool {
+        self.claims.contains(id)
+    }
+}
+
 impl Controllers {
     /// The group's replicas, live ones first, most recently renewed first.
     pub fn replicas(&self) -> Vec<Replica> {

@@ -42,7 +42,7 @@ fn may_see_cluster(s: &Server, who: &Principal, c: &Cluster) -> bool {
             .is_some_and(|p| s.can(who, "clusters", "get", &format!("{p}/{}", c.server)))
 }
 
-fn registry(s: &Server) -> Registry {
+pub(crate) fn registry(s: &Server) -> Registry {
     let in_cluster = s.controllers.in_cluster.then(|| Cluster {
         name: flotilla_controller::clusters::IN_CLUSTER_NAME.into(),
         server: flotilla_controller::clusters::IN_CLUSTER_SERVER.into(),
@@ -214,7 +214,16 @@ async fn fleet(State(s): Shared, headers: HeaderMap) -> Response {
         Err(e) => unauthenticated(e),
         Ok(who) if !s.can(&who, "clusters", "get", "*") => denied(),
         Ok(_) => {
-            let replicas = s.controllers.fleet().await;
+            let mut replicas = s.controllers.fleet().await;
+            let now = std::time::Instant::now();
+            for r in &mut replicas {
+                if let (Some(id), Some(total)) = (
+                    r["identity"].as_str().map(str::to_string),
+                    r["status"]["reconcilesTotal"].as_u64(),
+                ) {
+                    r["reconcilesPerSecond"] = s.memory.rate(&id, total, now).into();
+                }
+            }
             let reg = registry(&s);
             let owners = owners(&s, &reg);
             let unowned: Vec<&str> = reg
@@ -224,7 +233,7 @@ async fn fleet(State(s): Shared, headers: HeaderMap) -> Response {
                 .collect();
             // Across the replicas that answered: the render cache and the repo-servers.
             let (mut hits, mut misses) = (0u64, 0u64);
-            let mut repo_servers: BTreeMap<String, bool> = BTreeMap::new();
+            let mut repo_servers: BTreeMap<String, Value> = BTreeMap::new();
             for r in &replicas {
                 let c = &r["status"]["manifestCache"];
                 hits +=
@@ -232,15 +241,26 @@ async fn fleet(State(s): Shared, headers: HeaderMap) -> Response {
                 misses += c["misses"].as_u64().unwrap_or(0);
                 for e in r["status"]["repoServers"].as_array().into_iter().flatten() {
                     if let Some(endpoint) = e["endpoint"].as_str() {
-                        let up = e["up"] == true;
-                        *repo_servers.entry(endpoint.to_string()).or_insert(up) |= up;
+                        // Up if any replica reaches it; the load as last answered.
+                        let seen = repo_servers
+                            .entry(endpoint.to_string())
+                            .or_insert_with(|| json!({"endpoint": endpoint, "up": false}));
+                        if e["up"] == true {
+                            seen["up"] = true.into();
+                        }
+                        for k in ["rendersRunning", "rendersWaiting", "renderSlots"] {
+                            if e[k].is_u64() {
+                                seen[k] = e[k].clone();
+                            }
+                        }
                     }
                 }
             }
             Json(json!({
                 "replicas": replicas,
                 "manifestCacheHitRatio": (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
-                "repoServers": repo_servers.iter().map(|(e, up)| json!({"endpoint": e, "up": up})).collect::<Vec<_>>(),
+                "repoServers": repo_servers.into_values().collect::<Vec<_>>(),
+                "handovers": s.memory.handovers(),
                 "applications": s.apps.state().len(),
                 "clusters": reg.len(),
                 "unownedClusters": unowned,

@@ -259,12 +259,14 @@ async fn main() -> anyhow::Result<()> {
         namespace: args.namespace.clone(),
         index,
         changes,
+        memory: Default::default(),
     });
     tokio::spawn(flotilla_server::rbac::watch(
         control.clone(),
         args.namespace.clone(),
         server.clone(),
     ));
+    let sampled = server.clone();
     let app = router(server).merge(flotilla_core::http::router(
         Arc::new(registry),
         ready.clone(),
@@ -292,6 +294,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("Applications and AppProjects did not list within 120 s");
     }
     ready.set(true);
+    tokio::spawn(flotilla_server::fleet_memory::run(sampled));
     tracing::info!(applications = apps.state().len(), "stores synced; serving");
     flotilla_core::shutdown_signal().await;
     telemetry.shutdown();

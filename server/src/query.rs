@@ -30,6 +30,9 @@ pub struct ListQuery {
     /// Cursor from the previous page's `metadata.continue`.
     #[serde(rename = "continue")]
     pub cont: Option<String>,
+    /// Skip this many matching apps (after the cursor, if any): random access for a
+    /// virtualised list.
+    pub offset: Option<usize>,
 }
 
 /// Default and largest page sizes.
@@ -237,6 +240,7 @@ pub fn page_of<'s>(
     let filter = Filter::new(q)?;
     let after = cursor(q)?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let mut skip = q.offset.unwrap_or(0);
     let (mut total, mut items, mut more) = (0, Vec::new(), false);
     for s in sorted {
         if !filter.passes(s) || !visible(s) {
@@ -245,7 +249,9 @@ pub fn page_of<'s>(
         total += 1;
         let past_cursor =
             after.is_none_or(|(ns, name)| (s.namespace.as_str(), s.name.as_str()) > (ns, name));
-        if past_cursor {
+        if past_cursor && skip > 0 {
+            skip -= 1;
+        } else if past_cursor {
             if items.len() < limit {
                 items.push(s.clone());
             } else {
@@ -468,6 +474,7 @@ impl AppIndex {
                     .range((start, std::ops::Bound::Unbounded))
                     .map(|(_, s)| s)
                     .filter(|s| shown(s.project.as_str()))
+                    .skip(q.offset.unwrap_or(0))
                 {
                     if items.len() == limit {
                         more = true;
@@ -571,6 +578,48 @@ mod tests {
         assert!(page(&fleet(), &q, |_| true).is_err());
         let only_b = page(&fleet(), &ListQuery::default(), |s| s.project == "team-b").expect("ok");
         assert_eq!(names(&only_b), ["cache", "db"]);
+    }
+
+    #[test]
+    fn offsets_skip_matching_apps_on_both_paths() {
+        struct All;
+        impl Visibility for All {
+            fn app(&self, _: &AppSummary) -> bool {
+                true
+            }
+            fn whole_project(&self, _: &str) -> Option<bool> {
+                Some(true)
+            }
+        }
+        let idx = AppIndex::default();
+        for a in &fleet() {
+            idx.upsert(a);
+        }
+        let q = ListQuery {
+            limit: Some(2),
+            offset: Some(1),
+            ..Default::default()
+        };
+        let fast = idx.page(&q, &All).expect("fast");
+        let slow = idx.page(&q, &ByApp(|_: &AppSummary| true)).expect("slow");
+        assert_eq!(names(&fast), ["cache", "db"]);
+        assert_eq!(names(&slow), ["cache", "db"]);
+        assert_eq!((fast.metadata.total, slow.metadata.total), (4, 4));
+        let past = ListQuery {
+            offset: Some(10),
+            ..Default::default()
+        };
+        assert!(idx.page(&past, &All).expect("ok").items.is_empty());
+        let filtered = ListQuery {
+            offset: Some(1),
+            project: Some("team-b".into()),
+            search: Some("".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            names(&page(&fleet(), &filtered, |_| true).expect("ok")),
+            ["db"]
+        );
     }
 
     #[test]
