@@ -28,6 +28,25 @@ ensure_tools() {
     need_pkg kubectl kubernetes-client || echo "warning: neither kustomize nor kubectl is available; Kustomize tests will fail" >&2
   fi
   ensure_helm
+  ensure_node
+}
+
+# Node.js 20+ and npm build the web UI (ui/, pinned in its package-lock.json) during the
+# server's cargo build.
+ensure_node() {
+  need_pkg node nodejs
+  need_pkg npm npm
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  if [ "$major" -lt 20 ]; then
+    echo "warning: Node.js $(node --version 2>/dev/null) is older than 20; building the web UI (Vite 7) needs 20.19+" >&2
+  fi
+}
+
+# Debian's Chromium and ChromeDriver, for the web UI's browser tests.
+ensure_browser() {
+  need_pkg chromium chromium
+  need_pkg chromedriver chromium-driver
 }
 
 # Helm: when no `helm` binary is on PATH, install Helm v4's engine from PyPI

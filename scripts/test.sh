@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_tools
+ensure_browser
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/flotilla/target}"
 mkdir -p "$CARGO_TARGET_DIR"
 echo "==> cargo fmt --check"

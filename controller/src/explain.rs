@@ -46,6 +46,8 @@ pub struct ResourceView {
     pub health: Option<HealthView>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub requires_pruning: bool,
+    /// Its sync wave (`argocd.argoproj.io/sync-wave`, else Helm's hook weight; 0).
+    pub sync_wave: i64,
     /// Paths that differ (`.spec.replicas`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub differences: Vec<String>,
@@ -276,6 +278,12 @@ pub fn view(
         namespace: r.key.namespace.clone(),
         name: r.key.name.clone(),
         status: r.sync.as_str(),
+        sync_wave: r
+            .desired
+            .as_ref()
+            .or(r.live.as_deref())
+            .map(crate::hooks::wave)
+            .unwrap_or(0),
         health: r.health.as_ref().map(|h| HealthView {
             status: h.code.as_str(),
             message: h.message.clone(),

@@ -27,6 +27,26 @@ pub struct SyncRequest {
     pub dry_run: bool,
     pub sync_options: Option<Vec<String>>,
     pub resources: Option<Vec<SyncResourceRef>>,
+    /// Argo CD's `strategy`: `{"apply": {"force": bool}}` (resources only, no hooks) or
+    /// `{"hook": {"force": bool}}` (the default); written as `operation.sync.syncStrategy`.
+    #[serde(alias = "syncStrategy")]
+    pub strategy: Option<SyncStrategy>,
+}
+
+/// How a sync applies: `apply` (no hooks) or `hook`; `force` replaces objects that cannot be
+/// patched.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum SyncStrategy {
+    Apply(StrategyForce),
+    Hook(StrategyForce),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyForce {
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// Body of `POST .../rollback`: the `status.history` entry to go back to.
@@ -84,6 +104,10 @@ pub fn sync_operation(req: &SyncRequest, by: &Principal) -> Operation {
             dry_run: req.dry_run,
             sync_options: req.sync_options.clone().filter(|o| !o.is_empty()),
             resources: req.resources.clone().filter(|r| !r.is_empty()),
+            sync_strategy: req
+                .strategy
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok()),
             ..Default::default()
         }),
         initiated_by: InitiatedBy {
@@ -442,6 +466,26 @@ mod tests {
                    "initiatedBy": {"username": "alice"}})
         );
         assert!(serde_json::from_value::<SyncRequest>(json!({"purne": true})).is_err());
+        // Apply only (no hooks), forced: Argo CD's `strategy`, written as `syncStrategy`.
+        let req: SyncRequest =
+            serde_json::from_value(json!({"strategy": {"apply": {"force": true}}}))
+                .expect("parses");
+        let op = sync_operation(
+            &req,
+            &Principal {
+                subject: "alice".into(),
+                groups: Vec::new(),
+            },
+        );
+        assert!(op.apply_strategy());
+        assert_eq!(
+            serde_json::to_value(&op).expect("json")["sync"]["syncStrategy"],
+            json!({"apply": {"force": true}})
+        );
+        assert!(
+            serde_json::from_value::<SyncRequest>(json!({"strategy": {"replace": {}}})).is_err(),
+            "an unknown strategy is refused, not ignored"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! namespaces that are cleaned up, and polling helpers. Must not mock any Flotilla part.
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod e2e;
 
 use std::future::Future;
