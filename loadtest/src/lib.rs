@@ -2,6 +2,7 @@
 //! tests and the demo, and the load-test harness. Must not be needed at run time by the product.
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod fleet;
 pub mod harness;
 /// kubesim, re-exported: the harness and the tests reach it as `flotilla_loadtest::kubesim`.

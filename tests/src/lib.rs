@@ -3,7 +3,7 @@
 //! namespaces that are cleaned up, and polling helpers. Must not mock any Flotilla part.
 #![forbid(unsafe_code)]
 
-pub mod browser;
+pub use flotilla_loadtest::browser;
 pub mod e2e;
 
 use std::future::Future;

@@ -3,7 +3,7 @@
 //! converge, every change must go live and every fault must be recovered from. It checks the
 //! harness's report too, so a harness that measured nothing would fail here.
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use flotilla_loadtest::harness::{self, RunOptions, scenario::Scenario};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,6 +44,16 @@ async fn smoke_scenario_converges_changes_go_live_and_faults_recover() -> Result
             }),
         "the API measured: {:?}",
         report.api
+    );
+    let ui = report.api.ui.as_ref().context("the web UI measured")?;
+    ensure!(
+        ui.listed == scenario.applications as u64
+            && ui.cold_load > 0.0
+            && ui.warm_load.count == scenario.api.ui_loads
+            && ui.search.count == scenario.api.ui_loads + 1
+            && ui.scroll_to_end.p50 > 0.0
+            && ui.dom_rows > 0,
+        "{ui:?}"
     );
     ensure!(report.faults.len() == scenario.faults.len());
     for f in &report.faults {

@@ -695,12 +695,117 @@ async fn api_latency(s: &Scenario, fleet: &Fleet) -> Result<report::ApiReport> {
             errors: results.iter().map(|r| r.1).sum(),
         });
     }
+    if s.api.ui_loads > 0 {
+        out.ui = Some(
+            ui_latency(s, &api)
+                .await
+                .context("timing the web UI's list")?,
+        );
+    }
     if let Some(pid) = server.pid() {
         let mut usage = Usage::default();
         usage.sample(&[("flotilla-server".to_string(), pid)]);
         out.server_rss_mib = usage.peak_rss("flotilla-server") as f64 / 1048576.0;
     }
     drop(server);
+    Ok(out)
+}
+
+/// Waits in the page until the list is ready, then answers `performance.now()` (ms since the
+/// navigation started).
+const LIST_READY_JS: &str = "const done = arguments[arguments.length - 1];
+    const check = () => {
+      const l = document.querySelector('[data-testid=app-list][data-ready=true]');
+      if (l && l.querySelector('[data-testid=app-row]')) done(performance.now()); else setTimeout(check, 5);
+    };
+    check();";
+
+/// Types `arguments[0]` into the search box and answers the ms until exactly one row shows.
+const SEARCH_JS: &str = "const [name, done] = [arguments[0], arguments[arguments.length - 1]];
+    const input = document.querySelector('[data-testid=app-search]');
+    const t0 = performance.now();
+    const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+    set.call(input, name);
+    input.dispatchEvent(new Event('input', {bubbles: true}));
+    const check = () => {
+      const rows = document.querySelectorAll('[data-testid=app-row]');
+      const c = document.querySelector('[data-testid=app-count]');
+      if (rows.length === 1 && c && c.dataset.count === '1' && rows[0].dataset.app.endsWith('/' + name)) done(performance.now() - t0);
+      else if (performance.now() - t0 > 30000) done(-1); else setTimeout(check, 5);
+    };
+    check();";
+
+/// Scrolls the list to its end and answers the ms until the last app's row is rendered.
+const SCROLL_END_JS: &str = "const [last, done] = [arguments[0], arguments[arguments.length - 1]];
+    const list = document.querySelector('[data-testid=app-list]');
+    const t0 = performance.now();
+    list.scrollTop = list.scrollHeight;
+    const check = () => {
+      if (document.querySelector(`[data-testid=app-row][data-app$='/${last}']`)) done(performance.now() - t0);
+      else if (performance.now() - t0 > 30000) done(-1); else setTimeout(check, 5);
+    };
+    check();";
+
+/// Time the web UI's application list in headless Chromium against the server at `api`:
+/// first and later loads, a search, a jump to the end.
+async fn ui_latency(s: &Scenario, api: &str) -> Result<report::UiReport> {
+    let b = crate::browser::Browser::start(1400, 900).await?;
+    let base = format!("http://{api}");
+    // Sign in from a page that is not the UI (a JSON answer), so the first visit of the list
+    // finds nothing cached.
+    b.client
+        .goto(&format!("{base}/api/v1/session/userinfo"))
+        .await?;
+    let signed = b
+        .client
+        .execute_async(
+            "const [token, done] = [arguments[0], arguments[arguments.length - 1]];
+             fetch('/api/v1/session', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                   body: JSON.stringify({username: 'admin', password: token})}).then(r => done(r.status), e => done(String(e)));",
+            vec![crate::fleet::ADMIN_TOKEN.into()],
+        )
+        .await?;
+    anyhow::ensure!(signed == 200, "signing in: {signed}");
+    let ms = |v: serde_json::Value| -> Result<f64> {
+        let x = v.as_f64().context("a number of milliseconds")?;
+        anyhow::ensure!(x >= 0.0, "timed out in the page");
+        Ok(x / 1000.0)
+    };
+    let mut out = report::UiReport::default();
+    let (mut warm, mut search, mut scroll) = (Vec::new(), Vec::new(), Vec::new());
+    let last = workload::app_name(s.applications.saturating_sub(1));
+    for i in 0..=s.api.ui_loads {
+        b.client.goto(&format!("{base}/applications")).await?;
+        let t = ms(b.client.execute_async(LIST_READY_JS, vec![]).await?)?;
+        if i == 0 {
+            out.cold_load = t;
+            out.listed = b
+                .js("return Number(document.querySelector('[data-testid=app-count]').dataset.count)")
+                .await?
+                .as_u64()
+                .unwrap_or(0);
+            out.dom_rows = b
+                .js("return document.querySelectorAll('[data-testid=app-row]').length")
+                .await?
+                .as_u64()
+                .unwrap_or(0);
+        } else {
+            warm.push(t);
+        }
+        scroll.push(ms(b
+            .client
+            .execute_async(SCROLL_END_JS, vec![last.clone().into()])
+            .await?)?);
+        let name = workload::app_name((i * 7919) % s.applications.max(1));
+        search.push(ms(b
+            .client
+            .execute_async(SEARCH_JS, vec![name.into()])
+            .await?)?);
+    }
+    out.warm_load = Percentiles::of(&warm);
+    out.search = Percentiles::of(&search);
+    out.scroll_to_end = Percentiles::of(&scroll);
+    b.close().await?;
     Ok(out)
 }
 

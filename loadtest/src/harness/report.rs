@@ -203,6 +203,27 @@ pub struct ApiReport {
     pub queries: Vec<ApiQuery>,
     /// Peak resident memory of the server (MiB).
     pub server_rss_mib: f64,
+    /// The web UI's application list in a real browser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui: Option<UiReport>,
+}
+
+/// The web UI's list view at this size, in headless Chromium (seconds).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UiReport {
+    /// Applications the list counted (must be all of them).
+    pub listed: u64,
+    /// Navigation start to the first page of rows rendered, nothing cached (first visit).
+    pub cold_load: f64,
+    /// The same with the assets cached (every later visit).
+    pub warm_load: Percentiles,
+    /// Typing a name in the search box to the one matching row shown (includes the 200 ms
+    /// debounce).
+    pub search: Percentiles,
+    /// Jumping to the end of the list to its last rows rendered (a page fetched by offset).
+    pub scroll_to_end: Percentiles,
+    /// DOM rows in the list (virtualised: a screenful, not every app).
+    pub dom_rows: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -394,6 +415,18 @@ impl Report {
                     q.path,
                     ms(&q.latency),
                     q.errors
+                );
+            }
+            if let Some(ui) = &self.api.ui {
+                let _ = writeln!(
+                    o,
+                    "\n### Web UI (headless Chromium)\n\n{} applications counted; {} rows in the DOM.\n\n| step | time |\n|---|---|\n| list, first visit (nothing cached) | {:.0} ms |\n| list, later visits | {} |\n| search to the one match (with 200 ms debounce) | {} |\n| jump to the end of the list | {} |",
+                    ui.listed,
+                    ui.dom_rows,
+                    ui.cold_load * 1000.0,
+                    ms(&ui.warm_load),
+                    ms(&ui.search),
+                    ms(&ui.scroll_to_end)
                 );
             }
         }

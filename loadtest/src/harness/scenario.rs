@@ -57,6 +57,9 @@ pub struct ApiLoad {
     /// Requests per query kind (0: the API is not measured).
     pub requests: usize,
     pub concurrency: usize,
+    /// Loads of the web UI's application list in headless Chromium (0: not measured; needs
+    /// chromium and chromedriver).
+    pub ui_loads: usize,
 }
 
 impl Default for ApiLoad {
@@ -64,6 +67,7 @@ impl Default for ApiLoad {
         Self {
             requests: 0,
             concurrency: 4,
+            ui_loads: 0,
         }
     }
 }
