@@ -347,7 +347,8 @@ async fn cookie_writes_need_json(
     use axum::http::Method;
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let headers = req.headers();
-    let by_cookie = headers.get(http::header::AUTHORIZATION).is_none()
+    // As `authenticate` decides: the cookie counts whenever there is no bearer token.
+    let by_cookie = crate::auth::bearer(headers).is_none()
         && crate::oidc::cookie(headers, crate::oidc::TOKEN_COOKIE).is_some();
     let json = headers
         .get(http::header::CONTENT_TYPE)

@@ -275,13 +275,18 @@ impl Default for Authenticator {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
+}
+
+/// The caller's credential: the bearer token, else the browser's cookie.
+pub(crate) fn credential(headers: &HeaderMap) -> Option<&str> {
+    bearer(headers).or_else(|| cookie_token(headers))
 }
 
 /// The browser's token cookie, unless the request comes from another site.
@@ -483,6 +488,16 @@ impl Authenticator {
         }
     }
 
+    /// Revoke session `jti` (valid until `exp`) here at once; the record in `argocd-secret`
+    /// tells the other replicas.
+    pub fn revoke(&self, jti: &str, exp: i64) {
+        if let Ok(mut slot) = self.inner.accounts.write() {
+            let mut a = (**slot).clone();
+            a.revoked.insert(jti.to_string(), exp);
+            *slot = Arc::new(a);
+        }
+    }
+
     /// Failed password sign-ins, per username.
     pub fn failures(&self) -> &crate::session::Failures {
         &self.inner.failures
@@ -558,7 +573,7 @@ impl Authenticator {
                         &key,
                         token,
                         &self.accounts(),
-                        self.local_admin_enabled(),
+                        self.local_admin_token().as_deref(),
                     ),
                 };
                 return self.outcome("session", r);

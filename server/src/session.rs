@@ -3,10 +3,12 @@
 //! accounts of `argocd-cm` (`accounts.<name>: login`, bcrypt `accounts.<name>.password` in
 //! `argocd-secret`). A success sets the `flotilla.token` cookie to a session JWT (HS256 with
 //! the server key, `iss: argocd`, `sub: <name>`); `can-i` answers what the caller may do.
-//! Failures are limited per username (5 per 5 minutes) and bcrypt checks run 4 at a time.
+//! Every attempt counts as a failure until it succeeds (5 per username per 5 minutes, parallel
+//! guesses included); every refusal costs one bcrypt, whether or not the account exists; bcrypt
+//! checks run 4 at a time. Signing out revokes the session for every replica (its id is
+//! recorded in `argocd-secret` until it expires).
 
-use std::collections::BTreeMap;
-use std::num::NonZeroUsize;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,10 +29,18 @@ pub const DEFAULT_SESSION: Duration = Duration::from_secs(24 * 3600);
 /// Failed sign-ins of one username allowed per [`FAILURE_WINDOW`] (Argo CD's defaults).
 const MAX_FAILURES: u32 = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(300);
-/// Usernames whose failures are remembered (the least recently failed are forgotten first).
+/// Usernames whose failures are remembered. When that many are inside their window, new
+/// usernames are refused until some expire (a flood of made-up names must not push a locked
+/// account out and so unlock it).
 const FAILURES_KEPT: usize = 10_000;
-/// bcrypt checks at once (each costs tens of milliseconds of CPU).
+/// bcrypt checks at once (each costs tens of milliseconds of CPU), and how long a sign-in
+/// waits for one before it is told to try again.
 const BCRYPT_CONCURRENCY: usize = 4;
+const BCRYPT_WAIT: Duration = Duration::from_secs(2);
+/// The bcrypt cost of the stand-in hash checked when there is no account (Argo CD's cost).
+const DUMMY_COST: u32 = 10;
+/// The `argocd-secret` key prefix recording a revoked session: `session.revoked.<jti>: <exp>`.
+pub const REVOKED_PREFIX: &str = "session.revoked.";
 /// Longest username or password read.
 const MAX_FIELD: usize = 256;
 
@@ -53,6 +63,8 @@ pub struct Accounts {
     /// `admin.enabled` (default true) and `admin.password` (bcrypt) / `admin.passwordMtime`.
     pub admin: Account,
     pub session: Option<Duration>,
+    /// Revoked session ids and when each expires.
+    pub revoked: BTreeMap<String, i64>,
 }
 
 fn mtime(v: Option<&String>) -> Option<i64> {
@@ -87,7 +99,11 @@ impl Accounts {
     pub fn parse(cm: &BTreeMap<String, String>, secret: &BTreeMap<String, Vec<u8>>) -> Self {
         let secret: BTreeMap<&str, String> = secret
             .iter()
-            .filter(|(k, _)| k.starts_with("accounts.") || k.starts_with("admin."))
+            .filter(|(k, _)| {
+                k.starts_with("accounts.")
+                    || k.starts_with("admin.")
+                    || k.starts_with(REVOKED_PREFIX)
+            })
             .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v).into_owned()))
             .collect();
         let mut accounts = BTreeMap::new();
@@ -128,10 +144,20 @@ impl Accounts {
         let session = cm
             .get("users.session.duration")
             .and_then(|d| parse_duration(d));
+        let revoked = secret
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.strip_prefix(REVOKED_PREFIX)?.to_string(),
+                    v.trim().parse().ok()?,
+                ))
+            })
+            .collect();
         Self {
             accounts,
             admin,
             session,
+            revoked,
         }
     }
 
@@ -140,9 +166,14 @@ impl Accounts {
     fn may_sign_in(&self, name: &str, admin_token_on: bool) -> Option<&Account> {
         if name == "admin" {
             let a = &self.admin;
-            return (admin_token_on || (a.enabled && a.password_hash.is_some())).then_some(a);
+            return (admin_token_on || self.admin_password_on()).then_some(a);
         }
         self.accounts.get(name).filter(|a| a.enabled && a.login)
+    }
+
+    /// Whether Argo CD's `admin.password` may sign in (`admin.enabled` is not false).
+    fn admin_password_on(&self) -> bool {
+        self.admin.enabled && self.admin.password_hash.is_some()
     }
 }
 
@@ -154,10 +185,26 @@ struct Claims {
     nbf: i64,
     exp: i64,
     jti: String,
+    /// For an admin signed in with the local admin's token: a fingerprint of that token, so
+    /// rotating the token ends the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    atk: Option<String>,
 }
 
-/// Sign a session for `name`, valid `ttl` from `now`.
-pub fn sign(key: &[u8], name: &str, now: i64, ttl: Duration) -> Result<String, String> {
+/// The fingerprint of the local admin's token kept in its sessions (not the token).
+fn fingerprint(token: &str) -> String {
+    hex::encode(&ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref()[..16])
+}
+
+/// Sign a session for `name`, valid `ttl` from `now` (`admin_token`: the local admin's
+/// token it signed in with).
+pub fn sign(
+    key: &[u8],
+    name: &str,
+    now: i64,
+    ttl: Duration,
+    admin_token: Option<&str>,
+) -> Result<String, String> {
     crate::jwt::install();
     let claims = Claims {
         iss: crate::project_tokens::ISSUER.into(),
@@ -166,19 +213,14 @@ pub fn sign(key: &[u8], name: &str, now: i64, ttl: Duration) -> Result<String, S
         nbf: now,
         exp: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
         jti: uuid::Uuid::new_v4().to_string(),
+        atk: admin_token.map(fingerprint),
     };
     let k = EncodingKey::from_secret(key).map_err(|e| e.to_string())?;
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k).map_err(|e| e.to_string())
 }
 
-/// Check a session token: signature, issuer, expiry, and that its account may still sign in
-/// and has not changed its password since.
-pub fn verify(
-    key: &[u8],
-    token: &str,
-    accounts: &Accounts,
-    admin_token_on: bool,
-) -> Result<Principal, AuthError> {
+/// The claims of a session token whose signature, issuer and expiry hold.
+fn decode(key: &[u8], token: &str) -> Result<Claims, AuthError> {
     crate::jwt::install();
     let k = DecodingKey::from_secret(key).map_err(|_| AuthError::Invalid)?;
     let mut v = Validation::new(Algorithm::HS256);
@@ -187,13 +229,38 @@ pub fn verify(
     v.validate_aud = false;
     v.validate_nbf = true;
     v.leeway = crate::oidc::LEEWAY;
-    let claims = jsonwebtoken::decode::<Claims>(token, &k, &v)
+    Ok(jsonwebtoken::decode::<Claims>(token, &k, &v)
         .map_err(|_| AuthError::Invalid)?
-        .claims;
-    let account = accounts
-        .may_sign_in(&claims.sub, admin_token_on)
-        .ok_or(AuthError::Invalid)?;
-    if account.password_mtime.is_some_and(|m| claims.iat < m) {
+        .claims)
+}
+
+/// Check a session token: signature, issuer, expiry, not revoked, and that its account may
+/// still sign in the way it did (the admin's token unchanged, or no password change since).
+pub fn verify(
+    key: &[u8],
+    token: &str,
+    accounts: &Accounts,
+    admin_token: Option<&str>,
+) -> Result<Principal, AuthError> {
+    let claims = decode(key, token)?;
+    if accounts.revoked.contains_key(&claims.jti) {
+        return Err(AuthError::Invalid);
+    }
+    let ok = match (&claims.atk, claims.sub.as_str()) {
+        (Some(fp), "admin") => admin_token.is_some_and(|t| fingerprint(t) == *fp),
+        (Some(_), _) => false,
+        (None, "admin") => {
+            accounts.admin_password_on()
+                && accounts
+                    .admin
+                    .password_mtime
+                    .is_none_or(|m| claims.iat >= m)
+        }
+        (None, name) => accounts
+            .may_sign_in(name, false)
+            .is_some_and(|a| a.password_mtime.is_none_or(|m| claims.iat >= m)),
+    };
+    if !ok {
         return Err(AuthError::Invalid);
     }
     Ok(Principal {
@@ -202,51 +269,73 @@ pub fn verify(
     })
 }
 
-/// Failed sign-ins per username.
+/// Sign-in attempts per username: each counts as a failure until it succeeds.
 pub struct Failures {
-    seen: Mutex<lru::LruCache<String, (u32, Instant)>>,
+    seen: Mutex<HashMap<String, (u32, Instant)>>,
     bcrypt: tokio::sync::Semaphore,
 }
 
 impl Default for Failures {
     fn default() -> Self {
         Self {
-            seen: Mutex::new(lru::LruCache::new(
-                NonZeroUsize::new(FAILURES_KEPT).unwrap_or(NonZeroUsize::MIN),
-            )),
+            seen: Mutex::new(HashMap::new()),
             bcrypt: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
         }
     }
 }
 
+/// Why an attempt may not be made now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// This username failed too often.
+    Locked,
+    /// Too many usernames are failing at once.
+    Flooded,
+}
+
 impl Failures {
-    fn locked(&self, name: &str) -> bool {
+    /// Count an attempt for `name` (as a failure until [`Self::succeeded`]), unless it is
+    /// locked out.
+    pub fn attempt(&self, name: &str) -> Result<(), Refused> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        match seen.get(name) {
-            Some((n, since)) if since.elapsed() < FAILURE_WINDOW => *n >= MAX_FAILURES,
-            Some(_) => {
-                seen.pop(name);
-                false
+        if let Some((n, since)) = seen.get_mut(name) {
+            if since.elapsed() >= FAILURE_WINDOW {
+                *n = 0;
+                *since = Instant::now();
             }
-            None => false,
+            if *n >= MAX_FAILURES {
+                return Err(Refused::Locked);
+            }
+            *n += 1;
+            return Ok(());
         }
+        if seen.len() >= FAILURES_KEPT {
+            seen.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+            if seen.len() >= FAILURES_KEPT {
+                return Err(Refused::Flooded);
+            }
+        }
+        seen.insert(name.to_string(), (1, Instant::now()));
+        Ok(())
     }
 
-    fn failed(&self, name: &str) {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = seen.get_or_insert_mut(name.to_string(), || (0, Instant::now()));
-        if entry.1.elapsed() >= FAILURE_WINDOW {
-            *entry = (0, Instant::now());
-        }
-        entry.0 += 1;
-    }
-
-    fn succeeded(&self, name: &str) {
+    /// The attempt succeeded: the username's failures are forgotten.
+    pub fn succeeded(&self, name: &str) {
         self.seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .pop(name);
+            .remove(name);
     }
+}
+
+/// A bcrypt hash checked when there is no account or no password, so a refusal takes as long
+/// whether or not the username exists.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let secret = uuid::Uuid::new_v4().to_string();
+        bcrypt::hash(secret, DUMMY_COST).unwrap_or_default()
+    })
 }
 
 #[derive(Deserialize)]
@@ -283,29 +372,39 @@ fn with_cookie(mut resp: Response, cookie: &str) -> Response {
     resp
 }
 
-/// Whether `password` is the password of `account` (`admin_token`: the local admin's token,
-/// also accepted as the admin's password while it is on).
+/// Whether `password` signs `name` in: the local admin's token (while it is on), or the
+/// account's bcrypt password. Every refusal costs one bcrypt (against a stand-in hash when
+/// there is no account), so its timing does not say whether the account exists. `None`: no
+/// bcrypt slot came free in time.
 async fn password_matches(
     failures: &Failures,
-    account: &Account,
+    accounts: &Accounts,
+    name: &str,
     password: &str,
     admin_token: Option<&str>,
-) -> bool {
-    if let Some(t) = admin_token
+) -> Option<bool> {
+    if name == "admin"
+        && let Some(t) = admin_token
         && flotilla_controller::webhook::ct_eq(password.as_bytes(), t.as_bytes())
     {
-        return true;
+        return Some(true);
     }
-    let Some(hash) = account.password_hash.clone() else {
-        return false;
+    let hash = match accounts.may_sign_in(name, false) {
+        Some(a) if name != "admin" || accounts.admin_password_on() => a.password_hash.clone(),
+        _ => None,
     };
-    let Ok(_permit) = failures.bcrypt.acquire().await else {
-        return false;
-    };
-    let password = password.to_string();
-    tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+    let real = hash.is_some();
+    let hash = hash.unwrap_or_else(|| dummy_hash().to_string());
+    let _permit = tokio::time::timeout(BCRYPT_WAIT, failures.bcrypt.acquire())
         .await
-        .unwrap_or(false)
+        .ok()?
+        .ok()?;
+    let password = password.to_string();
+    let matched =
+        tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+            .await
+            .unwrap_or(false);
+    Some(real && matched)
 }
 
 /// `POST /api/v1/session`: sign in with a username and password; sets the session cookie.
@@ -339,30 +438,51 @@ async fn create(
         if c.username.is_empty() || c.username.len() > MAX_FIELD || c.password.len() > MAX_FIELD {
             return error(StatusCode::UNAUTHORIZED, "invalid username or password");
         }
-        let failures = s.auth.failures();
-        if failures.locked(&c.username) {
-            s.auth.counted("password", "locked");
-            return error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many failed sign-ins for this user; try again in a few minutes",
-            );
-        }
         let Some(key) = s.auth.server_key() else {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the server key is not known yet; try again",
             );
         };
+        let failures = s.auth.failures();
+        match failures.attempt(&c.username) {
+            Ok(()) => {}
+            Err(Refused::Locked) => {
+                s.auth.counted("password", "locked");
+                return error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many failed sign-ins for this user; try again in a few minutes",
+                );
+            }
+            Err(Refused::Flooded) => {
+                s.auth.counted("password", "locked");
+                tracing::warn!("sign-in failures from too many usernames at once; refusing new ones until some expire");
+                return error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many failed sign-ins; try again in a few minutes",
+                );
+            }
+        }
         let accounts = s.auth.accounts();
-        let admin_token = (c.username == "admin")
-            .then(|| s.auth.local_admin_token())
-            .flatten();
-        let ok = match accounts.may_sign_in(&c.username, admin_token.is_some()) {
-            Some(a) => password_matches(failures, a, &c.password, admin_token.as_deref()).await,
-            None => false,
+        let admin_token = s.auth.local_admin_token();
+        let ok = match password_matches(
+            failures,
+            &accounts,
+            &c.username,
+            &c.password,
+            admin_token.as_deref(),
+        )
+        .await
+        {
+            Some(ok) => ok,
+            None => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many sign-ins at once; try again",
+                );
+            }
         };
         if !ok {
-            failures.failed(&c.username);
             s.auth.counted("password", "invalid");
             tracing::info!(user = %c.username, "sign-in refused");
             return error(StatusCode::UNAUTHORIZED, "invalid username or password");
@@ -370,7 +490,12 @@ async fn create(
         failures.succeeded(&c.username);
         let ttl = accounts.session.unwrap_or(DEFAULT_SESSION);
         let now = i64::try_from(crate::oidc::now()).unwrap_or(i64::MAX);
-        match sign(&key, &c.username, now, ttl) {
+        // Signed in with the admin's token (not Argo CD's admin.password): the session ends
+        // when the token changes.
+        let by_token = admin_token
+            .as_deref()
+            .filter(|t| c.username == "admin" && flotilla_controller::webhook::ct_eq(c.password.as_bytes(), t.as_bytes()));
+        match sign(&key, &c.username, now, ttl, by_token) {
             Err(e) => error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("signing the session: {e}"),
@@ -389,13 +514,51 @@ async fn create(
     count(&s, "session_create", resp)
 }
 
-/// `DELETE /api/v1/session`: sign out (the cookie is cleared).
+/// `DELETE /api/v1/session`: sign out. The cookie is cleared and the session revoked for
+/// every replica (recorded in `argocd-secret` until it would have expired).
 async fn delete(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
+    let claims = crate::auth::credential(&headers)
+        .zip(s.auth.server_key())
+        .and_then(|(token, key)| decode(&key, token).ok());
+    if let Some(c) = claims {
+        s.auth.revoke(&c.jti, c.exp);
+        if let Err(e) = record_revocation(&s, &c.jti, c.exp).await {
+            tracing::warn!(error = %e, secret = crate::auth::SETTINGS_SECRET, "recording a revoked session failed; other replicas accept it until it expires");
+        }
+    }
     let resp = with_cookie(
         Json(json!({})).into_response(),
         &session_cookie("", 0, over_https(&headers)),
     );
     count(&s, "session_delete", resp)
+}
+
+/// Add `session.revoked.<jti>: <exp>` to `argocd-secret` and drop the expired ones.
+async fn record_revocation(s: &Server, jti: &str, exp: i64) -> Result<(), kube::Error> {
+    use base64::Engine;
+    let now = i64::try_from(crate::oidc::now()).unwrap_or(i64::MAX);
+    let mut data = serde_json::Map::new();
+    for (old, until) in &s.auth.accounts().revoked {
+        if *until < now {
+            data.insert(format!("{REVOKED_PREFIX}{old}"), Value::Null);
+        }
+    }
+    data.insert(
+        format!("{REVOKED_PREFIX}{jti}"),
+        base64::engine::general_purpose::STANDARD
+            .encode(exp.to_string())
+            .into(),
+    );
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(s.actions.client.clone(), &s.namespace);
+    secrets
+        .patch(
+            crate::auth::SETTINGS_SECRET,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"data": data})),
+        )
+        .await
+        .map(|_| ())
 }
 
 /// `GET /api/v1/session/userinfo`: who the browser is signed in as (never 401).
@@ -478,6 +641,10 @@ mod tests {
             .collect()
     }
 
+    fn now() -> i64 {
+        i64::try_from(crate::oidc::now()).expect("now")
+    }
+
     #[test]
     fn accounts_are_read_as_argo_cd_writes_them() {
         let cm = map(&[
@@ -491,19 +658,23 @@ mod tests {
         let secret = bytes(&[
             ("accounts.alice.password", "$2a$10$hash"),
             ("accounts.alice.passwordMtime", "2026-01-02T03:04:05Z"),
+            ("admin.password", "$2a$10$admin"),
+            ("session.revoked.abc", "1767323045"),
         ]);
         let a = Accounts::parse(&cm, &secret);
         assert_eq!(a.session, Some(Duration::from_secs(5400)));
         assert!(a.accounts["alice"].login && a.accounts["alice"].enabled);
         assert_eq!(a.accounts["alice"].password_mtime, Some(1_767_323_045));
+        assert_eq!(a.revoked.get("abc"), Some(&1_767_323_045));
         assert!(a.may_sign_in("alice", false).is_some());
         assert!(a.may_sign_in("bot", false).is_none(), "apiKey only");
         assert!(a.may_sign_in("carol", false).is_none(), "disabled");
         assert!(a.may_sign_in("nobody", false).is_none());
         assert!(
             a.may_sign_in("admin", false).is_none(),
-            "admin disabled, no token"
+            "admin.enabled false: admin.password is off"
         );
+        assert!(!a.admin_password_on());
         assert!(
             a.may_sign_in("admin", true).is_some(),
             "the admin token stays on"
@@ -520,53 +691,131 @@ mod tests {
     }
 
     #[test]
-    fn sessions_are_signed_checked_and_voided_by_a_password_change() {
+    fn sessions_are_signed_checked_revoked_and_voided_by_a_password_change() {
         let key = b"server key";
         let cm = map(&[("accounts.alice", "login")]);
         let mut secret = bytes(&[("accounts.alice.password", "$2a$10$x")]);
         let accounts = Accounts::parse(&cm, &secret);
-        let now = i64::try_from(crate::oidc::now()).expect("now");
-        let t = sign(key, "alice", now, DEFAULT_SESSION).expect("sign");
+        let t = sign(key, "alice", now(), DEFAULT_SESSION, None).expect("sign");
         assert_eq!(
-            verify(key, &t, &accounts, false).map(|p| p.subject),
+            verify(key, &t, &accounts, None).map(|p| p.subject),
             Ok("alice".to_string())
         );
         assert_eq!(
-            verify(b"another key", &t, &accounts, false),
+            verify(b"another key", &t, &accounts, None),
             Err(AuthError::Invalid)
         );
-        let expired = sign(key, "alice", now - 100_000, DEFAULT_SESSION).expect("sign");
+        let expired = sign(key, "alice", now() - 100_000, DEFAULT_SESSION, None).expect("sign");
         assert_eq!(
-            verify(key, &expired, &accounts, false),
+            verify(key, &expired, &accounts, None),
             Err(AuthError::Invalid)
         );
+        // Revoked (signed out): refused.
+        let jti = decode(key, &t).expect("claims").jti;
+        let mut revoked = accounts.clone();
+        revoked.revoked.insert(jti, now() + 100);
+        assert_eq!(verify(key, &t, &revoked, None), Err(AuthError::Invalid));
         secret.insert(
             "accounts.alice.passwordMtime".into(),
-            jiff::Timestamp::from_second(now + 10)
+            jiff::Timestamp::from_second(now() + 10)
                 .expect("ts")
                 .to_string()
                 .into_bytes(),
         );
         let changed = Accounts::parse(&cm, &secret);
         assert_eq!(
-            verify(key, &t, &changed, false),
+            verify(key, &t, &changed, None),
             Err(AuthError::Invalid),
             "issued before the password changed"
         );
         let gone = Accounts::parse(&BTreeMap::new(), &secret);
-        assert_eq!(verify(key, &t, &gone, false), Err(AuthError::Invalid));
+        assert_eq!(verify(key, &t, &gone, None), Err(AuthError::Invalid));
     }
 
     #[test]
-    fn failures_lock_a_username_only() {
+    fn an_admin_session_from_the_token_ends_when_the_token_changes() {
+        let key = b"server key";
+        let none = Accounts::default();
+        let t = sign(key, "admin", now(), DEFAULT_SESSION, Some("token-1")).expect("sign");
+        assert!(verify(key, &t, &none, Some("token-1")).is_ok());
+        assert_eq!(
+            verify(key, &t, &none, Some("token-2")),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            verify(key, &t, &none, None),
+            Err(AuthError::Invalid),
+            "admin off"
+        );
+        // A session from admin.password needs admin.password on, whatever the token.
+        let p = sign(key, "admin", now(), DEFAULT_SESSION, None).expect("sign");
+        assert_eq!(
+            verify(key, &p, &none, Some("token-1")),
+            Err(AuthError::Invalid)
+        );
+        let with_password =
+            Accounts::parse(&BTreeMap::new(), &bytes(&[("admin.password", "$2a$10$x")]));
+        assert!(verify(key, &p, &with_password, None).is_ok());
+        // A token fingerprint on another account's session is forged.
+        let odd = sign(key, "alice", now(), DEFAULT_SESSION, Some("token-1")).expect("sign");
+        let alice = Accounts::parse(&map(&[("accounts.alice", "login")]), &BTreeMap::new());
+        assert_eq!(
+            verify(key, &odd, &alice, Some("token-1")),
+            Err(AuthError::Invalid)
+        );
+    }
+
+    #[test]
+    fn every_attempt_counts_until_it_succeeds() {
+        let f = Failures::default();
+        // Parallel guesses: only MAX_FAILURES get to be checked at all.
+        let allowed = (0..20).filter(|_| f.attempt("alice").is_ok()).count();
+        assert_eq!(allowed, MAX_FAILURES as usize);
+        assert_eq!(f.attempt("alice"), Err(Refused::Locked));
+        assert!(f.attempt("bob").is_ok(), "another user is not locked");
+        f.succeeded("alice");
+        assert!(f.attempt("alice").is_ok());
+    }
+
+    #[test]
+    fn a_flood_of_made_up_names_does_not_unlock_an_account() {
         let f = Failures::default();
         for _ in 0..MAX_FAILURES {
-            assert!(!f.locked("alice"));
-            f.failed("alice");
+            assert!(f.attempt("carol").is_ok());
         }
-        assert!(f.locked("alice"));
-        assert!(!f.locked("bob"));
-        f.succeeded("alice");
-        assert!(!f.locked("alice"));
+        for i in 0..FAILURES_KEPT + 5 {
+            let _ = f.attempt(&format!("junk{i}"));
+        }
+        assert_eq!(f.attempt("carol"), Err(Refused::Locked));
+        assert_eq!(f.attempt("yet-another"), Err(Refused::Flooded));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_costs_a_bcrypt_whether_or_not_the_account_exists() {
+        let hash = bcrypt::hash("right", 4).expect("hash");
+        let accounts = Accounts::parse(
+            &map(&[("accounts.alice", "login")]),
+            &bytes(&[("accounts.alice.password", hash.as_str())]),
+        );
+        let f = Failures::default();
+        let check = |name: &'static str, pw: &'static str| {
+            let (f, accounts) = (&f, &accounts);
+            async move { password_matches(f, accounts, name, pw, Some("admin-token")).await }
+        };
+        assert_eq!(check("alice", "right").await, Some(true));
+        assert_eq!(check("alice", "wrong").await, Some(false));
+        assert_eq!(check("admin", "admin-token").await, Some(true));
+        assert_eq!(check("alice", "admin-token").await, Some(false));
+        // An unknown user runs the stand-in hash (cost 10): at least as slow as a real check.
+        let t = std::time::Instant::now();
+        assert_eq!(check("nobody", "right").await, Some(false));
+        let unknown = t.elapsed();
+        let t = std::time::Instant::now();
+        let _ = bcrypt::verify("x", dummy_hash());
+        assert!(
+            unknown * 2 >= t.elapsed(),
+            "{unknown:?} for an unknown user vs {:?} for one bcrypt",
+            t.elapsed()
+        );
     }
 }

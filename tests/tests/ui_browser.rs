@@ -10,7 +10,6 @@ use anyhow::{Context, Result, ensure};
 use flotilla_loadtest::fleet::{ADMIN_TOKEN, Fleet, FleetConfig};
 use flotilla_tests::browser::Browser;
 use flotilla_tests::e2e::*;
-use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
 const VIEWER_PASSWORD: &str = "viewer-password-1";
@@ -154,7 +153,7 @@ async fn sign_in_filter_open_diff_sync_and_a_viewer_cannot_sync() -> Result<()> 
         let count = b
             .js("const e = document.querySelector('[data-testid=app-count]'); return e && e.dataset.count")
             .await?;
-        Ok((rows.len() == 1 && count == Value::from("1")).then_some(()))
+        Ok((rows.len() == 1 && count == "1").then_some(()))
     })
     .await?;
     ensure!(

@@ -232,6 +232,7 @@ async fn main() -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         ))
     };
+    println!("    The web UI: {url}/   (user: admin, password: {token})");
     run_cli(&["login", &url, "--token", token])?;
     println!("    $ flotilla login {url} --token {token}");
     println!("    $ flotilla app list");
@@ -321,7 +322,9 @@ async fn main() -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     if !args.exit {
-        println!("\nThe fleet keeps running. The API server is at {url}; log in and look around:");
+        println!("\nThe fleet keeps running. Open the web UI at {url}/ and sign in as admin with");
+        println!("the password {token} (applications, their trees and diffs, Sync, the fleet).");
+        println!("The API server is the same address; with the CLI:");
         println!(
             "    export FLOTILLA_CONFIG={}   # or: flotilla login {url} --token {token}",
             cli_config.display()

@@ -1,13 +1,15 @@
 // The top bar on every signed-in view: product name, navigation, user, theme toggle, log out.
 import { api } from '../api';
 import { navigate, useLocation } from '../router';
-import { setUser, useUser } from '../session';
+import { setUser, useCanI, useUser } from '../session';
 import { setTheme, useTheme } from '../theme';
 import { Link } from './Link';
 
 export function Header() {
   const loc = useLocation();
   const user = useUser();
+  // The fleet view needs `clusters, get` on every cluster, as the API does.
+  const canSeeFleet = useCanI('clusters', 'get', user ? '*' : null);
   const theme = useTheme();
   const next = theme === 'dark' ? 'light' : 'dark';
   const logout = async () => {
@@ -36,9 +38,11 @@ export function Header() {
         <Link href="/applications" aria-current={section === 'applications' ? 'page' : undefined}>
           Applications
         </Link>
-        <Link href="/fleet" aria-current={section === 'fleet' ? 'page' : undefined}>
-          Fleet
-        </Link>
+        {canSeeFleet !== false && (
+          <Link href="/fleet" aria-current={section === 'fleet' ? 'page' : undefined}>
+            Fleet
+          </Link>
+        )}
       </nav>
       <div class="topbar-right">
         <span class="user" data-testid="user" title={user?.groups?.length ? `groups: ${user.groups.join(', ')}` : undefined}>

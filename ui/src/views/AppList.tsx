@@ -237,7 +237,11 @@ export function AppList() {
           {items}
         </div>
         {pages.loadedFirst && total === 0 && !pages.error && (
-          <div class="empty">No applications match{Object.values(filters).some(Boolean) ? ' these filters' : ''}.</div>
+          <div class="empty">
+            {Object.values(filters).some(Boolean)
+              ? 'No applications match these filters.'
+              : 'No applications you may see. If you expected some, ask for access to their projects.'}
+          </div>
         )}
       </div>
     </div>

@@ -71,6 +71,7 @@ export function HistoryView(props: { app: Application; version: number; canSync:
   if (error) return <ErrorBox error={error} what="the history" />;
   if (!items) return <p class="muted">Loading history…</p>;
   const current = app.status?.sync?.revision;
+  const auto = !!app.spec.syncPolicy?.automated;
   return (
     <div>
       <div role="status" aria-live="polite">{msg && <div class="note ok">{msg}</div>}</div>
@@ -103,7 +104,15 @@ export function HistoryView(props: { app: Application; version: number; canSync:
                 <td class="mono">{h.source?.path ?? h.source?.chart ?? ''}</td>
                 <td class="right">
                   {props.canSync && (
-                    <button type="button" class="btn small" data-testid="rollback-button" onClick={() => setTarget(h)} aria-label={`Roll back to history ${h.id}`}>
+                    <button
+                      type="button"
+                      class="btn small"
+                      data-testid="rollback-button"
+                      disabled={auto || (h.revision === current && h === items[0])}
+                      title={auto ? 'Rollback needs automated sync off (as in Argo CD)' : h === items[0] && h.revision === current ? 'This is what is deployed now' : undefined}
+                      onClick={() => setTarget(h)}
+                      aria-label={`Roll back to history ${h.id}`}
+                    >
                       Rollback
                     </button>
                   )}

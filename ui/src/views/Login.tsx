@@ -9,7 +9,11 @@ import type { AuthConfig } from '../types';
 
 /** Only same-site relative paths are followed after login. */
 function safeReturn(r: string | null): string {
-  if (!r || !r.startsWith('/') || r.startsWith('//') || r.startsWith('/login')) return '/applications';
+  // As the server's safe_return_url: a local path, no scheme-relative or backslash tricks, no
+  // control characters or spaces.
+  if (!r || !r.startsWith('/') || r.startsWith('//') || r.startsWith('/login') || /[\\\s\u0000-\u001f\u007f]/.test(r)) {
+    return '/applications';
+  }
   return r;
 }
 
@@ -82,7 +86,7 @@ export function Login() {
         {showForm && (
           <form onSubmit={submit} noValidate>
             <label for="username">Username</label>
-            <input id="username" name="username" autoComplete="username" value={username} onInput={(e) => setUsername(e.currentTarget.value)} required />
+            <input id="username" name="username" autoComplete="username" autoFocus value={username} onInput={(e) => setUsername(e.currentTarget.value)} required />
             <label for="password">Password</label>
             <input id="password" name="password" type="password" autoComplete="current-password" value={password} onInput={(e) => setPassword(e.currentTarget.value)} required />
             <div class="login-error" role="alert">

@@ -13,7 +13,6 @@ const OPTIONS: [string, string, string][] = [
   ['PruneLast=true', 'Prune last', 'PruneLast=true'],
   ['ApplyOutOfSyncOnly=true', 'Apply out of sync only', 'ApplyOutOfSyncOnly=true'],
   ['RespectIgnoreDifferences=true', 'Respect ignore differences', 'RespectIgnoreDifferences=true'],
-  ['ServerSideApply=true', 'Server-side apply', 'ServerSideApply=true'],
   ['Replace=true', 'Replace', 'Replace=true'],
   ['FailOnSharedResource=true', 'Fail on shared resource', 'FailOnSharedResource=true'],
 ];
@@ -53,7 +52,10 @@ export function SyncDialog(props: { app: Application; resources: ResourceView[] 
       return;
     }
     const syncOptions = [...opts];
-    if (force) syncOptions.push('Force=true');
+    // Force means delete and recreate, which only Replace does (apply is always server-side
+    // with conflicts forced), so it is sent only with Replace.
+    const forced = force && opts.has('Replace=true');
+    if (forced) syncOptions.push('Force=true');
     if (propagation !== 'foreground') syncOptions.push(`PrunePropagationPolicy=${propagation}`);
     const body: SyncBody = { prune, dryRun };
     if (revision.trim()) body.revision = revision.trim();
@@ -63,7 +65,7 @@ export function SyncDialog(props: { app: Application; resources: ResourceView[] 
         .filter((r) => selected.has(resourceId(r)))
         .map((r) => ({ group: r.group, kind: r.kind, name: r.name, ...(r.namespace ? { namespace: r.namespace } : {}) }));
     }
-    if (applyOnly) body.syncStrategy = { apply: { force } };
+    if (applyOnly) body.syncStrategy = { apply: { force: forced } };
     setBusy(true);
     setError(null);
     try {
@@ -95,14 +97,26 @@ export function SyncDialog(props: { app: Application; resources: ResourceView[] 
             <label class="check">
               <input type="checkbox" data-testid="sync-apply-only" checked={applyOnly} onChange={(e) => setApplyOnly(e.currentTarget.checked)} /> Apply only (no hooks)
             </label>
-            <label class="check">
-              <input type="checkbox" data-testid="sync-force" checked={force} onChange={(e) => setForce(e.currentTarget.checked)} /> Force
+            <label class="check" title="Delete and recreate objects that cannot be replaced in place; needs the Replace option">
+              <input
+                type="checkbox"
+                data-testid="sync-force"
+                checked={force && opts.has('Replace=true')}
+                disabled={!opts.has('Replace=true')}
+                aria-describedby="force-help"
+                onChange={(e) => setForce(e.currentTarget.checked)}
+              />{' '}
+              Force
+              <span id="force-help" class="muted small"> (with Replace: delete and recreate)</span>
             </label>
           </div>
         </fieldset>
         <fieldset>
           <legend>Sync options</legend>
           <div class="check-grid">
+            <label class="check" title="Flotilla always applies server-side (field manager flotilla-controller, conflicts forced)">
+              <input type="checkbox" checked disabled /> Server-side apply (always on)
+            </label>
             {OPTIONS.map(([key, label, value]) => (
               <label class="check" key={key}>
                 <input type="checkbox" data-option={value} checked={opts.has(value)} onChange={(e) => setOpts(toggle(opts, value, e.currentTarget.checked))} /> {label}
