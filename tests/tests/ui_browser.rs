@@ -310,6 +310,21 @@ async fn sign_in_filter_open_diff_sync_and_a_viewer_cannot_sync() -> Result<()> 
     })
     .await?;
     b.screenshot("06-app-history").await?;
+    // Events: the syncs and the refresh, as the API recorded them.
+    b.client
+        .goto(&format!("{base}/applications/argocd/guestbook?view=events"))
+        .await?;
+    b.find("[data-testid=event-row]", WAIT).await?;
+    b.screenshot("06-app-events").await?;
+    // Tiles.
+    b.client
+        .goto(&format!("{base}/applications?view=tiles"))
+        .await?;
+    b.until("five tiles", WAIT, || async {
+        Ok((b.all("[data-testid=app-row]").await?.len() == 5).then_some(()))
+    })
+    .await?;
+    b.screenshot("02-applications-tiles").await?;
     // Dark theme, remembered.
     b.find("[data-testid=theme-toggle]", WAIT)
         .await?
