@@ -849,6 +849,7 @@ const SERVER_GRANTS: &[&str] = &[
     "watch /secrets",
     "create /secrets",
     "update /secrets",
+    "patch /secrets",
     "delete /secrets",
     // The audit trail; an app's events.
     "create events.k8s.io/events",
@@ -866,6 +867,8 @@ const SERVER_GRANTS_NOT_EXERCISED: &[&str] = &[
     "create appprojects",
     "delete appprojects",
     "delete secrets",
+    // A sign-out recording its session as revoked in argocd-secret (api_session.rs).
+    "patch secrets",
 ];
 
 /// The token kubesim maps to the API server's ServiceAccount in the apply test.
