@@ -586,6 +586,9 @@ async fn drive(
         phase(live, "api");
         match api_latency(s, fleet).await {
             Ok(api) => {
+                if let Some(e) = &api.ui_error {
+                    report.problems.push(format!("timing the web UI's list: {e}"));
+                }
                 for q in api.queries.iter().filter(|q| q.errors > 0) {
                     report
                         .problems
@@ -696,11 +699,10 @@ async fn api_latency(s: &Scenario, fleet: &Fleet) -> Result<report::ApiReport> {
         });
     }
     if s.api.ui_loads > 0 {
-        out.ui = Some(
-            ui_latency(s, &api)
-                .await
-                .context("timing the web UI's list")?,
-        );
+        match ui_latency(s, &api).await {
+            Ok(ui) => out.ui = Some(ui),
+            Err(e) => out.ui_error = Some(format!("{e:#}")),
+        }
     }
     if let Some(pid) = server.pid() {
         let mut usage = Usage::default();
@@ -731,7 +733,7 @@ const SEARCH_JS: &str = "const [name, done] = [arguments[0], arguments[arguments
       const rows = document.querySelectorAll('[data-testid=app-row]');
       const c = document.querySelector('[data-testid=app-count]');
       if (rows.length === 1 && c && c.dataset.count === '1' && rows[0].dataset.app.endsWith('/' + name)) done(performance.now() - t0);
-      else if (performance.now() - t0 > 30000) done(-1); else setTimeout(check, 5);
+      else if (performance.now() - t0 > 50000) done(-1); else setTimeout(check, 5);
     };
     check();";
 
@@ -742,7 +744,7 @@ const SCROLL_END_JS: &str = "const [last, done] = [arguments[0], arguments[argum
     list.scrollTop = list.scrollHeight;
     const check = () => {
       if (document.querySelector(`[data-testid=app-row][data-app$='/${last}']`)) done(performance.now() - t0);
-      else if (performance.now() - t0 > 30000) done(-1); else setTimeout(check, 5);
+      else if (performance.now() - t0 > 50000) done(-1); else setTimeout(check, 5);
     };
     check();";
 
@@ -750,6 +752,13 @@ const SCROLL_END_JS: &str = "const [last, done] = [arguments[0], arguments[argum
 /// first and later loads, a search, a jump to the end.
 async fn ui_latency(s: &Scenario, api: &str) -> Result<report::UiReport> {
     let b = crate::browser::Browser::start(1400, 900).await?;
+    b.client
+        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+            Some(Duration::from_secs(60)),
+            Some(Duration::from_secs(120)),
+            None,
+        ))
+        .await?;
     let base = format!("http://{api}");
     // Sign in from a page that is not the UI (a JSON answer), so the first visit of the list
     // finds nothing cached.
@@ -776,7 +785,8 @@ async fn ui_latency(s: &Scenario, api: &str) -> Result<report::UiReport> {
     let last = workload::app_name(s.applications.saturating_sub(1));
     for i in 0..=s.api.ui_loads {
         b.client.goto(&format!("{base}/applications")).await?;
-        let t = ms(b.client.execute_async(LIST_READY_JS, vec![]).await?)?;
+        let t = ms(b.client.execute_async(LIST_READY_JS, vec![]).await?)
+            .with_context(|| format!("load {i}: the list's first page"))?;
         if i == 0 {
             out.cold_load = t;
             out.listed = b
@@ -792,15 +802,19 @@ async fn ui_latency(s: &Scenario, api: &str) -> Result<report::UiReport> {
         } else {
             warm.push(t);
         }
-        scroll.push(ms(b
-            .client
-            .execute_async(SCROLL_END_JS, vec![last.clone().into()])
-            .await?)?);
+        scroll.push(
+            ms(b.client
+                .execute_async(SCROLL_END_JS, vec![last.clone().into()])
+                .await?)
+            .with_context(|| format!("load {i}: jumping to {last} at the end"))?,
+        );
         let name = workload::app_name((i * 7919) % s.applications.max(1));
-        search.push(ms(b
-            .client
-            .execute_async(SEARCH_JS, vec![name.into()])
-            .await?)?);
+        search.push(
+            ms(b.client
+                .execute_async(SEARCH_JS, vec![name.clone().into()])
+                .await?)
+            .with_context(|| format!("load {i}: searching for {name}"))?,
+        );
     }
     out.warm_load = Percentiles::of(&warm);
     out.search = Percentiles::of(&search);

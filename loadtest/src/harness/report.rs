@@ -206,6 +206,9 @@ pub struct ApiReport {
     /// The web UI's application list in a real browser.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ui: Option<UiReport>,
+    /// Why the web UI could not be timed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_error: Option<String>,
 }
 
 /// The web UI's list view at this size, in headless Chromium (seconds).
