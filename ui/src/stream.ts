@@ -35,8 +35,22 @@ export function subscribeApps(filters: ListFilters, onChange: (c: Change) => voi
     };
   };
   open();
+  // Leaving the page (or entering the back/forward cache) closes the stream at once, so an
+  // HTTP/1.1 connection (six per host) is not held by a page no one sees.
+  const hide = () => {
+    window.clearTimeout(timer);
+    es?.close();
+    es = null;
+  };
+  const show = (e: PageTransitionEvent) => {
+    if (e.persisted && !closed && !es) open();
+  };
+  window.addEventListener('pagehide', hide);
+  window.addEventListener('pageshow', show);
   return () => {
     closed = true;
+    window.removeEventListener('pagehide', hide);
+    window.removeEventListener('pageshow', show);
     window.clearTimeout(timer);
     es?.close();
   };

@@ -587,7 +587,9 @@ async fn drive(
         match api_latency(s, fleet).await {
             Ok(api) => {
                 if let Some(e) = &api.ui_error {
-                    report.problems.push(format!("timing the web UI's list: {e}"));
+                    report
+                        .problems
+                        .push(format!("timing the web UI's list: {e}"));
                 }
                 for q in api.queries.iter().filter(|q| q.errors > 0) {
                     report
@@ -781,8 +783,9 @@ async fn ui_latency(s: &Scenario, api: &str) -> Result<report::UiReport> {
         Ok(x / 1000.0)
     };
     let mut out = report::UiReport::default();
-    let (mut warm, mut search, mut scroll) = (Vec::new(), Vec::new(), Vec::new());
     let last = workload::app_name(s.applications.saturating_sub(1));
+    let timed = async {
+    let (mut warm, mut search, mut scroll) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..=s.api.ui_loads {
         b.client.goto(&format!("{base}/applications")).await?;
         let t = ms(b.client.execute_async(LIST_READY_JS, vec![]).await?)
@@ -816,6 +819,24 @@ async fn ui_latency(s: &Scenario, api: &str) -> Result<report::UiReport> {
             .with_context(|| format!("load {i}: searching for {name}"))?,
         );
     }
+    Ok::<_, anyhow::Error>((warm, search, scroll))
+    }
+    .await;
+    let (warm, search, scroll) = match timed {
+        Ok(t) => t,
+        Err(e) => {
+            // What the page showed, for the report.
+            let shot = b.screenshot("ui-timing-failure").await.ok();
+            let text = b
+                .js("return document.body.innerText.slice(0, 400)")
+                .await
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let _ = b.close().await;
+            return Err(e.context(format!("the page (screenshot {shot:?}) read: {text:?}")));
+        }
+    };
     out.warm_load = Percentiles::of(&warm);
     out.search = Percentiles::of(&search);
     out.scroll_to_end = Percentiles::of(&scroll);
