@@ -218,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut registry = Registry::default();
     let requests = Server::register(&mut registry);
+    flotilla_server::stream::register(&mut registry);
     let ready = flotilla_core::http::Ready::default();
     let events = Arc::new(flotilla_controller::events::AppEvents::new(
         control.clone(),

@@ -87,6 +87,40 @@ impl Drop for Slot {
     }
 }
 
+/// Streams open now (in all).
+pub fn open_streams() -> usize {
+    OPEN.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map_or(0, |m| m.values().sum())
+}
+
+/// `flotilla_server_streams_open`, read at scrape time.
+#[derive(Debug)]
+struct OpenStreams;
+
+impl prometheus_client::collector::Collector for OpenStreams {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let g = prometheus_client::metrics::gauge::ConstGauge::new(open_streams() as i64);
+        let m = encoder.encode_descriptor(
+            "flotilla_server_streams_open",
+            "Event streams (/api/v1/stream/applications) open now",
+            None,
+            g.metric_type(),
+        )?;
+        g.encode(m)
+    }
+}
+
+/// Register the stream metrics.
+pub fn register(registry: &mut prometheus_client::registry::Registry) {
+    registry.register_collector(Box::new(OpenStreams));
+}
+
 pub fn channel() -> broadcast::Sender<Change> {
     broadcast::channel(BUFFER).0
 }

@@ -207,6 +207,12 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
     .context("no streamed change within 10 s")??;
     println!("stream latency: {seen:?}");
     ensure!(seen < Duration::from_secs(1), "streamed after {seen:?}");
+    let (_, metrics) = flotilla_loadtest::fleet::http_get(&api, "/metrics").await?;
+    ensure!(
+        flotilla_loadtest::fleet::metric_value(&metrics, "flotilla_server_streams_open", &[])
+            == 1.0,
+        "the open stream is counted"
+    );
     refresh(&fleet, "web").await?;
     wait_app(&fleet, "web", Duration::from_secs(30), "OutOfSync", |a| {
         codes(a).0 == "OutOfSync"
