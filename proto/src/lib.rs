@@ -19,7 +19,7 @@ mod tests {
     use prost::Message;
 
     #[test]
-    fn descriptor_set_names_the_versioned_service_and_both_rpcs() {
+    fn descriptor_set_names_the_versioned_service_and_its_rpcs() {
         let fds = prost_types::FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET)
             .expect("valid descriptor set");
         let file = fds
@@ -33,7 +33,7 @@ mod tests {
             .find(|s| s.name() == "RepoServer")
             .expect("RepoServer service");
         let methods: Vec<&str> = svc.method.iter().map(|m| m.name()).collect();
-        assert_eq!(methods, ["ResolveRevision", "GenerateManifests"]);
+        assert_eq!(methods, ["ResolveRevision", "GenerateManifests", "GetLoad"]);
     }
 
     #[test]

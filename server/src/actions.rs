@@ -261,32 +261,46 @@ impl Actions {
             RESOURCES_FINALIZER_FOREGROUND,
             RESOURCES_FINALIZER_BACKGROUND,
         ];
-        let mut finalizers: Vec<String> = app
-            .metadata
-            .finalizers
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|f| !ours.contains(&f.as_str()))
-            .collect();
-        if cascade {
-            finalizers.push(
-                match propagation {
-                    Propagation::Foreground => RESOURCES_FINALIZER,
-                    Propagation::Background => RESOURCES_FINALIZER_BACKGROUND,
-                }
-                .to_string(),
-            );
-        }
         let api = self.api(&ns);
-        api.patch(
-            &name,
-            &params(),
-            &Patch::Merge(json!({
-                "metadata": {"resourceVersion": app.metadata.resource_version,
-                             "finalizers": finalizers}})),
-        )
-        .await?;
+        // The finalizers are written conditioned on the version they were computed from; a
+        // status write by the controller in between is no reason to fail the user's delete,
+        // so a conflict reads the app again and recomputes (a few times).
+        let mut current = app.clone();
+        for attempt in 1..=4 {
+            let mut finalizers: Vec<String> = current
+                .metadata
+                .finalizers
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| !ours.contains(&f.as_str()))
+                .collect();
+            if cascade {
+                finalizers.push(
+                    match propagation {
+                        Propagation::Foreground => RESOURCES_FINALIZER,
+                        Propagation::Background => RESOURCES_FINALIZER_BACKGROUND,
+                    }
+                    .to_string(),
+                );
+            }
+            let written = api
+                .patch(
+                    &name,
+                    &params(),
+                    &Patch::Merge(json!({
+                        "metadata": {"resourceVersion": current.metadata.resource_version,
+                                     "finalizers": finalizers}})),
+                )
+                .await;
+            match written {
+                Ok(_) => break,
+                Err(kube::Error::Api(e)) if e.code == 409 && attempt < 4 => {
+                    current = api.get(&name).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         api.delete(&name, &Default::default()).await?;
         tracing::info!(user = %by.subject, app = %format!("{ns}/{name}"), cascade, ?propagation, "application deleted");
         self.events.emit(
@@ -504,5 +518,91 @@ mod tests {
         let mut requested = base;
         requested["operation"] = json!({"sync": {}});
         assert!(operation_in_progress(&app(requested)));
+    }
+
+    /// A client for kubesim's control plane, with Argo CD's Application CRD installed.
+    async fn control_plane() -> (kubesim::KubeSim, kube::Client) {
+        let sim = kubesim::KubeSim::start(kubesim::SimConfig {
+            clusters: 0,
+            ..Default::default()
+        })
+        .await
+        .expect("kubesim");
+        let kc = kube::config::Kubeconfig::from_yaml(&sim.kubeconfig_yaml()).expect("kubeconfig");
+        let opts = kube::config::KubeConfigOptions {
+            context: Some(sim.control_plane().name.clone()),
+            ..Default::default()
+        };
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
+            .await
+            .expect("config");
+        let client = kube::Client::try_from(cfg).expect("client");
+        let crds: kube::Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+            kube::Api::all(client.clone());
+        crds.create(
+            &Default::default(),
+            &flotilla_controller::types::application::application_crd(),
+        )
+        .await
+        .expect("CRD");
+        (sim, client)
+    }
+
+    #[tokio::test]
+    async fn a_delete_survives_a_status_write_in_between() {
+        let (_sim, client) = control_plane().await;
+        let apps: kube::Api<Application> = kube::Api::namespaced(client.clone(), "argocd");
+        let app: Application = serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": "web", "namespace": "argocd", "finalizers": ["example.com/keep"]},
+            "spec": {"project": "default", "source": {"repoURL": "https://example.com/r.git", "path": "web"},
+                     "destination": {"server": "https://kubernetes.default.svc", "namespace": "web"}}}))
+        .expect("app");
+        let mut seen = None;
+        for _ in 0..50 {
+            match apps.create(&Default::default(), &app).await {
+                Ok(a) => {
+                    seen = Some(a);
+                    break;
+                }
+                // The CRD is served a moment after it is created.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        let stale = seen.expect("created");
+        // The controller writes status after the user's page read the app.
+        apps.patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .expect("a write in between");
+        let mut registry = prometheus_client::registry::Registry::default();
+        let actions = Actions {
+            client: client.clone(),
+            events: Arc::new(flotilla_controller::events::AppEvents::new(
+                client.clone(),
+                "test",
+                &mut registry,
+            )),
+        };
+        let who = Principal {
+            subject: "alice".into(),
+            groups: Vec::new(),
+        };
+        actions
+            .delete(&stale, true, Propagation::Foreground, &who)
+            .await
+            .expect("the delete is not refused for a status write");
+        let after = apps.get("web").await.expect("still there (finalizers)");
+        let finalizers = after.metadata.finalizers.unwrap_or_default();
+        assert!(
+            finalizers.contains(&"example.com/keep".to_string())
+                && finalizers
+                    .contains(&flotilla_controller::reconcile::RESOURCES_FINALIZER.to_string()),
+            "others' finalizers kept, ours added: {finalizers:?}"
+        );
+        assert!(after.metadata.deletion_timestamp.is_some(), "deleting");
     }
 }

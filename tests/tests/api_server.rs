@@ -306,7 +306,7 @@ async fn the_api_lists_filters_pages_and_refuses_strangers() -> Result<()> {
         code == 200
             && doc["paths"]["/api/v1/applications"]["get"]["parameters"]
                 .as_array()
-                .is_some_and(|p| p.len() == 9),
+                .is_some_and(|p| p.len() == 10),
         "{doc}"
     );
     Ok(())
