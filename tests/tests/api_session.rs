@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use flotilla_loadtest::fleet::{ADMIN_TOKEN, Fleet, FleetConfig};
 use flotilla_tests::e2e::NS;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One raw HTTP/1.0 request: (status, headers, body).
 async fn request(
@@ -17,26 +16,7 @@ async fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Result<(u16, String, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await?;
-    let status = buf
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
-    Ok((status, head.to_string(), body.to_string()))
+    flotilla_loadtest::fleet::http_request(addr, method, path, headers, body.as_bytes()).await
 }
 
 async fn sign_in(api: &str, user: &str, password: &str) -> Result<(u16, String, String)> {
