@@ -446,30 +446,22 @@ impl Actions {
 mod tests {
     use super::*;
 
+    fn alice() -> Principal {
+        Principal {
+            subject: "alice".into(),
+            groups: Vec::new(),
+        }
+    }
+
     #[test]
     fn a_sync_request_becomes_argo_cds_operation() {
         let req: SyncRequest = serde_json::from_value(json!({"revision": "v2", "prune": true,
             "resources": [{"group": "apps", "kind": "Deployment", "name": "web"}]}))
         .expect("parses");
-        let op = sync_operation(
-            &req,
-            &Principal {
-                subject: "alice".into(),
-                groups: Vec::new(),
-            },
-        );
+        let op = sync_operation(&req, &alice());
         let id = request_of(&op);
         assert_eq!(id.len(), 36, "a request id marks the operation");
-        assert_ne!(
-            id,
-            request_of(&sync_operation(
-                &req,
-                &Principal {
-                    subject: "alice".into(),
-                    groups: Vec::new()
-                }
-            ))
-        );
+        assert_ne!(id, request_of(&sync_operation(&req, &alice())));
         let mut v = serde_json::to_value(&op).expect("json");
         assert_eq!(v["info"], json!([{"name": REQUEST_INFO, "value": id}]));
         v.as_object_mut().map(|o| o.remove("info"));
@@ -484,13 +476,7 @@ mod tests {
         let req: SyncRequest =
             serde_json::from_value(json!({"strategy": {"apply": {"force": true}}}))
                 .expect("parses");
-        let op = sync_operation(
-            &req,
-            &Principal {
-                subject: "alice".into(),
-                groups: Vec::new(),
-            },
-        );
+        let op = sync_operation(&req, &alice());
         assert!(op.apply_strategy());
         assert_eq!(
             serde_json::to_value(&op).expect("json")["sync"]["syncStrategy"],
@@ -587,10 +573,7 @@ mod tests {
                 &mut registry,
             )),
         };
-        let who = Principal {
-            subject: "alice".into(),
-            groups: Vec::new(),
-        };
+        let who = alice();
         actions
             .delete(&stale, true, Propagation::Foreground, &who)
             .await

@@ -350,14 +350,7 @@ async fn cookie_writes_need_json(
     // As `authenticate` decides: the cookie counts whenever there is no bearer token.
     let by_cookie = crate::auth::bearer(headers).is_none()
         && crate::oidc::cookie(headers, crate::oidc::TOKEN_COOKIE).is_some();
-    let json = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-        });
+    let json = is_json(headers);
     let ui = headers
         .get("x-requested-with")
         .is_some_and(|v| v.as_bytes() == b"flotilla");
@@ -368,6 +361,18 @@ async fn cookie_writes_need_json(
         );
     }
     next.run(req).await
+}
+
+/// Whether the request's body is declared `application/json` (parameters aside).
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        })
 }
 
 /// The OpenAPI 3 document of `/api/v1` (public, like any API description).

@@ -637,11 +637,24 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-fn set_cookie(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> String {
+/// An HttpOnly cookie (`same_site`: `Lax` for the SSO flow, whose callback arrives from the
+/// provider's site; `Strict` for password sessions).
+pub(crate) fn cookie_header(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: u64,
+    secure: bool,
+    same_site: &str,
+) -> String {
     format!(
-        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{}",
         if secure { "; Secure" } else { "" }
     )
+}
+
+fn set_cookie(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> String {
+    cookie_header(name, value, path, max_age, secure, "Lax")
 }
 
 pub fn now() -> u64 {
@@ -661,14 +674,19 @@ fn redirect(location: &str, cookies: &[String]) -> Response {
     if let Ok(v) = HeaderValue::from_str(location) {
         r.headers_mut().insert(header::LOCATION, v);
     }
+    with_cookies(r, cookies)
+}
+
+/// `resp` setting `cookies`, never cached.
+pub(crate) fn with_cookies(mut resp: Response, cookies: &[String]) -> Response {
     for c in cookies {
         if let Ok(v) = HeaderValue::from_str(c) {
-            r.headers_mut().append(header::SET_COOKIE, v);
+            resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }
-    r.headers_mut()
+    resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+    resp
 }
 
 fn count(s: &Server, route: &'static str, resp: Response) -> Response {

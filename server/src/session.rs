@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,14 @@ const BCRYPT_WAIT: Duration = Duration::from_secs(2);
 const DUMMY_COST: u32 = 10;
 /// The `argocd-secret` key prefix recording a revoked session: `session.revoked.<jti>: <exp>`.
 pub const REVOKED_PREFIX: &str = "session.revoked.";
+/// Revocations kept at most (about 70 bytes each: `argocd-secret` stays far below a Secret's
+/// 1 MiB however often users sign out); beyond it the soonest to expire are dropped first.
+const MAX_REVOKED: usize = 5_000;
+
+/// Seconds since the epoch.
+fn now_secs() -> i64 {
+    i64::try_from(crate::oidc::now()).unwrap_or(i64::MAX)
+}
 /// Longest username or password read.
 const MAX_FIELD: usize = 256;
 
@@ -347,10 +355,13 @@ pub struct Credentials {
 }
 
 fn session_cookie(value: &str, max_age: u64, secure: bool) -> String {
-    format!(
-        "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{}",
+    crate::oidc::cookie_header(
         crate::oidc::TOKEN_COOKIE,
-        if secure { "; Secure" } else { "" }
+        value,
+        "/",
+        max_age,
+        secure,
+        "Strict",
     )
 }
 
@@ -361,15 +372,6 @@ fn over_https(headers: &HeaderMap) -> bool {
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
-}
-
-fn with_cookie(mut resp: Response, cookie: &str) -> Response {
-    if let Ok(v) = HeaderValue::from_str(cookie) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }
 
 /// Whether `password` signs `name` in: the local admin's token (while it is on), or the
@@ -415,15 +417,7 @@ async fn create(
 ) -> Response {
     let resp = async {
         // Not a form: a page elsewhere cannot sign a browser in as someone else (login CSRF).
-        let json = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("application/json")
-            });
-        if !json {
+        if !crate::api::is_json(&headers) {
             return error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "send the credentials as application/json",
@@ -489,7 +483,7 @@ async fn create(
         }
         failures.succeeded(&c.username);
         let ttl = accounts.session.unwrap_or(DEFAULT_SESSION);
-        let now = i64::try_from(crate::oidc::now()).unwrap_or(i64::MAX);
+        let now = now_secs();
         // Signed in with the admin's token (not Argo CD's admin.password): the session ends
         // when the token changes.
         let by_token = admin_token
@@ -503,9 +497,9 @@ async fn create(
             Ok(token) => {
                 s.auth.counted("password", "ok");
                 tracing::info!(user = %c.username, "signed in");
-                with_cookie(
+                crate::oidc::with_cookies(
                     Json(json!({"username": c.username})).into_response(),
-                    &session_cookie(&token, ttl.as_secs(), over_https(&headers)),
+                    &[session_cookie(&token, ttl.as_secs(), over_https(&headers))],
                 )
             }
         }
@@ -526,22 +520,37 @@ async fn delete(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
             tracing::warn!(error = %e, secret = crate::auth::SETTINGS_SECRET, "recording a revoked session failed; other replicas accept it until it expires");
         }
     }
-    let resp = with_cookie(
+    let resp = crate::oidc::with_cookies(
         Json(json!({})).into_response(),
-        &session_cookie("", 0, over_https(&headers)),
+        &[session_cookie("", 0, over_https(&headers))],
     );
     count(&s, "session_delete", resp)
 }
 
-/// Add `session.revoked.<jti>: <exp>` to `argocd-secret` and drop the expired ones.
-async fn record_revocation(s: &Server, jti: &str, exp: i64) -> Result<(), kube::Error> {
+/// The `argocd-secret` data patch recording `jti` (valid until `exp`) as revoked: expired
+/// records removed, and the soonest to expire beyond [`MAX_REVOKED`].
+fn revocation_patch(
+    revoked: &BTreeMap<String, i64>,
+    jti: &str,
+    exp: i64,
+    now: i64,
+) -> serde_json::Map<String, Value> {
     use base64::Engine;
-    let now = i64::try_from(crate::oidc::now()).unwrap_or(i64::MAX);
+    let mut live: Vec<(i64, &str)> = revoked
+        .iter()
+        .filter(|(id, until)| **until >= now && id.as_str() != jti)
+        .map(|(id, until)| (*until, id.as_str()))
+        .collect();
+    live.sort_unstable();
+    let over = (live.len() + 1).saturating_sub(MAX_REVOKED);
+    let dropped = live[..over].iter().map(|(_, id)| *id);
+    let expired = revoked
+        .iter()
+        .filter(|(_, until)| **until < now)
+        .map(|(id, _)| id.as_str());
     let mut data = serde_json::Map::new();
-    for (old, until) in &s.auth.accounts().revoked {
-        if *until < now {
-            data.insert(format!("{REVOKED_PREFIX}{old}"), Value::Null);
-        }
+    for old in expired.chain(dropped) {
+        data.insert(format!("{REVOKED_PREFIX}{old}"), Value::Null);
     }
     data.insert(
         format!("{REVOKED_PREFIX}{jti}"),
@@ -549,6 +558,12 @@ async fn record_revocation(s: &Server, jti: &str, exp: i64) -> Result<(), kube::
             .encode(exp.to_string())
             .into(),
     );
+    data
+}
+
+/// Record `jti` as revoked in `argocd-secret`, which every replica watches.
+async fn record_revocation(s: &Server, jti: &str, exp: i64) -> Result<(), kube::Error> {
+    let data = revocation_patch(&s.auth.accounts().revoked, jti, exp, now_secs());
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
         kube::Api::namespaced(s.actions.client.clone(), &s.namespace);
     secrets
@@ -642,7 +657,24 @@ mod tests {
     }
 
     fn now() -> i64 {
-        i64::try_from(crate::oidc::now()).expect("now")
+        now_secs()
+    }
+
+    #[test]
+    fn revocations_drop_the_expired_and_stay_bounded() {
+        let mut revoked: BTreeMap<String, i64> = (0..MAX_REVOKED)
+            .map(|i| (format!("r{i}"), 1_000 + i as i64))
+            .collect();
+        revoked.insert("old".into(), 10);
+        let patch = revocation_patch(&revoked, "new", 5_000_000, 100);
+        assert!(patch[&format!("{REVOKED_PREFIX}old")].is_null(), "expired");
+        assert!(
+            patch[&format!("{REVOKED_PREFIX}r0")].is_null(),
+            "soonest to expire, over the cap"
+        );
+        assert!(!patch.contains_key(&format!("{REVOKED_PREFIX}r1")));
+        assert_eq!(patch[&format!("{REVOKED_PREFIX}new")], "NTAwMDAwMA==");
+        assert_eq!(patch.len(), 3);
     }
 
     #[test]

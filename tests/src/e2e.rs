@@ -34,6 +34,40 @@ pub fn auto_synced_app(
     )
 }
 
+/// A ConfigMap `name` whose `data.k` is `value`.
+pub fn config_map(name: &str, value: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: {value}\n")
+}
+
+/// A manually synced Application `name` deploying `path` to `cluster` (namespace = the app's
+/// name, created), labelled `labels`.
+pub fn manual_app(
+    fleet: &Fleet,
+    name: &str,
+    path: &str,
+    cluster: &str,
+    labels: &[(&str, &str)],
+) -> String {
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {name}, namespace: {NS}, labels: {{{}}}}}\nspec:\n  project: default\n  source: {{repoURL: {url}, targetRevision: main, path: {path}}}\n  destination: {{name: {cluster}, namespace: {name}}}\n  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n",
+        labels.join(", "),
+        url = fleet.git.url()
+    )
+}
+
+/// `data.k` of ConfigMap `ns/name` live in `cluster`, if it exists.
+pub async fn live_value(
+    fleet: &Fleet,
+    cluster: &str,
+    ns: &str,
+    name: &str,
+) -> Result<Option<String>> {
+    Ok(live(fleet, cluster, "v1", "ConfigMap", Some(ns), name)
+        .await?
+        .and_then(|o| o["data"]["k"].as_str().map(str::to_string)))
+}
+
 /// Read the Application `name`.
 pub async fn app(fleet: &Fleet, name: &str) -> Result<Application> {
     let api: Api<Application> = Api::namespaced(fleet.control().clone(), NS);

@@ -16,17 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 const BEHAVIOR: &str = "kubesim.flotilla.dev/behavior";
 
-fn cm(name: &str, value: &str) -> String {
-    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: {value}\n")
-}
-
-/// A manual app deploying `path` to `cluster` (namespace = the app's name).
-fn manual_app(fleet: &Fleet, name: &str, path: &str, cluster: &str) -> String {
-    format!(
-        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  project: default\n  source: {{repoURL: {url}, targetRevision: main, path: {path}}}\n  destination: {{name: {cluster}, namespace: {name}}}\n  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n",
-        url = fleet.git.url()
-    )
-}
+use flotilla_tests::e2e::config_map as cm;
 
 async fn get(api: &str, path: &str) -> Result<(u16, Value)> {
     let (code, body) = http_get_with(
@@ -54,12 +44,6 @@ fn cli(api: &str, args: &[&str]) -> Result<(i32, String)> {
             String::from_utf8_lossy(&out.stderr)
         ),
     ))
-}
-
-async fn live_value(fleet: &Fleet, cluster: &str, ns: &str, name: &str) -> Result<Option<String>> {
-    Ok(live(fleet, cluster, "v1", "ConfigMap", Some(ns), name)
-        .await?
-        .and_then(|o| o["data"]["k"].as_str().map(str::to_string)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,10 +74,10 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
         "v1",
     )?;
     fleet
-        .apply(&manual_app(&fleet, "web", "web", "cluster-001"))
+        .apply(&manual_app(&fleet, "web", "web", "cluster-001", &[]))
         .await?;
     fleet
-        .apply(&manual_app(&fleet, "other", "other", "cluster-002"))
+        .apply(&manual_app(&fleet, "other", "other", "cluster-002", &[]))
         .await?;
     let (server, api) = fleet.start_server().await?;
     wait_app(&fleet, "web", Duration::from_secs(60), "compared", |a| {
@@ -281,7 +265,7 @@ async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_del
 
     // Terminate a sync stuck waiting on a Deployment that never becomes healthy.
     fleet
-        .apply(&manual_app(&fleet, "stuck", "stuck", "cluster-002"))
+        .apply(&manual_app(&fleet, "stuck", "stuck", "cluster-002", &[]))
         .await?;
     wait_app(&fleet, "stuck", Duration::from_secs(60), "compared", |a| {
         codes(a).0 == "OutOfSync"

@@ -14,21 +14,11 @@ use flotilla_tests::e2e::*;
 const WAIT: Duration = Duration::from_secs(60);
 const VIEWER_PASSWORD: &str = "viewer-password-1";
 
-fn cm(name: &str, value: &str) -> String {
-    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: {value}\n")
-}
+use flotilla_tests::e2e::config_map as cm;
 
 fn deployment(name: &str) -> String {
     format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n"
-    )
-}
-
-/// A manual app deploying `path` to `cluster` (namespace = the app's name).
-fn manual_app(fleet: &Fleet, name: &str, path: &str, cluster: &str, team: &str) -> String {
-    format!(
-        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {name}, namespace: {NS}, labels: {{team: {team}}}}}\nspec:\n  project: default\n  source: {{repoURL: {url}, targetRevision: main, path: {path}}}\n  destination: {{name: {cluster}, namespace: {name}}}\n  syncPolicy:\n    syncOptions: [CreateNamespace=true]\n",
-        url = fleet.git.url()
     )
 }
 
@@ -58,6 +48,14 @@ async fn add_viewer(fleet: &Fleet) -> Result<()> {
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// Wait until exactly `n` application rows (or tiles) are shown.
+async fn rows_shown(b: &Browser, what: &str, n: usize) -> Result<()> {
+    b.until(what, WAIT, || async {
+        Ok((b.all("[data-testid=app-row]").await?.len() == n).then_some(()))
+    })
+    .await
 }
 
 /// Text of `css` or empty.
@@ -91,7 +89,7 @@ async fn sign_in_filter_open_diff_sync_and_a_viewer_cannot_sync() -> Result<()> 
             "guestbook",
             "guestbook",
             "cluster-001",
-            "web",
+            &[("team", "web")],
         ))
         .await?;
     for i in 1..=4 {
@@ -106,7 +104,7 @@ async fn sign_in_filter_open_diff_sync_and_a_viewer_cannot_sync() -> Result<()> 
                 &format!("svc-{i}"),
                 &format!("svc-{i}"),
                 cluster,
-                "platform",
+                &[("team", "platform")],
             ))
             .await?;
     }
@@ -163,20 +161,13 @@ async fn sign_in_filter_open_diff_sync_and_a_viewer_cannot_sync() -> Result<()> 
 
     // The whole list, then filtered by typing.
     b.client.goto(&format!("{base}/applications")).await?;
-    b.until("five apps listed", WAIT, || async {
-        Ok((b.all("[data-testid=app-row]").await?.len() == 5).then_some(()))
-    })
-    .await?;
+    rows_shown(&b, "five apps listed", 5).await?;
     b.screenshot("02-applications").await?;
     b.find("[data-testid=app-search]", WAIT)
         .await?
         .send_keys("svc-3")
         .await?;
-    b.until("the search to filter", WAIT, || async {
-        let rows = b.all("[data-testid=app-row]").await?;
-        Ok((rows.len() == 1).then_some(()))
-    })
-    .await?;
+    rows_shown(&b, "the search to filter", 1).await?;
     ensure!(
         b.client
             .current_url()
@@ -212,16 +203,7 @@ async fn sign_in_filter_open_diff_sync_and_a_viewer_cannot_sync() -> Result<()> 
     b.wait_text("[data-testid=app-sync-status]", "Synced", WAIT)
         .await?;
     ensure!(
-        live(
-            &fleet,
-            "cluster-001",
-            "v1",
-            "ConfigMap",
-            Some("guestbook"),
-            "settings"
-        )
-        .await?
-        .is_some_and(|o| o["data"]["k"] == "v1"),
+        live_value(&fleet, "cluster-001", "guestbook", "settings").await? == Some("v1".into()),
         "the sync reached the cluster"
     );
     // The tree: Deployment → ReplicaSet → Pod, with health per node.
@@ -282,17 +264,11 @@ async fn sign_in_filter_open_diff_sync_and_a_viewer_cannot_sync() -> Result<()> 
     b.wait_text("[data-testid=app-sync-status]", "Synced", WAIT)
         .await?;
     b.until("v2 live", WAIT, || async {
-        Ok(live(
-            &fleet,
-            "cluster-001",
-            "v1",
-            "ConfigMap",
-            Some("guestbook"),
-            "settings",
+        Ok(
+            (live_value(&fleet, "cluster-001", "guestbook", "settings").await?
+                == Some("v2".into()))
+            .then_some(()),
         )
-        .await?
-        .filter(|o| o["data"]["k"] == "v2")
-        .map(|_| ()))
     })
     .await?;
     b.find("[data-testid=no-diff]", WAIT).await?;
@@ -320,10 +296,7 @@ async fn sign_in_filter_open_diff_sync_and_a_viewer_cannot_sync() -> Result<()> 
     b.client
         .goto(&format!("{base}/applications?view=tiles"))
         .await?;
-    b.until("five tiles", WAIT, || async {
-        Ok((b.all("[data-testid=app-row]").await?.len() == 5).then_some(()))
-    })
-    .await?;
+    rows_shown(&b, "five tiles", 5).await?;
     b.screenshot("02-applications-tiles").await?;
     // Dark theme, remembered.
     b.find("[data-testid=theme-toggle]", WAIT)
@@ -405,7 +378,7 @@ async fn the_fleet_view_shows_a_dead_controllers_clusters_move() -> Result<()> {
                 &format!("app-{i}"),
                 "a",
                 &format!("cluster-00{i}"),
-                "t",
+                &[("team", "t")],
             ))
             .await?;
     }
