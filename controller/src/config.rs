@@ -72,6 +72,12 @@ pub struct WebhookSettings {
     /// Bitbucket Server / Data Center: HMAC secret (`X-Hub-Signature`).
     pub bitbucket_server_secret: Option<String>,
     pub gitea_secret: Option<String>,
+    /// Gogs: HMAC secret (`X-Gogs-Signature`).
+    pub gogs_secret: Option<String>,
+    /// Azure DevOps: the basic-auth account its service hook sends (Argo CD's
+    /// `webhook.azuredevops.username` / `.password`).
+    pub azuredevops_username: Option<String>,
+    pub azuredevops_password: Option<String>,
     /// Accept unsigned events from providers without a secret (Argo CD's behaviour). Off: they
     /// are refused with 401.
     pub allow_unauthenticated: bool,

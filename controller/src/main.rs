@@ -151,6 +151,19 @@ struct Args {
     /// Gitea webhook secret (checks X-Gitea-Signature).
     #[arg(long, env = "FLOTILLA_WEBHOOK_GITEA_SECRET", hide_env_values = true)]
     webhook_gitea_secret: Option<String>,
+    /// Gogs webhook secret (checks X-Gogs-Signature).
+    #[arg(long, env = "FLOTILLA_WEBHOOK_GOGS_SECRET", hide_env_values = true)]
+    webhook_gogs_secret: Option<String>,
+    /// Azure DevOps service hook: the basic-auth user name it sends.
+    #[arg(long, env = "FLOTILLA_WEBHOOK_AZUREDEVOPS_USERNAME")]
+    webhook_azuredevops_username: Option<String>,
+    /// Azure DevOps service hook: the basic-auth password it sends.
+    #[arg(
+        long,
+        env = "FLOTILLA_WEBHOOK_AZUREDEVOPS_PASSWORD",
+        hide_env_values = true
+    )]
+    webhook_azuredevops_password: Option<String>,
     /// Accept unsigned webhook events from providers that have no secret configured (as Argo CD
     /// does). Off by default: such events are refused with 401.
     #[arg(long, env = "FLOTILLA_WEBHOOK_ALLOW_UNAUTHENTICATED")]
@@ -255,6 +268,9 @@ async fn main() -> anyhow::Result<()> {
             bitbucket_uuid: args.webhook_bitbucket_uuid.clone(),
             bitbucket_server_secret: args.webhook_bitbucket_server_secret.clone(),
             gitea_secret: args.webhook_gitea_secret.clone(),
+            gogs_secret: args.webhook_gogs_secret.clone(),
+            azuredevops_username: args.webhook_azuredevops_username.clone(),
+            azuredevops_password: args.webhook_azuredevops_password.clone(),
             allow_unauthenticated: args.webhook_allow_unauthenticated,
             ..ControllerConfig::default().webhook
         },

@@ -1,5 +1,6 @@
 //! The Git webhook receiver (`POST /api/webhook`): GitHub, GitLab, Bitbucket (Cloud and
-//! Server) and Gitea push events, authenticated by each provider's signature or token. A
+//! Server), Gitea, Gogs and Azure DevOps push events, authenticated by each provider's
+//! signature, token or basic-auth account. A
 //! provider without a configured secret is refused unless unauthenticated events are allowed
 //! explicitly. A push forgets the cached revisions of the pushed ref and asks the matching
 //! Applications for a refresh, so a change reaches clusters in seconds instead of at the next
@@ -22,15 +23,19 @@ pub enum Provider {
     Bitbucket,
     BitbucketServer,
     Gitea,
+    Gogs,
+    AzureDevOps,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 5] = [
+    pub const ALL: [Provider; 7] = [
         Self::GitHub,
         Self::GitLab,
         Self::Bitbucket,
         Self::BitbucketServer,
         Self::Gitea,
+        Self::Gogs,
+        Self::AzureDevOps,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +45,8 @@ impl Provider {
             Self::Bitbucket => "bitbucket",
             Self::BitbucketServer => "bitbucketserver",
             Self::Gitea => "gitea",
+            Self::Gogs => "gogs",
+            Self::AzureDevOps => "azuredevops",
         }
     }
 }
@@ -54,8 +61,8 @@ pub struct Push {
     /// The repository's default branch, when the payload says.
     pub default_branch: Option<String>,
     /// Files the pushed commits added, modified or removed (normalized: no `.`, `..` or
-    /// surrounding slashes), when the payload lists them (GitHub, GitLab, Gitea); `None` when
-    /// unknown (Bitbucket), which matches every path.
+    /// surrounding slashes), when the payload lists them (GitHub, GitLab, Gitea, Gogs); `None`
+    /// when unknown (Bitbucket, Azure DevOps), which matches every path.
     pub changed_files: Option<Vec<String>>,
 }
 
@@ -63,7 +70,7 @@ pub struct Push {
 /// on: a push that changes none of them does not refresh it.
 pub const MANIFEST_PATHS_ANNOTATION: &str = "argocd.argoproj.io/manifest-generate-paths";
 
-/// Files listed by the commits of a GitHub, GitLab or Gitea push.
+/// Files listed by the commits of a GitHub, GitLab, Gitea or Gogs push.
 fn commit_files(v: &Value) -> Option<Vec<String>> {
     let commits = v.get("commits")?.as_array()?;
     let mut out = Vec::new();
@@ -129,7 +136,9 @@ fn normalize(p: &str) -> String {
 /// Why a webhook was refused.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum WebhookError {
-    #[error("unknown webhook: no GitHub, GitLab, Bitbucket or Gitea event header")]
+    #[error(
+        "unknown webhook: no GitHub, GitLab, Bitbucket, Gitea, Gogs or Azure DevOps event header"
+    )]
     UnknownProvider,
     #[error("{0} webhook: signature or token missing or wrong")]
     Unauthorized(&'static str),
@@ -151,10 +160,16 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The provider, from its event header (Gitea also sends GitHub's, so it is checked first).
+/// The provider, from its event header. Gitea also sends Gogs' and GitHub's headers, and Gogs
+/// GitHub's, so the most specific is checked first. Azure DevOps service hooks carry
+/// `X-VSS-ActivityId` (Argo CD's test too).
 pub fn provider(h: &HeaderMap) -> Option<Provider> {
     if h.contains_key("x-gitea-event") {
         Some(Provider::Gitea)
+    } else if h.contains_key("x-gogs-event") {
+        Some(Provider::Gogs)
+    } else if h.contains_key("x-vss-activityid") {
+        Some(Provider::AzureDevOps)
     } else if h.contains_key("x-github-event") {
         Some(Provider::GitHub)
     } else if h.contains_key("x-gitlab-event") {
@@ -187,10 +202,24 @@ fn hmac_ok(secret: &str, body: &[u8], hex_sig: &str) -> bool {
 }
 
 /// The configured secret of provider `p` (empty counts as none) and the flag that sets it.
+/// Azure DevOps authenticates with a basic-auth account; its secret is the password, and it
+/// counts as configured only with a user name too.
 fn secret_of(p: Provider, s: &WebhookSettings) -> (Option<&str>, &'static str) {
     let (secret, flag) = match p {
         Provider::GitHub => (&s.github_secret, "--webhook-github-secret"),
         Provider::Gitea => (&s.gitea_secret, "--webhook-gitea-secret"),
+        Provider::Gogs => (&s.gogs_secret, "--webhook-gogs-secret"),
+        Provider::AzureDevOps => {
+            let flag = "--webhook-azuredevops-username and --webhook-azuredevops-password";
+            if s.azuredevops_username
+                .as_deref()
+                .unwrap_or_default()
+                .is_empty()
+            {
+                return (None, flag);
+            }
+            (&s.azuredevops_password, flag)
+        }
         Provider::GitLab => (&s.gitlab_secret, "--webhook-gitlab-secret"),
         Provider::Bitbucket => (&s.bitbucket_uuid, "--webhook-bitbucket-uuid"),
         Provider::BitbucketServer => (
@@ -233,6 +262,14 @@ pub fn verify(
         Provider::Gitea => {
             header(h, "x-gitea-signature").is_some_and(|sig| hmac_ok(secret, body, sig))
         }
+        Provider::Gogs => {
+            header(h, "x-gogs-signature").is_some_and(|sig| hmac_ok(secret, body, sig))
+        }
+        Provider::AzureDevOps => basic_auth_ok(
+            h,
+            s.azuredevops_username.as_deref().unwrap_or_default(),
+            secret,
+        ),
         Provider::GitLab => {
             header(h, "x-gitlab-token").is_some_and(|t| ct_eq(t.as_bytes(), secret.as_bytes()))
         }
@@ -248,6 +285,30 @@ pub fn verify(
     } else {
         Err(WebhookError::Unauthorized(p.as_str()))
     }
+}
+
+/// Whether the request's `Authorization: Basic` names exactly this account (both parts
+/// compared in constant time, so neither leaks by timing).
+fn basic_auth_ok(h: &HeaderMap, username: &str, password: &str) -> bool {
+    use base64::Engine;
+    let Some(encoded) = header(h, "authorization").and_then(|v| {
+        v.strip_prefix("Basic ")
+            .or_else(|| v.strip_prefix("basic "))
+            .map(str::trim)
+    }) else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+        return false;
+    };
+    let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let (user, pass) = (&decoded[..colon], &decoded[colon + 1..]);
+    // Both are compared whatever the first one gave, so timing tells nothing about either.
+    let user_ok = ct_eq(user, username.as_bytes());
+    let pass_ok = ct_eq(pass, password.as_bytes());
+    user_ok & pass_ok
 }
 
 fn push_urls(v: &Value, fields: &[&str]) -> Vec<String> {
@@ -269,12 +330,15 @@ pub fn parse(p: Provider, h: &HeaderMap, body: &[u8]) -> Result<Option<Push>, We
     let event = match p {
         Provider::GitHub => header(h, "x-github-event"),
         Provider::Gitea => header(h, "x-gitea-event"),
+        Provider::Gogs => header(h, "x-gogs-event"),
         Provider::GitLab => header(h, "x-gitlab-event"),
         Provider::Bitbucket | Provider::BitbucketServer => header(h, "x-event-key"),
+        // Azure DevOps names the event in the body.
+        Provider::AzureDevOps => v.get("eventType").and_then(Value::as_str),
     }
     .unwrap_or_default();
     let push = match p {
-        Provider::GitHub | Provider::Gitea => {
+        Provider::GitHub | Provider::Gitea | Provider::Gogs => {
             if event != "push" {
                 return Ok(None);
             }
@@ -377,11 +441,57 @@ pub fn parse(p: Provider, h: &HeaderMap, body: &[u8]) -> Result<Option<Push>, We
                 changed_files: None,
             }
         }
+        Provider::AzureDevOps => {
+            if event != "git.push" {
+                return Ok(None);
+            }
+            let urls = push_urls(
+                &v,
+                &[
+                    "/resource/repository/remoteUrl",
+                    "/resource/repository/sshUrl",
+                    "/resource/repository/webUrl",
+                ],
+            )
+            .into_iter()
+            .map(|u| without_user(&u))
+            .collect();
+            let refs = v
+                .pointer("/resource/refUpdates")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|u| u.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect();
+            Push {
+                repo_urls: urls,
+                refs,
+                default_branch: v
+                    .pointer("/resource/repository/defaultBranch")
+                    .and_then(Value::as_str)
+                    .map(|b| b.strip_prefix("refs/heads/").unwrap_or(b).to_string()),
+                // Azure DevOps does not list changed files: every path counts as changed.
+                changed_files: None,
+            }
+        }
     };
     if push.repo_urls.is_empty() {
         return Err(invalid("no repository URL in the payload".into()));
     }
     Ok(Some(push))
+}
+
+/// `https://org@dev.azure.com/org/p/_git/r` → `https://dev.azure.com/org/p/_git/r`: Azure
+/// DevOps puts the organisation as a user name into its HTTPS remote URLs, which an
+/// Application's `repoURL` usually leaves out.
+fn without_user(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            return format!("{scheme}://{host}/{path}");
+        }
+    }
+    url.to_string()
 }
 
 /// The revision strings an Application can use that this push moved: each pushed ref in its
@@ -476,9 +586,133 @@ mod tests {
             bitbucket_uuid: Some("{uuid}".into()),
             bitbucket_server_secret: Some("bbs".into()),
             gitea_secret: Some("gt".into()),
+            gogs_secret: Some("gg".into()),
+            azuredevops_username: Some("ado".into()),
+            azuredevops_password: Some("ado-pass".into()),
             allow_unauthenticated: false,
             max_body_bytes: 1 << 20,
         }
+    }
+
+    fn basic(user: &str, pass: &str) -> String {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    }
+
+    /// A Gogs push as Gogs 0.13 sends it (go-gogs-client's PushPayload).
+    const GOGS_PUSH: &str = r#"{"ref":"refs/heads/main","before":"0000000000000000000000000000000000000000","after":"1b6a1a2b3c","compare_url":"","commits":[{"id":"1b6a1a2b3c","message":"m","added":["apps/web/new.yaml"],"removed":[],"modified":["apps/web/deploy.yaml"]}],"repository":{"id":1,"name":"app","full_name":"org/app","html_url":"https://gogs.corp/org/app","ssh_url":"git@gogs.corp:org/app.git","clone_url":"https://gogs.corp/org/app.git","default_branch":"main"}}"#;
+
+    /// An Azure DevOps `git.push` service-hook event (trimmed from Microsoft's sample).
+    const AZURE_PUSH: &str = r#"{"subscriptionId":"00000000-0000-0000-0000-000000000000","notificationId":3,"id":"03c164c2-8912-4d5e-8009-3707d5f83734","eventType":"git.push","publisherId":"tfs","resource":{"commits":[{"commitId":"33b55f7cb7e7e245323987634f960cf4a6e6bc74","comment":"Fixed bug in web.config file"}],"refUpdates":[{"name":"refs/heads/main","oldObjectId":"aad331d8d3b131fa9ae03cf5e53965b51942618a","newObjectId":"33b55f7cb7e7e245323987634f960cf4a6e6bc74"}],"repository":{"id":"278d5cd2-584d-4b63-824a-2ba458937249","name":"Fabrikam-Fiber-Git","url":"https://dev.azure.com/fabrikam/_apis/git/repositories/278d5cd2-584d-4b63-824a-2ba458937249","defaultBranch":"refs/heads/main","remoteUrl":"https://fabrikam@dev.azure.com/fabrikam/Fabrikam-Fiber-Git/_git/Fabrikam-Fiber-Git","sshUrl":"git@ssh.dev.azure.com:v3/fabrikam/Fabrikam-Fiber-Git/Fabrikam-Fiber-Git"},"pushId":14},"resourceVersion":"1.0"}"#;
+
+    #[test]
+    fn gogs_pushes_are_signed_and_list_their_files() {
+        let body = GOGS_PUSH.as_bytes();
+        // Gogs also sends GitHub's event header; its own wins.
+        let good = headers(&[
+            ("x-gogs-event", "push"),
+            ("x-github-event", "push"),
+            ("x-gogs-signature", &sign("gg", body)),
+        ]);
+        let p = provider(&good).expect("provider");
+        assert_eq!(p, Provider::Gogs);
+        assert_eq!(verify(p, &good, body, &settings()), Ok(()));
+        for bad in [
+            headers(&[
+                ("x-gogs-event", "push"),
+                ("x-gogs-signature", &sign("x", body)),
+            ]),
+            headers(&[("x-gogs-event", "push")]),
+            // GitHub's signature header does not stand in for Gogs'.
+            headers(&[
+                ("x-gogs-event", "push"),
+                (
+                    "x-hub-signature-256",
+                    &format!("sha256={}", sign("gg", body)),
+                ),
+            ]),
+        ] {
+            assert_eq!(
+                verify(p, &bad, body, &settings()),
+                Err(WebhookError::Unauthorized("gogs"))
+            );
+        }
+        assert!(matches!(
+            verify(p, &good, body, &WebhookSettings::default()),
+            Err(WebhookError::NotConfigured {
+                flag: "--webhook-gogs-secret",
+                ..
+            })
+        ));
+        let push = parse(p, &good, body).expect("ok").expect("push");
+        let moved = moved_revisions(&push);
+        assert!(matches(&push, &moved, "git@gogs.corp:org/app.git", "HEAD"));
+        assert!(matches(&push, &moved, "https://gogs.corp/org/app", "main"));
+        let files = push.changed_files.expect("listed");
+        assert!(paths_changed(".", "apps/web", &files));
+        assert!(!paths_changed(".", "apps/api", &files));
+        assert_eq!(
+            parse(p, &headers(&[("x-gogs-event", "create")]), body),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn azure_devops_pushes_need_the_basic_auth_account() {
+        let body = AZURE_PUSH.as_bytes();
+        let with = |auth: &str| {
+            headers(&[
+                ("x-vss-activityid", "0f4b4d5b-5b2a-4d33-8c4c-b1c1f9e6f0a1"),
+                ("authorization", auth),
+            ])
+        };
+        let good = with(&basic("ado", "ado-pass"));
+        let p = provider(&good).expect("provider");
+        assert_eq!(p, Provider::AzureDevOps);
+        assert_eq!(verify(p, &good, body, &settings()), Ok(()));
+        for bad in [
+            basic("ado", "wrong"),
+            basic("other", "ado-pass"),
+            basic("ado", "ado-pass-and-more"),
+            basic("", ""),
+            "Basic !!!".to_string(),
+            "Bearer ado-pass".to_string(),
+        ] {
+            assert_eq!(
+                verify(p, &with(&bad), body, &settings()),
+                Err(WebhookError::Unauthorized("azuredevops")),
+                "{bad}"
+            );
+        }
+        // A password without a user name is not a configured account: fail closed.
+        let half = WebhookSettings {
+            azuredevops_password: Some("ado-pass".into()),
+            ..WebhookSettings::default()
+        };
+        assert!(matches!(
+            verify(p, &good, body, &half),
+            Err(WebhookError::NotConfigured {
+                provider: "azuredevops",
+                ..
+            })
+        ));
+        let push = parse(p, &good, body).expect("ok").expect("push");
+        assert_eq!(push.refs, ["refs/heads/main"]);
+        assert_eq!(push.default_branch.as_deref(), Some("main"));
+        assert_eq!(push.changed_files, None, "Azure DevOps lists no files");
+        let moved = moved_revisions(&push);
+        // The organisation in the remote URL's user part is dropped for matching.
+        for url in [
+            "https://dev.azure.com/fabrikam/Fabrikam-Fiber-Git/_git/Fabrikam-Fiber-Git",
+            "git@ssh.dev.azure.com:v3/fabrikam/Fabrikam-Fiber-Git/Fabrikam-Fiber-Git",
+        ] {
+            assert!(matches(&push, &moved, url, "HEAD"), "{url}");
+        }
+        let other = AZURE_PUSH.replace("git.push", "git.pullrequest.created");
+        assert_eq!(parse(p, &good, other.as_bytes()), Ok(None));
     }
 
     #[test]

@@ -347,6 +347,16 @@ fn sign(secret: &str, body: &[u8]) -> String {
 async fn a_signed_push_syncs_at_once_and_a_bad_signature_is_refused() -> Result<()> {
     let fleet = Fleet::start(FleetConfig {
         webhook_github_secret: Some("s3cret".into()),
+        controller_args: [
+            "--webhook-gogs-secret",
+            "gogs-s3cret",
+            "--webhook-azuredevops-username",
+            "ado",
+            "--webhook-azuredevops-password",
+            "ado-s3cret",
+        ]
+        .map(String::from)
+        .to_vec(),
         refresh_seconds: 3600,
         ..Default::default()
     })
@@ -448,5 +458,96 @@ async fn a_signed_push_syncs_at_once_and_a_bad_signature_is_refused() -> Result<
     )
     .await?;
     ensure!(code == 200);
+
+    // Gogs: its own signature header over a GitHub-like payload.
+    let commit = fleet
+        .git
+        .commit_files(&[("hook/cm.yaml", &cm(0, "gogs"))], "gogs")?;
+    let body = json!({
+        "ref": "refs/heads/main", "after": commit,
+        "commits": [{"id": commit, "added": [], "removed": [], "modified": ["hook/cm.yaml"]}],
+        "repository": {"html_url": "https://gogs.example.invalid/org/apps", "clone_url": fleet.git.url(), "default_branch": "main"}
+    })
+    .to_string()
+    .into_bytes();
+    let gogs_sig = sign("gogs-s3cret", &body)
+        .trim_start_matches("sha256=")
+        .to_string();
+    let (code, reply) = http_post(
+        &webhook,
+        "/api/webhook",
+        &[("X-Gogs-Event", "push"), ("X-Gogs-Signature", &gogs_sig)],
+        &body,
+    )
+    .await?;
+    ensure!(
+        code == 200 && reply.contains("\"refreshed\":2"),
+        "gogs: {code} {reply}"
+    );
+    wait_app(
+        &fleet,
+        "hook",
+        Duration::from_secs(20),
+        "the Gogs push",
+        |a| codes(a).0 == "Synced" && revision(a) == Some(commit.as_str()),
+    )
+    .await?;
+
+    // Azure DevOps: a basic-auth account; the wrong one is refused and changes nothing.
+    let commit = fleet
+        .git
+        .commit_files(&[("hook/cm.yaml", &cm(0, "azure"))], "azure")?;
+    let body = json!({
+        "eventType": "git.push", "publisherId": "tfs",
+        "resource": {
+            "refUpdates": [{"name": "refs/heads/main", "newObjectId": commit}],
+            "repository": {"defaultBranch": "refs/heads/main", "remoteUrl": fleet.git.url()}
+        }
+    })
+    .to_string()
+    .into_bytes();
+    let basic = |user: &str, pass: &str| {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    };
+    let activity = ("X-VSS-ActivityId", "5e8f2a4c-9d4e-4a65-9a3c-1f2a3b4c5d6e");
+    let (code, _) = http_post(
+        &webhook,
+        "/api/webhook",
+        &[activity, ("Authorization", &basic("ado", "guess"))],
+        &body,
+    )
+    .await?;
+    ensure!(code == 401, "azure with a wrong password: {code}");
+    let (code, reply) = http_post(
+        &webhook,
+        "/api/webhook",
+        &[activity, ("Authorization", &basic("ado", "ado-s3cret"))],
+        &body,
+    )
+    .await?;
+    ensure!(
+        code == 200 && reply.contains("\"refreshed\":2"),
+        "azure: {code} {reply}"
+    );
+    wait_app(
+        &fleet,
+        "hook-2",
+        Duration::from_secs(20),
+        "the Azure DevOps push",
+        |a| codes(a).0 == "Synced" && revision(a) == Some(commit.as_str()),
+    )
+    .await?;
+    let m = fleet.controller_metrics().await?;
+    ensure!(
+        metric_value(
+            &m,
+            "flotilla_webhook_requests_total",
+            &[("result", "unauthorized")]
+        ) == 2.0
+    );
     Ok(())
 }
