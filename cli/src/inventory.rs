@@ -64,6 +64,10 @@ pub enum ClusterCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once from the command line; boxing would only obscure the clap definition"
+)]
 pub enum RepoCommand {
     /// List repositories and credential templates.
     List,
@@ -82,6 +86,22 @@ pub enum RepoCommand {
         /// Password or token (or FLOTILLA_REPO_PASSWORD).
         #[arg(long, env = "FLOTILLA_REPO_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// Private key file for ssh:// and git@host:path URLs.
+        #[arg(long)]
+        ssh_private_key_path: Option<std::path::PathBuf>,
+        /// Client certificate (PEM file) for https:// servers that ask for one.
+        #[arg(long, requires = "tls_client_cert_key_path")]
+        tls_client_cert_path: Option<std::path::PathBuf>,
+        /// The client certificate's key (PEM file).
+        #[arg(long, requires = "tls_client_cert_path")]
+        tls_client_cert_key_path: Option<std::path::PathBuf>,
+        /// HTTP(S) proxy for this repository.
+        #[arg(long)]
+        proxy: Option<String>,
+        /// Hosts that bypass the proxy (comma-separated).
+        #[arg(long)]
+        no_proxy: Option<String>,
+        /// Skip TLS verification (https) or host key checks (ssh).
         #[arg(long)]
         insecure: bool,
         #[arg(long)]
@@ -283,14 +303,30 @@ pub async fn repositories(api: &Api, cmd: RepoCommand, format: Format) -> Result
             project,
             username,
             password,
+            ssh_private_key_path,
+            tls_client_cert_path,
+            tls_client_cert_key_path,
+            proxy,
+            no_proxy,
             insecure,
             upsert,
         } => {
+            let read = |p: Option<std::path::PathBuf>| -> Result<Option<String>, ApiError> {
+                p.map(|f| {
+                    std::fs::read_to_string(&f)
+                        .map_err(|e| ApiError::Config(format!("{}: {e}", f.display())))
+                })
+                .transpose()
+            };
             let v = api
                 .post(
                     &format!("/api/v1/repositories?upsert={upsert}"),
                     &serde_json::json!({"repo": url, "type": r#type, "name": name, "project": project,
-                        "username": username, "password": password, "insecure": insecure}),
+                        "username": username, "password": password, "insecure": insecure,
+                        "sshPrivateKey": read(ssh_private_key_path)?,
+                        "tlsClientCertData": read(tls_client_cert_path)?,
+                        "tlsClientCertKey": read(tls_client_cert_key_path)?,
+                        "proxy": proxy, "noProxy": no_proxy}),
                 )
                 .await?;
             println!(

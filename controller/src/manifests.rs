@@ -327,6 +327,17 @@ pub fn wire_repo(url: &str, creds: Option<&RepoCreds>) -> pb::Repository {
             .unwrap_or_default(),
         insecure: creds.is_some_and(|c| c.insecure),
         credential_scope: creds.and_then(|c| c.project.clone()).unwrap_or_default(),
+        ssh_private_key: creds
+            .and_then(|c| c.ssh_private_key.clone())
+            .unwrap_or_default(),
+        tls_client_cert_data: creds
+            .and_then(|c| c.tls_client_cert_data.clone())
+            .unwrap_or_default(),
+        tls_client_cert_key: creds
+            .and_then(|c| c.tls_client_cert_key.clone())
+            .unwrap_or_default(),
+        proxy: creds.and_then(|c| c.proxy.clone()).unwrap_or_default(),
+        no_proxy: creds.and_then(|c| c.no_proxy.clone()).unwrap_or_default(),
     }
 }
 

@@ -501,6 +501,20 @@ pub(crate) async fn desired(
     let mut parts: Vec<Arc<Vec<Value>>> = Vec::new();
     let mut source_type = String::new();
     for src in sources(app) {
+        if let Some(c) = creds.lookup(&src.repo_url, project_name(app))
+            && !c.unsupported.is_empty()
+        {
+            return Err(ManifestError::Failed(format!(
+                "the credentials for repository {} set {}, which Flotilla does not support yet; remove {} from the repository Secret or use username/password, bearerToken, sshPrivateKey or tlsClientCert* instead",
+                crate::redact::redact_url(&src.repo_url),
+                c.unsupported.join(", "),
+                if c.unsupported.len() == 1 {
+                    "it"
+                } else {
+                    "them"
+                },
+            )));
+        }
         let repo = repo_for(app, &src, &creds);
         let revision = revision_override
             .map(str::to_string)

@@ -21,7 +21,32 @@ pub struct RepoCreds {
     pub insecure: bool,
     /// The AppProject this credential is scoped to (`project` key); `None`: every project.
     pub project: Option<String>,
+    /// `sshPrivateKey`: for ssh:// and `git@host:path` URLs.
+    pub ssh_private_key: Option<String>,
+    /// `tlsClientCertData` / `tlsClientCertKey`: a client certificate for https://.
+    pub tls_client_cert_data: Option<String>,
+    pub tls_client_cert_key: Option<String>,
+    /// `proxy` and `noProxy`.
+    pub proxy: Option<String>,
+    pub no_proxy: Option<String>,
+    /// Keys of Argo CD's repository Secrets this Secret sets that Flotilla does not honour
+    /// (yet): an Application using it gets a ComparisonError naming them instead of a fetch
+    /// that quietly goes without.
+    pub unsupported: Vec<&'static str>,
 }
+
+/// Argo CD repository-Secret keys that change how a repository is reached and that Flotilla
+/// does not honour yet. A Secret setting any of them is refused, never half-used.
+pub const UNSUPPORTED_KEYS: [&str; 8] = [
+    "githubAppID",
+    "githubAppInstallationID",
+    "githubAppPrivateKey",
+    "githubAppEnterpriseBaseUrl",
+    "gcpServiceAccountKey",
+    "useAzureWorkloadIdentity",
+    "enableLfs",
+    "forceHttpBasicAuth",
+];
 
 impl std::fmt::Debug for RepoCreds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,6 +57,14 @@ impl std::fmt::Debug for RepoCreds {
             .field("has_bearer_token", &self.bearer_token.is_some())
             .field("insecure", &self.insecure)
             .field("project", &self.project)
+            .field("has_ssh_private_key", &self.ssh_private_key.is_some())
+            .field("has_tls_client_cert", &self.tls_client_cert_data.is_some())
+            .field(
+                "proxy",
+                &self.proxy.as_deref().map(crate::redact::redact_url),
+            )
+            .field("no_proxy", &self.no_proxy)
+            .field("unsupported", &self.unsupported)
             .finish()
     }
 }
@@ -70,6 +103,16 @@ impl RepoCreds {
             bearer_token: text(s, "bearerToken"),
             insecure: text(s, "insecure").is_some_and(|v| v == "true"),
             project: text(s, "project"),
+            ssh_private_key: text(s, "sshPrivateKey"),
+            tls_client_cert_data: text(s, "tlsClientCertData"),
+            tls_client_cert_key: text(s, "tlsClientCertKey"),
+            proxy: text(s, "proxy"),
+            no_proxy: text(s, "noProxy"),
+            unsupported: UNSUPPORTED_KEYS
+                .into_iter()
+                // `false` is how Argo CD's CLI writes an option left off.
+                .filter(|k| text(s, k).is_some_and(|v| v != "false"))
+                .collect(),
         })
     }
 }

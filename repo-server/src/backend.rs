@@ -150,6 +150,8 @@ pub struct GitBackendConfig {
     /// commits of that repository are served to requests with the same credentials without
     /// asking the Git server again. Requests with other credentials (or none) always ask.
     pub access_ttl: Duration,
+    /// Known SSH hosts and TLS CAs (Argo CD's mounted ConfigMaps).
+    pub transport: crate::transport::TransportConfig,
 }
 
 impl GitBackendConfig {
@@ -167,6 +169,7 @@ impl GitBackendConfig {
             allow_file_urls: false,
             render_timeout: crate::render::exec::DEFAULT_TIMEOUT,
             access_ttl: Duration::from_secs(180),
+            transport: crate::transport::TransportConfig::default(),
             work_dir,
             cache_dir,
         }
@@ -267,7 +270,9 @@ impl GitBackend {
         let git = git::GitCache::open(&cfg.cache_dir)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                helm: Arc::new(HelmRepos::new(cfg.helm_dir.clone())),
+                helm: Arc::new(
+                    HelmRepos::new(cfg.helm_dir.clone()).with_transport(cfg.transport.clone()),
+                ),
                 recent: Mutex::new(LruCache::new(
                     NonZeroUsize::new(cfg.recent_renders.max(1)).unwrap_or(NonZeroUsize::MIN),
                 )),
@@ -307,9 +312,10 @@ impl GitBackend {
                 let started = Instant::now();
                 let cache = inner.git.clone();
                 let timeout = inner.cfg.fetch_timeout;
+                let transport = inner.cfg.transport.clone();
                 let shown = redact_url(&r.url);
                 let res = tokio::task::spawn_blocking(move || {
-                    git::fetch(&cache, &r.url, &r.creds, timeout).map(|_| ())
+                    git::fetch(&cache, &r.url, &r.creds, &transport, timeout).map(|_| ())
                 })
                 .await
                 .map_err(|e| RepoError::Internal(e.to_string()))
@@ -375,7 +381,8 @@ impl GitBackend {
         let lower = url.to_ascii_lowercase();
         let scheme_ok = ["https://", "http://", "git://", "ssh://"]
             .iter()
-            .any(|s| lower.starts_with(s));
+            .any(|s| lower.starts_with(s))
+            || crate::transport::scp_like(url).is_some();
         if lower.starts_with("file://") {
             if !self.inner.cfg.allow_file_urls {
                 return invalid(
@@ -384,7 +391,7 @@ impl GitBackend {
             }
         } else if !scheme_ok {
             return invalid(
-                "only https://, http://, git://, ssh:// (and file:// when allowed) are served",
+                "only https://, http://, git://, ssh://, user@host:path (and file:// when allowed) are served",
             );
         }
         if flotilla_core::redact::has_dot_segments(url) {

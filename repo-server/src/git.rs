@@ -1,5 +1,6 @@
 //! Git with gix: a bare cache per repository URL (file://, git://, http(s):// with basic or
-//! bearer credentials), revision resolution (branch, tag, SHA, HEAD) and export of a commit's
+//! bearer credentials, client certificates, CAs and proxies, ssh:// and `user@host:path` with
+//! a key), revision resolution (branch, tag, SHA, HEAD) and export of a commit's
 //! tree to a directory for the renderers.
 
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use flotilla_core::redact::redact_url;
+
+use crate::transport::{HttpSettings, SshCommand, TransportConfig, TransportError, is_ssh_url};
 
 /// A Git failure, with the repository and step named.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,8 @@ pub enum GitError {
         path: String,
         why: String,
     },
+    #[error("reaching {url}: {message}")]
+    Transport { url: String, message: String },
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,
@@ -42,7 +47,7 @@ impl GitError {
     /// Whether the failure is about the remote (unreachable, refused, bad credentials) rather
     /// than about what was asked of it.
     pub fn is_remote(&self) -> bool {
-        matches!(self, Self::Fetch { .. })
+        matches!(self, Self::Fetch { .. } | Self::Transport { .. })
     }
 }
 
@@ -54,8 +59,16 @@ pub struct Credentials {
     pub password: Option<String>,
     /// Sent as `Authorization: Bearer` (Bitbucket Server / Data Center access tokens).
     pub bearer_token: Option<String>,
-    /// Skip TLS certificate verification for https:// (discouraged).
+    /// Skip TLS certificate verification for https://, host key checks for SSH (discouraged).
     pub insecure: bool,
+    /// `sshPrivateKey` for ssh:// and scp-like URLs.
+    pub ssh_private_key: Option<String>,
+    /// A TLS client certificate and its key (PEM).
+    pub tls_client_cert_data: Option<String>,
+    pub tls_client_cert_key: Option<String>,
+    /// An HTTP(S) proxy URL and the hosts that bypass it (NO_PROXY syntax).
+    pub proxy: Option<String>,
+    pub no_proxy: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -68,6 +81,13 @@ impl std::fmt::Debug for Credentials {
                 &self.bearer_token.as_ref().map(|_| "<redacted>"),
             )
             .field("insecure", &self.insecure)
+            .field(
+                "ssh_private_key",
+                &self.ssh_private_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("tls_client_cert", &self.tls_client_cert_data.is_some())
+            .field("proxy", &self.proxy.as_deref().map(redact_url))
+            .field("no_proxy", &self.no_proxy)
             .finish()
     }
 }
@@ -78,7 +98,16 @@ impl Credentials {
     pub fn digest(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        for part in [&self.username, &self.password, &self.bearer_token] {
+        for part in [
+            &self.username,
+            &self.password,
+            &self.bearer_token,
+            &self.ssh_private_key,
+            &self.tls_client_cert_data,
+            &self.tls_client_cert_key,
+            &self.proxy,
+            &self.no_proxy,
+        ] {
             let v = part.as_deref().unwrap_or_default();
             h.update((v.len() as u64).to_le_bytes());
             h.update(v.as_bytes());
@@ -184,12 +213,52 @@ pub fn open_cache(cache: &GitCache, url: &str) -> Result<gix::Repository, GitErr
 
 /// Fetch every branch, every tag and the remote `HEAD` of `url` into its bare cache (created on
 /// first use) and return the opened repository. Credentials stay in memory: the remote is
-/// anonymous, so nothing about it is written to the cache's config. `timeout` bounds the
-/// transfer (checked while data moves).
+/// anonymous, so nothing about it is written to the cache's config (an SSH key lives in a
+/// private temporary file for the length of the fetch). `timeout` bounds the transfer
+/// (checked while data moves).
 pub fn fetch(
     cache: &GitCache,
     url: &str,
     creds: &Credentials,
+    transport: &TransportConfig,
+    timeout: Duration,
+) -> Result<gix::Repository, GitError> {
+    let transport_err = |e: TransportError| GitError::Transport {
+        url: redact_url(url),
+        message: e.0,
+    };
+    let ssh = if is_ssh_url(url) {
+        Some(SshCommand::new(transport, creds).map_err(transport_err)?)
+    } else {
+        None
+    };
+    let http = if url.to_ascii_lowercase().starts_with("http") {
+        Some(HttpSettings::for_repo(transport, url, creds).map_err(transport_err)?)
+    } else {
+        None
+    };
+    let res = fetch_into(cache, url, creds, ssh.as_ref(), http, timeout);
+    match (res, &ssh) {
+        // ssh says why it failed on its stderr (an unknown or changed host key, a refused
+        // key); gix sees only a closed pipe.
+        (Err(GitError::Fetch { url, message }), Some(ssh)) => Err(GitError::Fetch {
+            url,
+            message: match ssh.stderr_summary() {
+                Some(why) => format!("{message}: ssh: {why}"),
+                None => message,
+            },
+        }),
+        (res, _) => res,
+    }
+}
+
+/// [`fetch`] once the transport is set up.
+fn fetch_into(
+    cache: &GitCache,
+    url: &str,
+    creds: &Credentials,
+    ssh: Option<&SshCommand>,
+    http: Option<HttpSettings>,
     timeout: Duration,
 ) -> Result<gix::Repository, GitError> {
     let fetch_err = |e: &dyn std::error::Error| GitError::Fetch {
@@ -197,7 +266,7 @@ pub fn fetch(
         message: describe(e),
     };
     let mut repo = open_cache(cache, url)?;
-    if creds.bearer_token.is_some() || creds.insecure {
+    if creds.bearer_token.is_some() || creds.insecure || ssh.is_some() {
         let mut cfg = repo.config_snapshot_mut();
         if let Some(token) = &creds.bearer_token {
             cfg.set_value(
@@ -208,6 +277,12 @@ pub fn fetch(
         }
         if creds.insecure {
             cfg.set_value(&gix::config::tree::Http::SSL_VERIFY, "false")
+                .map_err(|e| fetch_err(&e))?;
+        }
+        if let Some(ssh) = ssh {
+            cfg.set_value(&gix::config::tree::Core::SSH_COMMAND, ssh.command.as_str())
+                .map_err(|e| fetch_err(&e))?;
+            cfg.set_value(&gix::config::tree::Ssh::VARIANT, "ssh")
                 .map_err(|e| fetch_err(&e))?;
         }
         cfg.commit().map_err(|e| fetch_err(&e))?;
@@ -255,12 +330,12 @@ pub fn fetch(
             }
             _ => Ok(None),
         });
-    if creds.insecure && url.starts_with("https://") {
+    if let Some(settings) = http.filter(HttpSettings::is_custom) {
         use gix::protocol::transport::client::blocking_io::http;
         if let Ok(Some(mut opts)) = repo.transport_options(url, None) {
             if let Some(o) = opts.downcast_mut::<http::Options>() {
                 o.backend = Some(Arc::new(std::sync::Mutex::new(http::reqwest::Options {
-                    configure_client: Some(Box::new(|b| Ok(b.danger_accept_invalid_certs(true)))),
+                    configure_client: Some(Box::new(move |b| Ok(settings.apply_blocking(b)))),
                     configure_request: None,
                 })));
             }
@@ -736,7 +811,14 @@ mod tests {
         let url = format!("file://{}", origin.path().display());
         let cache_tmp = tempfile::tempdir().expect("cache");
         let cache = GitCache::open(cache_tmp.path()).expect("cache");
-        let repo = fetch(&cache, &url, &Credentials::default(), T).expect("clone");
+        let repo = fetch(
+            &cache,
+            &url,
+            &Credentials::default(),
+            &TransportConfig::default(),
+            T,
+        )
+        .expect("clone");
         assert_eq!(resolve(&repo, &url, "main").expect("branch"), second);
         assert_eq!(resolve(&repo, &url, "").expect("HEAD"), second);
         assert_eq!(resolve(&repo, &url, "v1").expect("tag"), first);
@@ -757,7 +839,14 @@ mod tests {
         .expect("write");
         git(origin.path(), &["commit", "-qam", "three"]);
         let third = git(origin.path(), &["rev-parse", "HEAD"]);
-        let repo = fetch(&cache, &url, &Credentials::default(), T).expect("fetch");
+        let repo = fetch(
+            &cache,
+            &url,
+            &Credentials::default(),
+            &TransportConfig::default(),
+            T,
+        )
+        .expect("fetch");
         assert_eq!(resolve(&repo, &url, "main").expect("branch"), third);
 
         let out_tmp = tempfile::tempdir().expect("out");
@@ -780,7 +869,7 @@ mod tests {
             bearer_token: Some("s3cret-token".into()),
             ..Default::default()
         };
-        let repo = fetch(&cache, &url, &creds, T).expect("fetch");
+        let repo = fetch(&cache, &url, &creds, &TransportConfig::default(), T).expect("fetch");
         assert_eq!(resolve(&repo, &url, "HEAD").expect("HEAD"), second);
         assert_eq!(resolve(&repo, &url, "master").expect("master"), first);
         assert!(has_commit(&repo, &first));
@@ -833,7 +922,14 @@ mod tests {
     fn export_of(url: &str, commit: &str) -> (tempfile::TempDir, Result<PathBuf, GitError>) {
         let cache_tmp = tempfile::tempdir().expect("cache");
         let cache = GitCache::open(cache_tmp.path()).expect("cache");
-        let repo = fetch(&cache, url, &Credentials::default(), T).expect("fetch");
+        let repo = fetch(
+            &cache,
+            url,
+            &Credentials::default(),
+            &TransportConfig::default(),
+            T,
+        )
+        .expect("fetch");
         let out = cache_tmp.path().join("export");
         let res = export(&repo, url, commit, &out).map(|()| out);
         (cache_tmp, res)
@@ -895,7 +991,14 @@ mod tests {
         let started = std::time::Instant::now();
         let cache_tmp = tempfile::tempdir().expect("cache");
         let cache = GitCache::open(cache_tmp.path()).expect("cache");
-        let repo = fetch(&cache, &url, &Credentials::default(), T).expect("fetch");
+        let repo = fetch(
+            &cache,
+            &url,
+            &Credentials::default(),
+            &TransportConfig::default(),
+            T,
+        )
+        .expect("fetch");
         let res = export_within(&repo, &url, &commit, &cache_tmp.path().join("x"), 20_000);
         let err = res.expect_err("bomb refused");
         assert!(err.to_string().contains("too large"), "{err}");
@@ -1044,9 +1147,23 @@ mod tests {
         let url = format!("git://127.0.0.1:{port}/{name}");
         let cache_tmp = tempfile::tempdir().expect("cache");
         let cache = GitCache::open(cache_tmp.path()).expect("cache");
-        let repo = fetch(&cache, &url, &Credentials::default(), T).expect("clone over git://");
+        let repo = fetch(
+            &cache,
+            &url,
+            &Credentials::default(),
+            &TransportConfig::default(),
+            T,
+        )
+        .expect("clone over git://");
         assert_eq!(resolve(&repo, &url, "main").expect("branch"), second);
-        fetch(&cache, &url, &Credentials::default(), T).expect("fetch over git://");
+        fetch(
+            &cache,
+            &url,
+            &Credentials::default(),
+            &TransportConfig::default(),
+            T,
+        )
+        .expect("fetch over git://");
     }
 
     #[test]
@@ -1057,6 +1174,7 @@ mod tests {
             &cache,
             "file:///nonexistent/flotilla-repo",
             &Credentials::default(),
+            &TransportConfig::default(),
             T,
         )
         .expect_err("no repo");

@@ -60,6 +60,11 @@ fn repo_ref(repo: Option<pb::Repository>, fallback_url: &str) -> RepoRef {
             password: some(r.password),
             bearer_token: some(r.bearer_token),
             insecure: r.insecure,
+            ssh_private_key: some(r.ssh_private_key),
+            tls_client_cert_data: some(r.tls_client_cert_data),
+            tls_client_cert_key: some(r.tls_client_cert_key),
+            proxy: some(r.proxy),
+            no_proxy: some(r.no_proxy),
         },
     }
 }

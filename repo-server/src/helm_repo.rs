@@ -12,6 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::git::Credentials;
+use crate::transport::{HttpSettings, TransportConfig};
 use flotilla_core::coalesce::Coalescer;
 // URL userinfo redaction in messages: the project's one implementation.
 use flotilla_core::redact::redact_text as redact;
@@ -54,9 +55,14 @@ type ChartKey = (String, String, String, bool);
 /// A reqwest error and its causes on one line, without the request URL (which may carry
 /// userinfo; callers name the redacted URL themselves).
 fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
+    describe_reqwest(&e.without_url())
+}
+
+/// A reqwest error and its causes on one line (callers strip the URL first when it may carry
+/// userinfo).
+pub fn describe_reqwest(e: &reqwest::Error) -> String {
     let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
+    let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
         out.push_str(": ");
         out.push_str(&cause.to_string());
@@ -137,14 +143,15 @@ pub struct HelmRepos {
     max_download: usize,
     indexes: Mutex<HashMap<String, (Instant, Arc<Index>)>>,
     charts: Coalescer<ChartKey, Result<PathBuf, HelmRepoError>>,
+    /// CAs per server name (`argocd-tls-certs-cm`).
+    transport: TransportConfig,
 }
 
-fn http_client(insecure: bool, timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .danger_accept_invalid_certs(insecure)
+fn http_client(settings: &HttpSettings, timeout: Duration) -> Result<reqwest::Client, String> {
+    settings
+        .apply(reqwest::Client::builder().timeout(timeout))
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| describe_reqwest(&e))
 }
 
 fn short(s: &str) -> String {
@@ -200,7 +207,14 @@ impl HelmRepos {
             max_download: MAX_DOWNLOAD,
             indexes: Mutex::new(HashMap::new()),
             charts: Coalescer::default(),
+            transport: TransportConfig::default(),
         }
+    }
+
+    /// Use these SSH known hosts and TLS CAs.
+    pub fn with_transport(mut self, transport: TransportConfig) -> Self {
+        self.transport = transport;
+        self
     }
 
     /// GET `url` for the repository at `repo_url`, reading at most `max_download` bytes.
@@ -221,9 +235,24 @@ impl HelmRepos {
             url: redact(repo_url),
             message: format!("{shown} is larger than {} bytes", self.max_download),
         };
-        let client = http_client(creds.insecure, self.timeout).map_err(unavailable)?;
+        let send_creds = pass_credentials || same_origin(repo_url, url);
+        // A client certificate is a credential too: only for the repository's own origin
+        // (or with passCredentials); CAs, proxy and `insecure` apply to every request.
+        let for_request = if send_creds {
+            creds.clone()
+        } else {
+            Credentials {
+                insecure: creds.insecure,
+                proxy: creds.proxy.clone(),
+                no_proxy: creds.no_proxy.clone(),
+                ..Credentials::default()
+            }
+        };
+        let settings = HttpSettings::for_repo(&self.transport, url.as_str(), &for_request)
+            .map_err(|e| unavailable(e.0))?;
+        let client = http_client(&settings, self.timeout).map_err(unavailable)?;
         let mut req = client.get(url.clone());
-        if pass_credentials || same_origin(repo_url, url) {
+        if send_creds {
             if let Some(token) = &creds.bearer_token {
                 req = req.bearer_auth(token);
             } else if let Some(user) = &creds.username {

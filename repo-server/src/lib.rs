@@ -13,6 +13,7 @@ pub mod paths;
 pub mod render;
 pub mod slots;
 pub mod source;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,6 +61,9 @@ pub struct Config {
     /// The gRPC port's TLS certificate and key (PEM); `None` serves plaintext (only with the
     /// binary's explicit `--plaintext`).
     pub tls: Option<TlsIdentity>,
+    /// SSH known hosts and TLS CAs of repositories (`argocd-ssh-known-hosts-cm`,
+    /// `argocd-tls-certs-cm` as mounted files).
+    pub transport: transport::TransportConfig,
 }
 
 /// A TLS certificate chain and its private key, PEM.
@@ -176,6 +180,7 @@ pub async fn run(
     bcfg.identity = cfg.identity.clone();
     bcfg.allow_file_urls = cfg.allow_file_urls;
     bcfg.render_timeout = cfg.render_timeout;
+    bcfg.transport = cfg.transport.clone();
     if cfg.auth_token.is_none() {
         tracing::warn!("repo-server gRPC serves unauthenticated callers (--insecure-no-auth)");
     }

@@ -87,6 +87,22 @@ struct Args {
         env = "FLOTILLA_REPO_RENDER_TIMEOUT_SECONDS"
     )]
     render_timeout_seconds: u64,
+    /// SSH known hosts of Git servers (argocd-ssh-known-hosts-cm's `ssh_known_hosts`, mounted
+    /// as in Argo CD). Host keys are checked against it unless a repository is `insecure`.
+    #[arg(
+        long,
+        default_value = "/app/config/ssh/ssh_known_hosts",
+        env = "FLOTILLA_SSH_KNOWN_HOSTS"
+    )]
+    ssh_known_hosts: PathBuf,
+    /// Directory of CA certificates for Git and Helm servers over HTTPS, one PEM file per
+    /// server name (argocd-tls-certs-cm, mounted as in Argo CD); added to the system's roots.
+    #[arg(
+        long,
+        default_value = "/app/config/tls",
+        env = "FLOTILLA_TLS_CERTS_DIR"
+    )]
+    tls_certs_dir: PathBuf,
     /// TLS certificate (PEM file) of the gRPC port. Without it (and without --plaintext) the
     /// repo-server makes a self-signed one at start and writes it to
     /// <cache-dir>/tls/self-signed.crt for controllers to trust (--repo-server-ca).
@@ -175,6 +191,11 @@ async fn main() -> anyhow::Result<()> {
         jsonnet_memory_bytes: args.jsonnet_memory_limit_mb.max(64) * 1024 * 1024,
         tls,
         auth_token,
+        transport: flotilla_repo_server::transport::TransportConfig {
+            known_hosts: args.ssh_known_hosts,
+            tls_certs_dir: args.tls_certs_dir,
+            ..Default::default()
+        },
         allow_file_urls: args.allow_file_repos,
         render_timeout: Duration::from_secs(args.render_timeout_seconds.max(1)),
         listen: args.listen,

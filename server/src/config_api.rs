@@ -481,6 +481,16 @@ struct RepoBody {
     bearer_token: Option<String>,
     #[serde(default)]
     insecure: bool,
+    #[serde(default)]
+    ssh_private_key: Option<String>,
+    #[serde(default)]
+    tls_client_cert_data: Option<String>,
+    #[serde(default)]
+    tls_client_cert_key: Option<String>,
+    #[serde(default)]
+    proxy: Option<String>,
+    #[serde(default)]
+    no_proxy: Option<String>,
 }
 
 fn repo_object(url: &str, project: Option<&str>) -> String {
@@ -525,6 +535,11 @@ async fn create_repository(
             ("username", &r.username),
             ("password", &r.password),
             ("bearerToken", &r.bearer_token),
+            ("sshPrivateKey", &r.ssh_private_key),
+            ("tlsClientCertData", &r.tls_client_cert_data),
+            ("tlsClientCertKey", &r.tls_client_cert_key),
+            ("proxy", &r.proxy),
+            ("noProxy", &r.no_proxy),
         ] {
             if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
                 data.insert(k.to_string(), v.clone());
@@ -558,7 +573,9 @@ async fn create_repository(
         }
         audit(&who, if act == "create" { "repository added" } else { "repository replaced" }, &url);
         Ok(Json(json!({"repo": url, "secret": name, "project": r.project,
-            "hasPassword": r.password.is_some(), "hasBearerToken": r.bearer_token.is_some()}))
+            "hasPassword": r.password.is_some(), "hasBearerToken": r.bearer_token.is_some(),
+            "hasSshPrivateKey": r.ssh_private_key.is_some(),
+            "hasTlsClientCert": r.tls_client_cert_data.is_some()}))
         .into_response())
     }
     .await;

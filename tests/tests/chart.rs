@@ -394,6 +394,36 @@ fn the_chart_lints_and_renders_hardened_objects_for_every_values_set() -> Result
     ensure!(ctrl["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true");
     ensure!(of_kind(&objs, "HorizontalPodAutoscaler").is_empty());
     ensure!(of_kind(&objs, "ServiceMonitor").is_empty());
+    // Argo CD's SSH known hosts and TLS CA ConfigMaps are mounted where the repo-server's
+    // --ssh-known-hosts and --tls-certs-dir look by default (and where Argo CD has them).
+    let repo_spec =
+        &named(&objs, "Deployment", "flotilla-repo-server")?["spec"]["template"]["spec"];
+    for (volume, cm, path) in [
+        (
+            "ssh-known-hosts",
+            "argocd-ssh-known-hosts-cm",
+            "/app/config/ssh",
+        ),
+        ("tls-certs", "argocd-tls-certs-cm", "/app/config/tls"),
+    ] {
+        let vols = repo_spec["volumes"].as_array().cloned().unwrap_or_default();
+        ensure!(
+            vols.iter().any(|v| v["name"] == volume
+                && v["configMap"]["name"] == cm
+                && v["configMap"]["optional"] == true),
+            "{volume}: {vols:?}"
+        );
+        let mounts = repo_spec["containers"][0]["volumeMounts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        ensure!(
+            mounts
+                .iter()
+                .any(|m| m["name"] == volume && m["mountPath"] == path),
+            "{volume} mounted at {path}: {mounts:?}"
+        );
+    }
     // The API server: one replica with the local admin, reachable in the cluster only.
     let server = named(&objs, "Deployment", "flotilla-server")?;
     ensure!(server["spec"]["replicas"] == 1);

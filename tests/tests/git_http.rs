@@ -1,20 +1,31 @@
 //! The repo-server's Git client against Git's own smart-HTTP server (`git http-backend`):
-//! basic credentials, bearer tokens, TLS (self-signed, accepted only when `insecure`), and
+//! basic credentials, bearer tokens, TLS (self-signed, accepted only when `insecure`; a private
+//! CA from `argocd-tls-certs-cm`; client certificates), a `CONNECT` proxy and `noProxy`, and
 //! clear errors when credentials are missing or wrong.
 
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use flotilla_loadtest::fleet::GitServer;
-use flotilla_loadtest::fleet::git_http::{Auth, GitHttpServer};
+use flotilla_loadtest::fleet::git_http::{Auth, CaTls, GitHttpServer, TestCa};
+use flotilla_loadtest::fleet::proxy::ConnectProxy;
 use flotilla_repo_server::git::{self, Credentials};
+use flotilla_repo_server::transport::TransportConfig;
 
 async fn fetch_resolve(url: String, creds: Credentials) -> Result<String, String> {
+    fetch_with(url, creds, TransportConfig::default()).await
+}
+
+async fn fetch_with(
+    url: String,
+    creds: Credentials,
+    transport: TransportConfig,
+) -> Result<String, String> {
     tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let cache = git::GitCache::open(dir.path()).map_err(|e| e.to_string())?;
-        let repo =
-            git::fetch(&cache, &url, &creds, Duration::from_secs(30)).map_err(|e| e.to_string())?;
+        let repo = git::fetch(&cache, &url, &creds, &transport, Duration::from_secs(30))
+            .map_err(|e| e.to_string())?;
         git::resolve(&repo, &url, "main").map_err(|e| e.to_string())
     })
     .await
@@ -103,5 +114,92 @@ async fn bearer_token_over_https_with_insecure_tls() -> Result<()> {
         ..creds
     };
     ensure!(fetch_resolve(url, bad_token).await.is_err());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_ca_client_certificates_and_a_proxy() -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir()?;
+    let origin = GitServer::start(dir.path(), "apps", None)?;
+    let head = origin.commit_files(&[("a.yaml", "x: 1\n")], "one")?;
+    let corp_ca = TestCa::new("corp CA")?;
+    let client_ca = TestCa::new("client CA")?;
+    let server = GitHttpServer::start_with_ca(
+        &dir.path().join("git-root"),
+        Auth::Basic {
+            username: "deploy".into(),
+            password: "s3cret".into(),
+        },
+        CaTls {
+            server: &corp_ca,
+            clients: Some(&client_ca),
+        },
+    )
+    .await?;
+    let url = server.url("apps.git");
+    let (cert, key) = client_ca.issue(&[], "flotilla")?;
+    let creds = Credentials {
+        tls_client_cert_data: Some(cert),
+        tls_client_cert_key: Some(key),
+        ..basic("deploy", "s3cret", false)
+    };
+    // argocd-tls-certs-cm as mounted: one file per server name.
+    let certs = dir.path().join("tls");
+    std::fs::create_dir_all(&certs)?;
+    let with_ca = TransportConfig {
+        tls_certs_dir: certs.clone(),
+        ..TransportConfig::default()
+    };
+
+    // The corporate CA is not a system root: refused until the ConfigMap names it.
+    let e = fetch_with(url.clone(), creds.clone(), with_ca.clone())
+        .await
+        .expect_err("an unknown CA");
+    ensure!(e.contains("fetching"), "{e}");
+    std::fs::write(certs.join("127.0.0.1"), &corp_ca.pem)?;
+    let ok = fetch_with(url.clone(), creds.clone(), with_ca.clone()).await;
+    ensure!(ok.as_deref() == Ok(head.as_str()), "{ok:?}");
+
+    // The server demands a client certificate: none, or one from another CA, is refused.
+    let stranger = TestCa::new("stranger")?.issue(&[], "x")?;
+    for wrong in [
+        basic("deploy", "s3cret", false),
+        Credentials {
+            tls_client_cert_data: Some(stranger.0),
+            tls_client_cert_key: Some(stranger.1),
+            ..basic("deploy", "s3cret", false)
+        },
+    ] {
+        ensure!(
+            fetch_with(url.clone(), wrong, with_ca.clone())
+                .await
+                .is_err(),
+            "a fetch without the right client certificate succeeded"
+        );
+    }
+
+    // Through a CONNECT proxy: the fetch goes through a tunnel to the server...
+    let proxy = ConnectProxy::start().await?;
+    let proxied = Credentials {
+        proxy: Some(proxy.url()),
+        ..creds.clone()
+    };
+    let ok = fetch_with(url.clone(), proxied.clone(), with_ca.clone()).await;
+    ensure!(ok.as_deref() == Ok(head.as_str()), "{ok:?}");
+    let tunnels = proxy.tunnels.lock().map(|t| t.clone()).unwrap_or_default();
+    ensure!(
+        !tunnels.is_empty() && tunnels.iter().all(|t| *t == server.addr.to_string()),
+        "{tunnels:?}"
+    );
+    // ...unless noProxy names the host.
+    let before = proxy.count();
+    let bypass = Credentials {
+        no_proxy: Some("example.invalid,127.0.0.1".into()),
+        ..proxied
+    };
+    let ok = fetch_with(url.clone(), bypass, with_ca).await;
+    ensure!(ok.as_deref() == Ok(head.as_str()), "{ok:?}");
+    ensure!(proxy.count() == before, "noProxy bypassed the proxy");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Git over HTTP(S) for tests: Git's own `git http-backend` (CGI) behind a small server that
-//! demands credentials (Basic or Bearer), optionally over TLS with a self-signed certificate.
+//! demands credentials (Basic or Bearer), optionally over TLS: a self-signed certificate, or
+//! one from a test CA, optionally demanding client certificates from another.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -37,6 +38,80 @@ impl Drop for GitHttpServer {
     }
 }
 
+/// A certificate authority for tests, issuing server and client certificates.
+pub struct TestCa {
+    /// The CA's certificate (what clients or servers are told to trust).
+    pub pem: String,
+    der: rustls::pki_types::CertificateDer<'static>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> Result<Self> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key)?;
+        Ok(Self {
+            pem: cert.pem(),
+            der: cert.der().clone(),
+            issuer: rcgen::Issuer::new(params, key),
+        })
+    }
+
+    /// A certificate for the DNS names or IPs `names` (a server), or with only the common
+    /// name `cn` (a client), as (certificate PEM, key PEM).
+    pub fn issue(&self, names: &[&str], cn: &str) -> Result<(String, String)> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+/// TLS of a [`GitHttpServer`] signed by a CA.
+pub struct CaTls<'a> {
+    /// Signs the server's certificate (for 127.0.0.1 and localhost).
+    pub server: &'a TestCa,
+    /// When set, clients must present a certificate this CA signed.
+    pub clients: Option<&'a TestCa>,
+}
+
+fn ca_acceptor(tls: &CaTls<'_>) -> Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let (cert, key) = tls
+        .server
+        .issue(&["127.0.0.1", "localhost"], "git server")?;
+    let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes())?];
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes())?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match tls.clients {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.der.clone())?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                provider,
+            )
+            .build()?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+}
+
 impl GitHttpServer {
     /// Serve the bare repositories under `root` (e.g. `root/apps.git`) requiring `auth`.
     pub async fn start(root: &Path, auth: Auth, tls: bool) -> Result<Self> {
@@ -51,6 +126,24 @@ impl GitHttpServer {
         } else {
             None
         };
+        Self::serve(listener, root, auth, acceptor)
+    }
+
+    /// Serve over TLS with a certificate from a test CA (and client certificates, if asked).
+    pub async fn start_with_ca(root: &Path, auth: Auth, tls: CaTls<'_>) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let acceptor = ca_acceptor(&tls)?;
+        Self::serve(listener, root, auth, Some(acceptor))
+    }
+
+    fn serve(
+        listener: TcpListener,
+        root: &Path,
+        auth: Auth,
+        acceptor: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Result<Self> {
+        let addr = listener.local_addr()?;
+        let tls = acceptor.is_some();
         let root = root.to_path_buf();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {

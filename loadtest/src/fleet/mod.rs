@@ -5,7 +5,9 @@
 pub mod git;
 pub mod git_http;
 pub mod process;
+pub mod proxy;
 pub mod redis;
+pub mod sshd;
 pub mod static_http;
 
 use std::path::{Path, PathBuf};
