@@ -424,9 +424,8 @@ mod tests {
         let none = HttpSettings::for_repo(&cfg, url, &Credentials::default()).expect("ok");
         assert!(!none.is_custom());
         std::fs::write(dir.path().join("git.example.com"), "not a certificate").expect("w");
-        let err = HttpSettings::for_repo(&cfg, url, &Credentials::default())
-            .err()
-            .expect("bad CA file");
+        let err =
+            HttpSettings::for_repo(&cfg, url, &Credentials::default()).expect_err("bad CA file");
         assert!(err.0.contains("git.example.com"), "{err}");
         let ca = rcgen::generate_simple_self_signed(vec!["git.example.com".into()]).expect("ca");
         std::fs::write(dir.path().join("git.example.com"), ca.cert.pem()).expect("w");
