@@ -23,6 +23,7 @@ ensure_tools() {
   # The shared cache's tests run a real Redis Cluster.
   need_pkg redis-server redis-server
   need_pkg redis-cli redis-tools
+  need_pkg redis-sentinel redis-sentinel
   # Git over SSH is tested against a real OpenSSH server on loopback.
   need_pkg ssh openssh-client
   need_pkg sshd openssh-server

@@ -1,7 +1,9 @@
-//! Redis (Cluster or single node) as a `Store`, with fred. Every command has a short deadline;
-//! after a failure the store is skipped for a growing pause (a circuit breaker), so a Redis
-//! outage costs the fleet its cache, never an error or a stall.
+//! Redis (Cluster, Sentinel or single node; AUTH and TLS for each) as a `Store`, with fred.
+//! Every command has a short deadline; after a failure the store is skipped for a growing
+//! pause (a circuit breaker), so a Redis outage costs the fleet its cache, never an error or a
+//! stall.
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,8 +18,12 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     /// `redis-cluster://host:port?node=host2:port2` (Cluster), `redis://host:port` (single
-    /// node); credentials as `redis-cluster://user:pass@host:port`.
+    /// node), `redis-sentinel://host:26379?sentinelServiceName=mymaster&node=host2:26379`
+    /// (Sentinel); credentials as `redis://user:pass@host:port` (`sentinelUsername` and
+    /// `sentinelPassword` for the sentinels themselves); `rediss…` for TLS.
     pub url: String,
+    /// TLS settings for `rediss…` URLs.
+    pub tls: RedisTls,
     /// Deadline of one command.
     pub command_timeout: Duration,
     pub connect_timeout: Duration,
@@ -29,10 +35,159 @@ impl RedisConfig {
     pub fn new(url: &str) -> Self {
         Self {
             url: url.to_string(),
+            tls: RedisTls::default(),
             command_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(2),
             max_backoff: Duration::from_secs(10),
         }
+    }
+}
+
+/// TLS to Redis (Argo CD's `--redis-ca-certificate`, `--redis-client-certificate`,
+/// `--redis-client-key`, `--redis-insecure-skip-tls-verify`), used by `rediss…` URLs.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RedisTls {
+    /// CA certificates (PEM file) Redis's certificate must chain to (default: the system's).
+    #[arg(long = "redis-ca-certificate", env = "FLOTILLA_REDIS_CA_CERTIFICATE")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM file) for Redis servers that ask for one.
+    #[arg(
+        long = "redis-client-certificate",
+        env = "FLOTILLA_REDIS_CLIENT_CERTIFICATE",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM file).
+    #[arg(
+        long = "redis-client-key",
+        env = "FLOTILLA_REDIS_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+    /// Accept any certificate from Redis (discouraged).
+    #[arg(
+        long = "redis-insecure-skip-tls-verify",
+        env = "FLOTILLA_REDIS_INSECURE_SKIP_TLS_VERIFY"
+    )]
+    pub insecure: bool,
+}
+
+/// Whether the URL asks for TLS (`rediss://`, `rediss-cluster://`, `rediss-sentinel://`).
+fn wants_tls(url: &str) -> bool {
+    url.to_ascii_lowercase().starts_with("rediss")
+}
+
+fn read_pem(what: &str, path: &Path) -> Result<Vec<u8>, StoreError> {
+    std::fs::read(path)
+        .map_err(|e| StoreError::Failed(format!("Redis {what} {}: {e}", path.display())))
+}
+
+/// The rustls client for Redis: the CA file's certificates (or the system's roots), an
+/// optional client certificate, and no verification at all only when asked.
+fn tls_connector(tls: &RedisTls) -> Result<TlsConnector, StoreError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad =
+        |what: &str, e: &dyn std::fmt::Display| StoreError::Failed(format!("Redis {what}: {e}"));
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("TLS", &e))?;
+    let builder = if tls.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate(provider)))
+    } else if let Some(ca) = &tls.ca_file {
+        let pem = read_pem("CA certificate", ca)?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            roots
+                .add(cert.map_err(|e| bad("CA certificate", &e))?)
+                .map_err(|e| bad("CA certificate", &e))?;
+        }
+        if roots.is_empty() {
+            return Err(StoreError::Failed(format!(
+                "Redis CA certificate {}: no certificate in the file",
+                ca.display()
+            )));
+        }
+        builder.with_root_certificates(roots)
+    } else {
+        return match (&tls.client_cert, &tls.client_key) {
+            (None, None) => TlsConnector::default_rustls().map_err(|e| bad("TLS", &e)),
+            _ => Err(StoreError::Failed(
+                "a Redis client certificate needs --redis-ca-certificate too".into(),
+            )),
+        };
+    };
+    let config = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_slice_iter(&read_pem("client certificate", cert)?)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad("client certificate", &e))?;
+            let key = PrivateKeyDer::from_pem_slice(&read_pem("client key", key)?)
+                .map_err(|e| bad("client key", &e))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| bad("client certificate", &e))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => {
+            return Err(StoreError::Failed(
+                "--redis-client-certificate and --redis-client-key go together".into(),
+            ));
+        }
+    };
+    Ok(TlsConnector::from(config))
+}
+
+/// `--redis-insecure-skip-tls-verify`: every certificate is accepted (signatures are still
+/// checked, so the session is at least bound to the key the server showed).
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -56,8 +211,13 @@ impl RedisStore {
     /// Build the client and start connecting in the background: a Redis that is down at start
     /// only means the cache is skipped until it comes up.
     pub fn connect(cfg: RedisConfig, metrics: CacheMetrics) -> Result<Self, StoreError> {
-        let config = Config::from_url(&cfg.url)
+        let mut config = Config::from_url(&cfg.url)
             .map_err(|e| StoreError::Failed(format!("Redis URL {:?}: {e}", redact(&cfg.url))))?;
+        config.tls = if wants_tls(&cfg.url) {
+            Some(tls_connector(&cfg.tls)?.into())
+        } else {
+            None
+        };
         let (cmd, connect) = (cfg.command_timeout, cfg.connect_timeout);
         let client = Builder::from_config(config)
             .with_connection_config(|c| {
@@ -171,11 +331,24 @@ fn ttl_ms(ttl: Duration) -> i64 {
 }
 
 /// The URL without its password, for logs.
+/// The URL without its user info and without the sentinels' password (`sentinelPassword=`).
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let base = match (base.find("://"), base.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &base[..s], &base[at + 1..]),
+        _ => base.to_string(),
+    };
+    if query.is_empty() {
+        return base;
     }
+    let query: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("sentinelPassword") => format!("{k}=***"),
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 impl Store for RedisStore {

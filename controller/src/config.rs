@@ -53,6 +53,8 @@ pub struct ControllerConfig {
     pub sharding: ShardingSettings,
     /// Redis (Cluster) URL of the shared manifest and revision caches; none = in memory only.
     pub redis_url: Option<String>,
+    /// TLS for `rediss…` URLs.
+    pub redis_tls: flotilla_cache::redis::RedisTls,
     /// How long resolved revisions are kept (default: the refresh interval).
     pub revision_cache_ttl: Option<Duration>,
     /// Webhook receiver settings (`/api/webhook`).
@@ -165,6 +167,7 @@ impl Default for ControllerConfig {
             max_backoff: Duration::from_secs(300),
             sharding: ShardingSettings::default(),
             redis_url: None,
+            redis_tls: Default::default(),
             revision_cache_ttl: None,
             webhook: WebhookSettings {
                 max_body_bytes: 1024 * 1024,

@@ -122,9 +122,13 @@ struct Args {
     #[arg(long, env = "FLOTILLA_NO_SHARDING")]
     no_sharding: bool,
     /// Redis URL of the shared manifest and revision caches: redis-cluster://host:port?node=...
-    /// (Cluster) or redis://host:port. Unset: in-memory caches only.
+    /// (Cluster), redis-sentinel://host:26379?sentinelServiceName=mymaster&node=... (Sentinel)
+    /// or redis://host:port; user:password@ for AUTH, rediss… for TLS. Unset: in-memory caches
+    /// only.
     #[arg(long, env = "FLOTILLA_REDIS_URL")]
     redis_url: Option<String>,
+    #[command(flatten)]
+    redis_tls: flotilla_cache::redis::RedisTls,
     /// Seconds a resolved branch or tag is trusted before it is resolved again (webhooks
     /// invalidate it at once). Default: the refresh interval.
     #[arg(long, env = "FLOTILLA_REVISION_CACHE_SECONDS")]
@@ -261,6 +265,7 @@ async fn main() -> anyhow::Result<()> {
         address_file: args.address_file.clone(),
         webhook_listen: args.webhook_listen,
         redis_url: args.redis_url.clone().filter(|u| !u.is_empty()),
+        redis_tls: args.redis_tls.clone(),
         revision_cache_ttl: args.revision_cache_seconds.map(Duration::from_secs),
         webhook: flotilla_controller::config::WebhookSettings {
             github_secret: args.webhook_github_secret.clone(),

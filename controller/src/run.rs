@@ -352,7 +352,10 @@ pub async fn run(
             Some(url) => {
                 let store: Arc<dyn flotilla_cache::Store> = Arc::new(
                     flotilla_cache::redis::RedisStore::connect(
-                        flotilla_cache::redis::RedisConfig::new(url),
+                        flotilla_cache::redis::RedisConfig {
+                            tls: cfg.redis_tls.clone(),
+                            ..flotilla_cache::redis::RedisConfig::new(url)
+                        },
                         cache_metrics_shared.clone(),
                     )
                     .map_err(|e| RunError::ControlPlane(format!("Redis: {e}")))?,

@@ -41,6 +41,8 @@ pub struct Config {
     pub address_file: Option<PathBuf>,
     /// Redis (Cluster) URL of the shared manifest cache; none = no shared cache.
     pub redis_url: Option<String>,
+    /// TLS for `rediss…` URLs.
+    pub redis_tls: flotilla_cache::redis::RedisTls,
     /// How long rendered manifests stay in the shared cache.
     pub cache_ttl: Duration,
     /// `helm` binary (default: `FLOTILLA_HELM`, then PATH).
@@ -220,7 +222,10 @@ pub async fn run(
     );
     if let Some(url) = &cfg.redis_url {
         let store = flotilla_cache::redis::RedisStore::connect(
-            flotilla_cache::redis::RedisConfig::new(url),
+            flotilla_cache::redis::RedisConfig {
+                tls: cfg.redis_tls.clone(),
+                ..flotilla_cache::redis::RedisConfig::new(url)
+            },
             cache_metrics.clone(),
         )
         .map_err(|e| ServeError::Setup(e.to_string()))?;

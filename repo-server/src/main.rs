@@ -52,9 +52,13 @@ struct Args {
     #[arg(long, env = "FLOTILLA_REPO_ADDRESS_FILE")]
     address_file: Option<PathBuf>,
     /// Redis URL of the shared manifest cache: `redis-cluster://host:port?node=host2:port2`
-    /// (Cluster) or `redis://host:port`. Unset: no shared cache (controllers keep their own).
+    /// (Cluster), `redis-sentinel://host:26379?sentinelServiceName=mymaster&node=…` (Sentinel)
+    /// or `redis://host:port`; `user:password@` for AUTH, `rediss…` for TLS. Unset: no shared
+    /// cache (controllers keep their own).
     #[arg(long, env = "FLOTILLA_REDIS_URL")]
     redis_url: Option<String>,
+    #[command(flatten)]
+    redis_tls: flotilla_cache::redis::RedisTls,
     /// Hours rendered manifests stay in the shared cache.
     #[arg(long, default_value_t = 24, env = "FLOTILLA_CACHE_TTL_HOURS")]
     cache_ttl_hours: u64,
@@ -206,6 +210,7 @@ async fn main() -> anyhow::Result<()> {
         max_exports: args.max_exports,
         address_file: args.address_file,
         redis_url: args.redis_url.filter(|u| !u.is_empty()),
+        redis_tls: args.redis_tls,
         cache_ttl: Duration::from_secs(args.cache_ttl_hours.max(1) * 3600),
         helm: args.helm,
         plugins: args.plugins,
