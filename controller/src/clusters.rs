@@ -24,6 +24,8 @@ pub enum ClusterSecretError {
     BadConfig { secret: String, message: String },
     #[error("secret {secret}: server {server:?} is not a URL")]
     BadServer { secret: String, server: String },
+    #[error("secret {secret}: shard {value:?} is not a shard number (0, 1, …)")]
+    BadShard { secret: String, value: String },
 }
 
 /// `config` of a cluster Secret (the fields Flotilla honours).
@@ -66,6 +68,14 @@ pub struct Cluster {
     pub secret: Option<String>,
     /// The AppProject this cluster is scoped to (`project` key); `None`: every project.
     pub project: Option<String>,
+    /// `namespaces` (comma-separated): when set, Flotilla manages only these namespaces of the
+    /// cluster (Argo CD's namespace-scoped clusters); empty: every namespace.
+    pub namespaces: Vec<String>,
+    /// `clusterResources`: with `namespaces` set, whether cluster-scoped resources may be
+    /// managed too (Argo CD: off unless `"true"`). Without `namespaces` it is always allowed.
+    pub cluster_resources: bool,
+    /// `shard`: pins the cluster to controller shard N (Argo CD's manual shard assignment).
+    pub shard: Option<u32>,
 }
 
 fn field(s: &Secret, secret: &str, key: &'static str) -> Result<String, ClusterSecretError> {
@@ -113,13 +123,52 @@ impl Cluster {
             Err(ClusterSecretError::Missing { .. }) => None,
             Err(e) => return Err(e),
         };
+        let optional = |key: &'static str| match field(s, &secret, key) {
+            Ok(v) => Ok(Some(v.trim().to_string()).filter(|v| !v.is_empty())),
+            Err(ClusterSecretError::Missing { .. }) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let namespaces: Vec<String> = optional("namespaces")?
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cluster_resources = optional("clusterResources")?.is_some_and(|v| v == "true");
+        let shard = match optional("shard")? {
+            None => None,
+            Some(v) => Some(v.parse::<u32>().map_err(|_| ClusterSecretError::BadShard {
+                secret: secret.clone(),
+                value: v.clone(),
+            })?),
+        };
         Ok(Self {
             name,
             server: server.trim_end_matches('/').to_string(),
             config,
             secret: Some(secret),
             project,
+            namespaces,
+            cluster_resources,
+            shard,
         })
+    }
+
+    /// The implicit destination for the cluster the controller runs in.
+    pub fn in_cluster() -> Self {
+        Self {
+            name: IN_CLUSTER_NAME.into(),
+            server: IN_CLUSTER_SERVER.into(),
+            config: ClusterConfig::default(),
+            secret: None,
+            project: None,
+            namespaces: Vec::new(),
+            cluster_resources: false,
+            shard: None,
+        }
     }
 
     /// Whether an Application of `project` may use this cluster (a project-scoped cluster
@@ -302,13 +351,7 @@ mod tests {
     #[test]
     fn resolves_by_server_or_name_and_knows_in_cluster() {
         let a = mk_secret("a", &[("name", "east"), ("server", "https://east:6443")]);
-        let in_cluster = Cluster {
-            name: IN_CLUSTER_NAME.into(),
-            server: IN_CLUSTER_SERVER.into(),
-            config: ClusterConfig::default(),
-            secret: None,
-            project: None,
-        };
+        let in_cluster = Cluster::in_cluster();
         let r = Registry::from_secrets([&a], Some(in_cluster));
         assert_eq!(
             r.resolve(Some("https://east:6443/"), None)

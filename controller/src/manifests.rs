@@ -318,6 +318,7 @@ pub fn wire_source_for(
 
 /// The wire form of a repository and its credentials.
 pub fn wire_repo(url: &str, creds: Option<&RepoCreds>) -> pb::Repository {
+    let app = creds.and_then(|c| c.github_app.as_ref());
     pb::Repository {
         url: url.to_string(),
         username: creds.and_then(|c| c.username.clone()).unwrap_or_default(),
@@ -338,6 +339,14 @@ pub fn wire_repo(url: &str, creds: Option<&RepoCreds>) -> pb::Repository {
             .unwrap_or_default(),
         proxy: creds.and_then(|c| c.proxy.clone()).unwrap_or_default(),
         no_proxy: creds.and_then(|c| c.no_proxy.clone()).unwrap_or_default(),
+        r#type: creds.and_then(|c| c.repo_type.clone()).unwrap_or_default(),
+        enable_oci: creds.is_some_and(|c| c.enable_oci),
+        github_app_id: app.map(|a| a.app_id).unwrap_or_default(),
+        github_app_installation_id: app.map(|a| a.installation_id).unwrap_or_default(),
+        github_app_private_key: app.map(|a| a.private_key.clone()).unwrap_or_default(),
+        github_app_enterprise_base_url: app
+            .and_then(|a| a.enterprise_base_url.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -501,11 +501,20 @@ pub(crate) async fn desired(
     let mut parts: Vec<Arc<Vec<Value>>> = Vec::new();
     let mut source_type = String::new();
     for src in sources(app) {
+        if let Some(problem) = creds
+            .lookup(&src.repo_url, project_name(app))
+            .and_then(|c| c.problem)
+        {
+            return Err(ManifestError::Failed(format!(
+                "the credentials for repository {} are unusable: {problem}",
+                crate::redact::redact_url(&src.repo_url),
+            )));
+        }
         if let Some(c) = creds.lookup(&src.repo_url, project_name(app))
             && !c.unsupported.is_empty()
         {
             return Err(ManifestError::Failed(format!(
-                "the credentials for repository {} set {}, which Flotilla does not support yet; remove {} from the repository Secret or use username/password, bearerToken, sshPrivateKey or tlsClientCert* instead",
+                "the credentials for repository {} set {}, which Flotilla does not support yet; remove {} from the repository Secret or use username/password, bearerToken, sshPrivateKey, tlsClientCert* or a GitHub App instead",
                 crate::redact::redact_url(&src.repo_url),
                 c.unsupported.join(", "),
                 if c.unsupported.len() == 1 {
@@ -1723,13 +1732,7 @@ spec:
 "#;
 
     fn in_cluster() -> Cluster {
-        Cluster {
-            name: "in-cluster".into(),
-            server: crate::clusters::IN_CLUSTER_SERVER.into(),
-            config: Default::default(),
-            secret: None,
-            project: None,
-        }
+        Cluster::in_cluster()
     }
 
     #[test]

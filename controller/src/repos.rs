@@ -29,24 +29,69 @@ pub struct RepoCreds {
     /// `proxy` and `noProxy`.
     pub proxy: Option<String>,
     pub no_proxy: Option<String>,
+    /// `type` (`git`, `helm`) and `enableOCI`.
+    pub repo_type: Option<String>,
+    pub enable_oci: bool,
+    /// `githubAppID`, `githubAppInstallationID`, `githubAppPrivateKey`,
+    /// `githubAppEnterpriseBaseUrl`.
+    pub github_app: Option<GithubApp>,
     /// Keys of Argo CD's repository Secrets this Secret sets that Flotilla does not honour
     /// (yet): an Application using it gets a ComparisonError naming them instead of a fetch
     /// that quietly goes without.
     pub unsupported: Vec<&'static str>,
+    /// Why the Secret is unusable as written (half a GitHub App, say), if it is.
+    pub problem: Option<&'static str>,
+}
+
+/// GitHub App credentials of a repository Secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GithubApp {
+    pub app_id: i64,
+    pub installation_id: i64,
+    pub private_key: String,
+    pub enterprise_base_url: Option<String>,
+}
+
+impl std::fmt::Debug for GithubApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubApp")
+            .field("app_id", &self.app_id)
+            .field("installation_id", &self.installation_id)
+            .field("enterprise_base_url", &self.enterprise_base_url)
+            .finish()
+    }
 }
 
 /// Argo CD repository-Secret keys that change how a repository is reached and that Flotilla
 /// does not honour yet. A Secret setting any of them is refused, never half-used.
-pub const UNSUPPORTED_KEYS: [&str; 8] = [
-    "githubAppID",
-    "githubAppInstallationID",
-    "githubAppPrivateKey",
-    "githubAppEnterpriseBaseUrl",
+pub const UNSUPPORTED_KEYS: [&str; 4] = [
     "gcpServiceAccountKey",
     "useAzureWorkloadIdentity",
     "enableLfs",
     "forceHttpBasicAuth",
 ];
+
+/// The GitHub App of a Secret: all of ID, installation ID and key, or a reason it is unusable.
+fn github_app(s: &Secret) -> Result<Option<GithubApp>, &'static str> {
+    let id = text(s, "githubAppID");
+    let installation = text(s, "githubAppInstallationID");
+    let key = text(s, "githubAppPrivateKey");
+    if id.is_none() && installation.is_none() && key.is_none() {
+        return Ok(None);
+    }
+    let (Some(id), Some(installation), Some(key)) = (id, installation, key) else {
+        return Err("githubAppID, githubAppInstallationID and githubAppPrivateKey go together");
+    };
+    let (Ok(app_id), Ok(installation_id)) = (id.trim().parse(), installation.trim().parse()) else {
+        return Err("githubAppID and githubAppInstallationID must be numbers");
+    };
+    Ok(Some(GithubApp {
+        app_id,
+        installation_id,
+        private_key: key,
+        enterprise_base_url: text(s, "githubAppEnterpriseBaseUrl"),
+    }))
+}
 
 impl std::fmt::Debug for RepoCreds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,11 +153,15 @@ impl RepoCreds {
             tls_client_cert_key: text(s, "tlsClientCertKey"),
             proxy: text(s, "proxy"),
             no_proxy: text(s, "noProxy"),
+            repo_type: text(s, "type"),
+            enable_oci: text(s, "enableOCI").is_some_and(|v| v == "true"),
+            github_app: github_app(s).unwrap_or_default(),
             unsupported: UNSUPPORTED_KEYS
                 .into_iter()
                 // `false` is how Argo CD's CLI writes an option left off.
                 .filter(|k| text(s, k).is_some_and(|v| v != "false"))
                 .collect(),
+            problem: github_app(s).err(),
         })
     }
 }

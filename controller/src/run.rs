@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry as MetricsRegistry;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::clusters::{Cluster, ClusterConfig, IN_CLUSTER_NAME, IN_CLUSTER_SERVER, Registry};
+use crate::clusters::{Cluster, Registry};
 use crate::config::{Balance, ControllerConfig};
 use crate::context::{Caches, Context, Level};
 use crate::live::metrics::CacheMetrics;
@@ -210,13 +210,7 @@ async fn has_status_subresource(client: &Client) -> bool {
 
 fn registry_of(secrets: &Store<Secret>, in_cluster: bool) -> Registry {
     let state = secrets.state();
-    let implicit = in_cluster.then(|| Cluster {
-        name: IN_CLUSTER_NAME.into(),
-        server: IN_CLUSTER_SERVER.into(),
-        config: ClusterConfig::default(),
-        secret: None,
-        project: None,
-    });
+    let implicit = in_cluster.then(Cluster::in_cluster);
     let r = Registry::from_secrets(state.iter().map(|s| s.as_ref()), implicit);
     for e in &r.errors {
         tracing::warn!(error = %e, "ignoring cluster Secret");

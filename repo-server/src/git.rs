@@ -69,6 +69,11 @@ pub struct Credentials {
     /// An HTTP(S) proxy URL and the hosts that bypass it (NO_PROXY syntax).
     pub proxy: Option<String>,
     pub no_proxy: Option<String>,
+    /// The repository Secret's `type` (`git`, `helm`) and `enableOCI`.
+    pub repo_type: Option<String>,
+    pub enable_oci: bool,
+    /// GitHub App credentials (installation tokens are minted from them).
+    pub github_app: Option<crate::github_app::GithubAppCreds>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -88,6 +93,9 @@ impl std::fmt::Debug for Credentials {
             .field("tls_client_cert", &self.tls_client_cert_data.is_some())
             .field("proxy", &self.proxy.as_deref().map(redact_url))
             .field("no_proxy", &self.no_proxy)
+            .field("repo_type", &self.repo_type)
+            .field("enable_oci", &self.enable_oci)
+            .field("github_app", &self.github_app)
             .finish()
     }
 }
@@ -107,11 +115,22 @@ impl Credentials {
             &self.tls_client_cert_key,
             &self.proxy,
             &self.no_proxy,
+            &self.repo_type,
+            &self.github_app.as_ref().map(|a| {
+                format!(
+                    "{}/{}/{}/{}",
+                    a.app_id,
+                    a.installation_id,
+                    a.private_key,
+                    a.enterprise_base_url.as_deref().unwrap_or_default()
+                )
+            }),
         ] {
             let v = part.as_deref().unwrap_or_default();
             h.update((v.len() as u64).to_le_bytes());
             h.update(v.as_bytes());
         }
+        h.update([u8::from(self.enable_oci)]);
         h.update([u8::from(self.insecure)]);
         hex::encode(h.finalize())
     }

@@ -65,6 +65,14 @@ fn repo_ref(repo: Option<pb::Repository>, fallback_url: &str) -> RepoRef {
             tls_client_cert_key: some(r.tls_client_cert_key),
             proxy: some(r.proxy),
             no_proxy: some(r.no_proxy),
+            repo_type: some(r.r#type),
+            enable_oci: r.enable_oci,
+            github_app: (r.github_app_id != 0).then(|| crate::github_app::GithubAppCreds {
+                app_id: r.github_app_id,
+                installation_id: r.github_app_installation_id,
+                private_key: r.github_app_private_key,
+                enterprise_base_url: some(r.github_app_enterprise_base_url),
+            }),
         },
     }
 }

@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod error;
 pub mod git;
+pub mod github_app;
 pub mod grpc;
 pub mod helm_repo;
 pub mod metrics;

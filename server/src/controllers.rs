@@ -118,13 +118,7 @@ impl Controllers {
         let dest = &app.spec.destination;
         let in_cluster = self
             .in_cluster
-            .then(|| flotilla_controller::clusters::Cluster {
-                name: flotilla_controller::clusters::IN_CLUSTER_NAME.into(),
-                server: flotilla_controller::clusters::IN_CLUSTER_SERVER.into(),
-                config: Default::default(),
-                secret: None,
-                project: None,
-            });
+            .then(flotilla_controller::clusters::Cluster::in_cluster);
         let secrets = self.clusters.state();
         let registry = Registry::from_secrets(secrets.iter().map(|s| s.as_ref()), in_cluster);
         registry

@@ -43,13 +43,10 @@ fn may_see_cluster(s: &Server, who: &Principal, c: &Cluster) -> bool {
 }
 
 pub(crate) fn registry(s: &Server) -> Registry {
-    let in_cluster = s.controllers.in_cluster.then(|| Cluster {
-        name: flotilla_controller::clusters::IN_CLUSTER_NAME.into(),
-        server: flotilla_controller::clusters::IN_CLUSTER_SERVER.into(),
-        config: Default::default(),
-        secret: None,
-        project: None,
-    });
+    let in_cluster = s
+        .controllers
+        .in_cluster
+        .then(flotilla_controller::clusters::Cluster::in_cluster);
     let secrets = s.controllers.clusters.state();
     Registry::from_secrets(secrets.iter().map(|s| s.as_ref()), in_cluster)
 }

@@ -88,7 +88,7 @@ async fn an_app_syncs_from_git_over_ssh_and_unsupported_credentials_are_refused(
         |a| {
             conditions(a)
                 .iter()
-                .any(|(t, m)| t == "ComparisonError" && m.contains("githubAppID"))
+                .any(|(t, m)| t == "ComparisonError" && m.contains("gcpServiceAccountKey"))
         },
     )
     .await?;
@@ -98,7 +98,7 @@ async fn an_app_syncs_from_git_over_ssh_and_unsupported_credentials_are_refused(
         .collect::<Vec<_>>()
         .join(" ");
     ensure!(
-        msg.contains("githubAppPrivateKey") && msg.contains("does not support"),
+        msg.contains("enableLfs") && msg.contains("does not support"),
         "{msg}"
     );
     Ok(())
