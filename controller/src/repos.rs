@@ -413,4 +413,63 @@ mod tests {
             Some("open")
         );
     }
+
+    #[test]
+    fn github_app_fields_are_read_whole_or_refused() {
+        let full = mk_secret(
+            REPOSITORY,
+            &[
+                ("url", "https://github.com/org/app"),
+                ("githubAppID", "123"),
+                ("githubAppInstallationID", " 456 "),
+                ("githubAppPrivateKey", "-----BEGIN RSA PRIVATE KEY-----"),
+                ("githubAppEnterpriseBaseUrl", "https://ghe.corp/api/v3"),
+                ("type", "git"),
+            ],
+        );
+        let c = RepoCreds::from_secret(&full).expect("parsed");
+        let app = c.github_app.clone().expect("app");
+        assert_eq!((app.app_id, app.installation_id), (123, 456));
+        assert_eq!(
+            app.enterprise_base_url.as_deref(),
+            Some("https://ghe.corp/api/v3")
+        );
+        assert_eq!(c.problem, None);
+        assert!(!format!("{c:?}").contains("BEGIN"), "no key in Debug");
+        let half = mk_secret(
+            REPOSITORY,
+            &[
+                ("url", "https://github.com/org/app"),
+                ("githubAppID", "123"),
+            ],
+        );
+        let c = RepoCreds::from_secret(&half).expect("parsed");
+        assert!(c.github_app.is_none());
+        assert!(c.problem.is_some_and(|p| p.contains("go together")));
+        let nan = mk_secret(
+            REPOSITORY,
+            &[
+                ("url", "https://github.com/org/app"),
+                ("githubAppID", "abc"),
+                ("githubAppInstallationID", "1"),
+                ("githubAppPrivateKey", "k"),
+            ],
+        );
+        assert!(
+            RepoCreds::from_secret(&nan)
+                .expect("parsed")
+                .problem
+                .is_some()
+        );
+        let oci = mk_secret(
+            REPOSITORY,
+            &[
+                ("url", "registry.corp/charts"),
+                ("type", "helm"),
+                ("enableOCI", "true"),
+            ],
+        );
+        let c = RepoCreds::from_secret(&oci).expect("parsed");
+        assert!(c.enable_oci && c.repo_type.as_deref() == Some("helm"));
+    }
 }

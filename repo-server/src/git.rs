@@ -256,7 +256,7 @@ pub fn fetch(
     } else {
         None
     };
-    let res = fetch_into(cache, url, creds, ssh.as_ref(), http, timeout);
+    let res = fetch_into(cache, url, creds, transport, ssh.as_ref(), http, timeout);
     match (res, &ssh) {
         // ssh says why it failed on its stderr (an unknown or changed host key, a refused
         // key); gix sees only a closed pipe.
@@ -276,6 +276,7 @@ fn fetch_into(
     cache: &GitCache,
     url: &str,
     creds: &Credentials,
+    transport: &TransportConfig,
     ssh: Option<&SshCommand>,
     http: Option<HttpSettings>,
     timeout: Duration,
@@ -320,19 +321,41 @@ fn fetch_into(
             gix::remote::Direction::Fetch,
         )
         .map_err(|e| fetch_err(&e))?;
-    let account = match (&creds.username, &creds.password) {
-        (Some(u), Some(p)) => Some(gix::sec::identity::Account {
-            username: u.clone(),
-            password: p.clone(),
-            oauth_refresh_token: None,
-        }),
-        (None, Some(p)) => Some(gix::sec::identity::Account {
-            // Token-only credentials: hosts accept any user name with a token as password.
-            username: "git".into(),
-            password: p.clone(),
-            oauth_refresh_token: None,
-        }),
-        _ => None,
+    let account = match (&creds.github_app, &creds.username, &creds.password) {
+        // A GitHub App: its installation token as the password of `x-access-token`.
+        (Some(app), _, _) if url.to_ascii_lowercase().starts_with("https://") => {
+            let token =
+                app.installation_token(transport, timeout)
+                    .map_err(|e| GitError::Transport {
+                        url: redact_url(url),
+                        message: e.to_string(),
+                    })?;
+            Some(gix::sec::identity::Account {
+                username: "x-access-token".into(),
+                password: token,
+                oauth_refresh_token: None,
+            })
+        }
+        (Some(_), _, _) => {
+            return Err(GitError::Transport {
+                url: redact_url(url),
+                message: "GitHub App credentials work over https:// only".into(),
+            });
+        }
+        (None, ..) => match (&creds.username, &creds.password) {
+            (Some(u), Some(p)) => Some(gix::sec::identity::Account {
+                username: u.clone(),
+                password: p.clone(),
+                oauth_refresh_token: None,
+            }),
+            (None, Some(p)) => Some(gix::sec::identity::Account {
+                // Token-only credentials: hosts accept any user name with a token as password.
+                username: "git".into(),
+                password: p.clone(),
+                oauth_refresh_token: None,
+            }),
+            _ => None,
+        },
     };
     // Never fall back to the host's credential helpers or a prompt: a server has no terminal.
     let mut connection = remote

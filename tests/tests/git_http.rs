@@ -1,15 +1,18 @@
 //! The repo-server's Git client against Git's own smart-HTTP server (`git http-backend`):
 //! basic credentials, bearer tokens, TLS (self-signed, accepted only when `insecure`; a private
-//! CA from `argocd-tls-certs-cm`; client certificates), a `CONNECT` proxy and `noProxy`, and
-//! clear errors when credentials are missing or wrong.
+//! CA from `argocd-tls-certs-cm`; client certificates), a `CONNECT` proxy and `noProxy`,
+//! GitHub App installation tokens from a fake GitHub API that checks the app JWT, and clear
+//! errors when credentials are missing or wrong.
 
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use flotilla_loadtest::fleet::GitServer;
 use flotilla_loadtest::fleet::git_http::{Auth, CaTls, GitHttpServer, TestCa};
+use flotilla_loadtest::fleet::github_api::{AppKey, GithubApi};
 use flotilla_loadtest::fleet::proxy::ConnectProxy;
 use flotilla_repo_server::git::{self, Credentials};
+use flotilla_repo_server::github_app::GithubAppCreds;
 use flotilla_repo_server::transport::TransportConfig;
 
 async fn fetch_resolve(url: String, creds: Credentials) -> Result<String, String> {
@@ -201,5 +204,106 @@ async fn a_private_ca_client_certificates_and_a_proxy() -> Result<()> {
     let ok = fetch_with(url.clone(), bypass, with_ca).await;
     ensure!(ok.as_deref() == Ok(head.as_str()), "{ok:?}");
     ensure!(proxy.count() == before, "noProxy bypassed the proxy");
+    Ok(())
+}
+
+/// A fetch with GitHub App credentials against a fake GitHub Enterprise API.
+fn app_creds(api: &GithubApi, installation: i64, key: &str) -> Credentials {
+    Credentials {
+        github_app: Some(GithubAppCreds {
+            app_id: 4242,
+            installation_id: installation,
+            private_key: key.to_string(),
+            enterprise_base_url: Some(api.base_url()),
+        }),
+        ..Credentials::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_app_installation_tokens_are_minted_cached_and_renewed() -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir()?;
+    let origin = GitServer::start(dir.path(), "apps", None)?;
+    let head = origin.commit_files(&[("a.yaml", "x: 1\n")], "one")?;
+    let key = AppKey::generate()?;
+    // Long-lived tokens for installation 1, tokens already inside the renewal minute for 2.
+    let api = GithubApi::start(4242, 1, &key, Duration::from_secs(3600)).await?;
+    let short = GithubApi::start(4242, 2, &key, Duration::from_secs(30)).await?;
+    let ca = TestCa::new("ghe CA")?;
+    let certs = dir.path().join("tls");
+    std::fs::create_dir_all(&certs)?;
+    std::fs::write(certs.join("127.0.0.1"), &ca.pem)?;
+    let transport = TransportConfig {
+        tls_certs_dir: certs,
+        ..TransportConfig::default()
+    };
+    // The Git server accepts exactly the tokens either API issued.
+    let tokens = api.issued.clone();
+    let git = GitHttpServer::start_with_ca(
+        &dir.path().join("git-root"),
+        Auth::InstallationTokens(tokens.clone()),
+        CaTls {
+            server: &ca,
+            clients: None,
+        },
+    )
+    .await?;
+    let url = git.url("apps.git");
+
+    for _ in 0..2 {
+        let ok = fetch_with(
+            url.clone(),
+            app_creds(&api, 1, &key.private_pem),
+            transport.clone(),
+        )
+        .await;
+        ensure!(ok.as_deref() == Ok(head.as_str()), "{ok:?}");
+    }
+    ensure!(
+        api.issued_count() == 1,
+        "one token for two fetches: {}",
+        api.issued_count()
+    );
+    ensure!(api.refused.lock().map(|r| r.is_empty()).unwrap_or(false));
+
+    // Tokens with under a minute left are renewed before every use (the Git server knows only
+    // the first API's tokens, so these fetches fail; what counts here is the minting).
+    for _ in 0..2 {
+        let _ = fetch_with(
+            url.clone(),
+            app_creds(&short, 2, &key.private_pem),
+            transport.clone(),
+        )
+        .await;
+    }
+    ensure!(
+        short.issued_count() == 2,
+        "renewed: {}",
+        short.issued_count()
+    );
+
+    // Another app's key: the API refuses the JWT and the fetch says why.
+    let other = AppKey::generate()?;
+    let e = fetch_with(
+        url.clone(),
+        app_creds(&api, 1, &other.private_pem),
+        transport.clone(),
+    )
+    .await
+    .expect_err("a JWT signed with the wrong key");
+    ensure!(
+        e.contains("GitHub App 4242 installation 1") && e.contains("401"),
+        "{e}"
+    );
+    ensure!(
+        api.refused
+            .lock()
+            .map(|r| r.iter().any(|w| w == "bad signature"))
+            .unwrap_or(false),
+        "{:?}",
+        api.refused.lock().map(|r| r.clone())
+    );
+    ensure!(!e.contains("BEGIN RSA"), "no key material in errors");
     Ok(())
 }

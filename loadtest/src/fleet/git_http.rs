@@ -21,8 +21,14 @@ use tokio::task::JoinHandle;
 /// What the server accepts.
 #[derive(Debug, Clone)]
 pub enum Auth {
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     Bearer(String),
+    /// Basic auth as `x-access-token` with any of these tokens (GitHub App installation
+    /// tokens, as a fake GitHub API issues them).
+    InstallationTokens(std::sync::Arc<std::sync::Mutex<Vec<String>>>),
 }
 
 /// A running smart-HTTP Git server over the bare repositories in a directory.
@@ -193,6 +199,16 @@ fn authorized(auth: &Auth, header: Option<&str>) -> bool {
             })
             .is_some_and(|d| d == format!("{username}:{password}").as_bytes()),
         (Auth::Bearer(token), Some(h)) => h.strip_prefix("Bearer ") == Some(token.as_str()),
+        (Auth::InstallationTokens(tokens), Some(h)) => h
+            .strip_prefix("Basic ")
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
+            .and_then(|d| String::from_utf8(d).ok())
+            .and_then(|d| d.strip_prefix("x-access-token:").map(str::to_string))
+            .is_some_and(|t| tokens.lock().is_ok_and(|list| list.contains(&t))),
         _ => false,
     }
 }

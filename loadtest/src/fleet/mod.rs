@@ -4,6 +4,7 @@
 
 pub mod git;
 pub mod git_http;
+pub mod github_api;
 pub mod process;
 pub mod proxy;
 pub mod redis;
