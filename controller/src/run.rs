@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use flotilla_sharding::membership::{MembershipConfig, STATUS_ADDRESS_ANNOTATION};
 use flotilla_sharding::ring::quantize_weight;
-use flotilla_sharding::{Gate, Keys, ShardMetrics, ShardStatus};
+use flotilla_sharding::{Gate, KeySet, Keys, ShardMetrics, ShardStatus};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
@@ -308,7 +308,7 @@ pub async fn run(
         identity: cfg.sharding.identity.clone(),
         ..Default::default()
     }));
-    let (keys_tx, keys_rx) = watch::channel::<Keys>(Arc::new(BTreeMap::new()));
+    let (keys_tx, keys_rx) = watch::channel::<Keys>(Arc::new(KeySet::default()));
     let keys_dirty = Arc::new(tokio::sync::Notify::new());
     let queue_metrics = QueueMetrics::register(&mut metrics_registry);
     let cache_metrics = CacheMetrics::register(&mut metrics_registry);
@@ -929,18 +929,25 @@ async fn feed_keys(
         dirty.notified().await;
         let registry = ctx.registry.borrow().clone();
         let counts = ctx.app_counts_by_server();
-        let keys: BTreeMap<String, u64> = registry
-            .clusters()
-            .map(|c| {
-                let w = match ctx.cfg.sharding.balance {
-                    Balance::Clusters => 1,
-                    Balance::Applications => {
-                        quantize_weight(counts.get(&c.server).copied().unwrap_or(0) as u64)
-                    }
-                };
-                (c.server.clone(), w)
-            })
-            .collect();
+        let keys = KeySet {
+            weights: registry
+                .clusters()
+                .map(|c| {
+                    let w = match ctx.cfg.sharding.balance {
+                        Balance::Clusters => 1,
+                        Balance::Applications => {
+                            quantize_weight(counts.get(&c.server).copied().unwrap_or(0) as u64)
+                        }
+                    };
+                    (c.server.clone(), w)
+                })
+                .collect(),
+            // A cluster Secret's `shard` pins the cluster to that replica.
+            pins: registry
+                .clusters()
+                .filter_map(|c| Some((c.server.clone(), c.shard?)))
+                .collect(),
+        };
         keys_tx.send_if_modified(|cur| {
             if **cur == keys {
                 false

@@ -100,6 +100,8 @@ pub fn replica_status(ctx: Option<&Arc<Context>>) -> Value {
         "identity": shard.identity,
         "applications": ctx.apps.state().len(),
         "clusters": ctx.registry.borrow().clusters().map(|c| c.server.clone()).collect::<Vec<_>>(),
+        // Cluster Secrets that could not be used, and why (no credentials in the messages).
+        "clusterSecretErrors": ctx.registry.borrow().errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
         "cachedClusters": ctx.caches.servers(),
         "ownsAll": ctx.gate.owns_all(),
         "members": shard.members,

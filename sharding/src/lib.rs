@@ -12,6 +12,6 @@ pub mod metrics;
 pub mod ring;
 
 pub use gate::{Gate, Permit};
-pub use membership::{Keys, MembershipConfig, ShardError, ShardStatus};
+pub use membership::{KeySet, Keys, MembershipConfig, ShardError, ShardStatus};
 pub use metrics::ShardMetrics;
 pub use ring::{Placement, Ring};

@@ -31,8 +31,16 @@ pub const INCARNATION_ANNOTATION: &str = "flotilla.dev/incarnation";
 /// server, which routes a request about an application to the replica that owns its cluster).
 pub const STATUS_ADDRESS_ANNOTATION: &str = "flotilla.dev/status-address";
 
-/// The keys to share out, with their weights.
-pub type Keys = Arc<BTreeMap<String, u64>>;
+/// The keys to share out: their weights, and the shard some are pinned to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySet {
+    pub weights: BTreeMap<String, u64>,
+    /// Keys pinned to a shard (see [`crate::Ring::place_pinned`]).
+    pub pins: BTreeMap<String, u32>,
+}
+
+/// The keys to share out.
+pub type Keys = Arc<KeySet>;
 
 /// Why membership could not run.
 #[derive(Debug, thiserror::Error)]
@@ -381,7 +389,7 @@ impl Member {
             .as_ref()
             .is_some_and(|(m, k)| *m == input.0 && (Arc::ptr_eq(k, &input.1) || **k == *input.1));
         if !same {
-            self.placement = ring.place(keys, self.cfg.epsilon);
+            self.placement = ring.place_pinned(&keys.weights, &keys.pins, self.cfg.epsilon);
             self.placement_input = Some(input);
         }
         &self.placement

@@ -156,6 +156,36 @@ impl Ring {
     /// ⌈(1+ε)·total/N⌉ (never below the heaviest key). Every process computes the same
     /// placement from the same members, keys and weights.
     pub fn place(&self, keys: &BTreeMap<String, u64>, epsilon: f64) -> Placement {
+        self.place_pinned(keys, &BTreeMap::new(), epsilon)
+    }
+
+    /// The member serving shard `n` (a cluster Secret's `shard`): the live member whose
+    /// identity ends in `-<n>` (a StatefulSet's ordinal, as Argo CD numbers its replicas),
+    /// else the `n`-th member by name when no identity carries an ordinal; `None` when no live
+    /// member is that shard (the key is then placed like any other).
+    pub fn member_for_shard(&self, n: u32) -> Option<&str> {
+        let ordinal = |m: &str| m.rsplit_once('-').and_then(|(_, d)| d.parse::<u32>().ok());
+        if self.members.iter().any(|m| ordinal(m).is_some()) {
+            self.members
+                .iter()
+                .find(|m| ordinal(m) == Some(n))
+                .map(String::as_str)
+        } else {
+            self.members.get(n as usize).map(String::as_str)
+        }
+    }
+
+    /// [`Self::place`] with pinned keys: a key pinned to shard `n` goes to
+    /// [`Self::member_for_shard`] whatever its load — a pin is a constraint, the load bound
+    /// only steers the unpinned keys, which fill the room the pins leave (capacity is computed
+    /// over all keys, so a member heavy with pins takes fewer unpinned keys). A pin to a shard
+    /// no live member serves is ignored and the key placed as usual.
+    pub fn place_pinned(
+        &self,
+        keys: &BTreeMap<String, u64>,
+        pins: &BTreeMap<String, u32>,
+        epsilon: f64,
+    ) -> Placement {
         let n = self.members.len();
         if n == 0 {
             return Placement::default();
@@ -176,7 +206,21 @@ impl Ring {
         order.sort_unstable();
         let mut load = vec![0u64; n];
         let mut owner = BTreeMap::new();
+        let index = |m: &str| self.members.iter().position(|x| x == m);
+        let mut pinned = std::collections::BTreeSet::new();
+        for (key, shard) in pins {
+            let (Some(w), Some(m)) = (keys.get(key), self.member_for_shard(*shard).and_then(index))
+            else {
+                continue;
+            };
+            load[m] += (*w).max(1);
+            owner.insert(key.clone(), self.members[m].clone());
+            pinned.insert(key.as_str());
+        }
         for (_, key, w) in order {
+            if pinned.contains(key) {
+                continue;
+            }
             let mut chosen = None;
             for p in 0..MAX_PROBES {
                 if let Some(m) = self.probe(key, p)

@@ -688,3 +688,75 @@ fn log_marks_of(fleet: &Fleet, names: &[&str]) -> Result<HashMap<String, u64>> {
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_secret_shard_pins_the_cluster_to_that_replica() -> Result<()> {
+    let fleet = Fleet::start(FleetConfig {
+        clusters: 6,
+        controllers: 3,
+        lease_duration_seconds: LEASE_SECONDS,
+        lease_renew_seconds: 1.0,
+        ..Default::default()
+    })
+    .await?;
+    let started = Instant::now();
+    let (owners, _) = wait_settled(&fleet, Duration::from_secs(30)).await?;
+    println!("settled after {:?}", started.elapsed());
+    let server = fleet.server("cluster-001")?;
+    let before = owners.get(&server).cloned().context("cluster-001 owned")?;
+    // Pin it to a replica that does not own it now (replicas are controller-0..2: shard N is
+    // the replica whose identity ends in -N, like a StatefulSet's ordinal).
+    let target = (0..3)
+        .map(|n| format!("controller-{n}"))
+        .find(|id| *id != before)
+        .context("another replica")?;
+    let shard = target.trim_start_matches("controller-").to_string();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(fleet.control().clone(), NS);
+    let pin = |name: &'static str, shard: String| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .patch(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"stringData": {"shard": shard}})),
+                )
+                .await
+        }
+    };
+    pin("cluster-cluster-001", shard).await?;
+    // A pin to a shard no replica serves is ignored: the cluster stays managed.
+    pin("cluster-cluster-002", "7".into()).await?;
+    let deadline = Instant::now() + Duration::from_secs(LEASE_SECONDS + 30);
+    loop {
+        let (owners, _) = wait_settled(&fleet, Duration::from_secs(30)).await?;
+        if owners.get(&server) == Some(&target) {
+            println!("pinned after {:?}", started.elapsed());
+            ensure!(
+                owners.contains_key(&fleet.server("cluster-002")?),
+                "a pin to a missing shard leaves the cluster managed: {owners:?}"
+            );
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "cluster-001 did not move to {target}: {owners:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A bad shard value is a clear error for that cluster, not a silent default.
+    pin("cluster-cluster-003", "one".into()).await?;
+    let status = fleet.controller_status(&target).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = status.to_string();
+    while !last.contains("is not a shard number") {
+        ensure!(
+            Instant::now() < deadline,
+            "no error for shard \"one\": {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        last = fleet.controller_status(&target).await?.to_string();
+    }
+    Ok(())
+}

@@ -190,3 +190,49 @@ proptest! {
         prop_assert!(moved.len() <= 2 * had.len().max(k / n) + 5, "moved {} (it had {})", moved.len(), had.len());
     }
 }
+
+#[test]
+fn pinned_keys_go_to_their_shard_and_the_rest_fill_around_them() {
+    let ring = Ring::new(["ctl-0", "ctl-1", "ctl-2"], DEFAULT_VNODES);
+    let keys: BTreeMap<String, u64> = (0..60).map(|i| (format!("c{i:02}"), 1)).collect();
+    // Ten clusters pinned to shard 1.
+    let pins: BTreeMap<String, u32> = (0..10).map(|i| (format!("c{i:02}"), 1)).collect();
+    let p = ring.place_pinned(&keys, &pins, DEFAULT_EPSILON);
+    for k in pins.keys() {
+        assert_eq!(p.owner(k), Some("ctl-1"), "{k}");
+    }
+    assert_eq!(p.len(), 60, "every key placed");
+    // The bound still holds for everyone: pins count toward ctl-1's load.
+    assert!(
+        p.loads().values().all(|l| *l <= p.capacity()),
+        "{:?}",
+        p.loads()
+    );
+    // Unpinned placement is deterministic and the same in every process.
+    assert_eq!(p, ring.place_pinned(&keys, &pins, DEFAULT_EPSILON));
+    // A pin to a shard nobody serves is ignored: the key is placed as usual.
+    let far: BTreeMap<String, u32> = [("c00".to_string(), 7)].into();
+    let q = ring.place_pinned(&keys, &far, DEFAULT_EPSILON);
+    assert_eq!(
+        q.owner("c00"),
+        ring.place(&keys, DEFAULT_EPSILON).owner("c00")
+    );
+    // Pins outweighing the bound win: all sixty on shard 2.
+    let all: BTreeMap<String, u32> = keys.keys().map(|k| (k.clone(), 2)).collect();
+    let r = ring.place_pinned(&keys, &all, DEFAULT_EPSILON);
+    assert!(r.iter().all(|(_, m)| m == "ctl-2"));
+}
+
+#[test]
+fn shards_are_statefulset_ordinals_else_positions_by_name() {
+    let ring = Ring::new(
+        ["flotilla-controller-2", "flotilla-controller-0"],
+        DEFAULT_VNODES,
+    );
+    assert_eq!(ring.member_for_shard(2), Some("flotilla-controller-2"));
+    assert_eq!(ring.member_for_shard(1), None, "replica 1 is not live");
+    let named = Ring::new(["beta", "alpha"], DEFAULT_VNODES);
+    assert_eq!(named.member_for_shard(0), Some("alpha"));
+    assert_eq!(named.member_for_shard(1), Some("beta"));
+    assert_eq!(named.member_for_shard(2), None);
+}
