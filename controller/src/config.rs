@@ -8,8 +8,12 @@ use std::time::Duration;
 /// Everything `run` needs besides the control-plane client.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
-    /// Namespace of Applications, AppProjects and the cluster/repository Secrets.
+    /// Namespace of Applications, AppProjects and the cluster/repository Secrets (the
+    /// control-plane namespace).
     pub namespace: String,
+    /// Further namespaces (globs) whose Applications are reconciled too (Argo CD's
+    /// `--application-namespaces`); empty: the control-plane namespace only.
+    pub application_namespaces: Vec<String>,
     /// The repo-server's gRPC endpoint (`http://host:port`).
     pub repo_server: String,
     /// Applications reconciled at once.
@@ -147,6 +151,7 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
             namespace: "argocd".into(),
+            application_namespaces: Vec::new(),
             repo_server: "http://127.0.0.1:8081".into(),
             workers: 16,
             refresh_interval: Duration::from_secs(180),
@@ -179,6 +184,16 @@ impl Default for ControllerConfig {
 }
 
 impl ControllerConfig {
+    /// Whether Applications in `namespace` are this controller's: the control-plane namespace,
+    /// or one matching `application_namespaces`.
+    pub fn watches_app_namespace(&self, namespace: &str) -> bool {
+        namespace == self.namespace
+            || self
+                .application_namespaces
+                .iter()
+                .any(|g| crate::project::glob_match(g, namespace))
+    }
+
     /// The refresh delay with jitter drawn from `unit` (0.0..1.0).
     pub fn jittered_refresh(&self, unit: f64) -> Duration {
         self.refresh_interval

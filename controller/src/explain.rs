@@ -167,7 +167,7 @@ pub async fn resources_against(
         return Err(ExplainError::NotOwned(key.to_string()));
     }
     let project = ctx
-        .project(&key.namespace, project_name(&app))
+        .project(&ctx.cfg.namespace, project_name(&app))
         .ok_or_else(|| ExplainError::Unavailable("unknown project".into()))?;
     let want = match local {
         Some(objects) => {

@@ -35,6 +35,16 @@ struct Args {
     /// Namespace of Applications, AppProjects and cluster/repository Secrets.
     #[arg(long, default_value = "argocd", env = "FLOTILLA_NAMESPACE")]
     namespace: String,
+    /// Reconcile Applications in these namespaces too (comma-separated globs, Argo CD's
+    /// --application-namespaces). Each such Application may use only a project whose
+    /// spec.sourceNamespaces lists its namespace. Needs cluster-wide read on Applications.
+    #[arg(
+        long,
+        env = "FLOTILLA_APPLICATION_NAMESPACES",
+        value_delimiter = ',',
+        num_args = 0..
+    )]
+    application_namespaces: Vec<String>,
     /// The repo-servers: http://host:port[,http://host2:port...], or dns:///name:port to use
     /// every address of a (headless Service) name, re-resolved every 10 s.
     #[arg(
@@ -250,6 +260,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let cfg = ControllerConfig {
         namespace: args.namespace.clone(),
+        application_namespaces: args
+            .application_namespaces
+            .iter()
+            .map(|g| g.trim().to_string())
+            .filter(|g| !g.is_empty())
+            .collect(),
         repo_server: args.repo_server.clone(),
         workers: args.workers,
         refresh_interval: Duration::from_secs(args.refresh_seconds),

@@ -237,7 +237,7 @@ pub async fn render_hooks(
     cache: &Arc<crate::live::ClusterCache>,
 ) -> Result<Vec<Value>, String> {
     let project = ctx
-        .project(&key.namespace, crate::reconcile::project_of(app))
+        .project(&ctx.cfg.namespace, crate::reconcile::project_of(app))
         .ok_or("the project is gone")?;
     let desired = crate::reconcile::desired_for(ctx, app, key, Level::Compare)
         .await

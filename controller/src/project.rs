@@ -76,6 +76,15 @@ fn is_deny(d: &ProjectDestination) -> bool {
 }
 
 /// Whether namespace `namespace` on the cluster (`server`, `name`) is an allowed destination.
+/// Whether an Application in `namespace` (outside the control plane) may use `p`: one of
+/// its `sourceNamespaces` globs matches.
+pub fn source_namespace_allowed(p: &AppProjectSpec, namespace: &str) -> bool {
+    p.source_namespaces
+        .iter()
+        .flatten()
+        .any(|g| glob_match(g, namespace))
+}
+
 pub fn destination_allowed(p: &AppProjectSpec, server: &str, name: &str, namespace: &str) -> bool {
     let dests = p.destinations.iter().flatten();
     let denied = dests

@@ -145,10 +145,13 @@ pub(crate) fn dest_namespace(app: &Application) -> String {
 }
 
 /// Everything wrong with the spec against its project and the registry (empty = valid).
+/// `control_namespace`: an Application elsewhere may use only a project whose
+/// `sourceNamespaces` lists its namespace (Argo CD's rule for apps in any namespace).
 fn validate(
     app: &Application,
     project: Option<&AppProjectSpec>,
     cluster: Option<&Cluster>,
+    control_namespace: &str,
 ) -> Vec<String> {
     let mut errs: Vec<String> = app
         .unsupported
@@ -181,6 +184,16 @@ fn validate(
         ));
         return errs;
     };
+    let app_ns = app
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(control_namespace);
+    if app_ns != control_namespace && !project::source_namespace_allowed(p, app_ns) {
+        errs.push(format!(
+            "application in namespace '{app_ns}' is not permitted to use project '{project_name}': the project's sourceNamespaces do not include it"
+        ));
+    }
     for s in &srcs {
         if project::has_dot_segments(&s.repo_url) {
             errs.push(format!(
@@ -821,8 +834,13 @@ pub async fn reconcile(
     let fail_pending = |message: String| pending_op.clone().map(|o| failed_op(o, message));
 
     // 1. The spec against the registry and its project.
-    let project = ctx.project(&key.namespace, project_name(&app));
-    let invalid = validate(&app, project.as_ref().map(|p| &p.spec), cluster.as_ref());
+    let project = ctx.project(&ctx.cfg.namespace, project_name(&app));
+    let invalid = validate(
+        &app,
+        project.as_ref().map(|p| &p.spec),
+        cluster.as_ref(),
+        &ctx.cfg.namespace,
+    );
     let (Some(project), Some(cluster), true) = (project, cluster, invalid.is_empty()) else {
         tracing::warn!(app = %key, errors = ?invalid, "invalid application");
         outcome.conditions = invalid
@@ -1723,6 +1741,35 @@ mod tests {
         serde_yaml::from_str(yaml).expect("app")
     }
 
+    /// The control-plane namespace of these tests.
+    const NS: &str = "argocd";
+
+    #[test]
+    fn an_app_outside_the_control_plane_needs_a_project_listing_its_namespace() {
+        let team = mk_app(&APP.replace("namespace: argocd}", "namespace: team-a}"));
+        let errs = validate(&team, Some(&default_project()), Some(&in_cluster()), NS);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("not permitted to use project 'default'"),
+            "{errs:?}"
+        );
+        let mut p = default_project();
+        p.source_namespaces = Some(vec!["team-*".into()]);
+        assert!(validate(&team, Some(&p), Some(&in_cluster()), NS).is_empty());
+        let other = mk_app(&APP.replace("namespace: argocd}", "namespace: payments}"));
+        assert!(!validate(&other, Some(&p), Some(&in_cluster()), NS).is_empty());
+        // The control-plane namespace never needs listing.
+        assert!(
+            validate(
+                &mk_app(APP),
+                Some(&default_project()),
+                Some(&in_cluster()),
+                NS
+            )
+            .is_empty()
+        );
+    }
+
     const APP: &str = r#"
 metadata: {name: web, namespace: argocd}
 spec:
@@ -1741,7 +1788,7 @@ spec:
             "path: k8s}",
             "path: k8s, kustomize: {patches: [{path: p.yaml}]}}",
         ));
-        let errs = validate(&app, Some(&default_project()), Some(&in_cluster()));
+        let errs = validate(&app, Some(&default_project()), Some(&in_cluster()), NS);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(
             errs[0].starts_with("spec.source.kustomize.patches "),
@@ -1750,25 +1797,33 @@ spec:
         let mut p = default_project();
         p.unsupported
             .insert("syncWindows".into(), json!([{"kind": "deny"}]));
-        let errs = validate(&mk_app(APP), Some(&p), Some(&in_cluster()));
+        let errs = validate(&mk_app(APP), Some(&p), Some(&in_cluster()), NS);
         assert!(errs[0].contains("spec.syncWindows"), "{errs:?}");
     }
 
     #[test]
     fn a_valid_app_has_no_errors() {
-        assert!(validate(&mk_app(APP), Some(&default_project()), Some(&in_cluster())).is_empty());
+        assert!(
+            validate(
+                &mk_app(APP),
+                Some(&default_project()),
+                Some(&in_cluster()),
+                NS
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn missing_project_unknown_cluster_and_refused_repo_are_reported() {
         let app = mk_app(APP);
-        let errs = validate(&app, None, Some(&in_cluster()));
+        let errs = validate(&app, None, Some(&in_cluster()), NS);
         assert!(errs[0].contains("does not exist"), "{errs:?}");
-        let errs = validate(&app, Some(&default_project()), None);
+        let errs = validate(&app, Some(&default_project()), None, NS);
         assert!(errs[0].contains("not a known cluster"), "{errs:?}");
         let mut p = default_project();
         p.source_repos = Some(vec!["https://github.com/other/*".into()]);
-        let errs = validate(&app, Some(&p), Some(&in_cluster()));
+        let errs = validate(&app, Some(&p), Some(&in_cluster()), NS);
         assert!(errs[0].contains("not permitted"), "{errs:?}");
     }
 
@@ -1781,18 +1836,18 @@ spec:
             "https://user:TOKEN@github.com/my-org/%2e%2e/evil/repo",
         ] {
             let app = mk_app(&APP.replace("https://github.com/my-org/web.git", url));
-            let errs = validate(&app, Some(&p), Some(&in_cluster()));
+            let errs = validate(&app, Some(&p), Some(&in_cluster()), NS);
             assert_eq!(errs.len(), 1, "{errs:?}");
             assert!(errs[0].contains("'.' or '..' path segments"), "{errs:?}");
             assert!(!errs[0].contains("TOKEN"), "{errs:?}");
             // Refused even by a project allowing every repository.
-            assert!(!validate(&app, Some(&default_project()), Some(&in_cluster())).is_empty());
+            assert!(!validate(&app, Some(&default_project()), Some(&in_cluster()), NS).is_empty());
         }
         let app = mk_app(&APP.replace(
             "https://github.com/my-org/web.git",
             "https://user:TOKEN@github.com/other/web.git",
         ));
-        let errs = validate(&app, Some(&p), Some(&in_cluster()));
+        let errs = validate(&app, Some(&p), Some(&in_cluster()), NS);
         assert!(
             errs[0].contains("https://***@github.com/other/web.git"),
             "{errs:?}"
@@ -1808,7 +1863,7 @@ spec:
             ..in_cluster()
         };
         let other = mk_app(APP); // project: default
-        let errs = validate(&other, Some(&default_project()), Some(&scoped));
+        let errs = validate(&other, Some(&default_project()), Some(&scoped), NS);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(
             errs[0].contains("cluster 'team-a-prod'")
@@ -1816,7 +1871,7 @@ spec:
             "{errs:?}"
         );
         let own = mk_app(&APP.replace("project: default", "project: team-a"));
-        assert!(validate(&own, Some(&default_project()), Some(&scoped)).is_empty());
+        assert!(validate(&own, Some(&default_project()), Some(&scoped), NS).is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use flotilla_sharding::membership::{MembershipConfig, STATUS_ADDRESS_ANNOTATION};
 use flotilla_sharding::ring::quantize_weight;
 use flotilla_sharding::{Gate, KeySet, Keys, ShardMetrics, ShardStatus};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use kube::runtime::WatchStreamExt;
@@ -401,20 +401,44 @@ pub async fn run(
     {
         let ctx = ctx.clone();
         let keys_dirty = keys_dirty.clone();
-        let api: Api<Application> = Api::namespaced(control.clone(), &ns);
+        // Apps in any namespace: one cluster-wide watch, keeping only the namespaces this
+        // controller serves (globs cannot be namespaced watches).
+        let any_namespace = !cfg.application_namespaces.is_empty();
+        let api: Api<Application> = if any_namespace {
+            Api::all(control.clone())
+        } else {
+            Api::namespaced(control.clone(), &ns)
+        };
+        let scope = cfg.clone();
         tasks.push(tokio::spawn(
             async move {
                 let mut seen: HashMap<AppKey, Trigger> = HashMap::new();
+                let in_scope = move |app: &Application| {
+                    app.metadata
+                        .namespace
+                        .as_deref()
+                        .is_some_and(|n| scope.watches_app_namespace(n))
+                };
                 // managedFields and kubectl's last-applied copy are never read here: keeping
                 // them would hold a second copy of every spec in memory.
                 let mut stream = reflector::reflector(
                     apps_writer,
-                    watcher::watcher(api, watcher::Config::default()).modify(|app| {
-                        app.metadata.managed_fields = None;
-                        if let Some(a) = app.metadata.annotations.as_mut() {
-                            a.remove("kubectl.kubernetes.io/last-applied-configuration");
-                        }
-                    }),
+                    watcher::watcher(api, watcher::Config::default())
+                        // Another namespace's Application never enters the store.
+                        .try_filter(move |ev| {
+                            futures::future::ready(match ev {
+                                watcher::Event::Apply(a)
+                                | watcher::Event::InitApply(a)
+                                | watcher::Event::Delete(a) => in_scope(a),
+                                _ => true,
+                            })
+                        })
+                        .modify(|app| {
+                            app.metadata.managed_fields = None;
+                            if let Some(a) = app.metadata.annotations.as_mut() {
+                                a.remove("kubectl.kubernetes.io/last-applied-configuration");
+                            }
+                        }),
                 )
                 .default_backoff()
                 .boxed();

@@ -518,6 +518,33 @@ fn the_chart_lints_and_renders_hardened_objects_for_every_values_set() -> Result
         .cloned()
         .collect();
     ensure!(rendered == printed, "chart CRDs differ from --print-crds");
+    // Apps in any namespace: the flag, and a ClusterRole to watch Applications everywhere
+    // (none by default).
+    ensure!(
+        !of_kind(&objs, "ClusterRole")
+            .iter()
+            .any(|r| r["metadata"]["name"] == "flotilla-controller-applications")
+    );
+    let anyns = render(
+        "flotilla",
+        &[],
+        &["controller.applicationNamespaces={team-*,apps}".into()],
+    )?;
+    ensure!(has_arg(
+        container(named(&anyns, "Deployment", "flotilla-controller")?)?,
+        "--application-namespaces=team-*,apps"
+    ));
+    let role = named(&anyns, "ClusterRole", "flotilla-controller-applications")?;
+    ensure!(
+        role["rules"][0]["resources"] == json!(["applications"])
+            && role["rules"][0]["verbs"] == json!(["list", "watch", "patch"]),
+        "{role}"
+    );
+    named(
+        &anyns,
+        "ClusterRoleBinding",
+        "flotilla-controller-applications",
+    )?;
     let no_crds = render("flotilla", &[], &["crds.install=false".into()])?;
     ensure!(of_kind(&no_crds, "CustomResourceDefinition").is_empty());
 

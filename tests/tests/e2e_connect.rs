@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use flotilla_loadtest::fleet::sshd::SshServer;
 use flotilla_loadtest::fleet::{Fleet, FleetConfig};
 use flotilla_tests::e2e::*;
@@ -100,6 +100,100 @@ async fn an_app_syncs_from_git_over_ssh_and_unsupported_credentials_are_refused(
     ensure!(
         msg.contains("enableLfs") && msg.contains("does not support"),
         "{msg}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_in_other_namespaces_need_a_project_that_lists_them() -> Result<()> {
+    use flotilla_controller::types::Application;
+    use kube::Api;
+    let fleet = Fleet::start(FleetConfig {
+        clusters: 1,
+        controller_args: vec!["--application-namespaces".into(), "team-*".into()],
+        ..Default::default()
+    })
+    .await?;
+    fleet
+        .git
+        .commit_files(&[("team/cm.yaml", &config_map("team-cm", "v1"))], "team")?;
+    for ns in ["team-a", "payments"] {
+        fleet
+            .apply(&format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
+            ))
+            .await?;
+    }
+    let app_in = |ns: &str, name: &str, project: &str| {
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  project: {project}\n  source: {{repoURL: '{url}', targetRevision: main, path: team}}\n  destination: {{name: cluster-001, namespace: {name}}}\n  syncPolicy:\n    automated: {{prune: true}}\n    syncOptions: [CreateNamespace=true]\n",
+            url = fleet.git.url()
+        )
+    };
+    let get = |ns: &str, name: &str| {
+        let api: Api<Application> = Api::namespaced(fleet.control().clone(), ns);
+        let name = name.to_string();
+        async move { api.get(&name).await }
+    };
+    let wait = |ns: &'static str,
+                name: &'static str,
+                what: &'static str,
+                pred: fn(&Application) -> bool| {
+        let get = &get;
+        async move {
+            flotilla_tests::eventually(what, Duration::from_secs(60), || async move {
+                let a = get(ns, name).await?;
+                Ok(pred(&a).then_some(a))
+            })
+            .await
+        }
+    };
+
+    // The default project does not list team-a: refused with a clear condition.
+    fleet.apply(&app_in("team-a", "web", "default")).await?;
+    wait("team-a", "web", "InvalidSpecError", |a| {
+        conditions(a)
+            .iter()
+            .any(|(t, m)| t == "InvalidSpecError" && m.contains("sourceNamespaces"))
+    })
+    .await?;
+
+    // A project whose sourceNamespaces match: synced, tracked under its namespace.
+    fleet
+        .apply(&format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {{name: teams, namespace: {NS}}}\nspec:\n  sourceRepos: ['*']\n  destinations: [{{server: '*', namespace: '*'}}]\n  sourceNamespaces: [team-*]\n"
+        ))
+        .await?;
+    fleet.apply(&app_in("team-a", "api", "teams")).await?;
+    wait("team-a", "api", "Synced/Healthy", |a| {
+        codes(a) == ("Synced".into(), "Healthy".into())
+    })
+    .await?;
+    let live = live(
+        &fleet,
+        "cluster-001",
+        "v1",
+        "ConfigMap",
+        Some("api"),
+        "team-cm",
+    )
+    .await?
+    .context("deployed")?;
+    ensure!(
+        live["metadata"]["annotations"]["flotilla.dev/tracking-id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("team-a/api:")),
+        "tracked as team-a/api: {live}"
+    );
+
+    // A namespace the controller does not serve: never touched.
+    fleet.apply(&app_in("payments", "pay", "teams")).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pay = get("payments", "pay").await?;
+    ensure!(
+        pay.status.is_none(),
+        "no status for an app outside --application-namespaces: {:?}",
+        pay.status
     );
     Ok(())
 }

@@ -45,6 +45,9 @@ pub struct AppProjectSpec {
     /// Report objects in the apps' namespaces that no app tracks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orphaned_resources: Option<OrphanedResources>,
+    /// Namespaces (globs) outside the control plane whose Applications may use this project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_namespaces: Option<Vec<String>>,
     /// Fields Flotilla does not honour (`syncWindows`, `signatureKeys`, ...): kept so the
     /// Applications of the project are refused naming them.
     #[serde(
