@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// The server URL Argo CD uses for the cluster the controller runs in.
 pub const IN_CLUSTER_SERVER: &str = "https://kubernetes.default.svc";
@@ -26,11 +26,103 @@ pub enum ClusterSecretError {
     BadServer { secret: String, server: String },
     #[error("secret {secret}: shard {value:?} is not a shard number (0, 1, …)")]
     BadShard { secret: String, value: String },
+    #[error(
+        "secret {secret}: config field {field:?} is not part of Argo CD's cluster config; Flotilla refuses it rather than ignore it"
+    )]
+    UnknownConfigField { secret: String, field: String },
+    #[error("secret {secret}: config field {field:?} {reason}")]
+    InvalidConfig {
+        secret: String,
+        field: String,
+        reason: String,
+    },
 }
 
-/// `config` of a cluster Secret (the fields Flotilla honours).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// Why a cluster `config` document is refused (before the Secret's name is known).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("config is not valid JSON: {0}")]
+    Json(String),
+    #[error(
+        "config field {0:?} is not part of Argo CD's cluster config; Flotilla refuses it rather than ignore it"
+    )]
+    UnknownField(String),
+    #[error("config field {field:?} {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+impl ConfigError {
+    fn in_secret(self, secret: &str) -> ClusterSecretError {
+        let secret = secret.to_string();
+        match self {
+            ConfigError::Json(message) => ClusterSecretError::BadConfig { secret, message },
+            ConfigError::UnknownField(field) => {
+                ClusterSecretError::UnknownConfigField { secret, field }
+            }
+            ConfigError::Invalid { field, reason } => ClusterSecretError::InvalidConfig {
+                secret,
+                field,
+                reason,
+            },
+        }
+    }
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Go's JSON leaves a field at its zero value for `null`; so do we.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The fields of Argo CD's `ClusterConfig` and of its nested objects.
+const CONFIG_FIELDS: &[&str] = &[
+    "username",
+    "password",
+    "bearerToken",
+    "tlsClientConfig",
+    "awsAuthConfig",
+    "execProviderConfig",
+    "disableCompression",
+    "proxyUrl",
+];
+const TLS_FIELDS: &[&str] = &["insecure", "serverName", "caData", "certData", "keyData"];
+const AWS_FIELDS: &[&str] = &["clusterName", "roleARN", "profile"];
+const EXEC_FIELDS: &[&str] = &["command", "args", "env", "apiVersion", "installHint"];
+
+/// The first field of `config` that Argo CD's cluster config does not have (`a.b` for nested).
+fn unknown_field(config: &serde_json::Value) -> Option<String> {
+    let obj = config.as_object()?;
+    if let Some(k) = obj.keys().find(|k| !CONFIG_FIELDS.contains(&k.as_str())) {
+        return Some(k.clone());
+    }
+    for (name, known) in [
+        ("tlsClientConfig", TLS_FIELDS),
+        ("awsAuthConfig", AWS_FIELDS),
+        ("execProviderConfig", EXEC_FIELDS),
+    ] {
+        if let Some(inner) = obj.get(name).and_then(|v| v.as_object())
+            && let Some(k) = inner.keys().find(|k| !known.contains(&k.as_str()))
+        {
+            return Some(format!("{name}.{k}"));
+        }
+    }
+    None
+}
+
+/// `config` of a cluster Secret: every field of Argo CD's `ClusterConfig`. Unknown fields are
+/// refused ([`ClusterConfig::parse`] names them), never ignored.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterConfig {
     #[serde(default)]
     pub bearer_token: Option<String>,
@@ -38,15 +130,50 @@ pub struct ClusterConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tls_client_config: TlsClientConfig,
+    /// EKS: tokens made in-process (`crate::cluster_auth::aws`).
+    #[serde(default)]
+    pub aws_auth_config: Option<AwsAuthConfig>,
+    /// A credential command (`crate::cluster_auth::exec`).
+    #[serde(default)]
+    pub exec_provider_config: Option<ExecProviderConfig>,
+    /// Kubernetes clients never ask for compressed responses here (kube's `gzip` feature is
+    /// off), so both values are honoured: `true` is what happens anyway.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub disable_compression: bool,
+    /// An `http://`, `https://` (CONNECT) or `socks5://` proxy for the cluster's API server.
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| v.as_ref().map(|_| "***");
+        f.debug_struct("ClusterConfig")
+            .field("bearer_token", &set(&self.bearer_token))
+            .field("username", &self.username)
+            .field("password", &set(&self.password))
+            .field("tls_client_config", &self.tls_client_config)
+            .field("aws_auth_config", &self.aws_auth_config)
+            .field("exec_provider_config", &self.exec_provider_config)
+            .field("disable_compression", &self.disable_compression)
+            .field(
+                "proxy_url",
+                &self
+                    .proxy_url
+                    .as_deref()
+                    .map(flotilla_core::redact::redact_url),
+            )
+            .finish()
+    }
 }
 
 /// `config.tlsClientConfig`; the `*Data` fields are base64 PEM.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TlsClientConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub insecure: bool,
     #[serde(default)]
     pub server_name: Option<String>,
@@ -56,6 +183,165 @@ pub struct TlsClientConfig {
     pub cert_data: Option<String>,
     #[serde(default)]
     pub key_data: Option<String>,
+}
+
+impl std::fmt::Debug for TlsClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClientConfig")
+            .field("insecure", &self.insecure)
+            .field("server_name", &self.server_name)
+            .field("ca_data", &self.ca_data.as_ref().map(|_| "…"))
+            .field("cert_data", &self.cert_data.as_ref().map(|_| "…"))
+            .field("key_data", &self.key_data.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// `config.awsAuthConfig` (Argo CD runs `argocd-k8s-auth aws --cluster-name … [--role-arn …]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsAuthConfig {
+    /// The EKS cluster's name (signed into the token as `x-k8s-aws-id`).
+    #[serde(default)]
+    pub cluster_name: String,
+    /// A role assumed with the controller's AWS credentials first.
+    #[serde(default, rename = "roleARN")]
+    pub role_arn: Option<String>,
+    /// Refused when set: credentials come from the pod, not from AWS config profiles.
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+/// `config.execProviderConfig`: a command printing a client-go ExecCredential.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecProviderConfig {
+    #[serde(default)]
+    pub command: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub args: Vec<String>,
+    /// Added to the command's (otherwise minimal) environment.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub env: BTreeMap<String, String>,
+    /// `client.authentication.k8s.io/v1` or `…/v1beta1`.
+    #[serde(default)]
+    pub api_version: String,
+    /// Shown when the command is not found.
+    #[serde(default)]
+    pub install_hint: Option<String>,
+}
+
+impl std::fmt::Debug for ExecProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Arguments and env values may be credentials: count and names only.
+        f.debug_struct("ExecProviderConfig")
+            .field("command", &self.command)
+            .field("args", &self.args.len())
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("api_version", &self.api_version)
+            .finish_non_exhaustive()
+    }
+}
+
+fn nonempty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|s| !s.is_empty())
+}
+
+impl ClusterConfig {
+    /// Parse and check the `config` of a cluster Secret: unknown fields and unusable values
+    /// are refused with the field named.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ConfigError::Json(e.to_string()))?;
+        if !value.is_object() {
+            return Err(ConfigError::Json("config is not a JSON object".into()));
+        }
+        if let Some(field) = unknown_field(&value) {
+            return Err(ConfigError::UnknownField(field));
+        }
+        let config: Self =
+            serde_json::from_value(value).map_err(|e| ConfigError::Json(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuse values Flotilla cannot honour.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(aws) = &self.aws_auth_config {
+            if aws.cluster_name.trim().is_empty() {
+                return Err(invalid("awsAuthConfig.clusterName", "is required"));
+            }
+            if nonempty(&aws.profile).is_some() {
+                return Err(invalid(
+                    "awsAuthConfig.profile",
+                    "is not supported: Flotilla takes AWS credentials from the controller's pod (IRSA web identity or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), not from AWS config profiles",
+                ));
+            }
+            if let Some(role) = nonempty(&aws.role_arn)
+                && !role.starts_with("arn:")
+            {
+                return Err(invalid("awsAuthConfig.roleARN", "is not an IAM role ARN"));
+            }
+        }
+        if let Some(exec) = &self.exec_provider_config {
+            if exec.command.trim().is_empty() {
+                return Err(invalid("execProviderConfig.command", "is required"));
+            }
+            if !crate::cluster_auth::exec::API_VERSIONS.contains(&exec.api_version.as_str()) {
+                return Err(invalid(
+                    "execProviderConfig.apiVersion",
+                    format!(
+                        "must be one of {:?} (was {:?})",
+                        crate::cluster_auth::exec::API_VERSIONS,
+                        exec.api_version
+                    ),
+                ));
+            }
+            if exec.args.iter().any(|a| a.contains('\0')) || exec.command.contains('\0') {
+                return Err(invalid("execProviderConfig.args", "contains a NUL byte"));
+            }
+            if let Some(k) = exec
+                .env
+                .iter()
+                .find(|(k, v)| k.is_empty() || k.contains(['=', '\0']) || v.contains('\0'))
+                .map(|(k, _)| k)
+            {
+                return Err(invalid(
+                    &format!("execProviderConfig.env.{k}"),
+                    "is not a valid environment variable",
+                ));
+            }
+        }
+        if let Some(p) = nonempty(&self.proxy_url) {
+            proxy_uri(p)?;
+        }
+        let tls = &self.tls_client_config;
+        if nonempty(&tls.cert_data).is_some() != nonempty(&tls.key_data).is_some() {
+            return Err(invalid(
+                "tlsClientConfig.certData",
+                "and tlsClientConfig.keyData must be set together",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `proxyUrl` as kube takes it: `http`, `https` or `socks5`, with a host.
+fn proxy_uri(p: &str) -> Result<http::Uri, ConfigError> {
+    let shown = flotilla_core::redact::redact_url(p);
+    let uri: http::Uri = p
+        .parse()
+        .map_err(|_| invalid("proxyUrl", format!("{shown:?} is not a URL")))?;
+    match uri.scheme_str() {
+        Some("http" | "https" | "socks5") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(uri),
+        Some("http" | "https" | "socks5") => {
+            Err(invalid("proxyUrl", format!("{shown:?} has no host")))
+        }
+        _ => Err(invalid(
+            "proxyUrl",
+            format!("{shown:?}: only http://, https:// and socks5:// proxies are supported"),
+        )),
+    }
 }
 
 /// One destination cluster.
@@ -110,10 +396,7 @@ impl Cluster {
         }
         let name = field(s, &secret, "name").unwrap_or_else(|_| server.clone());
         let config = match field(s, &secret, "config") {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| ClusterSecretError::BadConfig {
-                secret: secret.clone(),
-                message: e.to_string(),
-            })?,
+            Ok(text) => ClusterConfig::parse(&text).map_err(|e| e.in_secret(&secret))?,
             Err(ClusterSecretError::Missing { .. }) => ClusterConfig::default(),
             Err(e) => return Err(e),
         };
@@ -177,32 +460,61 @@ impl Cluster {
         self.project.as_deref().is_none_or(|p| p == project)
     }
 
-    /// A `kube` client configuration for this cluster.
+    /// Whether requests need credentials that expire (`awsAuthConfig`, `execProviderConfig`):
+    /// then [`crate::cluster_auth::CredentialLayer`] puts them on each request.
+    pub fn has_expiring_credentials(&self) -> bool {
+        self.config.aws_auth_config.is_some() || self.config.exec_provider_config.is_some()
+    }
+
+    /// A `kube` client configuration for this cluster: server, TLS, proxy and static
+    /// credentials. Expiring credentials are not in it: build clients with
+    /// [`crate::cluster_auth::CredentialLayer`] (or [`crate::cluster_auth::client`]).
     pub fn kube_config(&self) -> Result<kube::Config, ClusterSecretError> {
+        use base64::Engine;
+        let secret = self.secret.clone().unwrap_or_default();
         let uri = self
             .server
             .parse()
             .map_err(|_| ClusterSecretError::BadServer {
-                secret: self.secret.clone().unwrap_or_default(),
+                secret: secret.clone(),
                 server: self.server.clone(),
             })?;
         let mut cfg = kube::Config::new(uri);
-        cfg.auth_info.token = self.config.bearer_token.clone().map(Into::into);
-        cfg.auth_info.username = self.config.username.clone();
-        cfg.auth_info.password = self.config.password.clone().map(Into::into);
-        let tls = &self.config.tls_client_config;
-        cfg.accept_invalid_certs = tls.insecure;
-        cfg.tls_server_name = tls.server_name.clone();
-        if let Some(ca) = &tls.ca_data {
-            use base64::Engine;
-            let pem = base64::engine::general_purpose::STANDARD
-                .decode(ca)
-                .map_err(|e| ClusterSecretError::BadConfig {
-                    secret: self.secret.clone().unwrap_or_default(),
-                    message: format!("tlsClientConfig.caData: {e}"),
-                })?;
-            cfg.root_cert = Some(pem_certificates(&pem));
+        let c = &self.config;
+        // As in Argo CD, awsAuthConfig / execProviderConfig replace the static credentials.
+        if !self.has_expiring_credentials() {
+            cfg.auth_info.token = nonempty(&c.bearer_token).map(|t| t.to_string().into());
+            if let Some(user) = nonempty(&c.username) {
+                cfg.auth_info.username = Some(user.to_string());
+                cfg.auth_info.password = Some(c.password.clone().unwrap_or_default().into());
+            }
         }
+        let tls = &c.tls_client_config;
+        cfg.accept_invalid_certs = tls.insecure;
+        cfg.tls_server_name = nonempty(&tls.server_name).map(str::to_string);
+        let decode = |field: &str, data: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .map_err(|e| ClusterSecretError::InvalidConfig {
+                    secret: secret.clone(),
+                    field: format!("tlsClientConfig.{field}"),
+                    reason: format!("is not base64: {e}"),
+                })
+        };
+        if let Some(ca) = nonempty(&tls.ca_data) {
+            cfg.root_cert = Some(pem_certificates(&decode("caData", ca)?));
+        }
+        if let (Some(cert), Some(key)) = (nonempty(&tls.cert_data), nonempty(&tls.key_data)) {
+            decode("certData", cert)?;
+            decode("keyData", key)?;
+            // kube takes these as base64, as kubeconfigs carry them.
+            cfg.auth_info.client_certificate_data = Some(cert.trim().to_string());
+            cfg.auth_info.client_key_data = Some(key.trim().to_string().into());
+        }
+        if let Some(p) = nonempty(&c.proxy_url) {
+            cfg.proxy_url = Some(proxy_uri(p).map_err(|e| e.in_secret(&secret))?);
+        }
+        cfg.disable_compression = c.disable_compression;
         Ok(cfg)
     }
 }
@@ -382,5 +694,162 @@ mod tests {
         let s = Cluster::from_secret(&global).expect("valid");
         assert_eq!(s.project, None, "an empty project is global");
         assert!(s.serves_project("team-b"));
+    }
+
+    fn config_error(config: &str) -> ClusterSecretError {
+        let s = mk_secret("c", &[("server", "https://c:6443"), ("config", config)]);
+        Cluster::from_secret(&s).expect_err("refused")
+    }
+
+    #[test]
+    fn every_argo_cd_config_field_is_accepted() {
+        let config = r#"{"username":"u","password":"p","bearerToken":"","tlsClientConfig":{"insecure":true,"serverName":"s","caData":null,"certData":null,"keyData":null},
+            "awsAuthConfig":{"clusterName":"prod","roleARN":"arn:aws:iam::1:role/r","profile":""},
+            "execProviderConfig":{"command":"c","args":["a"],"env":{"K":"V"},"apiVersion":"client.authentication.k8s.io/v1beta1","installHint":"h"},
+            "disableCompression":true,"proxyUrl":"http://proxy:3128"}"#;
+        let c = ClusterConfig::parse(config).expect("Argo CD's fields");
+        assert_eq!(
+            c.aws_auth_config.as_ref().map(|a| a.cluster_name.as_str()),
+            Some("prod")
+        );
+        assert_eq!(
+            c.exec_provider_config.as_ref().map(|e| e.args.len()),
+            Some(1)
+        );
+        assert!(c.disable_compression);
+        // Nulls read as Go reads them.
+        let c = ClusterConfig::parse(
+            r#"{"tlsClientConfig":null,"disableCompression":null,"awsAuthConfig":null}"#,
+        )
+        .expect("nulls");
+        assert_eq!(c, ClusterConfig::default());
+    }
+
+    #[test]
+    fn unknown_config_fields_are_refused_by_name() {
+        let e = config_error(r#"{"bearerToken":"t","someNewField":1}"#);
+        assert_eq!(
+            e,
+            ClusterSecretError::UnknownConfigField {
+                secret: "c".into(),
+                field: "someNewField".into()
+            }
+        );
+        assert!(e.to_string().contains("\"someNewField\""), "{e}");
+        let e = config_error(r#"{"tlsClientConfig":{"insecure":false,"caFile":"/x"}}"#);
+        assert!(e.to_string().contains("tlsClientConfig.caFile"), "{e}");
+        let e = config_error(
+            r#"{"execProviderConfig":{"command":"c","apiVersion":"client.authentication.k8s.io/v1","provideClusterInfo":true}}"#,
+        );
+        assert!(
+            e.to_string()
+                .contains("execProviderConfig.provideClusterInfo"),
+            "{e}"
+        );
+        let e = config_error(r#"{"awsAuthConfig":{"clusterName":"x","region":"eu-west-1"}}"#);
+        assert!(e.to_string().contains("awsAuthConfig.region"), "{e}");
+        // The API server's check (plain serde) refuses them too.
+        assert!(serde_json::from_str::<ClusterConfig>(r#"{"someNewField":1}"#).is_err());
+        assert!(matches!(
+            config_error("[1]"),
+            ClusterSecretError::BadConfig { .. }
+        ));
+    }
+
+    #[test]
+    fn unusable_values_are_refused_with_the_field_named() {
+        for (config, field) in [
+            (
+                r#"{"awsAuthConfig":{"clusterName":""}}"#,
+                "awsAuthConfig.clusterName",
+            ),
+            (
+                r#"{"awsAuthConfig":{"clusterName":"x","profile":"dev"}}"#,
+                "awsAuthConfig.profile",
+            ),
+            (
+                r#"{"awsAuthConfig":{"clusterName":"x","roleARN":"deployer"}}"#,
+                "awsAuthConfig.roleARN",
+            ),
+            (
+                r#"{"execProviderConfig":{"apiVersion":"client.authentication.k8s.io/v1"}}"#,
+                "execProviderConfig.command",
+            ),
+            (
+                r#"{"execProviderConfig":{"command":"c"}}"#,
+                "execProviderConfig.apiVersion",
+            ),
+            (
+                r#"{"execProviderConfig":{"command":"c","apiVersion":"client.authentication.k8s.io/v1alpha1"}}"#,
+                "execProviderConfig.apiVersion",
+            ),
+            (
+                r#"{"execProviderConfig":{"command":"c","apiVersion":"client.authentication.k8s.io/v1","env":{"A=B":"x"}}}"#,
+                "execProviderConfig.env.A=B",
+            ),
+            (r#"{"proxyUrl":"ftp://proxy"}"#, "proxyUrl"),
+            (r#"{"proxyUrl":"socks4://proxy:1080"}"#, "proxyUrl"),
+            (
+                r#"{"tlsClientConfig":{"certData":"eA=="}}"#,
+                "tlsClientConfig.certData",
+            ),
+        ] {
+            match config_error(config) {
+                ClusterSecretError::InvalidConfig { field: f, .. } => {
+                    assert_eq!(f, field, "{config}")
+                }
+                other => panic!("{config}: {other}"),
+            }
+        }
+        // A proxy password never shows in the message.
+        let e = config_error(r#"{"proxyUrl":"gopher://user:pw-s3cr3t@proxy"}"#);
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+    }
+
+    #[test]
+    fn kube_config_carries_proxy_client_certificate_and_precedence() {
+        let s = mk_secret(
+            "p",
+            &[
+                ("server", "https://p:6443"),
+                (
+                    "config",
+                    r#"{"bearerToken":"static","proxyUrl":"socks5://127.0.0.1:1080","disableCompression":true,
+                        "tlsClientConfig":{"certData":"Y2VydA==","keyData":"a2V5"}}"#,
+                ),
+            ],
+        );
+        let c = Cluster::from_secret(&s).expect("valid");
+        assert!(!c.has_expiring_credentials());
+        let cfg = c.kube_config().expect("config");
+        assert_eq!(
+            cfg.proxy_url.map(|u| u.to_string()),
+            Some("socks5://127.0.0.1:1080/".to_string())
+        );
+        assert!(cfg.disable_compression);
+        assert_eq!(
+            cfg.auth_info.client_certificate_data.as_deref(),
+            Some("Y2VydA==")
+        );
+        assert!(cfg.auth_info.client_key_data.is_some());
+        assert!(cfg.auth_info.token.is_some());
+
+        // awsAuthConfig replaces the static token (as in Argo CD); the layer adds its own.
+        let s = mk_secret(
+            "e",
+            &[
+                ("server", "https://e:6443"),
+                (
+                    "config",
+                    r#"{"bearerToken":"static","awsAuthConfig":{"clusterName":"prod"}}"#,
+                ),
+            ],
+        );
+        let c = Cluster::from_secret(&s).expect("valid");
+        assert!(c.has_expiring_credentials());
+        let cfg = c.kube_config().expect("config");
+        assert!(cfg.auth_info.token.is_none() && cfg.auth_info.username.is_none());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("static"), "{shown}");
     }
 }

@@ -136,6 +136,7 @@ impl Caches {
             }
             kube::client::ClientBuilder::try_from(cfg)
                 .map_err(|e| format!("client for {}: {e}", cluster.server))?
+                .with_layer(&crate::cluster_auth::CredentialLayer::for_cluster(cluster))
                 .with_layer(&crate::live::requests::CountRequests {
                     server: cluster.server.as_str().into(),
                     counter: metrics.k8s_requests.clone(),

@@ -2,6 +2,7 @@
 //! control plane and N target clusters), a Git repository behind `git daemon`, and the real
 //! `flotilla-repo-server` and `flotilla-controller` binaries as child processes.
 
+pub mod eks;
 pub mod git;
 pub mod git_http;
 pub mod github_api;
