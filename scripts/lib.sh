@@ -27,6 +27,7 @@ ensure_tools() {
   # Git over SSH is tested against a real OpenSSH server on loopback.
   need_pkg ssh openssh-client
   need_pkg sshd openssh-server
+  need_pkg docker-registry docker-registry
   # The Kustomize renderer runs `kustomize build` or `kubectl kustomize`.
   if ! command -v kustomize >/dev/null 2>&1 && ! command -v kubectl >/dev/null 2>&1; then
     need_pkg kubectl kubernetes-client || echo "warning: neither kustomize nor kubectl is available; Kustomize tests will fail" >&2

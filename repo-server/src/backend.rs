@@ -1,5 +1,5 @@
 //! The repo-server's work behind the gRPC API: the `ManifestBackend` trait and its
-//! implementation over Git and Helm repositories (coalesced fetches, one export per commit,
+//! implementation over Git, Helm repositories and OCI registries (coalesced fetches, one export per commit,
 //! deduplicated and bounded renders, the shared cache with a render lock across replicas).
 
 use std::future::Future;
@@ -75,7 +75,8 @@ pub struct GenerateRequest {
     pub spec: SourceSpec,
     /// Resolved first when `commit` is empty.
     pub revision: String,
-    /// A full commit SHA (Git) or a chart version (Helm repository).
+    /// A full commit SHA (Git), a chart version (Helm repository) or a chart's tag and
+    /// manifest digest (OCI registry, [`crate::oci::commit`]).
     pub commit: String,
     /// The digest of the wire source this request renders (`flotilla_cache::keys::
     /// source_digest`), computed by the server from the request itself; the shared cache keys
@@ -98,7 +99,9 @@ pub struct Generated {
 /// What the gRPC layer needs from a backend; tests use an in-memory one.
 pub trait ManifestBackend: Send + Sync + 'static {
     /// Resolve a branch, tag, SHA or HEAD (empty) to a commit; with `chart` set the repository
-    /// is a Helm repository and `revision` a chart version or constraint.
+    /// is a Helm repository and `revision` a chart version or constraint (for an OCI registry
+    /// also a digest pin; the commit is then `<version>-sha256.<hex>`, see
+    /// [`crate::oci::commit`]).
     fn resolve(
         &self,
         repo: RepoRef,
@@ -271,7 +274,9 @@ impl GitBackend {
         Ok(Self {
             inner: Arc::new(Inner {
                 helm: Arc::new(
-                    HelmRepos::new(cfg.helm_dir.clone()).with_transport(cfg.transport.clone()),
+                    HelmRepos::new(cfg.helm_dir.clone())
+                        .with_transport(cfg.transport.clone())
+                        .with_metrics(metrics.clone()),
                 ),
                 recent: Mutex::new(LruCache::new(
                     NonZeroUsize::new(cfg.recent_renders.max(1)).unwrap_or(NonZeroUsize::MIN),
@@ -426,6 +431,96 @@ impl GitBackend {
             .await?;
         self.inner.vouch(key);
         Ok(())
+    }
+
+    /// The access-table key of an OCI chart: its repository and chart, and the credentials.
+    fn oci_access_key(repo: &RepoRef, chart: &str) -> (String, String) {
+        (format!("oci:{}\0{chart}", repo.url), repo.creds.digest())
+    }
+
+    /// Resolve `revision` of the OCI chart `chart` with the caller's credentials (see
+    /// [`HelmRepos::oci_resolve`]); a success vouches for them.
+    async fn resolve_oci(
+        &self,
+        repo: &RepoRef,
+        revision: &str,
+        chart: &str,
+    ) -> Result<String, RepoError> {
+        if chart.is_empty() {
+            return Err(RepoError::Invalid(format!(
+                "repository {} is an OCI registry: the source must name a Helm chart (`chart`)",
+                redact_url(&repo.url)
+            )));
+        }
+        let commit = self
+            .inner
+            .helm
+            .oci_resolve(&repo.url, &repo.creds, chart, revision)
+            .await?;
+        tracing::debug!(repo = %redact_url(&repo.url), %chart, %revision, %commit, "resolved OCI chart");
+        self.inner.vouch(Self::oci_access_key(repo, chart));
+        Ok(commit)
+    }
+
+    /// The same for an OCI chart: the caller's credentials read the chart's manifest (by
+    /// digest) from the registry within the access TTL, or now.
+    async fn ensure_oci_access(
+        &self,
+        repo: &RepoRef,
+        chart: &str,
+        digest: &crate::oci::Digest,
+    ) -> Result<(), RepoError> {
+        let key = Self::oci_access_key(repo, chart);
+        if self.inner.vouched(&key) {
+            return Ok(());
+        }
+        self.inner
+            .helm
+            .oci_check_access(&repo.url, &repo.creds, chart, digest)
+            .await?;
+        self.inner.vouch(key);
+        Ok(())
+    }
+
+    /// Render a chart from an OCI registry. The commit is the chart's manifest digest (with
+    /// its tag, [`crate::oci::commit`]), so renders are cached under something immutable; a
+    /// request without one (or with a version or constraint in its place) is resolved first.
+    async fn generate_oci(
+        &self,
+        repo: RepoRef,
+        spec: SourceSpec,
+        revision: String,
+        commit: String,
+        source_digest: String,
+        no_cache: bool,
+    ) -> Result<Generated, RepoError> {
+        let commit = if crate::oci::parse_commit(&commit).is_some() {
+            commit
+        } else {
+            let wanted = if commit.is_empty() { revision } else { commit };
+            self.resolve_oci(&repo, &wanted, &spec.chart).await?
+        };
+        let Some((_, digest)) = crate::oci::parse_commit(&commit) else {
+            return Err(RepoError::Internal(format!(
+                "resolved OCI chart {commit:?} is not a digest"
+            )));
+        };
+        // Nothing cached (the chart on disk, a render here or in the shared cache) is served
+        // before the caller's credentials were shown to read the chart from the registry.
+        self.ensure_oci_access(&repo, &spec.chart, &digest).await?;
+        if let Some(hit) = self
+            .shared_hit(&commit, &source_digest, &spec, no_cache)
+            .await
+        {
+            return Ok(hit);
+        }
+        let dir = self
+            .inner
+            .helm
+            .oci_chart(&repo.url, &repo.creds, &spec.chart, &digest)
+            .await?;
+        self.render(Tree::Chart(dir), spec, commit, source_digest, no_cache)
+            .await
     }
 
     /// Whether the cache holds `commit` already.
@@ -715,6 +810,10 @@ impl ManifestBackend for GitBackend {
         revision: String,
         chart: String,
     ) -> Result<Resolved, RepoError> {
+        if crate::oci::is_oci(&repo.url, repo.creds.enable_oci) {
+            let commit = self.resolve_oci(&repo, &revision, &chart).await?;
+            return Ok(Resolved { commit });
+        }
         self.check_url(&repo.url)?;
         if !chart.is_empty() {
             let version = self
@@ -745,13 +844,27 @@ impl ManifestBackend for GitBackend {
             source_digest,
             no_cache,
         } = req;
-        self.check_url(&repo.url)?;
+        let oci = crate::oci::is_oci(&repo.url, repo.creds.enable_oci);
+        if !oci {
+            self.check_url(&repo.url)?;
+        }
         if spec.repo_url != repo.url {
             return Err(RepoError::Invalid(format!(
                 "the source's repoURL {} is not the repository {} the request names",
                 redact_url(&spec.repo_url),
                 redact_url(&repo.url)
             )));
+        }
+        if oci {
+            if spec.chart.is_empty() {
+                return Err(RepoError::Invalid(format!(
+                    "repository {} is an OCI registry: the source must name a Helm chart (`chart`)",
+                    redact_url(&repo.url)
+                )));
+            }
+            return self
+                .generate_oci(repo, spec, revision, commit, source_digest, no_cache)
+                .await;
         }
         if !spec.chart.is_empty() {
             // The caller's credentials must read the Helm repository before a cached chart or
@@ -855,6 +968,52 @@ mod tests {
     use crate::source::SourceKind;
     use std::path::Path;
     use std::process::Command;
+
+    #[tokio::test]
+    async fn oci_sources_need_a_chart_and_scheme_less_urls_need_enable_oci() {
+        let (backend, _m, _work) = mk_backend(1);
+        let oci = RepoRef {
+            url: "oci://127.0.0.1:9/charts".into(),
+            ..Default::default()
+        };
+        let err = backend
+            .resolve(oci.clone(), "1.0.0".into(), String::new())
+            .await
+            .expect_err("no chart");
+        assert!(matches!(err, RepoError::Invalid(_)), "{err}");
+        assert!(err.to_string().contains("must name a Helm chart"), "{err}");
+        let err = gen_(
+            &backend,
+            oci.clone(),
+            spec(&oci.url, ""),
+            "1.0.0",
+            String::new(),
+        )
+        .await
+        .expect_err("no chart");
+        assert!(err.to_string().contains("must name a Helm chart"), "{err}");
+        let bare = RepoRef {
+            url: "127.0.0.1:9/charts".into(),
+            ..Default::default()
+        };
+        let err = backend
+            .resolve(bare, "1.0.0".into(), "web".into())
+            .await
+            .expect_err("not a URL the server serves");
+        assert!(err.to_string().contains("only https://"), "{err}");
+        let err = backend
+            .resolve(
+                RepoRef {
+                    url: "oci://u:secret@127.0.0.1:9/charts".into(),
+                    ..Default::default()
+                },
+                "1.0.0".into(),
+                "web".into(),
+            )
+            .await
+            .expect_err("user info");
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
 
     fn git(dir: &Path, args: &[&str]) -> String {
         let out = Command::new("git")

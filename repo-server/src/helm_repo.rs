@@ -1,6 +1,7 @@
 //! Helm chart repositories: read `index.yaml` (briefly cached), resolve a chart version or
 //! semver constraint, download the chart archive once (digest checked), and unpack it safely
-//! into the cache for the Helm renderer.
+//! into the cache for the Helm renderer. Charts in OCI registries the same way, by manifest
+//! digest (the registry protocol is `oci.rs`).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -12,6 +13,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::git::Credentials;
+use crate::metrics::RepoMetrics;
+use crate::oci::{self, ChartRef, OciError, Revision};
 use crate::transport::{HttpSettings, TransportConfig};
 use flotilla_core::coalesce::Coalescer;
 // URL userinfo redaction in messages: the project's one implementation.
@@ -145,6 +148,71 @@ pub struct HelmRepos {
     charts: Coalescer<ChartKey, Result<PathBuf, HelmRepoError>>,
     /// CAs per server name (`argocd-tls-certs-cm`).
     transport: TransportConfig,
+    /// Bearer tokens from OCI registries' token services.
+    oci_tokens: oci::TokenCache,
+    /// What OCI registries answered, per repository and credentials, kept `index_ttl`.
+    oci_memo: Mutex<HashMap<String, (Instant, OciMemo)>>,
+    /// Chart downloads from OCI registries, by (chart reference, manifest digest).
+    oci_charts: Coalescer<(String, String), Result<PathBuf, HelmRepoError>>,
+    /// Registry request counters, when the repo-server's metrics are given.
+    metrics: Option<RepoMetrics>,
+}
+
+/// One remembered registry answer.
+#[derive(Clone)]
+enum OciMemo {
+    /// The repository's tags.
+    Tags(Arc<Vec<String>>),
+    /// The manifest digest a tag named.
+    Digest(oci::Digest),
+    /// A manifest by digest exists and is a chart (with the version it names, if any).
+    Manifest(Option<String>),
+}
+
+/// Entries of `oci_memo` kept before stale ones are swept.
+const MAX_OCI_MEMO: usize = 10_000;
+
+/// A registry error as a Helm repository error naming the repository (redacted).
+fn oci_error(repo_url: &str, e: OciError) -> HelmRepoError {
+    let url = redact(repo_url);
+    match e {
+        OciError::Invalid(message) => HelmRepoError::Invalid { url, message },
+        OciError::NotFound(message) => HelmRepoError::NotFound { url, message },
+        OciError::Denied(message) | OciError::Unavailable(message) => {
+            HelmRepoError::Unavailable { url, message }
+        }
+    }
+}
+
+/// Unpack a chart archive into `dest` (through a temporary directory in `parent`, renamed
+/// into place) and return the chart's directory, `dest/<chart>`.
+async fn store_chart(
+    parent: PathBuf,
+    dest: PathBuf,
+    chart: String,
+    bytes: Vec<u8>,
+) -> Result<PathBuf, String> {
+    tokio::task::spawn_blocking(move || -> Result<PathBuf, String> {
+        std::fs::create_dir_all(&parent).map_err(|e| e.to_string())?;
+        let tmp = tempfile::tempdir_in(&parent).map_err(|e| e.to_string())?;
+        unpack(&bytes, tmp.path())?;
+        if !tmp.path().join(&chart).join("Chart.yaml").is_file() {
+            return Err(format!("the archive has no {chart}/Chart.yaml"));
+        }
+        if let Some(p) = dest.parent() {
+            std::fs::create_dir_all(p).map_err(|e| e.to_string())?;
+        }
+        let kept = tmp.keep();
+        if std::fs::rename(&kept, &dest).is_err() {
+            let _ = std::fs::remove_dir_all(&kept);
+            if !dest.join(&chart).is_dir() {
+                return Err(format!("could not store the chart in {}", dest.display()));
+            }
+        }
+        Ok(dest.join(&chart))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 fn http_client(settings: &HttpSettings, timeout: Duration) -> Result<reqwest::Client, String> {
@@ -159,25 +227,80 @@ fn short(s: &str) -> String {
 }
 
 /// Pick a version from the index entries: an exact version, or the highest one matching a
-/// semver constraint (`*`, `>=1.2 <2`, `^1.4`); an empty revision means the latest.
+/// Helm version constraint (`*`, `>=1.2 <2`, `^1.4`, `1.2.x || 2.x`, see [`constraint`]); an
+/// empty revision means the latest.
 fn pick(versions: &[ChartVersion], wanted: &str) -> Option<ChartVersion> {
     if let Some(exact) = versions.iter().find(|v| v.version == wanted) {
         return Some(exact.clone());
     }
-    let req = if wanted.trim().is_empty() || wanted.trim() == "latest" {
-        semver::VersionReq::STAR
-    } else {
-        semver::VersionReq::parse(wanted).ok()?
-    };
+    let alternatives = constraint(wanted)?;
     versions
         .iter()
         .filter_map(|v| {
             let parsed = semver::Version::parse(v.version.trim_start_matches('v')).ok()?;
             // Pre-releases only when asked for explicitly (semver's own rule).
-            req.matches(&parsed).then_some((parsed, v))
+            alternatives
+                .iter()
+                .any(|req| req.matches(&parsed))
+                .then_some((parsed, v))
         })
         .max_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, v)| v.clone())
+}
+
+/// A Helm version constraint (Masterminds semver, what Helm and Argo CD read) as semver
+/// requirements, any of which may match: `||` separates alternatives; within one,
+/// comparators are separated by spaces or commas and all must hold; `A - B` is `>=A, <=B`;
+/// `~>` is `~`; a bare version is exact (`1.2.3`) or a wildcard (`1.2`, `1.2.x`, `*`), never
+/// a caret range. Empty or `latest`: any release. `None` when it does not parse.
+fn constraint(wanted: &str) -> Option<Vec<semver::VersionReq>> {
+    let wanted = wanted.trim();
+    if wanted.is_empty() || wanted == "latest" {
+        return Some(vec![semver::VersionReq::STAR]);
+    }
+    const OPS: [&str; 9] = [">=", "<=", "~>", "!=", ">", "<", "=", "~", "^"];
+    wanted
+        .split("||")
+        .map(|alternative| {
+            let raw: Vec<&str> = alternative
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|t| !t.is_empty())
+                .collect();
+            let mut comparators = Vec::new();
+            let mut i = 0;
+            while i < raw.len() {
+                if raw.get(i + 1) == Some(&"-") {
+                    // A hyphen range.
+                    let (lo, hi) = (raw[i], *raw.get(i + 2)?);
+                    comparators.push(format!(">={}", lo.trim_start_matches('v')));
+                    comparators.push(format!("<={}", hi.trim_start_matches('v')));
+                    i += 3;
+                    continue;
+                }
+                let mut token = raw[i].to_string();
+                // An operator apart from its version (`>= 1.2`).
+                if OPS.contains(&raw[i]) {
+                    token.push_str(raw.get(i + 1)?);
+                    i += 1;
+                }
+                i += 1;
+                let op = OPS.iter().find(|op| token.starts_with(**op)).copied();
+                let version = token[op.map_or(0, str::len)..].trim_start_matches('v');
+                let comparator = match op {
+                    Some("!=") => return None, // not expressible as a semver requirement
+                    Some("~>") => format!("~{version}"),
+                    Some(op) => format!("{op}{version}"),
+                    None if version.contains(['*', 'x', 'X']) => version.to_string(),
+                    None => format!("={version}"),
+                };
+                comparators.push(comparator);
+            }
+            if comparators.is_empty() {
+                return None;
+            }
+            semver::VersionReq::parse(&comparators.join(", ")).ok()
+        })
+        .collect()
 }
 
 /// Unpack a chart archive (`.tgz`) into `dest`, refusing entries that leave it.
@@ -208,7 +331,17 @@ impl HelmRepos {
             indexes: Mutex::new(HashMap::new()),
             charts: Coalescer::default(),
             transport: TransportConfig::default(),
+            oci_tokens: oci::TokenCache::default(),
+            oci_memo: Mutex::new(HashMap::new()),
+            oci_charts: Coalescer::default(),
+            metrics: None,
         }
+    }
+
+    /// Count registry requests in these metrics.
+    pub fn with_metrics(mut self, metrics: RepoMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Use these SSH known hosts and TLS CAs.
@@ -434,34 +567,310 @@ impl HelmRepos {
                         });
                     }
                 }
-                let dest2 = dest.clone();
-                let parent = this.dir.clone();
-                let c2 = c.clone();
-                tokio::task::spawn_blocking(move || -> Result<PathBuf, String> {
-                    std::fs::create_dir_all(&parent).map_err(|e| e.to_string())?;
-                    let tmp = tempfile::tempdir_in(&parent).map_err(|e| e.to_string())?;
-                    unpack(&bytes, tmp.path())?;
-                    if !tmp.path().join(&c2).join("Chart.yaml").is_file() {
-                        return Err(format!("the archive has no {c2}/Chart.yaml"));
-                    }
-                    if let Some(p) = dest2.parent() {
-                        std::fs::create_dir_all(p).map_err(|e| e.to_string())?;
-                    }
-                    let kept = tmp.keep();
-                    if std::fs::rename(&kept, &dest2).is_err() && !dest2.join(&c2).is_dir() {
-                        return Err(format!("could not store the chart in {}", dest2.display()));
-                    }
-                    Ok(dest2.join(&c2))
-                })
-                .await
-                .map_err(|e| HelmRepoError::Invalid {
-                    url: redact(&url),
-                    message: e.to_string(),
-                })?
-                .map_err(|message| HelmRepoError::Invalid {
-                    url: redact(&url),
-                    message: format!("chart {c} {v}: {message}"),
-                })
+                store_chart(this.dir.clone(), dest, c.clone(), bytes)
+                    .await
+                    .map_err(|message| HelmRepoError::Invalid {
+                        url: redact(&url),
+                        message: format!("chart {c} {v}: {message}"),
+                    })
+            })
+            .await
+            .map_err(|message| HelmRepoError::Unavailable {
+                url: redact(repo_url),
+                message,
+            })?;
+        out.value
+    }
+
+    // -- OCI registries ------------------------------------------------------------------
+
+    fn oci_session<'a>(
+        &'a self,
+        chart: &'a ChartRef,
+        repo_url: &str,
+        creds: &'a Credentials,
+    ) -> Result<oci::Session<'a>, HelmRepoError> {
+        oci::Session::new(
+            chart,
+            oci::SessionConfig {
+                creds,
+                transport: &self.transport,
+                timeout: self.timeout,
+                max_blob: self.max_download,
+                tokens: &self.oci_tokens,
+                metrics: self.metrics.as_ref(),
+            },
+        )
+        .map_err(|e| oci_error(repo_url, e))
+    }
+
+    /// Run one registry operation (a few requests, each with its own timeout) within twice
+    /// the request timeout in all: a registry answering slowly page after page still ends.
+    async fn oci_bounded<T>(
+        &self,
+        repo_url: &str,
+        what: &str,
+        work: impl std::future::Future<Output = Result<T, OciError>>,
+    ) -> Result<T, HelmRepoError> {
+        let limit = self.timeout * 2;
+        match tokio::time::timeout(limit, work).await {
+            Ok(r) => r.map_err(|e| oci_error(repo_url, e)),
+            Err(_) => Err(HelmRepoError::Unavailable {
+                url: redact(repo_url),
+                message: format!("{what} took longer than {limit:?}"),
+            }),
+        }
+    }
+
+    fn memo_key(kind: &str, chart: &ChartRef, creds: &Credentials, what: &str) -> String {
+        format!("{kind}\0{chart}\0{}\0{what}", creds.digest())
+    }
+
+    fn memo_get(&self, key: &str) -> Option<OciMemo> {
+        let memo = self.oci_memo.lock().ok()?;
+        memo.get(key)
+            .filter(|(at, _)| at.elapsed() < self.index_ttl)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn memo_put(&self, key: String, value: OciMemo) {
+        if let Ok(mut memo) = self.oci_memo.lock() {
+            if memo.len() >= MAX_OCI_MEMO {
+                let ttl = self.index_ttl;
+                memo.retain(|_, (at, _)| at.elapsed() < ttl);
+            }
+            if memo.len() < MAX_OCI_MEMO {
+                memo.insert(key, (Instant::now(), value));
+            }
+        }
+    }
+
+    /// The repository's tags, read with `creds`.
+    async fn oci_tags(
+        &self,
+        chart: &ChartRef,
+        repo_url: &str,
+        creds: &Credentials,
+    ) -> Result<Arc<Vec<String>>, HelmRepoError> {
+        let key = Self::memo_key("tags", chart, creds, "");
+        if let Some(OciMemo::Tags(t)) = self.memo_get(&key) {
+            return Ok(t);
+        }
+        let mut session = self.oci_session(chart, repo_url, creds)?;
+        let tags = Arc::new(
+            self.oci_bounded(
+                repo_url,
+                &format!("listing the tags of {chart}"),
+                session.tags(),
+            )
+            .await?,
+        );
+        self.memo_put(key, OciMemo::Tags(tags.clone()));
+        Ok(tags)
+    }
+
+    /// The digest of the chart manifest under `tag`, read with `creds` (it must be a chart).
+    async fn oci_tag_digest(
+        &self,
+        chart: &ChartRef,
+        repo_url: &str,
+        creds: &Credentials,
+        tag: &str,
+    ) -> Result<oci::Digest, HelmRepoError> {
+        let key = Self::memo_key("tag", chart, creds, tag);
+        if let Some(OciMemo::Digest(d)) = self.memo_get(&key) {
+            return Ok(d);
+        }
+        let mut session = self.oci_session(chart, repo_url, creds)?;
+        let (digest, manifest) = self
+            .oci_bounded(
+                repo_url,
+                &format!("reading {chart}:{tag}"),
+                session.manifest(tag),
+            )
+            .await?;
+        manifest
+            .chart_layer()
+            .map_err(|e| oci_error(repo_url, OciError::Invalid(format!("{chart}:{tag}: {e}"))))?;
+        self.memo_put(key, OciMemo::Digest(digest.clone()));
+        self.memo_put(
+            Self::memo_key("manifest", chart, creds, &digest.to_string()),
+            OciMemo::Manifest(manifest.version_tag()),
+        );
+        Ok(digest)
+    }
+
+    /// Check that the chart manifest `digest` can be read with `creds` (and is a chart);
+    /// returns the version it names.
+    async fn oci_manifest(
+        &self,
+        chart: &ChartRef,
+        repo_url: &str,
+        creds: &Credentials,
+        digest: &oci::Digest,
+    ) -> Result<Option<String>, HelmRepoError> {
+        let key = Self::memo_key("manifest", chart, creds, &digest.to_string());
+        if let Some(OciMemo::Manifest(v)) = self.memo_get(&key) {
+            return Ok(v);
+        }
+        let mut session = self.oci_session(chart, repo_url, creds)?;
+        let reference = digest.to_string();
+        let (_, manifest) = self
+            .oci_bounded(
+                repo_url,
+                &format!("reading {chart}@{digest}"),
+                session.manifest(&reference),
+            )
+            .await?;
+        manifest.chart_layer().map_err(|e| {
+            oci_error(
+                repo_url,
+                OciError::Invalid(format!("{chart}@{digest}: {e}")),
+            )
+        })?;
+        let version = manifest.version_tag();
+        self.memo_put(key, OciMemo::Manifest(version.clone()));
+        Ok(version)
+    }
+
+    /// The chart `wanted` names in the OCI registry `repo_url` (`oci://host/path`, or
+    /// scheme-less with `enableOCI`), read with `creds`, as its commit ([`oci::commit`]:
+    /// `<tag>-sha256.<hex>`). `wanted` is a version (tag), a semver constraint over the tags
+    /// (empty: the highest release), a digest (`sha256:…`), a version pinned to a digest
+    /// (`1.2.0@sha256:…`, refused unless the tag is that manifest), or a commit from before.
+    pub async fn oci_resolve(
+        &self,
+        repo_url: &str,
+        creds: &Credentials,
+        chart: &str,
+        wanted: &str,
+    ) -> Result<String, HelmRepoError> {
+        check_chart_name(repo_url, chart)?;
+        let cref = ChartRef::new(repo_url, chart).map_err(|e| oci_error(repo_url, e))?;
+        let revision = oci::parse_revision(wanted).map_err(|e| oci_error(repo_url, e))?;
+        match revision {
+            Revision::Resolved { tag, digest } => {
+                self.oci_manifest(&cref, repo_url, creds, &digest).await?;
+                Ok(oci::commit(tag.as_deref(), &digest))
+            }
+            Revision::Pinned { tag: None, digest } => {
+                let version = self.oci_manifest(&cref, repo_url, creds, &digest).await?;
+                Ok(oci::commit(version.as_deref(), &digest))
+            }
+            Revision::Pinned {
+                tag: Some(tag),
+                digest,
+            } => {
+                let actual = self.oci_tag_digest(&cref, repo_url, creds, &tag).await?;
+                if actual != digest {
+                    return Err(HelmRepoError::Invalid {
+                        url: redact(repo_url),
+                        message: format!(
+                            "{cref}:{tag} is {actual}, not the pinned digest {digest}"
+                        ),
+                    });
+                }
+                Ok(oci::commit(Some(&tag), &digest))
+            }
+            Revision::Version(version) => {
+                check_version(repo_url, &version, true)?;
+                let exact = oci::tag_of_version(&version);
+                let tag = if semver::Version::parse(version.trim_start_matches('v')).is_ok()
+                    && oci::valid_tag(&exact)
+                {
+                    // A full version is that tag (as Helm reads it), never a range.
+                    exact
+                } else {
+                    let tags = self.oci_tags(&cref, repo_url, creds).await?;
+                    let versions: Vec<ChartVersion> = tags
+                        .iter()
+                        .map(|t| ChartVersion {
+                            version: oci::version_of_tag(t),
+                            urls: Vec::new(),
+                            digest: None,
+                        })
+                        .collect();
+                    let picked =
+                        pick(&versions, &version).ok_or_else(|| HelmRepoError::NotFound {
+                            url: redact(repo_url),
+                            message: format!(
+                                "{cref} has no version matching {version:?} ({} tags)",
+                                tags.len()
+                            ),
+                        })?;
+                    oci::tag_of_version(&picked.version)
+                };
+                let digest = self.oci_tag_digest(&cref, repo_url, creds, &tag).await?;
+                Ok(oci::commit(Some(&tag), &digest))
+            }
+        }
+    }
+
+    /// Check that `creds` can read the chart manifest `digest` now (answers are remembered
+    /// per credentials for the index TTL).
+    pub async fn oci_check_access(
+        &self,
+        repo_url: &str,
+        creds: &Credentials,
+        chart: &str,
+        digest: &oci::Digest,
+    ) -> Result<(), HelmRepoError> {
+        check_chart_name(repo_url, chart)?;
+        let cref = ChartRef::new(repo_url, chart).map_err(|e| oci_error(repo_url, e))?;
+        self.oci_manifest(&cref, repo_url, creds, digest).await?;
+        Ok(())
+    }
+
+    /// The unpacked chart directory (holding `Chart.yaml`) of the chart manifest `digest`:
+    /// downloaded once (the layer checked against its digest and size), then kept on disk
+    /// under the digest. The caller checks access first: a cached chart is served as is.
+    pub async fn oci_chart(
+        self: &Arc<Self>,
+        repo_url: &str,
+        creds: &Credentials,
+        chart: &str,
+        digest: &oci::Digest,
+    ) -> Result<PathBuf, HelmRepoError> {
+        check_chart_name(repo_url, chart)?;
+        let cref = ChartRef::new(repo_url, chart).map_err(|e| oci_error(repo_url, e))?;
+        let dest = self
+            .dir
+            .join("oci")
+            .join(short(&cref.to_string()))
+            .join(digest.file_name());
+        let ready = dest.join(chart);
+        if ready.join("Chart.yaml").is_file() {
+            return Ok(ready);
+        }
+        let this = self.clone();
+        let (url, c, creds, d) = (
+            repo_url.to_string(),
+            chart.to_string(),
+            creds.clone(),
+            digest.clone(),
+        );
+        let key = (cref.to_string(), digest.to_string());
+        let out = self
+            .oci_charts
+            .run(key, move || async move {
+                let bytes = {
+                    let mut session = this.oci_session(&cref, &url, &creds)?;
+                    let reference = d.to_string();
+                    let download = async {
+                        let (_, manifest) = session.manifest(&reference).await?;
+                        let layer = manifest.chart_layer()?.clone();
+                        session.blob(&layer).await
+                    };
+                    this.oci_bounded(&url, &format!("downloading {cref}@{d}"), download)
+                        .await?
+                };
+                tracing::info!(chart = %cref, digest = %d, bytes = bytes.len(), "chart downloaded from the registry");
+                store_chart(this.dir.clone(), dest, c.clone(), bytes)
+                    .await
+                    .map_err(|message| HelmRepoError::Invalid {
+                        url: redact(&url),
+                        message: format!("{cref}@{d}: {message}"),
+                    })
             })
             .await
             .map_err(|message| HelmRepoError::Unavailable {
@@ -504,6 +913,24 @@ mod tests {
         assert_eq!(pick(">=1.0, <1.5").as_deref(), Some("1.2.0"));
         assert_eq!(pick("2.0.0-rc.1").as_deref(), Some("2.0.0-rc.1"));
         assert_eq!(pick("3.x"), None);
+        // Helm's (Masterminds') constraint syntax.
+        assert_eq!(pick(">=1.0 <1.5").as_deref(), Some("1.2.0"));
+        assert_eq!(pick(">= 1.0, < 1.5").as_deref(), Some("1.2.0"));
+        assert_eq!(pick("1.2.x").as_deref(), Some("1.2.0"));
+        assert_eq!(pick("1.2.*").as_deref(), Some("1.2.0"));
+        assert_eq!(
+            pick("1.9").as_deref(),
+            Some("1.9.3"),
+            "a wildcard, not ^1.9"
+        );
+        assert_eq!(pick("1.2.1"), None, "a bare version is exact");
+        assert_eq!(pick("1.0.0 - 1.9.9").as_deref(), Some("1.9.3"));
+        assert_eq!(pick("~> 1.2").as_deref(), Some("1.2.0"));
+        assert_eq!(pick("3.x || ~1.9").as_deref(), Some("1.9.3"));
+        assert_eq!(pick("^1").as_deref(), Some("1.10.0"));
+        assert_eq!(pick("v1.9.3").as_deref(), Some("1.9.3"));
+        assert_eq!(pick("!=1.2.0"), None);
+        assert_eq!(pick(">="), None);
     }
 
     /// A gzipped tar holding `<name>/Chart.yaml`.

@@ -10,6 +10,7 @@ pub mod github_app;
 pub mod grpc;
 pub mod helm_repo;
 pub mod metrics;
+pub mod oci;
 pub mod paths;
 pub mod render;
 pub mod slots;

@@ -38,6 +38,14 @@ pub struct GitRequestLabels {
     pub request_type: &'static str,
 }
 
+/// `flotilla_oci_request*` labels: the chart's registry repository (`oci://host/path/chart`)
+/// and the request (`tags`, `manifest`, `blob`, `token`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OciRequestLabels {
+    pub repo: String,
+    pub request_type: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RepoLabels {
     pub repo: String,
@@ -75,6 +83,9 @@ pub struct RepoMetrics {
     pub renders_waiting: Gauge,
     pub git_requests: Family<GitRequestLabels, Counter>,
     pub git_request_seconds: Histograms<GitRequestLabels>,
+    /// HTTP requests to OCI registries (Helm charts), by repository and request type.
+    pub oci_requests: Family<OciRequestLabels, Counter>,
+    pub oci_request_seconds: Histograms<OciRequestLabels>,
     pub pending: Family<RepoLabels, Gauge>,
     /// Repository label values handed out so far (see [`RepoMetrics::repo_label`]).
     repo_labels: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
@@ -98,6 +109,8 @@ impl Default for RepoMetrics {
             renders_waiting: Gauge::default(),
             git_requests: Family::default(),
             git_request_seconds: Family::new_with_constructor(seconds),
+            oci_requests: Family::default(),
+            oci_request_seconds: Family::new_with_constructor(seconds),
             pending: Family::default(),
             repo_labels: Default::default(),
         }
@@ -179,6 +192,16 @@ impl RepoMetrics {
             "flotilla_git_request_duration_seconds",
             "Git request durations, by repository",
             m.git_request_seconds.clone(),
+        );
+        registry.register(
+            "flotilla_oci_request",
+            "HTTP requests to OCI registries for Helm charts (tags, manifest, blob, token), by repository",
+            m.oci_requests.clone(),
+        );
+        registry.register(
+            "flotilla_oci_request_duration_seconds",
+            "OCI registry request durations, by repository and request type",
+            m.oci_request_seconds.clone(),
         );
         registry.register(
             "flotilla_repo_pending_request_total",

@@ -9,6 +9,7 @@ pub mod github_api;
 pub mod process;
 pub mod proxy;
 pub mod redis;
+pub mod registry;
 pub mod sshd;
 pub mod static_http;
 
