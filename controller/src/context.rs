@@ -150,6 +150,10 @@ impl Caches {
             events,
             metrics.clone(),
         );
+        cache.set_scope(crate::live::cache::ClusterScope {
+            namespaces: cluster.namespaces.clone(),
+            cluster_resources: cluster.cluster_resources,
+        });
         map.insert(cluster.server.clone(), (cluster.clone(), cache.clone()));
         Ok(cache)
     }

@@ -53,11 +53,14 @@ fn note_connection_error(cache: &Arc<ClusterCache>, e: &kube::Error) {
     }
 }
 
+/// The API handle for one object, refused (403, before any request) when the cluster's
+/// Secret keeps the object's namespace, or cluster-level objects, out of Flotilla's hands.
 async fn api_for(
     cache: &Arc<ClusterCache>,
     api_version: &str,
     kind: &str,
     namespace: &str,
+    name: &str,
 ) -> Result<kube::Api<kube::api::DynamicObject>, kube::Error> {
     // Discovery problems reach the task's result as the API server's NotFound would.
     let not_found = |message: String| {
@@ -82,6 +85,17 @@ async fn api_for(
         }
         Err(e) => return Err(not_found(e.to_string())),
     };
+    if let Some(why) = cache
+        .scope()
+        .refusal(&cache.name, info.namespaced, kind, namespace, name)
+    {
+        return Err(kube::Error::Api(Box::new(kube::core::Status {
+            message: why,
+            code: 403,
+            reason: "Forbidden".into(),
+            ..Default::default()
+        })));
+    }
     Ok(cache.api(&info, namespace))
 }
 
@@ -113,7 +127,14 @@ async fn write(
     object: &Value,
     dry_run: bool,
 ) -> Result<(Value, String), kube::Error> {
-    let api = api_for(cache, &t.api_version, &t.key.kind, &t.key.namespace).await?;
+    let api = api_for(
+        cache,
+        &t.api_version,
+        &t.key.kind,
+        &t.key.namespace,
+        &t.key.name,
+    )
+    .await?;
     let dry = if dry_run { " (dry run)" } else { "" };
     let kind = t.key.kind.to_lowercase();
     let validation = if t.options.skip_validation {
@@ -178,7 +199,7 @@ async fn delete(
     propagation: &str,
     dry_run: bool,
 ) -> Result<Option<Value>, kube::Error> {
-    let api = api_for(cache, api_version, &key.kind, &key.namespace).await?;
+    let api = api_for(cache, api_version, &key.kind, &key.namespace, &key.name).await?;
     let params = DeleteParams {
         dry_run,
         propagation_policy: Some(match propagation.to_ascii_lowercase().as_str() {

@@ -197,3 +197,102 @@ async fn apps_in_other_namespaces_need_a_project_that_lists_them() -> Result<()>
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_scoped_cluster_is_watched_and_written_only_in_its_namespaces() -> Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::Api;
+    use kube::api::{Patch, PatchParams};
+    let fleet = Fleet::start(FleetConfig {
+        clusters: 1,
+        ..Default::default()
+    })
+    .await?;
+    let sim = fleet.sim.in_process()?;
+    let cluster = sim.cluster("cluster-001").context("cluster")?;
+    // The namespaces exist (a namespaced cluster's credentials could not create them).
+    fleet
+        .git
+        .commit_files(
+            &[
+                ("scoped/cm.yaml", &config_map("inside", "v1")),
+                (
+                    "outside/cm.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: outside\n  namespace: payments\ndata:\n  k: v1\n",
+                ),
+                (
+                    "cluster-level/ns.yaml",
+                    "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: made-by-app\n",
+                ),
+            ],
+            "scoped",
+        )?;
+    let secrets: Api<Secret> = Api::namespaced(fleet.control().clone(), NS);
+    secrets
+        .patch(
+            "cluster-cluster-001",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"namespaces": "team-a, team-b"}})),
+        )
+        .await?;
+    let mark = cluster.log.since(0).last().map(|r| r.seq).unwrap_or(0);
+    let app = |name: &str, path: &str| {
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  project: default\n  source: {{repoURL: '{url}', targetRevision: main, path: {path}}}\n  destination: {{name: cluster-001, namespace: team-a}}\n  syncPolicy:\n    automated: {{prune: true}}\n",
+            url = fleet.git.url()
+        )
+    };
+    let target = fleet.cluster("cluster-001").await?;
+    for ns in ["team-a", "team-b", "payments"] {
+        flotilla_loadtest::fleet::apply_yaml(
+            &target,
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"),
+            "test-setup",
+        )
+        .await?;
+    }
+    fleet.apply(&app("scoped", "scoped")).await?;
+    wait_synced_healthy(&fleet, "scoped").await?;
+    ensure!(
+        live_value(&fleet, "cluster-001", "team-a", "inside")
+            .await?
+            .as_deref()
+            == Some("v1")
+    );
+
+    // Another namespace, and a cluster-level object: the sync fails naming why, nothing written.
+    for (name, path, why) in [
+        ("outside", "outside", "is not managed"),
+        ("cluster-level", "cluster-level", "namespaced mode"),
+    ] {
+        fleet.apply(&app(name, path)).await?;
+        wait_app(&fleet, name, Duration::from_secs(60), why, |a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.operation_state.as_ref())
+                .is_some_and(|o| o.to_string().contains(why))
+        })
+        .await?;
+    }
+    ensure!(
+        live_value(&fleet, "cluster-001", "payments", "outside")
+            .await?
+            .is_none()
+    );
+
+    // Every list and watch since the Secret changed stayed inside team-a/team-b.
+    let wide: Vec<String> = cluster
+        .log
+        .since(mark)
+        .into_iter()
+        .filter(|r| matches!(r.verb.as_str(), "list" | "watch"))
+        .filter(|r| r.user_agent.starts_with("flotilla-controller"))
+        .filter(|r| !["team-a", "team-b"].contains(&r.namespace.as_str()))
+        .map(|r| format!("{} {}/{} ns={:?}", r.verb, r.group, r.resource, r.namespace))
+        .collect();
+    ensure!(
+        wide.is_empty(),
+        "cluster-wide reads of a namespaced cluster: {wide:?}"
+    );
+    Ok(())
+}

@@ -46,6 +46,50 @@ pub struct ApiInfo {
     pub namespaced: bool,
 }
 
+/// What of a cluster Flotilla may manage (a cluster Secret's `namespaces` and
+/// `clusterResources`): every namespace when `namespaces` is empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterScope {
+    pub namespaces: Vec<String>,
+    pub cluster_resources: bool,
+}
+
+impl ClusterScope {
+    /// Whether the whole cluster is in scope.
+    pub fn is_cluster_wide(&self) -> bool {
+        self.namespaces.is_empty()
+    }
+
+    /// Why an object of `kind` named `name` (in `namespace` when `namespaced`) may not be
+    /// managed on `cluster`, if it may not (Argo CD's messages for namespaced clusters).
+    pub fn refusal(
+        &self,
+        cluster: &str,
+        namespaced: bool,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<String> {
+        if self.is_cluster_wide() {
+            return None;
+        }
+        if namespaced {
+            (!self.namespaces.iter().any(|n| n == namespace)).then(|| {
+                format!(
+                    "namespace {namespace:?} for {kind} {name:?} is not managed: cluster {cluster} is limited to the namespaces {:?} by its Secret",
+                    self.namespaces
+                )
+            })
+        } else {
+            (!self.cluster_resources).then(|| {
+                format!(
+                    "cluster level {kind} {name:?} can not be managed when in namespaced mode: cluster {cluster}'s Secret sets namespaces without clusterResources: \"true\""
+                )
+            })
+        }
+    }
+}
+
 /// Where the cache reports changes (the controller turns them into reconciles).
 pub trait CacheEvents: Send + Sync + 'static {
     /// Live objects of these apps changed.
@@ -78,6 +122,8 @@ pub struct ClusterCache {
     orphans: Mutex<Option<Arc<super::orphans::OrphanIndex>>>,
     /// The cluster's version and API versions (for Helm and plugins), with when they were read.
     capabilities: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Capabilities>)>>,
+    /// What may be watched and written (set once, before the first watch).
+    scope: RwLock<ClusterScope>,
 }
 
 /// What a cluster serves, as Helm's `.Capabilities` and Argo CD's plugins see it.
@@ -142,6 +188,7 @@ impl ClusterCache {
             metrics,
             orphans: Mutex::new(None),
             capabilities: tokio::sync::Mutex::new(None),
+            scope: RwLock::new(ClusterScope::default()),
         })
     }
 
@@ -287,6 +334,18 @@ impl ClusterCache {
         }
     }
 
+    /// Limit the cache to a cluster Secret's namespaces (call before the first watch).
+    pub fn set_scope(&self, scope: ClusterScope) {
+        if let Ok(mut s) = self.scope.write() {
+            *s = scope;
+        }
+    }
+
+    /// What may be watched and written.
+    pub fn scope(&self) -> ClusterScope {
+        self.scope.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
     /// Forget discovery of a kind (after a CRD was applied or removed).
     pub fn forget_kind(&self, api_version: &str, kind: &str) {
         lock(&self.discovery).remove(&(api_version.to_string(), kind.to_string()));
@@ -365,19 +424,51 @@ impl ClusterCache {
     fn start_watch(self: &Arc<Self>, gk: (String, String), info: ApiInfo) -> KindWatch {
         let (synced_tx, synced) = watch::channel(false);
         let error = Arc::new(Mutex::new(None));
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &info.resource);
         let cfg = match crate::tracking::settings().watch_label() {
             Some(label) => watcher::Config::default().labels(label),
             None => watcher::Config::default(),
         };
+        let scope = self.scope();
+        // One watch over the whole cluster, or (a namespace-scoped cluster) one per namespace,
+        // each event tagged with the namespace its list covers. Cluster-level kinds outside
+        // the scope are not watched at all: nothing of them is ours to see.
+        let streams: Vec<(Option<String>, Api<DynamicObject>)> = if scope.is_cluster_wide() {
+            vec![(None, Api::all_with(self.client.clone(), &info.resource))]
+        } else if info.namespaced {
+            scope
+                .namespaces
+                .iter()
+                .map(|ns| {
+                    (
+                        Some(ns.clone()),
+                        Api::namespaced_with(self.client.clone(), ns, &info.resource),
+                    )
+                })
+                .collect()
+        } else if scope.cluster_resources {
+            vec![(None, Api::all_with(self.client.clone(), &info.resource))]
+        } else {
+            Vec::new()
+        };
         let weak = Arc::downgrade(self);
         let err_slot = error.clone();
         let name = self.name.clone();
-        tracing::info!(cluster = %name, group = %gk.0, kind = %gk.1, "watching");
+        tracing::info!(cluster = %name, group = %gk.0, kind = %gk.1, lists = streams.len(), "watching");
         let task = tokio::spawn(async move {
-            let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
-            let mut buffer: Vec<Value> = Vec::new();
-            while let Some(ev) = stream.next().await {
+            let lists = streams.len();
+            if lists == 0 {
+                synced_tx.send_replace(true);
+                return;
+            }
+            let mut stream = futures::stream::select_all(streams.into_iter().map(|(ns, api)| {
+                watcher::watcher(api, cfg.clone())
+                    .default_backoff()
+                    .map(move |ev| (ns.clone(), ev))
+                    .boxed()
+            }));
+            let mut buffers: HashMap<Option<String>, Vec<Value>> = HashMap::new();
+            let mut listed: std::collections::HashSet<Option<String>> = Default::default();
+            while let Some((ns, ev)) = stream.next().await {
                 let Some(this) = weak.upgrade() else { return };
                 if crate::settings::current().excluded(&gk.0, &gk.1, &this.server) {
                     return;
@@ -389,17 +480,25 @@ impl ClusterCache {
                         *lock(&err_slot) = None;
                         match ev {
                             Event::Init => {
-                                buffer.clear();
+                                buffers.remove(&ns);
                                 Vec::new()
                             }
                             Event::InitApply(o) => {
-                                buffer.extend(serde_json::to_value(o).ok());
+                                buffers
+                                    .entry(ns.clone())
+                                    .or_default()
+                                    .extend(serde_json::to_value(o).ok());
                                 Vec::new()
                             }
                             Event::InitDone => {
-                                let objs = std::mem::take(&mut buffer);
-                                let affected = this.write().replace_kind(&gk.0, &gk.1, objs);
-                                synced_tx.send_replace(true);
+                                let objs = buffers.remove(&ns).unwrap_or_default();
+                                let affected =
+                                    this.write()
+                                        .replace_kind_in(&gk.0, &gk.1, ns.as_deref(), objs);
+                                listed.insert(ns.clone());
+                                if listed.len() == lists {
+                                    synced_tx.send_replace(true);
+                                }
                                 affected
                             }
                             Event::Apply(o) => match serde_json::to_value(o) {
@@ -576,5 +675,42 @@ impl ClusterCache {
     /// Write-through of a completed delete.
     pub fn observe_deleted(&self, key: &ResourceKey) {
         self.write().remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClusterScope;
+
+    #[test]
+    fn a_namespaced_cluster_refuses_other_namespaces_and_cluster_level_objects() {
+        let all = ClusterScope::default();
+        assert!(all.refusal("c", false, "Namespace", "", "x").is_none());
+        let scoped = ClusterScope {
+            namespaces: vec!["team-a".into()],
+            cluster_resources: false,
+        };
+        assert!(
+            scoped
+                .refusal("c", true, "ConfigMap", "team-a", "x")
+                .is_none()
+        );
+        let other = scoped
+            .refusal("c", true, "ConfigMap", "payments", "x")
+            .expect("refused");
+        assert!(
+            other.contains("\"payments\"") && other.contains("is not managed"),
+            "{other}"
+        );
+        assert!(scoped.refusal("c", false, "ClusterRole", "", "r").is_some());
+        let with_cluster = ClusterScope {
+            cluster_resources: true,
+            ..scoped
+        };
+        assert!(
+            with_cluster
+                .refusal("c", false, "ClusterRole", "", "r")
+                .is_none()
+        );
     }
 }

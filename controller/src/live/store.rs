@@ -146,6 +146,21 @@ impl LiveStore {
 
     /// Replace every object of `group`/`kind` with `objs` (a relist); returns affected apps.
     pub fn replace_kind(&mut self, group: &str, kind: &str, objs: Vec<Value>) -> Vec<AppKey> {
+        self.replace_kind_in(group, kind, None, objs)
+    }
+
+    /// [`Self::replace_kind`] for the objects of one namespace only (a namespace-scoped
+    /// cluster lists each of its namespaces apart); `None`: every namespace.
+    pub fn replace_kind_in(
+        &mut self,
+        group: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        objs: Vec<Value>,
+    ) -> Vec<AppKey> {
+        let in_scope = |k: &ResourceKey| {
+            k.group == group && k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns)
+        };
         let mut affected = BTreeSet::new();
         let fresh: HashMap<ResourceKey, Value> = objs
             .into_iter()
@@ -154,17 +169,15 @@ impl LiveStore {
         let stale: Vec<ResourceKey> = self
             .objects
             .keys()
-            .filter(|k| k.group == group && k.kind == kind && !fresh.contains_key(*k))
+            .filter(|k| in_scope(k) && !fresh.contains_key(*k))
             .cloned()
             .collect();
         for k in stale {
             affected.extend(self.unindex(&k));
         }
         // A relist is the truth for this kind: its deletions need no memory.
-        self.tombstones
-            .retain(|k, _| !(k.group == group && k.kind == kind));
-        self.tombstone_order
-            .retain(|k| !(k.group == group && k.kind == kind));
+        self.tombstones.retain(|k, _| !in_scope(k));
+        self.tombstone_order.retain(|k| !in_scope(k));
         for (k, o) in fresh {
             let unchanged = self
                 .objects
@@ -245,6 +258,30 @@ mod tests {
                 "annotations": {LAST_APPLIED: "{...}"}}});
         stamp(&mut o, &AppKey::new("argocd", app));
         o
+    }
+
+    #[test]
+    fn a_relist_of_one_namespace_leaves_the_others_alone() {
+        let mut s = LiveStore::default();
+        let in_ns = |ns: &str, name: &str| {
+            let mut o = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": ns, "resourceVersion": "1"}});
+            stamp(&mut o, &AppKey::new("argocd", "a"));
+            o
+        };
+        s.upsert(in_ns("team-a", "x"));
+        s.upsert(in_ns("team-b", "y"));
+        // team-a's list comes back empty: only x goes.
+        s.replace_kind_in("", "ConfigMap", Some("team-a"), Vec::new());
+        let left: Vec<String> = s
+            .for_app(&AppKey::new("argocd", "a"))
+            .keys()
+            .map(|k| k.name.clone())
+            .collect();
+        assert_eq!(left, ["y"]);
+        // A cluster-wide relist is the truth for every namespace.
+        s.replace_kind("", "ConfigMap", vec![in_ns("team-c", "z")]);
+        assert_eq!(s.len(), 1);
     }
 
     #[test]
