@@ -302,7 +302,8 @@ fn cluster_secret(s: &Server, c: &ClusterBody) -> Result<Secret, String> {
     } else {
         c.config.clone()
     };
-    serde_json::from_value::<flotilla_controller::clusters::ClusterConfig>(config.clone())
+    // Unknown fields and unusable values are refused here as the controllers would.
+    flotilla_controller::clusters::ClusterConfig::parse(&config.to_string())
         .map_err(|e| format!("config: {e}"))?;
     let mut data = BTreeMap::from([
         ("server".to_string(), server.to_string()),
