@@ -331,9 +331,14 @@ fn ttl_ms(ttl: Duration) -> i64 {
 }
 
 /// The URL without its password, for logs.
-/// The URL without its user info and without the sentinels' password (`sentinelPassword=`).
+/// The URL without its user info and without the sentinels' password (`sentinelPassword=`,
+/// however its name is percent-encoded). A `?` inside the password does not start the query.
 fn redact(url: &str) -> String {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let after_auth = url.rfind('@').map(|at| at + 1).unwrap_or(0);
+    let (base, query) = match url[after_auth..].find('?') {
+        Some(q) => (&url[..after_auth + q], &url[after_auth + q + 1..]),
+        None => (url, ""),
+    };
     let base = match (base.find("://"), base.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &base[..s], &base[at + 1..]),
         _ => base.to_string(),
@@ -344,11 +349,34 @@ fn redact(url: &str) -> String {
     let query: Vec<String> = query
         .split('&')
         .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("sentinelPassword") => format!("{k}=***"),
+            Some((k, _)) if percent_decoded(k).eq_ignore_ascii_case("sentinelPassword") => {
+                format!("{k}=***")
+            }
             _ => kv.to_string(),
         })
         .collect();
     format!("{base}?{}", query.join("&"))
+}
+
+/// `%XX` escapes decoded (invalid ones kept as they are).
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
 }
 
 impl Store for RedisStore {
@@ -433,6 +461,17 @@ mod tests {
             "redis-cluster://***@10.0.0.1:6379?node=10.0.0.2:6379"
         );
         assert_eq!(redact("redis://10.0.0.1:6379"), "redis://10.0.0.1:6379");
+        for url in [
+            "redis-sentinel://:pw@h:26379/0?sentinelServiceName=m&sentinelPassword=S3CRET",
+            "redis-sentinel://h:26379/0?sentinelServiceName=m&sentinel%50assword=S3CRET",
+            "redis://:pa?ss=S3CRET@h:6379",
+        ] {
+            let shown = redact(url);
+            assert!(
+                !shown.contains("S3CRET") && !shown.contains(":pw@"),
+                "{shown}"
+            );
+        }
     }
 
     #[tokio::test]

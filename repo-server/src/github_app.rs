@@ -151,13 +151,19 @@ impl GithubAppCreds {
         now: jiff::Timestamp,
     ) -> Result<(String, jiff::Timestamp), GithubAppError> {
         use std::io::Read;
-        let jwt = self.app_jwt(now)?;
         let url = format!(
             "{}/app/installations/{}/access_tokens",
             self.api_base(),
             self.installation_id
         );
         let shown = flotilla_core::redact::redact_url(&url);
+        // The app JWT can mint tokens for every installation of the app: never in clear text.
+        if !url.to_ascii_lowercase().starts_with("https://") {
+            return Err(self.error(format!(
+                "the GitHub API base {shown} is not https:// (the app's JWT would travel in clear text)"
+            )));
+        }
+        let jwt = self.app_jwt(now)?;
         let settings = HttpSettings::for_repo(transport, &url, &Default::default())
             .map_err(|e| self.error(e.0))?;
         let client = settings
@@ -190,8 +196,16 @@ impl GithubAppCreds {
             return Err(self.error(format!("the reply of {shown} is too large")));
         }
         if !status.is_success() {
-            let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
-            return Err(self.error(format!("POST {shown}: HTTP {status}: {text}")));
+            // GitHub's error body is a JSON `message`; anything else is not echoed.
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| {
+                    v["message"]
+                        .as_str()
+                        .map(|m| m.chars().take(120).collect::<String>())
+                })
+                .unwrap_or_default();
+            return Err(self.error(format!("POST {shown}: HTTP {status} {message}")));
         }
         #[derive(serde::Deserialize)]
         struct Reply {
@@ -239,5 +253,18 @@ mod tests {
         };
         assert_eq!(ghe.api_base(), "https://ghe.corp/api/v3");
         assert!(!format!("{ghe:?}").contains("BEGIN"), "no key in Debug");
+        // The app JWT never goes over plain http (checked before anything is signed or sent).
+        let plain = GithubAppCreds {
+            enterprise_base_url: Some("http://127.0.0.1:9/api/v3".into()),
+            ..ghe
+        };
+        let e = plain
+            .mint(
+                &TransportConfig::default(),
+                Duration::from_secs(1),
+                jiff::Timestamp::now(),
+            )
+            .expect_err("http");
+        assert!(e.message.contains("not https://"), "{e}");
     }
 }

@@ -29,6 +29,9 @@ const MAX_MANIFEST: usize = 4 * 1024 * 1024;
 const MAX_TAGS_PAGE: usize = 4 * 1024 * 1024;
 /// Pages of a tag list followed at most.
 const MAX_TAG_PAGES: usize = 50;
+/// Most tags kept from one repository's list, over all pages: a hostile registry's pages of
+/// tiny tags would otherwise cost gigabytes (a chart rarely has more than a few hundred).
+const MAX_TAGS: usize = 10_000;
 /// Tags asked for per page.
 const TAGS_PAGE: usize = 1000;
 /// Largest token-service answer accepted.
@@ -1117,12 +1120,14 @@ impl<'a> Session<'a> {
                 .await?;
             let page: TagList = serde_json::from_slice(&reply.body)
                 .map_err(|e| OciError::Invalid(format!("the tag list is not valid JSON: {e}")))?;
-            out.extend(
-                page.tags
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|t| valid_tag(t)),
-            );
+            let tags = page.tags.unwrap_or_default();
+            if out.len() + tags.len() > MAX_TAGS {
+                return Err(OciError::Invalid(format!(
+                    "{}: the repository lists more than {MAX_TAGS} tags",
+                    self.chart
+                )));
+            }
+            out.extend(tags.into_iter().filter(|t| valid_tag(t)));
             match next_link(&reply.headers, &reply.url) {
                 Some(next) if same_origin(&self.base, &next) && next != reply.url => url = next,
                 _ => return Ok(out),

@@ -221,6 +221,9 @@ pub struct SshCommand {
     dir: tempfile::TempDir,
 }
 
+/// Most bytes of ssh's stderr kept for an error message.
+const MAX_SSH_STDERR: u64 = 64 * 1024;
+
 /// Quote `s` for `sh` (gix runs the command through the shell so that its options apply).
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -295,6 +298,10 @@ impl SshCommand {
                 .map_err(|e| TransportError(format!("writing the ssh key: {e}")))?;
             args.push("-i".into());
             args.push(path.display().to_string());
+        } else {
+            // No key configured: offer none (never the repo-server user's own ~/.ssh keys).
+            args.push("-o".into());
+            args.push("IdentityFile=none".into());
         }
         let mut command = args
             .iter()
@@ -302,17 +309,27 @@ impl SshCommand {
             .collect::<Vec<_>>()
             .join(" ");
         // ssh's complaints go to a file read back on failure (gix only sees a closed pipe).
-        command.push_str(&format!(
-            " 2>>{}",
+        // A server flooding them gets ssh killed at 64 KiB (`ulimit -f` counts 512-byte
+        // blocks; ssh writes no other file: known hosts are never updated).
+        command = format!(
+            "ulimit -f {}; {command} 2>>{}",
+            MAX_SSH_STDERR / 512,
             sh_quote(&dir.path().join("stderr").display().to_string())
-        ));
+        );
         Ok(Self { command, dir })
     }
 
     /// What ssh said on its stderr, on one line and bounded: its own messages, without the
     /// warning banner.
     pub fn stderr_summary(&self) -> Option<String> {
-        let text = std::fs::read_to_string(self.dir.path().join("stderr")).ok()?;
+        use std::io::{Read, Seek, SeekFrom};
+        // Only the tail: that is where ssh says what failed, and the file is bounded anyway.
+        let mut f = std::fs::File::open(self.dir.path().join("stderr")).ok()?;
+        let len = f.metadata().ok()?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+        let mut bytes = Vec::new();
+        f.take(4096).read_to_end(&mut bytes).ok()?;
+        let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text
             .lines()
             .map(str::trim)

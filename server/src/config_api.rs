@@ -364,6 +364,37 @@ async fn write_cluster(
     ) {
         return Err(denied());
     }
+    // Replacing a Secret needs the right to it as it is now, too: a project role must not
+    // take over a global cluster (or another project's) by naming its server.
+    if let Some(cur) = &current {
+        let theirs = flotilla_controller::clusters::Cluster::from_secret(cur)
+            .ok()
+            .and_then(|c| c.project);
+        if !s.can(
+            &who,
+            "clusters",
+            "update",
+            &cluster_object(&c.server, theirs.as_deref()),
+        ) {
+            return Err(denied());
+        }
+    }
+    // Settings that run code in the controller or send its cloud identity somewhere are
+    // an operator's: they need the right to write clusters outside any project, which a
+    // project role never has (a project admin minting a token must not get a shell).
+    let privileged: Vec<&str> = ["execProviderConfig", "awsAuthConfig", "proxyUrl"]
+        .into_iter()
+        .filter(|k| c.config.get(k).is_some_and(|v| !v.is_null()))
+        .collect();
+    if !privileged.is_empty() && !s.can(&who, "clusters", act, &cluster_object(&c.server, None)) {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} may be set only by someone allowed to write clusters outside any project",
+                privileged.join(", ")
+            ),
+        ));
+    }
     match current {
         None => {
             api.create(&PostParams::default(), &secret)
@@ -528,6 +559,19 @@ async fn create_repository(
         let act = if current.is_some() { "update" } else { "create" };
         if !s.can(&who, "repositories", act, &repo_object(&url, r.project.as_deref())) {
             return Err(denied());
+        }
+        // Replacing needs the right to the Secret as it is now (another project's, or a
+        // global one, is not a project role's to overwrite).
+        if let Some(cur) = &current {
+            let theirs = cur
+                .data
+                .as_ref()
+                .and_then(|d| d.get("project"))
+                .map(|b| String::from_utf8_lossy(&b.0).to_string())
+                .filter(|p| !p.is_empty());
+            if !s.can(&who, "repositories", "update", &repo_object(&url, theirs.as_deref())) {
+                return Err(denied());
+            }
         }
         let mut data = BTreeMap::from([("url".to_string(), url.clone()), ("type".to_string(), typ)]);
         for (k, v) in [

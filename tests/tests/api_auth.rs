@@ -1110,3 +1110,86 @@ async fn project_role_tokens_and_service_account_tokens() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_role_cannot_run_code_in_the_controller_or_take_over_a_global_cluster()
+-> Result<()> {
+    let fleet = fleet().await?;
+    fleet
+        .apply(&project_yaml(
+            "team-a",
+            "[{name: ops, policies: ['p, proj:team-a:ops, clusters, *, team-a/*, allow', 'p, proj:team-a:ops, repositories, *, team-a/*, allow']}]",
+        ))
+        .await?;
+    let (_server, api) = fleet.start_server_with(&[]).await?;
+    let made = post_as(
+        &api,
+        "/api/v1/projects/team-a/roles/ops/token",
+        ADMIN_TOKEN,
+        &json!({"id": "ops-1"}),
+    )
+    .await?;
+    ensure!(made.code == 200, "issue: {} {}", made.code, made.body);
+    let ops = made.json()["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    until_code(&api, "/api/v1/clusters", &ops, 200, "the project token").await?;
+
+    // The attack: a project-scoped cluster whose credentials come from a command.
+    let exec = json!({"server": "https://attacker.example:6443", "project": "team-a",
+        "config": {"execProviderConfig": {"command": "/bin/sh", "args": ["-c", "id"], "apiVersion": "client.authentication.k8s.io/v1beta1"}}});
+    let r = post_as(&api, "/api/v1/clusters", &ops, &exec).await?;
+    ensure!(
+        r.code == 403 && r.body.contains("execProviderConfig"),
+        "{} {}",
+        r.code,
+        r.body
+    );
+    let aws = json!({"server": "https://attacker.example:6443", "project": "team-a",
+        "config": {"awsAuthConfig": {"clusterName": "prod"}}});
+    ensure!(post_as(&api, "/api/v1/clusters", &ops, &aws).await?.code == 403);
+    // The operator may.
+    let r = post_as(&api, "/api/v1/clusters", ADMIN_TOKEN, &exec).await?;
+    ensure!(r.code == 200, "admin: {} {}", r.code, r.body);
+    // A plain project-scoped cluster is the project's to add.
+    let own = json!({"server": "https://team-a.example:6443", "project": "team-a",
+        "config": {"bearerToken": "t"}});
+    let r = post_as(&api, "/api/v1/clusters", &ops, &own).await?;
+    ensure!(r.code == 200, "own: {} {}", r.code, r.body);
+
+    // Taking over a global cluster (or repository) by naming it in an upsert: refused.
+    let global = json!({"server": "https://shared.example:6443", "config": {"bearerToken": "g"}});
+    ensure!(
+        post_as(&api, "/api/v1/clusters", ADMIN_TOKEN, &global)
+            .await?
+            .code
+            == 200
+    );
+    let steal = json!({"server": "https://shared.example:6443", "project": "team-a",
+        "config": {"bearerToken": "mine"}});
+    let r = post_as(&api, "/api/v1/clusters?upsert=true", &ops, &steal).await?;
+    ensure!(
+        r.code == 403,
+        "global cluster replaced: {} {}",
+        r.code,
+        r.body
+    );
+    let repo = json!({"repo": "https://git.example/shared.git", "username": "u", "password": "p"});
+    ensure!(
+        post_as(&api, "/api/v1/repositories", ADMIN_TOKEN, &repo)
+            .await?
+            .code
+            == 200
+    );
+    let steal =
+        json!({"repo": "https://git.example/shared.git", "project": "team-a", "password": "x"});
+    let r = post_as(&api, "/api/v1/repositories?upsert=true", &ops, &steal).await?;
+    ensure!(
+        r.code == 403,
+        "global repository replaced: {} {}",
+        r.code,
+        r.body
+    );
+    Ok(())
+}

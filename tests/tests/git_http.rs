@@ -227,10 +227,10 @@ async fn github_app_installation_tokens_are_minted_cached_and_renewed() -> Resul
     let origin = GitServer::start(dir.path(), "apps", None)?;
     let head = origin.commit_files(&[("a.yaml", "x: 1\n")], "one")?;
     let key = AppKey::generate()?;
-    // Long-lived tokens for installation 1, tokens already inside the renewal minute for 2.
-    let api = GithubApi::start(4242, 1, &key, Duration::from_secs(3600)).await?;
-    let short = GithubApi::start(4242, 2, &key, Duration::from_secs(30)).await?;
     let ca = TestCa::new("ghe CA")?;
+    // Long-lived tokens for installation 1, tokens already inside the renewal minute for 2.
+    let api = GithubApi::start(4242, 1, &key, Duration::from_secs(3600), &ca).await?;
+    let short = GithubApi::start(4242, 2, &key, Duration::from_secs(30), &ca).await?;
     let certs = dir.path().join("tls");
     std::fs::create_dir_all(&certs)?;
     std::fs::write(certs.join("127.0.0.1"), &ca.pem)?;

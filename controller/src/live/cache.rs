@@ -584,6 +584,7 @@ impl ClusterCache {
             self.client.clone(),
             self.name.clone(),
             Arc::new(move |g: &str, k: &str| crate::settings::current().excluded(g, k, &server)),
+            self.scope().namespaces,
         );
         *slot = Some(index.clone());
         index

@@ -29,9 +29,11 @@ pub type Excluded = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 #[derive(Default)]
 pub struct OrphanIndex {
     candidates: RwLock<HashMap<String, BTreeSet<ResourceKey>>>,
-    /// Kinds watched, and how many have listed once.
+    /// Kinds watched, and the (kind, namespace) lists done once ("" = every namespace).
     watched: RwLock<HashSet<(String, String)>>,
-    listed: RwLock<HashSet<(String, String)>>,
+    listed: RwLock<HashSet<(String, String, String)>>,
+    /// The only namespaces watched (a namespace-scoped cluster); empty: the whole cluster.
+    namespaces: Vec<String>,
     discovered: RwLock<bool>,
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
@@ -54,10 +56,28 @@ fn candidate(obj: &Value) -> bool {
 }
 
 impl OrphanIndex {
+    /// An empty index watching only `namespaces` (empty: the whole cluster).
+    fn scoped(namespaces: Vec<String>) -> Self {
+        Self {
+            candidates: RwLock::default(),
+            watched: RwLock::default(),
+            listed: RwLock::default(),
+            namespaces,
+            discovered: RwLock::default(),
+            tasks: parking_lot::Mutex::default(),
+        }
+    }
+
     /// Start discovering and watching the cluster behind `client` (kinds `excluded` names are
-    /// skipped). The returned index fills in the background.
-    pub fn start(client: Client, cluster: String, excluded: Excluded) -> Arc<Self> {
-        let index = Arc::new(Self::default());
+    /// skipped), in `namespaces` only when given (one watch per namespace and kind, never a
+    /// cluster-wide list). The returned index fills in the background.
+    pub fn start(
+        client: Client,
+        cluster: String,
+        excluded: Excluded,
+        namespaces: Vec<String>,
+    ) -> Arc<Self> {
+        let index = Arc::new(Self::scoped(namespaces));
         let weak = Arc::downgrade(&index);
         let task = tokio::spawn(async move {
             loop {
@@ -94,7 +114,33 @@ impl OrphanIndex {
             return;
         }
         tracing::info!(cluster = %cluster, group = %gk.0, kind = %gk.1, "watching metadata for orphaned resources");
-        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &ar);
+        let scopes: Vec<Option<String>> = if self.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.namespaces.iter().cloned().map(Some).collect()
+        };
+        for ns in scopes {
+            self.watch_list(client.clone(), &ar, gk.clone(), ns);
+        }
+    }
+
+    /// One metadata watch of kind `gk`, over the cluster or in one namespace.
+    fn watch_list(
+        self: &Arc<Self>,
+        client: Client,
+        ar: &ApiResource,
+        gk: (String, String),
+        namespace: Option<String>,
+    ) {
+        let api: Api<PartialObjectMeta<DynamicObject>> = match &namespace {
+            Some(ns) => Api::namespaced_with(client, ns, ar),
+            None => Api::all_with(client, ar),
+        };
+        let list_key = (
+            gk.0.clone(),
+            gk.1.clone(),
+            namespace.clone().unwrap_or_default(),
+        );
         let weak = Arc::downgrade(self);
         let task = tokio::spawn(async move {
             let mut stream = watcher::watcher(api, watcher::Config::default())
@@ -107,8 +153,8 @@ impl OrphanIndex {
                     Ok(Event::Init) => fresh.clear(),
                     Ok(Event::InitApply(o)) => fresh.extend(meta_value(&o, &gk)),
                     Ok(Event::InitDone) => {
-                        this.replace_kind(&gk, std::mem::take(&mut fresh));
-                        this.listed.write().insert(gk.clone());
+                        this.replace_kind(&gk, namespace.as_deref(), std::mem::take(&mut fresh));
+                        this.listed.write().insert(list_key.clone());
                     }
                     Ok(Event::Apply(o)) => {
                         if let Some(v) = meta_value(&o, &gk) {
@@ -123,7 +169,7 @@ impl OrphanIndex {
                     Err(e) => {
                         // A kind that cannot be listed (RBAC, a CRD going away) must not keep
                         // the whole cluster's report off: it counts as settled, without objects.
-                        if this.listed.write().insert(gk.clone()) {
+                        if this.listed.write().insert(list_key.clone()) {
                             tracing::warn!(kind = %gk.1, error = %e, "orphaned resources: cannot list this kind; reporting without it");
                         }
                     }
@@ -158,10 +204,13 @@ impl OrphanIndex {
         }
     }
 
-    fn replace_kind(&self, gk: &(String, String), objs: Vec<Value>) {
+    fn replace_kind(&self, gk: &(String, String), namespace: Option<&str>, objs: Vec<Value>) {
         {
             let mut c = self.candidates.write();
-            for set in c.values_mut() {
+            for (ns, set) in c.iter_mut() {
+                if namespace.is_some_and(|n| n != ns) {
+                    continue;
+                }
                 set.retain(|k| !(k.group == gk.0 && k.kind == gk.1));
             }
             c.retain(|_, s| !s.is_empty());
@@ -173,8 +222,9 @@ impl OrphanIndex {
 
     /// The candidates in `namespace`, once every watched kind has listed; `None` before.
     pub fn candidates(&self, namespace: &str) -> Option<Vec<ResourceKey>> {
-        let ready =
-            *self.discovered.read() && self.listed.read().len() == self.watched.read().len();
+        let lists_per_kind = self.namespaces.len().max(1);
+        let ready = *self.discovered.read()
+            && self.listed.read().len() == self.watched.read().len() * lists_per_kind;
         if !ready {
             return None;
         }
@@ -239,10 +289,13 @@ mod tests {
     fn only_untracked_unowned_objects_are_candidates() {
         let idx = OrphanIndex::default();
         idx.watched.write().insert(("".into(), "ConfigMap".into()));
-        idx.listed.write().insert(("".into(), "ConfigMap".into()));
+        idx.listed
+            .write()
+            .insert(("".into(), "ConfigMap".into(), "".into()));
         *idx.discovered.write() = true;
         idx.replace_kind(
             &("".into(), "ConfigMap".into()),
+            None,
             vec![
                 cm("stray", json!({})),
                 cm("child", json!({"ownerReferences": [{"kind": "Deployment", "name": "x", "uid": "u", "apiVersion": "apps/v1"}]})),
@@ -270,5 +323,26 @@ mod tests {
         idx.watched.write().insert(("".into(), "ConfigMap".into()));
         *idx.discovered.write() = true;
         assert_eq!(idx.candidates("web"), None);
+    }
+
+    #[test]
+    fn a_namespace_scoped_index_is_ready_once_every_namespace_listed() {
+        let idx = OrphanIndex::scoped(vec!["team-a".into(), "team-b".into()]);
+        let gk = ("".to_string(), "ConfigMap".to_string());
+        idx.watched.write().insert(gk.clone());
+        *idx.discovered.write() = true;
+        idx.replace_kind(&gk, Some("team-a"), vec![cm("stray", json!({}))]);
+        idx.listed
+            .write()
+            .insert(("".into(), "ConfigMap".into(), "team-a".into()));
+        assert!(idx.candidates("web").is_none(), "team-b has not listed yet");
+        idx.listed
+            .write()
+            .insert(("".into(), "ConfigMap".into(), "team-b".into()));
+        assert!(idx.candidates("web").is_some());
+        // A relist of team-b keeps team-a's candidates.
+        let before = idx.candidates.read().len();
+        idx.replace_kind(&gk, Some("team-b"), Vec::new());
+        assert_eq!(idx.candidates.read().len(), before);
     }
 }

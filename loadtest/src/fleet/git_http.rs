@@ -90,7 +90,7 @@ pub struct CaTls<'a> {
     pub clients: Option<&'a TestCa>,
 }
 
-fn ca_acceptor(tls: &CaTls<'_>) -> Result<tokio_rustls::TlsAcceptor> {
+pub(crate) fn ca_acceptor(tls: &CaTls<'_>) -> Result<tokio_rustls::TlsAcceptor> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let (cert, key) = tls
         .server

@@ -1,5 +1,5 @@
-//! A fake GitHub API for tests: `POST /api/v3/app/installations/{id}/access_tokens` checks the
-//! app JWT as GitHub does (RS256 with the app's public key, issuer, at most ten minutes) and
+//! A fake GitHub API for tests (over TLS from a `TestCa`):
+//! `POST /api/v3/app/installations/{id}/access_tokens` checks the app JWT as GitHub does (RS256 with the app's public key, issuer, at most ten minutes) and
 //! issues installation tokens with a chosen lifetime.
 
 use std::convert::Infallible;
@@ -134,7 +134,12 @@ impl GithubApi {
         installation_id: i64,
         key: &AppKey,
         token_ttl: Duration,
+        ca: &super::git_http::TestCa,
     ) -> Result<Self> {
+        let acceptor = super::git_http::ca_acceptor(&super::git_http::CaTls {
+            server: ca,
+            clients: None,
+        })?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let app = Arc::new(App {
@@ -149,7 +154,11 @@ impl GithubApi {
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (app, iss, refs) = (app.clone(), iss.clone(), refs.clone());
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let (app, iss, refs) = (app.clone(), iss.clone(), refs.clone());
                         async move {
@@ -205,9 +214,9 @@ impl GithubApi {
         })
     }
 
-    /// The Enterprise API base URL (`http://127.0.0.1:port/api/v3`).
+    /// The Enterprise API base URL (`https://127.0.0.1:port/api/v3`).
     pub fn base_url(&self) -> String {
-        format!("http://{}/api/v3", self.addr)
+        format!("https://{}/api/v3", self.addr)
     }
 
     pub fn issued_count(&self) -> usize {

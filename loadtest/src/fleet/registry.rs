@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -468,4 +469,158 @@ mod tests {
         assert_eq!(&raw[62..], &[1, 2]);
         assert!(ecdsa_der_to_raw(&[0x30, 2, 0x02, 5]).is_err());
     }
+}
+
+/// How charts are packaged and pushed: Helm's own code, as the PyPI helm-python-sdk that
+/// `ensure_helm` installs (the `helm` shim there only templates), or a real `helm` binary.
+enum Pusher {
+    Sdk(PathBuf),
+    Cli,
+}
+
+fn pusher() -> Result<Pusher> {
+    let mut pythons = Vec::new();
+    if let Some(home) = std::env::var_os("HOME") {
+        pythons.push(PathBuf::from(home).join(".cache/flotilla/venv/bin/python"));
+    }
+    pythons.push(PathBuf::from("python3"));
+    for py in pythons {
+        let ok = Command::new(&py)
+            .args(["-c", "import helm_python.registry"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Ok(Pusher::Sdk(py));
+        }
+    }
+    let cli = Command::new("helm")
+        .args(["push", "--help"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if cli {
+        return Ok(Pusher::Cli);
+    }
+    bail!(
+        "neither helm-python-sdk nor a helm binary with `helm push`: run `source scripts/lib.sh; ensure_helm`"
+    )
+}
+
+const PUSH_PY: &str = r#"
+import json, sys
+from helm_python.chart import package
+from helm_python.registry import RegistryClient, push
+cfg = json.loads(sys.argv[1])
+client = RegistryClient(credentials_file=cfg["creds_file"], plain_http=cfg["plain_http"])
+if cfg["username"]:
+    client.login(cfg["host"], cfg["username"], cfg["password"], plain_http=cfg["plain_http"])
+for version in cfg["versions"]:
+    archive = package(cfg["chart"], destination=cfg["dest"], version=version)
+    push(archive, cfg["remote"], client=client, plain_http=cfg["plain_http"])
+"#;
+
+/// `helm package` the chart directory `chart` (named `name`) at each version and `helm push`
+/// it to `<registry>/charts`, with Helm's configuration and caches in `work` (nothing goes to
+/// the home directory). Uses Helm's own code: the PyPI helm-python-sdk that `ensure_helm`
+/// installs, or a real `helm` binary.
+pub fn push_chart(
+    work: &Path,
+    registry: &Registry,
+    ca: Option<&Path>,
+    login: Option<(&str, &str)>,
+    chart: &Path,
+    name: &str,
+    versions: &[&str],
+) -> Result<()> {
+    let chart = chart.to_path_buf();
+    let dest = work.join("packages");
+    std::fs::create_dir_all(&dest)?;
+    let home = work.join("helm-home");
+    std::fs::create_dir_all(&home)?;
+    let envs: Vec<(&str, PathBuf)> = vec![
+        ("HOME", home.clone()),
+        ("HELM_REGISTRY_CONFIG", home.join("registry/config.json")),
+        ("HELM_CACHE_HOME", home.join("cache")),
+        ("HELM_CONFIG_HOME", home.join("config")),
+        ("HELM_DATA_HOME", home.join("data")),
+    ];
+    let plain_http = !registry.tls;
+    let run = |mut cmd: Command, what: &str| -> Result<()> {
+        for (k, v) in &envs {
+            cmd.env(k, v);
+        }
+        // Go reads the CA bundle to trust from here (the push only; the repo-server is told
+        // through its own settings).
+        if let Some(ca) = ca {
+            cmd.env("SSL_CERT_FILE", ca);
+        }
+        let out = cmd.output().with_context(|| format!("running {what}"))?;
+        ensure!(
+            out.status.success(),
+            "{what} failed: {}{}\nregistry log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            registry.log_tail(20)
+        );
+        Ok(())
+    };
+    match pusher()? {
+        Pusher::Sdk(python) => {
+            let cfg = serde_json::json!({
+                "creds_file": home.join("registry/config.json"),
+                "plain_http": plain_http,
+                "host": registry.host(),
+                "username": login.map(|l| l.0).unwrap_or_default(),
+                "password": login.map(|l| l.1).unwrap_or_default(),
+                "versions": versions,
+                "chart": chart,
+                "dest": dest,
+                "remote": registry.oci_url("charts"),
+            });
+            let mut cmd = Command::new(python);
+            cmd.args(["-c", PUSH_PY, &cfg.to_string()]);
+            run(cmd, "helm-python-sdk package/push")?;
+        }
+        Pusher::Cli => {
+            let tls_args = |cmd: &mut Command| {
+                if plain_http {
+                    cmd.arg("--plain-http");
+                } else if let Some(ca) = ca {
+                    cmd.arg("--ca-file").arg(ca);
+                }
+            };
+            if let Some((user, pass)) = login {
+                let mut cmd = Command::new("helm");
+                cmd.args([
+                    "registry",
+                    "login",
+                    &registry.host(),
+                    "-u",
+                    user,
+                    "-p",
+                    pass,
+                ]);
+                if plain_http {
+                    cmd.arg("--insecure");
+                } else if let Some(ca) = ca {
+                    cmd.arg("--ca-file").arg(ca);
+                }
+                run(cmd, "helm registry login")?;
+            }
+            for v in versions {
+                let mut cmd = Command::new("helm");
+                cmd.arg("package")
+                    .arg(&chart)
+                    .args(["--version", v, "-d"])
+                    .arg(&dest);
+                run(cmd, "helm package")?;
+                let mut cmd = Command::new("helm");
+                cmd.arg("push")
+                    .arg(dest.join(format!("{name}-{v}.tgz")))
+                    .arg(registry.oci_url("charts"));
+                tls_args(&mut cmd);
+                run(cmd, "helm push")?;
+            }
+        }
+    }
+    Ok(())
 }
