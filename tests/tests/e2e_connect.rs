@@ -296,3 +296,82 @@ async fn a_namespace_scoped_cluster_is_watched_and_written_only_in_its_namespace
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_syncs_a_chart_from_an_oci_registry_behind_a_private_ca() -> Result<()> {
+    use flotilla_loadtest::fleet::git_http::TestCa;
+    use flotilla_loadtest::fleet::registry::{self, Registry, RegistryAuth, RegistryConfig};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let work = tempfile::tempdir()?;
+    let ca = TestCa::new("registry CA")?;
+    let ca_file = work.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem)?;
+    let hash = bcrypt::hash_with_result("reg-pass", 4)?.format_for_version(bcrypt::Version::TwoY);
+    let registry = Registry::start(RegistryConfig {
+        tls: Some(&ca),
+        auth: RegistryAuth::Htpasswd(format!("puller:{hash}\n")),
+    })
+    .await?;
+    let chart = work.path().join("src/web");
+    std::fs::create_dir_all(chart.join("templates"))?;
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: web\nversion: 0.0.0\n",
+    )?;
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  k: {{ .Chart.Version | quote }}\n",
+    )?;
+    registry::push_chart(
+        work.path(),
+        &registry,
+        Some(&ca_file),
+        Some(("puller", "reg-pass")),
+        &chart,
+        "web",
+        &["1.0.0", "1.2.0", "2.0.0"],
+    )?;
+    // argocd-tls-certs-cm as the chart mounts it: the registry's CA under its server name.
+    let certs = work.path().join("tls-certs");
+    std::fs::create_dir_all(&certs)?;
+    std::fs::write(certs.join("127.0.0.1"), &ca.pem)?;
+    let fleet = Fleet::start(FleetConfig {
+        clusters: 1,
+        repo_server_args: vec!["--tls-certs-dir".into(), certs.display().to_string()],
+        ..Default::default()
+    })
+    .await?;
+    let url = registry.oci_url("charts");
+    fleet
+        .apply(&repo_secret(
+            "registry",
+            &[
+                ("url", &url),
+                ("type", "helm"),
+                ("username", "puller"),
+                ("password", "reg-pass"),
+            ],
+        ))
+        .await?;
+    fleet
+        .apply(&format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: oci-web, namespace: {NS}}}\nspec:\n  project: default\n  source: {{repoURL: '{url}', chart: web, targetRevision: '>=1.0 <2'}}\n  destination: {{name: cluster-001, namespace: oci-web}}\n  syncPolicy:\n    automated: {{prune: true}}\n    syncOptions: [CreateNamespace=true]\n"
+        ))
+        .await?;
+    let a = wait_synced_healthy(&fleet, "oci-web").await?;
+    let revision = a
+        .status
+        .as_ref()
+        .and_then(|s| s.sync.as_ref())
+        .and_then(|s| s.revision.clone())
+        .unwrap_or_default();
+    ensure!(revision.starts_with("1.2.0-sha256."), "{revision}");
+    ensure!(
+        live_value(&fleet, "cluster-001", "oci-web", "web")
+            .await?
+            .as_deref()
+            == Some("1.2.0"),
+        "the highest 1.x chart is live"
+    );
+    Ok(())
+}
