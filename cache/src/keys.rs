@@ -59,6 +59,71 @@ pub fn source_digest(src: &flotilla_proto::repo::v1::ApplicationSource, scope: &
     }
 }
 
+/// Whether `src` reads files through ref sources: a Helm value file or file parameter path
+/// that starts with `$` (`$values/envs/prod.yaml`), which in an Application with `spec.sources`
+/// names a ref source.
+pub fn reads_refs(src: &flotilla_proto::repo::v1::ApplicationSource) -> bool {
+    use flotilla_proto::repo::v1::application_source::Kind;
+    match &src.kind {
+        Some(Kind::Helm(h)) => h
+            .value_files
+            .iter()
+            .map(String::as_str)
+            .chain(h.file_parameters.iter().map(|p| p.path.as_str()))
+            .any(|p| p.starts_with('$')),
+        _ => false,
+    }
+}
+
+/// The digest of a render of `src` in an Application with `spec.sources`
+/// (`multiple_sources`) that reads files from the ref sources `refs`, each at its commit.
+/// A render that reads no ref source has its plain [`source_digest`] (shared with the same
+/// source anywhere); one that does also covers every ref source's name, repository, credential
+/// scope and commit, so renders with different ref commits never share a cache entry (the
+/// commit in the key is only the source's own).
+pub fn render_digest(
+    src: &flotilla_proto::repo::v1::ApplicationSource,
+    scope: &str,
+    multiple_sources: bool,
+    refs: &[flotilla_proto::repo::v1::RefSource],
+) -> String {
+    let base = source_digest(src, scope);
+    if refs.is_empty() && !(multiple_sources && reads_refs(src)) {
+        return base;
+    }
+    let mut parts: Vec<&[u8]> = vec![base.as_bytes(), b"refs"];
+    for r in refs {
+        let (url, ref_scope) = r
+            .repo
+            .as_ref()
+            .map(|p| (p.url.as_str(), p.credential_scope.as_str()))
+            .unwrap_or_default();
+        parts.extend([
+            r.name.as_bytes(),
+            url.as_bytes(),
+            ref_scope.as_bytes(),
+            r.commit_sha.as_bytes(),
+        ]);
+    }
+    short_hash(&parts)
+}
+
+/// The shared cache keys of a render of `src` at `commit` that reads ref sources (see
+/// [`render_digest`]): (every app, this app).
+pub fn for_render(
+    commit: &str,
+    src: &flotilla_proto::repo::v1::ApplicationSource,
+    scope: &str,
+    multiple_sources: bool,
+    refs: &[flotilla_proto::repo::v1::RefSource],
+    app: &str,
+    namespace: &str,
+) -> (String, String) {
+    let base = manifests(commit, &render_digest(src, scope, multiple_sources, refs));
+    let app_key = app_manifests(&base, app, namespace);
+    (base, app_key)
+}
+
 /// The shared cache keys of a render of `src` at `commit`: (every app, this app).
 pub fn for_source(
     commit: &str,
@@ -90,7 +155,14 @@ pub fn revision(repo_url: &str, revision: &str) -> String {
 /// (`git@host:org/repo`) and HTTP(S) forms of one repository made equal.
 pub fn normalize_repo_url(url: &str) -> String {
     let mut u = url.trim().to_ascii_lowercase();
-    for scheme in ["https://", "http://", "ssh://", "git://", "git+ssh://"] {
+    for scheme in [
+        "https://",
+        "http://",
+        "ssh://",
+        "git://",
+        "git+ssh://",
+        "oci://",
+    ] {
         if let Some(rest) = u.strip_prefix(scheme) {
             u = rest.to_string();
             break;
@@ -159,6 +231,60 @@ mod tests {
             revision("https://github.com/org/other", "main")
         );
         assert_ne!(revision(forms[0], "main"), revision(forms[0], "dev"));
+    }
+
+    #[test]
+    fn renders_reading_ref_sources_are_keyed_by_every_ref_commit() {
+        use flotilla_proto::repo::v1 as pb;
+        let src = |value_file: &str| pb::ApplicationSource {
+            repo_url: "https://charts/x".into(),
+            chart: "web".into(),
+            kind: Some(pb::application_source::Kind::Helm(pb::HelmSource {
+                value_files: vec![value_file.into()],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let r = |commit: &str, scope: &str| pb::RefSource {
+            name: "values".into(),
+            repo: Some(pb::Repository {
+                url: "https://git/values".into(),
+                credential_scope: scope.into(),
+                password: commit.repeat(2),
+                ..Default::default()
+            }),
+            commit_sha: commit.into(),
+        };
+        let plain = src("values.yaml");
+        // Nothing read from a ref: the plain digest, shared with single-source apps.
+        assert_eq!(
+            render_digest(&plain, "", true, &[]),
+            source_digest(&plain, "")
+        );
+        let refd = src("$values/prod.yaml");
+        assert_eq!(
+            render_digest(&refd, "", false, &[]),
+            source_digest(&refd, ""),
+            "a `$` path in a single-source app is a plain path"
+        );
+        let a = for_render("c1", &refd, "", true, &[r("v1", "")], "app", "ns");
+        let b = for_render("c1", &refd, "", true, &[r("v2", "")], "app", "ns");
+        assert_ne!(a, b, "another ref commit is another render");
+        assert_ne!(manifests_source(&a.0), manifests_source(&b.0));
+        assert_ne!(
+            a,
+            for_render("c1", &refd, "", true, &[r("v1", "p")], "app", "ns"),
+            "another credential scope is another render"
+        );
+        assert_ne!(a, for_source("c1", &refd, "", "app", "ns"));
+        assert_ne!(a.0, for_render("c1", &refd, "", true, &[], "app", "ns").0);
+        // Credentials are not part of a key.
+        let mut same = r("v1", "");
+        if let Some(repo) = same.repo.as_mut() {
+            repo.password = "other".into();
+        }
+        assert_eq!(a, for_render("c1", &refd, "", true, &[same], "app", "ns"));
+        assert_eq!(render_digest(&refd, "", true, &[r("v1", "")]).len(), 32);
     }
 
     #[test]

@@ -350,6 +350,38 @@ pub fn wire_repo(url: &str, creds: Option<&RepoCreds>) -> pb::Repository {
     }
 }
 
+/// What a render reads besides its own source: in an Application with `spec.sources`, the ref
+/// sources its Helm value files and file parameters name (`$name/...`), each at its resolved
+/// commit. Part of the render's cache keys.
+#[derive(Debug, Clone, Default)]
+pub struct RenderRefs {
+    /// The Application has `spec.sources` (`$name/...` paths name ref sources).
+    pub multiple_sources: bool,
+    /// The ref sources the source reads, with their repositories' credentials.
+    pub refs: Vec<pb::RefSource>,
+}
+
+/// The shared cache keys of a render that reads `refs`: (every app, this app), made exactly as
+/// the repo-server makes them when it stores a render (`flotilla_cache::keys::for_render`).
+pub fn render_cache_keys(
+    commit: &str,
+    src: &pb::ApplicationSource,
+    scope: &str,
+    refs: &RenderRefs,
+    app: &str,
+    namespace: &str,
+) -> (String, String) {
+    keys::for_render(
+        commit,
+        src,
+        scope,
+        refs.multiple_sources,
+        &refs.refs,
+        app,
+        namespace,
+    )
+}
+
 /// The shared cache keys of a render: (every app, this app), made exactly as the repo-server
 /// makes them when it stores a render (`flotilla_cache::keys::for_source`).
 pub fn cache_keys(
@@ -531,8 +563,35 @@ impl ManifestClient {
         commit: &str,
         bypass_cache: bool,
     ) -> Result<Rendered, ManifestError> {
+        self.manifests_with(
+            repo,
+            src,
+            &RenderRefs::default(),
+            app,
+            namespace,
+            commit,
+            bypass_cache,
+        )
+        .await
+    }
+
+    /// [`Self::manifests`] of a source that reads files from ref sources (`refs`): cached
+    /// under keys that hold every ref source's commit, so a new commit of a values repository
+    /// is a new render.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn manifests_with(
+        &self,
+        repo: pb::Repository,
+        src: pb::ApplicationSource,
+        refs: &RenderRefs,
+        app: &str,
+        namespace: &str,
+        commit: &str,
+        bypass_cache: bool,
+    ) -> Result<Rendered, ManifestError> {
         let started = Instant::now();
-        let (base, app_key) = cache_keys(commit, &src, &repo.credential_scope, app, namespace);
+        let (base, app_key) =
+            render_cache_keys(commit, &src, &repo.credential_scope, refs, app, namespace);
         if !bypass_cache
             && let Some(hit) = self
                 .lookup(&base, &app_key)
@@ -553,6 +612,8 @@ impl ManifestClient {
             cache_key: base.clone(),
             app_cache_key: app_key.clone(),
             no_cache: bypass_cache,
+            has_multiple_sources: refs.multiple_sources,
+            ref_sources: refs.refs.clone(),
         };
         let res = self
             .pool
@@ -732,6 +793,46 @@ mod tests {
         assert_ne!(base, cache_keys("c1", &mk("main", "q"), "", "a", "n").0);
         // Stable across processes: a fixed value for a fixed input.
         assert_eq!(base.len(), "flotilla:m:c1:".len() + 32);
+    }
+
+    #[test]
+    fn renders_with_another_ref_commit_never_share_a_cache_entry() {
+        let src = wire_source(&ApplicationSource {
+            repo_url: "https://charts.example".into(),
+            chart: Some("web".into()),
+            target_revision: Some("1.0.0".into()),
+            helm: Some(json!({"valueFiles": ["$values/prod.yaml"]})),
+            ..Default::default()
+        });
+        let refs = |commit: &str| RenderRefs {
+            multiple_sources: true,
+            refs: vec![pb::RefSource {
+                name: "values".into(),
+                repo: Some(wire_repo("https://git.example/values", None)),
+                commit_sha: commit.into(),
+            }],
+        };
+        let (b1, a1) = render_cache_keys("1.0.0", &src, "", &refs("v1"), "web", "ns");
+        let (b2, a2) = render_cache_keys("1.0.0", &src, "", &refs("v2"), "web", "ns");
+        assert_ne!(b1, b2);
+        assert_ne!(a1, a2);
+        let m = MemoryCache::new(16);
+        let r = Rendered {
+            commit: "1.0.0".into(),
+            objects: Arc::new(vec![json!({"kind": "ConfigMap"})]),
+            source_type: "Helm".into(),
+        };
+        m.store(&b1, &a1, &r, true);
+        assert!(m.lookup(&b1, &a1).is_some());
+        assert!(
+            m.lookup(&b2, &a2).is_none(),
+            "a render with the values at v1 is never served for v2"
+        );
+        // Without refs, a source keeps its plain keys.
+        assert_eq!(
+            render_cache_keys("1.0.0", &src, "", &RenderRefs::default(), "web", "ns"),
+            cache_keys("1.0.0", &src, "", "web", "ns")
+        );
     }
 
     #[test]

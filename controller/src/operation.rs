@@ -37,6 +37,16 @@ pub struct SyncOperation {
     /// The source to sync instead of the spec's (a rollback to a history entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Value>,
+    /// Multi-source: the revision of each source to sync, in `spec.sources` order (empty
+    /// entries: the spec's), or, with `sourcePositions`, of the sources at those positions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revisions: Option<Vec<String>>,
+    /// Multi-source: 1-based positions in `spec.sources` that `revisions` apply to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_positions: Option<Vec<i64>>,
+    /// Multi-source: the sources to sync instead of the spec's (a rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<Value>>,
     /// `{apply: {force}}` (no hooks: what a rollback uses) or `{hook: {force}}` (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_strategy: Option<Value>,
@@ -262,6 +272,9 @@ pub struct SyncResult {
     /// The source synced (recorded so a history entry and a rollback know it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Value>,
+    /// Multi-source: every source synced, in order (with `revisions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<Value>>,
 }
 
 /// `status.operationState`.
@@ -303,6 +316,41 @@ impl OperationState {
             .map(|r| r.revision.as_str())
             .filter(|r| !r.is_empty())
     }
+
+    /// What this operation synced, as one string: every source's revision of a multi-source
+    /// sync (`a,b`), else the revision. Compared with [`revision_key`] of the current state.
+    pub fn revision_key(&self) -> Option<String> {
+        match self.sync_result.as_ref() {
+            Some(r) if !r.revisions.is_empty() => Some(revision_key(&r.revisions)),
+            _ => self.revision().map(str::to_string),
+        }
+    }
+}
+
+/// The revisions of a multi-source app as one string (see [`OperationState::revision_key`]).
+pub fn revision_key(revisions: &[String]) -> String {
+    revisions.join(",")
+}
+
+/// Why a multi-source sync's `sourcePositions` and `revisions` cannot be honoured for an app
+/// with `sources` sources (Argo CD's checks); `None` when they can.
+pub fn source_positions_problem(sync: &SyncOperation, sources: usize) -> Option<String> {
+    let positions = sync.source_positions.as_deref().unwrap_or_default();
+    if positions.is_empty() {
+        return None;
+    }
+    let revisions = sync.revisions.as_deref().unwrap_or_default();
+    if positions.len() != revisions.len() {
+        return Some(format!(
+            "sourcePositions ({}) and revisions ({}) must have the same length",
+            positions.len(),
+            revisions.len()
+        ));
+    }
+    positions
+        .iter()
+        .any(|p| *p <= 0 || *p > sources as i64)
+        .then(|| "source position is out of range".to_string())
 }
 
 /// The operation that rolls `app` back to its `status.history` entry `id`, as Argo CD's API
@@ -340,14 +388,37 @@ pub fn rollback_operation(
                 app.metadata.name.as_deref().unwrap_or_default()
             )
         })?;
-    let revision = entry
-        .get("revision")
-        .and_then(Value::as_str)
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| format!("history entry {id} records no revision"))?;
+    // A multi-source entry records every source and its revision: all are restored.
+    let revisions: Option<Vec<String>> = entry
+        .get("revisions")
+        .and_then(Value::as_array)
+        .map(|r| {
+            r.iter()
+                .map(|v| v.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .filter(|r: &Vec<String>| !r.is_empty());
+    let revision = match &revisions {
+        Some(_) => None,
+        None => Some(
+            entry
+                .get("revision")
+                .and_then(Value::as_str)
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| format!("history entry {id} records no revision"))?
+                .to_string(),
+        ),
+    };
+    let sources = entry
+        .get("sources")
+        .and_then(Value::as_array)
+        .filter(|_| revisions.is_some())
+        .cloned();
     Ok(Operation {
         sync: Some(SyncOperation {
-            revision: Some(revision.to_string()),
+            revision,
+            revisions,
+            sources,
             source: entry.get("source").cloned(),
             sync_strategy: Some(serde_json::json!({"apply": {}})),
             prune,
@@ -384,8 +455,10 @@ pub enum AutoSync {
 /// Seconds self-heal waits after a sync before correcting drift again (Argo CD's default).
 pub const SELF_HEAL_BACKOFF_SECONDS: u64 = 5;
 
-/// Decide auto-sync for an app whose comparison is `cmp` at `revision`. `last` is the most
-/// recent operation and `seconds_since_last` how long ago it finished.
+/// Decide auto-sync for an app whose comparison is `cmp` at `revision` (for a multi-source
+/// app, the [`revision_key`] of every source's revision: a new commit of any source, a values
+/// repository's included, is a new revision). `last` is the most recent operation and
+/// `seconds_since_last` how long ago it finished.
 pub fn decide_auto_sync(
     policy: Option<&SyncPolicy>,
     cmp: &Comparison,
@@ -416,7 +489,7 @@ pub fn decide_auto_sync(
         };
     }
     if let Some(last) = last.filter(|l| l.operation.initiated_by.automated)
-        && last.revision() == Some(revision)
+        && last.revision_key().as_deref() == Some(revision)
     {
         match last.phase {
             Phase::Running | Phase::Terminating => return AutoSync::Nothing,
@@ -648,6 +721,76 @@ mod tests {
         assert!(
             rollback_operation(&app, 0, false, false, None)
                 .is_err_and(|e| e.contains("auto-sync is enabled"))
+        );
+    }
+
+    #[test]
+    fn a_multi_source_rollback_restores_every_source_and_revision() {
+        let app: crate::types::Application = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "argocd"},
+            "spec": {"sources": [{"repoURL": "https://charts", "chart": "web", "targetRevision": "2.0.0",
+                                  "helm": {"valueFiles": ["$values/prod.yaml"]}},
+                                 {"repoURL": "https://git/values", "targetRevision": "main", "ref": "values"}],
+                     "destination": {"name": "in-cluster"}},
+            "status": {"history": [{"id": 0, "revisions": ["1.0.0", "abc"],
+                                    "sources": [{"repoURL": "https://charts", "chart": "web"},
+                                                {"repoURL": "https://git/values", "ref": "values"}]}]}
+        }))
+        .expect("app");
+        let op = rollback_operation(&app, 0, false, false, None).expect("op");
+        let sync = op.sync.clone().expect("sync");
+        assert_eq!(sync.revision, None);
+        assert_eq!(
+            sync.revisions.as_deref(),
+            Some(&["1.0.0".to_string(), "abc".to_string()][..])
+        );
+        assert_eq!(sync.sources.as_ref().map(Vec::len), Some(2));
+        assert!(op.apply_strategy());
+        let v = serde_json::to_value(&op).expect("json");
+        assert_eq!(v["sync"]["revisions"], json!(["1.0.0", "abc"]));
+        assert!(v["sync"].get("revision").is_none(), "{v}");
+    }
+
+    #[test]
+    fn source_positions_are_checked_like_argo_cd() {
+        let op = |positions: Vec<i64>, revisions: Vec<&str>| SyncOperation {
+            source_positions: Some(positions),
+            revisions: Some(revisions.into_iter().map(String::from).collect()),
+            ..Default::default()
+        };
+        assert_eq!(source_positions_problem(&op(vec![1], vec!["v1"]), 2), None);
+        assert_eq!(
+            source_positions_problem(&op(vec![3], vec!["v1"]), 2).as_deref(),
+            Some("source position is out of range")
+        );
+        assert!(source_positions_problem(&op(vec![0], vec!["v1"]), 2).is_some());
+        assert!(
+            source_positions_problem(&op(vec![1, 2], vec!["v1"]), 2)
+                .is_some_and(|e| e.contains("same length"))
+        );
+        let parsed: Operation =
+            serde_json::from_value(json!({"sync": {"revisions": ["abc"], "sourcePositions": [1]}}))
+                .expect("Argo CD's field names");
+        assert_eq!(parsed.sync.and_then(|s| s.source_positions), Some(vec![1]));
+    }
+
+    #[test]
+    fn auto_sync_sees_a_new_commit_of_any_source() {
+        let drift = compare(&[cm("a", "1")], &live(&[cm("a", "2")]), FIELD_MANAGER);
+        let mut last = mk_last("c1", Phase::Succeeded, true);
+        if let Some(r) = last.sync_result.as_mut() {
+            r.revisions = vec!["c1".into(), "v1".into()];
+        }
+        let p = mk_policy(false, false, false);
+        let same = revision_key(&["c1".into(), "v1".into()]);
+        assert!(matches!(
+            decide_auto_sync(Some(&p), &drift, &same, Some(&last), Some(60)),
+            AutoSync::Refuse { .. }
+        ));
+        let values_moved = revision_key(&["c1".into(), "v2".into()]);
+        assert_eq!(
+            decide_auto_sync(Some(&p), &drift, &values_moved, Some(&last), Some(60)),
+            AutoSync::Sync { prune: false }
         );
     }
 

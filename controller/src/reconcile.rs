@@ -87,17 +87,97 @@ fn annotation<'a>(app: &'a Application, name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// The sources to render (`spec.source`, or `spec.sources` without ref-only entries).
-pub fn sources(app: &Application) -> Vec<ApplicationSource> {
+/// Whether the app lists `spec.sources` (Argo CD's HasMultipleSources): `$name/...` Helm paths
+/// then name ref sources, and status, operations and history carry every source's revision.
+pub fn multi_source(app: &Application) -> bool {
+    app.spec.sources.as_ref().is_some_and(|s| !s.is_empty())
+}
+
+/// Every source of the app, in order: `spec.sources` (ref-only entries included), else
+/// `spec.source`.
+pub fn all_sources(app: &Application) -> Vec<ApplicationSource> {
     match (&app.spec.sources, &app.spec.source) {
-        (Some(list), _) if !list.is_empty() => list
-            .iter()
-            .filter(|s| s.path.is_some() || s.chart.is_some() || s.ref_.is_none())
-            .cloned()
-            .collect(),
+        (Some(list), _) if !list.is_empty() => list.clone(),
         (_, Some(s)) => vec![s.clone()],
         _ => Vec::new(),
     }
+}
+
+/// A source that only names a repository others read files from (`ref` without `path` or
+/// `chart`): not rendered itself.
+pub fn is_ref_only(s: &ApplicationSource) -> bool {
+    let empty = |v: &Option<String>| v.as_deref().unwrap_or_default().is_empty();
+    !empty(&s.ref_) && empty(&s.path) && empty(&s.chart)
+}
+
+/// The sources to render (`spec.source`, or `spec.sources` without ref-only entries).
+pub fn sources(app: &Application) -> Vec<ApplicationSource> {
+    let multi = multi_source(app);
+    all_sources(app)
+        .into_iter()
+        .filter(|s| !(multi && is_ref_only(s)))
+        .collect()
+}
+
+/// The ref sources `src` reads files from (its Helm value files and file parameters that
+/// start with `$name/`), each with the index in `all` of the source named `name`, in order of
+/// first use. An unknown name, or a ref source with a chart, is an error worded as Argo CD
+/// words it.
+pub fn refs_read(
+    src: &ApplicationSource,
+    all: &[ApplicationSource],
+) -> Result<Vec<(String, usize)>, String> {
+    let Some(helm) = src.helm.as_ref() else {
+        return Ok(Vec::new());
+    };
+    let paths = helm["valueFiles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .chain(
+            helm["fileParameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["path"].as_str()),
+        );
+    let defined: Vec<(&str, usize)> = all
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.ref_.as_deref().filter(|r| !r.is_empty()).map(|r| (r, i)))
+        .collect();
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for p in paths {
+        let Some(rest) = p.strip_prefix('$') else {
+            continue;
+        };
+        let name = rest.split('/').next().unwrap_or_default();
+        if out.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        let Some(&(_, i)) = defined.iter().find(|(n, _)| *n == name) else {
+            if defined.is_empty() {
+                return Err(format!(
+                    "source referenced \"${name}\", but no source has a 'ref' field defined"
+                ));
+            }
+            let mut known: Vec<String> = defined.iter().map(|(n, _)| format!("${n}")).collect();
+            known.sort();
+            known.dedup();
+            return Err(format!(
+                "source referenced \"${name}\", which is not one of the available sources ({})",
+                known.join(", ")
+            ));
+        };
+        if all[i].chart.as_deref().is_some_and(|c| !c.is_empty()) {
+            return Err(format!(
+                "source referenced \"${name}\", which has a 'chart' field defined: Helm charts are not supported for 'ref' sources"
+            ));
+        }
+        out.push((name.to_string(), i));
+    }
+    Ok(out)
 }
 
 fn fingerprint(app: &Application) -> String {
@@ -194,7 +274,8 @@ fn validate(
             "application in namespace '{app_ns}' is not permitted to use project '{project_name}': the project's sourceNamespaces do not include it"
         ));
     }
-    for s in &srcs {
+    // Every source, ref-only ones included: a values repository is read like any other.
+    for s in &all_sources(app) {
         if project::has_dot_segments(&s.repo_url) {
             errs.push(format!(
                 "application repo {} is refused: repository URLs may not contain '.' or '..' path segments (plain or percent-encoded)",
@@ -490,30 +571,36 @@ fn repo_for(
 }
 
 /// Render every source of the app at its resolved revision (or reuse the last render at
-/// `Level::Compare`). `revision_override` renders a manual sync's revision instead.
+/// `Level::Compare`). `pins` renders a sync's revisions instead: one per source of
+/// [`all_sources`] (an empty entry: the spec's). The revisions returned are one per source of
+/// a multi-source app, ref-only sources included (their commits are part of the render of the
+/// sources that read them), else the one source's.
 #[tracing::instrument(name = "refresh", skip_all, fields(level = level.as_str()))]
 pub(crate) async fn desired(
     ctx: &Context,
     app: &Application,
     key: &AppKey,
     level: Level,
-    revision_override: Option<&str>,
+    pins: Option<&[String]>,
     fresh_after: Option<Instant>,
     caps: Option<&crate::live::Capabilities>,
 ) -> Result<DesiredMemo, ManifestError> {
     let fp = fingerprint(app);
     if level == Level::Compare
-        && revision_override.is_none()
+        && pins.is_none()
         && let Some(d) = ctx.memo(key).desired.filter(|d| d.fingerprint == fp)
     {
         return Ok(d);
     }
     let creds = ctx.repo_creds.borrow().clone();
     let ns = dest_namespace(app);
-    let mut revisions = Vec::new();
+    let multi = multi_source(app);
+    let all = all_sources(app);
     let mut parts: Vec<Arc<Vec<Value>>> = Vec::new();
     let mut source_type = String::new();
-    for src in sources(app) {
+    // 1. Every source's revision, ref-only sources included.
+    let mut resolved = Vec::with_capacity(all.len());
+    for (i, src) in all.iter().enumerate() {
         if let Some(problem) = creds
             .lookup(&src.repo_url, project_name(app))
             .and_then(|c| c.problem)
@@ -537,23 +624,63 @@ pub(crate) async fn desired(
                 },
             )));
         }
-        let repo = repo_for(app, &src, &creds);
-        let revision = revision_override
-            .map(str::to_string)
+        let repo = repo_for(app, src, &creds);
+        let revision = pins
+            .and_then(|p| p.get(i))
+            .filter(|r| !r.is_empty())
+            .cloned()
             .or_else(|| src.target_revision.clone())
             .unwrap_or_default();
-        let wire = crate::manifests::wire_source_for(&src, caps);
+        let wire = crate::manifests::wire_source_for(src, caps);
         let commit = ctx
             .manifests
             .resolve(repo.clone(), &wire, &revision, fresh_after)
             .await?;
+        resolved.push((repo, wire, commit));
+    }
+    // 2. Every source but the ref-only ones rendered, with the ref sources it reads at their
+    // commits.
+    let mut revisions: Vec<String> = resolved.iter().map(|(_, _, c)| c.clone()).collect();
+    for (i, src) in all.iter().enumerate() {
+        if multi && is_ref_only(src) {
+            continue;
+        }
+        let refs = if multi {
+            let read = refs_read(src, &all).map_err(ManifestError::Failed)?;
+            crate::manifests::RenderRefs {
+                multiple_sources: true,
+                refs: read
+                    .into_iter()
+                    .map(|(name, j)| flotilla_proto::repo::v1::RefSource {
+                        name,
+                        repo: Some(resolved[j].0.clone()),
+                        commit_sha: resolved[j].2.clone(),
+                    })
+                    .collect(),
+            }
+        } else {
+            crate::manifests::RenderRefs::default()
+        };
+        let (repo, wire, commit) = resolved[i].clone();
         let r = ctx
             .manifests
-            .manifests(repo, wire, &key.name, &ns, &commit, level == Level::Hard)
+            .manifests_with(
+                repo,
+                wire,
+                &refs,
+                &key.name,
+                &ns,
+                &commit,
+                level == Level::Hard,
+            )
             .await?;
-        revisions.push(r.commit.clone());
+        revisions[i] = r.commit.clone();
         parts.push(r.objects.clone());
         source_type = r.source_type.clone();
+    }
+    if !multi {
+        // The one source's revision (an app without sources has none).
+        revisions.truncate(1);
     }
     // One source (the common case): share the render with the manifest cache instead of
     // holding a second deep copy per app.
@@ -567,7 +694,7 @@ pub(crate) async fn desired(
         objects,
         source_type,
     };
-    if revision_override.is_none() {
+    if pins.is_none() {
         ctx.update_memo(key, |m| m.desired = Some(memo.clone()));
     }
     Ok(memo)
@@ -816,17 +943,38 @@ pub async fn reconcile(
             w.acknowledge(true, ack_refresh).await?;
             return Ok(Next::Periodic);
         }
-        Some(Ok(op)) => Some(op),
+        Some(Ok(op)) => {
+            let positions = op
+                .sync
+                .as_ref()
+                .filter(|_| multi_source(&app))
+                .and_then(|s| {
+                    crate::operation::source_positions_problem(s, all_sources(&app).len())
+                });
+            if let Some(problem) = positions {
+                outcome.operation_state = Some(failed_op(op, problem));
+                w.status(&outcome).await?;
+                w.acknowledge(true, ack_refresh).await?;
+                return Ok(Next::Periodic);
+            }
+            Some(op)
+        }
         None => None,
     };
     let (last, running) = operation_in_progress(&app, op.as_ref());
     let pending_op = running.as_ref().map(|r| r.operation.clone()).or(op.clone());
-    // A rollback syncs the source its history entry recorded, not the spec's.
-    let app = match pending_op.as_ref().and_then(operation_source) {
-        Some(src) => {
+    // A rollback syncs the source(s) its history entry recorded, not the spec's.
+    let app = match pending_op.as_ref().and_then(operation_sources) {
+        Some(Rollback::Single(src)) => {
             let mut a = (*app).clone();
-            a.spec.source = Some(src);
+            a.spec.source = Some(*src);
             a.spec.sources = None;
+            Arc::new(a)
+        }
+        Some(Rollback::Multi(srcs)) => {
+            let mut a = (*app).clone();
+            a.spec.source = None;
+            a.spec.sources = Some(srcs);
             Arc::new(a)
         }
         None => app.clone(),
@@ -868,7 +1016,7 @@ pub async fn reconcile(
     } else {
         None
     };
-    let pinned = pinned_revision(&app, running.as_ref(), op.as_ref());
+    let pinned = pinned_revisions(&app, running.as_ref(), op.as_ref());
     let caps = capabilities_for(ctx, &app, &cluster).await;
     let desired = match desired(
         ctx,
@@ -900,7 +1048,11 @@ pub async fn reconcile(
         }
     };
     outcome.revision = desired.revisions.first().cloned();
-    outcome.revisions = desired.revisions.clone();
+    outcome.revisions = if multi_source(&app) {
+        desired.revisions.clone()
+    } else {
+        Vec::new()
+    };
     outcome.source_type = Some(desired.source_type.clone()).filter(|s| !s.is_empty());
 
     // 3. Live state, and the comparison.
@@ -1048,10 +1200,26 @@ pub(crate) fn ignore_rules(
     rules
 }
 
-/// The source an operation asks to sync instead of the spec's (a rollback).
-fn operation_source(op: &Operation) -> Option<ApplicationSource> {
-    let src = op.sync.as_ref()?.source.as_ref()?;
-    serde_json::from_value(src.clone()).ok()
+/// What a rollback syncs instead of the spec's sources.
+enum Rollback {
+    Single(Box<ApplicationSource>),
+    Multi(Vec<ApplicationSource>),
+}
+
+/// The source(s) an operation asks to sync instead of the spec's (a rollback): a multi-source
+/// history entry's `sources`, else its `source`.
+fn operation_sources(op: &Operation) -> Option<Rollback> {
+    let sync = op.sync.as_ref()?;
+    if let Some(srcs) = sync.sources.as_ref().filter(|s| !s.is_empty()) {
+        return srcs
+            .iter()
+            .map(|s| serde_json::from_value(s.clone()).ok())
+            .collect::<Option<Vec<_>>>()
+            .map(Rollback::Multi);
+    }
+    serde_json::from_value(sync.source.clone()?)
+        .ok()
+        .map(|s| Rollback::Single(Box::new(s)))
 }
 
 /// The app's last operation state, and the operation in progress (any replica may have
@@ -1076,8 +1244,51 @@ fn operation_in_progress(
     (last, running)
 }
 
+/// The revisions to render when they are not the spec's, one per source of [`all_sources`]
+/// (empty: the spec's): those a running operation started with, else those an operation asks
+/// for (a multi-source sync's `revisions`, for every source in order or, with
+/// `sourcePositions`, for the sources at those 1-based positions).
+fn pinned_revisions(
+    app: &Application,
+    running: Option<&OperationState>,
+    op: Option<&Operation>,
+) -> Option<Vec<String>> {
+    if !multi_source(app) {
+        return pinned_revision(app, running, op).map(|r| vec![r]);
+    }
+    let n = all_sources(app).len();
+    if let Some(r) = running
+        .and_then(|r| r.sync_result.as_ref())
+        .filter(|r| r.revisions.len() == n)
+    {
+        return Some(r.revisions.clone());
+    }
+    let sync = op.and_then(|o| o.sync.as_ref())?;
+    let revisions = sync.revisions.clone().unwrap_or_default();
+    let mut pins = vec![String::new(); n];
+    match sync.source_positions.as_deref().filter(|p| !p.is_empty()) {
+        Some(positions) => {
+            for (p, rev) in positions.iter().zip(revisions) {
+                if let Some(slot) = usize::try_from(*p)
+                    .ok()
+                    .and_then(|p| p.checked_sub(1))
+                    .and_then(|i| pins.get_mut(i))
+                {
+                    *slot = rev;
+                }
+            }
+        }
+        None => {
+            for (slot, rev) in pins.iter_mut().zip(revisions) {
+                *slot = rev;
+            }
+        }
+    }
+    pins.iter().any(|p| !p.is_empty()).then_some(pins)
+}
+
 /// The revision to render when it is not the spec's: the one a running operation started
-/// with, else the one an operation asks for.
+/// with, else the one an operation asks for (single-source apps).
 fn pinned_revision(
     app: &Application,
     running: Option<&OperationState>,
@@ -1245,15 +1456,39 @@ fn choose_operation(
 ) -> Chosen {
     let policy = app.spec.sync_policy.as_ref();
     let refusals = &normalized.refusals;
+    let multi = multi_source(app);
     let start = |op: Operation| {
-        syncop::start(
-            op,
-            revision,
-            multi_revisions(&desired.revisions),
-            sources(app)
-                .first()
-                .and_then(|s| serde_json::to_value(s).ok()),
-        )
+        if multi {
+            syncop::start(
+                op,
+                revision,
+                desired.revisions.clone(),
+                None,
+                Some(
+                    all_sources(app)
+                        .iter()
+                        .filter_map(|s| serde_json::to_value(s).ok())
+                        .collect(),
+                ),
+            )
+        } else {
+            syncop::start(
+                op,
+                revision,
+                Vec::new(),
+                sources(app)
+                    .first()
+                    .and_then(|s| serde_json::to_value(s).ok()),
+                None,
+            )
+        }
+    };
+    // What auto-sync compares with the last sync: every source's revision of a multi-source
+    // app (a new values commit is a new revision), else the revision.
+    let revision_key = if multi {
+        crate::operation::revision_key(&desired.revisions)
+    } else {
+        revision.to_string()
     };
     if let Some(op) = op {
         let allow_empty = policy
@@ -1288,11 +1523,12 @@ fn choose_operation(
     let since_last = last
         .and_then(|l| l.finished_at.as_deref())
         .and_then(|f| status::seconds_since(f, jiff::Timestamp::now()));
-    match decide_auto_sync(policy, cmp, revision, last, since_last) {
+    match decide_auto_sync(policy, cmp, &revision_key, last, since_last) {
         AutoSync::Sync { prune } => Chosen {
             state: Some(start(Operation {
                 sync: Some(SyncOperation {
-                    revision: Some(revision.to_string()),
+                    revision: (!multi).then(|| revision.to_string()),
+                    revisions: multi.then(|| desired.revisions.clone()),
                     prune,
                     sync_options: policy.and_then(|p| p.sync_options.clone()),
                     ..Default::default()
@@ -1415,14 +1651,6 @@ async fn run_operation(
     })
 }
 
-fn multi_revisions(revisions: &[String]) -> Vec<String> {
-    if revisions.len() > 1 {
-        revisions.to_vec()
-    } else {
-        Vec::new()
-    }
-}
-
 /// A finished operation: metrics, the history entry of a successful full sync, and the
 /// condition of a failed automated one.
 fn record_finished(
@@ -1454,9 +1682,12 @@ fn record_finished(
         .inc();
     let revision = st.revision().unwrap_or_default().to_string();
     if st.phase == Phase::Succeeded && !st.operation.dry_run() && !st.operation.selective() {
+        let result = st.sync_result.as_ref();
         outcome.history = Some(HistoryEntry {
             revision: revision.clone(),
-            source: st.sync_result.as_ref().and_then(|r| r.source.clone()),
+            source: result.and_then(|r| r.source.clone()),
+            revisions: result.map(|r| r.revisions.clone()).unwrap_or_default(),
+            sources: result.and_then(|r| r.sources.clone()),
             deployed_at: now_s(),
             deploy_started_at: st.started_at.clone(),
             initiated_by: serde_json::to_value(&st.operation.initiated_by).unwrap_or(Value::Null),
@@ -1921,6 +2152,109 @@ spec:
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].repo_url, "https://a");
         assert_eq!(dest_namespace(&app), "default");
+    }
+
+    const MULTI: &str = r#"
+metadata: {name: web, namespace: argocd}
+spec:
+  sources:
+  - repoURL: https://charts.example
+    chart: web
+    targetRevision: 1.0.0
+    helm:
+      valueFiles: [$values/envs/prod.yaml, values.yaml, $values/envs/extra.yaml]
+      fileParameters: [{name: tls, path: $certs/tls.pem}]
+  - {repoURL: https://git.example/values, targetRevision: main, ref: values}
+  - {repoURL: https://git.example/certs, targetRevision: v2, ref: certs, path: manifests}
+  destination: {server: https://kubernetes.default.svc}
+"#;
+
+    #[test]
+    fn ref_sources_are_found_by_name_and_unknown_ones_named() {
+        let app = mk_app(MULTI);
+        let all = all_sources(&app);
+        assert_eq!(all.len(), 3);
+        assert!(multi_source(&app));
+        assert!(is_ref_only(&all[1]) && !is_ref_only(&all[2]));
+        // A ref source with a path is rendered too.
+        assert_eq!(sources(&app).len(), 2);
+        assert_eq!(
+            refs_read(&all[0], &all),
+            Ok(vec![("values".to_string(), 1), ("certs".to_string(), 2)])
+        );
+        assert_eq!(refs_read(&all[2], &all), Ok(Vec::new()));
+        let mut unknown = all[0].clone();
+        unknown.helm = Some(json!({"valueFiles": ["$vals/prod.yaml"]}));
+        assert_eq!(
+            refs_read(&unknown, &all),
+            Err(
+                "source referenced \"$vals\", which is not one of the available sources ($certs, $values)"
+                    .to_string()
+            )
+        );
+        assert!(
+            refs_read(&unknown, &all[..1])
+                .is_err_and(|e| e.contains("but no source has a 'ref' field defined"))
+        );
+        let mut chart_ref = all.clone();
+        chart_ref[1].chart = Some("values".into());
+        assert!(refs_read(&all[0], &chart_ref).is_err_and(|e| e.contains("'chart' field defined")));
+        // A ref-only source's repository is checked against the project like any other.
+        let mut project = default_project();
+        project.source_repos = Some(vec![
+            "https://charts.example".into(),
+            "https://git.example/certs".into(),
+        ]);
+        let errs = validate(&app, Some(&project), Some(&in_cluster()), NS);
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("https://git.example/values") && e.contains("not permitted")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn a_multi_source_sync_pins_the_sources_it_names() {
+        let app = mk_app(MULTI);
+        let op = |v: Value| Operation::from_value(&json!({ "sync": v })).expect("operation");
+        // Source 1 at an older version, the others at the spec's revisions.
+        let pins = pinned_revisions(
+            &app,
+            None,
+            Some(&op(json!({"revisions": ["0.9.0"], "sourcePositions": [1]}))),
+        );
+        assert_eq!(
+            pins,
+            Some(vec!["0.9.0".to_string(), String::new(), String::new()])
+        );
+        let pins = pinned_revisions(
+            &app,
+            None,
+            Some(&op(
+                json!({"revisions": ["", "abc"], "sourcePositions": [1, 2]}),
+            )),
+        );
+        assert_eq!(pins, Some(vec![String::new(), "abc".into(), String::new()]));
+        // A rollback's full list.
+        let pins = pinned_revisions(
+            &app,
+            None,
+            Some(&op(json!({"revisions": ["0.9.0", "abc", "def"]}))),
+        );
+        assert_eq!(pins, Some(vec!["0.9.0".into(), "abc".into(), "def".into()]));
+        assert_eq!(pinned_revisions(&app, None, Some(&op(json!({})))), None);
+        // A running operation stays on every revision it started with.
+        let running = syncop::start(
+            op(json!({})),
+            "c",
+            vec!["c".into(), "v".into(), "w".into()],
+            None,
+            None,
+        );
+        assert_eq!(
+            pinned_revisions(&app, Some(&running), None),
+            Some(vec!["c".into(), "v".into(), "w".into()])
+        );
     }
 
     #[test]

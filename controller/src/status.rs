@@ -32,12 +32,17 @@ pub fn seconds_since(earlier: &str, now: jiff::Timestamp) -> Option<u64> {
     u64::try_from(now.as_second() - t.as_second()).ok()
 }
 
-/// One entry of `status.history`.
+/// One entry of `status.history`: `revision`/`source` of a single-source app, or, as Argo CD
+/// writes them for a multi-source one, `revisions`/`sources` (every source, in order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
     pub revision: String,
     /// The source synced (what a rollback to this entry syncs again).
     pub source: Option<Value>,
+    /// Multi-source: every source's revision (non-empty means multi-source).
+    pub revisions: Vec<String>,
+    /// Multi-source: every source synced.
+    pub sources: Option<Vec<Value>>,
     pub deployed_at: String,
     pub deploy_started_at: String,
     pub initiated_by: Value,
@@ -49,7 +54,8 @@ pub struct Outcome<'a> {
     /// `None` when the comparison could not be made (render error, unreachable cluster, ...).
     pub comparison: Option<&'a Comparison>,
     pub revision: Option<String>,
-    /// Per-source revisions for multi-source apps.
+    /// Per-source revisions for multi-source apps: one per entry of `spec.sources`, in order,
+    /// ref-only sources included (empty for single-source apps).
     pub revisions: Vec<String>,
     pub source_type: Option<String>,
     /// The cluster could not be reached: health is Unknown.
@@ -100,7 +106,7 @@ pub fn build(
             st.sync = Some(SyncStatus {
                 status: c.sync.as_str().to_string(),
                 revision: o.revision.clone(),
-                revisions: (o.revisions.len() > 1).then(|| o.revisions.clone()),
+                revisions: (!o.revisions.is_empty()).then(|| o.revisions.clone()),
             });
             st.health = Some(HealthStatus {
                 status: c.health.as_str().to_string(),
@@ -165,13 +171,20 @@ pub fn build(
             .map_or(0, |m| m + 1);
         let mut entry = serde_json::json!({
             "id": next_id,
-            "revision": h.revision,
             "deployedAt": h.deployed_at,
             "deployStartedAt": h.deploy_started_at,
             "initiatedBy": h.initiated_by,
         });
-        if let Some(src) = &h.source {
-            entry["source"] = src.clone();
+        if h.revisions.is_empty() {
+            entry["revision"] = Value::from(h.revision.clone());
+            if let Some(src) = &h.source {
+                entry["source"] = src.clone();
+            }
+        } else {
+            entry["revisions"] = Value::from(h.revisions.clone());
+            if let Some(srcs) = &h.sources {
+                entry["sources"] = Value::from(srcs.clone());
+            }
         }
         history.push(entry);
         let limit = o.history_limit.max(1);
@@ -394,6 +407,8 @@ mod tests {
                 history: Some(HistoryEntry {
                     revision: format!("r{i}"),
                     source: None,
+                    revisions: Vec::new(),
+                    sources: None,
                     deployed_at: "t".into(),
                     deploy_started_at: "t".into(),
                     initiated_by: json!({"automated": true}),
@@ -407,6 +422,53 @@ mod tests {
         assert_eq!(h.len(), 10);
         assert_eq!(h[9]["revision"], "r11");
         assert_eq!(h[9]["id"], 11);
+    }
+
+    #[test]
+    fn multi_source_status_and_history_carry_every_source() {
+        let c = mk_cmp(true);
+        let o = Outcome {
+            comparison: Some(&c),
+            revision: Some("c1".into()),
+            revisions: vec!["c1".into(), "v1".into()],
+            history: Some(HistoryEntry {
+                revision: String::new(),
+                source: None,
+                revisions: vec!["c1".into(), "v1".into()],
+                sources: Some(vec![
+                    json!({"repoURL": "a"}),
+                    json!({"repoURL": "b", "ref": "values"}),
+                ]),
+                deployed_at: "t".into(),
+                deploy_started_at: "t".into(),
+                initiated_by: json!({"automated": true}),
+            }),
+            history_limit: 10,
+            ..Default::default()
+        };
+        let st = build(None, &o, now("2026-01-01T00:00:00Z"));
+        assert_eq!(
+            st.sync.as_ref().and_then(|s| s.revisions.clone()),
+            Some(vec!["c1".to_string(), "v1".to_string()])
+        );
+        let h = &st.history.expect("history")[0];
+        assert_eq!(h["revisions"], json!(["c1", "v1"]));
+        assert_eq!(h["sources"][1]["ref"], "values");
+        assert!(
+            h.get("revision").is_none() && h.get("source").is_none(),
+            "{h}"
+        );
+        // A single-source app has no `revisions`.
+        let single = build(
+            None,
+            &Outcome {
+                comparison: Some(&c),
+                revision: Some("c1".into()),
+                ..Default::default()
+            },
+            now("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(single.sync.and_then(|s| s.revisions), None);
     }
 
     #[test]

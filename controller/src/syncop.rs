@@ -77,12 +77,15 @@ fn parse_time(s: &str) -> Option<jiff::Timestamp> {
     s.parse().ok()
 }
 
-/// A new operation, `Running` from now, for `op` at `revision` (pinned for its lifetime).
+/// A new operation, `Running` from now, for `op` at `revision` (pinned for its lifetime). A
+/// multi-source app's operation records every source (`sources`) and its revision
+/// (`revisions`, which pin them all); a single-source one its `source`.
 pub fn start(
     op: crate::operation::Operation,
     revision: &str,
     revisions: Vec<String>,
     source: Option<Value>,
+    sources: Option<Vec<Value>>,
 ) -> OperationState {
     OperationState {
         operation: op,
@@ -93,6 +96,7 @@ pub fn start(
             revisions,
             resources: Vec::new(),
             source,
+            sources,
         }),
         started_at: status::timestamp(now()),
         finished_at: None,

@@ -209,6 +209,15 @@ impl Tree {
     }
 }
 
+/// A ref source a render reads (`$name/...`), checked readable with the caller's credentials
+/// and present in the cache at `commit`; written out only when the render runs.
+#[derive(Debug, Clone)]
+struct ReadyRef {
+    name: String,
+    url: String,
+    commit: String,
+}
+
 /// Git-backed manifest generation.
 #[derive(Clone)]
 pub struct GitBackend {
@@ -485,9 +494,11 @@ impl GitBackend {
     /// Render a chart from an OCI registry. The commit is the chart's manifest digest (with
     /// its tag, [`crate::oci::commit`]), so renders are cached under something immutable; a
     /// request without one (or with a version or constraint in its place) is resolved first.
+    #[allow(clippy::too_many_arguments)]
     async fn generate_oci(
         &self,
         repo: RepoRef,
+        refs: Vec<ReadyRef>,
         spec: SourceSpec,
         revision: String,
         commit: String,
@@ -519,8 +530,15 @@ impl GitBackend {
             .helm
             .oci_chart(&repo.url, &repo.creds, &spec.chart, &digest)
             .await?;
-        self.render(Tree::Chart(dir), spec, commit, source_digest, no_cache)
-            .await
+        self.render(
+            Tree::Chart(dir),
+            refs,
+            spec,
+            commit,
+            source_digest,
+            no_cache,
+        )
+        .await
     }
 
     /// Whether the cache holds `commit` already.
@@ -603,6 +621,7 @@ impl GitBackend {
     async fn render(
         &self,
         tree: Tree,
+        refs: Vec<ReadyRef>,
         spec: SourceSpec,
         commit: String,
         source_digest: String,
@@ -672,10 +691,21 @@ impl GitBackend {
                         tracing::warn!(key = %keys.base, "another replica's render did not arrive in time; rendering here");
                     }
                 }
-                let res = this
-                    .render_now(tree, spec, kind, commit)
-                    .await
-                    .map(|rendered| Generated {
+                let res = match this.export_refs(&refs).await {
+                    Ok(exports) => {
+                        let mut kind = kind;
+                        if spec.multiple_sources
+                            && let crate::source::SourceKind::Helm(h) = &mut kind
+                        {
+                            h.ref_roots = Some(
+                                exports.iter().map(|(n, e)| (n.clone(), e.root())).collect(),
+                            );
+                        }
+                        this.render_now(tree, exports, spec, kind, commit).await
+                    }
+                    Err(e) => Err(e),
+                }
+                .map(|rendered| Generated {
                         rendered,
                         app_specific,
                         from_cache: false,
@@ -710,9 +740,76 @@ impl GitBackend {
         out.value
     }
 
+    /// Write out the ref sources a render reads (each commit once, shared and reused).
+    async fn export_refs(
+        &self,
+        refs: &[ReadyRef],
+    ) -> Result<Vec<(String, Arc<Export>)>, RepoError> {
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            out.push((r.name.clone(), self.export(&r.url, &r.commit).await?));
+        }
+        Ok(out)
+    }
+
+    /// Check the ref sources `spec` reads: Git repositories the server may fetch, named once
+    /// each, at full commit SHAs the caller's credentials can read (fetched when not cached).
+    /// Runs before anything cached is served, so a render that read a private values
+    /// repository is never handed to someone who cannot read it.
+    async fn ready_refs(&self, spec: &SourceSpec) -> Result<Vec<ReadyRef>, RepoError> {
+        let mut out: Vec<ReadyRef> = Vec::with_capacity(spec.refs.len());
+        for r in &spec.refs {
+            let invalid =
+                |why: String| Err(RepoError::Invalid(format!("ref source ${}: {why}", r.name)));
+            if r.name.is_empty() || r.name.contains(['/', '$']) {
+                return invalid("the name must be non-empty, without '/' or '$'".into());
+            }
+            if out.iter().any(|o| o.name == r.name) {
+                return invalid("named twice".into());
+            }
+            if crate::oci::is_oci(&r.repo.url, r.repo.creds.enable_oci) {
+                return invalid(format!(
+                    "{} is an OCI registry; ref sources must be Git repositories",
+                    redact_url(&r.repo.url)
+                ));
+            }
+            self.check_url(&r.repo.url)?;
+            if !git::is_full_sha(&r.commit) {
+                return invalid(format!("commit {:?} is not a full SHA", r.commit));
+            }
+            let commit = self.known_commit(&r.repo, &r.commit).await?;
+            out.push(ReadyRef {
+                name: r.name.clone(),
+                url: r.repo.url.clone(),
+                commit,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The full SHA `commit` of `repo`, lowercased, once the caller's credentials were shown
+    /// to read the repository (nothing cached, in Git, on disk or in the shared cache, is
+    /// served before that); fetched when the cache does not hold it yet.
+    async fn known_commit(&self, repo: &RepoRef, commit: &str) -> Result<String, RepoError> {
+        let commit = commit.to_lowercase();
+        self.ensure_access(repo).await?;
+        if !self.has_commit(&repo.url, &commit).await {
+            self.fetch(repo).await?;
+            if !self.has_commit(&repo.url, &commit).await {
+                return Err(GitError::UnknownRevision {
+                    url: redact_url(&repo.url),
+                    revision: commit,
+                }
+                .into());
+            }
+        }
+        Ok(commit)
+    }
+
     async fn render_now(
         &self,
         tree: Tree,
+        refs: Vec<(String, Arc<Export>)>,
         spec: SourceSpec,
         kind: crate::source::SourceKind,
         commit: String,
@@ -729,6 +826,8 @@ impl GitBackend {
         let rev = commit.clone();
         let timeout = self.inner.cfg.render_timeout;
         let task = tokio::task::spawn_blocking(move || {
+            // The ref sources' trees stay on disk until the render is over.
+            let _refs = refs;
             let root = tree.root();
             renderers.render(&RenderInput {
                 root: &root,
@@ -855,6 +954,7 @@ impl ManifestBackend for GitBackend {
                 redact_url(&repo.url)
             )));
         }
+        let refs = self.ready_refs(&spec).await?;
         if oci {
             if spec.chart.is_empty() {
                 return Err(RepoError::Invalid(format!(
@@ -863,7 +963,7 @@ impl ManifestBackend for GitBackend {
                 )));
             }
             return self
-                .generate_oci(repo, spec, revision, commit, source_digest, no_cache)
+                .generate_oci(repo, refs, spec, revision, commit, source_digest, no_cache)
                 .await;
         }
         if !spec.chart.is_empty() {
@@ -902,7 +1002,14 @@ impl ManifestBackend for GitBackend {
                 )
                 .await?;
             return self
-                .render(Tree::Chart(dir), spec, version, source_digest, no_cache)
+                .render(
+                    Tree::Chart(dir),
+                    refs,
+                    spec,
+                    version,
+                    source_digest,
+                    no_cache,
+                )
                 .await;
         }
         let commit = if commit.is_empty() {
@@ -915,21 +1022,7 @@ impl ManifestBackend for GitBackend {
                 "commit {commit:?} is not a full SHA"
             )));
         } else {
-            let commit = commit.to_lowercase();
-            // Nothing cached (in Git, on disk or in the shared cache) is served before the
-            // caller's credentials were shown to read the repository.
-            self.ensure_access(&repo).await?;
-            if !self.has_commit(&repo.url, &commit).await {
-                self.fetch(&repo).await?;
-                if !self.has_commit(&repo.url, &commit).await {
-                    return Err(GitError::UnknownRevision {
-                        url: redact_url(&repo.url),
-                        revision: commit,
-                    }
-                    .into());
-                }
-            }
-            commit
+            self.known_commit(&repo, &commit).await?
         };
         if let Some(hit) = self
             .shared_hit(&commit, &source_digest, &spec, no_cache)
@@ -938,8 +1031,15 @@ impl ManifestBackend for GitBackend {
             return Ok(hit);
         }
         let export = self.export(&repo.url, &commit).await?;
-        self.render(Tree::Git(export), spec, commit, source_digest, no_cache)
-            .await
+        self.render(
+            Tree::Git(export),
+            refs,
+            spec,
+            commit,
+            source_digest,
+            no_cache,
+        )
+        .await
     }
 }
 
@@ -1314,6 +1414,144 @@ mod tests {
             })
             .get();
         assert_eq!(helm_renders, 2, "a release per app");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chart_reads_values_from_a_ref_source_at_its_commit() {
+        // The chart in one repository, its values in another.
+        let charts = mk_monorepo(1);
+        std::fs::create_dir_all(charts.path().join("chart")).expect("mkdir");
+        std::fs::write(
+            charts.path().join("chart/Chart.yaml"),
+            "name: c\nversion: 0.1.0\n",
+        )
+        .expect("write");
+        git(charts.path(), &["add", "."]);
+        git(charts.path(), &["commit", "-qm", "chart"]);
+        let values = mk_monorepo(1);
+        std::fs::write(values.path().join("prod.yaml"), "color: green").expect("write");
+        git(values.path(), &["add", "."]);
+        git(values.path(), &["commit", "-qm", "v1"]);
+        let v1 = git(values.path(), &["rev-parse", "HEAD"]);
+        std::fs::write(values.path().join("prod.yaml"), "color: red").expect("write");
+        git(values.path(), &["commit", "-qam", "v2"]);
+        let v2 = git(values.path(), &["rev-parse", "HEAD"]);
+
+        let work = tempfile::tempdir().expect("tempdir");
+        let mut cfg = GitBackendConfig::new(work.path().join("repos"), work.path().join("work"));
+        cfg.allow_file_urls = true;
+        let helm = work.path().join("helm");
+        std::fs::write(
+            &helm,
+            "#!/bin/sh\nv=\"\"\nwhile [ $# -gt 0 ]; do\n  [ \"$1\" = --values ] && { v=\"$v$(cat \"$2\")\"; shift; }\n  shift\ndone\nprintf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: x}\\ndata: {values: \"%s\"}\\n' \"$v\"\n",
+        )
+        .expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        cfg.renderers = Arc::new(Renderers::new(None, Some(helm), Vec::new()));
+        let metrics = RepoMetrics::default();
+        let backend = GitBackend::new(cfg, metrics.clone()).expect("backend");
+
+        let chart_url = format!("file://{}", charts.path().display());
+        let values_url = format!("file://{}", values.path().display());
+        let chart_repo = RepoRef {
+            url: chart_url.clone(),
+            ..Default::default()
+        };
+        let with_ref = |name: &str, url: &str, commit: &str| SourceSpec {
+            kind: SourceKind::Helm(crate::source::HelmOptions {
+                value_files: vec!["$values/prod.yaml".into()],
+                ..Default::default()
+            }),
+            app_name: "web".into(),
+            multiple_sources: true,
+            refs: vec![crate::source::SourceRef {
+                name: name.into(),
+                repo: RepoRef {
+                    url: url.into(),
+                    ..Default::default()
+                },
+                commit: commit.into(),
+            }],
+            ..spec(&chart_url, "chart")
+        };
+        let value_of = |g: &Generated| g.rendered.objects[0]["data"]["values"].clone();
+        let g = gen_(
+            &backend,
+            chart_repo.clone(),
+            with_ref("values", &values_url, &v1),
+            "main",
+            String::new(),
+        )
+        .await
+        .expect("renders with the values at v1");
+        assert_eq!(value_of(&g), "color: green");
+        // Another values commit is another render, never the one remembered for v1.
+        let g = gen_(
+            &backend,
+            chart_repo.clone(),
+            with_ref("values", &values_url, &v2),
+            "main",
+            String::new(),
+        )
+        .await
+        .expect("renders with the values at v2");
+        assert_eq!(value_of(&g), "color: red");
+        let again = gen_(
+            &backend,
+            chart_repo.clone(),
+            with_ref("values", &values_url, &v1),
+            "main",
+            String::new(),
+        )
+        .await
+        .expect("v1 again");
+        assert_eq!(value_of(&again), "color: green");
+
+        // The ref must name a known commit of a repository the server may read.
+        let err = gen_(
+            &backend,
+            chart_repo.clone(),
+            with_ref("values", &values_url, &"f".repeat(40)),
+            "main",
+            String::new(),
+        )
+        .await
+        .expect_err("unknown commit");
+        assert!(err.to_string().contains("not found"), "{err}");
+        for (name, url, commit, why) in [
+            ("values", values_url.as_str(), "main", "not a full SHA"),
+            ("values", "ftp://host/values", v1.as_str(), "only https://"),
+            ("", values_url.as_str(), v1.as_str(), "non-empty"),
+            (
+                "values",
+                "oci://127.0.0.1:9/charts",
+                v1.as_str(),
+                "ref sources must be Git",
+            ),
+        ] {
+            let err = gen_(
+                &backend,
+                chart_repo.clone(),
+                with_ref(name, url, commit),
+                "main",
+                String::new(),
+            )
+            .await
+            .expect_err(why);
+            assert!(err.to_string().contains(why), "{why}: {err}");
+        }
+        // A name the source uses but the request does not pass.
+        let err = gen_(
+            &backend,
+            chart_repo,
+            with_ref("other", &values_url, &v1),
+            "main",
+            String::new(),
+        )
+        .await
+        .expect_err("unknown ref");
+        assert!(err.to_string().contains("\"$values\""), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,9 @@
 //! Git with gix: a bare cache per repository URL (file://, git://, http(s):// with basic or
 //! bearer credentials, client certificates, CAs and proxies, ssh:// and `user@host:path` with
-//! a key), revision resolution (branch, tag, SHA, HEAD) and export of a commit's
-//! tree to a directory for the renderers.
+//! a key), revision resolution (branch, tag, SHA, HEAD, and semver constraints over the tags,
+//! [`crate::git_semver`]) and export of a commit's tree to a directory for the renderers, with
+//! its submodules (fetched into the same cache, credentials only to the superproject's
+//! origin) and, with `enableLfs`, its Git LFS objects ([`crate::git_lfs`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +43,16 @@ pub enum GitError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A submodule could not be fetched or lacks the commit its gitlink names.
+    #[error("submodule {path} of {url}: {message}")]
+    Submodule {
+        url: String,
+        path: String,
+        message: String,
+    },
+    /// Git LFS objects could not be downloaded, or were refused (size, digest).
+    #[error("Git LFS objects of {url}: {message}")]
+    Lfs { url: String, message: String },
 }
 
 impl GitError {
@@ -74,6 +86,9 @@ pub struct Credentials {
     pub enable_oci: bool,
     /// GitHub App credentials (installation tokens are minted from them).
     pub github_app: Option<crate::github_app::GithubAppCreds>,
+    /// `enableLfs`: exports replace Git LFS pointer files with their objects
+    /// ([`export_with`]).
+    pub enable_lfs: bool,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -96,6 +111,7 @@ impl std::fmt::Debug for Credentials {
             .field("repo_type", &self.repo_type)
             .field("enable_oci", &self.enable_oci)
             .field("github_app", &self.github_app)
+            .field("enable_lfs", &self.enable_lfs)
             .finish()
     }
 }
@@ -132,6 +148,7 @@ impl Credentials {
         }
         h.update([u8::from(self.enable_oci)]);
         h.update([u8::from(self.insecure)]);
+        h.update([u8::from(self.enable_lfs)]);
         hex::encode(h.finalize())
     }
 }
@@ -242,6 +259,26 @@ pub fn fetch(
     transport: &TransportConfig,
     timeout: Duration,
 ) -> Result<gix::Repository, GitError> {
+    fetch_refspecs(cache, url, creds, transport, timeout, &FETCH_REFSPECS)
+}
+
+/// What [`fetch`] asks for: every branch, every tag, the remote `HEAD`.
+const FETCH_REFSPECS: [&str; 3] = [
+    "+refs/heads/*:refs/heads/*",
+    "+refs/tags/*:refs/tags/*",
+    "+HEAD:refs/remotes/origin/HEAD",
+];
+
+/// [`fetch`] with other refspecs (a bare commit id fetches just that commit, for a submodule
+/// whose gitlink names a commit no branch or tag reaches).
+fn fetch_refspecs(
+    cache: &GitCache,
+    url: &str,
+    creds: &Credentials,
+    transport: &TransportConfig,
+    timeout: Duration,
+    refspecs: &[&str],
+) -> Result<gix::Repository, GitError> {
     let transport_err = |e: TransportError| GitError::Transport {
         url: redact_url(url),
         message: e.0,
@@ -256,7 +293,15 @@ pub fn fetch(
     } else {
         None
     };
-    let res = fetch_into(cache, url, creds, transport, ssh.as_ref(), http, timeout);
+    let res = fetch_into(
+        cache,
+        url,
+        creds,
+        transport,
+        (ssh.as_ref(), http),
+        timeout,
+        refspecs,
+    );
     match (res, &ssh) {
         // ssh says why it failed on its stderr (an unknown or changed host key, a refused
         // key); gix sees only a closed pipe.
@@ -277,9 +322,9 @@ fn fetch_into(
     url: &str,
     creds: &Credentials,
     transport: &TransportConfig,
-    ssh: Option<&SshCommand>,
-    http: Option<HttpSettings>,
+    (ssh, http): (Option<&SshCommand>, Option<HttpSettings>),
     timeout: Duration,
+    refspecs: &[&str],
 ) -> Result<gix::Repository, GitError> {
     let fetch_err = |e: &dyn std::error::Error| GitError::Fetch {
         url: redact_url(url),
@@ -312,14 +357,7 @@ fn fetch_into(
     let remote = repo
         .remote_at(url)
         .map_err(|e| fetch_err(&e))?
-        .with_refspecs(
-            [
-                "+refs/heads/*:refs/heads/*",
-                "+refs/tags/*:refs/tags/*",
-                "+HEAD:refs/remotes/origin/HEAD",
-            ],
-            gix::remote::Direction::Fetch,
-        )
+        .with_refspecs(refspecs.iter().copied(), gix::remote::Direction::Fetch)
         .map_err(|e| fetch_err(&e))?;
     let account = match (&creds.github_app, &creds.username, &creds.password) {
         // A GitHub App: its installation token as the password of `x-access-token`.
@@ -447,41 +485,87 @@ pub fn has_commit(repo: &gix::Repository, commit: &str) -> bool {
         .is_some()
 }
 
-/// Resolve `revision` (branch, tag, full or short SHA; empty or `HEAD` = the remote's default
-/// branch) to a full commit SHA.
+/// Resolve `revision` to a full commit SHA: empty or `HEAD` is the remote's default branch;
+/// then, in this order, a branch, a tag (annotated tags peeled to their commit), a full or
+/// short SHA, a semver constraint over the tags (`>=1.0.0 <2.0.0`, `1.2.*`, `^1.2`, `~1.2.0`,
+/// `*`: the highest matching tag, with or without a leading `v`, see [`crate::git_semver`]),
+/// and anything else `git rev-parse` reads. A name that exists wins over a constraint (a
+/// branch called `1.2` is that branch).
 pub fn resolve(repo: &gix::Repository, url: &str, revision: &str) -> Result<String, GitError> {
     let rev = if revision.is_empty() {
         "HEAD"
     } else {
         revision
     };
-    // The bare cache's own HEAD is meaningless; HEAD means the remote's default branch.
-    let candidates: Vec<String> = if rev == "HEAD" {
-        vec![REMOTE_HEAD.to_string()]
-    } else {
-        vec![
-            format!("refs/heads/{rev}"),
-            format!("refs/tags/{rev}"),
-            rev.to_string(),
-        ]
+    let unknown = || GitError::UnknownRevision {
+        url: redact_url(url),
+        revision: rev.to_string(),
     };
-    for c in &candidates {
-        if let Ok(id) = repo.rev_parse_single(c.as_str())
-            && let Ok(obj) = id.object()
-            && let Ok(commit) = obj.peel_to_commit()
-        {
-            return Ok(commit.id.to_string());
+    // The bare cache's own HEAD is meaningless; HEAD means the remote's default branch.
+    if rev == "HEAD" {
+        return peel_to_commit(repo, REMOTE_HEAD).ok_or_else(unknown);
+    }
+    for c in [format!("refs/heads/{rev}"), format!("refs/tags/{rev}")] {
+        if let Some(id) = peel_to_commit(repo, &c) {
+            return Ok(id);
+        }
+    }
+    let hex = (4..=40).contains(&rev.len()) && rev.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex && let Some(id) = peel_to_commit(repo, rev) {
+        return Ok(id);
+    }
+    if let Some(constraint) = crate::git_semver::Constraint::parse(rev) {
+        return resolve_constraint(repo, url, rev, &constraint);
+    }
+    peel_to_commit(repo, rev).ok_or_else(unknown)
+}
+
+/// The commit `spec` names (`git rev-parse <spec>^{commit}`), if any.
+fn peel_to_commit(repo: &gix::Repository, spec: &str) -> Option<String> {
+    let id = repo.rev_parse_single(spec).ok()?;
+    let commit = id.object().ok()?.peel_to_commit().ok()?;
+    Some(commit.id.to_string())
+}
+
+/// The commit of the highest tag matching `constraint` (one that peels to a commit).
+fn resolve_constraint(
+    repo: &gix::Repository,
+    url: &str,
+    rev: &str,
+    constraint: &crate::git_semver::Constraint,
+) -> Result<String, GitError> {
+    let read_err = |e: &dyn std::error::Error| GitError::Read {
+        url: redact_url(url),
+        commit: rev.to_string(),
+        message: format!("listing tags: {}", describe(e)),
+    };
+    let refs = repo.references().map_err(|e| read_err(&e))?;
+    let mut tags: Vec<String> = Vec::new();
+    // A reference that does not parse is skipped like a tag that is no version.
+    for r in refs.tags().map_err(|e| read_err(&e))?.flatten() {
+        let name = r.name().shorten().to_string();
+        if crate::git_semver::parse_version(&name).is_some() {
+            tags.push(name);
+        }
+    }
+    tags.sort();
+    let ranked = constraint.ranked(tags.iter().map(|t| (t.as_str(), t.as_str())));
+    for tag in ranked {
+        if let Some(id) = peel_to_commit(repo, &format!("refs/tags/{tag}")) {
+            tracing::debug!(repo = %redact_url(url), constraint = rev, tag, commit = %id, "semver revision resolved");
+            return Ok(id);
         }
     }
     Err(GitError::UnknownRevision {
         url: redact_url(url),
-        revision: rev.to_string(),
+        revision: format!("{rev} (a semver constraint no tag matches)"),
     })
 }
 
-/// Write the tree of `commit` into `dest` (files, executables and symlinks; submodules
-/// skipped), refusing a hostile tree (see [`write_tree`] and [`check_links`]) before anything
-/// renders from it.
+/// Write the tree of `commit` into `dest` (files, executables and symlinks; a submodule is
+/// left an empty directory, as a checkout without `git submodule update` leaves it), refusing
+/// a hostile tree (see [`write_tree`] and [`check_links`]) before anything renders from it.
+/// [`export_with`] also checks submodules out and fetches LFS objects.
 pub fn export(
     repo: &gix::Repository,
     url: &str,
@@ -499,40 +583,83 @@ pub fn export_within(
     dest: &Path,
     max_entries: usize,
 ) -> Result<(), GitError> {
-    let read_err = |e: &dyn std::error::Error| GitError::Read {
-        url: redact_url(url),
-        commit: commit.to_string(),
-        message: describe(e),
-    };
-    let unsafe_err = |path: &Path, why: &str| GitError::UnsafeTree {
-        url: redact_url(url),
-        commit: commit.to_string(),
-        path: path.display().to_string(),
-        why: why.to_string(),
-    };
-    let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| read_err(&e))?;
-    let tree = repo
-        .find_commit(id)
-        .map_err(|e| read_err(&e))?
-        .tree()
-        .map_err(|e| read_err(&e))?;
-    let mut budget = Budget {
-        links: Vec::new(),
+    let opts = ExportOptions {
+        submodules: false,
         max_entries,
-        entries: 0,
-        bytes: 0,
-        deadline: std::time::Instant::now() + MAX_EXPORT_TIME,
+        ..ExportOptions::default()
     };
-    write_tree(
-        repo,
-        &tree,
+    let mut ex = Exporter::new(dest, &opts, None, false);
+    ex.export(repo, url, &Credentials::default(), commit, Path::new(""), 0)?;
+    ex.finish(url, commit)
+}
+
+/// How [`export_with`] treats submodules and LFS objects, and its bounds.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// Check submodules out, recursively (Argo CD's default; off with
+    /// `ARGOCD_GIT_MODULES_ENABLED=false`). Off: each is an empty directory.
+    pub submodules: bool,
+    /// Deepest nesting of submodules in submodules.
+    pub max_submodule_depth: usize,
+    /// Whether a `file://` submodule may be fetched (only ever from a `file://` superproject).
+    pub allow_file_urls: bool,
+    /// Bounds each submodule fetch.
+    pub fetch_timeout: Duration,
+    /// Most submodules (all levels together) one export fetches.
+    pub max_submodules: usize,
+    /// Longest a whole export may take, fetches and downloads included.
+    pub max_time: Duration,
+    /// Most entries the whole export (submodules included) may hold.
+    pub max_entries: usize,
+    /// Bounds on LFS downloads (per repository of the export).
+    pub lfs: crate::git_lfs::LfsLimits,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self {
+            submodules: true,
+            max_submodule_depth: 5,
+            allow_file_urls: false,
+            fetch_timeout: Duration::from_secs(90),
+            max_submodules: 100,
+            max_time: Duration::from_secs(600),
+            max_entries: MAX_EXPORT_ENTRIES,
+            lfs: crate::git_lfs::LfsLimits::default(),
+        }
+    }
+}
+
+/// The repository an export comes from, and what further fetches (submodules, LFS objects)
+/// need: the cache to fetch submodules into, the caller's credentials, the transport settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Remote<'a> {
+    pub cache: &'a GitCache,
+    pub url: &'a str,
+    pub creds: &'a Credentials,
+    pub transport: &'a TransportConfig,
+}
+
+/// [`export`], and then what Argo CD's checkout adds: each submodule's gitlinked commit (its
+/// repository fetched into the same cache, URLs relative to the superproject resolved and
+/// held to the URL policy, credentials only to the superproject's origin) written at its
+/// path, recursively; and with `creds.enable_lfs`, LFS pointer files replaced by their
+/// objects. One budget (entries, bytes, time) covers the whole tree.
+pub fn export_with(
+    repo: &gix::Repository,
+    remote: &Remote<'_>,
+    commit: &str,
+    dest: &Path,
+    opts: &ExportOptions,
+) -> Result<(), GitError> {
+    let mut ex = Exporter::new(
         dest,
-        Path::new(""),
-        &mut budget,
-        &read_err,
-        &unsafe_err,
-    )?;
-    check_links(dest, &budget.links).map_err(|(path, why)| unsafe_err(&path, &why))
+        opts,
+        Some((remote.cache, remote.transport)),
+        remote.creds.enable_lfs,
+    );
+    ex.export(repo, remote.url, remote.creds, commit, Path::new(""), 0)?;
+    ex.finish(remote.url, commit)
 }
 
 /// Most entries (files, directories, links) one exported commit may hold: a "git bomb" (one
@@ -540,7 +667,8 @@ pub fn export_within(
 pub const MAX_EXPORT_ENTRIES: usize = 500_000;
 /// Most bytes of file content one exported commit may hold.
 pub const MAX_EXPORT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
-/// Longest one export may take.
+/// Longest one export may spend writing (time spent fetching submodules and LFS objects is
+/// bounded by [`ExportOptions::max_time`]).
 pub const MAX_EXPORT_TIME: Duration = Duration::from_secs(120);
 
 /// What an export has used so far, and the symlinks it wrote (relative path, target).
@@ -550,6 +678,334 @@ struct Budget {
     entries: usize,
     bytes: u64,
     deadline: std::time::Instant,
+    /// Gitlinks met by the last [`write_tree`] (path from the export's root, commit).
+    gitlinks: Vec<(PathBuf, gix::ObjectId)>,
+    /// Collect LFS pointer files into `pointers`.
+    lfs: bool,
+    pointers: Vec<(PathBuf, crate::git_lfs::Pointer)>,
+}
+
+/// One export: the destination root, the options, and (for submodules) the cache and
+/// transport to fetch with.
+struct Exporter<'a> {
+    root: &'a Path,
+    opts: &'a ExportOptions,
+    fetcher: Option<(&'a GitCache, &'a TransportConfig)>,
+    budget: Budget,
+    /// Submodules fetched so far.
+    submodules: usize,
+    /// When the whole export must be done (`opts.max_time`).
+    hard_deadline: std::time::Instant,
+}
+
+impl<'a> Exporter<'a> {
+    fn new(
+        root: &'a Path,
+        opts: &'a ExportOptions,
+        fetcher: Option<(&'a GitCache, &'a TransportConfig)>,
+        lfs: bool,
+    ) -> Self {
+        let now = std::time::Instant::now();
+        Self {
+            root,
+            opts,
+            fetcher,
+            submodules: 0,
+            hard_deadline: now.checked_add(opts.max_time).unwrap_or(now),
+            budget: Budget {
+                links: Vec::new(),
+                max_entries: opts.max_entries,
+                entries: 0,
+                bytes: 0,
+                deadline: now + MAX_EXPORT_TIME,
+                gitlinks: Vec::new(),
+                lfs: lfs && fetcher.is_some(),
+                pointers: Vec::new(),
+            },
+        }
+    }
+
+    /// `want`, or less when the export's own deadline is nearer; an error when it passed.
+    fn time_left(&self, want: Duration, url: &str) -> Result<Duration, GitError> {
+        let left = self
+            .hard_deadline
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(GitError::Fetch {
+                url: redact_url(url),
+                message: format!(
+                    "the export took longer than {:?} (submodules and LFS objects included)",
+                    self.opts.max_time
+                ),
+            });
+        }
+        Ok(want.min(left))
+    }
+
+    /// Every symlink of the whole tree (submodules included) checked at last.
+    fn finish(self, url: &str, commit: &str) -> Result<(), GitError> {
+        check_links(self.root, &self.budget.links).map_err(|(path, why)| GitError::UnsafeTree {
+            url: redact_url(url),
+            commit: commit.to_string(),
+            path: path.display().to_string(),
+            why,
+        })
+    }
+
+    /// Write `commit` of `repo` (at `url`, read with `creds`) at `rel` under the root, then its
+    /// LFS objects and submodules.
+    fn export(
+        &mut self,
+        repo: &gix::Repository,
+        url: &str,
+        creds: &Credentials,
+        commit: &str,
+        rel: &Path,
+        depth: usize,
+    ) -> Result<(), GitError> {
+        let read_err = |e: &dyn std::error::Error| GitError::Read {
+            url: redact_url(url),
+            commit: commit.to_string(),
+            message: describe(e),
+        };
+        let unsafe_err = |path: &Path, why: &str| GitError::UnsafeTree {
+            url: redact_url(url),
+            commit: commit.to_string(),
+            path: path.display().to_string(),
+            why: why.to_string(),
+        };
+        let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| read_err(&e))?;
+        let tree = repo
+            .find_commit(id)
+            .map_err(|e| read_err(&e))?
+            .tree()
+            .map_err(|e| read_err(&e))?;
+        write_tree(
+            repo,
+            &tree,
+            &self.root.join(rel),
+            rel,
+            &mut self.budget,
+            &read_err,
+            &unsafe_err,
+        )?;
+        let gitlinks = std::mem::take(&mut self.budget.gitlinks);
+        let pointers = std::mem::take(&mut self.budget.pointers);
+        if let (false, Some((_, transport))) = (pointers.is_empty(), self.fetcher) {
+            self.lfs(url, creds, transport, &pointers)?;
+        }
+        if gitlinks.is_empty() {
+            return Ok(());
+        }
+        let fetcher = match self.fetcher {
+            Some(f) if self.opts.submodules => f,
+            _ => {
+                for (path, _) in &gitlinks {
+                    let path = self.root.join(path);
+                    std::fs::create_dir(&path)
+                        .map_err(|source| GitError::Write { path, source })?;
+                }
+                return Ok(());
+            }
+        };
+        if depth >= self.opts.max_submodule_depth {
+            return Err(unsafe_err(
+                &gitlinks[0].0,
+                &format!(
+                    "submodules nest deeper than {} levels",
+                    self.opts.max_submodule_depth
+                ),
+            ));
+        }
+        let gitmodules_path = rel.join(".gitmodules");
+        let modules =
+            read_gitmodules(repo, &tree).map_err(|why| unsafe_err(&gitmodules_path, &why))?;
+        for (path, oid) in gitlinks {
+            let inner = path.strip_prefix(rel).unwrap_or(&path).to_string_lossy();
+            let sub_err = |message: String| GitError::Submodule {
+                url: redact_url(url),
+                path: path.display().to_string(),
+                message,
+            };
+            let Some(module) = modules.iter().rev().find(|m| m.path == inner) else {
+                return Err(sub_err(format!(
+                    "no URL for this submodule path in {}",
+                    gitmodules_path.display()
+                )));
+            };
+            let Some(raw_url) = module.url.as_deref() else {
+                return Err(sub_err(format!(
+                    "submodule {:?} has no url in {}",
+                    module.name,
+                    gitmodules_path.display()
+                )));
+            };
+            let refuse = |why: String| {
+                unsafe_err(
+                    &path,
+                    &format!("submodule URL {:?} {why}", redact_url(raw_url)),
+                )
+            };
+            let sub_url = crate::git_submodule::resolve_url(url, raw_url).map_err(refuse)?;
+            crate::git_submodule::check_url(&sub_url, url, self.opts.allow_file_urls)
+                .map_err(|why| refuse(format!("(as {}) {why}", redact_url(&sub_url))))?;
+            let same = crate::git_submodule::same_origin(url, &sub_url);
+            self.submodules += 1;
+            if self.submodules > self.opts.max_submodules {
+                return Err(unsafe_err(
+                    &path,
+                    &format!("more than {} submodules to fetch", self.opts.max_submodules),
+                ));
+            }
+            let timeout = self.time_left(self.opts.fetch_timeout, &sub_url)?;
+            let sub_creds = if same {
+                creds.clone()
+            } else {
+                crate::git_submodule::anonymous(creds)
+            };
+            let started = std::time::Instant::now();
+            let sub_repo = fetch_submodule(fetcher, &sub_url, &sub_creds, timeout)
+                .map_err(|e| {
+                    sub_err(if same {
+                        describe(&e)
+                    } else {
+                        format!(
+                            "{} (on another host than the superproject, so fetched without its credentials)",
+                            describe(&e)
+                        )
+                    })
+                })?;
+            let commit_hex = oid.to_string();
+            if !has_commit(&sub_repo, &commit_hex) {
+                // A commit no branch or tag reaches: ask for it by id (servers that allow it).
+                let by_id = fetch_refspecs(
+                    fetcher.0,
+                    &sub_url,
+                    &sub_creds,
+                    fetcher.1,
+                    self.time_left(self.opts.fetch_timeout, &sub_url)?,
+                    &[commit_hex.as_str()],
+                );
+                if let Err(e) = by_id {
+                    tracing::debug!(submodule = %redact_url(&sub_url), error = %e, "fetch by commit id failed");
+                }
+            }
+            let sub_repo = open_cache(fetcher.0, &sub_url)?;
+            if !has_commit(&sub_repo, &commit_hex) {
+                return Err(sub_err(format!(
+                    "{} has no commit {commit_hex} (the gitlink's)",
+                    redact_url(&sub_url)
+                )));
+            }
+            self.budget.deadline += started.elapsed();
+            tracing::debug!(
+                repo = %redact_url(url),
+                submodule = %redact_url(&sub_url),
+                path = %path.display(),
+                commit = %commit_hex,
+                credentials = same,
+                "submodule fetched"
+            );
+            self.export(
+                &sub_repo,
+                &sub_url,
+                &sub_creds,
+                &commit_hex,
+                &path,
+                depth + 1,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Replace this repository's LFS pointer files with their objects.
+    fn lfs(
+        &mut self,
+        url: &str,
+        creds: &Credentials,
+        transport: &TransportConfig,
+        pointers: &[(PathBuf, crate::git_lfs::Pointer)],
+    ) -> Result<(), GitError> {
+        let started = std::time::Instant::now();
+        let src = crate::git_lfs::LfsSource {
+            url,
+            creds,
+            transport,
+        };
+        let left = MAX_EXPORT_BYTES.saturating_sub(self.budget.bytes);
+        let limits = crate::git_lfs::LfsLimits {
+            timeout: self.time_left(self.opts.lfs.timeout, url)?,
+            ..self.opts.lfs.clone()
+        };
+        let written =
+            crate::git_lfs::smudge(&src, &limits, self.root, pointers, left).map_err(|e| {
+                GitError::Lfs {
+                    url: redact_url(url),
+                    message: e.to_string(),
+                }
+            })?;
+        self.budget.bytes += written;
+        self.budget.deadline += started.elapsed();
+        Ok(())
+    }
+}
+
+/// `.gitmodules` of `tree` (its root), parsed and checked; empty when there is none.
+fn read_gitmodules(
+    repo: &gix::Repository,
+    tree: &gix::Tree<'_>,
+) -> Result<Vec<crate::git_submodule::Module>, String> {
+    use gix::object::tree::EntryKind;
+    let mut found = None;
+    for entry in tree.iter() {
+        let entry = entry.map_err(|e| describe(&e))?;
+        if entry.filename() == ".gitmodules" {
+            found = Some((entry.mode().kind(), entry.oid().to_owned()));
+        }
+    }
+    let Some((kind, oid)) = found else {
+        return Ok(Vec::new());
+    };
+    if !matches!(kind, EntryKind::Blob | EntryKind::BlobExecutable) {
+        // Git refuses a .gitmodules that is a symlink (CVE-2018-11235's sibling).
+        return Err("is not a regular file".into());
+    }
+    let header = repo.find_header(oid).map_err(|e| describe(&e))?;
+    if header.size() > crate::git_submodule::MAX_GITMODULES_BYTES as u64 {
+        return Err(format!(
+            "larger than {} bytes",
+            crate::git_submodule::MAX_GITMODULES_BYTES
+        ));
+    }
+    let blob = repo.find_blob(oid).map_err(|e| describe(&e))?;
+    crate::git_submodule::parse_gitmodules(&blob.data)
+}
+
+/// One fetch at a time per submodule cache within this process (two exports sharing a
+/// submodule would otherwise race on its refs); the top-level fetches have their own lock in
+/// the backend, so a lost race with one of those is retried once.
+fn fetch_submodule(
+    (cache, transport): (&GitCache, &TransportConfig),
+    url: &str,
+    creds: &Credentials,
+    timeout: Duration,
+) -> Result<gix::Repository, GitError> {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> =
+        LazyLock::new(Default::default);
+    let lock = LOCKS
+        .lock()
+        .map(|mut m| m.entry(cache.dir(url)).or_default().clone())
+        .unwrap_or_default();
+    let _one_at_a_time = lock.lock();
+    match fetch(cache, url, creds, transport, timeout) {
+        Err(e) if describe(&e).contains("lock") => {
+            std::thread::sleep(Duration::from_millis(300));
+            fetch(cache, url, creds, transport, timeout)
+        }
+        res => res,
+    }
 }
 
 /// Write `tree` into the new directory `dest` (which must not exist). Safe against hostile
@@ -633,6 +1089,12 @@ fn write_tree(
                     .open(&path)
                     .map_err(write_err)?;
                 f.write_all(&blob.data).map_err(write_err)?;
+                if budget.lfs
+                    && blob.data.len() <= crate::git_lfs::MAX_POINTER_BYTES
+                    && let Some(p) = crate::git_lfs::parse_pointer(&blob.data)
+                {
+                    budget.pointers.push((rel_path, p));
+                }
             }
             EntryKind::Link => {
                 let blob = repo
@@ -644,7 +1106,10 @@ fn write_tree(
                 std::os::unix::fs::symlink(&target, &path).map_err(write_err)?;
                 budget.links.push((rel_path, target));
             }
-            EntryKind::Commit => {}
+            EntryKind::Commit => {
+                // A submodule: its directory is made by the caller (checked out or empty).
+                budget.gitlinks.push((rel_path, entry.oid().to_owned()));
+            }
         }
     }
     Ok(())

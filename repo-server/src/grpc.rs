@@ -16,7 +16,7 @@ use crate::helm_repo::HelmRepoError;
 use crate::metrics::{RepoMetrics, RequestLabels};
 use crate::source::{
     DirectoryOptions, HelmOptions, HelmParameter, JsonnetOptions, JsonnetVar, KustomizeOptions,
-    PluginOptions, SourceKind, SourceSpec,
+    PluginOptions, SourceKind, SourceRef, SourceSpec,
 };
 
 /// The gRPC service over any backend.
@@ -67,6 +67,8 @@ fn repo_ref(repo: Option<pb::Repository>, fallback_url: &str) -> RepoRef {
             no_proxy: some(r.no_proxy),
             repo_type: some(r.r#type),
             enable_oci: r.enable_oci,
+            // Not on the wire (yet): Git LFS is off for requests from the controller.
+            enable_lfs: false,
             github_app: (r.github_app_id != 0).then(|| crate::github_app::GithubAppCreds {
                 app_id: r.github_app_id,
                 installation_id: r.github_app_installation_id,
@@ -138,6 +140,7 @@ pub fn source_spec(src: &pb::ApplicationSource, app_name: &str, namespace: &str)
                 .as_ref()
                 .map(|c| c.api_versions.clone())
                 .unwrap_or_default(),
+            ref_roots: None,
         }),
         Some(Kind::Plugin(p)) => SourceKind::Plugin(PluginOptions {
             name: p.name.clone(),
@@ -170,7 +173,20 @@ pub fn source_spec(src: &pb::ApplicationSource, app_name: &str, namespace: &str)
         kind,
         app_name: app_name.to_string(),
         namespace: namespace.to_string(),
+        multiple_sources: false,
+        refs: Vec::new(),
     }
+}
+
+/// The domain form of the ref sources a request reads files from.
+pub fn source_refs(refs: &[pb::RefSource]) -> Vec<SourceRef> {
+    refs.iter()
+        .map(|r| SourceRef {
+            name: r.name.clone(),
+            repo: repo_ref(r.repo.clone(), ""),
+            commit: r.commit_sha.to_lowercase(),
+        })
+        .collect()
 }
 
 fn sorted(m: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
@@ -315,7 +331,9 @@ impl<B: ManifestBackend> RepoGrpc<B> {
             .unwrap_or_default();
         let repo = repo_ref(req.repo, &src.repo_url);
         let _pending = self.pending(&repo.url);
-        let spec = source_spec(&src, &req.app_name, &req.namespace);
+        let mut spec = source_spec(&src, &req.app_name, &req.namespace);
+        spec.refs = source_refs(&req.ref_sources);
+        spec.multiple_sources = req.has_multiple_sources || !spec.refs.is_empty();
         let started = Instant::now();
         let res = self
             .backend
@@ -326,7 +344,14 @@ impl<B: ManifestBackend> RepoGrpc<B> {
                 commit: req.commit_sha.clone(),
                 // The shared cache key is made here from the source this request renders;
                 // the request's cache_key fields are ignored (a client never names a key).
-                source_digest: flotilla_cache::keys::source_digest(&src, &scope),
+                // With the ref sources it reads (their commits included): a render of the
+                // same source with another values commit is another render.
+                source_digest: flotilla_cache::keys::render_digest(
+                    &src,
+                    &scope,
+                    req.has_multiple_sources,
+                    &req.ref_sources,
+                ),
                 no_cache: req.no_cache,
             })
             .await;
@@ -466,6 +491,7 @@ mod tests {
             cache_key: "flotilla:m:k".into(),
             app_cache_key: "flotilla:m:k:a".into(),
             no_cache: false,
+            ..Default::default()
         }
     }
 

@@ -6,6 +6,9 @@
 pub mod backend;
 pub mod error;
 pub mod git;
+pub mod git_lfs;
+pub mod git_semver;
+pub mod git_submodule;
 pub mod github_app;
 pub mod grpc;
 pub mod helm_repo;

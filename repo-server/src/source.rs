@@ -50,6 +50,22 @@ pub struct HelmOptions {
     /// The destination's version and API versions (`--kube-version`, `--api-versions`).
     pub kube_version: String,
     pub api_versions: Vec<String>,
+    /// In an Application with `spec.sources`: the checkouts of the ref sources this render
+    /// reads (`$name/...` value files and file parameters), by name; `None` for a
+    /// single-source Application, where a `$` path is an ordinary path. Filled by the backend
+    /// from [`SourceSpec::refs`] once they are written out; never part of a key.
+    pub ref_roots: Option<Vec<(String, std::path::PathBuf)>>,
+}
+
+/// A ref source a render reads files from (`ref: name` in a multi-source Application).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceRef {
+    /// The name without the `$`.
+    pub name: String,
+    /// The Git repository and the credentials to read it with.
+    pub repo: crate::backend::RepoRef,
+    /// The full commit SHA to read at.
+    pub commit: String,
 }
 
 /// `spec.source.plugin`.
@@ -96,6 +112,10 @@ pub struct SourceSpec {
     /// Release name / default namespace for renderers that use them.
     pub app_name: String,
     pub namespace: String,
+    /// The Application has `spec.sources`: `$name/...` Helm paths read from [`Self::refs`].
+    pub multiple_sources: bool,
+    /// The ref sources this source reads files from.
+    pub refs: Vec<SourceRef>,
 }
 
 impl SourceSpec {
@@ -199,6 +219,17 @@ impl SourceSpec {
                 }
             }
         }
+        // What a multi-source render reads besides its own tree (names, repositories, commits;
+        // never credentials). Nothing for a single-source render, so its digest is unchanged.
+        if self.multiple_sources || !self.refs.is_empty() {
+            field("multiple-sources");
+            for r in &self.refs {
+                field("ref");
+                field(&r.name);
+                field(&r.repo.url);
+                field(&r.commit);
+            }
+        }
         hex::encode(h.finalize())
     }
 
@@ -296,5 +327,21 @@ mod tests {
             ..base.clone()
         };
         assert_ne!(js(true).digest(), js(false).digest());
+        // A ref source's commit is part of the render.
+        let with_ref = |commit: &str| SourceSpec {
+            multiple_sources: true,
+            refs: vec![SourceRef {
+                name: "values".into(),
+                repo: crate::backend::RepoRef {
+                    url: "https://git/values".into(),
+                    ..Default::default()
+                },
+                commit: commit.into(),
+            }],
+            ..base.clone()
+        };
+        assert_ne!(with_ref("a").digest(), with_ref("b").digest());
+        assert_ne!(with_ref("a").digest(), base.digest());
+        assert_eq!(with_ref("a").digest(), with_ref("a").digest());
     }
 }

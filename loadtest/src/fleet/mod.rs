@@ -6,6 +6,7 @@ pub mod eks;
 pub mod git;
 pub mod git_http;
 pub mod github_api;
+pub mod lfs_http;
 pub mod process;
 pub mod proxy;
 pub mod redis;

@@ -452,25 +452,6 @@ impl TokenServer {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn der_signatures_become_fixed_width() {
-        // r with a leading zero byte (high bit set), s short.
-        let mut der = vec![0x30, 0x00, 0x02, 33, 0x00];
-        der.extend([0xff; 32]);
-        der.extend([0x02, 2, 0x01, 0x02]);
-        der[1] = (der.len() - 2) as u8;
-        let raw = ecdsa_der_to_raw(&der).expect("converts");
-        assert_eq!(&raw[..32], &[0xff; 32]);
-        assert_eq!(&raw[32..62], &[0u8; 30]);
-        assert_eq!(&raw[62..], &[1, 2]);
-        assert!(ecdsa_der_to_raw(&[0x30, 2, 0x02, 5]).is_err());
-    }
-}
-
 /// How charts are packaged and pushed: Helm's own code, as the PyPI helm-python-sdk that
 /// `ensure_helm` installs (the `helm` shim there only templates), or a real `helm` binary.
 enum Pusher {
@@ -623,4 +604,23 @@ pub fn push_chart(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_signatures_become_fixed_width() {
+        // r with a leading zero byte (high bit set), s short.
+        let mut der = vec![0x30, 0x00, 0x02, 33, 0x00];
+        der.extend([0xff; 32]);
+        der.extend([0x02, 2, 0x01, 0x02]);
+        der[1] = (der.len() - 2) as u8;
+        let raw = ecdsa_der_to_raw(&der).expect("converts");
+        assert_eq!(&raw[..32], &[0xff; 32]);
+        assert_eq!(&raw[32..62], &[0u8; 30]);
+        assert_eq!(&raw[62..], &[1, 2]);
+        assert!(ecdsa_der_to_raw(&[0x30, 2, 0x02, 5]).is_err());
+    }
 }

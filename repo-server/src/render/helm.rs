@@ -181,6 +181,55 @@ fn build_dependencies(
     Ok(())
 }
 
+/// Where the value file or file parameter `f` of the chart in `chart_dir` (inside the tree
+/// `root`) is, `None` when it does not exist. With `refs` (a multi-source Application), `$name/rel`
+/// is `rel` from the root of the ref source `name`'s checkout, as Argo CD resolves it: never
+/// outside that checkout (no `..`, no absolute path, no symlink out), and an unknown name is an
+/// error naming it. Any other path is relative to the chart and must stay inside `root`.
+fn locate(
+    root: &Path,
+    chart_dir: &Path,
+    f: &str,
+    refs: Option<&[(String, PathBuf)]>,
+) -> Result<Option<PathBuf>, RenderError> {
+    if let (Some(refs), Some(rest)) = (refs, f.strip_prefix('$')) {
+        let (name, rel) = rest.split_once('/').unwrap_or((rest, ""));
+        let Some((_, ref_root)) = refs.iter().find(|(n, _)| n == name) else {
+            let known: Vec<String> = refs.iter().map(|(n, _)| format!("${n}")).collect();
+            return Err(RenderError::Unsupported {
+                what: if known.is_empty() {
+                    format!(
+                        "source referenced \"${name}\", but no source has a 'ref' field defined"
+                    )
+                } else {
+                    format!(
+                        "source referenced \"${name}\", which is not one of the available sources ({})",
+                        known.join(", ")
+                    )
+                },
+            });
+        };
+        return match confine(ref_root, rel) {
+            Ok(p) if p.is_file() => Ok(Some(p)),
+            Ok(_) | Err(RenderError::PathMissing { .. }) => Ok(None),
+            Err(RenderError::PathEscapes { .. }) => Err(RenderError::PathEscapes {
+                path: f.to_string(),
+            }),
+            Err(e) => Err(e),
+        };
+    }
+    let p = chart_dir.join(f);
+    if !p.exists() {
+        return Ok(None);
+    }
+    if !stays_inside(root, &p) {
+        return Err(RenderError::PathEscapes {
+            path: f.to_string(),
+        });
+    }
+    Ok(Some(p))
+}
+
 /// Render the chart at `chart_path` of the tree `root` (a checkout, or an unpacked chart with
 /// `chart_path` empty).
 pub fn render(
@@ -203,35 +252,30 @@ pub fn render(
             message: "no Chart.yaml: not a Helm chart".into(),
         });
     }
-    // Values files are relative to the chart and must stay inside the tree.
+    // Values files are relative to the chart and must stay inside the tree; `$name/...` ones
+    // (multi-source) are read from the ref source's checkout and must stay inside it.
+    let refs = opts.ref_roots.as_deref();
+    let shown = |f: &str| {
+        if refs.is_some() && f.starts_with('$') {
+            f.to_string()
+        } else {
+            format!("{chart_path}/{f}")
+        }
+    };
     let mut value_files = Vec::new();
     for f in &opts.value_files {
-        let p = chart_dir.join(f);
-        if !p.exists() {
-            if opts.ignore_missing_value_files {
-                continue;
-            }
-            return Err(RenderError::PathMissing {
-                path: format!("{chart_path}/{f}"),
-            });
+        match locate(root, &chart_dir, f, refs)? {
+            Some(p) => value_files.push(p),
+            None if opts.ignore_missing_value_files => continue,
+            None => return Err(RenderError::PathMissing { path: shown(f) }),
         }
-        if !stays_inside(root, &p) {
-            return Err(RenderError::PathEscapes { path: f.clone() });
-        }
-        value_files.push(p);
     }
     let mut file_params = Vec::new();
     for (name, f) in &opts.file_parameters {
-        let p = chart_dir.join(f);
-        if !p.is_file() {
-            return Err(RenderError::PathMissing {
-                path: format!("{chart_path}/{f}"),
-            });
+        match locate(root, &chart_dir, f, refs)? {
+            Some(p) if p.is_file() => file_params.push((name.clone(), p)),
+            _ => return Err(RenderError::PathMissing { path: shown(f) }),
         }
-        if !stays_inside(root, &p) {
-            return Err(RenderError::PathEscapes { path: f.clone() });
-        }
-        file_params.push((name.clone(), p));
     }
     // Inline values go to a private file (the tree is shared by concurrent renders).
     let scratch = tempfile::tempdir().map_err(|source| RenderError::Read {
@@ -415,6 +459,126 @@ mod tests {
         assert!(
             !template_args("r", Path::new("/c"), "", &skip, &[], None, &[])
                 .contains(&"--include-crds".to_string())
+        );
+    }
+
+    /// A stand-in `helm` that renders one ConfigMap whose `data.values` is the content of every
+    /// `--values` file and `data.files` the `--set-file` arguments, so tests see what helm read.
+    fn echo_helm(dir: &Path) -> PathBuf {
+        let p = dir.join("helm");
+        std::fs::write(
+            &p,
+            "#!/bin/sh\nv=\"\"\nf=\"\"\nwhile [ $# -gt 0 ]; do\n  case \"$1\" in\n    --values) v=\"$v$(tr -d '\\n' < \"$2\")\"; shift;;\n    --set-file) f=\"$f${2%%=*}\"; shift;;\n  esac\n  shift\ndone\nprintf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: x}\\ndata: {values: \"%s\", files: \"%s\"}\\n' \"$v\" \"$f\"\n",
+        )
+        .expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    }
+
+    #[test]
+    fn ref_value_files_are_read_from_the_ref_checkout_and_never_outside_it() {
+        let tools = tempfile::tempdir().expect("dir");
+        let helm = echo_helm(tools.path());
+        let repo = tempfile::tempdir().expect("chart repo");
+        std::fs::create_dir_all(repo.path().join("chart")).expect("mkdir");
+        std::fs::write(
+            repo.path().join("chart/Chart.yaml"),
+            "name: c\nversion: 0.1.0\n",
+        )
+        .expect("write");
+        let values = tempfile::tempdir().expect("values repo");
+        std::fs::create_dir_all(values.path().join("envs")).expect("mkdir");
+        std::fs::write(values.path().join("envs/prod.yaml"), "color: green").expect("write");
+        std::fs::write(values.path().join("envs/cert.txt"), "pem").expect("write");
+        let outside = tempfile::tempdir().expect("outside");
+        std::fs::write(outside.path().join("secret.yaml"), "token: x").expect("write");
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.yaml"),
+            values.path().join("envs/evil.yaml"),
+        )
+        .expect("symlink");
+        std::os::unix::fs::symlink(outside.path(), values.path().join("out")).expect("symlink");
+        let refs = Some(vec![("values".to_string(), values.path().to_path_buf())]);
+        let opts = |files: &[&str]| HelmOptions {
+            value_files: files.iter().map(|f| f.to_string()).collect(),
+            ref_roots: refs.clone(),
+            ..Default::default()
+        };
+        let run = |o: &HelmOptions| render(Some(&helm), repo.path(), "chart", "a", "ns", o, T);
+
+        let out = run(&HelmOptions {
+            file_parameters: vec![("tls".into(), "$values/envs/cert.txt".into())],
+            ..opts(&["$values/envs/prod.yaml"])
+        })
+        .expect("renders");
+        assert_eq!(out[0]["data"]["values"], "color: green", "{out:?}");
+        assert_eq!(out[0]["data"]["files"], "tls");
+
+        for bad in [
+            "$values/../../etc/passwd",
+            "$values/envs/../../outside.yaml",
+            "$values//etc/passwd",
+            "$values/envs/evil.yaml",
+            "$values/out/secret.yaml",
+        ] {
+            let e = run(&opts(&[bad])).expect_err(bad);
+            assert!(matches!(e, RenderError::PathEscapes { .. }), "{bad}: {e}");
+            assert!(e.to_string().contains(bad), "{e}");
+            // Not even with ignoreMissingValueFiles, and not as a file parameter either.
+            let ignoring = HelmOptions {
+                ignore_missing_value_files: true,
+                ..opts(&[bad])
+            };
+            assert!(matches!(
+                run(&ignoring),
+                Err(RenderError::PathEscapes { .. })
+            ));
+            let param = HelmOptions {
+                file_parameters: vec![("x".into(), bad.into())],
+                ..opts(&[])
+            };
+            assert!(matches!(run(&param), Err(RenderError::PathEscapes { .. })));
+        }
+
+        let e = run(&opts(&["$other/prod.yaml"])).expect_err("unknown ref");
+        assert!(
+            e.to_string().contains(
+                "source referenced \"$other\", which is not one of the available sources ($values)"
+            ),
+            "{e}"
+        );
+        let none = HelmOptions {
+            ref_roots: Some(Vec::new()),
+            ..opts(&["$values/envs/prod.yaml"])
+        };
+        let e = run(&none).expect_err("no refs");
+        assert!(e.to_string().contains("no source has a 'ref' field"), "{e}");
+
+        let e = run(&opts(&["$values/envs/missing.yaml"])).expect_err("missing");
+        assert!(matches!(e, RenderError::PathMissing { .. }), "{e}");
+        assert!(e.to_string().contains("$values/envs/missing.yaml"), "{e}");
+        let ignoring = HelmOptions {
+            ignore_missing_value_files: true,
+            ..opts(&["$values/envs/missing.yaml", "$values/envs/prod.yaml"])
+        };
+        let out = run(&ignoring).expect("missing ignored");
+        assert_eq!(out[0]["data"]["values"], "color: green");
+        // A directory is not a values file.
+        assert!(matches!(
+            run(&opts(&["$values/envs"])),
+            Err(RenderError::PathMissing { .. })
+        ));
+
+        // A single-source Application: `$values/...` is a path relative to the chart.
+        let single = HelmOptions {
+            ref_roots: None,
+            ..opts(&["$values/envs/prod.yaml"])
+        };
+        let e = run(&single).expect_err("a plain path");
+        assert!(
+            e.to_string().contains("chart/$values/envs/prod.yaml"),
+            "{e}"
         );
     }
 
