@@ -341,6 +341,7 @@ pub fn wire_repo(url: &str, creds: Option<&RepoCreds>) -> pb::Repository {
         no_proxy: creds.and_then(|c| c.no_proxy.clone()).unwrap_or_default(),
         r#type: creds.and_then(|c| c.repo_type.clone()).unwrap_or_default(),
         enable_oci: creds.is_some_and(|c| c.enable_oci),
+        enable_lfs: creds.is_some_and(|c| c.enable_lfs),
         github_app_id: app.map(|a| a.app_id).unwrap_or_default(),
         github_app_installation_id: app.map(|a| a.installation_id).unwrap_or_default(),
         github_app_private_key: app.map(|a| a.private_key.clone()).unwrap_or_default(),

@@ -32,6 +32,8 @@ pub struct RepoCreds {
     /// `type` (`git`, `helm`) and `enableOCI`.
     pub repo_type: Option<String>,
     pub enable_oci: bool,
+    /// `enableLfs`.
+    pub enable_lfs: bool,
     /// `githubAppID`, `githubAppInstallationID`, `githubAppPrivateKey`,
     /// `githubAppEnterpriseBaseUrl`.
     pub github_app: Option<GithubApp>,
@@ -64,10 +66,9 @@ impl std::fmt::Debug for GithubApp {
 
 /// Argo CD repository-Secret keys that change how a repository is reached and that Flotilla
 /// does not honour yet. A Secret setting any of them is refused, never half-used.
-pub const UNSUPPORTED_KEYS: [&str; 4] = [
+pub const UNSUPPORTED_KEYS: [&str; 3] = [
     "gcpServiceAccountKey",
     "useAzureWorkloadIdentity",
-    "enableLfs",
     "forceHttpBasicAuth",
 ];
 
@@ -155,6 +156,7 @@ impl RepoCreds {
             no_proxy: text(s, "noProxy"),
             repo_type: text(s, "type"),
             enable_oci: text(s, "enableOCI").is_some_and(|v| v == "true"),
+            enable_lfs: text(s, "enableLfs").is_some_and(|v| v == "true"),
             github_app: github_app(s).unwrap_or_default(),
             unsupported: UNSUPPORTED_KEYS
                 .into_iter()

@@ -155,6 +155,8 @@ pub struct GitBackendConfig {
     pub access_ttl: Duration,
     /// Known SSH hosts and TLS CAs (Argo CD's mounted ConfigMaps).
     pub transport: crate::transport::TransportConfig,
+    /// Check Git submodules out (Argo CD's default).
+    pub git_submodules: bool,
 }
 
 impl GitBackendConfig {
@@ -173,6 +175,7 @@ impl GitBackendConfig {
             render_timeout: crate::render::exec::DEFAULT_TIMEOUT,
             access_ttl: Duration::from_secs(180),
             transport: crate::transport::TransportConfig::default(),
+            git_submodules: true,
             work_dir,
             cache_dir,
         }
@@ -214,7 +217,7 @@ impl Tree {
 #[derive(Debug, Clone)]
 struct ReadyRef {
     name: String,
-    url: String,
+    repo: RepoRef,
     commit: String,
 }
 
@@ -568,8 +571,13 @@ impl GitBackend {
     }
 
     /// The tree of `commit` on disk, written once and shared.
-    async fn export(&self, url: &str, commit: &str) -> Result<Arc<Export>, RepoError> {
-        let key = (url.to_string(), commit.to_string());
+    /// The tree of `commit` on disk, submodules and LFS objects included (fetched with
+    /// `repo`'s credentials, so exports are kept apart per credentials).
+    async fn export(&self, repo: &RepoRef, commit: &str) -> Result<Arc<Export>, RepoError> {
+        let key = (
+            repo.url.clone(),
+            format!("{commit}:{}", repo.creds.digest()),
+        );
         if let Some(e) = self
             .inner
             .export_cache
@@ -581,20 +589,35 @@ impl GitBackend {
         }
         let inner = self.inner.clone();
         let k = key.clone();
+        let creds = repo.creds.clone();
+        let commit = commit.to_string();
         let out = self
             .inner
             .exports
             .run(key, move || async move {
-                let (url, commit) = k.clone();
+                let url = k.0.clone();
                 let cache = inner.git.clone();
                 let work = inner.cfg.work_dir.clone();
+                let opts = git::ExportOptions {
+                    submodules: inner.cfg.git_submodules,
+                    allow_file_urls: inner.cfg.allow_file_urls,
+                    fetch_timeout: inner.cfg.fetch_timeout,
+                    ..Default::default()
+                };
+                let transport = inner.cfg.transport.clone();
                 let res = tokio::task::spawn_blocking(move || -> Result<Export, RepoError> {
                     let dir = tempfile::Builder::new()
                         .prefix(&format!("{}-", &commit[..commit.len().min(12)]))
                         .tempdir_in(&work)
                         .map_err(|e| RepoError::Internal(format!("work dir: {e}")))?;
                     let repo = git::open_cache(&cache, &url)?;
-                    git::export(&repo, &url, &commit, &dir.path().join("tree"))?;
+                    let remote = git::Remote {
+                        cache: &cache,
+                        url: &url,
+                        creds: &creds,
+                        transport: &transport,
+                    };
+                    git::export_with(&repo, &remote, &commit, &dir.path().join("tree"), &opts)?;
                     Ok(Export { dir })
                 })
                 .await
@@ -747,7 +770,7 @@ impl GitBackend {
     ) -> Result<Vec<(String, Arc<Export>)>, RepoError> {
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
-            out.push((r.name.clone(), self.export(&r.url, &r.commit).await?));
+            out.push((r.name.clone(), self.export(&r.repo, &r.commit).await?));
         }
         Ok(out)
     }
@@ -780,7 +803,7 @@ impl GitBackend {
             let commit = self.known_commit(&r.repo, &r.commit).await?;
             out.push(ReadyRef {
                 name: r.name.clone(),
-                url: r.repo.url.clone(),
+                repo: r.repo.clone(),
                 commit,
             });
         }
@@ -1030,7 +1053,7 @@ impl ManifestBackend for GitBackend {
         {
             return Ok(hit);
         }
-        let export = self.export(&repo.url, &commit).await?;
+        let export = self.export(&repo, &commit).await?;
         self.render(
             Tree::Git(export),
             refs,

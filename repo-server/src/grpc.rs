@@ -68,7 +68,7 @@ fn repo_ref(repo: Option<pb::Repository>, fallback_url: &str) -> RepoRef {
             repo_type: some(r.r#type),
             enable_oci: r.enable_oci,
             // Not on the wire (yet): Git LFS is off for requests from the controller.
-            enable_lfs: false,
+            enable_lfs: r.enable_lfs,
             github_app: (r.github_app_id != 0).then(|| crate::github_app::GithubAppCreds {
                 app_id: r.github_app_id,
                 installation_id: r.github_app_installation_id,

@@ -71,6 +71,8 @@ pub struct Config {
     /// SSH known hosts and TLS CAs of repositories (`argocd-ssh-known-hosts-cm`,
     /// `argocd-tls-certs-cm` as mounted files).
     pub transport: transport::TransportConfig,
+    /// Check Git submodules out.
+    pub git_submodules: bool,
 }
 
 /// A TLS certificate chain and its private key, PEM.
@@ -188,6 +190,7 @@ pub async fn run(
     bcfg.allow_file_urls = cfg.allow_file_urls;
     bcfg.render_timeout = cfg.render_timeout;
     bcfg.transport = cfg.transport.clone();
+    bcfg.git_submodules = cfg.git_submodules;
     if cfg.auth_token.is_none() {
         tracing::warn!("repo-server gRPC serves unauthenticated callers (--insecure-no-auth)");
     }

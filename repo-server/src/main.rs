@@ -107,6 +107,15 @@ struct Args {
         env = "FLOTILLA_TLS_CERTS_DIR"
     )]
     tls_certs_dir: PathBuf,
+    /// Check Git submodules out, recursively, as Argo CD does (`false` leaves them empty,
+    /// like ARGOCD_GIT_MODULES_ENABLED=false).
+    #[arg(
+        long,
+        env = "ARGOCD_GIT_MODULES_ENABLED",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    git_submodules: bool,
     /// TLS certificate (PEM file) of the gRPC port. Without it (and without --plaintext) the
     /// repo-server makes a self-signed one at start and writes it to
     /// <cache-dir>/tls/self-signed.crt for controllers to trust (--repo-server-ca).
@@ -195,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
         jsonnet_memory_bytes: args.jsonnet_memory_limit_mb.max(64) * 1024 * 1024,
         tls,
         auth_token,
+        git_submodules: args.git_submodules,
         transport: flotilla_repo_server::transport::TransportConfig {
             known_hosts: args.ssh_known_hosts,
             tls_certs_dir: args.tls_certs_dir,

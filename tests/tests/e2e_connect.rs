@@ -66,23 +66,23 @@ async fn an_app_syncs_from_git_over_ssh_and_unsupported_credentials_are_refused(
             == Some("v1")
     );
 
-    // A Secret with GitHub App credentials (not supported yet): a ComparisonError naming the
-    // keys, and nothing fetched without them.
-    let gh = "https://github.example.invalid/org/private.git";
+    // Credentials Flotilla does not support: a ComparisonError naming the keys, and nothing
+    // fetched without them.
+    let gcp = "https://source.example.invalid/org/private.git";
     fleet
         .apply(&repo_secret(
-            "gh-app-repo",
+            "gcp-repo",
             &[
-                ("url", gh),
-                ("githubAppID", "1"),
-                ("githubAppPrivateKey", "k"),
+                ("url", gcp),
+                ("gcpServiceAccountKey", "{}"),
+                ("forceHttpBasicAuth", "true"),
             ],
         ))
         .await?;
-    fleet.apply(&app_yaml("gh-app", gh, "x")).await?;
+    fleet.apply(&app_yaml("gcp-app", gcp, "x")).await?;
     let a = wait_app(
         &fleet,
-        "gh-app",
+        "gcp-app",
         Duration::from_secs(30),
         "a ComparisonError",
         |a| {
@@ -98,9 +98,34 @@ async fn an_app_syncs_from_git_over_ssh_and_unsupported_credentials_are_refused(
         .collect::<Vec<_>>()
         .join(" ");
     ensure!(
-        msg.contains("enableLfs") && msg.contains("does not support"),
+        msg.contains("forceHttpBasicAuth") && msg.contains("does not support"),
         "{msg}"
     );
+    // Half a GitHub App (no installation ID): unusable as written, said so.
+    let gh = "https://github.example.invalid/org/private.git";
+    fleet
+        .apply(&repo_secret(
+            "gh-app-repo",
+            &[
+                ("url", gh),
+                ("githubAppID", "1"),
+                ("githubAppPrivateKey", "k"),
+            ],
+        ))
+        .await?;
+    fleet.apply(&app_yaml("gh-app", gh, "x")).await?;
+    wait_app(
+        &fleet,
+        "gh-app",
+        Duration::from_secs(30),
+        "a ComparisonError",
+        |a| {
+            conditions(a)
+                .iter()
+                .any(|(t, m)| t == "ComparisonError" && m.contains("go together"))
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -372,6 +397,51 @@ async fn an_app_syncs_a_chart_from_an_oci_registry_behind_a_private_ca() -> Resu
             .as_deref()
             == Some("1.2.0"),
         "the highest 1.x chart is live"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_renders_a_submodule_at_its_gitlinked_commit() -> Result<()> {
+    use flotilla_loadtest::fleet::GitServer;
+    let fleet = Fleet::start(FleetConfig {
+        clusters: 1,
+        ..Default::default()
+    })
+    .await?;
+    // A library repository next to the fleet's (served by the same daemon root), whose first
+    // commit the app repository links as a submodule with a relative URL.
+    let root = fleet
+        .git
+        .bare
+        .parent()
+        .and_then(|p| p.parent())
+        .context("fleet git dir")?
+        .to_path_buf();
+    let lib = GitServer::start(&root, "lib", None)?;
+    let linked = lib.commit_files(&[("cm.yaml", &config_map("from-lib", "linked"))], "lib")?;
+    lib.commit_files(
+        &[("cm.yaml", &config_map("from-lib", "later"))],
+        "lib moves on",
+    )?;
+    fleet.git.commit_with_gitlinks(
+        &[(
+            ".gitmodules",
+            "[submodule \"lib\"]\n\tpath = with-lib/vendor\n\turl = ../lib.git\n",
+        )],
+        &[("with-lib/vendor", &linked)],
+        "vendor lib",
+    )?;
+    fleet
+        .apply(&app_yaml("sub", &fleet.git.url(), "with-lib/vendor"))
+        .await?;
+    wait_synced_healthy(&fleet, "sub").await?;
+    ensure!(
+        live_value(&fleet, "cluster-001", "sub", "from-lib")
+            .await?
+            .as_deref()
+            == Some("linked"),
+        "the gitlinked commit's content, not the library's head"
     );
     Ok(())
 }

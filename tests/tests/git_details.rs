@@ -215,24 +215,7 @@ fn commit_with_gitlinks(
     links: &[(&str, &str)],
     message: &str,
 ) -> Result<String> {
-    s.write(files)?;
-    for (path, _) in files {
-        git(&s.work, &["add", path])?;
-    }
-    for (path, commit) in links {
-        git(
-            &s.work,
-            &[
-                "update-index",
-                "--add",
-                "--cacheinfo",
-                &format!("160000,{commit},{path}"),
-            ],
-        )?;
-    }
-    git(&s.work, &["commit", "-qm", message])?;
-    git(&s.work, &["push", "-q", "-f", "origin", "HEAD:main"])?;
-    git(&s.work, &["rev-parse", "HEAD"])
+    s.commit_with_gitlinks(files, links, message)
 }
 
 #[test]

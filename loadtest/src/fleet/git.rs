@@ -193,6 +193,34 @@ impl GitServer {
         git(&self.work, &["rev-parse", "HEAD"])
     }
 
+    /// Commit `files` and the gitlinks `links` (path, commit: submodules, as `git submodule
+    /// add` records them) and push; returns the new commit SHA.
+    pub fn commit_with_gitlinks(
+        &self,
+        files: &[(&str, &str)],
+        links: &[(&str, &str)],
+        message: &str,
+    ) -> Result<String> {
+        self.write(files)?;
+        for (path, _) in files {
+            git(&self.work, &["add", path])?;
+        }
+        for (path, commit) in links {
+            git(
+                &self.work,
+                &[
+                    "update-index",
+                    "--add",
+                    "--cacheinfo",
+                    &format!("160000,{commit},{path}"),
+                ],
+            )?;
+        }
+        git(&self.work, &["commit", "-qm", message])?;
+        git(&self.work, &["push", "-q", "-f", "origin", "HEAD:main"])?;
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
     /// `write` then `commit`.
     pub fn commit_files(&self, files: &[(&str, &str)], message: &str) -> Result<String> {
         self.write(files)?;
