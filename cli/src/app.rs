@@ -65,6 +65,13 @@ pub enum AppCommand {
         /// Revision to sync (default: the spec's targetRevision).
         #[arg(long)]
         revision: Option<String>,
+        /// Multi-source apps: revisions to sync (comma-separated), for the sources at
+        /// --source-positions, or for every source in order.
+        #[arg(long, value_delimiter = ',')]
+        revisions: Vec<String>,
+        /// Multi-source apps: 1-based positions in spec.sources that --revisions apply to.
+        #[arg(long, value_delimiter = ',')]
+        source_positions: Vec<i64>,
         /// Delete resources no longer in Git.
         #[arg(long)]
         prune: bool,
@@ -385,6 +392,8 @@ pub async fn run(
             name,
             app_namespace,
             revision,
+            revisions,
+            source_positions,
             prune,
             dry_run,
             resources,
@@ -400,6 +409,8 @@ pub async fn run(
                 .post(
                     &format!("{}/sync", base(&app_namespace, &name)),
                     &json!({"revision": revision, "prune": prune, "dryRun": dry_run,
+                    "revisions": (!revisions.is_empty()).then_some(&revisions),
+                    "sourcePositions": (!source_positions.is_empty()).then_some(&source_positions),
                     "resources": (!refs.is_empty()).then_some(refs),
                     "syncOptions": (!sync_options.is_empty()).then_some(sync_options)}),
                 )

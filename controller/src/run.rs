@@ -872,10 +872,12 @@ async fn receive_webhook(
                 .annotations
                 .as_ref()
                 .and_then(|m| m.get(webhook::MANIFEST_PATHS_ANNOTATION));
-            crate::reconcile::sources(a).iter().any(|s| {
+            // Every source, ref-only ones included: a push to a values repository reaches
+            // the apps reading `$values/…` (a ref source has no path to filter by).
+            crate::reconcile::all_sources(a).iter().any(|s| {
                 s.chart.is_none()
                     && match (paths, &push.changed_files) {
-                        (Some(p), Some(files)) => {
+                        (Some(p), Some(files)) if !crate::reconcile::is_ref_only(s) => {
                             webhook::paths_changed(p, s.path.as_deref().unwrap_or(""), files)
                         }
                         _ => true,

@@ -31,6 +31,10 @@ pub struct SyncRequest {
     /// `{"hook": {"force": bool}}` (the default); written as `operation.sync.syncStrategy`.
     #[serde(alias = "syncStrategy")]
     pub strategy: Option<SyncStrategy>,
+    /// Multi-source: the revisions to sync, for the sources at `sourcePositions` (1-based), or
+    /// for every source in order when no positions are given.
+    pub revisions: Option<Vec<String>>,
+    pub source_positions: Option<Vec<i64>>,
 }
 
 /// How a sync applies: `apply` (no hooks) or `hook`; `force` replaces objects that cannot be
@@ -108,6 +112,8 @@ pub fn sync_operation(req: &SyncRequest, by: &Principal) -> Operation {
                 .strategy
                 .as_ref()
                 .and_then(|s| serde_json::to_value(s).ok()),
+            revisions: req.revisions.clone().filter(|r| !r.is_empty()),
+            source_positions: req.source_positions.clone().filter(|p| !p.is_empty()),
             ..Default::default()
         }),
         initiated_by: InitiatedBy {
@@ -365,6 +371,14 @@ impl Actions {
             return Err(ActionError::InProgress);
         }
         let op = sync_operation(req, by);
+        if let Some(sync) = &op.sync {
+            let sources = flotilla_controller::reconcile::all_sources(app).len();
+            if let Some(why) =
+                flotilla_controller::operation::source_positions_problem(sync, sources)
+            {
+                return Err(ActionError::Refused(why));
+            }
+        }
         let ns = app.metadata.namespace.clone().unwrap_or_default();
         let name = app.metadata.name.clone().unwrap_or_default();
         let api: Api<Application> = Api::namespaced(self.client.clone(), &ns);
@@ -472,6 +486,13 @@ mod tests {
                    "initiatedBy": {"username": "alice"}})
         );
         assert!(serde_json::from_value::<SyncRequest>(json!({"purne": true})).is_err());
+        // Multi-source: Argo CD's revisions and sourcePositions are carried into the operation.
+        let req: SyncRequest =
+            serde_json::from_value(json!({"revisions": ["v1"], "sourcePositions": [2]}))
+                .expect("parses");
+        let v = serde_json::to_value(sync_operation(&req, &alice())).expect("json");
+        assert_eq!(v["sync"]["revisions"], json!(["v1"]));
+        assert_eq!(v["sync"]["sourcePositions"], json!([2]));
         // Apply only (no hooks), forced: Argo CD's `strategy`, written as `syncStrategy`.
         let req: SyncRequest =
             serde_json::from_value(json!({"strategy": {"apply": {"force": true}}}))

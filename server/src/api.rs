@@ -423,6 +423,8 @@ fn base_openapi() -> Value {
                 "Object": {"type": "object", "description": "The Kubernetes object (managedFields removed)", "additionalProperties": true},
                 "SyncRequest": {"type": "object", "properties": {
                     "revision": {"type": "string"}, "prune": {"type": "boolean"}, "dryRun": {"type": "boolean"},
+                    "revisions": {"type": "array", "items": {"type": "string"}, "description": "multi-source: a revision per source in sourcePositions (or in spec order)"},
+                    "sourcePositions": {"type": "array", "items": {"type": "integer"}, "description": "multi-source: 1-based positions in spec.sources"},
                     "syncOptions": {"type": "array", "items": {"type": "string"}},
                     "resources": {"type": "array", "items": {"type": "object", "properties": {
                         "group": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"}, "namespace": {"type": "string"}}}}}},
