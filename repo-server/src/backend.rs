@@ -544,13 +544,16 @@ impl GitBackend {
         .await
     }
 
-    /// Whether the cache holds `commit` already.
-    async fn has_commit(&self, url: &str, commit: &str) -> bool {
+    /// Whether the cache `repo` fetches into holds `commit` already.
+    async fn has_commit(&self, repo: &RepoRef, commit: &str) -> bool {
         let cache = self.inner.git.clone();
-        let (url, commit) = (url.to_string(), commit.to_string());
+        let (url, creds, commit) = (repo.url.clone(), repo.creds.clone(), commit.to_string());
         tokio::task::spawn_blocking(move || {
-            cache.dir(&url).join("HEAD").exists()
-                && git::open_cache(&cache, &url)
+            cache
+                .dir(&git::cache_name(&url, &creds))
+                .join("HEAD")
+                .exists()
+                && git::open_cache_as(&cache, &url, &creds)
                     .map(|r| git::has_commit(&r, &commit))
                     .unwrap_or(false)
         })
@@ -558,11 +561,11 @@ impl GitBackend {
         .unwrap_or(false)
     }
 
-    async fn resolve_fetched(&self, url: &str, revision: &str) -> Result<String, RepoError> {
+    async fn resolve_fetched(&self, repo: &RepoRef, revision: &str) -> Result<String, RepoError> {
         let cache = self.inner.git.clone();
-        let (url, revision) = (url.to_string(), revision.to_string());
+        let (url, creds, revision) = (repo.url.clone(), repo.creds.clone(), revision.to_string());
         tokio::task::spawn_blocking(move || {
-            let repo = git::open_cache(&cache, &url)?;
+            let repo = git::open_cache_as(&cache, &url, &creds)?;
             git::resolve(&repo, &url, &revision)
         })
         .await
@@ -610,7 +613,7 @@ impl GitBackend {
                         .prefix(&format!("{}-", &commit[..commit.len().min(12)]))
                         .tempdir_in(&work)
                         .map_err(|e| RepoError::Internal(format!("work dir: {e}")))?;
-                    let repo = git::open_cache(&cache, &url)?;
+                    let repo = git::open_cache_as(&cache, &url, &creds)?;
                     let remote = git::Remote {
                         cache: &cache,
                         url: &url,
@@ -816,9 +819,9 @@ impl GitBackend {
     async fn known_commit(&self, repo: &RepoRef, commit: &str) -> Result<String, RepoError> {
         let commit = commit.to_lowercase();
         self.ensure_access(repo).await?;
-        if !self.has_commit(&repo.url, &commit).await {
+        if !self.has_commit(repo, &commit).await {
             self.fetch(repo).await?;
-            if !self.has_commit(&repo.url, &commit).await {
+            if !self.has_commit(repo, &commit).await {
                 return Err(GitError::UnknownRevision {
                     url: redact_url(&repo.url),
                     revision: commit,
@@ -945,7 +948,7 @@ impl ManifestBackend for GitBackend {
                 .await?;
             return Ok(Resolved { commit: version });
         }
-        if git::is_full_sha(&revision) && self.has_commit(&repo.url, &revision).await {
+        if git::is_full_sha(&revision) && self.has_commit(&repo, &revision).await {
             // Known commit: served only to credentials that can still read the repository.
             self.ensure_access(&repo).await?;
             return Ok(Resolved {
@@ -953,7 +956,7 @@ impl ManifestBackend for GitBackend {
             });
         }
         self.fetch(&repo).await?;
-        let commit = self.resolve_fetched(&repo.url, &revision).await?;
+        let commit = self.resolve_fetched(&repo, &revision).await?;
         Ok(Resolved { commit })
     }
 

@@ -232,9 +232,37 @@ impl GitCache {
 /// The local ref that mirrors the remote's `HEAD` (its default branch).
 const REMOTE_HEAD: &str = "refs/remotes/origin/HEAD";
 
-/// Open the bare cache of `url`, creating it on first use.
+/// The name a repository's bare cache goes by: its URL, plus the transport settings that
+/// decide whether what was fetched can be trusted (a `proxy`, `insecure`). What one caller
+/// fetched through a proxy it controls, or without checking certificates, is then never
+/// served to another caller of the same URL.
+pub fn cache_name(url: &str, creds: &Credentials) -> String {
+    if creds.proxy.is_none() && !creds.insecure {
+        return url.to_string();
+    }
+    format!(
+        "{url}\0proxy={}\0insecure={}",
+        creds.proxy.as_deref().unwrap_or_default(),
+        creds.insecure
+    )
+}
+
+/// Open the bare cache of `url` as fetched with `creds`' transport (see [`cache_name`]),
+/// creating it on first use.
+pub fn open_cache_as(
+    cache: &GitCache,
+    url: &str,
+    creds: &Credentials,
+) -> Result<gix::Repository, GitError> {
+    open_dir(cache.dir(&cache_name(url, creds)), url)
+}
+
+/// Open the bare cache of `url` fetched directly (no proxy, certificates checked).
 pub fn open_cache(cache: &GitCache, url: &str) -> Result<gix::Repository, GitError> {
-    let dir = cache.dir(url);
+    open_dir(cache.dir(url), url)
+}
+
+fn open_dir(dir: PathBuf, url: &str) -> Result<gix::Repository, GitError> {
     let open_err = |e: &dyn std::error::Error| GitError::Open {
         url: redact_url(url),
         message: describe(e),
@@ -330,7 +358,7 @@ fn fetch_into(
         url: redact_url(url),
         message: describe(e),
     };
-    let mut repo = open_cache(cache, url)?;
+    let mut repo = open_cache_as(cache, url, creds)?;
     if creds.bearer_token.is_some() || creds.insecure || ssh.is_some() {
         let mut cfg = repo.config_snapshot_mut();
         if let Some(token) = &creds.bearer_token {
@@ -396,11 +424,17 @@ fn fetch_into(
         },
     };
     // Never fall back to the host's credential helpers or a prompt: a server has no terminal.
+    let expected_origin = gix::url::parse(url.as_bytes()).ok().map(|u| origin(&u));
     let mut connection = remote
         .connect(gix::remote::Direction::Fetch)
         .map_err(|e| fetch_err(&e))?
         .with_credentials(move |action| match action {
             gix::credentials::helper::Action::Get(ctx) => {
+                // Only to the repository's own origin: a redirect to another host asks again,
+                // and gets nothing.
+                if !asks_for_origin(&ctx, expected_origin.as_ref()) {
+                    return Ok(None);
+                }
                 Ok(account
                     .clone()
                     .map(|identity| gix::credentials::protocol::Outcome {
@@ -410,12 +444,16 @@ fn fetch_into(
             }
             _ => Ok(None),
         });
-    if let Some(settings) = http.filter(HttpSettings::is_custom) {
+    // Every HTTP fetch gets a client with a deadline (a server that accepts and stays silent
+    // would otherwise hold the fetch past the watchdog, which only acts while data moves).
+    if let Some(settings) = http {
         use gix::protocol::transport::client::blocking_io::http;
         if let Ok(Some(mut opts)) = repo.transport_options(url, None) {
             if let Some(o) = opts.downcast_mut::<http::Options>() {
                 o.backend = Some(Arc::new(std::sync::Mutex::new(http::reqwest::Options {
-                    configure_client: Some(Box::new(move |b| Ok(settings.apply_blocking(b)))),
+                    configure_client: Some(Box::new(move |b| {
+                        Ok(settings.apply_blocking(b.timeout(timeout)))
+                    })),
                     configure_request: None,
                 })));
             }
@@ -437,6 +475,33 @@ fn fetch_into(
             }
         })?;
     Ok(repo)
+}
+
+/// A URL's scheme and host (with the port when it is not the scheme's default), as gix's
+/// credential requests name them.
+fn origin(u: &gix::Url) -> (String, String) {
+    let mut host = u.host().unwrap_or_default().to_string();
+    if let Some(port) = u
+        .port
+        .filter(|p| u.scheme.default_port().is_none_or(|d| *p != d))
+    {
+        host.push_str(&format!(":{port}"));
+    }
+    (u.scheme.as_str().to_string(), host)
+}
+
+/// Whether a credential request is for `expected` (the repository's own origin).
+fn asks_for_origin(
+    ctx: &gix::credentials::protocol::Context,
+    expected: Option<&(String, String)>,
+) -> bool {
+    let asked = ctx
+        .url
+        .as_ref()
+        .and_then(|u| gix::url::parse(AsRef::<[u8]>::as_ref(u)).ok())
+        .map(|u| origin(&u))
+        .or_else(|| Some((ctx.protocol.clone()?, ctx.host.clone()?)));
+    asked.is_some() && asked.as_ref() == expected
 }
 
 /// Sets the interrupt flag when `timeout` passes, unless dropped first.
@@ -890,7 +955,7 @@ impl<'a> Exporter<'a> {
                     tracing::debug!(submodule = %redact_url(&sub_url), error = %e, "fetch by commit id failed");
                 }
             }
-            let sub_repo = open_cache(fetcher.0, &sub_url)?;
+            let sub_repo = open_cache_as(fetcher.0, &sub_url, &sub_creds)?;
             if !has_commit(&sub_repo, &commit_hex) {
                 return Err(sub_err(format!(
                     "{} has no commit {commit_hex} (the gitlink's)",
@@ -996,7 +1061,11 @@ fn fetch_submodule(
         LazyLock::new(Default::default);
     let lock = LOCKS
         .lock()
-        .map(|mut m| m.entry(cache.dir(url)).or_default().clone())
+        .map(|mut m| {
+            m.entry(cache.dir(&cache_name(url, creds)))
+                .or_default()
+                .clone()
+        })
         .unwrap_or_default();
     let _one_at_a_time = lock.lock();
     match fetch(cache, url, creds, transport, timeout) {
@@ -1671,6 +1740,64 @@ mod tests {
             T,
         )
         .expect("fetch over git://");
+    }
+
+    #[test]
+    fn credentials_answer_only_their_repositorys_origin() {
+        let expected = gix::url::parse("https://git.example.com/org/repo.git".as_bytes())
+            .map(|u| origin(&u))
+            .ok();
+        let ctx = |url: &str| gix::credentials::protocol::Context {
+            url: Some(url.into()),
+            ..Default::default()
+        };
+        assert!(asks_for_origin(
+            &ctx("https://git.example.com/org/repo.git"),
+            expected.as_ref()
+        ));
+        assert!(asks_for_origin(
+            &ctx("https://git.example.com:443/other"),
+            expected.as_ref()
+        ));
+        for elsewhere in [
+            "https://attacker.example/org/repo.git",
+            "https://git.example.com:8443/org/repo.git",
+            "http://git.example.com/org/repo.git",
+            "https://git.example.com.attacker.example/x",
+        ] {
+            assert!(
+                !asks_for_origin(&ctx(elsewhere), expected.as_ref()),
+                "{elsewhere}"
+            );
+        }
+        let by_parts = gix::credentials::protocol::Context {
+            protocol: Some("https".into()),
+            host: Some("git.example.com".into()),
+            ..Default::default()
+        };
+        assert!(asks_for_origin(&by_parts, expected.as_ref()));
+        assert!(
+            !asks_for_origin(&Default::default(), expected.as_ref()),
+            "an unnamed request"
+        );
+    }
+
+    #[test]
+    fn a_proxied_or_insecure_fetch_has_its_own_cache() {
+        let direct = Credentials::default();
+        let proxied = Credentials {
+            proxy: Some("http://proxy:3128".into()),
+            ..Credentials::default()
+        };
+        let insecure = Credentials {
+            insecure: true,
+            ..Credentials::default()
+        };
+        let url = "https://git.example.com/org/repo.git";
+        assert_eq!(cache_name(url, &direct), url);
+        assert_ne!(cache_name(url, &proxied), url);
+        assert_ne!(cache_name(url, &insecure), url);
+        assert_ne!(cache_name(url, &proxied), cache_name(url, &insecure));
     }
 
     #[test]

@@ -518,10 +518,12 @@ impl HelmRepos {
     ) -> Result<PathBuf, HelmRepoError> {
         check_chart_name(repo_url, chart)?;
         check_version(repo_url, version, false)?;
-        let dest =
-            self.dir
-                .join(short(repo_url))
-                .join(format!("{}-{}", short(chart), short(version)));
+        // Charts fetched through a proxy or without certificate checks are kept apart from
+        // those fetched directly (see `git::cache_name`).
+        let dest = self
+            .dir
+            .join(short(&crate::git::cache_name(repo_url, creds)))
+            .join(format!("{}-{}", short(chart), short(version)));
         let ready = dest.join(chart);
         if ready.join("Chart.yaml").is_file() {
             return Ok(ready);
@@ -533,7 +535,12 @@ impl HelmRepos {
             version.to_string(),
             creds.clone(),
         );
-        let key = (url.clone(), c.clone(), v.clone(), pass_credentials);
+        let key = (
+            crate::git::cache_name(&url, &creds),
+            c.clone(),
+            v.clone(),
+            pass_credentials,
+        );
         let out = self
             .charts
             .run(key, move || async move {

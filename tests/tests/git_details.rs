@@ -41,7 +41,7 @@ fn fetched(url: &str, creds: Credentials) -> Result<Fetched> {
 
 impl Fetched {
     fn resolve(&self, revision: &str) -> Result<String, GitError> {
-        let repo = git::open_cache(&self.cache, &self.url)?;
+        let repo = git::open_cache_as(&self.cache, &self.url, &self.creds)?;
         git::resolve(&repo, &self.url, revision)
     }
 
@@ -63,7 +63,7 @@ impl Fetched {
             creds: &self.creds,
             transport: &transport,
         };
-        let repo = git::open_cache(&self.cache, &self.url)?;
+        let repo = git::open_cache_as(&self.cache, &self.url, &self.creds)?;
         git::export_with(&repo, &remote, commit, &dest, opts)?;
         Ok(dest)
     }
@@ -280,7 +280,7 @@ fn submodules_are_checked_out_recursively() -> Result<()> {
     );
     let plain = f.dir.path().join("plain");
     git::export(
-        &git::open_cache(&f.cache, &f.url)?,
+        &git::open_cache_as(&f.cache, &f.url, &f.creds)?,
         &f.url,
         &app_commit,
         &plain,
