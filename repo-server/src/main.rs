@@ -111,7 +111,7 @@ struct Args {
     /// like ARGOCD_GIT_MODULES_ENABLED=false).
     #[arg(
         long,
-        env = "ARGOCD_GIT_MODULES_ENABLED",
+        env = "FLOTILLA_GIT_SUBMODULES",
         default_value_t = true,
         action = clap::ArgAction::Set
     )]
