@@ -240,7 +240,7 @@ async fn handle(root: &Path, auth: &Auth, req: Request<Incoming>) -> Response<Fu
 }
 
 /// Run `git http-backend` for one request (CGI/1.1).
-async fn cgi(root: &Path, req: Request<Incoming>) -> Result<Response<Full<Bytes>>> {
+pub(crate) async fn cgi(root: &Path, req: Request<Incoming>) -> Result<Response<Full<Bytes>>> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
     let header = |name: &str| {
@@ -269,6 +269,7 @@ async fn cgi(root: &Path, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .context("starting git http-backend")?;
     if let Some(mut stdin) = child.stdin.take() {

@@ -10,10 +10,9 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -21,7 +20,6 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -247,7 +245,7 @@ async fn handle(
             ),
         };
     }
-    match cgi(&st.root, req).await {
+    match super::git_http::cgi(&st.root, req).await {
         Ok(r) => r,
         Err(e) => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -309,79 +307,4 @@ fn batch(st: &State, own_base: &str, body: &[u8]) -> Response<Full<Bytes>> {
         "application/vnd.git-lfs+json",
         answer.to_string().into(),
     )
-}
-
-/// Run `git http-backend` for one request (CGI/1.1).
-async fn cgi(root: &Path, req: Request<Incoming>) -> Result<Response<Full<Bytes>>> {
-    let (parts, body) = req.into_parts();
-    let body = body.collect().await?.to_bytes();
-    let header = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let mut child = tokio::process::Command::new("git")
-        .arg("http-backend")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GIT_PROJECT_ROOT", root)
-        .env("GIT_HTTP_EXPORT_ALL", "1")
-        .env("REQUEST_METHOD", parts.method.as_str())
-        .env("PATH_INFO", parts.uri.path())
-        .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
-        .env("CONTENT_TYPE", header("content-type"))
-        .env("CONTENT_LENGTH", body.len().to_string())
-        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
-        .env("HTTP_GIT_PROTOCOL", header("git-protocol"))
-        .env("REMOTE_USER", "test")
-        .env("REMOTE_ADDR", "127.0.0.1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting git http-backend")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(&body).await?;
-    }
-    let out = child.wait_with_output().await?;
-    let split = out
-        .stdout
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| (p, 4))
-        .or_else(|| {
-            out.stdout
-                .windows(2)
-                .position(|w| w == b"\n\n")
-                .map(|p| (p, 2))
-        })
-        .context("CGI output has no header end")?;
-    let head = String::from_utf8_lossy(&out.stdout[..split.0]).to_string();
-    let mut resp = Response::new(Full::new(Bytes::copy_from_slice(
-        &out.stdout[split.0 + split.1..],
-    )));
-    for line in head.lines() {
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let v = v.trim();
-        if k.eq_ignore_ascii_case("status") {
-            let code: u16 = v
-                .split(' ')
-                .next()
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(200);
-            *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-        } else if let (Ok(name), Ok(value)) = (
-            hyper::header::HeaderName::from_bytes(k.trim().as_bytes()),
-            hyper::header::HeaderValue::from_str(v),
-        ) {
-            resp.headers_mut().append(name, value);
-        }
-    }
-    Ok(resp)
 }
