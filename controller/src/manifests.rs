@@ -339,7 +339,6 @@ pub fn wire_repo(url: &str, creds: Option<&RepoCreds>) -> pb::Repository {
             .unwrap_or_default(),
         proxy: creds.and_then(|c| c.proxy.clone()).unwrap_or_default(),
         no_proxy: creds.and_then(|c| c.no_proxy.clone()).unwrap_or_default(),
-        r#type: creds.and_then(|c| c.repo_type.clone()).unwrap_or_default(),
         enable_oci: creds.is_some_and(|c| c.enable_oci),
         enable_lfs: creds.is_some_and(|c| c.enable_lfs),
         github_app_id: app.map(|a| a.app_id).unwrap_or_default(),

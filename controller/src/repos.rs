@@ -29,7 +29,8 @@ pub struct RepoCreds {
     /// `proxy` and `noProxy`.
     pub proxy: Option<String>,
     pub no_proxy: Option<String>,
-    /// `type` (`git`, `helm`) and `enableOCI`.
+    /// `type` (`git`, `helm`): informational (a source with `chart` is Helm whatever it
+    /// says), kept for reports; and `enableOCI`.
     pub repo_type: Option<String>,
     pub enable_oci: bool,
     /// `enableLfs`.
@@ -142,6 +143,7 @@ impl RepoCreds {
         if unreadable_project {
             return None;
         }
+        let app = github_app(s);
         Some(Self {
             url: text(s, "url")?,
             username: text(s, "username"),
@@ -157,13 +159,13 @@ impl RepoCreds {
             repo_type: text(s, "type"),
             enable_oci: text(s, "enableOCI").is_some_and(|v| v == "true"),
             enable_lfs: text(s, "enableLfs").is_some_and(|v| v == "true"),
-            github_app: github_app(s).unwrap_or_default(),
+            github_app: app.clone().unwrap_or_default(),
             unsupported: UNSUPPORTED_KEYS
                 .into_iter()
                 // `false` is how Argo CD's CLI writes an option left off.
                 .filter(|k| text(s, k).is_some_and(|v| v != "false"))
                 .collect(),
-            problem: github_app(s).err(),
+            problem: app.err(),
         })
     }
 }

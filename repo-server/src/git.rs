@@ -81,8 +81,7 @@ pub struct Credentials {
     /// An HTTP(S) proxy URL and the hosts that bypass it (NO_PROXY syntax).
     pub proxy: Option<String>,
     pub no_proxy: Option<String>,
-    /// The repository Secret's `type` (`git`, `helm`) and `enableOCI`.
-    pub repo_type: Option<String>,
+    /// The repository Secret's `enableOCI`.
     pub enable_oci: bool,
     /// GitHub App credentials (installation tokens are minted from them).
     pub github_app: Option<crate::github_app::GithubAppCreds>,
@@ -108,7 +107,6 @@ impl std::fmt::Debug for Credentials {
             .field("tls_client_cert", &self.tls_client_cert_data.is_some())
             .field("proxy", &self.proxy.as_deref().map(redact_url))
             .field("no_proxy", &self.no_proxy)
-            .field("repo_type", &self.repo_type)
             .field("enable_oci", &self.enable_oci)
             .field("github_app", &self.github_app)
             .field("enable_lfs", &self.enable_lfs)
@@ -131,7 +129,6 @@ impl Credentials {
             &self.tls_client_cert_key,
             &self.proxy,
             &self.no_proxy,
-            &self.repo_type,
             &self.github_app.as_ref().map(|a| {
                 format!(
                     "{}/{}/{}/{}",

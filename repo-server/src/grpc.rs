@@ -65,7 +65,6 @@ fn repo_ref(repo: Option<pb::Repository>, fallback_url: &str) -> RepoRef {
             tls_client_cert_key: some(r.tls_client_cert_key),
             proxy: some(r.proxy),
             no_proxy: some(r.no_proxy),
-            repo_type: some(r.r#type),
             enable_oci: r.enable_oci,
             // Not on the wire (yet): Git LFS is off for requests from the controller.
             enable_lfs: r.enable_lfs,

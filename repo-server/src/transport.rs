@@ -90,6 +90,26 @@ impl std::fmt::Debug for HttpSettings {
     }
 }
 
+/// The same settings on reqwest's blocking and async builders (two types, one method set).
+macro_rules! apply_settings {
+    ($s:expr, $b:expr) => {{
+        let mut b = $b;
+        if $s.insecure {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        if !$s.roots.is_empty() {
+            b = b.tls_certs_merge($s.roots.clone());
+        }
+        if let Some(id) = &$s.identity {
+            b = b.identity(id.clone());
+        }
+        if let Some(p) = &$s.proxy {
+            b = b.proxy(p.clone());
+        }
+        b
+    }};
+}
+
 impl HttpSettings {
     /// The settings for `url` with `creds`. A CA file that exists but holds no valid
     /// certificate, a client certificate without its key (or the reverse), or a proxy URL that
@@ -138,38 +158,14 @@ impl HttpSettings {
     /// Apply to gix's blocking HTTP client.
     pub fn apply_blocking(
         &self,
-        mut b: reqwest::blocking::ClientBuilder,
+        b: reqwest::blocking::ClientBuilder,
     ) -> reqwest::blocking::ClientBuilder {
-        if self.insecure {
-            b = b.danger_accept_invalid_certs(true);
-        }
-        if !self.roots.is_empty() {
-            b = b.tls_certs_merge(self.roots.clone());
-        }
-        if let Some(id) = &self.identity {
-            b = b.identity(id.clone());
-        }
-        if let Some(p) = &self.proxy {
-            b = b.proxy(p.clone());
-        }
-        b
+        apply_settings!(self, b)
     }
 
     /// Apply to an async client (Helm repositories).
-    pub fn apply(&self, mut b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
-        if self.insecure {
-            b = b.danger_accept_invalid_certs(true);
-        }
-        if !self.roots.is_empty() {
-            b = b.tls_certs_merge(self.roots.clone());
-        }
-        if let Some(id) = &self.identity {
-            b = b.identity(id.clone());
-        }
-        if let Some(p) = &self.proxy {
-            b = b.proxy(p.clone());
-        }
-        b
+    pub fn apply(&self, b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        apply_settings!(self, b)
     }
 
     /// Whether anything differs from a default client.

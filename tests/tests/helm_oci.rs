@@ -69,7 +69,6 @@ fn basic(user: &str, pass: &str) -> Credentials {
     Credentials {
         username: Some(user.into()),
         password: Some(pass.into()),
-        repo_type: Some("helm".into()),
         ..Credentials::default()
     }
 }

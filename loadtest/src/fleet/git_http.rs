@@ -44,6 +44,21 @@ impl Drop for GitHttpServer {
     }
 }
 
+/// A TLS acceptor with a self-signed certificate for `addr`'s IP (and localhost) when `tls`.
+pub(crate) fn self_signed(
+    tls: bool,
+    addr: SocketAddr,
+) -> Result<Option<tokio_rustls::TlsAcceptor>> {
+    if !tls {
+        return Ok(None);
+    }
+    Ok(Some(
+        crate::kubesim::tls::Tls::generate(addr.ip())
+            .map_err(anyhow::Error::msg)?
+            .acceptor,
+    ))
+}
+
 /// A certificate authority for tests, issuing server and client certificates.
 pub struct TestCa {
     /// The CA's certificate (what clients or servers are told to trust).
@@ -123,15 +138,7 @@ impl GitHttpServer {
     pub async fn start(root: &Path, auth: Auth, tls: bool) -> Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let acceptor = if tls {
-            Some(
-                crate::kubesim::tls::Tls::generate(addr.ip())
-                    .map_err(anyhow::Error::msg)?
-                    .acceptor,
-            )
-        } else {
-            None
-        };
+        let acceptor = self_signed(tls, addr)?;
         Self::serve(listener, root, auth, acceptor)
     }
 

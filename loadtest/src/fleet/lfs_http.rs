@@ -79,15 +79,7 @@ impl LfsGitServer {
     pub async fn start(root: &Path, auth: Option<(&str, &str)>, tls: bool) -> Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let acceptor = if tls {
-            Some(
-                crate::kubesim::tls::Tls::generate(addr.ip())
-                    .map_err(anyhow::Error::msg)?
-                    .acceptor,
-            )
-        } else {
-            None
-        };
+        let acceptor = super::git_http::self_signed(tls, addr)?;
         let state = Arc::new(State {
             root: root.to_path_buf(),
             auth: auth.map(|(u, p)| (u.to_string(), p.to_string())),
