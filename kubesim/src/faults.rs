@@ -71,7 +71,7 @@ impl Faults {
             .store(per_million(spec.error_rate), Ordering::Relaxed);
         self.throttle_per_million
             .store(per_million(spec.throttle_rate), Ordering::Relaxed);
-        let was = self.unreachable.swap(spec.unreachable, Ordering::Relaxed);
+        let was = self.unreachable.swap(spec.unreachable, Ordering::SeqCst);
         if spec.unreachable && !was {
             self.cut();
         }
@@ -88,7 +88,7 @@ impl Faults {
     }
 
     pub fn is_unreachable(&self) -> bool {
-        self.unreachable.load(Ordering::Relaxed)
+        self.unreachable.load(Ordering::SeqCst)
     }
 
     /// End every open watch stream (and connection, while unreachable).

@@ -30,7 +30,6 @@ pub mod tokens;
 pub mod typed;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -567,21 +566,38 @@ async fn serve_connection<I>(c: Arc<Cluster>, io: I)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // Subscribe before looking: a cluster that went unreachable between the accept and this
+    // point has already sent its cut, which a later subscription would never see.
     let mut cut = c.faults.subscribe();
+    if c.faults.is_unreachable() {
+        return;
+    }
     let svc_cluster = c.clone();
     let svc = service_fn(move |req| {
         let c = svc_cluster.clone();
-        async move { Ok::<_, Infallible>(api::handle(c, req).await) }
+        async move {
+            // A request that reaches an idle connection after the cluster went unreachable,
+            // before the cut below is seen, gets no answer: the service error aborts the
+            // connection, as a vanished server would.
+            if c.faults.is_unreachable() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "cluster unreachable (kubesim fault)",
+                ));
+            }
+            Ok(api::handle(c, req).await)
+        }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     loop {
         tokio::select! {
-            _ = conn.as_mut() => break,
+            biased;
             changed = cut.changed() => {
                 if changed.is_err() || c.faults.is_unreachable() { break; }
             }
+            _ = conn.as_mut() => break,
         }
     }
 }

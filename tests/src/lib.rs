@@ -49,6 +49,9 @@ pub async fn client_with_retry(yaml: &str, context: Option<&str>, retry: bool) -
         .await
         .context("building client config")?;
     cfg.default_retry = retry;
+    // kube sets no read timeout: a server that never answers would hang a test until CI's
+    // limit. Two minutes of silence is an error here (watches get bookmarks well before).
+    cfg.read_timeout = Some(std::time::Duration::from_secs(120));
     Client::try_from(cfg).context("building client")
 }
 

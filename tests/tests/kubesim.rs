@@ -8,13 +8,14 @@ use anyhow::{Context, Result, anyhow, ensure};
 use flotilla_loadtest::kubesim::{
     BEHAVIOR_ANNOTATION, FaultSpec, KubeSim, SECRET_TYPE_LABEL, SimConfig, SimSettings,
 };
-use flotilla_tests::{api_status, client_from_kubeconfig, client_with_token, eventually};
+use flotilla_tests::{
+    api_status, client_from_kubeconfig, client_with_retry, client_with_token, eventually,
+};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -235,14 +236,7 @@ async fn faults_errors_throttling_and_unreachable_then_recovery() -> Result<()> 
     let sim = start(2).await?;
     let target = sim.cluster("cluster-001").context("cluster")?;
     // kube retries 429s with backoff by default; look at the raw answers here.
-    let kc = Kubeconfig::from_yaml(&sim.kubeconfig_yaml())?;
-    let opts = KubeConfigOptions {
-        context: Some("cluster-001".into()),
-        ..Default::default()
-    };
-    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &opts).await?;
-    cfg.default_retry = false;
-    let client = Client::try_from(cfg)?;
+    let client = client_with_retry(&sim.kubeconfig_yaml(), Some("cluster-001"), false).await?;
     let cms = Api::<ConfigMap>::namespaced(client.clone(), "default");
 
     target.faults.set(&FaultSpec {
