@@ -1,6 +1,7 @@
 //! `flotilla`: the command line over flotilla-server's `/api/v1`. `login` stores the server
 //! and token; `app`, `proj`, `cluster`, `repo` and `fleet` print tables, JSON or YAML.
 
+mod admin;
 mod app;
 mod client;
 mod inventory;
@@ -108,6 +109,15 @@ enum Command {
         #[command(subcommand)]
         command: FleetCommand,
     },
+    /// Operator tools that talk to Kubernetes directly (kubeconfig; no API server): import
+    /// Argo CD's config, export/restore, shards, settings validation, moving apps between
+    /// Argo CD and Flotilla.
+    Admin {
+        #[command(flatten)]
+        kube: admin::KubeArgs,
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion { shell: clap_complete::Shell },
 }
@@ -129,6 +139,20 @@ fn exit_code(e: &ApiError) -> u8 {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Command::Admin { kube, command } = cli.command {
+        let format = output_format(cli.output);
+        return match admin::run(command, &kube, format).await {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("flotilla admin: {e}");
+                ExitCode::from(match e {
+                    admin::AdminError::Unsafe(_) => 1,
+                    admin::AdminError::Invalid(_) => 2,
+                    _ => 1,
+                })
+            }
+        };
+    }
     let diff = matches!(
         cli.command,
         Command::App {
@@ -148,14 +172,18 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<Option<DiffOutcome>, ApiError> {
-    let config_path = cli.config.clone().unwrap_or_else(Config::default_path);
-    let format = match cli.output {
+fn output_format(o: OutputArg) -> Format {
+    match o {
         OutputArg::Table => Format::Table,
         OutputArg::Wide => Format::Wide,
         OutputArg::Json => Format::Json,
         OutputArg::Yaml => Format::Yaml,
-    };
+    }
+}
+
+async fn run(cli: Cli) -> Result<Option<DiffOutcome>, ApiError> {
+    let config_path = cli.config.clone().unwrap_or_else(Config::default_path);
+    let format = output_format(cli.output);
     match &cli.command {
         Command::Login {
             url,
@@ -199,7 +227,7 @@ async fn run(cli: Cli) -> Result<Option<DiffOutcome>, ApiError> {
         .ok_or(ApiError::NotLoggedIn)?;
     let api = Api::new(&server, &token)?;
     match cli.command {
-        Command::Login { .. } | Command::Completion { .. } => Ok(None),
+        Command::Login { .. } | Command::Completion { .. } | Command::Admin { .. } => Ok(None),
         Command::App { command } => app::run(&api, command, format).await,
         Command::Proj { command } => inventory::projects(&api, command, format)
             .await
