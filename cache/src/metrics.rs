@@ -54,6 +54,17 @@ pub struct InitiatorLabels {
     pub initiator: &'static str,
 }
 
+/// Called with each Redis command's seconds and whether it failed, so a binary can count the
+/// same requests under other names (Argo CD's `argocd_redis_request_*`).
+#[derive(Clone)]
+pub struct RedisObserver(pub std::sync::Arc<dyn Fn(f64, bool) + Send + Sync>);
+
+impl std::fmt::Debug for RedisObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisObserver")
+    }
+}
+
 /// Handles to the cache metrics (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct CacheMetrics {
@@ -65,6 +76,10 @@ pub struct CacheMetrics {
     pub redis_seconds: Family<InitiatorLabels, Histogram, fn() -> Histogram>,
     /// Which process these metrics belong to (`initiator` label of the Redis series).
     pub initiator: &'static str,
+    /// Whether `flotilla_redis_request*` are kept (off when another name replaces them).
+    pub flotilla_redis: bool,
+    /// Also told of every Redis command.
+    pub redis_observer: Option<RedisObserver>,
 }
 
 impl Default for CacheMetrics {
@@ -77,6 +92,8 @@ impl Default for CacheMetrics {
             redis_requests: Family::default(),
             redis_seconds: Family::new_with_constructor(latency),
             initiator: "flotilla",
+            flotilla_redis: true,
+            redis_observer: None,
         }
     }
 }
@@ -84,20 +101,35 @@ impl Default for CacheMetrics {
 impl CacheMetrics {
     /// Register the metrics of a process named `initiator` (`controller`, `repo-server`).
     pub fn register(registry: &mut Registry, initiator: &'static str) -> Self {
+        Self::register_with(registry, initiator, true, None)
+    }
+
+    /// [`Self::register`], with the `flotilla_redis_request*` series only if `flotilla_redis`,
+    /// and `observer` told of every Redis command.
+    pub fn register_with(
+        registry: &mut Registry,
+        initiator: &'static str,
+        flotilla_redis: bool,
+        observer: Option<RedisObserver>,
+    ) -> Self {
         let m = Self {
             initiator,
+            flotilla_redis,
+            redis_observer: observer,
             ..Self::default()
         };
-        registry.register(
-            "flotilla_redis_request",
-            "Redis requests, by initiator and whether they failed",
-            m.redis_requests.clone(),
-        );
-        registry.register(
-            "flotilla_redis_request_duration_seconds",
-            "Redis request durations, by initiator",
-            m.redis_seconds.clone(),
-        );
+        if flotilla_redis {
+            registry.register(
+                "flotilla_redis_request",
+                "Redis requests, by initiator and whether they failed",
+                m.redis_requests.clone(),
+            );
+            registry.register(
+                "flotilla_redis_request_duration_seconds",
+                "Redis request durations, by initiator",
+                m.redis_seconds.clone(),
+            );
+        }
         let r = registry.sub_registry_with_prefix("flotilla_cache");
         r.register(
             "requests",
@@ -137,6 +169,12 @@ impl CacheMetrics {
                 op,
             })
             .observe(seconds);
+        if let Some(o) = &self.redis_observer {
+            (o.0)(seconds, failed);
+        }
+        if !self.flotilla_redis {
+            return;
+        }
         let initiator = self.initiator;
         self.redis_seconds
             .get_or_create(&InitiatorLabels { initiator })

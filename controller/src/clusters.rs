@@ -243,6 +243,36 @@ impl std::fmt::Debug for ExecProviderConfig {
     }
 }
 
+/// serde_json's message without the values it quotes: a wrongly typed field of a cluster
+/// Secret may hold key material (`invalid type: string "-----BEGIN …"`), and this message is
+/// logged and shown in `/status`.
+fn json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find('"') {
+        out.push_str(&rest[..=start]);
+        match rest[start + 1..].find('"') {
+            Some(len) => {
+                out.push('…');
+                out.push('"');
+                rest = &rest[start + 1 + len + 1..];
+            }
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    if let Some(i) = out.find("unknown variant `") {
+        let from = i + "unknown variant `".len();
+        if let Some(len) = out[from..].find('`') {
+            out.replace_range(from..from + len, "…");
+        }
+    }
+    out
+}
+
 fn nonempty(v: &Option<String>) -> Option<&str> {
     v.as_deref().filter(|s| !s.is_empty())
 }
@@ -252,7 +282,7 @@ impl ClusterConfig {
     /// are refused with the field named.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| ConfigError::Json(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| ConfigError::Json(json_error(&e)))?;
         if !value.is_object() {
             return Err(ConfigError::Json("config is not a JSON object".into()));
         }
@@ -260,7 +290,7 @@ impl ClusterConfig {
             return Err(ConfigError::UnknownField(field));
         }
         let config: Self =
-            serde_json::from_value(value).map_err(|e| ConfigError::Json(e.to_string()))?;
+            serde_json::from_value(value).map_err(|e| ConfigError::Json(json_error(&e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -619,6 +649,22 @@ mod tests {
                 .collect(),
         );
         s
+    }
+
+    #[test]
+    fn a_mistyped_config_field_never_quotes_its_value() {
+        for config in [
+            r#"{"tlsClientConfig": "-----BEGIN PRIVATE KEY----- hunter2"}"#,
+            r#"{"bearerToken": {"nested": "hunter2"}}"#,
+            r#"{"tlsClientConfig": {"insecure": "hunter2"}}"#,
+        ] {
+            let e = ClusterConfig::parse(config).expect_err(config).to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(
+                e.contains("invalid type"),
+                "the kind of mistake is still said: {e}"
+            );
+        }
     }
 
     #[test]

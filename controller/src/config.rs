@@ -65,6 +65,11 @@ pub struct ControllerConfig {
     pub webhook: WebhookSettings,
     /// Sync operations: delay between waves, polling, timeout.
     pub operations: crate::syncop::OpConfig,
+    /// Which Applications this controller takes (side by side with Argo CD: only those
+    /// handed over).
+    pub selection: crate::selection::AppSelection,
+    /// Export Argo CD's metric names too, or instead of Flotilla's (`--argocd-metrics`).
+    pub argocd_metrics: crate::metrics_argocd::ArgoCdMetrics,
 }
 
 /// Shared secrets of the webhook receiver, by Git provider. A provider without a secret is
@@ -179,6 +184,8 @@ impl Default for ControllerConfig {
                 ..Default::default()
             },
             operations: Default::default(),
+            selection: Default::default(),
+            argocd_metrics: Default::default(),
         }
     }
 }

@@ -137,10 +137,10 @@ impl Caches {
             kube::client::ClientBuilder::try_from(cfg)
                 .map_err(|e| format!("client for {}: {e}", cluster.server))?
                 .with_layer(&crate::cluster_auth::CredentialLayer::for_cluster(cluster))
-                .with_layer(&crate::live::requests::CountRequests {
-                    server: cluster.server.as_str().into(),
-                    counter: metrics.k8s_requests.clone(),
-                })
+                .with_layer(&crate::live::requests::CountRequests::new(
+                    &cluster.server,
+                    metrics,
+                ))
                 .build()
         };
         let cache = ClusterCache::new(
@@ -275,10 +275,7 @@ impl Context {
     /// Forget an app that is gone (memory, schedule, gauge).
     pub fn forget(&self, key: &AppKey) {
         self.queue.forget(key);
-        self.metrics.orphaned.remove(&crate::metrics::AppKeyLabels {
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-        });
+        crate::metrics_argocd::forget_orphaned(self, key);
         let old = self.memo.lock().ok().and_then(|mut m| m.remove(key));
         if let Some(info) = old.and_then(|m| m.reported) {
             self.unreport(&info);
@@ -293,7 +290,7 @@ impl Context {
                 health_status: info.health_status.clone(),
             })
             .dec();
-        self.metrics.app_info.remove(info);
+        self.metrics.remove_app_info(info);
     }
 
     /// Record how an app is reported (sync, health, destination), moving it between the
@@ -320,7 +317,7 @@ impl Context {
                 health_status: info.health_status.clone(),
             })
             .inc();
-        self.metrics.app_info.get_or_create(&info).set(1);
+        self.metrics.set_app_info(&info);
     }
 
     /// Apps by destination cluster server (apps whose destination is unknown left out).

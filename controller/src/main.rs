@@ -45,6 +45,27 @@ struct Args {
         num_args = 0..
     )]
     application_namespaces: Vec<String>,
+    /// Reconcile only the Applications whose labels match this selector (kubectl syntax,
+    /// e.g. flotilla.dev/managed-by=flotilla). Default: every Application. Others are never
+    /// touched: no status, no operation, no finalizer.
+    #[arg(long, env = "FLOTILLA_APPLICATION_SELECTOR")]
+    application_selector: Option<String>,
+    /// Reconcile only the Applications of these projects (comma-separated globs). Default:
+    /// every project.
+    #[arg(
+        long,
+        env = "FLOTILLA_APPLICATION_PROJECTS",
+        value_delimiter = ',',
+        num_args = 0..
+    )]
+    application_projects: Vec<String>,
+    /// Run side by side with Argo CD on the same Applications: a selected Application is
+    /// this controller's only once it carries argocd.argoproj.io/skip-reconcile: "true"
+    /// (Argo CD's hand-over switch; set by `flotilla admin move`); until then it is left to
+    /// Argo CD. Flotilla's own pause switch is then flotilla.dev/skip-reconcile. See
+    /// MIGRATION.md.
+    #[arg(long, env = "FLOTILLA_ARGOCD_SIDE_BY_SIDE")]
+    argocd_side_by_side: bool,
     /// The repo-servers: http://host:port[,http://host2:port...], or dns:///name:port to use
     /// every address of a (headless Service) name, re-resolved every 10 s.
     #[arg(
@@ -103,6 +124,10 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, default_value = "text", env = "FLOTILLA_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Argo CD's metric names and labels (argocd_app_info, argocd_app_sync_total, ...): off,
+    /// also (next to Flotilla's) or instead (of the Flotilla series they stand for).
+    #[arg(long, default_value = "off", env = "FLOTILLA_ARGOCD_METRICS")]
+    argocd_metrics: flotilla_controller::metrics_argocd::ArgoCdMetrics,
     /// This replica's identity in the ring: the pod name (set POD_NAME from the downward API;
     /// defaults to the host name). Must be unique among running replicas.
     #[arg(long, env = "FLOTILLA_IDENTITY")]
@@ -266,6 +291,12 @@ async fn main() -> anyhow::Result<()> {
             .map(|g| g.trim().to_string())
             .filter(|g| !g.is_empty())
             .collect(),
+        selection: flotilla_controller::selection::AppSelection::new(
+            args.application_selector.as_deref(),
+            args.application_projects.clone(),
+            args.argocd_side_by_side,
+        )
+        .context("--application-selector")?,
         repo_server: args.repo_server.clone(),
         workers: args.workers,
         refresh_interval: Duration::from_secs(args.refresh_seconds),
@@ -311,6 +342,7 @@ async fn main() -> anyhow::Result<()> {
                 .then(|| Duration::from_secs(args.sync_timeout_seconds)),
             ..Default::default()
         },
+        argocd_metrics: args.argocd_metrics,
         ..ControllerConfig::default()
     };
     let control = client(&args, &cfg.user_agent()).await?;

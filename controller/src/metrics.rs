@@ -1,9 +1,12 @@
 //! The controller's own metrics: reconciles by level and result, their duration, syncs by
 //! phase and trigger, status writes, applications counted by sync and health status, and
 //! what this replica owns (clusters, applications); plus the Argo CD-shaped series
-//! (`flotilla_app_info`, `flotilla_app_reconcile`, `flotilla_app_sync_total`).
+//! (`flotilla_app_info`, `flotilla_app_reconcile`, `flotilla_app_sync_total`), which
+//! `--argocd-metrics` also or instead exports under Argo CD's names (`metrics_argocd`).
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -28,8 +31,9 @@ pub struct AppLabels {
     pub health_status: String,
 }
 
-/// `flotilla_app_info`'s labels, as Argo CD's `argocd_app_info` has them.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// `flotilla_app_info`'s labels, as Argo CD's `argocd_app_info` has them, plus what only
+/// `argocd_app_info` shows (set when Argo CD's series are exported; not a label here).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct AppInfoLabels {
     pub namespace: String,
     pub name: String,
@@ -38,6 +42,22 @@ pub struct AppInfoLabels {
     pub dest_namespace: String,
     pub sync_status: String,
     pub health_status: String,
+    pub argocd: Option<crate::metrics_argocd::ArgoAppExtra>,
+}
+
+impl EncodeLabelSet for AppInfoLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        [
+            ("namespace", self.namespace.as_str()),
+            ("name", self.name.as_str()),
+            ("project", self.project.as_str()),
+            ("dest_server", self.dest_server.as_str()),
+            ("dest_namespace", self.dest_namespace.as_str()),
+            ("sync_status", self.sync_status.as_str()),
+            ("health_status", self.health_status.as_str()),
+        ]
+        .encode(encoder)
+    }
 }
 
 /// `flotilla_app_sync_total`'s labels (Argo CD's `argocd_app_sync_total`).
@@ -80,6 +100,10 @@ pub struct ControllerMetrics {
     pub settings_reloads: Counter,
     pub settings_problems: Gauge,
     pub orphaned: Family<AppKeyLabels, Gauge>,
+    /// Which names are exported (`--argocd-metrics`).
+    pub mode: crate::metrics_argocd::ArgoCdMetrics,
+    /// Argo CD's series, when exported.
+    pub argocd: Option<Arc<crate::metrics_argocd::ArgoMetrics>>,
 }
 
 /// An application by namespace and name.
@@ -107,13 +131,30 @@ impl Default for ControllerMetrics {
             settings_reloads: Counter::default(),
             settings_problems: Gauge::default(),
             orphaned: Family::default(),
+            mode: Default::default(),
+            argocd: None,
         }
     }
 }
 
 impl ControllerMetrics {
     pub fn register(registry: &mut Registry) -> Self {
-        let m = Self::default();
+        Self::register_mode(registry, Default::default())
+    }
+
+    /// Register the metrics under Flotilla's names, Argo CD's, or both (`mode`): the Flotilla
+    /// series with an Argo CD counterpart are left out with `instead`.
+    pub fn register_mode(
+        registry: &mut Registry,
+        mode: crate::metrics_argocd::ArgoCdMetrics,
+    ) -> Self {
+        let m = Self {
+            mode,
+            argocd: mode
+                .argocd()
+                .then(|| crate::metrics_argocd::ArgoMetrics::register(registry)),
+            ..Self::default()
+        };
         registry.register(
             "flotilla_reconciles",
             "Application reconciles, by level (compare, refresh, hard) and result",
@@ -154,21 +195,23 @@ impl ControllerMetrics {
             "Applications whose destination cluster this replica owns",
             m.owned_apps.clone(),
         );
-        registry.register(
-            "flotilla_app_info",
-            "Information about each application this replica reconciles (1 per app), with its sync and health status",
-            m.app_info.clone(),
-        );
-        registry.register(
-            "flotilla_app_sync",
-            "Sync operations per application, by final phase",
-            m.app_sync.clone(),
-        );
-        registry.register(
-            "flotilla_app_reconcile",
-            "Application reconciliation performance in seconds",
-            m.app_reconcile.clone(),
-        );
+        if mode.flotilla() {
+            registry.register(
+                "flotilla_app_info",
+                "Information about each application this replica reconciles (1 per app), with its sync and health status",
+                m.app_info.clone(),
+            );
+            registry.register(
+                "flotilla_app_sync",
+                "Sync operations per application, by final phase",
+                m.app_sync.clone(),
+            );
+            registry.register(
+                "flotilla_app_reconcile",
+                "Application reconciliation performance in seconds",
+                m.app_reconcile.clone(),
+            );
+        }
         registry.register(
             "flotilla_settings_reloads",
             "Changes of argocd-cm put in force without a restart",
@@ -179,11 +222,34 @@ impl ControllerMetrics {
             "argocd-cm keys refused in the settings in force (each is logged)",
             m.settings_problems.clone(),
         );
-        registry.register(
-            "flotilla_app_orphaned_resources",
-            "Objects in the app's destination namespace no app tracks (projects with orphanedResources)",
-            m.orphaned.clone(),
-        );
+        if mode.flotilla() {
+            registry.register(
+                "flotilla_app_orphaned_resources",
+                "Objects in the app's destination namespace no app tracks (projects with orphanedResources)",
+                m.orphaned.clone(),
+            );
+        }
         m
+    }
+
+    /// Report an app's info series (`flotilla_app_info`, `argocd_app_info`) as `info`.
+    pub fn set_app_info(&self, info: &AppInfoLabels) {
+        if self.mode.flotilla() {
+            self.app_info.get_or_create(info).set(1);
+        }
+        if let Some(a) = &self.argocd {
+            a.app_info
+                .get_or_create(&crate::metrics_argocd::ArgoAppInfoLabels(info.clone()))
+                .set(1);
+        }
+    }
+
+    /// Drop an app's info series reported as `info`.
+    pub fn remove_app_info(&self, info: &AppInfoLabels) {
+        self.app_info.remove(info);
+        if let Some(a) = &self.argocd {
+            a.app_info
+                .remove(&crate::metrics_argocd::ArgoAppInfoLabels(info.clone()));
+        }
     }
 }

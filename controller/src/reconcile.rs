@@ -18,9 +18,7 @@ use crate::context::{Context, DesiredMemo, Level, QueueEvents};
 use crate::hooks;
 use crate::live::{CacheError, ClusterCache};
 use crate::manifests::{ManifestError, wire_repo};
-use crate::metrics::{
-    AppInfoLabels, AppReconcileLabels, AppSyncLabels, ReconcileLabels, SyncLabels,
-};
+use crate::metrics::{AppInfoLabels, ReconcileLabels, SyncLabels};
 use crate::operation::{
     AutoSync, InitiatedBy, Operation, OperationState, Phase, SyncOperation, decide_auto_sync,
 };
@@ -28,6 +26,7 @@ use crate::plan::{Comparison, compare_with};
 use crate::project;
 use crate::redact::redact_url;
 use crate::repos::RepoCredsIndex;
+use crate::selection::Decision;
 use crate::settings::Settings;
 use crate::status::{
     self, COMPARISON_ERROR, EXCLUDED_RESOURCE_WARNING, HistoryEntry, INVALID_SPEC_ERROR,
@@ -42,7 +41,7 @@ use crate::types::application::{ApplicationSource, ApplicationStatus};
 use crate::types::project::AppProjectSpec;
 
 /// Argo CD's annotation that leaves an Application alone.
-pub const SKIP_RECONCILE_ANNOTATION: &str = "argocd.argoproj.io/skip-reconcile";
+pub use crate::selection::SKIP_RECONCILE_ANNOTATION;
 /// The annotation users (and webhooks) set to ask for a refresh: `normal` or `hard`.
 pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/refresh";
 /// Argo CD's finalizer asking for cascading deletion of an app's resources (foreground), and
@@ -205,7 +204,7 @@ pub(crate) fn project_name(app: &Application) -> &str {
 }
 
 /// The destination as the app names it: its server URL, else its cluster name.
-fn dest_server(app: &Application) -> &str {
+pub(crate) fn dest_server(app: &Application) -> &str {
     let d = &app.spec.destination;
     d.server
         .as_deref()
@@ -763,6 +762,7 @@ impl Writer<'_> {
                     dest_namespace: dest_namespace(self.app),
                     sync_status: s.status.clone(),
                     health_status: h.status.clone(),
+                    argocd: crate::metrics_argocd::app_extra(self.ctx, self.app),
                 },
             );
         }
@@ -902,10 +902,16 @@ pub async fn reconcile(
     if !ours {
         return Ok(Next::Skipped);
     }
-    // `argocd.argoproj.io/skip-reconcile: "true"`: left alone entirely, as Argo CD leaves it.
-    if annotation(&app, SKIP_RECONCILE_ANNOTATION) == Some("true") {
-        tracing::debug!(app = %key, "skip-reconcile: not reconciled");
-        return Ok(Next::Periodic);
+    // `argocd.argoproj.io/skip-reconcile: "true"` (side by side with Argo CD:
+    // `flotilla.dev/skip-reconcile`): left alone entirely, as Argo CD leaves it. An app that is
+    // not (or no longer) this controller's is never touched: no status, operation or finalizer.
+    match ctx.cfg.selection.decide(&app) {
+        Decision::Take => {}
+        Decision::Paused => {
+            tracing::debug!(app = %key, "skip-reconcile: not reconciled");
+            return Ok(Next::Periodic);
+        }
+        Decision::NotSelected | Decision::AwaitingHandover => return Ok(Next::Skipped),
     }
     let w = Writer {
         ctx,
@@ -1380,13 +1386,8 @@ fn orphan_condition(
                 && crate::project::kind_allowed(&project.spec, &k.group, &k.kind, true)
         })
         .count();
-    ctx.metrics
-        .orphaned
-        .get_or_create(&crate::metrics::AppKeyLabels {
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-        })
-        .set(n as i64);
+    let proj = project.metadata.name.as_deref().unwrap_or("default");
+    crate::metrics_argocd::set_orphaned(ctx, key, proj, n);
     (policy.warn == Some(true) && n > 0).then(|| {
         (
             ORPHANED_RESOURCE_WARNING.to_string(),
@@ -1670,16 +1671,7 @@ fn record_finished(
             trigger: if automated { "automated" } else { "manual" },
         })
         .inc();
-    ctx.metrics
-        .app_sync
-        .get_or_create(&AppSyncLabels {
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-            project: project_name(app).to_string(),
-            dest_server: dest_server(app).to_string(),
-            phase,
-        })
-        .inc();
+    crate::metrics_argocd::count_sync(ctx, app, key, st);
     let revision = st.revision().unwrap_or_default().to_string();
     if st.phase == Phase::Succeeded && !st.operation.dry_run() && !st.operation.selective() {
         let result = st.sync_result.as_ref();
@@ -1918,12 +1910,7 @@ pub fn schedule(
         return None;
     }
     ctx.metrics.reconcile_seconds.observe(took.as_secs_f64());
-    ctx.metrics
-        .app_reconcile
-        .get_or_create(&AppReconcileLabels {
-            namespace: key.namespace.clone(),
-        })
-        .observe(took.as_secs_f64());
+    crate::metrics_argocd::observe_reconcile(ctx, key, took.as_secs_f64());
     let result = match res {
         Ok(Next::Backoff) | Err(_) => "error",
         Ok(_) => "ok",

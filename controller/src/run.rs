@@ -280,7 +280,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let mut metrics_registry = MetricsRegistry::default();
-    let metrics = ControllerMetrics::register(&mut metrics_registry);
+    let metrics = ControllerMetrics::register_mode(&mut metrics_registry, cfg.argocd_metrics);
     let shard_metrics = ShardMetrics::register(&mut metrics_registry);
     let mut membership_cfg = MembershipConfig {
         namespace: cfg.namespace.clone(),
@@ -311,17 +311,18 @@ pub async fn run(
     let (keys_tx, keys_rx) = watch::channel::<Keys>(Arc::new(KeySet::default()));
     let keys_dirty = Arc::new(tokio::sync::Notify::new());
     let queue_metrics = QueueMetrics::register(&mut metrics_registry);
-    let cache_metrics = CacheMetrics::register(&mut metrics_registry);
+    let cache_metrics = CacheMetrics::register_with(&mut metrics_registry, &metrics);
     let manifest_metrics = ManifestMetrics::register(&mut metrics_registry);
     let pool_metrics = PoolMetrics::register(&mut metrics_registry);
     let webhook_metrics = WebhookMetrics::register(&mut metrics_registry);
+    let selection_metrics = crate::selection::SelectionMetrics::register(&mut metrics_registry);
     let events = Arc::new(crate::events::AppEvents::new(
         control.clone(),
         &cfg.sharding.identity,
         &mut metrics_registry,
     ));
     let cache_metrics_shared =
-        flotilla_cache::CacheMetrics::register(&mut metrics_registry, "controller");
+        crate::metrics_argocd::cache_metrics(&mut metrics_registry, &metrics);
     ensure_default_project(&control, &cfg.namespace).await?;
     let status_subresource = has_status_subresource(&control).await;
 
@@ -395,6 +396,7 @@ pub async fn run(
         cache_metrics,
         events,
     });
+    crate::metrics_argocd::attach(&ctx);
     let mut tasks = Vec::new();
 
     // Applications: reconcile on spec/operation changes, refresh requests and deletion.
@@ -410,6 +412,16 @@ pub async fn run(
             Api::namespaced(control.clone(), &ns)
         };
         let scope = cfg.clone();
+        let mut selection =
+            crate::selection::Tracker::new(cfg.selection.clone(), selection_metrics);
+        if cfg.selection.narrows() {
+            tracing::info!(
+                selector = %cfg.selection.selector_text,
+                projects = ?cfg.selection.projects,
+                side_by_side = cfg.selection.side_by_side,
+                "reconciling only the selected Applications"
+            );
+        }
         tasks.push(tokio::spawn(
             async move {
                 let mut seen: HashMap<AppKey, Trigger> = HashMap::new();
@@ -438,6 +450,26 @@ pub async fn run(
                             if let Some(a) = app.metadata.annotations.as_mut() {
                                 a.remove("kubectl.kubernetes.io/last-applied-configuration");
                             }
+                        })
+                        // An app not selected (or not yet handed over by Argo CD) never
+                        // enters the store; one that leaves the selection leaves it.
+                        .try_filter_map(move |ev| {
+                            let ev = match ev {
+                                watcher::Event::Apply(a) if !selection.admit(&a) => {
+                                    Some(watcher::Event::Delete(a))
+                                }
+                                watcher::Event::InitApply(a) if !selection.admit(&a) => None,
+                                watcher::Event::Delete(a) => {
+                                    selection.deleted(&a);
+                                    Some(watcher::Event::Delete(a))
+                                }
+                                watcher::Event::Init => {
+                                    selection.relist();
+                                    Some(watcher::Event::Init)
+                                }
+                                other => Some(other),
+                            };
+                            futures::future::ready(Ok(ev))
                         }),
                 )
                 .default_backoff()

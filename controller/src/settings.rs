@@ -309,7 +309,13 @@ impl Settings {
             }
         }
         for (key, instead) in NOT_HONOURED {
-            if data.get(*key).is_some_and(|v| !v.trim().is_empty()) {
+            // A value that asks for what Flotilla does anyway is no problem.
+            let as_flotilla =
+                |v: &str| *key == "application.sync.impersonation.enabled" && v.trim() == "false";
+            if data
+                .get(*key)
+                .is_some_and(|v| !v.trim().is_empty() && !as_flotilla(v))
+            {
                 s.problems
                     .push(format!("{key} is not honoured by Flotilla: {instead}"));
             }
@@ -912,8 +918,12 @@ return hs
             (EXCLUSIONS, "not: [a list"),
             (IGNORE_UPDATES_ENABLED, "yes"),
             ("timeout.reconciliation", "180s"),
+            // What Flotilla does anyway: no problem; asking for impersonation is one.
+            ("application.sync.impersonation.enabled", "false"),
         ]));
         assert_eq!(s.problems.len(), 9, "{:#?}", s.problems);
+        let on = Settings::parse(&data(&[("application.sync.impersonation.enabled", "true")]));
+        assert_eq!(on.problems.len(), 1, "{:#?}", on.problems);
         assert!(s.problems.iter().any(|p| p.contains("--refresh-seconds")));
         assert_eq!(s.compare, CompareOptions::default());
     }

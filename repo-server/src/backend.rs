@@ -346,16 +346,8 @@ impl GitBackend {
                     .get_or_create(&labels)
                     .observe(secs);
                 inner.metrics.fetches.get_or_create(&labels).inc();
-                let git = crate::metrics::GitRequestLabels {
-                    repo: inner.metrics.repo_label(&access_key.0),
-                    request_type: "fetch",
-                };
-                inner.metrics.git_requests.get_or_create(&git).inc();
-                inner
-                    .metrics
-                    .git_request_seconds
-                    .get_or_create(&git)
-                    .observe(secs);
+                let repo_label = inner.metrics.repo_label(&access_key.0);
+                inner.metrics.git_fetch(repo_label, secs, res.is_ok());
                 match &res {
                     Ok(()) => {
                         tracing::info!(repo = %shown, seconds = secs, "fetched");
@@ -843,7 +835,9 @@ impl GitBackend {
         let m = &self.inner.metrics;
         m.renders_waiting.inc();
         let slot_key = flotilla_cache::keys::normalize_repo_url(&spec.repo_url);
+        let waiting = Instant::now();
         let slot = self.inner.render_slots.acquire(&slot_key).await;
+        m.render_slot_wait(waiting.elapsed().as_secs_f64());
         m.renders_waiting.dec();
         m.renders_running.inc();
         let started = Instant::now();

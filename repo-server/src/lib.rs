@@ -73,6 +73,8 @@ pub struct Config {
     pub transport: transport::TransportConfig,
     /// Check Git submodules out.
     pub git_submodules: bool,
+    /// Export Argo CD's metric names too, or instead of Flotilla's.
+    pub argocd_metrics: metrics::ArgoCdMetrics,
 }
 
 /// A TLS certificate chain and its private key, PEM.
@@ -179,8 +181,8 @@ pub async fn run(
     // https:// Git remotes go through rustls; use ring like the rest of the workspace.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = metrics::RepoMetrics::register(&mut registry);
-    let cache_metrics = flotilla_cache::CacheMetrics::register(&mut registry, "repo-server");
+    let metrics = metrics::RepoMetrics::register_mode(&mut registry, cfg.argocd_metrics);
+    let cache_metrics = metrics::cache_metrics(&mut registry, &metrics);
     let mut bcfg = GitBackendConfig::new(cfg.cache_dir.join("repos"), cfg.cache_dir.join("work"));
     bcfg.parallelism = cfg.parallelism;
     bcfg.fetch_timeout = cfg.fetch_timeout;

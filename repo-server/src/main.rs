@@ -146,6 +146,10 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, default_value = "text", env = "FLOTILLA_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Argo CD's metric names and labels (argocd_git_request_total, ...): off, also (next to
+    /// Flotilla's) or instead (of the Flotilla series they stand for).
+    #[arg(long, default_value = "off", env = "FLOTILLA_ARGOCD_METRICS")]
+    argocd_metrics: flotilla_repo_server::metrics::ArgoCdMetrics,
 }
 
 #[tokio::main]
@@ -205,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
         tls,
         auth_token,
         git_submodules: args.git_submodules,
+        argocd_metrics: args.argocd_metrics,
         transport: flotilla_repo_server::transport::TransportConfig {
             known_hosts: args.ssh_known_hosts,
             tls_certs_dir: args.tls_certs_dir,

@@ -1,6 +1,8 @@
 //! The repo-server's Prometheus metrics: Git fetch and render durations, requests by method and
 //! outcome, in-flight deduplication, and the render queue (waiting and running); Argo CD's
-//! `git_request_total`/`git_request_duration_seconds`/`repo_pending_request_total` shapes.
+//! `git_request_total`/`git_request_duration_seconds`/`repo_pending_request_total` shapes,
+//! which `--argocd-metrics also|instead` exports under Argo CD's names too, with Argo CD's
+//! other repo-server series (`argocd_git_fetch_fail_total`, the render-slot wait, Redis).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -8,6 +10,129 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+/// Which names the metrics are exported under (`--argocd-metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ArgoCdMetrics {
+    /// Flotilla's names only.
+    #[default]
+    Off,
+    /// Argo CD's names next to Flotilla's.
+    Also,
+    /// Argo CD's names instead of the Flotilla series they stand for.
+    Instead,
+}
+
+impl ArgoCdMetrics {
+    /// Whether the Flotilla series that have an Argo CD counterpart are exported.
+    pub fn flotilla(self) -> bool {
+        self != Self::Instead
+    }
+
+    /// Whether Argo CD's series are exported.
+    pub fn argocd(self) -> bool {
+        self != Self::Off
+    }
+}
+
+impl std::str::FromStr for ArgoCdMetrics {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "off" | "" => Ok(Self::Off),
+            "also" => Ok(Self::Also),
+            "instead" => Ok(Self::Instead),
+            other => Err(format!(
+                "unknown Argo CD metrics mode {other:?} (use off, also or instead)"
+            )),
+        }
+    }
+}
+
+/// `argocd_git_fetch_fail_total`'s labels. Flotilla fetches every ref of a repository at once,
+/// for whichever revision asked first, so `revision` is empty.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GitFailLabels {
+    pub repo: String,
+    pub revision: &'static str,
+}
+
+/// `argocd_redis_request_total`'s labels (repo-server).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ArgoRedisLabels {
+    pub initiator: &'static str,
+    pub failed: &'static str,
+}
+
+/// `argocd_redis_request_duration_seconds`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ArgoInitiatorLabels {
+    pub initiator: &'static str,
+}
+
+/// Argo CD's `initiator` value for the repo-server.
+pub const INITIATOR: &str = "argocd-repo-server";
+
+/// Argo CD's repo-server series that do not share Flotilla's (other buckets or labels).
+#[derive(Debug)]
+pub struct ArgoRepoMetrics {
+    pub git_request_seconds: Histograms<GitRequestLabels>,
+    pub git_fetch_fail: Family<GitFailLabels, Counter>,
+    pub parallelism_wait: Histogram,
+    pub redis_requests: Family<ArgoRedisLabels, Counter>,
+    pub redis_seconds: Histograms<ArgoInitiatorLabels>,
+}
+
+fn argocd_git_buckets() -> Histogram {
+    // Argo CD's argocd_git_request_duration_seconds buckets.
+    Histogram::new([0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 10.0, 20.0])
+}
+
+fn argocd_redis_buckets() -> Histogram {
+    // Argo CD's argocd_redis_request_duration_seconds buckets (repo-server).
+    Histogram::new([0.1, 0.25, 0.5, 1.0, 2.0])
+}
+
+impl ArgoRepoMetrics {
+    fn register(registry: &mut Registry) -> std::sync::Arc<Self> {
+        let m = std::sync::Arc::new(Self {
+            git_request_seconds: Family::new_with_constructor(argocd_git_buckets),
+            git_fetch_fail: Family::default(),
+            // Argo CD's argocd_repo_parallelism_wait_duration_seconds buckets.
+            parallelism_wait: Histogram::new([
+                0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 10.0, 20.0, 60.0, 120.0,
+            ]),
+            redis_requests: Family::default(),
+            redis_seconds: Family::new_with_constructor(argocd_redis_buckets),
+        });
+        registry.register(
+            "argocd_git_request_duration_seconds",
+            "Git requests duration seconds.",
+            m.git_request_seconds.clone(),
+        );
+        registry.register(
+            "argocd_git_fetch_fail",
+            "Number of git fetch requests failures by repo server",
+            m.git_fetch_fail.clone(),
+        );
+        registry.register(
+            "argocd_repo_parallelism_wait_duration_seconds",
+            "Time spent waiting for the repo-server manifest generation parallelism semaphore.",
+            m.parallelism_wait.clone(),
+        );
+        registry.register(
+            "argocd_redis_request",
+            "Number of redis requests executed during application reconciliation.",
+            m.redis_requests.clone(),
+        );
+        registry.register(
+            "argocd_redis_request_duration_seconds",
+            "Redis requests duration seconds.",
+            m.redis_seconds.clone(),
+        );
+        m
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -87,6 +212,11 @@ pub struct RepoMetrics {
     pub oci_requests: Family<OciRequestLabels, Counter>,
     pub oci_request_seconds: Histograms<OciRequestLabels>,
     pub pending: Family<RepoLabels, Gauge>,
+    /// Which names are exported.
+    pub mode: ArgoCdMetrics,
+    /// Argo CD's series of their own (Argo CD's `argocd_git_request_total` and
+    /// `argocd_repo_pending_request_total` are `git_requests` and `pending` under a second name).
+    pub argocd: Option<std::sync::Arc<ArgoRepoMetrics>>,
     /// Repository label values handed out so far (see [`RepoMetrics::repo_label`]).
     repo_labels: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
@@ -112,6 +242,8 @@ impl Default for RepoMetrics {
             oci_requests: Family::default(),
             oci_request_seconds: Family::new_with_constructor(seconds),
             pending: Family::default(),
+            mode: ArgoCdMetrics::Off,
+            argocd: None,
             repo_labels: Default::default(),
         }
     }
@@ -134,7 +266,30 @@ impl RepoMetrics {
 
     /// Create the metrics and register them in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
-        let m = Self::default();
+        Self::register_mode(registry, ArgoCdMetrics::Off)
+    }
+
+    /// [`Self::register`] under Flotilla's names, Argo CD's, or both (`mode`): with `instead`
+    /// the Flotilla series that have an Argo CD counterpart are left out.
+    pub fn register_mode(registry: &mut Registry, mode: ArgoCdMetrics) -> Self {
+        let m = Self {
+            mode,
+            argocd: mode.argocd().then(|| ArgoRepoMetrics::register(registry)),
+            ..Self::default()
+        };
+        if mode.argocd() {
+            // The same series as Flotilla's, with Argo CD's labels already.
+            registry.register(
+                "argocd_git_request",
+                "Number of git requests performed by repo server",
+                m.git_requests.clone(),
+            );
+            registry.register(
+                "argocd_repo_pending_request_total",
+                "Number of pending requests requiring repository lock",
+                m.pending.clone(),
+            );
+        }
         registry.register(
             "flotilla_repo_git_fetch_seconds",
             "Duration of Git fetches, by result",
@@ -183,16 +338,18 @@ impl RepoMetrics {
             "Renders queued for a free slot",
             m.renders_waiting.clone(),
         );
-        registry.register(
-            "flotilla_git_request",
-            "Git requests (fetch), by repository",
-            m.git_requests.clone(),
-        );
-        registry.register(
-            "flotilla_git_request_duration_seconds",
-            "Git request durations, by repository",
-            m.git_request_seconds.clone(),
-        );
+        if mode.flotilla() {
+            registry.register(
+                "flotilla_git_request",
+                "Git requests (fetch), by repository",
+                m.git_requests.clone(),
+            );
+            registry.register(
+                "flotilla_git_request_duration_seconds",
+                "Git request durations, by repository",
+                m.git_request_seconds.clone(),
+            );
+        }
         registry.register(
             "flotilla_oci_request",
             "HTTP requests to OCI registries for Helm charts (tags, manifest, blob, token), by repository",
@@ -203,11 +360,120 @@ impl RepoMetrics {
             "OCI registry request durations, by repository and request type",
             m.oci_request_seconds.clone(),
         );
-        registry.register(
-            "flotilla_repo_pending_request_total",
-            "Requests being served per repository (resolving, fetching, waiting for or running a render)",
-            m.pending.clone(),
-        );
+        if mode.flotilla() {
+            registry.register(
+                "flotilla_repo_pending_request_total",
+                "Requests being served per repository (resolving, fetching, waiting for or running a render)",
+                m.pending.clone(),
+            );
+        }
         m
+    }
+
+    /// Count one Git fetch of the repository labelled `repo` (see [`Self::repo_label`]).
+    pub fn git_fetch(&self, repo: String, seconds: f64, ok: bool) {
+        let git = GitRequestLabels {
+            repo,
+            request_type: "fetch",
+        };
+        self.git_requests.get_or_create(&git).inc();
+        if self.mode.flotilla() {
+            self.git_request_seconds
+                .get_or_create(&git)
+                .observe(seconds);
+        }
+        if let Some(a) = &self.argocd {
+            a.git_request_seconds.get_or_create(&git).observe(seconds);
+            if !ok {
+                a.git_fetch_fail
+                    .get_or_create(&GitFailLabels {
+                        repo: git.repo,
+                        revision: "",
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    /// A render waited `seconds` for a free slot.
+    pub fn render_slot_wait(&self, seconds: f64) {
+        if let Some(a) = &self.argocd {
+            a.parallelism_wait.observe(seconds);
+        }
+    }
+}
+
+/// The shared cache's metrics of the repo-server, with Argo CD's Redis series fed from the
+/// same requests when asked for.
+pub fn cache_metrics(
+    registry: &mut Registry,
+    metrics: &RepoMetrics,
+) -> flotilla_cache::CacheMetrics {
+    let observer = metrics.argocd.clone().map(|a| {
+        flotilla_cache::metrics::RedisObserver(std::sync::Arc::new(move |seconds, failed| {
+            a.redis_seconds
+                .get_or_create(&ArgoInitiatorLabels {
+                    initiator: INITIATOR,
+                })
+                .observe(seconds);
+            a.redis_requests
+                .get_or_create(&ArgoRedisLabels {
+                    initiator: INITIATOR,
+                    failed: if failed { "true" } else { "false" },
+                })
+                .inc();
+        }))
+    });
+    flotilla_cache::CacheMetrics::register_with(
+        registry,
+        "repo-server",
+        metrics.mode.flotilla(),
+        observer,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exposition(mode: ArgoCdMetrics) -> String {
+        let mut registry = Registry::default();
+        let m = RepoMetrics::register_mode(&mut registry, mode);
+        m.git_fetch(m.repo_label("https://user:TOKEN@host/x.git"), 0.3, false);
+        let _ = m.pending.get_or_create(&RepoLabels { repo: "r".into() });
+        m.render_slot_wait(0.05);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encoded");
+        text
+    }
+
+    #[test]
+    fn argo_cd_names_share_flotillas_counters_or_replace_them() {
+        let off = exposition(ArgoCdMetrics::Off);
+        assert!(!off.contains("argocd_"), "{off}");
+        let also = exposition(ArgoCdMetrics::Also);
+        let fetch = r#"{repo="https://***@host/x.git",request_type="fetch"} 1"#;
+        for line in [
+            format!("flotilla_git_request_total{fetch}"),
+            format!("argocd_git_request_total{fetch}"),
+            r#"argocd_git_fetch_fail_total{repo="https://***@host/x.git",revision=""} 1"#.into(),
+            "argocd_repo_parallelism_wait_duration_seconds_count 1".into(),
+            r#"argocd_repo_pending_request_total{repo="r"} 0"#.into(),
+            r#"argocd_git_request_duration_seconds_bucket{le="0.5",repo="https://***@host/x.git",request_type="fetch"} 1"#.into(),
+        ] {
+            assert!(also.contains(&line), "{line}: {also}");
+        }
+        let instead = exposition(ArgoCdMetrics::Instead);
+        assert!(instead.contains(&format!("argocd_git_request_total{fetch}")));
+        for gone in [
+            "flotilla_git_request",
+            "flotilla_repo_pending_request_total",
+        ] {
+            assert!(!instead.contains(gone), "{gone}: {instead}");
+        }
+        assert!(
+            instead.contains("flotilla_repo_renders_running"),
+            "{instead}"
+        );
     }
 }

@@ -416,7 +416,23 @@ fn fingerprint(projects: &[Arc<AppProject>]) -> u64 {
     h.finish()
 }
 
-/// Keep the policy in force: `argocd-rbac-cm` (`policy.csv`, `policy.default`, `scopes`) and
+/// The policy lines of `argocd-rbac-cm` as Argo CD reads them: `policy.csv`, then every
+/// `policy.<name>.csv` overlay in key order (so a team's deny lines in its own key count).
+pub fn combined_policy(data: &BTreeMap<String, String>) -> String {
+    let mut out = data.get("policy.csv").cloned().unwrap_or_default();
+    for (k, v) in data {
+        if k != "policy.csv" && k.starts_with("policy.") && k.ends_with(".csv") {
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(v);
+        }
+    }
+    out
+}
+
+/// Keep the policy in force: `argocd-rbac-cm` (`policy.csv` and `policy.*.csv` overlays,
+/// `policy.default`, `scopes`) and
 /// the AppProjects' roles. A change of the ConfigMap applies at once, project changes within
 /// about a second (checked each second, rebuilt only when a project changed); a policy that
 /// does not parse is refused (logged) and the previous one stays; without the ConfigMap only
@@ -445,9 +461,9 @@ pub async fn watch(control: kube::Client, namespace: String, server: Arc<Server>
         server.auth.set_scopes(crate::auth::parse_scopes(
             d.get("scopes").map(String::as_str),
         ));
-        let csv = d.get("policy.csv").map(String::as_str).unwrap_or_default();
+        let csv = combined_policy(d);
         let default = d.get("policy.default").map(String::as_str);
-        match Policy::with_projects(csv, default, project_rules(&projects)).await {
+        match Policy::with_projects(&csv, default, project_rules(&projects)).await {
             Ok(p) => {
                 if let Ok(mut slot) = server.rbac.write() {
                     *slot = Arc::new(p);
@@ -468,6 +484,32 @@ pub async fn watch(control: kube::Client, namespace: String, server: Arc<Server>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn overlay_keys_are_part_of_the_policy() {
+        let data: BTreeMap<String, String> = [
+            ("policy.csv", "p, role:dev, applications, *, */*, allow"),
+            (
+                "policy.team-a.csv",
+                "p, role:dev, applications, delete, team-a/*, deny",
+            ),
+            ("policy.default", "role:readonly"),
+            ("policy.matchMode", "glob"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let csv = combined_policy(&data);
+        assert!(csv.contains("deny") && !csv.contains("readonly"), "{csv}");
+        let p = Policy::new(&format!("{csv}\ng, alice, role:dev"), None)
+            .await
+            .expect("parses");
+        assert!(p.can("alice", &[], "applications", "sync", "team-a/web"));
+        assert!(
+            !p.can("alice", &[], "applications", "delete", "team-a/web"),
+            "the overlay's deny is in force"
+        );
+    }
 
     const CSV: &str = "\
 # team a runs its own apps, reads the rest

@@ -545,6 +545,27 @@ fn the_chart_lints_and_renders_hardened_objects_for_every_values_set() -> Result
         "ClusterRoleBinding",
         "flotilla-controller-applications",
     )?;
+    // Side by side with Argo CD: the selection flags.
+    let side = render(
+        "flotilla",
+        &[],
+        &[
+            "controller.argocdSideBySide=true".into(),
+            "controller.applicationSelector=flotilla.dev/managed-by=flotilla".into(),
+            "controller.applicationProjects={team-a,team-b}".into(),
+        ],
+    )?;
+    let c = container(named(&side, "Deployment", "flotilla-controller")?)?;
+    ensure!(has_arg(c, "--argocd-side-by-side"));
+    ensure!(has_arg(
+        c,
+        "--application-selector=flotilla.dev/managed-by=flotilla"
+    ));
+    ensure!(has_arg(c, "--application-projects=team-a,team-b"));
+    ensure!(!has_arg(
+        container(named(&objs, "Deployment", "flotilla-controller")?)?,
+        "--argocd-side-by-side"
+    ));
     let no_crds = render("flotilla", &[], &["crds.install=false".into()])?;
     ensure!(of_kind(&no_crds, "CustomResourceDefinition").is_empty());
 

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod import;
+pub mod keys;
 pub mod move_app;
 pub mod settings;
 pub mod shards;

@@ -124,6 +124,8 @@ pub struct ClusterCache {
     capabilities: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Capabilities>)>>,
     /// What may be watched and written (set once, before the first watch).
     scope: RwLock<ClusterScope>,
+    /// When this cache was made (its first lists follow): Argo CD's cluster cache age.
+    born: std::time::Instant,
 }
 
 /// What a cluster serves, as Helm's `.Capabilities` and Argo CD's plugins see it.
@@ -189,6 +191,7 @@ impl ClusterCache {
             orphans: Mutex::new(None),
             capabilities: tokio::sync::Mutex::new(None),
             scope: RwLock::new(ClusterScope::default()),
+            born: std::time::Instant::now(),
         })
     }
 
@@ -468,6 +471,7 @@ impl ClusterCache {
             }));
             let mut buffers: HashMap<Option<String>, Vec<Value>> = HashMap::new();
             let mut listed: std::collections::HashSet<Option<String>> = Default::default();
+            let mut counters = None;
             while let Some((ns, ev)) = stream.next().await {
                 let Some(this) = weak.upgrade() else { return };
                 if crate::settings::current().excluded(&gk.0, &gk.1, &this.server) {
@@ -476,7 +480,13 @@ impl ClusterCache {
                 let labels = CacheMetrics::labels(&this.name);
                 let changed = match ev {
                     Ok(ev) => {
-                        this.metrics.watch_events.get_or_create(&labels).inc();
+                        let (flotilla, argocd) = counters.get_or_insert_with(|| {
+                            this.metrics
+                                .event_counters(&this.name, &this.server, &gk.0, &gk.1)
+                        });
+                        flotilla.iter().chain(argocd.iter()).for_each(|c| {
+                            c.inc();
+                        });
                         *lock(&err_slot) = None;
                         match ev {
                             Event::Init => {
@@ -650,6 +660,17 @@ impl ClusterCache {
 
     fn read_len(&self) -> usize {
         self.read().len()
+    }
+
+    /// Objects held and kinds watched (Argo CD's `argocd_cluster_api_resource_objects` and
+    /// `argocd_cluster_api_resources`).
+    pub fn stats(&self) -> (usize, usize) {
+        (self.read_len(), lock(&self.kinds).len())
+    }
+
+    /// How long ago this cache was made.
+    pub fn age(&self) -> Duration {
+        self.born.elapsed()
     }
 
     /// The live objects `app` owns in this cluster.

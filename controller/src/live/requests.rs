@@ -1,5 +1,6 @@
 //! A tower layer on every destination-cluster client that counts its Kubernetes API requests
-//! by verb, resource and response code (`flotilla_app_k8s_request_total`).
+//! by verb, resource and response code (`flotilla_app_k8s_request_total`, and with
+//! `--argocd-metrics` Argo CD's `argocd_app_k8s_request_total`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,13 +11,57 @@ use http::{Method, Request, Response};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use super::metrics::K8sRequestLabels;
+use super::metrics::{CacheMetrics, K8sRequestLabels};
+use crate::metrics_argocd::{ArgoK8sRequestLabels, ArgoMetrics};
 
-/// Counts requests of the client for `server` into `counter`.
+/// Counts requests of the client for `server` into `counter` and Argo CD's `argocd`.
 #[derive(Clone)]
 pub struct CountRequests {
     pub server: Arc<str>,
-    pub counter: Family<K8sRequestLabels, Counter>,
+    pub counter: Option<Family<K8sRequestLabels, Counter>>,
+    pub argocd: Option<Arc<ArgoMetrics>>,
+    /// `host[:port]` of `server` (client-go's `host` label).
+    pub host: Arc<str>,
+}
+
+impl CountRequests {
+    /// Count the requests to `server` into the series `metrics` exports.
+    pub fn new(server: &str, metrics: &CacheMetrics) -> Self {
+        Self {
+            server: server.into(),
+            counter: (!metrics.argocd_only).then(|| metrics.k8s_requests.clone()),
+            argocd: metrics.argocd.clone(),
+            host: host_of(server).into(),
+        }
+    }
+}
+
+/// The namespace of a namespaced request path (`/api/v1/namespaces/web/configmaps` → `web`;
+/// a namespace itself, `/api/v1/namespaces/web`, has none), as Argo CD's `resource_namespace`.
+pub fn namespace_of(path: &str) -> &str {
+    let mut segs = path.split('/').filter(|s| !s.is_empty());
+    while let Some(s) = segs.next() {
+        if s == "namespaces" {
+            let ns = segs.next().unwrap_or_default();
+            return if segs.next().is_some() { ns } else { "" };
+        }
+    }
+    ""
+}
+
+/// `host[:port]` of a server URL.
+pub fn host_of(server: &str) -> &str {
+    let rest = server.split_once("://").map_or(server, |(_, r)| r);
+    rest.split(['/', '?', '#']).next().unwrap_or_default()
+}
+
+/// Argo CD's verb for ours (its request parser knows no collection delete).
+fn argocd_verb(verb: &'static str) -> &'static str {
+    match verb {
+        "DeleteCollection" => "Delete",
+        "Other" => "Unknown",
+        v => v,
+    }
 }
 
 impl<S> tower::Layer<S> for CountRequests {
@@ -86,23 +131,53 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (verb, resource) = verb_and_resource(req.method(), req.uri().path(), req.uri().query());
+        let argocd = self.layer.argocd.is_some().then(|| {
+            (
+                namespace_of(req.uri().path()).to_string(),
+                req.method().as_str().to_string(),
+            )
+        });
         let fut = self.inner.call(req);
         let layer = self.layer.clone();
         Box::pin(async move {
             let res = fut.await;
-            let response_code = match &res {
-                Ok(r) => r.status().as_u16().to_string(),
-                Err(_) => "error".to_string(),
-            };
-            layer
-                .counter
-                .get_or_create(&K8sRequestLabels {
-                    server: layer.server.to_string(),
-                    verb,
-                    resource,
-                    response_code,
-                })
-                .inc();
+            let status = res.as_ref().ok().map(|r| r.status().as_u16());
+            if let (Some(argo), Some((namespace, method))) = (&layer.argocd, argocd) {
+                argo.kubectl_requests
+                    .get_or_create(&crate::metrics_argocd::ArgoKubectlRequestLabels {
+                        host: layer.host.clone(),
+                        method,
+                        // client-go's code of a request without a response.
+                        code: status.map_or_else(|| "<error>".to_string(), |s| s.to_string()),
+                    })
+                    .inc();
+                argo.k8s_requests
+                    .get_or_create(&ArgoK8sRequestLabels {
+                        namespace: "",
+                        name: "",
+                        project: "",
+                        server: layer.server.to_string(),
+                        // Argo CD's status code of a request without a response is 0.
+                        response_code: status.unwrap_or(0).to_string(),
+                        verb: argocd_verb(verb),
+                        resource_kind: resource.clone(),
+                        resource_namespace: namespace,
+                        dry_run: "false",
+                    })
+                    .inc();
+            }
+            if let Some(counter) = &layer.counter {
+                counter
+                    .get_or_create(&K8sRequestLabels {
+                        server: layer.server.to_string(),
+                        verb,
+                        resource,
+                        response_code: status
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "error".to_string()),
+                    })
+                    .inc();
+            }
             res
         })
     }
@@ -111,6 +186,26 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaces_of_request_paths() {
+        for (path, ns) in [
+            ("/api/v1/namespaces/web/configmaps/x", "web"),
+            ("/apis/apps/v1/namespaces/web/deployments", "web"),
+            ("/api/v1/namespaces/web", ""),
+            ("/api/v1/namespaces", ""),
+            ("/apis/apps/v1/deployments", ""),
+        ] {
+            assert_eq!(namespace_of(path), ns, "{path}");
+        }
+        assert_eq!(argocd_verb("DeleteCollection"), "Delete");
+        assert_eq!(host_of("https://10.0.0.1:6443/"), "10.0.0.1:6443");
+        assert_eq!(
+            host_of("https://kubernetes.default.svc"),
+            "kubernetes.default.svc"
+        );
+        assert_eq!(argocd_verb("Patch"), "Patch");
+    }
 
     #[test]
     fn paths_map_to_kubernetes_verbs_and_resources() {

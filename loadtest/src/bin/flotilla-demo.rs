@@ -161,7 +161,7 @@ async fn main() -> Result<()> {
         examples.display()
     );
     println!("    flotilla-repo-server (renders manifests from Git) and flotilla-controller.");
-    let fleet = Fleet::start(FleetConfig {
+    let mut fleet = Fleet::start(FleetConfig {
         clusters: args.clusters,
         seed: Some(examples.join("repo")),
         ready_delay: Duration::from_millis(500),
@@ -205,6 +205,7 @@ async fn main() -> Result<()> {
     .await
     .context("waiting for the applications to converge")?;
     let synced_in = t_apply.elapsed();
+    let synced_at = t0.elapsed();
     println!("\n==> Converged in {:.2}s:", took.as_secs_f64());
     print_table(&apps(&control).await?);
     println!(
@@ -303,10 +304,18 @@ async fn main() -> Result<()> {
     .await?;
     print_table(&apps(&control).await?);
 
+    let handover = match side_by_side(&mut fleet, &control, &c1, &run_cli).await {
+        Ok(d) => d,
+        Err(e) => {
+            fleet.dump_logs();
+            return Err(e);
+        }
+    };
+
     println!("\n==> Summary");
     println!(
         "    fleet start to all Applications converged: {:.2}s ({:.2}s after applying them)",
-        t0.elapsed().as_secs_f64() - rollout.as_secs_f64() - prune.as_secs_f64(),
+        synced_at.as_secs_f64(),
         synced_in.as_secs_f64()
     );
     println!(
@@ -316,6 +325,10 @@ async fn main() -> Result<()> {
     println!(
         "    Git delete to object pruned:               {:.0} ms",
         prune.as_secs_f64() * 1000.0
+    );
+    println!(
+        "    moved to Flotilla to commit live:          {:.0} ms",
+        handover.as_secs_f64() * 1000.0
     );
     println!(
         "    demo wall time:                            {:.2}s",
@@ -349,4 +362,142 @@ async fn main() -> Result<()> {
         let _ = std::io::stdin().read_line(&mut line);
     }
     Ok(())
+}
+
+/// The guestbook Deployment's replicas in cluster-001, and its UID.
+async fn guestbook_ui(c1: &Client) -> Result<(i64, String)> {
+    let d = live(
+        c1,
+        ("apps", "v1", "Deployment"),
+        "guestbook",
+        "guestbook-ui",
+    )
+    .await?
+    .context("guestbook-ui is gone")?;
+    Ok((
+        d["spec"]["replicas"].as_i64().unwrap_or_default(),
+        d["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    ))
+}
+
+/// Side by side with Argo CD (MIGRATION.md): the controller restarted in side-by-side mode
+/// leaves every app to "Argo CD" until `flotilla admin move` hands one over, and lets it go
+/// again on the way back. Returns the time from the move to the pending commit being live.
+async fn side_by_side(
+    fleet: &mut Fleet,
+    control: &Client,
+    c1: &Client,
+    run_cli: &dyn Fn(&[&str]) -> Result<String>,
+) -> Result<Duration> {
+    println!("\n==> Side by side with Argo CD (MIGRATION.md).");
+    println!("    Restarting the controller with --argocd-side-by-side");
+    println!(
+        "    --application-selector flotilla.dev/managed-by=flotilla: every Application is now"
+    );
+    println!(
+        "    Argo CD's (no Argo CD runs here, so nothing reconciles them) until it is handed over."
+    );
+    for id in fleet.controller_ids() {
+        fleet.stop_controller(&id)?;
+    }
+    fleet.set_controller_args(vec![
+        "--argocd-side-by-side".into(),
+        "--application-selector".into(),
+        "flotilla.dev/managed-by=flotilla".into(),
+    ]);
+    fleet.start_controller().await?;
+    let (replicas, uid) = guestbook_ui(c1).await?;
+    let deploy = std::fs::read_to_string(fleet.git.work.join("guestbook/deployment.yaml"))?;
+    let current = format!("replicas: {replicas}");
+    if !deploy.contains(&current) {
+        bail!("guestbook/deployment.yaml does not say {current:?}");
+    }
+    let bump = |n: i64| deploy.replace(&current, &format!("replicas: {n}"));
+    let commit = fleet.git.commit_files(
+        &[("guestbook/deployment.yaml", &bump(4))],
+        "guestbook: 4 replicas",
+    )?;
+    refresh(control, "guestbook").await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (still, _) = guestbook_ui(c1).await?;
+    println!(
+        "    committed {} (4 replicas) and asked for a refresh: 3 s later guestbook-ui has {still}",
+        &commit[..7]
+    );
+    println!("    replicas (it was {replicas}): the app is Argo CD's, Flotilla did not touch it.");
+    if still != replicas {
+        bail!("the side-by-side controller synced an app it was not given");
+    }
+    let kubeconfig = fleet.kubeconfig.display().to_string();
+    let context = fleet.sim.control_plane_name();
+    let admin = |to: &str| -> Result<String> {
+        run_cli(&[
+            "admin",
+            "--kubeconfig",
+            &kubeconfig,
+            "--context",
+            &context,
+            "move",
+            "guestbook",
+            "--to",
+            to,
+        ])
+    };
+    println!("    $ flotilla admin move guestbook --to flotilla");
+    let t_move = Instant::now();
+    for line in admin("flotilla")?.lines() {
+        println!("    {line}");
+    }
+    poll(Duration::from_secs(60), || async {
+        Ok(guestbook_ui(c1).await?.0 == 4)
+    })
+    .await
+    .context("waiting for Flotilla to take guestbook over")?;
+    let handover = t_move.elapsed();
+    let (_, uid_after) = guestbook_ui(c1).await?;
+    println!(
+        "    Flotilla took it over and synced the pending commit {:.0} ms after the move:",
+        handover.as_secs_f64() * 1000.0
+    );
+    println!(
+        "    guestbook-ui has 4 replicas, same object (UID {}).",
+        if uid_after == uid {
+            "unchanged"
+        } else {
+            "CHANGED"
+        }
+    );
+    println!("    $ flotilla admin move guestbook --to argocd");
+    for line in admin("argocd")?.lines() {
+        println!("    {line}");
+    }
+    let commit = fleet.git.commit_files(
+        &[("guestbook/deployment.yaml", &bump(5))],
+        "guestbook: 5 replicas",
+    )?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    refresh(control, "guestbook").await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (back, uid_back) = guestbook_ui(c1).await?;
+    println!(
+        "    committed {} (5 replicas): 3 s later guestbook-ui still has {back}; the app is Argo CD's",
+        &commit[..7]
+    );
+    println!(
+        "    again, and its objects never changed identity (UID {}).",
+        if uid_back == uid {
+            "unchanged"
+        } else {
+            "CHANGED"
+        }
+    );
+    if back != 4 || uid_back != uid || uid_after != uid {
+        bail!(
+            "the hand-over did not behave: replicas {back}, UIDs {uid} → {uid_after} → {uid_back}"
+        );
+    }
+    Ok(handover)
 }

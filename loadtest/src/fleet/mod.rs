@@ -512,6 +512,11 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// Replace the extra arguments controllers started from now on get.
+    pub fn set_controller_args(&mut self, args: Vec<String>) {
+        self.cfg.controller_args = args;
+    }
+
     /// Start repo-server number `i` (name `repo-server-<i>`, its own cache directory).
     pub async fn start_repo_server(&mut self, i: usize) -> Result<()> {
         let name = format!("repo-server-{i}");
