@@ -67,6 +67,9 @@ pub struct AppMemo {
     /// A sync operation applied a wave that is not its last: its next step waits until
     /// then (the delay between waves), whatever wakes the app sooner.
     pub next_wave_at: Option<std::time::Instant>,
+    /// Side by side with Argo CD: when this replica saw the app handed over; its first
+    /// reconcile waits out the hand-over grace from then.
+    pub handed_over_at: Option<std::time::Instant>,
 }
 
 fn resource_version(app: &Application) -> Option<u64> {

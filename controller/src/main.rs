@@ -66,6 +66,15 @@ struct Args {
     /// MIGRATION.md.
     #[arg(long, env = "FLOTILLA_ARGOCD_SIDE_BY_SIDE")]
     argocd_side_by_side: bool,
+    /// Side by side: seconds an Application waits after it is handed over before its first
+    /// reconcile here (Argo CD checks skip-reconcile when it queues an app, so work it queued
+    /// just before the move may still run). Raise it when Argo CD's queues are long.
+    #[arg(
+        long,
+        default_value_t = 15,
+        env = "FLOTILLA_ARGOCD_HANDOVER_GRACE_SECONDS"
+    )]
+    argocd_handover_grace_seconds: u64,
     /// The repo-servers: http://host:port[,http://host2:port...], or dns:///name:port to use
     /// every address of a (headless Service) name, re-resolved every 10 s.
     #[arg(
@@ -296,7 +305,8 @@ async fn main() -> anyhow::Result<()> {
             args.application_projects.clone(),
             args.argocd_side_by_side,
         )
-        .context("--application-selector")?,
+        .context("--application-selector")?
+        .with_handover_grace(Duration::from_secs(args.argocd_handover_grace_seconds)),
         repo_server: args.repo_server.clone(),
         workers: args.workers,
         refresh_interval: Duration::from_secs(args.refresh_seconds),

@@ -911,7 +911,18 @@ pub async fn reconcile(
             tracing::debug!(app = %key, "skip-reconcile: not reconciled");
             return Ok(Next::Periodic);
         }
-        Decision::NotSelected | Decision::AwaitingHandover => return Ok(Next::Skipped),
+        Decision::NotSelected | Decision::AwaitingHandover | Decision::Unowned => {
+            return Ok(Next::Skipped);
+        }
+    }
+    // Just handed over by Argo CD: work it queued before the switch may still run; wait.
+    if let Some(at) = ctx.memo(key).handed_over_at {
+        let waited = at.elapsed();
+        let grace = ctx.cfg.selection.handover_grace;
+        if waited < grace {
+            tracing::debug!(app = %key, wait_ms = (grace - waited).as_millis() as u64, "hand-over grace");
+            return Ok(Next::After(grace - waited));
+        }
     }
     let w = Writer {
         ctx,

@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
 use prometheus_client::registry::Registry as MetricsRegistry;
@@ -414,6 +414,7 @@ pub async fn run(
         let scope = cfg.clone();
         let mut selection =
             crate::selection::Tracker::new(cfg.selection.clone(), selection_metrics);
+        let handover_ctx = ctx.clone();
         if cfg.selection.narrows() {
             tracing::info!(
                 selector = %cfg.selection.selector_text,
@@ -454,11 +455,23 @@ pub async fn run(
                         // An app not selected (or not yet handed over by Argo CD) never
                         // enters the store; one that leaves the selection leaves it.
                         .try_filter_map(move |ev| {
+                            // A hand-over seen now: the first reconcile waits out the grace.
+                            let mut admit = |a: &Application| match selection.admit(a) {
+                                None => false,
+                                Some(handed) => {
+                                    if handed && let Some(key) = key_of(a) {
+                                        let now = Instant::now();
+                                        handover_ctx
+                                            .update_memo(&key, |m| m.handed_over_at = Some(now));
+                                    }
+                                    true
+                                }
+                            };
                             let ev = match ev {
-                                watcher::Event::Apply(a) if !selection.admit(&a) => {
+                                watcher::Event::Apply(a) if !admit(&a) => {
                                     Some(watcher::Event::Delete(a))
                                 }
-                                watcher::Event::InitApply(a) if !selection.admit(&a) => None,
+                                watcher::Event::InitApply(a) if !admit(&a) => None,
                                 watcher::Event::Delete(a) => {
                                     selection.deleted(&a);
                                     Some(watcher::Event::Delete(a))
@@ -499,7 +512,24 @@ pub async fn run(
                                 keys_dirty.notify_one();
                             }
                         }
-                        Ok(Event::Init | Event::InitDone) => {}
+                        Ok(Event::InitDone) => {
+                            // A relist leaves out what is gone or no longer selected without a
+                            // Delete: forget those too, so a later hand-back fires again.
+                            let gone: Vec<AppKey> = seen
+                                .keys()
+                                .filter(|k| {
+                                    ctx.apps
+                                        .get(&ObjectRef::new(&k.name).within(&k.namespace))
+                                        .is_none()
+                                })
+                                .cloned()
+                                .collect();
+                            for k in gone {
+                                seen.remove(&k);
+                                ctx.forget(&k);
+                            }
+                        }
+                        Ok(Event::Init) => {}
                         Err(e) => tracing::warn!(error = %e, "watching Applications"),
                     }
                 }

@@ -7,6 +7,7 @@
 //! never has two controllers. Flotilla's own pause switch is then `flotilla.dev/skip-reconcile`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use kube::core::{Expression, Selector, SelectorExt};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -43,6 +44,19 @@ pub struct AppSelection {
     /// Side by side with Argo CD: a selected app is Flotilla's only once it carries
     /// `argocd.argoproj.io/skip-reconcile: "true"`.
     pub side_by_side: bool,
+    /// Side by side: how long after a hand-over is seen the app waits before its first
+    /// reconcile (Argo CD checks skip-reconcile when it queues an app, so work it queued just
+    /// before the move may still run).
+    pub handover_grace: Duration,
+}
+
+/// Argo CD's default hand-over grace.
+pub const DEFAULT_HANDOVER_GRACE: Duration = Duration::from_secs(15);
+
+/// A boolean annotation as Argo CD reads it (Go's `strconv.ParseBool`): true for `1`, `t`,
+/// `T`, `TRUE`, `true`, `True`.
+pub fn parse_bool(v: &str) -> bool {
+    matches!(v, "1" | "t" | "T" | "TRUE" | "true" | "True")
 }
 
 /// What the controller does with one app.
@@ -54,6 +68,9 @@ pub enum Decision {
     Paused,
     /// Not selected: never seen (no status, no operation, no finalizer).
     NotSelected,
+    /// Side by side: Argo CD's switch is on but this controller does not select it, so nobody
+    /// reconciles it. Left alone, counted and logged.
+    Unowned,
     /// Selected, but Argo CD still reconciles it (side by side, no skip-reconcile): left alone.
     AwaitingHandover,
 }
@@ -88,7 +105,14 @@ impl AppSelection {
                 .filter(|p| !p.is_empty())
                 .collect(),
             side_by_side,
+            handover_grace: DEFAULT_HANDOVER_GRACE,
         })
+    }
+
+    /// The same selection with another hand-over grace.
+    pub fn with_handover_grace(mut self, grace: Duration) -> Self {
+        self.handover_grace = grace;
+        self
     }
 
     /// Whether the flags narrow anything (otherwise every app is selected).
@@ -98,10 +122,16 @@ impl AppSelection {
 
     /// What to do with `app`.
     pub fn decide(&self, app: &Application) -> Decision {
+        let argo_skip = annotation(app, SKIP_RECONCILE_ANNOTATION).is_some_and(parse_bool);
+        let not_selected = if self.side_by_side && argo_skip {
+            Decision::Unowned
+        } else {
+            Decision::NotSelected
+        };
         let empty = BTreeMap::new();
         let labels = app.metadata.labels.as_ref().unwrap_or(&empty);
         if self.selector.as_ref().is_some_and(|s| !s.matches(labels)) {
-            return Decision::NotSelected;
+            return not_selected;
         }
         if !self.projects.is_empty() {
             let project = if app.spec.project.is_empty() {
@@ -114,15 +144,14 @@ impl AppSelection {
                 .iter()
                 .any(|g| crate::project::glob_match(g, project))
             {
-                return Decision::NotSelected;
+                return not_selected;
             }
         }
-        let argo_skip = annotation(app, SKIP_RECONCILE_ANNOTATION) == Some("true");
         if self.side_by_side {
             if !argo_skip {
                 return Decision::AwaitingHandover;
             }
-            if annotation(app, FLOTILLA_SKIP_RECONCILE_ANNOTATION) == Some("true") {
+            if annotation(app, FLOTILLA_SKIP_RECONCILE_ANNOTATION).is_some_and(parse_bool) {
                 return Decision::Paused;
             }
             return Decision::Take;
@@ -269,7 +298,7 @@ impl SelectionMetrics {
         let m = Self::default();
         registry.register(
             "flotilla_app_selection",
-            "Applications this controller leaves alone: not_selected (outside --application-selector/--application-projects) and awaiting_handover (selected, but Argo CD still reconciles them: no skip-reconcile)",
+            "Applications this controller leaves alone: not_selected (outside --application-selector/--application-projects), awaiting_handover (selected, but Argo CD still reconciles them: no skip-reconcile) and unowned (side by side: skip-reconcile on but not selected, so nobody reconciles them)",
             m.apps.clone(),
         );
         m
@@ -292,8 +321,9 @@ impl Tracker {
         }
     }
 
-    /// Decide for an app the watch delivered; `false`: keep it out of the store.
-    pub fn admit(&mut self, app: &Application) -> bool {
+    /// Decide for an app the watch delivered: `None` keeps it out of the store; `Some(true)`
+    /// lets it in as just handed over (it was left alone a moment ago), `Some(false)` as usual.
+    pub fn admit(&mut self, app: &Application) -> Option<bool> {
         let key = (
             app.metadata.namespace.clone().unwrap_or_default(),
             app.metadata.name.clone().unwrap_or_default(),
@@ -302,13 +332,13 @@ impl Tracker {
         let before = self.left.get(&key).copied();
         match decision {
             Decision::Take | Decision::Paused => {
-                if let Some(was) = self.left.remove(&key) {
-                    self.gauge(was).dec();
-                    tracing::info!(app = %format!("{}/{}", key.0, key.1), "application handed to this controller");
-                }
-                true
+                let handed = self.left.remove(&key).inspect(|was| {
+                    self.gauge(*was).dec();
+                    tracing::info!(app = %format!("{}/{}", key.0, key.1), grace_s = self.selection.handover_grace.as_secs(), "application handed to this controller");
+                });
+                Some(handed.is_some() && self.selection.side_by_side)
             }
-            Decision::NotSelected | Decision::AwaitingHandover => {
+            Decision::NotSelected | Decision::AwaitingHandover | Decision::Unowned => {
                 if before != Some(decision) {
                     if let Some(was) = before {
                         self.gauge(was).dec();
@@ -316,13 +346,19 @@ impl Tracker {
                     self.gauge(decision).inc();
                     self.left.insert(key.clone(), decision);
                     let app = format!("{}/{}", key.0, key.1);
-                    if decision == Decision::AwaitingHandover {
-                        tracing::info!(%app, "selected, but Argo CD still reconciles it (no argocd.argoproj.io/skip-reconcile: \"true\"): left alone until it is handed over");
-                    } else {
-                        tracing::info!(%app, "not selected (--application-selector/--application-projects): left alone");
+                    match decision {
+                        Decision::AwaitingHandover => {
+                            tracing::info!(%app, "selected, but Argo CD still reconciles it (no argocd.argoproj.io/skip-reconcile: \"true\"): left alone until it is handed over")
+                        }
+                        Decision::Unowned => {
+                            tracing::warn!(%app, "argocd.argoproj.io/skip-reconcile is on but this controller does not select it: neither Argo CD nor Flotilla reconciles it")
+                        }
+                        _ => {
+                            tracing::info!(%app, "not selected (--application-selector/--application-projects): left alone")
+                        }
                     }
                 }
-                false
+                None
             }
         }
     }
@@ -363,6 +399,7 @@ impl Tracker {
 fn state_label(d: Decision) -> &'static str {
     match d {
         Decision::AwaitingHandover => "awaiting_handover",
+        Decision::Unowned => "unowned",
         _ => "not_selected",
     }
 }
@@ -470,7 +507,20 @@ mod tests {
             AppSelection::new(Some("flotilla.dev/managed-by=flotilla"), vec![], true).expect("ok");
         let mine = [(MANAGED_BY_LABEL, "flotilla")];
         let skip = [(SKIP_RECONCILE_ANNOTATION, "true")];
-        assert_eq!(s.decide(&app(&[], &skip, "")), Decision::NotSelected);
+        assert_eq!(s.decide(&app(&[], &skip, "")), Decision::Unowned);
+        assert_eq!(s.decide(&app(&[], &[], "")), Decision::NotSelected);
+        for yes in ["1", "t", "T", "TRUE", "True"] {
+            assert_eq!(
+                s.decide(&app(&mine, &[(SKIP_RECONCILE_ANNOTATION, yes)], "")),
+                Decision::Take,
+                "Argo CD reads {yes:?} as true"
+            );
+        }
+        assert_eq!(
+            s.decide(&app(&mine, &[(SKIP_RECONCILE_ANNOTATION, "yes")], "")),
+            Decision::AwaitingHandover,
+            "not a Go boolean: Argo CD still reconciles it"
+        );
         assert_eq!(s.decide(&app(&mine, &[], "")), Decision::AwaitingHandover);
         assert_eq!(
             s.decide(&app(&mine, &[(SKIP_RECONCILE_ANNOTATION, "false")], "")),

@@ -189,15 +189,19 @@ impl Actions {
             return Err(ActionError::NotRunning);
         }
         let (ns, name) = names(app);
-        self.api(&ns)
-            .patch_status(
-                &name,
-                &params(),
-                &Patch::Merge(json!({
-                    "metadata": {"resourceVersion": app.metadata.resource_version},
-                    "status": {"operationState": {"phase": "Terminating"}}})),
-            )
-            .await?;
+        let patch = Patch::Merge(json!({
+            "metadata": {"resourceVersion": app.metadata.resource_version},
+            "status": {"operationState": {"phase": "Terminating"}}}));
+        // Flotilla's CRD has a /status subresource; Argo CD's (kept side by side) does not, and
+        // there status is written through the main resource.
+        match self.api(&ns).patch_status(&name, &params(), &patch).await {
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                self.api(&ns).patch(&name, &params(), &patch).await?;
+            }
+            other => {
+                other?;
+            }
+        }
         tracing::info!(user = %by.subject, app = %format!("{ns}/{name}"), "operation termination requested");
         self.events.emit(
             app,

@@ -49,10 +49,12 @@ fn cli(api: &str, args: &[&str]) -> Result<(i32, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_answers_diffs_and_the_cli_syncs_rolls_back_terminates_and_deletes() -> Result<()>
 {
+    // On Argo CD's own CRD (no /status subresource), as MIGRATION.md has it side by side.
     let fleet = Fleet::start(FleetConfig {
         clusters: 2,
         controllers: 2,
         controller_args: vec!["--sync-wave-delay-ms".into(), "100".into()],
+        argo_cd_crds: true,
         ..Default::default()
     })
     .await?;

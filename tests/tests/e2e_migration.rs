@@ -56,6 +56,8 @@ async fn an_app_moves_from_argo_cd_to_flotilla_and_back_keeping_its_objects() ->
             "--argocd-side-by-side".into(),
             "--application-selector".into(),
             SELECTOR.into(),
+            "--argocd-handover-grace-seconds".into(),
+            "3".into(),
         ],
         ..Default::default()
     })
@@ -74,6 +76,7 @@ async fn an_app_moves_from_argo_cd_to_flotilla_and_back_keeping_its_objects() ->
             ("web/settings.yaml", &config_map("settings", "v1")),
             ("fresh/settings.yaml", &config_map("settings", "f1")),
             ("waiting/settings.yaml", &config_map("settings", "w1")),
+            ("paused/settings.yaml", &config_map("settings", "p1")),
         ],
         "apps",
     )?;
@@ -128,6 +131,12 @@ async fn an_app_moves_from_argo_cd_to_flotilla_and_back_keeping_its_objects() ->
         "metadata: {labels: {flotilla.dev/managed-by: flotilla}, name: waiting,",
     );
     fleet.apply(&waiting).await?;
+    // Argo CD's switch (as a Go boolean: "True") without Flotilla's label: nobody's.
+    let paused = auto_synced_app(&fleet, "paused", "paused", "cluster-001", &[]).replace(
+        "metadata: {name: paused,",
+        "metadata: {annotations: {argocd.argoproj.io/skip-reconcile: \"True\"}, name: paused,",
+    );
+    fleet.apply(&paused).await?;
     let before = app(&fleet, "web").await?;
     fleet.start_controller().await?;
 
@@ -179,7 +188,12 @@ async fn an_app_moves_from_argo_cd_to_flotilla_and_back_keeping_its_objects() ->
                 "flotilla_app_selection",
                 &[("state", "not_selected")],
             );
-            Ok((awaiting == 1.0 && left == 1.0).then_some(()))
+            let unowned = flotilla_loadtest::fleet::metric_value(
+                &m,
+                "flotilla_app_selection",
+                &[("state", "unowned")],
+            );
+            Ok((awaiting == 1.0 && left == 1.0 && unowned == 1.0).then_some(()))
         },
     )
     .await?;
@@ -211,12 +225,36 @@ async fn an_app_moves_from_argo_cd_to_flotilla_and_back_keeping_its_objects() ->
         "nothing deployed for an app Argo CD still has"
     );
 
+    ensure!(
+        app(&fleet, "paused").await?.status.is_none(),
+        "unowned: untouched"
+    );
+    // An empty selector would select every app: refused before anything is read.
+    let out = std::process::Command::new(process::binary("flotilla")?)
+        .args(["admin", "move", "--selector", " ", "--to", "flotilla"])
+        .output()?;
+    ensure!(
+        out.status.code() == Some(2)
+            && String::from_utf8_lossy(&out.stderr).contains("--selector is empty"),
+        "{out:?}"
+    );
+
     // Move web to Flotilla: it syncs the new commit onto the same objects.
     let (code, out) = admin_move(&fleet, "web", "flotilla")?;
     ensure!(
         code == 0 && out.contains("moved"),
         "move to flotilla: {code}: {out}"
     );
+    // The hand-over grace: work Argo CD queued before the switch may still run, so Flotilla
+    // waits before it touches the app.
+    let moved_at = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if moved_at.elapsed() < Duration::from_millis(2500) {
+        ensure!(
+            data_k(&live_cm(&fleet, "web", "settings").await?) == "v1",
+            "synced within the hand-over grace"
+        );
+    }
     eventually(
         "web synced by Flotilla",
         Duration::from_secs(60),

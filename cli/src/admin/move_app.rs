@@ -14,8 +14,10 @@ use serde_json::{Value, json};
 
 use super::{AdminError, KubeArgs};
 use crate::output::{Format, render_value, table};
-use flotilla_controller::selection::{MANAGED_BY_LABEL, SKIP_RECONCILE_ANNOTATION};
+use flotilla_controller::selection::{MANAGED_BY_LABEL, SKIP_RECONCILE_ANNOTATION, parse_bool};
 
+// Exit status of `move`: 0 when every app moved or already was where asked, 1 when any was
+// refused or failed (each row says why), 2 on bad usage.
 /// Who reconciles the apps after the move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Side {
@@ -24,6 +26,9 @@ pub enum Side {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 when every application moved or already was where asked; 1 when any was refused or failed (its row says why); 2 on bad usage (an empty --selector is refused: it would select every application)."
+)]
 pub struct MoveArgs {
     /// Application names (or --project / --selector).
     pub apps: Vec<String>,
@@ -47,7 +52,9 @@ pub struct MoveArgs {
     #[arg(long)]
     pub no_label: bool,
     /// Move even while a sync operation is running (the side giving the app up stops in the
-    /// middle of it; the other side starts from the app's state).
+    /// middle of it; the other side starts from the app's state), and apps an ApplicationSet
+    /// owns (its controller rewrites their labels and annotations: put the marks in its
+    /// template instead).
     #[arg(long)]
     pub force: bool,
     /// Show what would change; change nothing.
@@ -69,7 +76,7 @@ fn side_of(meta: &ObjectMeta, label: Option<(&str, &str)>) -> &'static str {
         .annotations
         .as_ref()
         .and_then(|a| a.get(SKIP_RECONCILE_ANNOTATION))
-        .is_some_and(|v| v == "true");
+        .is_some_and(|v| parse_bool(v));
     let labelled = label.is_none_or(|(k, v)| {
         meta.labels
             .as_ref()
@@ -91,6 +98,26 @@ fn operation_in_flight(obj: &DynamicObject) -> Option<String> {
     }
     let phase = obj.data["status"]["operationState"]["phase"].as_str()?;
     matches!(phase, "Running" | "Terminating").then(|| format!("its operation is {phase}"))
+}
+
+/// The ApplicationSet that owns the app, if one does.
+fn owning_set(obj: &DynamicObject) -> Option<String> {
+    obj.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.kind == "ApplicationSet")
+        .map(|o| o.name.clone())
+}
+
+/// Why an app may not move now (without `--force`).
+fn refusal(obj: &DynamicObject) -> Option<String> {
+    if let Some(why) = operation_in_flight(obj) {
+        return Some(format!("{why} (wait for it, or --force)"));
+    }
+    owning_set(obj).map(|set| {
+        format!("ApplicationSet {set} owns it and would undo the move: put the marks in its template (or --force)")
+    })
 }
 
 /// The merge patch that moves an app to `to`.
@@ -125,6 +152,20 @@ pub async fn run(args: MoveArgs, kube: &KubeArgs, format: Format) -> Result<u8, 
         return Err(AdminError::Invalid(
             "name the applications, or give --project or --selector".into(),
         ));
+    }
+    // An empty selector selects every app: an unset variable must not move a whole namespace.
+    if args
+        .selector
+        .as_deref()
+        .is_some_and(|s| s.trim().is_empty())
+    {
+        return Err(AdminError::Invalid(
+            "--selector is empty (it would select every application)".into(),
+        ));
+    }
+    if let Some(s) = &args.selector {
+        flotilla_controller::selection::parse_selector(s)
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
     }
     let client = kube.client().await?;
     let ns = args.app_namespace.as_deref().unwrap_or(&kube.namespace);
@@ -164,24 +205,61 @@ pub async fn run(args: MoveArgs, kube: &KubeArgs, format: Format) -> Result<u8, 
         Side::Flotilla => "flotilla",
         Side::Argocd => "argocd",
     };
-    let patch = patch_for(args.to, label_ref);
     let mut rows = Vec::new();
     let mut refused = 0;
-    for obj in &targets {
-        let name = obj.metadata.name.clone().unwrap_or_default();
-        let from = side_of(&obj.metadata, label_ref);
-        let result = if from == to_name {
-            "unchanged".to_string()
-        } else if let (Some(why), false) = (operation_in_flight(obj), args.force) {
+    for listed in &targets {
+        let name = listed.metadata.name.clone().unwrap_or_default();
+        let mut from = side_of(&listed.metadata, label_ref);
+        // Each app is read again just before its patch, and the patch carries the version read:
+        // an operation started (or anything changed) since the list is noticed, not overwritten.
+        let mut result = String::new();
+        for _attempt in 0..3 {
+            let obj = match api.get_opt(&name).await {
+                Ok(Some(o)) => o,
+                Ok(None) => {
+                    result = "error: not found (deleted meanwhile)".into();
+                    break;
+                }
+                Err(e) => {
+                    result = format!("error: {e}");
+                    break;
+                }
+            };
+            from = side_of(&obj.metadata, label_ref);
+            if from == to_name {
+                result = "unchanged".into();
+                break;
+            }
+            if let (Some(why), false) = (refusal(&obj), args.force) {
+                result = format!("refused: {why}");
+                break;
+            }
+            if args.dry_run {
+                result = "would move".into();
+                break;
+            }
+            let mut patch = patch_for(args.to, label_ref);
+            patch["metadata"]["resourceVersion"] = json!(obj.metadata.resource_version);
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    result = "moved".into();
+                    break;
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    result = "error: it kept changing while being moved (409); try again".into();
+                }
+                Err(e) => {
+                    result = format!("error: {e}");
+                    break;
+                }
+            }
+        }
+        if result.starts_with("refused") || result.starts_with("error") {
             refused += 1;
-            format!("refused: {why} (wait for it, or --force)")
-        } else if args.dry_run {
-            "would move".to_string()
-        } else {
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-            "moved".to_string()
-        };
+        }
         rows.push(
             json!({"namespace": ns, "name": name, "from": from, "to": to_name, "result": result}),
         );
@@ -235,6 +313,27 @@ mod tests {
         assert_eq!(side_of(&meta(&lab, &skip), l), "flotilla");
         assert!(side_of(&meta(&lab, &[]), l).contains("awaiting"));
         assert_eq!(side_of(&meta(&[], &skip), None), "flotilla");
+    }
+
+    #[test]
+    fn running_operations_and_application_sets_refuse_a_move() {
+        let mk = |v: Value| -> DynamicObject { serde_json::from_value(v).expect("object") };
+        let base = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                          "metadata": {"name": "a"}});
+        assert!(refusal(&mk(base.clone())).is_none());
+        let mut running = base.clone();
+        running["status"] = json!({"operationState": {"phase": "Running"}});
+        assert!(refusal(&mk(running)).is_some_and(|w| w.contains("Running")));
+        let mut requested = base.clone();
+        requested["operation"] = json!({"sync": {}});
+        assert!(refusal(&mk(requested)).is_some_and(|w| w.contains("requested")));
+        let mut done = base.clone();
+        done["status"] = json!({"operationState": {"phase": "Succeeded"}});
+        assert!(refusal(&mk(done)).is_none());
+        let mut owned = base;
+        owned["metadata"]["ownerReferences"] = json!([{"apiVersion": "argoproj.io/v1alpha1",
+            "kind": "ApplicationSet", "name": "fleet", "uid": "u"}]);
+        assert!(refusal(&mk(owned)).is_some_and(|w| w.contains("ApplicationSet fleet")));
     }
 
     #[test]

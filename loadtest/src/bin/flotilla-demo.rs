@@ -407,6 +407,9 @@ async fn side_by_side(
         "--argocd-side-by-side".into(),
         "--application-selector".into(),
         "flotilla.dev/managed-by=flotilla".into(),
+        // Argo CD's queued work can outlive a move by a little; none is queued here.
+        "--argocd-handover-grace-seconds".into(),
+        "0".into(),
     ]);
     fleet.start_controller().await?;
     let (replicas, uid) = guestbook_ui(c1).await?;
