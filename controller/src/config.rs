@@ -68,6 +68,8 @@ pub struct ControllerConfig {
     /// Which Applications this controller takes (side by side with Argo CD: only those
     /// handed over).
     pub selection: crate::selection::AppSelection,
+    /// Reconcile ApplicationSets (off side by side with Argo CD, whose controller keeps them).
+    pub applicationsets: bool,
     /// Export Argo CD's metric names too, or instead of Flotilla's (`--argocd-metrics`).
     pub argocd_metrics: crate::metrics_argocd::ArgoCdMetrics,
 }
@@ -185,6 +187,7 @@ impl Default for ControllerConfig {
             },
             operations: Default::default(),
             selection: Default::default(),
+            applicationsets: true,
             argocd_metrics: Default::default(),
         }
     }

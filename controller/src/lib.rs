@@ -4,6 +4,7 @@
 //! repo-server, reached over gRPC.
 #![forbid(unsafe_code)]
 
+pub mod appset_controller;
 pub mod cluster_auth;
 pub mod clusters;
 pub mod config;

@@ -75,6 +75,10 @@ struct Args {
         env = "FLOTILLA_ARGOCD_HANDOVER_GRACE_SECONDS"
     )]
     argocd_handover_grace_seconds: u64,
+    /// Do not reconcile ApplicationSets (side by side with Argo CD they are never reconciled
+    /// here: Argo CD's ApplicationSet controller keeps them).
+    #[arg(long, env = "FLOTILLA_NO_APPLICATIONSETS")]
+    no_applicationsets: bool,
     /// The repo-servers: http://host:port[,http://host2:port...], or dns:///name:port to use
     /// every address of a (headless Service) name, re-resolved every 10 s.
     #[arg(
@@ -268,9 +272,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.print_crds {
         print!(
-            "{}---\n{}",
+            "{}---\n{}---\n{}",
             serde_yaml::to_string(&flotilla_controller::types::application_crd())?,
-            serde_yaml::to_string(&flotilla_controller::types::project::project_crd())?
+            serde_yaml::to_string(&flotilla_controller::types::project::project_crd())?,
+            serde_yaml::to_string(&flotilla_controller::types::appset::applicationset_crd()?)?
         );
         return Ok(());
     }
@@ -300,6 +305,7 @@ async fn main() -> anyhow::Result<()> {
             .map(|g| g.trim().to_string())
             .filter(|g| !g.is_empty())
             .collect(),
+        applicationsets: !args.no_applicationsets,
         selection: flotilla_controller::selection::AppSelection::new(
             args.application_selector.as_deref(),
             args.application_projects.clone(),

@@ -652,6 +652,82 @@ impl ManifestClient {
         self.outcome("miss", started);
         Ok(rendered)
     }
+
+    /// What the ApplicationSet git generator reads from `repo_url` at `revision` (resolved
+    /// by the repo-server, with `creds`): every directory, or the files matching globs with
+    /// their contents (`ListRepoPaths`, bounded by the repo-server; nothing is cached here).
+    pub async fn list_repo_paths(
+        &self,
+        repo_url: &str,
+        creds: Option<&RepoCreds>,
+        revision: &str,
+        query: &RepoPathsQuery,
+    ) -> Result<RepoPaths, ManifestError> {
+        let (directories, file_globs, doublestar_globbing) = match query {
+            RepoPathsQuery::Directories => (true, Vec::new(), false),
+            RepoPathsQuery::Files { globs, doublestar } => (false, globs.clone(), *doublestar),
+        };
+        let req = pb::ListRepoPathsRequest {
+            repo: Some(wire_repo(repo_url, creds)),
+            revision: revision.to_string(),
+            directories,
+            file_globs,
+            doublestar_globbing,
+        };
+        let started = Instant::now();
+        self.metrics.rpc_in_flight.inc();
+        let res = self
+            .pool
+            .call(repo_url, |mut c| {
+                let req = self.pool.request(req.clone());
+                async move { c.list_repo_paths(req).await }
+            })
+            .instrument(
+                tracing::info_span!("repo_server.list_repo_paths", repo = %redact_url(repo_url)),
+            )
+            .await;
+        self.metrics.rpc_in_flight.dec();
+        match res {
+            Ok(r) => {
+                self.observe("list", started);
+                let r = r.into_inner();
+                Ok(RepoPaths {
+                    commit: r.commit_sha,
+                    directories: r.directories,
+                    files: r.files.into_iter().map(|f| (f.path, f.content)).collect(),
+                })
+            }
+            Err(e) => {
+                self.observe("error", started);
+                Err(from_pool(e))
+            }
+        }
+    }
+}
+
+/// What [`ManifestClient::list_repo_paths`] asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoPathsQuery {
+    /// Every directory of the commit (Argo CD's `GetGitDirectories`).
+    Directories,
+    /// The files matching any of `globs` (Argo CD's `GetGitFiles`): doublestar semantics when
+    /// `doublestar` (`applicationsetcontroller.enable.new.git.file.globbing`), else
+    /// `git ls-files -- <glob>`.
+    Files {
+        globs: Vec<String>,
+        doublestar: bool,
+    },
+}
+
+/// A repository's paths at one commit, as the git generator reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepoPaths {
+    /// The commit the revision resolved to.
+    pub commit: String,
+    /// Directory paths (no leading or trailing `/`), in Argo CD's walk order.
+    pub directories: Vec<String>,
+    /// (path, content) of the matching files, sorted by path.
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 /// How long resolved revisions are kept by default: the refresh interval.

@@ -316,6 +316,7 @@ pub async fn run(
     let pool_metrics = PoolMetrics::register(&mut metrics_registry);
     let webhook_metrics = WebhookMetrics::register(&mut metrics_registry);
     let selection_metrics = crate::selection::SelectionMetrics::register(&mut metrics_registry);
+    let appset_metrics = crate::appset_controller::AppSetMetrics::register(&mut metrics_registry);
     let events = Arc::new(crate::events::AppEvents::new(
         control.clone(),
         &cfg.sharding.identity,
@@ -535,6 +536,26 @@ pub async fn run(
                 }
             }
             .instrument(tracing::info_span!("watch", kind = "Application")),
+        ));
+    }
+    // ApplicationSets: each set is a ring key; side by side, Argo CD's ApplicationSet
+    // controller keeps them (two controllers would fight over the same Applications).
+    if !cfg.applicationsets {
+        tracing::info!("ApplicationSets are not reconciled (--no-applicationsets)");
+    } else if cfg.selection.side_by_side {
+        tracing::info!(
+            "side by side with Argo CD: its ApplicationSet controller keeps the ApplicationSets"
+        );
+    } else {
+        tasks.push(tokio::spawn(
+            crate::appset_controller::run(
+                ctx.clone(),
+                control.clone(),
+                ns.clone(),
+                cluster_secrets.clone(),
+                appset_metrics,
+            )
+            .instrument(tracing::info_span!("watch", kind = "ApplicationSet")),
         ));
     }
     tasks.push(tokio::spawn(

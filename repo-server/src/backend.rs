@@ -46,6 +46,10 @@ pub enum RepoError {
     Helm(HelmRepoError),
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// A bound was exceeded, or something was asked that is not served (a Git LFS object
+    /// through `ListRepoPaths`); a retry will not help without a change.
+    #[error("{0}")]
+    Refused(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -60,6 +64,33 @@ impl From<HelmRepoError> for RepoError {
     fn from(e: HelmRepoError) -> Self {
         Self::Helm(e)
     }
+}
+
+impl From<crate::git_listing::ListError> for RepoError {
+    fn from(e: crate::git_listing::ListError) -> Self {
+        use crate::git_listing::ListError;
+        match e {
+            ListError::Invalid(m) => Self::Invalid(m),
+            e @ ListError::Refused { .. } => Self::Refused(e.to_string()),
+            ListError::Git(g) => Self::from(g),
+        }
+    }
+}
+
+/// What the ApplicationSet git generator asks of one repository (`ListRepoPaths`).
+#[derive(Debug, Clone)]
+pub struct ListRequest {
+    pub repo: RepoRef,
+    /// Branch, tag, SHA or HEAD (empty).
+    pub revision: String,
+    pub wanted: crate::git_listing::Wanted,
+}
+
+/// A listing, and the commit it is of.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listed {
+    pub commit: String,
+    pub listing: crate::git_listing::Listing,
 }
 
 impl From<RenderError> for RepoError {
@@ -117,6 +148,20 @@ pub trait ManifestBackend: Send + Sync + 'static {
 
     /// Renders running, waiting for a slot, and slots in all.
     fn load(&self) -> (usize, usize, usize);
+
+    /// The directories, or the files matching globs, of a Git repository at a revision (see
+    /// [`crate::git_listing`]). Backends without Git answer that it is not supported.
+    fn list_paths(
+        &self,
+        req: ListRequest,
+    ) -> impl Future<Output = Result<Listed, RepoError>> + Send {
+        let _ = req;
+        async {
+            Err(RepoError::Invalid(
+                "this repo-server lists no repository paths".into(),
+            ))
+        }
+    }
 }
 
 /// Settings of the Git backend.
@@ -921,6 +966,43 @@ fn from_hit(hit: flotilla_cache::Hit) -> Generated {
 impl ManifestBackend for GitBackend {
     fn load(&self) -> (usize, usize, usize) {
         self.inner.render_slots.load()
+    }
+
+    /// Resolved as `ResolveRevision` resolves (URL policy, a fresh fetch with the caller's
+    /// credentials, or a cached commit only for credentials vouched for within the access
+    /// TTL), then read from the bare cache. Nothing of it is cached.
+    async fn list_paths(&self, req: ListRequest) -> Result<Listed, RepoError> {
+        let ListRequest {
+            repo,
+            revision,
+            wanted,
+        } = req;
+        if crate::oci::is_oci(&repo.url, repo.creds.enable_oci) {
+            return Err(RepoError::Invalid(format!(
+                "repository {} is an OCI registry; the git generator reads Git repositories",
+                redact_url(&repo.url)
+            )));
+        }
+        crate::git_listing::check(&wanted)?;
+        let commit = self
+            .resolve(repo.clone(), revision, String::new())
+            .await?
+            .commit;
+        let cache = self.inner.git.clone();
+        tokio::task::spawn_blocking(move || -> Result<Listed, RepoError> {
+            let r = git::open_cache_as(&cache, &repo.url, &repo.creds)?;
+            let listing = crate::git_listing::list(
+                &r,
+                &repo.url,
+                &commit,
+                &wanted,
+                &crate::git_listing::Limits::default(),
+                repo.creds.enable_lfs,
+            )?;
+            Ok(Listed { commit, listing })
+        })
+        .await
+        .map_err(|e| RepoError::Internal(e.to_string()))?
     }
 
     async fn resolve(

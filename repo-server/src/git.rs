@@ -1182,7 +1182,7 @@ fn write_tree(
 }
 
 /// Why a tree entry name is refused (as `git fsck` and checkout would refuse it), if it is.
-fn unsafe_entry_name(name: &str) -> Option<&'static str> {
+pub(crate) fn unsafe_entry_name(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         Some("empty entry name")
     } else if name.contains('/') || name.contains('\\') || name.contains('\0') {

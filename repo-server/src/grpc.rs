@@ -10,7 +10,7 @@ use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 
 use crate::RenderError;
-use crate::backend::{GenerateRequest, ManifestBackend, RepoError, RepoRef};
+use crate::backend::{GenerateRequest, ListRequest, ManifestBackend, RepoError, RepoRef};
 use crate::git::{Credentials, GitError};
 use crate::helm_repo::HelmRepoError;
 use crate::metrics::{RepoMetrics, RequestLabels};
@@ -217,6 +217,7 @@ pub fn status(e: &RepoError) -> Status {
             HelmRepoError::Invalid { .. } => Code::FailedPrecondition,
         },
         RepoError::Invalid(_) => Code::InvalidArgument,
+        RepoError::Refused(_) => Code::FailedPrecondition,
         RepoError::Internal(_) => Code::Internal,
     };
     let mut md = tonic::metadata::MetadataMap::new();
@@ -247,6 +248,17 @@ impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
         let span = tracing::info_span!("repo_server.generate_manifests");
         flotilla_core::telemetry::adopt_grpc_context(&span, request.metadata());
         self.generate_manifests_traced(request.into_inner())
+            .instrument(span)
+            .await
+    }
+
+    async fn list_repo_paths(
+        &self,
+        request: Request<pb::ListRepoPathsRequest>,
+    ) -> Result<Response<pb::ListRepoPathsResponse>, Status> {
+        let span = tracing::info_span!("repo_server.list_repo_paths");
+        flotilla_core::telemetry::adopt_grpc_context(&span, request.metadata());
+        self.list_repo_paths_traced(request.into_inner())
             .instrument(span)
             .await
     }
@@ -310,6 +322,63 @@ impl<B: ManifestBackend> RepoGrpc<B> {
             Err(e) => {
                 let s = status(&e);
                 self.count("ResolveRevision", s.code());
+                Err(s)
+            }
+        }
+    }
+
+    async fn list_repo_paths_traced(
+        &self,
+        req: pb::ListRepoPathsRequest,
+    ) -> Result<Response<pb::ListRepoPathsResponse>, Status> {
+        use crate::git_listing::Wanted;
+        use flotilla_appset::generators::glob::FileGlobbing;
+        let wanted = match (req.directories, req.file_globs.is_empty()) {
+            (true, true) => Wanted::Directories,
+            (false, false) => Wanted::Files {
+                globs: req.file_globs,
+                globbing: if req.doublestar_globbing {
+                    FileGlobbing::Doublestar
+                } else {
+                    FileGlobbing::GitLsFiles
+                },
+            },
+            _ => {
+                self.count("ListRepoPaths", Code::InvalidArgument);
+                return Err(status(&RepoError::Invalid(
+                    "set exactly one of directories and file_globs".into(),
+                )));
+            }
+        };
+        let repo = repo_ref(req.repo, "");
+        let _pending = self.pending(&repo.url);
+        let started = Instant::now();
+        let res = self
+            .backend
+            .list_paths(ListRequest {
+                repo: repo.clone(),
+                revision: req.revision.clone(),
+                wanted,
+            })
+            .await;
+        tracing::debug!(repo = %flotilla_core::redact::redact_url(&repo.url), revision = %req.revision, ms = started.elapsed().as_millis() as u64, ok = res.is_ok(), "ListRepoPaths");
+        match res {
+            Ok(l) => {
+                self.count("ListRepoPaths", Code::Ok);
+                Ok(Response::new(pb::ListRepoPathsResponse {
+                    commit_sha: l.commit,
+                    directories: l.listing.directories,
+                    files: l
+                        .listing
+                        .files
+                        .into_iter()
+                        .map(|(path, content)| pb::list_repo_paths_response::File { path, content })
+                        .collect(),
+                }))
+            }
+            Err(e) => {
+                let s = status(&e);
+                self.count("ListRepoPaths", s.code());
                 Err(s)
             }
         }

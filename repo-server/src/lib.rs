@@ -7,6 +7,7 @@ pub mod backend;
 pub mod error;
 pub mod git;
 pub mod git_lfs;
+pub mod git_listing;
 pub mod git_semver;
 pub mod git_submodule;
 pub mod github_app;

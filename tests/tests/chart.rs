@@ -348,7 +348,7 @@ fn the_chart_lints_and_renders_hardened_objects_for_every_values_set() -> Result
         let objs = render("flotilla", values, &[])?;
         check_pods(&objs).with_context(|| format!("{what} values"))?;
         ensure!(
-            of_kind(&objs, "CustomResourceDefinition").len() == 2,
+            of_kind(&objs, "CustomResourceDefinition").len() == 3,
             "{what}: CRDs"
         );
         ensure!(
@@ -1360,6 +1360,18 @@ async fn chart_objects_apply_and_the_binaries_run_with_the_charts_args() -> Resu
         .await?;
     wait_synced_healthy(&fleet, "web").await?;
     wait_synced_healthy(&fleet, "gone").await?;
+    // An ApplicationSet creates its Applications, then deletes the one it no longer generates.
+    let set = |elements: &str| {
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {{name: gen, namespace: {NS}}}\nspec:\n  generators:\n  - list:\n      elements: [{elements}]\n  template:\n    metadata: {{name: 'gen-{{{{env}}}}'}}\n    spec:\n      project: default\n      source: {{repoURL: {url}, targetRevision: main, path: web}}\n      destination: {{name: cluster-001, namespace: 'gen-{{{{env}}}}'}}\n      syncPolicy: {{automated: {{}}, syncOptions: [CreateNamespace=true]}}\n",
+            url = fleet.git.url()
+        )
+    };
+    fleet.apply(&set("{env: a}, {env: b}")).await?;
+    wait_synced_healthy(&fleet, "gen-a").await?;
+    wait_synced_healthy(&fleet, "gen-b").await?;
+    fleet.apply(&set("{env: a}")).await?;
+    wait_deleted(&fleet, "gen-b").await?;
 
     // The API server as the chart runs it, on a free port, signed in to the control plane as
     // its own ServiceAccount (so the request log shows exactly what its RBAC must allow), with
@@ -1603,16 +1615,24 @@ async fn chart_objects_apply_and_the_binaries_run_with_the_charts_args() -> Resu
     let requests = |who: &dyn Fn(&kubesim::audit::RequestRecord) -> bool| -> Vec<Request> {
         log.iter()
             .filter(|r| who(r) && r.verb != "discovery")
-            .map(|r| Request {
-                verb: r.verb.clone(),
-                group: r.group.clone(),
-                resource: if r.subresource.is_empty() {
-                    r.resource.clone()
-                } else {
-                    format!("{}/{}", r.resource, r.subresource)
-                },
-                namespace: r.namespace.clone(),
-                name: r.name.clone(),
+            .flat_map(|r| {
+                let req = |verb: &str| Request {
+                    verb: verb.to_string(),
+                    group: r.group.clone(),
+                    resource: if r.subresource.is_empty() {
+                        r.resource.clone()
+                    } else {
+                        format!("{}/{}", r.resource, r.subresource)
+                    },
+                    namespace: r.namespace.clone(),
+                    name: r.name.clone(),
+                };
+                // A server-side apply that creates the object is authorized as create too.
+                let mut out = vec![req(&r.verb)];
+                if r.verb == "patch" && r.code == 201 {
+                    out.push(req("create"));
+                }
+                out
             })
             .collect()
     };

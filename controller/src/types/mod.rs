@@ -2,6 +2,7 @@
 //! documents them, and their CRDs (derived with kube-derive).
 
 pub mod application;
+pub mod appset;
 pub mod fields;
 pub mod project;
 mod schema;
