@@ -203,15 +203,13 @@ pub struct ApplicationSetGenerator {
     pub clusters: Option<ClusterGenerator>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitGenerator>,
-    /// Not supported yet: kept as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scm_provider: Option<Value>,
+    pub scm_provider: Option<ScmProviderGenerator>,
     /// Not supported yet: kept as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_decision_resource: Option<Value>,
-    /// Not supported yet: kept as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pull_request: Option<Value>,
+    pub pull_request: Option<PullRequestGenerator>,
     /// Not supported yet: kept as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin: Option<Value>,
@@ -227,12 +225,7 @@ pub struct ApplicationSetGenerator {
 }
 
 /// Generator kinds Flotilla does not implement in this slice.
-pub const UNSUPPORTED_GENERATORS: [&str; 4] = [
-    "scmProvider",
-    "clusterDecisionResource",
-    "pullRequest",
-    "plugin",
-];
+pub const UNSUPPORTED_GENERATORS: [&str; 2] = ["clusterDecisionResource", "plugin"];
 
 impl ApplicationSetGenerator {
     /// The Argo CD names of the generator kinds set on this entry (normally exactly one).
@@ -342,6 +335,175 @@ pub struct GitFileGeneratorItem {
     pub path: String,
     #[serde(default, skip_serializing_if = "is_false")]
     pub exclude: bool,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A reference to a key of a Secret in the ApplicationSet's namespace (`tokenRef`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    #[serde(default)]
+    pub secret_name: String,
+    #[serde(default)]
+    pub key: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `scmProvider` generator. Only the `github` and `gitlab` providers are supported; the others
+/// (`gitea`, `bitbucket`, `bitbucketServer`, `azureDevOps`, `awsCodeCommit`) stay in `extra`
+/// and are refused by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScmProviderGenerator {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<ScmProviderGeneratorGithub>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab: Option<ScmProviderGeneratorGitlab>,
+    /// `ssh` (the default, also when empty) or `https`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub clone_protocol: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<ScmProviderGeneratorFilter>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeue_after_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `scmProvider.github` (`appSecretName`, GitHub App auth, is refused: it lands in `extra`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScmProviderGeneratorGithub {
+    #[serde(default)]
+    pub organization: String,
+    /// GitHub Enterprise API base URL (default `https://api.github.com`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ref: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub all_branches: bool,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `scmProvider.gitlab` (`insecure` and `caRef` are refused: they land in `extra`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScmProviderGeneratorGitlab {
+    #[serde(default)]
+    pub group: String,
+    /// Self-hosted GitLab base URL (default `https://gitlab.com`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ref: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub include_subgroups: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub all_branches: bool,
+    /// Absent means `true` (Argo CD's `WillIncludeSharedProjects`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_shared_projects: Option<bool>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub topic: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// An entry of `scmProvider.filters`: all its conditions must hold; a repository is kept when
+/// any filter matches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScmProviderGeneratorFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_match: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths_exist: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths_do_not_exist: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_match: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_match: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `pullRequest` generator. Only `github` and `gitlab` are supported; the other providers
+/// (`gitea`, `bitbucket`, `bitbucketServer`, `azuredevops`) stay in `extra` and are refused.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRequestGenerator {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<PullRequestGeneratorGithub>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab: Option<PullRequestGeneratorGitlab>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<PullRequestGeneratorFilter>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeue_after_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `pullRequest.github` (`appSecretName` is refused: it lands in `extra`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRequestGeneratorGithub {
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub repo: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ref: Option<SecretRef>,
+    /// Only pull requests carrying all these labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `pullRequest.gitlab` (`insecure` and `caRef` are refused: they land in `extra`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRequestGeneratorGitlab {
+    /// The project ID or its path (`group/project`).
+    #[serde(default)]
+    pub project: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ref: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// GitLab's `state` (`opened`, `closed`, `merged`, `locked`; empty: all).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pull_request_state: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// An entry of `pullRequest.filters` (a pull request is kept when any filter matches).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRequestGeneratorFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_match: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_branch_match: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -503,8 +665,9 @@ pub struct ResourceStatus {
 }
 
 /// Names (as JSON paths under `spec`) every field present in `spec` that Flotilla does not
-/// honour: the `scmProvider`, `pullRequest`, `clusterDecisionResource` and `plugin`
-/// generators, and every field unknown to these types. Empty means everything is honoured.
+/// honour: the `clusterDecisionResource` and `plugin` generators, the `scmProvider` and
+/// `pullRequest` providers other than GitHub and GitLab (and their GitHub App, CA and
+/// `insecure` options), and every field unknown to these types. Empty means everything is honoured.
 /// The Application `template` is not inspected (the template engine owns it).
 pub fn unsupported(spec: &ApplicationSetSpec) -> Vec<String> {
     let mut out = Vec::new();
@@ -551,6 +714,12 @@ fn selector_unsupported(out: &mut Vec<String>, path: &str, s: &LabelSelector) {
     extra_fields(out, path, &s.extra);
 }
 
+fn token_ref_unsupported(out: &mut Vec<String>, path: &str, r: &Option<SecretRef>) {
+    if let Some(r) = r {
+        extra_fields(out, path, &r.extra);
+    }
+}
+
 fn generator_unsupported(out: &mut Vec<String>, path: &str, g: &ApplicationSetGenerator) {
     extra_fields(out, path, &g.extra);
     for kind in g.kinds() {
@@ -575,6 +744,36 @@ fn generator_unsupported(out: &mut Vec<String>, path: &str, g: &ApplicationSetGe
         }
         for (i, f) in git.files.iter().enumerate() {
             extra_fields(out, &format!("{path}.git.files[{i}]"), &f.extra);
+        }
+    }
+    if let Some(s) = &g.scm_provider {
+        let p = format!("{path}.scmProvider");
+        extra_fields(out, &p, &s.extra);
+        if let Some(gh) = &s.github {
+            extra_fields(out, &format!("{p}.github"), &gh.extra);
+            token_ref_unsupported(out, &format!("{p}.github.tokenRef"), &gh.token_ref);
+        }
+        if let Some(gl) = &s.gitlab {
+            extra_fields(out, &format!("{p}.gitlab"), &gl.extra);
+            token_ref_unsupported(out, &format!("{p}.gitlab.tokenRef"), &gl.token_ref);
+        }
+        for (i, f) in s.filters.iter().enumerate() {
+            extra_fields(out, &format!("{p}.filters[{i}]"), &f.extra);
+        }
+    }
+    if let Some(pr) = &g.pull_request {
+        let p = format!("{path}.pullRequest");
+        extra_fields(out, &p, &pr.extra);
+        if let Some(gh) = &pr.github {
+            extra_fields(out, &format!("{p}.github"), &gh.extra);
+            token_ref_unsupported(out, &format!("{p}.github.tokenRef"), &gh.token_ref);
+        }
+        if let Some(gl) = &pr.gitlab {
+            extra_fields(out, &format!("{p}.gitlab"), &gl.extra);
+            token_ref_unsupported(out, &format!("{p}.gitlab.tokenRef"), &gl.token_ref);
+        }
+        for (i, f) in pr.filters.iter().enumerate() {
+            extra_fields(out, &format!("{p}.filters[{i}]"), &f.extra);
         }
     }
     if let Some(m) = &g.matrix {
@@ -607,13 +806,17 @@ mod tests {
                 "goTemplateOptions": ["missingkey=error"],
                 "generators": [
                     {"list": {"elements": [{"cluster": "a"}], "flatList": true}},
-                    {"scmProvider": {"github": {"organization": "o"}}},
+                    {"scmProvider": {"github": {"organization": "o", "appSecretName": "app"},
+                                     "gitea": {"owner": "o"}}},
                     {"matrix": {"generators": [
                         {"git": {"repoURL": "u", "revision": "HEAD",
                                  "directories": [{"path": "a/*"}, {"path": "a/x", "exclude": true}]}},
                         {"clusters": {"selector": {"matchLabels": {"env": "prod"}}, "flatList": true}}
                     ]}},
-                    {"pullRequest": {}, "selector": {"matchLabels": {"a": "b"}}}
+                    {"pullRequest": {"bitbucketServer": {"project": "p"},
+                                     "filters": [{"titleMatch": "x"}]},
+                     "selector": {"matchLabels": {"a": "b"}}},
+                    {"plugin": {"configMapRef": {"name": "p"}}}
                 ],
                 "template": {"metadata": {"name": "{{.cluster}}"}, "spec": {"project": "default"}},
                 "templatePatch": "spec: {}",
@@ -654,9 +857,12 @@ mod tests {
             vec![
                 "spec.futureField",
                 "spec.generators[0].list.flatList",
-                "spec.generators[1].scmProvider",
+                "spec.generators[1].scmProvider.gitea",
+                "spec.generators[1].scmProvider.github.appSecretName",
                 "spec.generators[2].matrix.generators[1].clusters.flatList",
-                "spec.generators[3].pullRequest",
+                "spec.generators[3].pullRequest.bitbucketServer",
+                "spec.generators[3].pullRequest.filters[0].titleMatch",
+                "spec.generators[4].plugin",
                 "spec.strategy.deletionOrder",
             ]
         );

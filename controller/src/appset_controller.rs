@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use flotilla_appset::generators::{self, ClusterInfo, InputError, Inputs};
 use flotilla_appset::template;
-use flotilla_appset::types::{ApplicationSetSpec, ApplicationsSyncPolicy, unsupported};
+use flotilla_appset::types::{
+    ApplicationSetRolloutStep, ApplicationSetSpec, ApplicationsSyncPolicy, STRATEGY_ROLLING_SYNC,
+    unsupported,
+};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
@@ -156,6 +159,43 @@ impl Inputs for LiveInputs {
         };
         Ok(self.list(repo, revision, &query)?.files)
     }
+
+    // scmProvider / pullRequest: the HTTP clients of `appset_scm` (tokens read from Secrets).
+    fn scm_repositories(
+        &self,
+        api: generators::ScmApi<'_>,
+        clone_protocol: &str,
+    ) -> Result<Vec<generators::ScmRepository>, InputError> {
+        let f = crate::appset_scm::repositories(&self.ctx, api, clone_protocol);
+        self.handle.block_on(f)
+    }
+
+    fn scm_branches(
+        &self,
+        api: generators::ScmApi<'_>,
+        repo: &generators::ScmRepository,
+    ) -> Result<Vec<generators::ScmRepository>, InputError> {
+        self.handle
+            .block_on(crate::appset_scm::branches(&self.ctx, api, repo))
+    }
+
+    fn scm_repo_has_path(
+        &self,
+        api: generators::ScmApi<'_>,
+        repo: &generators::ScmRepository,
+        path: &str,
+    ) -> Result<bool, InputError> {
+        let f = crate::appset_scm::repo_has_path(&self.ctx, api, repo, path);
+        self.handle.block_on(f)
+    }
+
+    fn pull_requests(
+        &self,
+        api: generators::PullRequestApi<'_>,
+    ) -> Result<Vec<generators::PullRequest>, InputError> {
+        self.handle
+            .block_on(crate::appset_scm::pull_requests(&self.ctx, api))
+    }
 }
 
 /// The clusters as Argo CD's cluster generator sees them: one per cluster Secret (labels and
@@ -202,8 +242,19 @@ pub struct Desired {
 /// Spec fields this controller does not honour yet, besides what `unsupported` names.
 fn not_honoured(spec: &ApplicationSetSpec) -> Vec<String> {
     let mut out = unsupported(spec);
-    if spec.strategy.is_some() {
-        out.push("spec.strategy (progressive sync) is not supported by Flotilla yet".into());
+    if let Some(s) = &spec.strategy {
+        match s.type_.as_str() {
+            "" | "AllAtOnce" => {}
+            STRATEGY_ROLLING_SYNC => match &s.rolling_sync {
+                Some(r) => out.extend(crate::appset_rollout::invalid_expressions(&r.steps)),
+                None => {
+                    out.push("spec.strategy.rollingSync is required with type RollingSync".into())
+                }
+            },
+            other => out.push(format!(
+                "spec.strategy.type {other:?} (RollingSync or AllAtOnce)"
+            )),
+        }
     }
     if !spec.ignore_application_differences.is_empty() {
         out.push("spec.ignoreApplicationDifferences is not supported by Flotilla yet".into());
@@ -212,6 +263,14 @@ fn not_honoured(spec: &ApplicationSetSpec) -> Vec<String> {
         out.push("spec.preservedFields is not supported by Flotilla yet (fields other managers set are kept anyway: Applications are written by server-side apply)".into());
     }
     out
+}
+
+/// The rollout steps when the set syncs progressively (`strategy.type: RollingSync`).
+fn rolling_steps(spec: &ApplicationSetSpec) -> Option<&[ApplicationSetRolloutStep]> {
+    let s = spec.strategy.as_ref()?;
+    (s.type_ == STRATEGY_ROLLING_SYNC)
+        .then(|| s.rolling_sync.as_ref().map(|r| r.steps.as_slice()))
+        .flatten()
 }
 
 /// Pure: the Applications `spec` generates from `inputs`, owned by the set, in `namespace`.
@@ -260,6 +319,13 @@ pub fn desired(
             }
             app["metadata"]["namespace"] = json!(namespace);
             app["metadata"]["ownerReferences"] = json!([owner]);
+            // A progressive sync syncs the Applications itself, step by step: their own
+            // automated sync is turned off (as Argo CD does).
+            if rolling_steps(spec).is_some()
+                && let Some(policy) = app["spec"]["syncPolicy"].as_object_mut()
+            {
+                policy.remove("automated");
+            }
             apps.push(app);
         }
     }
@@ -325,6 +391,8 @@ struct Outcome {
     /// The Applications it generated (for `status.resources`).
     apps: Vec<String>,
     requeue: Duration,
+    /// A progressive sync's `status.applicationStatus`.
+    rollout: Option<Vec<crate::appset_rollout::AppRollout>>,
 }
 
 async fn reconcile_set(
@@ -341,6 +409,7 @@ async fn reconcile_set(
         result: Err(e),
         apps: Vec::new(),
         requeue: DEFAULT_REQUEUE,
+        rollout: None,
     };
     let spec: ApplicationSetSpec = match serde_json::from_value(set.data["spec"].clone()) {
         Ok(s) => s,
@@ -461,11 +530,72 @@ async fn reconcile_set(
             .inc();
         Err(errors.join("; "))
     };
+    let mut requeue = desired.requeue.unwrap_or(DEFAULT_REQUEUE);
+    let mut rollout = None;
+    if let (Some(steps), true) = (rolling_steps(&spec), result.is_ok()) {
+        match progress(&apps, &uid, steps).await {
+            Ok((statuses, done)) => {
+                if !done {
+                    requeue = requeue.min(ROLLOUT_POLL);
+                }
+                rollout = Some(statuses);
+            }
+            Err(e) => {
+                tracing::warn!(set = %format!("{ns}/{name}"), error = %e, "progressive sync step failed");
+                requeue = requeue.min(ROLLOUT_POLL);
+            }
+        }
+    }
     Outcome {
         result,
         apps: wanted.into_iter().collect(),
-        requeue: desired.requeue.unwrap_or(DEFAULT_REQUEUE),
+        requeue,
+        rollout,
     }
+}
+
+/// How often a progressive sync in progress is looked at.
+const ROLLOUT_POLL: Duration = Duration::from_secs(2);
+
+/// One pass of a progressive sync: read the set's Applications, plan, and start the syncs the
+/// plan asks for (an `operation`, as Argo CD's ApplicationSet controller does).
+async fn progress(
+    apps: &Api<DynamicObject>,
+    uid: &str,
+    steps: &[ApplicationSetRolloutStep],
+) -> Result<(Vec<crate::appset_rollout::AppRollout>, bool), kube::Error> {
+    let owned: Vec<DynamicObject> = apps
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|a| owned_by(a, uid))
+        .collect();
+    let states: Vec<crate::appset_rollout::AppState> = owned
+        .iter()
+        .map(|a| crate::appset_rollout::AppState {
+            name: a.metadata.name.clone().unwrap_or_default(),
+            labels: a.metadata.labels.clone().unwrap_or_default(),
+            synced: a.data["status"]["sync"]["status"] == "Synced",
+            healthy: a.data["status"]["health"]["status"] == "Healthy",
+            operating: a.data.get("operation").is_some_and(|o| !o.is_null())
+                || matches!(
+                    a.data["status"]["operationState"]["phase"].as_str(),
+                    Some("Running" | "Terminating")
+                ),
+        })
+        .collect();
+    let plan = crate::appset_rollout::plan(steps, &states);
+    for name in &plan.sync {
+        let op = json!({"operation": {
+            "initiatedBy": {"username": "applicationset-controller", "automated": true},
+            "info": [{"name": "Reason", "value": "ApplicationSet RollingSync triggered a sync of this Application resource"}],
+            "sync": {"syncStrategy": {"hook": {}}}}});
+        apps.patch(name, &PatchParams::default(), &Patch::Merge(&op))
+            .await?;
+        tracing::info!(app = %name, "progressive sync: sync started");
+    }
+    Ok((plan.statuses, plan.done))
 }
 
 async fn write_status(control: &Client, set: &DynamicObject, outcome: &Outcome) {
@@ -480,8 +610,20 @@ async fn write_status(control: &Client, set: &DynamicObject, outcome: &Outcome) 
                         "namespace": ns, "name": a})
         })
         .collect();
-    let patch = json!({"status": {"conditions": conditions(&outcome.result),
+    let mut patch = json!({"status": {"conditions": conditions(&outcome.result),
                                   "resources": resources}});
+    if let Some(rollout) = &outcome.rollout {
+        let now = crate::status::timestamp(jiff::Timestamp::now());
+        let list: Vec<Value> = rollout
+            .iter()
+            .map(|r| {
+                json!({"application": r.application, "status": r.status,
+                            "message": r.message, "step": r.step,
+                            "lastTransitionTime": now})
+            })
+            .collect();
+        patch["status"]["applicationStatus"] = json!(list);
+    }
     let p = Patch::Merge(&patch);
     let res = match api.patch_status(&name, &PatchParams::default(), &p).await {
         Err(kube::Error::Api(s)) if s.code == 404 => {

@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod appset_controller;
+pub mod appset_rollout;
+pub mod appset_scm;
 pub mod cluster_auth;
 pub mod clusters;
 pub mod config;

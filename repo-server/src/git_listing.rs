@@ -50,8 +50,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_directories: 10_000,
-            max_files: 1_000,
+            // A monorepo of 10,000 apps is 10,000+ directories; a files generator may select as
+            // many files as a set may have parameter sets.
+            max_directories: 100_000,
+            max_files: 10_000,
             max_file_bytes: 1 << 20,
             max_total_bytes: 16 << 20,
             max_entries: crate::git::MAX_EXPORT_ENTRIES,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use flotilla_loadtest::fleet::{Fleet, FleetConfig};
 use flotilla_tests::e2e::{NS, app, config_map, wait_synced_healthy};
 use flotilla_tests::eventually;
@@ -143,13 +143,13 @@ async fn list_sets_create_sync_update_and_delete_what_they_own() -> Result<()> {
     // An unsupported generator: an error condition, and nothing deleted.
     let broken = list_set(&fleet, "web", "{env: dev, path: dev}", "").replace(
         "  generators:\n",
-        "  generators:\n  - pullRequest:\n      github: {owner: o, repo: r}\n",
+        "  generators:\n  - plugin:\n      configMapRef: {name: my-plugin}\n",
     );
     fleet.apply(&broken).await?;
-    eventually("pullRequest refused", Duration::from_secs(20), || async {
+    eventually("plugin refused", Duration::from_secs(20), || async {
         Ok(condition(&fleet, "web", "ErrorOccurred")
             .await?
-            .filter(|(s, m)| s == "True" && m.contains("pullRequest"))
+            .filter(|(s, m)| s == "True" && m.contains("plugin"))
             .map(|_| ()))
     })
     .await?;
@@ -392,4 +392,188 @@ async fn git_generators_follow_directories_and_files_through_the_repo_server() -
         "a generator error deletes nothing"
     );
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_sync_goes_step_by_step_gated_on_health() -> Result<()> {
+    let fleet = Fleet::start(FleetConfig::default()).await?;
+    // dev's Deployment takes 3 s to become ready; prod is two ConfigMaps, ready at once.
+    let slow = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations: {kubesim.flotilla.dev/ready-after-ms: '3000'}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n";
+    fleet.git.commit_files(
+        &[
+            ("roll/dev/web.yaml", slow),
+            ("roll/prod/cm.yaml", &config_map("settings", "prod")),
+        ],
+        "rollout",
+    )?;
+    let url = fleet.git.url();
+    fleet
+        .apply(&format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {{name: roll, namespace: {NS}}}\nspec:\n  generators:\n  - list:\n      elements:\n      - {{name: dev, env: dev}}\n      - {{name: prod-1, env: prod}}\n      - {{name: prod-2, env: prod}}\n  strategy:\n    type: RollingSync\n    rollingSync:\n      steps:\n      - matchExpressions: [{{key: env, operator: In, values: [dev]}}]\n      - matchExpressions: [{{key: env, operator: In, values: [prod]}}]\n        maxUpdate: 1\n  template:\n    metadata: {{name: 'roll-{{{{name}}}}', labels: {{env: '{{{{env}}}}'}}}}\n    spec:\n      project: default\n      source: {{repoURL: {url}, targetRevision: main, path: 'roll/{{{{env}}}}'}}\n      destination: {{name: cluster-001, namespace: 'roll-{{{{name}}}}'}}\n      syncPolicy: {{automated: {{prune: true}}, syncOptions: [CreateNamespace=true]}}\n"
+        ))
+        .await?;
+    // Until dev is Healthy, prod is never synced; prod's apps never sync at the same time.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut saw_dev_progressing = false;
+    loop {
+        let list = apps(&fleet).list(&Default::default()).await?.items;
+        let get = |n: &str| list.iter().find(|a| a.metadata.name.as_deref() == Some(n));
+        let health = |a: Option<&DynamicObject>| {
+            a.and_then(|a| {
+                a.data["status"]["health"]["status"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .unwrap_or_default()
+        };
+        let started = |a: Option<&DynamicObject>| {
+            a.is_some_and(|a| {
+                !a.data["status"]["operationState"].is_null() || !a.data["operation"].is_null()
+            })
+        };
+        let running = |a: Option<&DynamicObject>| {
+            a.is_some_and(|a| {
+                a.data["status"]["operationState"]["phase"] == "Running"
+                    || !a.data["operation"].is_null()
+            })
+        };
+        let dev = get("roll-dev");
+        if let Some(d) = dev {
+            ensure!(
+                d.data["spec"]["syncPolicy"]["automated"].is_null(),
+                "the rollout turns the generated apps' auto-sync off"
+            );
+        }
+        if health(dev) != "Healthy" {
+            if started(dev) {
+                saw_dev_progressing = true;
+            }
+            ensure!(
+                !started(get("roll-prod-1")) && !started(get("roll-prod-2")),
+                "prod synced before dev was healthy"
+            );
+        }
+        ensure!(
+            !(running(get("roll-prod-1")) && running(get("roll-prod-2"))),
+            "maxUpdate 1: both prod apps synced at once"
+        );
+        if ["roll-dev", "roll-prod-1", "roll-prod-2"]
+            .iter()
+            .all(|n| health(get(n)) == "Healthy")
+        {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "rollout did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    ensure!(
+        saw_dev_progressing,
+        "dev was synced and watched while not yet healthy"
+    );
+    let status = eventually("every step Healthy", Duration::from_secs(20), || async {
+        let s = sets(&fleet).get("roll").await?;
+        let st = s.data["status"]["applicationStatus"].clone();
+        let all = st
+            .as_array()
+            .is_some_and(|l| l.len() == 3 && l.iter().all(|e| e["status"] == "Healthy"));
+        Ok(all.then_some(st))
+    })
+    .await?;
+    ensure!(
+        status.as_array().is_some_and(|l| l
+            .iter()
+            .any(|e| e["application"] == "roll-dev" && e["step"] == "1")),
+        "{status}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_is_handed_over_when_its_owner_dies() -> Result<()> {
+    let mut fleet = Fleet::start(FleetConfig {
+        controllers: 2,
+        lease_duration_seconds: 3,
+        lease_renew_seconds: 1.0,
+        ..Default::default()
+    })
+    .await?;
+    let slow = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations: {kubesim.flotilla.dev/ready-after-ms: '6000'}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n";
+    fleet.git.commit_files(
+        &[
+            ("ho/dev/web.yaml", slow),
+            ("ho/prod/cm.yaml", &config_map("settings", "prod")),
+        ],
+        "rollout",
+    )?;
+    let url = fleet.git.url();
+    fleet
+        .apply(&format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {{name: ho, namespace: {NS}}}\nspec:\n  generators:\n  - list:\n      elements: [{{env: dev}}, {{env: prod}}]\n  strategy:\n    type: RollingSync\n    rollingSync:\n      steps:\n      - matchExpressions: [{{key: env, operator: In, values: [dev]}}]\n      - matchExpressions: [{{key: env, operator: In, values: [prod]}}]\n  template:\n    metadata: {{name: 'ho-{{{{env}}}}', labels: {{env: '{{{{env}}}}'}}}}\n    spec:\n      project: default\n      source: {{repoURL: {url}, targetRevision: main, path: 'ho/{{{{env}}}}'}}\n      destination: {{name: cluster-001, namespace: 'ho-{{{{env}}}}'}}\n      syncPolicy: {{syncOptions: [CreateNamespace=true]}}\n"
+        ))
+        .await?;
+    // The rollout has begun: dev is being synced (and is slow to become healthy).
+    eventually("dev syncing", Duration::from_secs(30), || async {
+        Ok(apps(&fleet)
+            .get_opt("ho-dev")
+            .await?
+            .filter(|a| !a.data["status"]["operationState"].is_null())
+            .map(|_| ()))
+    })
+    .await?;
+    // Kill the set's owner (the replica reporting it in flotilla_appset_owned).
+    let mut owner = None;
+    for id in fleet.controller_ids() {
+        let m = fleet.metrics_of(&id).await?;
+        if flotilla_loadtest::fleet::metric_value(&m, "flotilla_appset_owned", &[]) == 1.0 {
+            owner = Some(id);
+        }
+    }
+    let owner = owner.context("one replica owns the set")?;
+    ensure!(
+        !started_prod(&fleet).await?,
+        "prod must wait for dev, which needs 6 s"
+    );
+    fleet.kill_controller(&owner)?;
+    // The survivor takes the set (and the clusters) over and finishes the rollout in order.
+    let survivor = fleet.controller_ids().remove(0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let dev = apps(&fleet).get("ho-dev").await?;
+        let dev_healthy = dev.data["status"]["health"]["status"] == "Healthy";
+        if !dev_healthy {
+            ensure!(
+                !started_prod(&fleet).await?,
+                "prod synced before dev was healthy"
+            );
+        }
+        let prod = apps(&fleet).get_opt("ho-prod").await?;
+        if dev_healthy
+            && prod.is_some_and(|p| {
+                p.data["status"]["health"]["status"] == "Healthy"
+                    && p.data["status"]["sync"]["status"] == "Synced"
+            })
+        {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "rollout not finished after the hand-over"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let m = fleet.metrics_of(&survivor).await?;
+    ensure!(
+        flotilla_loadtest::fleet::metric_value(&m, "flotilla_appset_owned", &[]) == 1.0,
+        "the survivor owns the set"
+    );
+    Ok(())
+}
+
+async fn started_prod(fleet: &Fleet) -> Result<bool> {
+    Ok(apps(fleet).get_opt("ho-prod").await?.is_some_and(|a| {
+        !a.data["status"]["operationState"].is_null() || !a.data["operation"].is_null()
+    }))
 }

@@ -12,6 +12,7 @@ pub mod glob;
 mod list;
 mod matrix;
 mod merge;
+mod scm;
 pub mod selector;
 mod value;
 
@@ -22,6 +23,9 @@ use thiserror::Error;
 
 use crate::types::{ApplicationSetGenerator, ApplicationSetSpec, UNSUPPORTED_GENERATORS};
 
+pub use scm::{
+    DEFAULT_SCM_REQUEUE_AFTER_SECONDS, PullRequest, PullRequestApi, ScmApi, ScmRepository, slug,
+};
 pub use value::{flatten_params, go_fmt_value, sanitize_name};
 
 /// One parameter set: what one Application is rendered from.
@@ -88,6 +92,55 @@ pub trait Inputs {
         revision: &str,
         glob: &str,
     ) -> Result<Vec<(String, Vec<u8>)>, InputError>;
+
+    /// The repositories of an `scmProvider`'s organization or group, each on its default
+    /// branch (no `sha` yet), `url` by `clone_protocol` (`""`/`ssh` or `https`), as Argo CD's
+    /// provider `ListRepos`.
+    fn scm_repositories(
+        &self,
+        api: ScmApi<'_>,
+        clone_protocol: &str,
+    ) -> Result<Vec<ScmRepository>, InputError> {
+        let _ = (api, clone_protocol);
+        Err(InputError::Unavailable(
+            "SCM provider APIs are not available".into(),
+        ))
+    }
+
+    /// One entry per branch of `repo` (only its default branch unless `allBranches`), with
+    /// `branch` and `sha` set; an empty repository has none (Argo CD's `GetBranches`).
+    fn scm_branches(
+        &self,
+        api: ScmApi<'_>,
+        repo: &ScmRepository,
+    ) -> Result<Vec<ScmRepository>, InputError> {
+        let _ = (api, repo);
+        Err(InputError::Unavailable(
+            "SCM provider APIs are not available".into(),
+        ))
+    }
+
+    /// Whether `path` (no trailing `/`) exists on `repo`'s `branch` (Argo CD's `RepoHasPath`).
+    fn scm_repo_has_path(
+        &self,
+        api: ScmApi<'_>,
+        repo: &ScmRepository,
+        path: &str,
+    ) -> Result<bool, InputError> {
+        let _ = (api, repo, path);
+        Err(InputError::Unavailable(
+            "SCM provider APIs are not available".into(),
+        ))
+    }
+
+    /// The pull (merge) requests of a `pullRequest` generator's repository, after the
+    /// provider's own `labels` / state selection.
+    fn pull_requests(&self, api: PullRequestApi<'_>) -> Result<Vec<PullRequest>, InputError> {
+        let _ = api;
+        Err(InputError::Unavailable(
+            "pull request APIs are not available".into(),
+        ))
+    }
 }
 
 /// A generator failed; the controller must then change nothing.
@@ -210,6 +263,7 @@ pub fn spec_requeue_after_seconds(spec: &ApplicationSetSpec) -> Option<u64> {
 }
 
 /// Argo CD's `GetRequeueAfter` for one generator: `git` → `requeueAfterSeconds` or 180 s;
+/// `scmProvider`, `pullRequest` → `requeueAfterSeconds` or 30 minutes;
 /// `list`, `clusters` → none (cluster Secret events requeue); `matrix`/`merge` → the smallest
 /// of their children. Unsupported kinds report their `requeueAfterSeconds` when set.
 pub fn requeue_after_seconds(g: &ApplicationSetGenerator) -> Option<u64> {
@@ -227,14 +281,20 @@ pub fn requeue_after_seconds(g: &ApplicationSetGenerator) -> Option<u64> {
                 }),
         ));
     }
-    for v in [
-        &g.scm_provider,
-        &g.cluster_decision_resource,
-        &g.pull_request,
-        &g.plugin,
-    ]
-    .into_iter()
-    .flatten()
+    let secs = |s: Option<i64>| {
+        Some(s.map_or(DEFAULT_SCM_REQUEUE_AFTER_SECONDS, |s| {
+            u64::try_from(s).unwrap_or(0)
+        }))
+    };
+    if let Some(s) = &g.scm_provider {
+        take(secs(s.requeue_after_seconds));
+    }
+    if let Some(p) = &g.pull_request {
+        take(secs(p.requeue_after_seconds));
+    }
+    for v in [&g.cluster_decision_resource, &g.plugin]
+        .into_iter()
+        .flatten()
     {
         take(v.get("requeueAfterSeconds").and_then(Value::as_u64));
     }
@@ -259,6 +319,8 @@ pub fn merged_template(g: &ApplicationSetGenerator, base: &Value) -> Value {
         .and_then(|x| x.template.as_ref())
         .or_else(|| g.clusters.as_ref().and_then(|x| x.template.as_ref()))
         .or_else(|| g.git.as_ref().and_then(|x| x.template.as_ref()))
+        .or_else(|| g.scm_provider.as_ref().and_then(|x| x.template.as_ref()))
+        .or_else(|| g.pull_request.as_ref().and_then(|x| x.template.as_ref()))
         .or_else(|| g.matrix.as_ref().and_then(|x| x.template.as_ref()))
         .or_else(|| g.merge.as_ref().and_then(|x| x.template.as_ref()));
     match own {
@@ -323,6 +385,10 @@ pub(crate) fn run(
         "list" => list::generate(g.list.as_ref(), opts, &kpath)?,
         "clusters" => cluster::generate(g.clusters.as_ref(), opts, inputs, &kpath)?,
         "git" => git::generate(g.git.as_ref(), opts, inputs, &kpath)?,
+        "scmProvider" => scm::generate_scm(g.scm_provider.as_ref(), opts, inputs, &kpath)?,
+        "pullRequest" => {
+            scm::generate_pull_requests(g.pull_request.as_ref(), opts, inputs, &kpath)?
+        }
         "matrix" => matrix::generate(g.matrix.as_deref(), opts, inputs, &kpath, depth)?,
         "merge" => merge::generate(g.merge.as_deref(), opts, inputs, &kpath, depth)?,
         other => {
@@ -465,10 +531,14 @@ mod tests {
                 "MoreThanOneKind",
             ),
             (
-                json!({"generators": [{"scmProvider": {"github": {}}}]}),
-                "Unsupported",
+                json!({"generators": [{"scmProvider": {"gitea": {"owner": "o"}}}]}),
+                "Invalid",
             ),
-            (json!({"generators": [{"pullRequest": {}}]}), "Unsupported"),
+            (
+                json!({"generators": [{"pullRequest": {"azuredevops": {}}}]}),
+                "Invalid",
+            ),
+            (json!({"generators": [{"pullRequest": {}}]}), "Invalid"),
             (
                 json!({"generators": [{"clusterDecisionResource": {}}]}),
                 "Unsupported",

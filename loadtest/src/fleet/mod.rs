@@ -11,6 +11,7 @@ pub mod process;
 pub mod proxy;
 pub mod redis;
 pub mod registry;
+pub mod scm_api;
 pub mod sshd;
 pub mod static_http;
 

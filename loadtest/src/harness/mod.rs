@@ -357,6 +357,10 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
             &format!("{}/manifests.yaml", workload::path_of(i)),
             &workload::manifests(s, i, 0),
         )])?;
+        if s.application_sets > 0 {
+            let (path, content) = workload::set_file(s, i);
+            repo.write(&[(&path, &content)])?;
+        }
     }
     for j in 0..s.repo_count() {
         wl.repo(&fleet, j).commit("the load-test workload")?;
@@ -378,6 +382,8 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
     .await;
     if let Err(e) = &result {
         report.problems.push(format!("{e:#}"));
+        // The processes' last log lines say why, before the fleet (and its logs) is gone.
+        fleet.dump_logs();
     }
     sampler.abort();
     watch.abort();
@@ -448,28 +454,62 @@ async fn drive(
     let urls: Vec<String> = (0..s.repo_count())
         .map(|j| wl.repo(fleet, j).url())
         .collect();
-    futures::stream::iter(0..s.applications)
-        .map(|i| {
-            let api = api.clone();
-            let obs = obs.clone();
-            let yaml = workload::application(s, i, &urls[workload::repo_of(s, i)], NS);
-            async move {
-                let obj: DynamicObject = serde_yaml::from_str(&yaml)?;
-                let name = workload::app_name(i);
-                obs.lock().created(&name, Instant::now());
-                api.patch(
-                    &name,
-                    &PatchParams::apply(MANAGER).force(),
-                    &Patch::Apply(&obj),
-                )
-                .await
-                .with_context(|| format!("creating {name}"))?;
-                anyhow::Ok(())
+    if s.application_sets > 0 {
+        // The controllers generate the Applications from a handful of sets.
+        {
+            let mut o = obs.lock();
+            for i in 0..s.applications {
+                o.created(&workload::app_name(i), t0);
             }
-        })
-        .buffer_unordered(s.create_concurrency.max(1))
-        .try_collect::<Vec<()>>()
-        .await?;
+        }
+        let sets: Api<DynamicObject> = Api::namespaced_with(
+            fleet.control().clone(),
+            NS,
+            &kube::api::ApiResource::from_gvk_with_plural(
+                &kube::api::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "ApplicationSet"),
+                "applicationsets",
+            ),
+        );
+        for k in 0..s.application_sets {
+            let obj: DynamicObject =
+                serde_yaml::from_str(&workload::application_set(k, &urls[0], NS))?;
+            sets.patch(
+                &format!("load-{k}"),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .with_context(|| format!("creating ApplicationSet load-{k}"))?;
+        }
+    }
+    futures::stream::iter(
+        0..if s.application_sets > 0 {
+            0
+        } else {
+            s.applications
+        },
+    )
+    .map(|i| {
+        let api = api.clone();
+        let obs = obs.clone();
+        let yaml = workload::application(s, i, &urls[workload::repo_of(s, i)], NS);
+        async move {
+            let obj: DynamicObject = serde_yaml::from_str(&yaml)?;
+            let name = workload::app_name(i);
+            obs.lock().created(&name, Instant::now());
+            api.patch(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .with_context(|| format!("creating {name}"))?;
+            anyhow::Ok(())
+        }
+    })
+    .buffer_unordered(s.create_concurrency.max(1))
+    .try_collect::<Vec<()>>()
+    .await?;
     report.convergence.create_seconds = t0.elapsed().as_secs_f64();
 
     // Convergence.
@@ -509,12 +549,88 @@ async fn drive(
         c.reconciles = after.reconciles - before.reconciles;
         c.reconciles_per_second = c.reconciles / c.all_synced_seconds.unwrap_or(1.0).max(0.001);
         // The harness's own creates are not the controllers' requests.
-        c.kube_requests =
-            (after.kube_requests - before.kube_requests - s.applications as f64).max(0.0);
+        let creates = if s.application_sets > 0 {
+            s.application_sets
+        } else {
+            s.applications
+        };
+        c.kube_requests = (after.kube_requests - before.kube_requests - creates as f64).max(0.0);
+        if s.application_sets > 0 {
+            c.appset_generation_seconds = o
+                .apps
+                .values()
+                .filter_map(|a| a.seen)
+                .max()
+                .map(|l| l.duration_since(t0).as_secs_f64());
+        }
         c.kube_requests_per_reconcile = c.kube_requests / c.reconciles.max(1.0);
         c.renders = after.renders - before.renders;
         c.git_fetches = after.fetches - before.fetches;
         report.per_app_seconds = per_app;
+    }
+
+    // ApplicationSets: what one new directory costs to roll out.
+    if s.application_sets > 0 {
+        phase(live, "a new directory");
+        let i = s.applications;
+        let (path, content) = workload::set_file(s, i);
+        fleet.git.write(&[
+            (
+                &format!("{}/manifests.yaml", workload::path_of(i)),
+                &workload::manifests(s, i, 0),
+            ),
+            (&path, &content),
+        ])?;
+        let commit = fleet.git.commit("one more directory")?;
+        let t = Instant::now();
+        // The push webhook, as a Git server sends it: it drops the controllers' cached
+        // revisions of the repository (the set itself regenerates at its git requeue).
+        let body = github_push(
+            &fleet.git.url(),
+            &commit,
+            &[
+                format!("{}/manifests.yaml", workload::path_of(i)),
+                path.clone(),
+            ],
+        );
+        for c in &fleet.controllers {
+            let addr = c
+                .webhook
+                .as_deref()
+                .context("the controller serves no webhook")?;
+            let (code, reply) = http_post(
+                addr,
+                "/api/webhook",
+                &[
+                    ("X-GitHub-Event", "push"),
+                    (
+                        "X-Hub-Signature-256",
+                        &github_signature(WEBHOOK_SECRET, &body),
+                    ),
+                ],
+                &body,
+            )
+            .await?;
+            anyhow::ensure!(code == 200, "webhook answered {code}: {reply}");
+        }
+        let name = workload::app_name(i);
+        obs.lock().created(&name, t);
+        loop {
+            if obs
+                .lock()
+                .apps
+                .get(&name)
+                .is_some_and(|a| a.synced_healthy.is_some())
+            {
+                break;
+            }
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(s.converge_timeout_seconds),
+                "the new directory's application {name} did not become Synced and Healthy"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        report.convergence.appset_new_directory_seconds = Some(t.elapsed().as_secs_f64());
     }
 
     // Idle.

@@ -17,6 +17,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, Default)]
 pub struct AppState {
     pub created: Option<Instant>,
+    /// When the watch first saw the Application (for generated ones: when it was generated).
+    pub seen: Option<Instant>,
     pub synced_healthy: Option<Instant>,
     pub sync: String,
     pub health: String,
@@ -75,6 +77,7 @@ impl Observed {
     fn apply(&mut self, name: &str, status: &Value, now: Instant) {
         self.events += 1;
         let a = self.apps.entry(name.to_string()).or_default();
+        a.seen.get_or_insert(now);
         let s = |p: &str| {
             status
                 .pointer(p)

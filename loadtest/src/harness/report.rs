@@ -89,6 +89,13 @@ pub struct Convergence {
     pub kube_requests_per_reconcile: f64,
     pub renders: f64,
     pub git_fetches: f64,
+    /// With ApplicationSets: seconds from the sets' creation until every Application existed.
+    #[serde(default)]
+    pub appset_generation_seconds: Option<f64>,
+    /// With ApplicationSets: one new app directory committed → its Application Synced and
+    /// Healthy (generation waits for the git generator's requeue: no ApplicationSet webhook).
+    #[serde(default)]
+    pub appset_new_directory_seconds: Option<f64>,
 }
 
 /// Commit-to-live of one commit.
@@ -336,6 +343,18 @@ impl Report {
             "renders / git fetches to converge",
             format!("{:.0} / {:.0}", c.renders, c.git_fetches),
         );
+        if let Some(g) = c.appset_generation_seconds {
+            row(
+                "ApplicationSets: created → every Application generated",
+                format!("{g:.1} s"),
+            );
+        }
+        if let Some(d) = c.appset_new_directory_seconds {
+            row(
+                "ApplicationSets: new directory committed → its app Synced and Healthy",
+                format!("{d:.1} s"),
+            );
+        }
         row(
             "commit-to-live, webhook (per changed app)",
             ms(&self.webhook_latency),

@@ -47,6 +47,11 @@ pub struct Scenario {
     pub orphaned_resources: bool,
     /// After the changes: start flotilla-server and time its API.
     pub api: ApiLoad,
+    /// 0: the harness creates every Application. N > 0: it creates N ApplicationSets (git
+    /// files generators over the monorepo, each selecting its share of the apps' directories)
+    /// and the controllers generate the Applications; the report adds the generation time and
+    /// what one new directory costs to roll out.
+    pub application_sets: usize,
 }
 
 /// Timing the API server on the converged fleet: each query kind `requests` times, from
@@ -98,6 +103,7 @@ impl Default for Scenario {
             repo_server_args: Vec::new(),
             orphaned_resources: false,
             api: ApiLoad::default(),
+            application_sets: 0,
         }
     }
 }
@@ -245,6 +251,14 @@ impl Scenario {
                 self.applications
             )));
         }
+        if self.application_sets > 0
+            && (self.git.layout != Layout::Monorepo || self.application_sets > self.applications)
+        {
+            return Err(bad(
+                "applicationSets needs the monorepo layout and at most one set per application"
+                    .into(),
+            ));
+        }
         if self.changes.apps_per_commit > self.applications {
             return Err(bad("changes.appsPerCommit exceeds applications".into()));
         }
@@ -316,6 +330,7 @@ mod tests {
                 "1k",
                 "1k-orphans",
                 "50k",
+                "appsets",
                 "failover",
                 "rebalance",
                 "smoke"

@@ -72,6 +72,30 @@ pub fn application(s: &Scenario, i: usize, repo_url: &str, namespace: &str) -> S
     )
 }
 
+/// The ApplicationSet file of application `i`: `sets/set-K/app-XXXXX.json` (K = i mod sets)
+/// holding the parameters its set's git files generator reads (outside the app's directory,
+/// which is rendered whole).
+pub fn set_file(s: &Scenario, i: usize) -> (String, String) {
+    let k = i % s.application_sets.max(1);
+    (
+        format!("sets/set-{k}/{}.json", app_name(i)),
+        format!(
+            "{{\"name\": \"{}\", \"cluster\": \"{}\", \"namespace\": \"{}\"}}\n",
+            app_name(i),
+            cluster_of(s, i),
+            namespace_of(i)
+        ),
+    )
+}
+
+/// ApplicationSet `k`: one Application per file of `sets/set-K/`, the same Applications
+/// [`application`] writes.
+pub fn application_set(k: usize, repo_url: &str, namespace: &str) -> String {
+    format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata:\n  name: load-{k}\n  namespace: {namespace}\nspec:\n  generators:\n  - git:\n      repoURL: {repo_url}\n      revision: main\n      requeueAfterSeconds: 20\n      files:\n      - path: 'sets/set-{k}/*.json'\n  template:\n    metadata:\n      name: '{{{{name}}}}'\n      annotations:\n        argocd.argoproj.io/manifest-generate-paths: .\n    spec:\n      project: default\n      source:\n        repoURL: {repo_url}\n        targetRevision: main\n        path: 'apps/{{{{name}}}}'\n      destination:\n        name: '{{{{cluster}}}}'\n        namespace: '{{{{namespace}}}}'\n      syncPolicy:\n        automated: {{prune: true, selfHeal: true}}\n        syncOptions: [CreateNamespace=true]\n  syncPolicy:\n    preserveResourcesOnDeletion: true\n"
+    )
+}
+
 /// The applications commit number `n` changes: spread over the fleet, different each time.
 pub fn changed_apps(s: &Scenario, n: usize) -> Vec<usize> {
     let k = s.changes.apps_per_commit.max(1);
