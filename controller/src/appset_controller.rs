@@ -335,6 +335,26 @@ pub fn desired(
     })
 }
 
+/// Whether `want` (a rendered Application) is already what `live` holds: every field it sets
+/// has the same value live (fields others set live are not compared).
+fn live_covers(live: &DynamicObject, want: &Value) -> bool {
+    fn covers(live: &Value, want: &Value) -> bool {
+        match (live, want) {
+            (Value::Object(l), Value::Object(w)) => w
+                .iter()
+                .all(|(k, v)| l.get(k).is_some_and(|lv| covers(lv, v))),
+            (Value::Array(l), Value::Array(w)) => {
+                l.len() == w.len() && l.iter().zip(w).all(|(a, b)| covers(a, b))
+            }
+            (l, w) => l == w,
+        }
+    }
+    let Ok(live) = serde_json::to_value(live) else {
+        return false;
+    };
+    covers(&live, want)
+}
+
 /// Whether `app` belongs to the set with `uid`.
 fn owned_by(app: &DynamicObject, uid: &str) -> bool {
     app.metadata
@@ -489,6 +509,8 @@ async fn reconcile_set(
                 ));
                 continue;
             }
+            // Already as rendered: no write (a regeneration of an unchanged set costs reads only).
+            Some(live) if live_covers(live, app) => continue,
             Some(_) => true,
             None => false,
         };
@@ -723,5 +745,25 @@ pub async fn run(
         state.retain(|k, _| keep.contains(k));
         metrics.owned_sets.set(owned);
         metrics.applications.set(generated);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unchanged_application_is_not_written_again() {
+        let want = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": "a", "namespace": "argocd", "finalizers": ["f"]},
+            "spec": {"project": "default", "source": {"path": "x"}}});
+        let mut live = want.clone();
+        live["metadata"]["resourceVersion"] = json!("7");
+        live["status"] = json!({"sync": {"status": "Synced"}});
+        let obj: DynamicObject = serde_json::from_value(live.clone()).expect("object");
+        assert!(live_covers(&obj, &want), "extra live fields do not count");
+        live["spec"]["source"]["path"] = json!("y");
+        let obj: DynamicObject = serde_json::from_value(live).expect("object");
+        assert!(!live_covers(&obj, &want), "a changed field is written");
     }
 }
