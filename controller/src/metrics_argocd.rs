@@ -25,58 +25,7 @@ use crate::operation::{OperationState, Phase};
 use crate::tracking::AppKey;
 use crate::types::Application;
 
-/// Which names the metrics are exported under.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum ArgoCdMetrics {
-    /// Flotilla's names only.
-    #[default]
-    Off,
-    /// Argo CD's names next to Flotilla's.
-    Also,
-    /// Argo CD's names instead of the Flotilla series they stand for (Flotilla-only series,
-    /// such as the queue's, stay).
-    Instead,
-}
-
-impl ArgoCdMetrics {
-    /// Whether the Flotilla series that have an Argo CD counterpart are exported.
-    pub fn flotilla(self) -> bool {
-        self != Self::Instead
-    }
-
-    /// Whether Argo CD's series are exported.
-    pub fn argocd(self) -> bool {
-        self != Self::Off
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::Also => "also",
-            Self::Instead => "instead",
-        }
-    }
-}
-
-impl std::fmt::Display for ArgoCdMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for ArgoCdMetrics {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "off" | "" => Ok(Self::Off),
-            "also" => Ok(Self::Also),
-            "instead" => Ok(Self::Instead),
-            other => Err(format!(
-                "unknown Argo CD metrics mode {other:?} (use off, also or instead)"
-            )),
-        }
-    }
-}
+pub use flotilla_core::metrics_mode::ArgoCdMetrics;
 
 /// The labels `argocd_app_info` has beyond `flotilla_app_info`'s, from the app's spec and the
 /// cluster registry.

@@ -5,6 +5,7 @@
 
 pub mod coalesce;
 pub mod http;
+pub mod metrics_mode;
 pub mod quantity;
 pub mod redact;
 pub mod status_auth;

@@ -11,43 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Which names the metrics are exported under (`--argocd-metrics`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum ArgoCdMetrics {
-    /// Flotilla's names only.
-    #[default]
-    Off,
-    /// Argo CD's names next to Flotilla's.
-    Also,
-    /// Argo CD's names instead of the Flotilla series they stand for.
-    Instead,
-}
-
-impl ArgoCdMetrics {
-    /// Whether the Flotilla series that have an Argo CD counterpart are exported.
-    pub fn flotilla(self) -> bool {
-        self != Self::Instead
-    }
-
-    /// Whether Argo CD's series are exported.
-    pub fn argocd(self) -> bool {
-        self != Self::Off
-    }
-}
-
-impl std::str::FromStr for ArgoCdMetrics {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "off" | "" => Ok(Self::Off),
-            "also" => Ok(Self::Also),
-            "instead" => Ok(Self::Instead),
-            other => Err(format!(
-                "unknown Argo CD metrics mode {other:?} (use off, also or instead)"
-            )),
-        }
-    }
-}
+pub use flotilla_core::metrics_mode::ArgoCdMetrics;
 
 /// `argocd_git_fetch_fail_total`'s labels. Flotilla fetches every ref of a repository at once,
 /// for whichever revision asked first, so `revision` is empty.
