@@ -33,7 +33,15 @@ mod tests {
             .find(|s| s.name() == "RepoServer")
             .expect("RepoServer service");
         let methods: Vec<&str> = svc.method.iter().map(|m| m.name()).collect();
-        assert_eq!(methods, ["ResolveRevision", "GenerateManifests", "GetLoad"]);
+        assert_eq!(
+            methods,
+            [
+                "ResolveRevision",
+                "GenerateManifests",
+                "GetLoad",
+                "ListRepoPaths"
+            ]
+        );
     }
 
     #[test]

@@ -110,7 +110,7 @@ fn a_clean_config_is_honoured_mapped_or_not_needed_and_exits_0() -> Result<()> {
         (
             "argocd-cmd-params-cm",
             "applicationsetcontroller.policy",
-            "not needed",
+            "honoured",
         ),
         ("argocd-rbac-cm", "policy.csv", "honoured"),
         ("argocd-ssh-known-hosts-cm", "ssh_known_hosts", "honoured"),

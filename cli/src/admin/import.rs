@@ -420,7 +420,7 @@ pub fn analyse(objects: &[Value]) -> Report {
                 "ApplicationSet",
                 name,
                 false,
-                "Flotilla has no ApplicationSet controller: keep Argo CD's running (Flotilla reconciles the Applications it writes) or restore the Applications it generated",
+                "not restored by import: apply ApplicationSets with kubectl; Flotilla reconciles them (side by side with Argo CD, Argo CD's ApplicationSet controller keeps them; see README, \"ApplicationSets\", for what is supported)",
             )),
             _ => r.notes.push(format!(
                 "{kind} {name}: not part of this report"
@@ -1594,7 +1594,7 @@ mod tests {
                 "controller.sharding.algorithm": "round-robin",
                 "server.insecure": "true",
                 "server.disable.auth": "true",
-                "applicationsetcontroller.brand.new": "x",
+                "notificationscontroller.brand.new": "x",
                 "controller.brand.new": "x",
                 "redis.server": "",
             }),
@@ -1624,7 +1624,7 @@ mod tests {
         let auth = row("server.disable.auth");
         assert!(auth.treatment == Treatment::Refused && !auth.is_unsafe);
         assert_eq!(
-            row("applicationsetcontroller.brand.new").treatment,
+            row("notificationscontroller.brand.new").treatment,
             Treatment::NotNeeded
         );
         assert!(row("controller.brand.new").is_unsafe);

@@ -187,7 +187,6 @@ const RENDER_TYPES: &str = "Flotilla always renders this source type: an Applica
 const NO_REPO_SERVER_CALLS: &str =
     "flotilla-server never calls the repo-server (renders belong to the controllers).";
 const SERVER_TLS: &str = "flotilla-server serves plain HTTP: TLS terminates at the Ingress (the chart's ingress.tls) or a mesh.";
-const APPSET: &str = "Configures Argo CD's ApplicationSet controller, which Flotilla does not replace: keep running it if you use ApplicationSets (Flotilla reconciles the Applications it writes).";
 const NOTIFICATIONS: &str = "Configures Argo CD's notifications controller, which Flotilla does not replace: keep running it (it reads the Application status Flotilla writes).";
 const COMMIT_SERVER: &str =
     "Configures Argo CD's commit server (source hydrator); Flotilla has none.";
@@ -421,25 +420,25 @@ pub const KEYS: &[KeyDoc] = &[
     cp("dexserver.log.format", NN, "", NO_DEX),
     cp("dexserver.log.level", NN, "", NO_DEX),
     cp("dexserver.disable.tls", NN, "", NO_DEX),
-    cp("applicationsetcontroller.enable.leader.election", NN, "", APPSET),
-    cp("applicationsetcontroller.policy", NN, "", APPSET),
-    cp("applicationsetcontroller.enable.policy.override", NN, "", APPSET),
-    cp("applicationsetcontroller.concurrent.reconciliations.max", NN, "", APPSET),
-    cp("applicationsetcontroller.enable.new.git.file.globbing", NN, "", APPSET),
-    cp("applicationsetcontroller.debug", NN, "", APPSET),
-    cp("applicationsetcontroller.log.format", NN, "", APPSET),
-    cp("applicationsetcontroller.log.level", NN, "", APPSET),
-    cp("applicationsetcontroller.dryrun", NN, "", APPSET),
-    cp("applicationsetcontroller.enable.git.submodule", NN, "", APPSET),
-    cp("applicationsetcontroller.enable.progressive.syncs", NN, "", APPSET),
-    cp("applicationsetcontroller.namespaces", NN, "", APPSET),
-    cp("applicationsetcontroller.scm.root.ca.path", NN, "", APPSET),
-    cp("applicationsetcontroller.allowed.scm.providers", NN, "", APPSET),
-    cp("applicationsetcontroller.enable.scm.providers", NN, "", APPSET),
-    cp("applicationsetcontroller.webhook.parallelism.limit", NN, "", APPSET),
-    cp("applicationsetcontroller.requeue.after", NN, "", APPSET),
-    cp("applicationsetcontroller.enable.tokenref.strict.mode", NN, "", APPSET),
-    cp("applicationsetcontroller.enable.github.api.metrics", NN, "", APPSET),
+    cp("applicationsetcontroller.enable.leader.election", NN, CONTROLLER, "ApplicationSets are keys on the controllers' Lease ring: every replica takes a share, no leader."),
+    cp("applicationsetcontroller.policy", R, "", "A global applicationsSync policy: Flotilla follows each set's own syncPolicy.applicationsSync (default sync), so it would update and delete what this policy forbids.").unsafe_().when(&["sync"]),
+    cp("applicationsetcontroller.enable.policy.override", R, "", "Sets always choose their own syncPolicy.applicationsSync in Flotilla.").unsafe_().when(&["true"]),
+    cp("applicationsetcontroller.concurrent.reconciliations.max", NN, CONTROLLER, "Each replica reconciles its own share of the sets."),
+    cp("applicationsetcontroller.enable.new.git.file.globbing", R, "", "Git files generators match with git ls-files semantics only: doublestar globs would select other files.").unsafe_().when(&["false"]),
+    cp("applicationsetcontroller.debug", NN, CONTROLLER, "The controller's log level applies (RUST_LOG)."),
+    cp("applicationsetcontroller.log.format", NN, CONTROLLER, "The controller's --log-format applies."),
+    cp("applicationsetcontroller.log.level", NN, CONTROLLER, "The controller's log level applies (RUST_LOG)."),
+    cp("applicationsetcontroller.dryrun", R, "", "No dry-run mode: Flotilla would write the Applications.").unsafe_().when(&["false"]),
+    cp("applicationsetcontroller.enable.git.submodule", R, "", "Git generators list a commit's own tree: submodule contents are not listed.").when(&["false"]),
+    cp("applicationsetcontroller.enable.progressive.syncs", NN, CONTROLLER, "RollingSync is always available: a set's strategy is honoured."),
+    cp("applicationsetcontroller.namespaces", R, "", "ApplicationSets are reconciled in the control-plane namespace only: sets elsewhere would generate nothing.").when(&[""]),
+    cp("applicationsetcontroller.scm.root.ca.path", R, "", "SCM provider APIs are verified against the system CAs only.").when(&[""]),
+    cp("applicationsetcontroller.allowed.scm.providers", R, "", "No allow-list of SCM API hosts: any set may call any https host (tokens come only from Secrets labelled scm-creds).").unsafe_().when(&[""]),
+    cp("applicationsetcontroller.enable.scm.providers", R, "", "The SCM provider and pull request generators cannot be turned off.").unsafe_().when(&["true"]),
+    cp("applicationsetcontroller.webhook.parallelism.limit", NN, "", "Flotilla has no ApplicationSet webhook (sets regenerate at their generators' requeue)."),
+    cp("applicationsetcontroller.requeue.after", R, "", "Sets without a generator requeue of their own regenerate every 180 s (Argo CD's default).").when(&["3m", "180s", "3m0s"]),
+    cp("applicationsetcontroller.enable.tokenref.strict.mode", NN, CONTROLLER, "Strict mode is always on: tokenRef Secrets must be labelled argocd.argoproj.io/secret-type: scm-creds."),
+    cp("applicationsetcontroller.enable.github.api.metrics", NN, "", "No GitHub API metrics."),
     cp("notificationscontroller.log.level", NN, "", NOTIFICATIONS),
     cp("notificationscontroller.log.format", NN, "", NOTIFICATIONS),
     cp("notificationscontroller.selfservice.enabled", NN, "", NOTIFICATIONS),
@@ -457,7 +456,6 @@ pub fn unknown(source: Source, key: &str) -> KeyDoc {
     const UNKNOWN: &str = "Not a key Argo CD documents or Flotilla reads: what it would change cannot be judged (a typo, or a newer Argo CD setting).";
     let prefix = |p: &str| key.starts_with(p);
     let detail = match source {
-        Source::CmdParams if prefix("applicationsetcontroller.") => Some(APPSET),
         Source::CmdParams if prefix("notificationscontroller.") => Some(NOTIFICATIONS),
         Source::CmdParams if prefix("commitserver.") => Some(COMMIT_SERVER),
         Source::CmdParams if prefix("dexserver.") => Some(NO_DEX),
@@ -689,8 +687,13 @@ mod tests {
     fn unknown_keys_are_refused_unless_they_configure_components_flotilla_lacks() {
         let u = unknown(Source::ArgocdCm, "frobnicate");
         assert!(u.treatment == Treatment::Refused && u.is_unsafe);
-        let a = unknown(Source::CmdParams, "applicationsetcontroller.some.new.flag");
+        let a = unknown(Source::CmdParams, "notificationscontroller.some.new.flag");
         assert!(a.treatment == Treatment::NotNeeded && !a.is_unsafe);
+        let s = unknown(Source::CmdParams, "applicationsetcontroller.some.new.flag");
+        assert!(
+            s.treatment == Treatment::Refused && s.is_unsafe,
+            "Flotilla runs ApplicationSets itself: an unknown setting of theirs is unsafe"
+        );
         let c = unknown(Source::CmdParams, "controller.some.new.flag");
         assert!(c.treatment == Treatment::Refused && c.is_unsafe);
     }
