@@ -112,6 +112,8 @@ struct LiveInputs {
     /// The project whose repository credentials apply (the template's literal `spec.project`).
     project: String,
     handle: tokio::runtime::Handle,
+    /// SCM tokens read during this pass.
+    tokens: crate::appset_scm::Tokens,
 }
 
 impl LiveInputs {
@@ -166,7 +168,7 @@ impl Inputs for LiveInputs {
         api: generators::ScmApi<'_>,
         clone_protocol: &str,
     ) -> Result<Vec<generators::ScmRepository>, InputError> {
-        let f = crate::appset_scm::repositories(&self.ctx, api, clone_protocol);
+        let f = crate::appset_scm::repositories(&self.ctx, &self.tokens, api, clone_protocol);
         self.handle.block_on(f)
     }
 
@@ -175,8 +177,12 @@ impl Inputs for LiveInputs {
         api: generators::ScmApi<'_>,
         repo: &generators::ScmRepository,
     ) -> Result<Vec<generators::ScmRepository>, InputError> {
-        self.handle
-            .block_on(crate::appset_scm::branches(&self.ctx, api, repo))
+        self.handle.block_on(crate::appset_scm::branches(
+            &self.ctx,
+            &self.tokens,
+            api,
+            repo,
+        ))
     }
 
     fn scm_repo_has_path(
@@ -185,7 +191,7 @@ impl Inputs for LiveInputs {
         repo: &generators::ScmRepository,
         path: &str,
     ) -> Result<bool, InputError> {
-        let f = crate::appset_scm::repo_has_path(&self.ctx, api, repo, path);
+        let f = crate::appset_scm::repo_has_path(&self.ctx, &self.tokens, api, repo, path);
         self.handle.block_on(f)
     }
 
@@ -193,8 +199,11 @@ impl Inputs for LiveInputs {
         &self,
         api: generators::PullRequestApi<'_>,
     ) -> Result<Vec<generators::PullRequest>, InputError> {
-        self.handle
-            .block_on(crate::appset_scm::pull_requests(&self.ctx, api))
+        self.handle.block_on(crate::appset_scm::pull_requests(
+            &self.ctx,
+            &self.tokens,
+            api,
+        ))
     }
 }
 
@@ -459,6 +468,7 @@ async fn reconcile_set(
         ctx: ctx.clone(),
         project,
         handle: tokio::runtime::Handle::current(),
+        tokens: Default::default(),
     };
     let t0 = Instant::now();
     let generated = {

@@ -67,6 +67,29 @@ impl Kind {
     }
 }
 
+/// The tokens read during one generation pass, by (Secret, key): a set listing N repositories
+/// and checking their paths reads each token Secret once, not once per API call. Dropped with
+/// the pass, so a rotated token is used from the next pass on.
+#[derive(Default)]
+pub struct Tokens(std::sync::Mutex<std::collections::HashMap<(String, String), String>>);
+
+impl Tokens {
+    async fn get(&self, ctx: &Context, r: Option<&SecretRef>) -> Result<String, InputError> {
+        let Some(r) = r else {
+            return Ok(String::new());
+        };
+        let key = (r.secret_name.clone(), r.key.clone());
+        if let Some(t) = self.0.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(t);
+        }
+        let t = token(ctx, Some(r)).await?;
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key, t.clone());
+        }
+        Ok(t)
+    }
+}
+
 /// One provider's API: its base URL (ending in `/`) and the token (empty: anonymous).
 struct Api_ {
     kind: Kind,
@@ -203,6 +226,7 @@ async fn token(ctx: &Context, r: Option<&SecretRef>) -> Result<String, InputErro
 impl Api_ {
     async fn new(
         ctx: &Context,
+        tokens: &Tokens,
         kind: Kind,
         api: &str,
         r: Option<&SecretRef>,
@@ -210,7 +234,7 @@ impl Api_ {
         Ok(Self {
             kind,
             base: base_url(kind, api)?,
-            token: token(ctx, r).await?,
+            token: tokens.get(ctx, r).await?,
         })
     }
 
@@ -384,20 +408,25 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn scm_api(ctx: &Context, api: ScmApi<'_>) -> Result<Api_, InputError> {
+async fn scm_api(ctx: &Context, tokens: &Tokens, api: ScmApi<'_>) -> Result<Api_, InputError> {
     match api {
-        ScmApi::Github(g) => Api_::new(ctx, Kind::Github, &g.api, g.token_ref.as_ref()).await,
-        ScmApi::Gitlab(g) => Api_::new(ctx, Kind::Gitlab, &g.api, g.token_ref.as_ref()).await,
+        ScmApi::Github(g) => {
+            Api_::new(ctx, tokens, Kind::Github, &g.api, g.token_ref.as_ref()).await
+        }
+        ScmApi::Gitlab(g) => {
+            Api_::new(ctx, tokens, Kind::Gitlab, &g.api, g.token_ref.as_ref()).await
+        }
     }
 }
 
 /// Argo CD's `ListRepos` of the GitHub / GitLab providers.
 pub async fn repositories(
     ctx: &Context,
+    tokens: &Tokens,
     api: ScmApi<'_>,
     clone_protocol: &str,
 ) -> Result<Vec<ScmRepository>, InputError> {
-    let client = scm_api(ctx, api).await?;
+    let client = scm_api(ctx, tokens, api).await?;
     let ssh = match clone_protocol {
         "" | "ssh" => true,
         "https" => false,
@@ -495,10 +524,11 @@ fn prefix(e: InputError, p: &str) -> InputError {
 /// branch (an empty repository) gives none.
 pub async fn branches(
     ctx: &Context,
+    tokens: &Tokens,
     api: ScmApi<'_>,
     repo: &ScmRepository,
 ) -> Result<Vec<ScmRepository>, InputError> {
-    let client = scm_api(ctx, api).await?;
+    let client = scm_api(ctx, tokens, api).await?;
     let id = repo.repository_id.to_string();
     let (all, base): (bool, Vec<&str>) = match api {
         ScmApi::Github(g) => (
@@ -554,11 +584,12 @@ pub async fn branches(
 /// directory's tree and looks for the path.
 pub async fn repo_has_path(
     ctx: &Context,
+    tokens: &Tokens,
     api: ScmApi<'_>,
     repo: &ScmRepository,
     path: &str,
 ) -> Result<bool, InputError> {
-    let client = scm_api(ctx, api).await?;
+    let client = scm_api(ctx, tokens, api).await?;
     match api {
         ScmApi::Github(_) => {
             let mut segs = vec![
@@ -595,11 +626,12 @@ pub async fn repo_has_path(
 /// merge requests in `pullRequestState` with `labels` (GitLab).
 pub async fn pull_requests(
     ctx: &Context,
+    tokens: &Tokens,
     api: PullRequestApi<'_>,
 ) -> Result<Vec<PullRequest>, InputError> {
     match api {
         PullRequestApi::Github(g) => {
-            let client = Api_::new(ctx, Kind::Github, &g.api, g.token_ref.as_ref()).await?;
+            let client = Api_::new(ctx, tokens, Kind::Github, &g.api, g.token_ref.as_ref()).await?;
             let url = client.url(
                 &["repos", &g.owner, &g.repo, "pulls"],
                 &[("per_page", "100")],
@@ -633,7 +665,7 @@ pub async fn pull_requests(
                 .collect())
         }
         PullRequestApi::Gitlab(g) => {
-            let client = Api_::new(ctx, Kind::Gitlab, &g.api, g.token_ref.as_ref()).await?;
+            let client = Api_::new(ctx, tokens, Kind::Gitlab, &g.api, g.token_ref.as_ref()).await?;
             let labels = g.labels.join(",");
             let mut q = vec![("per_page", "100")];
             if !labels.is_empty() {

@@ -916,7 +916,10 @@ pub async fn reconcile(
         }
     }
     // Just handed over by Argo CD: work it queued before the switch may still run; wait.
-    if let Some(at) = ctx.memo(key).handed_over_at {
+    // (Only side by side is a hand-over recorded; the memo is not cloned otherwise.)
+    if ctx.cfg.selection.side_by_side
+        && let Some(at) = ctx.memo(key).handed_over_at
+    {
         let waited = at.elapsed();
         let grace = ctx.cfg.selection.handover_grace;
         if waited < grace {

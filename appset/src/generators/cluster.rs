@@ -16,16 +16,11 @@ use crate::types::ClusterGenerator;
 /// The implicit in-cluster destination (no Secret) is only included when the selector is
 /// empty, with `nameNormalized` = `name` and no metadata. Implicit clusters come first.
 pub(crate) fn generate(
-    g: Option<&ClusterGenerator>,
+    g: &ClusterGenerator,
     opts: &Options,
     inputs: &dyn Inputs,
     path: &str,
 ) -> Result<Vec<Params>, GeneratorError> {
-    let Some(g) = g else {
-        return Err(GeneratorError::Empty {
-            path: path.to_string(),
-        });
-    };
     refuse_extra(&g.extra, path)?;
     let sel = Selector::parse(&g.selector, true).map_err(|reason| GeneratorError::Selector {
         path: format!("{path}.selector"),
@@ -140,7 +135,7 @@ mod tests {
 
     #[test]
     fn all_clusters_fasttemplate() -> Result<(), GeneratorError> {
-        let out = generate(Some(&gen_(json!({}))), &flat(), &clusters(), "clusters")?;
+        let out = generate(&gen_(json!({})), &flat(), &clusters(), "clusters")?;
         assert_eq!(out.len(), 3);
         assert_eq!(
             out[0],
@@ -167,7 +162,7 @@ mod tests {
             "values": {"revision": "HEAD", "clusterName": "{{name}}-{{metadata.labels.environment}}",
                        "kept": "{{values.revision}}"}
         }));
-        let out = generate(Some(&g), &flat(), &clusters(), "clusters")?;
+        let out = generate(&g, &flat(), &clusters(), "clusters")?;
         assert_eq!(out.len(), 1);
         assert_eq!(
             out[0].get("values.clusterName"),
@@ -189,7 +184,7 @@ mod tests {
                                                 "values": ["staging", "production"]}]},
             "values": {"env": "{{ .metadata.labels.environment }}"}
         }));
-        let out = generate(Some(&g), &go(), &clusters(), "clusters")?;
+        let out = generate(&g, &go(), &clusters(), "clusters")?;
         assert_eq!(out.len(), 2);
         assert_eq!(
             out[1],
@@ -199,7 +194,7 @@ mod tests {
                 "values": {"env": "production"}
             }))
         );
-        let all = generate(Some(&gen_(json!({}))), &go(), &clusters(), "clusters")?;
+        let all = generate(&gen_(json!({})), &go(), &clusters(), "clusters")?;
         assert_eq!(all[0].get("metadata"), None);
         Ok(())
     }
@@ -208,10 +203,10 @@ mod tests {
     fn bad_selector_is_an_error() {
         let g = gen_(json!({"selector": {"matchExpressions": [{"key": "a", "operator": "Foo"}]}}));
         assert!(matches!(
-            generate(Some(&g), &flat(), &clusters(), "clusters"),
+            generate(&g, &flat(), &clusters(), "clusters"),
             Err(GeneratorError::Selector { .. })
         ));
         let g = gen_(json!({"flatList": true}));
-        assert!(generate(Some(&g), &flat(), &clusters(), "clusters").is_err());
+        assert!(generate(&g, &flat(), &clusters(), "clusters").is_err());
     }
 }

@@ -15,16 +15,11 @@ use super::{
 use crate::types::GitGenerator;
 
 pub(crate) fn generate(
-    g: Option<&GitGenerator>,
+    g: &GitGenerator,
     opts: &Options,
     inputs: &dyn Inputs,
     path: &str,
 ) -> Result<Vec<Params>, GeneratorError> {
-    let Some(g) = g else {
-        return Err(GeneratorError::Empty {
-            path: path.to_string(),
-        });
-    };
     refuse_extra(&g.extra, path)?;
     for (i, d) in g.directories.iter().enumerate() {
         refuse_extra(&d.extra, &format!("{path}.directories[{i}]"))?;
@@ -312,7 +307,7 @@ mod tests {
                 {"path": "applicationset/examples/git-generator-directory/cluster-addons/prometheus-operator", "exclude": true}
             ]
         }));
-        let out = generate(Some(&g), &flat(), &repo(), "git")?;
+        let out = generate(&g, &flat(), &repo(), "git")?;
         assert_eq!(
             out,
             vec![obj(json!({
@@ -336,7 +331,7 @@ mod tests {
             "directories": [{"path": "applicationset/examples/git-generator-directory/cluster-addons/*"}],
             "values": {"ns": "ns-{{ .app.path.basename }}"}
         }));
-        let out = generate(Some(&g), &go(), &repo(), "git")?;
+        let out = generate(&g, &go(), &repo(), "git")?;
         assert_eq!(out.len(), 2);
         assert_eq!(
             out[0],
@@ -359,7 +354,7 @@ mod tests {
             "repoURL": "https://github.com/argoproj/argo-cd.git", "revision": "HEAD",
             "files": [{"path": "applicationset/examples/git-generator-files-discovery/cluster-config/**/config.json"}]
         });
-        let out = generate(Some(&git(spec.clone())), &flat(), &repo(), "git")?;
+        let out = generate(&git(spec.clone()), &flat(), &repo(), "git")?;
         assert_eq!(out.len(), 2);
         assert_eq!(
             out[0],
@@ -376,7 +371,7 @@ mod tests {
                 "path[3]": "cluster-config", "path[4]": "engineering", "path[5]": "dev"
             }))
         );
-        let out = generate(Some(&git(spec)), &go(), &repo(), "git")?;
+        let out = generate(&git(spec), &go(), &repo(), "git")?;
         assert_eq!(
             out[1].get("cluster"),
             Some(&json!({"owner": "cluster-admin@company.com",
@@ -399,14 +394,14 @@ mod tests {
         let g = git(json!({"repoURL": "r", "revision": "HEAD", "files": [
             {"path": "envs/*.yaml"}, {"path": "envs/scalar.yaml", "exclude": true}
         ]}));
-        let out = generate(Some(&g), &flat(), &repo(), "git")?;
+        let out = generate(&g, &flat(), &repo(), "git")?;
         // Sorted by path: empty.yaml (one set, only path params), then list.yaml (two sets).
         assert_eq!(out.len(), 3);
         assert_eq!(out[0].get("path.filename"), Some(&json!("empty.yaml")));
         assert_eq!(out[1].get("name"), Some(&json!("a")));
         assert_eq!(out[1].get("replicas"), Some(&json!("1e+06")));
         assert_eq!(out[2].get("name"), Some(&json!("b")));
-        let out = generate(Some(&g), &go(), &repo(), "git")?;
+        let out = generate(&g, &go(), &repo(), "git")?;
         assert_eq!(out[1].get("replicas"), Some(&json!(1000000)));
         Ok(())
     }
@@ -417,25 +412,25 @@ mod tests {
             json!({"repoURL": "r", "revision": "HEAD", "files": [{"path": "envs/scalar.yaml"}]}),
         );
         assert!(matches!(
-            generate(Some(&scalar), &flat(), &repo(), "git"),
+            generate(&scalar, &flat(), &repo(), "git"),
             Err(GeneratorError::File { .. })
         ));
         let mut big = repo();
         big.files = vec![("big.json".into(), vec![b' '; MAX_GIT_FILE_BYTES + 1])];
         let g = git(json!({"repoURL": "r", "revision": "HEAD", "files": [{"path": "big.json"}]}));
         assert!(matches!(
-            generate(Some(&g), &flat(), &big, "git"),
+            generate(&g, &flat(), &big, "git"),
             Err(GeneratorError::FileTooLarge { .. })
         ));
         let mut failing = repo();
         failing.fail = true;
         let g = git(json!({"repoURL": "r", "revision": "HEAD", "directories": [{"path": "*"}]}));
         assert!(matches!(
-            generate(Some(&g), &flat(), &failing, "git"),
+            generate(&g, &flat(), &failing, "git"),
             Err(GeneratorError::Input { .. })
         ));
         let neither = git(json!({"repoURL": "r", "revision": "HEAD"}));
-        assert!(generate(Some(&neither), &flat(), &repo(), "git").is_err());
+        assert!(generate(&neither, &flat(), &repo(), "git").is_err());
     }
 
     #[test]

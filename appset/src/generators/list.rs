@@ -10,15 +10,10 @@ use crate::types::ListGenerator;
 /// into `values.k`; goTemplate: each element as is. `elementsYaml` (a YAML list of objects) is
 /// appended unchanged in both modes, as Argo CD does.
 pub(crate) fn generate(
-    g: Option<&ListGenerator>,
+    g: &ListGenerator,
     opts: &Options,
     path: &str,
 ) -> Result<Vec<Params>, GeneratorError> {
-    let Some(g) = g else {
-        return Err(GeneratorError::Empty {
-            path: path.to_string(),
-        });
-    };
     refuse_extra(&g.extra, path)?;
     let invalid = |i: usize, reason: String| GeneratorError::Invalid {
         path: format!("{path}.elements[{i}]"),
@@ -91,7 +86,7 @@ mod tests {
             {"cluster": "engineering-prod", "url": "https://kubernetes.default.svc",
              "values": {"additional": "value"}}
         ]}));
-        let out = generate(Some(&g), &flat(), "list")?;
+        let out = generate(&g, &flat(), "list")?;
         assert_eq!(
             out,
             vec![
@@ -111,7 +106,7 @@ mod tests {
             "elements": [{"cluster": "a", "replicas": 2, "values": {"x": {"y": 1}}}],
             "elementsYaml": "- cluster: b\n  nested:\n    k: v\n"
         }));
-        let out = generate(Some(&g), &go(), "list")?;
+        let out = generate(&g, &go(), "list")?;
         assert_eq!(
             out,
             vec![
@@ -126,15 +121,15 @@ mod tests {
     fn fasttemplate_refuses_non_strings() {
         let g = list(json!({"elements": [{"replicas": 2}]}));
         assert!(matches!(
-            generate(Some(&g), &flat(), "list"),
+            generate(&g, &flat(), "list"),
             Err(GeneratorError::Invalid { .. })
         ));
         let g = list(json!({"elements": [{"values": "x"}]}));
-        assert!(generate(Some(&g), &flat(), "list").is_err());
+        assert!(generate(&g, &flat(), "list").is_err());
         let g = list(json!({"elements": ["scalar"]}));
-        assert!(generate(Some(&g), &go(), "list").is_err());
+        assert!(generate(&g, &go(), "list").is_err());
         let g = list(json!({"elements": [], "elementsYaml": "a: b"}));
-        assert!(generate(Some(&g), &go(), "list").is_err());
+        assert!(generate(&g, &go(), "list").is_err());
     }
 
     #[test]
@@ -144,7 +139,7 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            generate(Some(&g), &flat(), "list"),
+            generate(&g, &flat(), "list"),
             Err(GeneratorError::TooManyParamSets { .. })
         ));
     }

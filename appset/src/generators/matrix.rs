@@ -14,17 +14,12 @@ use crate::types::{ApplicationSetGenerator, MatrixGenerator};
 /// Combining: goTemplate deep-merges (`a` wins); fasttemplate stringifies both and refuses a
 /// key with two different values.
 pub(crate) fn generate(
-    m: Option<&MatrixGenerator>,
+    m: &MatrixGenerator,
     opts: &Options,
     inputs: &dyn Inputs,
     path: &str,
     depth: usize,
 ) -> Result<Vec<Params>, GeneratorError> {
-    let Some(m) = m else {
-        return Err(GeneratorError::Empty {
-            path: path.to_string(),
-        });
-    };
     refuse_extra(&m.extra, path)?;
     match m.generators.len() {
         0 | 1 => {

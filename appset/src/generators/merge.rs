@@ -17,17 +17,12 @@ use crate::types::MergeGenerator;
 /// later value wins. Base sets without a match pass through. Output keeps the base order
 /// (Argo CD's is a Go map iteration order, i.e. unspecified).
 pub(crate) fn generate(
-    m: Option<&MergeGenerator>,
+    m: &MergeGenerator,
     opts: &Options,
     inputs: &dyn Inputs,
     path: &str,
     depth: usize,
 ) -> Result<Vec<Params>, GeneratorError> {
-    let Some(m) = m else {
-        return Err(GeneratorError::Empty {
-            path: path.to_string(),
-        });
-    };
     refuse_extra(&m.extra, path)?;
     if m.generators.len() < 2 {
         return Err(GeneratorError::Invalid {

@@ -381,16 +381,32 @@ pub(crate) fn run(
         _ => g,
     };
     let kpath = format!("{path}.{kind}");
+    // `kind` names a field that is set; its absence after interpolation is still an error.
+    let empty = || GeneratorError::Empty {
+        path: kpath.clone(),
+    };
     let params = match kind {
-        "list" => list::generate(g.list.as_ref(), opts, &kpath)?,
-        "clusters" => cluster::generate(g.clusters.as_ref(), opts, inputs, &kpath)?,
-        "git" => git::generate(g.git.as_ref(), opts, inputs, &kpath)?,
-        "scmProvider" => scm::generate_scm(g.scm_provider.as_ref(), opts, inputs, &kpath)?,
-        "pullRequest" => {
-            scm::generate_pull_requests(g.pull_request.as_ref(), opts, inputs, &kpath)?
+        "list" => list::generate(g.list.as_ref().ok_or_else(empty)?, opts, &kpath)?,
+        "clusters" => {
+            cluster::generate(g.clusters.as_ref().ok_or_else(empty)?, opts, inputs, &kpath)?
         }
-        "matrix" => matrix::generate(g.matrix.as_deref(), opts, inputs, &kpath, depth)?,
-        "merge" => merge::generate(g.merge.as_deref(), opts, inputs, &kpath, depth)?,
+        "git" => git::generate(g.git.as_ref().ok_or_else(empty)?, opts, inputs, &kpath)?,
+        "scmProvider" => {
+            let s = g.scm_provider.as_ref().ok_or_else(empty)?;
+            scm::generate_scm(s, opts, inputs, &kpath)?
+        }
+        "pullRequest" => {
+            let pr = g.pull_request.as_ref().ok_or_else(empty)?;
+            scm::generate_pull_requests(pr, opts, inputs, &kpath)?
+        }
+        "matrix" => {
+            let m = g.matrix.as_deref().ok_or_else(empty)?;
+            matrix::generate(m, opts, inputs, &kpath, depth)?
+        }
+        "merge" => {
+            let m = g.merge.as_deref().ok_or_else(empty)?;
+            merge::generate(m, opts, inputs, &kpath, depth)?
+        }
         other => {
             return Err(GeneratorError::Unsupported {
                 path: path.to_string(),

@@ -160,16 +160,11 @@ impl ScmFilter {
 /// `url`, `branch`, `branchNormalized`, `sha`, `short_sha` (8), `short_sha_7`, `labels`
 /// (comma-joined), then `values`. Same keys in both template modes (`repository_id` a number).
 pub(crate) fn generate_scm(
-    g: Option<&ScmProviderGenerator>,
+    g: &ScmProviderGenerator,
     opts: &Options,
     inputs: &dyn Inputs,
     path: &str,
 ) -> Result<Vec<Params>, GeneratorError> {
-    let Some(g) = g else {
-        return Err(GeneratorError::Empty {
-            path: path.to_string(),
-        });
-    };
     refuse_extra(&g.extra, path)?;
     let api = match (&g.github, &g.gitlab) {
         (Some(gh), None) => {
@@ -264,16 +259,11 @@ fn prefix(s: &str, n: usize) -> &str {
 /// `target_branch`, `target_branch_slug`, `head_sha`, `head_short_sha` (8),
 /// `head_short_sha_7`, `author`, and with goTemplate only `labels` (a list); then `values`.
 pub(crate) fn generate_pull_requests(
-    g: Option<&PullRequestGenerator>,
+    g: &PullRequestGenerator,
     opts: &Options,
     inputs: &dyn Inputs,
     path: &str,
 ) -> Result<Vec<Params>, GeneratorError> {
-    let Some(g) = g else {
-        return Err(GeneratorError::Empty {
-            path: path.to_string(),
-        });
-    };
     refuse_extra(&g.extra, path)?;
     let api = match (&g.github, &g.gitlab) {
         (Some(gh), None) => {
