@@ -205,9 +205,8 @@ pub struct ApplicationSetGenerator {
     pub git: Option<GitGenerator>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scm_provider: Option<ScmProviderGenerator>,
-    /// Not supported yet: kept as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_decision_resource: Option<Value>,
+    pub cluster_decision_resource: Option<DuckTypeGenerator>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_request: Option<PullRequestGenerator>,
     /// Not supported yet: kept as JSON.
@@ -225,7 +224,7 @@ pub struct ApplicationSetGenerator {
 }
 
 /// Generator kinds Flotilla does not implement in this slice.
-pub const UNSUPPORTED_GENERATORS: [&str; 2] = ["clusterDecisionResource", "plugin"];
+pub const UNSUPPORTED_GENERATORS: [&str; 1] = ["plugin"];
 
 impl ApplicationSetGenerator {
     /// The Argo CD names of the generator kinds set on this entry (normally exactly one).
@@ -283,6 +282,30 @@ pub struct ClusterGenerator {
     /// Over the labels of the Argo CD cluster Secrets.
     #[serde(default, skip_serializing_if = "LabelSelector::is_empty")]
     pub selector: LabelSelector,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `clusterDecisionResource` generator (Argo CD's duck type generator): the clusters named in
+/// the `status` list of resources whose group/version/resource a ConfigMap names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DuckTypeGenerator {
+    /// A ConfigMap of the control-plane namespace with `apiVersion`, `kind` (the resource's
+    /// plural, as Argo CD reads it), `matchKey` and optionally `statusListKey` (`clusters`).
+    #[serde(default)]
+    pub config_map_ref: String,
+    /// One resource by name, or several by `labelSelector` (exactly one of the two).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "LabelSelector::is_empty")]
+    pub label_selector: LabelSelector,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeue_after_seconds: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<Value>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -736,6 +759,11 @@ fn generator_unsupported(out: &mut Vec<String>, path: &str, g: &ApplicationSetGe
     if let Some(c) = &g.clusters {
         extra_fields(out, &format!("{path}.clusters"), &c.extra);
         selector_unsupported(out, &format!("{path}.clusters.selector"), &c.selector);
+    }
+    if let Some(d) = &g.cluster_decision_resource {
+        let p = format!("{path}.clusterDecisionResource");
+        extra_fields(out, &p, &d.extra);
+        selector_unsupported(out, &format!("{p}.labelSelector"), &d.label_selector);
     }
     if let Some(git) = &g.git {
         extra_fields(out, &format!("{path}.git"), &git.extra);

@@ -18,7 +18,7 @@ use flotilla_appset::types::{
     unsupported,
 };
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
@@ -33,6 +33,7 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 
 use crate::context::Context;
+use crate::ignore::IgnoreRule;
 use crate::manifests::{RepoPaths, RepoPathsQuery};
 
 /// The field manager of every Application a set writes.
@@ -205,7 +206,65 @@ impl Inputs for LiveInputs {
             api,
         ))
     }
+
+    // clusterDecisionResource: read from the control-plane namespace, as Argo CD does.
+    fn config_map(&self, name: &str) -> Result<BTreeMap<String, String>, InputError> {
+        let api: Api<ConfigMap> =
+            Api::namespaced(self.ctx.control.clone(), &self.ctx.cfg.namespace);
+        match self.handle.block_on(api.get_opt(name)) {
+            Ok(Some(cm)) => Ok(cm.data.unwrap_or_default()),
+            Ok(None) => Err(InputError::Unavailable(format!(
+                "ConfigMap {name} not found in {}",
+                self.ctx.cfg.namespace
+            ))),
+            Err(e) => Err(InputError::Unavailable(format!(
+                "reading ConfigMap {name}: {e}"
+            ))),
+        }
+    }
+
+    fn resources(
+        &self,
+        group: &str,
+        version: &str,
+        resource: &str,
+    ) -> Result<Vec<Value>, InputError> {
+        let ar = ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: format!("{group}/{version}"),
+            kind: resource.into(),
+            plural: resource.into(),
+        };
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.ctx.control.clone(), &self.ctx.cfg.namespace, &ar);
+        let what = format!("{resource}.{group}/{version}");
+        let list = self
+            .handle
+            .block_on(api.list(&ListParams::default().limit(MAX_DECISION_RESOURCES as u32)))
+            .map_err(|e| InputError::Unavailable(format!("listing {what}: {e}")))?;
+        if list
+            .metadata
+            .continue_
+            .as_deref()
+            .is_some_and(|c| !c.is_empty())
+        {
+            return Err(InputError::Unavailable(format!(
+                "more than {MAX_DECISION_RESOURCES} {what} resources"
+            )));
+        }
+        list.items
+            .into_iter()
+            .map(|o| {
+                serde_json::to_value(o)
+                    .map_err(|e| InputError::Unavailable(format!("reading {what}: {e}")))
+            })
+            .collect()
+    }
 }
+
+/// At most this many clusterDecisionResource objects are read per generator.
+const MAX_DECISION_RESOURCES: usize = 1_000;
 
 /// The clusters as Argo CD's cluster generator sees them: one per cluster Secret (labels and
 /// annotations of the Secret), plus the implicit in-cluster destination when enabled.
@@ -265,11 +324,90 @@ fn not_honoured(spec: &ApplicationSetSpec) -> Vec<String> {
             )),
         }
     }
-    if !spec.ignore_application_differences.is_empty() {
-        out.push("spec.ignoreApplicationDifferences is not supported by Flotilla yet".into());
+    if let Err(errs) = ignore_rules(spec) {
+        out.extend(errs);
     }
-    if spec.preserved_fields.is_some() {
-        out.push("spec.preservedFields is not supported by Flotilla yet (fields other managers set are kept anyway: Applications are written by server-side apply)".into());
+    out
+}
+
+/// Annotations Argo CD always keeps from the live Application (besides `preservedFields`).
+const DEFAULT_PRESERVED_ANNOTATIONS: [&str; 3] = [
+    "notified.notifications.argoproj.io",
+    "argocd.argoproj.io/refresh",
+    "argocd.argoproj.io/hydrate",
+];
+
+/// `spec.ignoreApplicationDifferences` as `ignoreDifferences` rules over Applications (paths
+/// from the Application's root, as in Argo CD), checked like an Application's own.
+fn ignore_rules(spec: &ApplicationSetSpec) -> Result<Vec<IgnoreRule>, Vec<String>> {
+    let list: Vec<Value> = spec
+        .ignore_application_differences
+        .iter()
+        .map(|d| {
+            let mut v = json!({"group": "argoproj.io", "kind": "Application",
+                               "jsonPointers": d.json_pointers,
+                               "jqPathExpressions": d.jq_path_expressions});
+            if !d.name.is_empty() {
+                v["name"] = json!(d.name);
+            }
+            v
+        })
+        .collect();
+    crate::ignore::parse(&list).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| {
+                e.replace(
+                    "spec.ignoreDifferences",
+                    "spec.ignoreApplicationDifferences",
+                )
+            })
+            .collect()
+    })
+}
+
+/// `want` as it is applied over the existing Application `live`: the fields the set's
+/// `ignoreApplicationDifferences` name, and the annotations and labels it preserves, are
+/// taken from live (Argo CD's `applyIgnoreDifferences` and preserved fields), so changes made
+/// there by people or other tools are neither reverted nor counted as a difference.
+fn keep_live_fields(
+    want: &Value,
+    live: &Value,
+    spec: &ApplicationSetSpec,
+    rules: &[IgnoreRule],
+) -> Value {
+    let name = want["metadata"]["name"].as_str().unwrap_or_default();
+    let key = crate::tracking::ResourceKey {
+        group: "argoproj.io".into(),
+        kind: "Application".into(),
+        namespace: want["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        name: name.to_string(),
+    };
+    let mut out = crate::ignore::overlay(want, Some(live), &key, rules);
+    let preserved = spec.preserved_fields.as_ref();
+    let annotations = DEFAULT_PRESERVED_ANNOTATIONS
+        .iter()
+        .map(|k| k.to_string())
+        .chain(
+            preserved
+                .into_iter()
+                .flat_map(|p| p.annotations.iter().cloned()),
+        );
+    let labels = preserved.into_iter().flat_map(|p| p.labels.iter().cloned());
+    for (field, keys) in [
+        ("annotations", annotations.collect::<Vec<_>>()),
+        ("labels", labels.collect()),
+    ] {
+        for k in keys {
+            if let Some(v) = live["metadata"][field].get(&k) {
+                if !out["metadata"][field].is_object() {
+                    out["metadata"][field] = json!({});
+                }
+                out["metadata"][field][&k] = v.clone();
+            }
+        }
     }
     out
 }
@@ -346,7 +484,7 @@ pub fn desired(
 
 /// Whether `want` (a rendered Application) is already what `live` holds: every field it sets
 /// has the same value live (fields others set live are not compared).
-fn live_covers(live: &DynamicObject, want: &Value) -> bool {
+fn live_covers(live: &Value, want: &Value) -> bool {
     fn covers(live: &Value, want: &Value) -> bool {
         match (live, want) {
             (Value::Object(l), Value::Object(w)) => w
@@ -358,10 +496,7 @@ fn live_covers(live: &DynamicObject, want: &Value) -> bool {
             (l, w) => l == w,
         }
     }
-    let Ok(live) = serde_json::to_value(live) else {
-        return false;
-    };
-    covers(&live, want)
+    covers(live, want)
 }
 
 /// Whether `app` belongs to the set with `uid`.
@@ -370,6 +505,18 @@ fn owned_by(app: &DynamicObject, uid: &str) -> bool {
         .owner_references
         .as_ref()
         .is_some_and(|o| o.iter().any(|r| r.uid == uid && r.kind == "ApplicationSet"))
+}
+
+/// The set, as the object its Events are about.
+fn set_ref(set: &DynamicObject) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("argoproj.io/v1alpha1".into()),
+        kind: Some("ApplicationSet".into()),
+        name: set.metadata.name.clone(),
+        namespace: set.metadata.namespace.clone(),
+        uid: set.metadata.uid.clone(),
+        ..Default::default()
+    }
 }
 
 fn condition(kind: &str, ok: bool, reason: &str, message: &str) -> Value {
@@ -455,6 +602,7 @@ async fn reconcile_set(
             refused.join("; ")
         ));
     }
+    let ignore = ignore_rules(&spec).unwrap_or_default();
     let owner = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
                        "name": name, "uid": uid, "controller": true,
                        "blockOwnerDeletion": true});
@@ -512,24 +660,38 @@ async fn reconcile_set(
             .unwrap_or_default()
             .to_string();
         wanted.insert(app_name.clone());
-        let update = match by_name.get(&app_name) {
-            Some(live) if !owned_by(live, &uid) => {
-                errors.push(format!(
-                    "Application {app_name} exists and is not owned by this ApplicationSet: left alone"
-                ));
-                continue;
-            }
-            // Already as rendered: no write (a regeneration of an unchanged set costs reads only).
-            Some(live) if live_covers(live, app) => continue,
-            Some(_) => true,
-            None => false,
+        let live = by_name.get(&app_name);
+        if live.is_some_and(|l| !owned_by(l, &uid)) {
+            errors.push(format!(
+                "Application {app_name} exists and is not owned by this ApplicationSet: left alone"
+            ));
+            continue;
+        }
+        let live = live.and_then(|l| serde_json::to_value(l).ok());
+        let app = match &live {
+            Some(live) => keep_live_fields(app, live, &spec, &ignore),
+            None => app.clone(),
         };
+        // Already as rendered: no write (a regeneration of an unchanged set costs reads only).
+        if live.as_ref().is_some_and(|l| live_covers(l, &app)) {
+            continue;
+        }
+        let update = live.is_some();
         if update && !policy.allow_update() {
             continue;
         }
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        if let Err(e) = apps.patch(&app_name, &params, &Patch::Apply(app)).await {
-            errors.push(format!("applying Application {app_name}: {e}"));
+        match apps.patch(&app_name, &params, &Patch::Apply(&app)).await {
+            Ok(_) => {
+                let action = if update { "updated" } else { "created" };
+                ctx.events.emit_about(
+                    set_ref(set),
+                    false,
+                    action,
+                    format!("{action} Application {app_name:?}"),
+                );
+            }
+            Err(e) => errors.push(format!("applying Application {app_name}: {e}")),
         }
     }
     if policy.allow_delete() && errors.is_empty() {
@@ -542,7 +704,13 @@ async fn reconcile_set(
             }
             match apps.delete(app_name, &Default::default()).await {
                 Ok(_) => {
-                    tracing::info!(set = %format!("{ns}/{name}"), app = app_name, "ApplicationSet: Application no longer generated: deleted")
+                    tracing::info!(set = %format!("{ns}/{name}"), app = app_name, "ApplicationSet: Application no longer generated: deleted");
+                    ctx.events.emit_about(
+                        set_ref(set),
+                        false,
+                        "Deleted",
+                        format!("Deleted Application {app_name:?}"),
+                    );
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => errors.push(format!("deleting Application {app_name}: {e}")),
@@ -748,6 +916,22 @@ pub async fn run(
             let span = tracing::info_span!("appset", set = %format!("{ns}/{name}"));
             let _g = span.enter();
             let outcome = reconcile_set(&ctx, &control, set, &secrets, &metrics).await;
+            if let Err(e) = &outcome.result {
+                // Once per new error, not on every retry of the same one.
+                let known = set.data["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| {
+                        c["type"] == "ErrorOccurred"
+                            && c["status"] == "True"
+                            && c["message"] == e.as_str()
+                    });
+                if !known {
+                    ctx.events
+                        .emit_about(set_ref(set), true, "ErrorOccurred", e.clone());
+                }
+            }
             generated += outcome.apps.len() as i64;
             write_status(&control, set, &outcome).await;
             state.insert(key, (generation, Instant::now() + outcome.requeue));
@@ -770,10 +954,66 @@ mod tests {
         let mut live = want.clone();
         live["metadata"]["resourceVersion"] = json!("7");
         live["status"] = json!({"sync": {"status": "Synced"}});
-        let obj: DynamicObject = serde_json::from_value(live.clone()).expect("object");
-        assert!(live_covers(&obj, &want), "extra live fields do not count");
+        assert!(live_covers(&live, &want), "extra live fields do not count");
         live["spec"]["source"]["path"] = json!("y");
-        let obj: DynamicObject = serde_json::from_value(live).expect("object");
-        assert!(!live_covers(&obj, &want), "a changed field is written");
+        assert!(!live_covers(&live, &want), "a changed field is written");
+    }
+
+    #[test]
+    fn ignored_and_preserved_fields_are_taken_from_the_live_application() {
+        let spec: ApplicationSetSpec = serde_json::from_value(json!({
+            "template": {},
+            "preservedFields": {"labels": ["team"], "annotations": ["owner"]},
+            "ignoreApplicationDifferences": [
+                {"jsonPointers": ["/spec/source/targetRevision"]},
+                {"name": "b", "jqPathExpressions": [".spec.source.helm.parameters"]}]}))
+        .expect("spec");
+        let rules = ignore_rules(&spec).expect("valid rules");
+        let want = |name: &str| {
+            json!({"metadata": {"name": name, "namespace": "argocd", "labels": {"env": "dev"}},
+                   "spec": {"source": {"targetRevision": "main",
+                                       "helm": {"parameters": [{"name": "x", "value": "1"}]}}}})
+        };
+        let live = json!({"metadata": {"name": "a", "labels": {"env": "old", "team": "blue"},
+                                       "annotations": {"owner": "ops", "other": "x",
+                                                       "argocd.argoproj.io/refresh": "hard"}},
+                          "spec": {"source": {"targetRevision": "v2",
+                                              "helm": {"parameters": [{"name": "x", "value": "9"}]}}}});
+        let a = keep_live_fields(&want("a"), &live, &spec, &rules);
+        assert_eq!(
+            a["spec"]["source"]["targetRevision"], "v2",
+            "ignored for every app"
+        );
+        assert_eq!(
+            a["spec"]["source"]["helm"]["parameters"][0]["value"], "1",
+            "the jq rule names only b"
+        );
+        assert_eq!(
+            a["metadata"]["labels"],
+            json!({"env": "dev", "team": "blue"})
+        );
+        assert_eq!(
+            a["metadata"]["annotations"],
+            json!({"owner": "ops", "argocd.argoproj.io/refresh": "hard"}),
+            "preserved and Argo CD's default annotations only"
+        );
+        let b = keep_live_fields(&want("b"), &live, &spec, &rules);
+        assert_eq!(b["spec"]["source"]["helm"]["parameters"][0]["value"], "9");
+        assert!(live_covers(
+            &live,
+            &json!({"spec": {"source": {"targetRevision": "v2"}}})
+        ));
+
+        let bad: ApplicationSetSpec = serde_json::from_value(json!({"template": {},
+            "ignoreApplicationDifferences": [{"jsonPointers": ["spec"]}, {"jqPathExpressions": [".["]}]}))
+        .expect("spec");
+        let errs = ignore_rules(&bad).expect_err("refused");
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs.iter()
+                .all(|e| e.contains("spec.ignoreApplicationDifferences[")),
+            "{errs:?}"
+        );
+        assert!(!not_honoured(&bad).is_empty());
     }
 }

@@ -1,5 +1,5 @@
-//! Kubernetes Events on Applications, as Argo CD emits them: operation start and finish, and
-//! sync and health status transitions. Each is its own `events.k8s.io/v1` Event named
+//! Kubernetes Events on Applications and ApplicationSets, as Argo CD emits them: operation start
+//! and finish, sync and health status transitions, Applications a set created, updated, deleted. Each is its own `events.k8s.io/v1` Event named
 //! `<app>.<hex nanoseconds>` as Argo CD names them, written in the background under a rate limit.
 
 use std::sync::{Arc, Mutex};
@@ -52,7 +52,7 @@ impl AppEvents {
         let metrics = Family::<EventLabels, Counter>::default();
         registry.register(
             "flotilla_events",
-            "Kubernetes Events on Applications, by reason and result (published, failed, dropped by the rate limit)",
+            "Kubernetes Events on Applications and ApplicationSets, by reason and result (published, failed, dropped by the rate limit)",
             metrics.clone(),
         );
         Self {
@@ -89,6 +89,26 @@ impl AppEvents {
         reason: &'static str,
         note: String,
     ) {
+        let reference = ObjectReference {
+            api_version: Some("argoproj.io/v1alpha1".into()),
+            kind: Some("Application".into()),
+            name: app.metadata.name.clone(),
+            namespace: app.metadata.namespace.clone(),
+            uid: app.metadata.uid.clone(),
+            ..Default::default()
+        };
+        self.emit_about(reference, warning, reason, note);
+    }
+
+    /// Publish an event about the object `reference` names (in its namespace), in the
+    /// background, under the same rate limit.
+    pub fn emit_about(
+        self: &Arc<Self>,
+        reference: ObjectReference,
+        warning: bool,
+        reason: &'static str,
+        note: String,
+    ) {
         if !self.take() {
             self.metrics
                 .get_or_create(&EventLabels {
@@ -98,21 +118,13 @@ impl AppEvents {
                 .inc();
             return;
         }
-        let reference = ObjectReference {
-            api_version: Some("argoproj.io/v1alpha1".into()),
-            kind: Some("Application".into()),
-            name: app.metadata.name.clone(),
-            namespace: app.metadata.namespace.clone(),
-            uid: app.metadata.uid.clone(),
-            ..Default::default()
-        };
         let now = jiff::Timestamp::now();
         let name = format!(
             "{}.{:x}",
-            app.metadata.name.as_deref().unwrap_or("app"),
+            reference.name.as_deref().unwrap_or("object"),
             now.as_nanosecond()
         );
-        let namespace = app.metadata.namespace.clone().unwrap_or_default();
+        let namespace = reference.namespace.clone().unwrap_or_default();
         let ev = Event {
             metadata: kube::api::ObjectMeta {
                 name: Some(name),

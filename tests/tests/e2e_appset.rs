@@ -1,7 +1,8 @@
 //! ApplicationSets end to end: Applications generated (list and cluster generators, both
 //! template modes), owned by the set, synced by the controller, deleted when no longer
 //! generated as the policy allows; a generator error or an unsupported field deletes nothing
-//! and says so in the set's conditions; an Application the set does not own is left alone.
+//! and says so in the set's conditions; an Application the set does not own is left alone;
+//! clusterDecisionResource, ignoreApplicationDifferences, preservedFields and Events.
 
 use std::time::Duration;
 
@@ -576,4 +577,214 @@ async fn started_prod(fleet: &Fleet) -> Result<bool> {
     Ok(apps(fleet).get_opt("ho-prod").await?.is_some_and(|a| {
         !a.data["status"]["operationState"].is_null() || !a.data["operation"].is_null()
     }))
+}
+
+/// The set's Events (events.k8s.io) by reason.
+async fn set_events(fleet: &Fleet, set: &str) -> Result<Vec<(String, String, String)>> {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(fleet.control().clone(), NS);
+    Ok(events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.kind.as_deref() == Some("ApplicationSet") && r.name.as_deref() == Some(set)
+            })
+        })
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_decision_resources_ignored_differences_and_events() -> Result<()> {
+    let fleet = Fleet::start(FleetConfig {
+        clusters: 3,
+        ..Default::default()
+    })
+    .await?;
+    fleet
+        .git
+        .commit_files(&[("duck/cm.yaml", &config_map("duck", "on"))], "duck")?;
+    // A placement API of the Open Cluster Management kind: decisions in status.
+    fleet
+        .apply(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: placementdecisions.cluster.open-cluster-management.io}\nspec:\n  group: cluster.open-cluster-management.io\n  scope: Namespaced\n  names: {plural: placementdecisions, singular: placementdecision, kind: PlacementDecision, listKind: PlacementDecisionList}\n  versions:\n  - name: v1beta1\n    served: true\n    storage: true\n    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n",
+        )
+        .await?;
+    let decisions = Api::<DynamicObject>::namespaced_with(
+        fleet.control().clone(),
+        NS,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(
+                "cluster.open-cluster-management.io",
+                "v1beta1",
+                "PlacementDecision",
+            ),
+            "placementdecisions",
+        ),
+    );
+    let decide = |clusters: &[&str]| {
+        let list: Vec<_> = clusters
+            .iter()
+            .map(|c| json!({"clusterName": c, "reason": "placed"}))
+            .collect();
+        json!({"apiVersion": "cluster.open-cluster-management.io/v1beta1",
+               "kind": "PlacementDecision",
+               "metadata": {"name": "placement", "labels": {"placement": "web"}},
+               "status": {"decisions": list}})
+    };
+    let apply_decision = |clusters: &'static [&'static str]| {
+        let decisions = decisions.clone();
+        let body = decide(clusters);
+        async move {
+            eventually("decision written", Duration::from_secs(30), || async {
+                Ok(decisions
+                    .patch(
+                        "placement",
+                        &PatchParams::apply("test").force(),
+                        &Patch::Apply(&body),
+                    )
+                    .await
+                    .ok()
+                    .map(|_| ()))
+            })
+            .await
+        }
+    };
+    apply_decision(&["cluster-001", "not-a-cluster"]).await?;
+    let cm = |match_key: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ocm-placement, namespace: {NS}}}\ndata:\n  apiVersion: cluster.open-cluster-management.io/v1beta1\n  kind: placementdecisions\n  statusListKey: decisions\n  matchKey: '{match_key}'\n"
+        )
+    };
+    fleet.apply(&cm("clusterName")).await?;
+    let set = |annotation: &str| {
+        format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {{name: placed, namespace: {NS}}}\nspec:\n  goTemplate: true\n  goTemplateOptions: [missingkey=error]\n  preservedFields: {{labels: [team]}}\n  ignoreApplicationDifferences:\n  - jsonPointers: [/spec/source/targetRevision]\n  generators:\n  - clusterDecisionResource:\n      configMapRef: ocm-placement\n      labelSelector: {{matchLabels: {{placement: web}}}}\n      requeueAfterSeconds: 2\n      values: {{tier: gold}}\n  template:\n    metadata: {{name: 'duck-{{{{.clusterName}}}}', labels: {{team: red, tier: '{{{{.values.tier}}}}'}}, annotations: {{note: '{annotation}', reason: '{{{{.reason}}}}'}}}}\n    spec:\n      project: default\n      source: {{repoURL: {url}, targetRevision: main, path: duck}}\n      destination: {{server: '{{{{.server}}}}', namespace: duck}}\n      syncPolicy: {{automated: {{}}, syncOptions: [CreateNamespace=true]}}\n",
+            url = fleet.git.url()
+        )
+    };
+    fleet.apply(&set("one")).await?;
+    let first = wait_synced_healthy(&fleet, "duck-cluster-001").await?;
+    ensure!(
+        first
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("reason"))
+            .map(String::as_str)
+            == Some("placed"),
+        "the decision's own fields are parameters: {:?}",
+        first.metadata.annotations
+    );
+    ensure!(
+        !exists(&fleet, "duck-not-a-cluster").await?,
+        "a decision naming no known cluster generates nothing"
+    );
+    // A new decision rolls out; a dropped one is deleted.
+    apply_decision(&["cluster-001", "cluster-002"]).await?;
+    wait_synced_healthy(&fleet, "duck-cluster-002").await?;
+
+    // Someone pins the revision and relabels the team on the live Application: both are kept
+    // through the next update of the set (ignoreApplicationDifferences, preservedFields).
+    apps(&fleet)
+        .patch(
+            "duck-cluster-001",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "blue"}},
+                                 "spec": {"source": {"targetRevision": "HEAD"}}})),
+        )
+        .await?;
+    fleet.apply(&set("two")).await?;
+    eventually(
+        "the set's update applied",
+        Duration::from_secs(30),
+        || async {
+            let a = apps(&fleet).get("duck-cluster-001").await?;
+            Ok((a
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|x| x.get("note"))
+                .map(String::as_str)
+                == Some("two"))
+            .then_some(a))
+        },
+    )
+    .await
+    .and_then(|a| {
+        ensure!(
+            a.data["spec"]["source"]["targetRevision"] == "HEAD",
+            "an ignored difference is not reverted: {}",
+            a.data["spec"]["source"]
+        );
+        let labels = a.metadata.labels.unwrap_or_default();
+        ensure!(
+            labels.get("team").map(String::as_str) == Some("blue")
+                && labels.get("tier").map(String::as_str) == Some("gold"),
+            "preserved label kept, values rendered: {labels:?}"
+        );
+        Ok(())
+    })?;
+    let other = apps(&fleet).get("duck-cluster-002").await?;
+    ensure!(
+        other.data["spec"]["source"]["targetRevision"] == "main",
+        "only the edited app keeps its own revision"
+    );
+
+    apply_decision(&["cluster-001"]).await?;
+    eventually(
+        "dropped decision deleted",
+        Duration::from_secs(30),
+        || async { Ok((!exists(&fleet, "duck-cluster-002").await?).then_some(())) },
+    )
+    .await?;
+    // A ConfigMap without matchKey would make Argo CD generate nothing (and delete every
+    // Application); here it is an error that deletes nothing.
+    fleet.apply(&cm("")).await?;
+    eventually("matchKey refused", Duration::from_secs(30), || async {
+        Ok(condition(&fleet, "placed", "ErrorOccurred")
+            .await?
+            .filter(|(s, m)| s == "True" && m.contains("matchKey"))
+            .map(|_| ()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ensure!(
+        exists(&fleet, "duck-cluster-001").await?,
+        "nothing deleted on error"
+    );
+
+    // Events on the set, as Argo CD records them.
+    eventually("events recorded", Duration::from_secs(20), || async {
+        let ev = set_events(&fleet, "placed").await?;
+        let has = |t: &str, r: &str, note: &str| {
+            ev.iter()
+                .any(|(ty, re, no)| ty == t && re == r && no.contains(note))
+        };
+        Ok((has("Normal", "created", "duck-cluster-002")
+            && has("Normal", "updated", "duck-cluster-001")
+            && has("Normal", "Deleted", "duck-cluster-002")
+            && has("Warning", "ErrorOccurred", "matchKey"))
+        .then_some(()))
+    })
+    .await?;
+    let warnings = set_events(&fleet, "placed")
+        .await?
+        .into_iter()
+        .filter(|(t, _, _)| t == "Warning")
+        .count();
+    ensure!(
+        warnings == 1,
+        "one Warning per new error, not per retry: {warnings}"
+    );
+    Ok(())
 }

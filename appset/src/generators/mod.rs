@@ -7,6 +7,7 @@
 //! [`MAX_GIT_FILE_BYTES`].
 
 mod cluster;
+mod duck;
 mod git;
 pub mod glob;
 mod list;
@@ -141,6 +142,29 @@ pub trait Inputs {
             "pull request APIs are not available".into(),
         ))
     }
+
+    /// The `data` of a ConfigMap of the control-plane namespace (a clusterDecisionResource
+    /// generator's `configMapRef`).
+    fn config_map(&self, name: &str) -> Result<BTreeMap<String, String>, InputError> {
+        let _ = name;
+        Err(InputError::Unavailable(
+            "ConfigMaps are not available".into(),
+        ))
+    }
+
+    /// The objects (whole, as JSON) of `resource` (a plural, e.g. `placementdecisions`) in
+    /// `group`/`version` of the control-plane namespace.
+    fn resources(
+        &self,
+        group: &str,
+        version: &str,
+        resource: &str,
+    ) -> Result<Vec<Value>, InputError> {
+        let _ = (group, version, resource);
+        Err(InputError::Unavailable(
+            "cluster decision resources are not available".into(),
+        ))
+    }
 }
 
 /// A generator failed; the controller must then change nothing.
@@ -264,6 +288,7 @@ pub fn spec_requeue_after_seconds(spec: &ApplicationSetSpec) -> Option<u64> {
 
 /// Argo CD's `GetRequeueAfter` for one generator: `git` → `requeueAfterSeconds` or 180 s;
 /// `scmProvider`, `pullRequest` → `requeueAfterSeconds` or 30 minutes;
+/// `clusterDecisionResource` → `requeueAfterSeconds` or 3 minutes;
 /// `list`, `clusters` → none (cluster Secret events requeue); `matrix`/`merge` → the smallest
 /// of their children. Unsupported kinds report their `requeueAfterSeconds` when set.
 pub fn requeue_after_seconds(g: &ApplicationSetGenerator) -> Option<u64> {
@@ -292,11 +317,16 @@ pub fn requeue_after_seconds(g: &ApplicationSetGenerator) -> Option<u64> {
     if let Some(p) = &g.pull_request {
         take(secs(p.requeue_after_seconds));
     }
-    for v in [&g.cluster_decision_resource, &g.plugin]
-        .into_iter()
-        .flatten()
-    {
-        take(v.get("requeueAfterSeconds").and_then(Value::as_u64));
+    if let Some(d) = &g.cluster_decision_resource {
+        take(Some(
+            d.requeue_after_seconds
+                .map_or(DEFAULT_GIT_REQUEUE_AFTER_SECONDS, |s| {
+                    u64::try_from(s).unwrap_or(0)
+                }),
+        ));
+    }
+    if let Some(p) = &g.plugin {
+        take(p.get("requeueAfterSeconds").and_then(Value::as_u64));
     }
     if let Some(m) = &g.matrix {
         for c in &m.generators {
@@ -319,6 +349,11 @@ pub fn merged_template(g: &ApplicationSetGenerator, base: &Value) -> Value {
         .and_then(|x| x.template.as_ref())
         .or_else(|| g.clusters.as_ref().and_then(|x| x.template.as_ref()))
         .or_else(|| g.git.as_ref().and_then(|x| x.template.as_ref()))
+        .or_else(|| {
+            g.cluster_decision_resource
+                .as_ref()
+                .and_then(|x| x.template.as_ref())
+        })
         .or_else(|| g.scm_provider.as_ref().and_then(|x| x.template.as_ref()))
         .or_else(|| g.pull_request.as_ref().and_then(|x| x.template.as_ref()))
         .or_else(|| g.matrix.as_ref().and_then(|x| x.template.as_ref()))
@@ -391,6 +426,10 @@ pub(crate) fn run(
             cluster::generate(g.clusters.as_ref().ok_or_else(empty)?, opts, inputs, &kpath)?
         }
         "git" => git::generate(g.git.as_ref().ok_or_else(empty)?, opts, inputs, &kpath)?,
+        "clusterDecisionResource" => {
+            let d = g.cluster_decision_resource.as_ref().ok_or_else(empty)?;
+            duck::generate(d, opts, inputs, &kpath)?
+        }
         "scmProvider" => {
             let s = g.scm_provider.as_ref().ok_or_else(empty)?;
             scm::generate_scm(s, opts, inputs, &kpath)?
@@ -557,7 +596,7 @@ mod tests {
             (json!({"generators": [{"pullRequest": {}}]}), "Invalid"),
             (
                 json!({"generators": [{"clusterDecisionResource": {}}]}),
-                "Unsupported",
+                "Invalid",
             ),
             (json!({"generators": [{"plugin": {}}]}), "Unsupported"),
             (
