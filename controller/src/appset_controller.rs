@@ -19,7 +19,10 @@ use flotilla_appset::types::{
 };
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    Preconditions,
+};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
@@ -67,6 +70,10 @@ pub struct ResultLabels {
 #[derive(Clone)]
 pub struct AppSetMetrics {
     pub reconciles: Family<ResultLabels, Counter>,
+    /// Application writes by action (created, updated, deleted).
+    pub writes: Family<ResultLabels, Counter>,
+    /// Passes that read the set's Applications with a LIST (the informer could not answer).
+    pub lists: Counter,
     pub generate_seconds: Histogram,
     pub applications: Gauge,
     pub owned_sets: Gauge,
@@ -76,6 +83,8 @@ impl AppSetMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
             reconciles: Family::default(),
+            writes: Family::default(),
+            lists: Counter::default(),
             generate_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             applications: Gauge::default(),
             owned_sets: Gauge::default(),
@@ -84,6 +93,16 @@ impl AppSetMetrics {
             "flotilla_appset_reconciles",
             "ApplicationSet reconciles by this replica, by result (ok, error, refused)",
             m.reconciles.clone(),
+        );
+        registry.register(
+            "flotilla_appset_application_writes",
+            "Applications created, updated or deleted by ApplicationSets (an unchanged one is not written), by result (created, updated, deleted)",
+            m.writes.clone(),
+        );
+        registry.register(
+            "flotilla_appset_application_lists",
+            "ApplicationSet passes that had to LIST Applications because the controller's informer did not hold every Application they generate",
+            m.lists.clone(),
         );
         registry.register(
             "flotilla_appset_generate_seconds",
@@ -499,6 +518,46 @@ fn live_covers(live: &Value, want: &Value) -> bool {
     covers(live, want)
 }
 
+/// The Applications of `ns` the set needs to see — those it generates (`names`) and those it
+/// owns — from the controller's informer, as JSON; `None` when the informer lacks one of
+/// `names` (not created yet, or not admitted by `--application-selector`): then the pass LISTs,
+/// so an existing Application the set does not own is never mistaken for a new one.
+fn from_informer(ctx: &Context, ns: &str, uid: &str, names: &BTreeSet<&str>) -> Option<Vec<Value>> {
+    let mut found = 0usize;
+    let mut out = Vec::new();
+    for a in ctx.apps.state() {
+        if a.metadata.namespace.as_deref() != Some(ns) {
+            continue;
+        }
+        let named = a
+            .metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| names.contains(n));
+        let owned = a
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|r| r.uid == uid && r.kind == "ApplicationSet"));
+        if !named && !owned {
+            continue;
+        }
+        found += usize::from(named);
+        out.push(serde_json::to_value(a.as_ref()).ok()?);
+    }
+    (found == names.len()).then_some(out)
+}
+
+/// Whether the Application (JSON) belongs to the set with `uid`.
+fn owned_by_value(app: &Value, uid: &str) -> bool {
+    app["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|o| {
+            o.iter()
+                .any(|r| r["uid"] == uid && r["kind"] == "ApplicationSet")
+        })
+}
+
 /// Whether `app` belongs to the set with `uid`.
 fn owned_by(app: &DynamicObject, uid: &str) -> bool {
     app.metadata
@@ -644,13 +703,34 @@ async fn reconcile_set(
         .and_then(|p| p.applications_sync)
         .unwrap_or(ApplicationsSyncPolicy::Sync);
     let apps: Api<DynamicObject> = Api::namespaced_with(control.clone(), &ns, &app_resource());
-    let existing = match apps.list(&ListParams::default()).await {
-        Ok(l) => l.items,
-        Err(e) => return fail(format!("listing Applications: {e}")),
-    };
-    let by_name: HashMap<String, &DynamicObject> = existing
+    let names: BTreeSet<&str> = desired
+        .apps
         .iter()
-        .filter_map(|a| Some((a.metadata.name.clone()?, a)))
+        .filter_map(|a| a["metadata"]["name"].as_str())
+        .collect();
+    let existing = match from_informer(ctx, &ns, &uid, &names) {
+        Some(e) => e,
+        None => {
+            metrics.lists.inc();
+            match apps.list(&ListParams::default()).await {
+                Ok(l) => l
+                    .items
+                    .into_iter()
+                    .filter_map(|a| serde_json::to_value(a).ok())
+                    .filter(|a| {
+                        a["metadata"]["name"]
+                            .as_str()
+                            .is_some_and(|n| names.contains(n))
+                            || owned_by_value(a, &uid)
+                    })
+                    .collect(),
+                Err(e) => return fail(format!("listing Applications: {e}")),
+            }
+        }
+    };
+    let by_name: HashMap<String, &Value> = existing
+        .iter()
+        .filter_map(|a| Some((a["metadata"]["name"].as_str()?.to_string(), a)))
         .collect();
     let mut errors = Vec::new();
     let mut wanted = BTreeSet::new();
@@ -660,20 +740,19 @@ async fn reconcile_set(
             .unwrap_or_default()
             .to_string();
         wanted.insert(app_name.clone());
-        let live = by_name.get(&app_name);
-        if live.is_some_and(|l| !owned_by(l, &uid)) {
+        let live = by_name.get(&app_name).copied();
+        if live.is_some_and(|l| !owned_by_value(l, &uid)) {
             errors.push(format!(
                 "Application {app_name} exists and is not owned by this ApplicationSet: left alone"
             ));
             continue;
         }
-        let live = live.and_then(|l| serde_json::to_value(l).ok());
-        let app = match &live {
+        let app = match live {
             Some(live) => keep_live_fields(app, live, &spec, &ignore),
             None => app.clone(),
         };
         // Already as rendered: no write (a regeneration of an unchanged set costs reads only).
-        if live.as_ref().is_some_and(|l| live_covers(l, &app)) {
+        if live.is_some_and(|l| live_covers(l, &app)) {
             continue;
         }
         let update = live.is_some();
@@ -684,6 +763,10 @@ async fn reconcile_set(
         match apps.patch(&app_name, &params, &Patch::Apply(&app)).await {
             Ok(_) => {
                 let action = if update { "updated" } else { "created" };
+                metrics
+                    .writes
+                    .get_or_create(&ResultLabels { result: action })
+                    .inc();
                 ctx.events.emit_about(
                     set_ref(set),
                     false,
@@ -695,15 +778,27 @@ async fn reconcile_set(
         }
     }
     if policy.allow_delete() && errors.is_empty() {
-        for live in existing.iter().filter(|a| owned_by(a, &uid)) {
-            let Some(app_name) = live.metadata.name.as_deref() else {
+        for live in existing.iter().filter(|a| owned_by_value(a, &uid)) {
+            let Some(app_name) = live["metadata"]["name"].as_str() else {
                 continue;
             };
             if wanted.contains(app_name) {
                 continue;
             }
-            match apps.delete(app_name, &Default::default()).await {
+            // Only the object seen as the set's: a same-named Application made since is not.
+            let dp = DeleteParams {
+                preconditions: live["metadata"]["uid"].as_str().map(|u| Preconditions {
+                    uid: Some(u.to_string()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match apps.delete(app_name, &dp).await {
                 Ok(_) => {
+                    metrics
+                        .writes
+                        .get_or_create(&ResultLabels { result: "deleted" })
+                        .inc();
                     tracing::info!(set = %format!("{ns}/{name}"), app = app_name, "ApplicationSet: Application no longer generated: deleted");
                     ctx.events.emit_about(
                         set_ref(set),
@@ -712,7 +807,8 @@ async fn reconcile_set(
                         format!("Deleted Application {app_name:?}"),
                     );
                 }
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                // Gone already, or no longer the object the informer showed.
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
                 Err(e) => errors.push(format!("deleting Application {app_name}: {e}")),
             }
         }
@@ -836,6 +932,53 @@ async fn write_status(control: &Client, set: &DynamicObject, outcome: &Outcome) 
     }
 }
 
+/// Argo CD's annotation asking for a set to be regenerated now (its webhook sets it; the
+/// set's owner reconciles and removes it). It reaches the owner whichever replica got the push.
+pub const REFRESH_ANNOTATION: &str = "argocd.argoproj.io/application-set-refresh";
+
+/// A Git push: annotate every ApplicationSet of the control plane whose `git` generators read
+/// the pushed repository at a moved revision. Returns how many were annotated.
+pub async fn refresh_on_push(
+    ctx: &Context,
+    push: &crate::webhook::Push,
+    moved: &BTreeSet<String>,
+) -> u64 {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.control.clone(), &ctx.cfg.namespace, &appset_resource());
+    let sets = match api.list(&ListParams::default()).await {
+        Ok(l) => l.items,
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook: listing ApplicationSets failed");
+            return 0;
+        }
+    };
+    let mut n = 0;
+    for set in sets {
+        let Ok(spec) = serde_json::from_value::<ApplicationSetSpec>(set.data["spec"].clone())
+        else {
+            continue;
+        };
+        let hit = generators::git_sources(&spec).iter().any(|(repo, rev)| {
+            let rev = if rev.is_empty() { "HEAD" } else { rev.as_str() };
+            crate::webhook::matches(push, moved, repo, rev)
+        });
+        let Some(name) = set.metadata.name.as_deref().filter(|_| hit) else {
+            continue;
+        };
+        let patch = json!({"metadata": {"annotations": {REFRESH_ANNOTATION: "true"}}});
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => n += 1,
+            Err(e) => {
+                tracing::warn!(set = name, error = %e, "webhook: asking an ApplicationSet to refresh failed")
+            }
+        }
+    }
+    n
+}
+
 /// Watch the ApplicationSets of `namespace` and reconcile those this replica owns.
 pub async fn run(
     ctx: Arc<Context>,
@@ -906,10 +1049,18 @@ pub async fn run(
             }
             // The spec's generation: our own status writes do not move it.
             let generation = set.metadata.generation.unwrap_or_default();
-            let due = match state.get(&key) {
-                None => true,
-                Some((seen, at)) => *seen != generation || Instant::now() >= *at || secrets_changed,
-            };
+            let asked = set
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(REFRESH_ANNOTATION));
+            let due = asked
+                || match state.get(&key) {
+                    None => true,
+                    Some((seen, at)) => {
+                        *seen != generation || Instant::now() >= *at || secrets_changed
+                    }
+                };
             if !due {
                 continue;
             }
@@ -934,6 +1085,17 @@ pub async fn run(
             }
             generated += outcome.apps.len() as i64;
             write_status(&control, set, &outcome).await;
+            if asked {
+                let patch = json!({"metadata": {"annotations": {REFRESH_ANNOTATION: null}}});
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(control.clone(), &ns, &appset_resource());
+                if let Err(e) = api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not clear the ApplicationSet's refresh annotation");
+                }
+            }
             state.insert(key, (generation, Instant::now() + outcome.requeue));
         }
         state.retain(|k, _| keep.contains(k));

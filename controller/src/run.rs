@@ -1004,9 +1004,14 @@ async fn receive_webhook(
         .fold(0u64, |n, x| async move { n + x })
         .await;
     metrics.refreshes.inc_by(refreshed);
+    let sets = if ctx.cfg.applicationsets && !ctx.cfg.selection.side_by_side {
+        crate::appset_controller::refresh_on_push(&ctx, &push, &moved).await
+    } else {
+        0
+    };
     count(
         p.as_str(),
-        if refreshed > 0 {
+        if refreshed + sets > 0 {
             "refreshed"
         } else {
             "ignored"
@@ -1017,10 +1022,10 @@ async fn receive_webhook(
         .iter()
         .map(|u| crate::redact::redact_url(u))
         .collect();
-    tracing::info!(provider = p.as_str(), ?repos, refs = ?push.refs, refreshed, "webhook push");
+    tracing::info!(provider = p.as_str(), ?repos, refs = ?push.refs, refreshed, application_sets = sets, "webhook push");
     (
         StatusCode::OK,
-        axum::Json(serde_json::json!({"refreshed": refreshed})),
+        axum::Json(serde_json::json!({"refreshed": refreshed, "applicationSets": sets})),
     )
 }
 

@@ -1372,6 +1372,31 @@ async fn chart_objects_apply_and_the_binaries_run_with_the_charts_args() -> Resu
     wait_synced_healthy(&fleet, "gen-b").await?;
     fleet.apply(&set("{env: a}")).await?;
     wait_deleted(&fleet, "gen-b").await?;
+    // A refresh asked by annotation (what a Git push does) is honoured and cleared by the
+    // set's owner.
+    let appsets: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        fleet.control().clone(),
+        NS,
+        &flotilla_controller::appset_controller::appset_resource(),
+    );
+    appsets
+        .patch(
+            "gen",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {
+                flotilla_controller::appset_controller::REFRESH_ANNOTATION: "true"}}})),
+        )
+        .await?;
+    flotilla_tests::eventually("refresh cleared", Duration::from_secs(30), || async {
+        let s = appsets.get("gen").await?;
+        Ok((!s
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(flotilla_controller::appset_controller::REFRESH_ANNOTATION))
+        .then_some(()))
+    })
+    .await?;
 
     // The API server as the chart runs it, on a free port, signed in to the control plane as
     // its own ServiceAccount (so the request log shows exactly what its RBAC must allow), with

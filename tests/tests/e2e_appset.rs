@@ -306,7 +306,11 @@ async fn a_cluster_generator_with_go_templates_follows_cluster_labels() -> Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_generators_follow_directories_and_files_through_the_repo_server() -> Result<()> {
-    let fleet = Fleet::start(FleetConfig::default()).await?;
+    let fleet = Fleet::start(FleetConfig {
+        webhook_github_secret: Some("s3cret".into()),
+        ..Default::default()
+    })
+    .await?;
     fleet.git.commit_files(
         &[
             ("apps/a/cm.yaml", &config_map("a", "v")),
@@ -366,6 +370,57 @@ async fn git_generators_follow_directories_and_files_through_the_repo_server() -
         Ok(exists(&fleet, "dir-c").await?.then_some(()))
     })
     .await?;
+    // A push announced by webhook regenerates the sets reading that repository at once: the
+    // files set's own requeue (3 minutes) is not waited for. The set's owner clears the ask.
+    let commit = fleet.git.commit_files(
+        &[(
+            "envs/stage.json",
+            r#"{"env": "stage", "team": {"name": "green"}}"#,
+        )],
+        "stage",
+    )?;
+    let body = json!({"ref": "refs/heads/main", "after": commit,
+                      "repository": {"html_url": url, "clone_url": url, "default_branch": "main"},
+                      "commits": [{"id": commit, "added": ["envs/stage.json"], "modified": [], "removed": []}]})
+    .to_string();
+    let webhook = fleet.controllers[0]
+        .webhook
+        .clone()
+        .context("webhook address")?;
+    let (code, reply) = flotilla_loadtest::fleet::http_post(
+        &webhook,
+        "/api/webhook",
+        &[
+            ("X-GitHub-Event", "push"),
+            (
+                "X-Hub-Signature-256",
+                &flotilla_loadtest::fleet::github_signature("s3cret", body.as_bytes()),
+            ),
+        ],
+        body.as_bytes(),
+    )
+    .await?;
+    ensure!(code == 200, "{code}: {reply}");
+    let reply: serde_json::Value = serde_json::from_str(&reply)?;
+    ensure!(
+        reply["applicationSets"] == 2,
+        "both sets read the repository: {reply}"
+    );
+    eventually("file-stage generated", Duration::from_secs(20), || async {
+        Ok(exists(&fleet, "file-stage").await?.then_some(()))
+    })
+    .await?;
+    eventually("refresh ask cleared", Duration::from_secs(20), || async {
+        let s = sets(&fleet).get("files").await?;
+        Ok((!s
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("argocd.argoproj.io/application-set-refresh"))
+        .then_some(()))
+    })
+    .await?;
+
     // An unreachable repository: an error, and nothing deleted.
     let broken = sets(&fleet).get("dirs").await?;
     let mut spec = broken.data["spec"].clone();

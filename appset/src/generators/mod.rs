@@ -341,6 +341,32 @@ pub fn requeue_after_seconds(g: &ApplicationSetGenerator) -> Option<u64> {
     best
 }
 
+/// The (`repoURL`, `revision`) of every `git` generator of the set, nested ones included: a
+/// push to one of them is a reason to regenerate now (Argo CD's ApplicationSet webhook).
+pub fn git_sources(spec: &ApplicationSetSpec) -> Vec<(String, String)> {
+    fn walk(g: &ApplicationSetGenerator, out: &mut Vec<(String, String)>) {
+        if let Some(git) = &g.git {
+            out.push((git.repo_url.clone(), git.revision.clone()));
+        }
+        for m in [
+            g.matrix.as_ref().map(|m| &m.generators),
+            g.merge.as_ref().map(|m| &m.generators),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for c in m {
+                walk(c, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for g in &spec.generators {
+        walk(g, &mut out);
+    }
+    out
+}
+
 /// The generator's override `template` with missing parts taken from `base` (`spec.template`).
 pub fn merged_template(g: &ApplicationSetGenerator, base: &Value) -> Value {
     let own = g
@@ -620,6 +646,23 @@ mod tests {
             };
             assert_eq!(name, want, "{v}: {got:?}");
         }
+    }
+
+    #[test]
+    fn git_sources_include_nested_generators() {
+        let s = spec(json!({"generators": [
+            {"git": {"repoURL": "https://a", "revision": "main", "directories": [{"path": "*"}]}},
+            {"list": {"elements": []}},
+            {"matrix": {"generators": [
+                {"clusters": {}},
+                {"git": {"repoURL": "https://b", "revision": "", "files": [{"path": "x"}]}}]}}]}));
+        assert_eq!(
+            git_sources(&s),
+            [
+                ("https://a".to_string(), "main".to_string()),
+                ("https://b".into(), String::new())
+            ]
+        );
     }
 
     #[test]
