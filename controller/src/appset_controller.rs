@@ -134,6 +134,9 @@ struct LiveInputs {
     handle: tokio::runtime::Handle,
     /// SCM tokens read during this pass.
     tokens: crate::appset_scm::Tokens,
+    /// Listings made during this pass, by repository, revision and query: a matrix asks for
+    /// the same repository once per parameter set of its other generator.
+    listings: std::sync::Mutex<HashMap<(String, String, String), Arc<RepoPaths>>>,
 }
 
 impl LiveInputs {
@@ -142,7 +145,11 @@ impl LiveInputs {
         repo: &str,
         revision: &str,
         query: &RepoPathsQuery,
-    ) -> Result<RepoPaths, InputError> {
+    ) -> Result<Arc<RepoPaths>, InputError> {
+        let key = (repo.to_string(), revision.to_string(), format!("{query:?}"));
+        if let Some(hit) = self.listings.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(hit);
+        }
         let creds = self.ctx.repo_creds.borrow().clone();
         let creds = creds.lookup(repo, &self.project);
         self.handle
@@ -151,9 +158,15 @@ impl LiveInputs {
                     .manifests
                     .list_repo_paths(repo, creds, revision, query),
             )
+            .map(Arc::new)
             .map_err(|e| InputError::Repository {
                 repo: crate::redact::redact_url(repo),
                 message: e.to_string(),
+            })
+            .inspect(|paths| {
+                if let Ok(mut m) = self.listings.lock() {
+                    m.insert(key, paths.clone());
+                }
             })
     }
 }
@@ -166,7 +179,8 @@ impl Inputs for LiveInputs {
     fn git_directories(&self, repo: &str, revision: &str) -> Result<Vec<String>, InputError> {
         Ok(self
             .list(repo, revision, &RepoPathsQuery::Directories)?
-            .directories)
+            .directories
+            .clone())
     }
 
     fn git_files(
@@ -179,7 +193,7 @@ impl Inputs for LiveInputs {
             globs: vec![glob.to_string()],
             doublestar: false,
         };
-        Ok(self.list(repo, revision, &query)?.files)
+        Ok(self.list(repo, revision, &query)?.files.clone())
     }
 
     // scmProvider / pullRequest: the HTTP clients of `appset_scm` (tokens read from Secrets).
@@ -676,6 +690,7 @@ async fn reconcile_set(
         project,
         handle: tokio::runtime::Handle::current(),
         tokens: Default::default(),
+        listings: Default::default(),
     };
     let t0 = Instant::now();
     let generated = {

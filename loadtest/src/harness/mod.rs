@@ -305,7 +305,8 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
     });
 
     let mut fleet = Fleet::start(FleetConfig {
-        clusters: s.clusters,
+        // With ApplicationSets, one more cluster joins after convergence.
+        clusters: s.clusters + usize::from(s.application_sets > 0),
         ready_delay: Duration::from_millis(s.ready_delay_ms),
         seed: None,
         refresh_seconds: s.refresh_seconds,
@@ -351,16 +352,17 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
             None,
         )?);
     }
-    for i in 0..s.applications {
+    let joining = if s.application_sets > 0 {
+        workload::joining_apps(s)
+    } else {
+        0..0
+    };
+    for i in (0..s.applications).chain(joining) {
         let repo = wl.repo(&fleet, workload::repo_of(s, i));
         repo.write(&[(
-            &format!("{}/manifests.yaml", workload::path_of(i)),
+            &format!("{}/manifests.yaml", workload::path_of(s, i)),
             &workload::manifests(s, i, 0),
         )])?;
-        if s.application_sets > 0 {
-            let (path, content) = workload::set_file(s, i);
-            repo.write(&[(&path, &content)])?;
-        }
     }
     for j in 0..s.repo_count() {
         wl.repo(&fleet, j).commit("the load-test workload")?;
@@ -448,6 +450,39 @@ async fn drive(
         NS,
         &observe::application_resource(),
     );
+    // With ApplicationSets: the Secret of the cluster that joins after convergence.
+    let joining_cluster_secret = &mut None::<k8s_openapi::api::core::v1::Secret>;
+    if s.application_sets > 0 {
+        // Each cluster Secret is labelled into its set; the joining cluster's Secret is
+        // taken away, to be registered anew after convergence.
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(fleet.control().clone(), NS);
+        futures::stream::iter(1..=s.clusters)
+            .map(|k| {
+                let secrets = secrets.clone();
+                let patch = json!({"metadata": {"labels": {
+                    workload::SET_LABEL: workload::set_of_cluster(s, k)}}});
+                async move {
+                    secrets
+                        .patch(
+                            &format!("cluster-{}", workload::cluster_name(k)),
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await
+                        .with_context(|| format!("labelling the Secret of cluster {k}"))
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect::<Vec<_>>()
+            .await?;
+        let joining_secret = format!("cluster-{}", workload::joining_cluster(s));
+        *joining_cluster_secret = Some(secrets.get(&joining_secret).await?);
+        secrets
+            .delete(&joining_secret, &Default::default())
+            .await
+            .context("taking the joining cluster's Secret away")?;
+    }
     let before = totals(fleet).await?;
     let t0 = Instant::now();
     *live.t0.lock() = Some(t0);
@@ -572,27 +607,14 @@ async fn drive(
     // ApplicationSets: what one new directory costs to roll out.
     if s.application_sets > 0 {
         phase(live, "a new directory");
-        let i = s.applications;
-        let (path, content) = workload::set_file(s, i);
-        fleet.git.write(&[
-            (
-                &format!("{}/manifests.yaml", workload::path_of(i)),
-                &workload::manifests(s, i, 0),
-            ),
-            (&path, &content),
-        ])?;
+        let i = workload::new_directory_app(s);
+        let file = format!("{}/manifests.yaml", workload::path_of(s, i));
+        fleet.git.write(&[(&file, &workload::manifests(s, i, 0))])?;
         let commit = fleet.git.commit("one more directory")?;
         let t = Instant::now();
-        // The push webhook, as a Git server sends it: it drops the controllers' cached
-        // revisions of the repository (the set itself regenerates at its git requeue).
-        let body = github_push(
-            &fleet.git.url(),
-            &commit,
-            &[
-                format!("{}/manifests.yaml", workload::path_of(i)),
-                path.clone(),
-            ],
-        );
+        // The push webhook, as a Git server sends it: the sets reading the repository
+        // regenerate at once (and the controllers drop their cached revisions of it).
+        let body = github_push(&fleet.git.url(), &commit, std::slice::from_ref(&file));
         for c in &fleet.controllers {
             let addr = c
                 .webhook
@@ -631,6 +653,53 @@ async fn drive(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         report.convergence.appset_new_directory_seconds = Some(t.elapsed().as_secs_f64());
+
+        // A new cluster: its Secret registered, labelled into set 0.
+        phase(live, "a new cluster");
+        let mut secret = joining_cluster_secret
+            .take()
+            .context("the joining cluster's Secret was not kept")?;
+        secret.metadata = kube::api::ObjectMeta {
+            name: secret.metadata.name.clone(),
+            namespace: secret.metadata.namespace.clone(),
+            labels: secret.metadata.labels.clone().map(|mut l| {
+                l.insert(workload::SET_LABEL.into(), "set-0".into());
+                l
+            }),
+            ..Default::default()
+        };
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(fleet.control().clone(), NS);
+        let names: Vec<String> = workload::joining_apps(s).map(workload::app_name).collect();
+        let t = Instant::now();
+        {
+            let mut o = obs.lock();
+            for n in &names {
+                o.created(n, t);
+            }
+        }
+        secrets
+            .create(&kube::api::PostParams::default(), &secret)
+            .await
+            .context("registering the new cluster")?;
+        loop {
+            let done = {
+                let o = obs.lock();
+                names
+                    .iter()
+                    .all(|n| o.apps.get(n).is_some_and(|a| a.synced_healthy.is_some()))
+            };
+            if done {
+                break;
+            }
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(s.converge_timeout_seconds),
+                "the new cluster's applications did not all become Synced and Healthy"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        report.convergence.appset_new_cluster_seconds = Some(t.elapsed().as_secs_f64());
+        report.convergence.appset_new_cluster_apps = names.len();
     }
 
     // Idle.
@@ -980,7 +1049,7 @@ async fn change(
         for &i in idx {
             wl.versions[i] += 1;
             wl.repo(fleet, j).write(&[(
-                &format!("{}/manifests.yaml", workload::path_of(i)),
+                &format!("{}/manifests.yaml", workload::path_of(s, i)),
                 &workload::manifests(s, i, wl.versions[i]),
             )])?;
         }
@@ -992,7 +1061,7 @@ async fn change(
             let url = wl.repo(fleet, j).url();
             let files: Vec<String> = by_repo[&j]
                 .iter()
-                .map(|i| format!("{}/manifests.yaml", workload::path_of(*i)))
+                .map(|i| format!("{}/manifests.yaml", workload::path_of(s, *i)))
                 .collect();
             let body = github_push(&url, commit, &files);
             let c = &fleet.controllers[n % fleet.controllers.len()];

@@ -92,10 +92,17 @@ pub struct Convergence {
     /// With ApplicationSets: seconds from the sets' creation until every Application existed.
     #[serde(default)]
     pub appset_generation_seconds: Option<f64>,
-    /// With ApplicationSets: one new app directory committed → its Application Synced and
-    /// Healthy (generation waits for the git generator's requeue: no ApplicationSet webhook).
+    /// With ApplicationSets: one new app directory committed and pushed (webhook) → its
+    /// Application Synced and Healthy.
     #[serde(default)]
     pub appset_new_directory_seconds: Option<f64>,
+    /// With ApplicationSets: a new cluster Secret (labelled into a set) → every Application
+    /// generated for it Synced and Healthy.
+    #[serde(default)]
+    pub appset_new_cluster_seconds: Option<f64>,
+    /// With ApplicationSets: how many Applications the new cluster got.
+    #[serde(default)]
+    pub appset_new_cluster_apps: usize,
 }
 
 /// Commit-to-live of one commit.
@@ -353,6 +360,12 @@ impl Report {
             row(
                 "ApplicationSets: new directory committed → its app Synced and Healthy",
                 format!("{d:.1} s"),
+            );
+        }
+        if let Some(d) = c.appset_new_cluster_seconds {
+            row(
+                "ApplicationSets: new cluster Secret → its apps Synced and Healthy",
+                format!("{d:.1} s ({} apps)", c.appset_new_cluster_apps),
             );
         }
         row(

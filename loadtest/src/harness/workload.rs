@@ -18,9 +18,37 @@ pub fn cluster_name(k: usize) -> String {
     format!("cluster-{k:03}")
 }
 
-/// Destination cluster of application `i`.
+/// Destination cluster of application `i`. With ApplicationSets, the applications just past
+/// the workload ([`joining_apps`]) belong to the cluster that joins later.
 pub fn cluster_of(s: &Scenario, i: usize) -> String {
+    if s.application_sets > 0 && joining_apps(s).contains(&i) {
+        return joining_cluster(s);
+    }
     cluster_name(i % s.clusters + 1)
+}
+
+/// With ApplicationSets: the extra cluster (one past `clusters`) whose Secret is registered
+/// only after convergence, to measure what a new cluster costs to roll out.
+pub fn joining_cluster(s: &Scenario) -> String {
+    cluster_name(s.clusters + 1)
+}
+
+/// The applications of [`joining_cluster`]: as many as any other cluster has.
+pub fn joining_apps(s: &Scenario) -> std::ops::Range<usize> {
+    s.applications..s.applications + (s.applications / s.clusters.max(1)).max(1)
+}
+
+/// With ApplicationSets: the application whose directory is added after convergence.
+pub fn new_directory_app(s: &Scenario) -> usize {
+    joining_apps(s).end
+}
+
+/// The label on cluster Secrets that puts a cluster in ApplicationSet `set-K`.
+pub const SET_LABEL: &str = "flotilla.dev/load-set";
+
+/// The set (`set-K`) of target cluster `k` (1-based).
+pub fn set_of_cluster(s: &Scenario, k: usize) -> String {
+    format!("set-{}", (k.saturating_sub(1)) % s.application_sets.max(1))
 }
 
 /// Repository index of application `i`.
@@ -31,9 +59,14 @@ pub fn repo_of(s: &Scenario, i: usize) -> usize {
     }
 }
 
-/// Path of application `i` inside its repository.
-pub fn path_of(i: usize) -> String {
-    format!("apps/{}", app_name(i))
+/// Path of application `i` inside its repository: `apps/app-XXXXX`, or with ApplicationSets
+/// `clusters/<cluster>/app-XXXXX` (a directory per app under its cluster's directory).
+pub fn path_of(s: &Scenario, i: usize) -> String {
+    if s.application_sets > 0 {
+        format!("clusters/{}/{}", cluster_of(s, i), app_name(i))
+    } else {
+        format!("apps/{}", app_name(i))
+    }
 }
 
 /// Destination namespace of application `i` (a few dozen shared namespaces, as teams do).
@@ -66,33 +99,20 @@ pub fn application(s: &Scenario, i: usize, repo_url: &str, namespace: &str) -> S
     format!(
         "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {name}\n  namespace: {namespace}\n  annotations:\n    argocd.argoproj.io/manifest-generate-paths: .\nspec:\n  project: default\n  source:\n    repoURL: {repo_url}\n    targetRevision: main\n    path: {path}\n  destination:\n    name: {cluster}\n    namespace: {ns}\n  syncPolicy:\n    automated: {{prune: true, selfHeal: true}}\n    syncOptions: [CreateNamespace=true]\n",
         name = app_name(i),
-        path = path_of(i),
+        path = path_of(s, i),
         cluster = cluster_of(s, i),
         ns = namespace_of(i),
     )
 }
 
-/// The ApplicationSet file of application `i`: `sets/set-K/app-XXXXX.json` (K = i mod sets)
-/// holding the parameters its set's git files generator reads (outside the app's directory,
-/// which is rendered whole).
-pub fn set_file(s: &Scenario, i: usize) -> (String, String) {
-    let k = i % s.application_sets.max(1);
-    (
-        format!("sets/set-{k}/{}.json", app_name(i)),
-        format!(
-            "{{\"name\": \"{}\", \"cluster\": \"{}\", \"namespace\": \"{}\"}}\n",
-            app_name(i),
-            cluster_of(s, i),
-            namespace_of(i)
-        ),
-    )
-}
-
-/// ApplicationSet `k`: one Application per file of `sets/set-K/`, the same Applications
-/// [`application`] writes.
+/// ApplicationSet `k`: a matrix of the clusters labelled `set-K` and, for each, the
+/// directories under `clusters/<cluster>/` (Argo CD's "cluster × git directories" pattern, the
+/// second generator reading the first's parameters), producing the same Applications as
+/// [`application`] with [`path_of`]. No `requeueAfterSeconds`: Argo CD's default (3 minutes),
+/// pushes arrive by webhook.
 pub fn application_set(k: usize, repo_url: &str, namespace: &str) -> String {
     format!(
-        "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata:\n  name: load-{k}\n  namespace: {namespace}\nspec:\n  generators:\n  - git:\n      repoURL: {repo_url}\n      revision: main\n      requeueAfterSeconds: 20\n      files:\n      - path: 'sets/set-{k}/*.json'\n  template:\n    metadata:\n      name: '{{{{name}}}}'\n      annotations:\n        argocd.argoproj.io/manifest-generate-paths: .\n    spec:\n      project: default\n      source:\n        repoURL: {repo_url}\n        targetRevision: main\n        path: 'apps/{{{{name}}}}'\n      destination:\n        name: '{{{{cluster}}}}'\n        namespace: '{{{{namespace}}}}'\n      syncPolicy:\n        automated: {{prune: true, selfHeal: true}}\n        syncOptions: [CreateNamespace=true]\n  syncPolicy:\n    preserveResourcesOnDeletion: true\n"
+        "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata:\n  name: load-{k}\n  namespace: {namespace}\nspec:\n  generators:\n  - matrix:\n      generators:\n      - clusters:\n          selector:\n            matchLabels: {{{SET_LABEL}: set-{k}}}\n      - git:\n          repoURL: {repo_url}\n          revision: main\n          directories:\n          - path: 'clusters/{{{{name}}}}/*'\n  template:\n    metadata:\n      name: '{{{{path.basename}}}}'\n      annotations:\n        argocd.argoproj.io/manifest-generate-paths: .\n    spec:\n      project: default\n      source:\n        repoURL: {repo_url}\n        targetRevision: main\n        path: '{{{{path}}}}'\n      destination:\n        name: '{{{{name}}}}'\n        namespace: apps\n      syncPolicy:\n        automated: {{prune: true, selfHeal: true}}\n        syncOptions: [CreateNamespace=true]\n  syncPolicy:\n    preserveResourcesOnDeletion: true\n"
     )
 }
 
@@ -124,6 +144,126 @@ mod tests {
         assert_eq!(cluster_of(&s, 4), "cluster-002");
         assert_eq!(repo_of(&s, 3), 1);
         assert_eq!(app_index(&app_name(42)), Some(42));
+    }
+
+    /// The generator's view of the fleet: every cluster Secret labelled into its set, and
+    /// the monorepo's directories as the harness writes them.
+    struct Fleet {
+        clusters: Vec<flotilla_appset::generators::ClusterInfo>,
+        dirs: Vec<String>,
+    }
+
+    impl flotilla_appset::generators::Inputs for Fleet {
+        fn clusters(&self) -> Vec<flotilla_appset::generators::ClusterInfo> {
+            self.clusters.clone()
+        }
+        fn git_directories(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Vec<String>, flotilla_appset::generators::InputError> {
+            Ok(self.dirs.clone())
+        }
+        fn git_files(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Vec<(String, Vec<u8>)>, flotilla_appset::generators::InputError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn the_sets_generate_exactly_the_workloads_applications() {
+        let s = Scenario {
+            name: "t".into(),
+            clusters: 6,
+            applications: 30,
+            application_sets: 3,
+            ..Scenario::default()
+        };
+        let mut dirs = vec!["clusters".to_string()];
+        for k in 1..=s.clusters + 1 {
+            dirs.push(format!("clusters/{}", cluster_name(k)));
+        }
+        for i in (0..s.applications).chain(joining_apps(&s)) {
+            dirs.push(path_of(&s, i));
+        }
+        let clusters = |joined: bool| {
+            (1..=s.clusters + usize::from(joined))
+                .map(|k| flotilla_appset::generators::ClusterInfo {
+                    name: cluster_name(k),
+                    server: format!("https://{k}"),
+                    labels: [(
+                        SET_LABEL.to_string(),
+                        if k > s.clusters {
+                            "set-0".into()
+                        } else {
+                            set_of_cluster(&s, k)
+                        },
+                    )]
+                    .into(),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let generated = |joined: bool| {
+            let inputs = Fleet {
+                clusters: clusters(joined),
+                dirs: dirs.clone(),
+            };
+            let mut out = std::collections::BTreeMap::new();
+            for k in 0..s.application_sets {
+                let yaml = application_set(k, "git://repo", "argocd");
+                let set: serde_json::Value = serde_yaml::from_str(&yaml).expect("yaml");
+                let spec: flotilla_appset::types::ApplicationSetSpec =
+                    serde_json::from_value(set["spec"].clone()).expect("spec");
+                for o in flotilla_appset::generators::generate(&spec, &inputs).expect("generated") {
+                    for p in &o.params {
+                        let app = flotilla_appset::template::render_application(
+                            &o.template,
+                            None,
+                            p,
+                            false,
+                            &[],
+                        )
+                        .expect("rendered");
+                        out.insert(
+                            app["metadata"]["name"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                            (
+                                app["spec"]["source"]["path"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_string(),
+                                app["spec"]["destination"]["name"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_string(),
+                            ),
+                        );
+                    }
+                }
+            }
+            out
+        };
+        let want = |range: std::ops::Range<usize>| {
+            range
+                .map(|i| (app_name(i), (path_of(&s, i), cluster_of(&s, i))))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        assert_eq!(generated(false), want(0..s.applications));
+        let mut all = want(0..s.applications);
+        all.extend(want(joining_apps(&s)));
+        assert_eq!(
+            generated(true),
+            all,
+            "the joining cluster adds exactly its apps"
+        );
+        assert_eq!(joining_apps(&s).len(), 5);
     }
 
     #[test]
