@@ -1,5 +1,7 @@
 //! `flotilla app ...`: list, get, diff, resources, sync, wait, refresh, history, rollback,
-//! terminate and delete, each one call (or a poll) of the API.
+//! terminate and delete, each one call (or a poll) of the API. An app is named `NAME` (in
+//! `--app-namespace`, the control plane's by default) or `NAMESPACE/NAME`, as Argo CD's CLI
+//! names apps in any namespace.
 
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -34,6 +36,7 @@ pub enum AppCommand {
     },
     /// One application.
     Get {
+        /// NAME, or NAMESPACE/NAME (then --app-namespace is not used).
         name: String,
         /// The Application's namespace (the control plane's).
         #[arg(long, default_value = "argocd", env = "FLOTILLA_APP_NAMESPACE")]
@@ -161,6 +164,92 @@ pub enum AppCommand {
     },
 }
 
+/// The control-plane namespace as this CLI knows it (`--app-namespace`'s default): apps
+/// elsewhere are listed as `NAMESPACE/NAME`.
+fn control_namespace() -> String {
+    std::env::var("FLOTILLA_APP_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "argocd".into())
+}
+
+/// `NAMESPACE/NAME` as (namespace, name); a plain `NAME` is in `namespace` (Argo CD's
+/// `ParseFromQualifiedName`).
+fn qualified(name: &str, namespace: &str) -> (String, String) {
+    match name.split_once('/') {
+        Some((ns, n)) if !ns.is_empty() => (ns.to_string(), n.to_string()),
+        _ => (namespace.to_string(), name.to_string()),
+    }
+}
+
+/// List rows for a table: an app outside `control` is named `NAMESPACE/NAME`, so it can be
+/// told apart and passed back to the other commands as it is.
+fn qualify_names(apps: &mut [Value], control: &str) {
+    for a in apps {
+        let ns = field(a, "/namespace").to_string();
+        if !ns.is_empty() && ns != control {
+            let name = format!("{ns}/{}", field(a, "/name"));
+            a["name"] = Value::String(name);
+        }
+    }
+}
+
+impl AppCommand {
+    /// The command with a `NAMESPACE/NAME` argument split into `--app-namespace` and name.
+    fn with_qualified_name(mut self) -> Self {
+        match &mut self {
+            AppCommand::List { .. } => {}
+            AppCommand::Get {
+                name,
+                app_namespace,
+            }
+            | AppCommand::Resources {
+                name,
+                app_namespace,
+            }
+            | AppCommand::Diff {
+                name,
+                app_namespace,
+                ..
+            }
+            | AppCommand::Sync {
+                name,
+                app_namespace,
+                ..
+            }
+            | AppCommand::Refresh {
+                name,
+                app_namespace,
+                ..
+            }
+            | AppCommand::Wait {
+                name,
+                app_namespace,
+                ..
+            }
+            | AppCommand::History {
+                name,
+                app_namespace,
+            }
+            | AppCommand::Rollback {
+                name,
+                app_namespace,
+                ..
+            }
+            | AppCommand::Terminate {
+                name,
+                app_namespace,
+            }
+            | AppCommand::Delete {
+                name,
+                app_namespace,
+                ..
+            } => (*app_namespace, *name) = qualified(name, app_namespace),
+        }
+        self
+    }
+}
+
 /// `GROUP:KIND:NAME` as an operation's resource reference.
 fn resource_ref(s: &str) -> Result<Value, ApiError> {
     match s.splitn(3, ':').collect::<Vec<_>>()[..] {
@@ -271,7 +360,7 @@ pub async fn run(
     format: Format,
 ) -> Result<Option<DiffOutcome>, ApiError> {
     let base = |ns: &str, name: &str| format!("/api/v1/applications/{ns}/{name}");
-    match cmd {
+    match cmd.with_qualified_name() {
         AppCommand::List {
             project,
             cluster,
@@ -290,7 +379,10 @@ pub async fn run(
                 ("health", health),
                 ("search", search),
             ];
-            let apps = api.list_apps(&filters).await?;
+            let mut apps = api.list_apps(&filters).await?;
+            if matches!(format, Format::Table | Format::Wide) {
+                qualify_names(&mut apps, &control_namespace());
+            }
             print_apps(&apps, format);
         }
         AppCommand::Get {
@@ -558,6 +650,34 @@ mod tests {
         assert!(!operation_done(&app(None, "ours", "Running"), "ours"));
         assert!(operation_done(&app(None, "ours", "Succeeded"), "ours"));
         assert!(operation_done(&app(None, "ours", "Failed"), "ours"));
+    }
+
+    #[test]
+    fn apps_are_named_namespace_slash_name_outside_the_control_plane() {
+        assert_eq!(
+            qualified("web", "argocd"),
+            ("argocd".to_string(), "web".to_string())
+        );
+        assert_eq!(
+            qualified("team-a/web", "argocd"),
+            ("team-a".to_string(), "web".to_string())
+        );
+        let cmd = AppCommand::Get {
+            name: "team-a/web".into(),
+            app_namespace: "argocd".into(),
+        }
+        .with_qualified_name();
+        assert!(
+            matches!(&cmd, AppCommand::Get { name, app_namespace } if name == "web" && app_namespace == "team-a"),
+            "{cmd:?}"
+        );
+        let mut apps = vec![
+            json!({"namespace": "argocd", "name": "web"}),
+            json!({"namespace": "team-a", "name": "api"}),
+        ];
+        qualify_names(&mut apps, "argocd");
+        assert_eq!(apps[0]["name"], "web");
+        assert_eq!(apps[1]["name"], "team-a/api");
     }
 
     #[test]

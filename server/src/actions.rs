@@ -1,6 +1,7 @@
 //! What users ask of an Application: a sync (written as Argo CD does, into the top-level
-//! `operation`, which the owning controller runs) and a refresh (the refresh annotation).
-//! Every action is audited: an Event on the Application and a log line naming the caller.
+//! `operation`, which the owning controller runs), a refresh (the refresh annotation), its
+//! creation and the update of its spec. Every action is audited: an Event on the Application
+//! and a log line naming the caller.
 
 use std::sync::Arc;
 
@@ -85,6 +86,44 @@ pub enum ActionError {
     Refused(String),
     #[error("{0}")]
     Kube(#[from] kube::Error),
+}
+
+/// A JSON merge patch (RFC 7386) that turns `old` into `new`: keys `new` lacks become null,
+/// objects are patched key by key, anything else is replaced whole.
+pub fn merge_patch(old: &serde_json::Value, new: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut out = serde_json::Map::new();
+            for (k, ov) in o {
+                match n.get(k) {
+                    None => {
+                        out.insert(k.clone(), Value::Null);
+                    }
+                    Some(nv) if nv != ov => {
+                        out.insert(k.clone(), merge_patch(ov, nv));
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (k, nv) in n {
+                if !o.contains_key(k) {
+                    out.insert(k.clone(), nv.clone());
+                }
+            }
+            Value::Object(out)
+        }
+        _ => new.clone(),
+    }
+}
+
+/// Applications as untyped objects: what a client sends is written as sent (fields Flotilla
+/// does not model kept, so the controller can refuse them by name instead of never seeing them).
+fn raw_api(client: &Client, ns: &str) -> Api<kube::api::DynamicObject> {
+    let ar = kube::api::ApiResource::erase::<flotilla_controller::types::application::ApplicationCrd>(
+        &(),
+    );
+    Api::namespaced_with(client.clone(), ns, &ar)
 }
 
 /// Whether `app` has an operation requested or running.
@@ -415,6 +454,74 @@ impl Actions {
         Ok((op, written.metadata.resource_version.unwrap_or_default()))
     }
 
+    /// Create the Application `obj` (apiVersion, kind, metadata and spec as the client sent
+    /// them) in `ns`; the created object.
+    pub async fn create(
+        &self,
+        ns: &str,
+        obj: serde_json::Value,
+        by: &Principal,
+    ) -> Result<serde_json::Value, ActionError> {
+        let obj: kube::api::DynamicObject = serde_json::from_value(obj)
+            .map_err(|e| ActionError::Refused(format!("application: {e}")))?;
+        let pp = kube::api::PostParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        let created = raw_api(&self.client, ns).create(&pp, &obj).await?;
+        let created = serde_json::to_value(&created).unwrap_or_default();
+        let name = created["metadata"]["name"].as_str().unwrap_or_default();
+        tracing::info!(user = %by.subject, app = %format!("{ns}/{name}"), "application created");
+        if let Ok(app) = serde_json::from_value::<Application>(created.clone()) {
+            self.events.emit(
+                &app,
+                false,
+                "ResourceCreated",
+                format!("{} created application", by.subject),
+            );
+        }
+        Ok(created)
+    }
+
+    /// Replace `app`'s spec with `new`'s (and its labels and annotations, when `new` has them):
+    /// one merge patch from the object as it is now, conditional on `resource_version` (the
+    /// client's, when it sent one) so nobody's newer change is overwritten unseen.
+    pub async fn update(
+        &self,
+        app: &Application,
+        new: &serde_json::Value,
+        resource_version: Option<&str>,
+        by: &Principal,
+    ) -> Result<serde_json::Value, ActionError> {
+        let (ns, name) = names(app);
+        let api = raw_api(&self.client, &ns);
+        let current = serde_json::to_value(api.get(&name).await?).unwrap_or_default();
+        let rv = resource_version.map(str::to_string).or_else(|| {
+            current["metadata"]["resourceVersion"]
+                .as_str()
+                .map(str::to_string)
+        });
+        let mut patch = json!({
+            "metadata": {"resourceVersion": rv},
+            "spec": merge_patch(&current["spec"], &new["spec"]),
+        });
+        for key in ["labels", "annotations"] {
+            let wanted = &new["metadata"][key];
+            if !wanted.is_null() {
+                patch["metadata"][key] = merge_patch(&current["metadata"][key], wanted);
+            }
+        }
+        let written = api.patch(&name, &params(), &Patch::Merge(&patch)).await?;
+        tracing::info!(user = %by.subject, app = %format!("{ns}/{name}"), "application updated");
+        self.events.emit(
+            app,
+            false,
+            flotilla_controller::events::RESOURCE_UPDATED,
+            format!("{} updated application", by.subject),
+        );
+        Ok(serde_json::to_value(&written).unwrap_or_default())
+    }
+
     /// Ask the owning controller to refresh `app` (`hard`: render again, skipping caches).
     pub async fn refresh(
         &self,
@@ -469,6 +576,39 @@ mod tests {
             subject: "alice".into(),
             groups: Vec::new(),
         }
+    }
+
+    #[test]
+    fn an_update_patch_turns_the_old_spec_into_the_new_one() {
+        let old = json!({"project": "a", "source": {"repoURL": "r", "path": "p", "helm": {"x": 1}},
+                         "syncPolicy": {"automated": {}}, "destination": {"name": "c"}});
+        let new = json!({"project": "b", "source": {"repoURL": "r", "path": "p"},
+                         "destination": {"name": "c", "namespace": "n"}, "info": [{"name": "k"}]});
+        let patch = merge_patch(&old, &new);
+        assert_eq!(
+            patch,
+            json!({"project": "b", "source": {"helm": null}, "syncPolicy": null,
+                   "destination": {"namespace": "n"}, "info": [{"name": "k"}]})
+        );
+        // Applied as RFC 7386 says, the patch gives exactly the new spec.
+        fn apply(target: &mut serde_json::Value, patch: &serde_json::Value) {
+            match (target.as_object_mut(), patch.as_object()) {
+                (Some(t), Some(p)) => {
+                    for (k, v) in p {
+                        if v.is_null() {
+                            t.remove(k);
+                        } else {
+                            apply(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+                        }
+                    }
+                }
+                _ => *target = patch.clone(),
+            }
+        }
+        let mut patched = old.clone();
+        apply(&mut patched, &patch);
+        assert_eq!(patched, new);
+        assert_eq!(merge_patch(&new, &new), json!({}));
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct Server {
     pub repos: Store<k8s_openapi::api::core::v1::Secret>,
     /// The control-plane namespace (Applications, AppProjects, Argo CD's Secrets).
     pub namespace: String,
+    /// The namespaces whose Applications are served (the control plane's, and those of
+    /// `--application-namespaces`).
+    pub scope: crate::scope::AppScope,
     /// Every app's summary in list order, kept by the watch.
     pub index: Arc<crate::query::AppIndex>,
     /// Application changes, for the streaming endpoint.
@@ -82,30 +85,39 @@ impl Server {
     pub fn can(&self, who: &Principal, res: &str, act: &str, obj: &str) -> bool {
         self.policy().can(&who.subject, &who.groups, res, act, obj)
     }
+
+    /// Whether `who` may `act` on the application whose RBAC object is `obj`.
+    pub fn can_app(&self, who: &Principal, act: &str, obj: &crate::rbac::AppObject) -> bool {
+        self.policy()
+            .can_object(&who.subject, &who.groups, "applications", act, obj)
+    }
+
+    /// Argo CD's RBAC object of `app` (see [`crate::rbac::AppObject`]).
+    pub fn app_object(&self, app: &Application) -> crate::rbac::AppObject {
+        crate::rbac::AppObject::of(&self.namespace, app)
+    }
 }
 
-/// Argo CD's RBAC object of an application: `<project>/<name>`.
-pub(crate) fn app_object(app: &Application) -> String {
-    let project = if app.spec.project.is_empty() {
-        "default"
-    } else {
-        app.spec.project.as_str()
-    };
-    format!(
-        "{project}/{}",
-        app.metadata.name.as_deref().unwrap_or_default()
-    )
-}
-
-/// The answer about an app that does not exist: 404 only to a caller who could see an app of
-/// that name in every project; anyone else gets the 403 a hidden app gets, so names of other
-/// teams' apps cannot be probed.
+/// The answer about an app that does not exist (or lives in a namespace this server does not
+/// serve): 404 only to a caller who could see an app of that name in that namespace in every
+/// project; anyone else gets the 403 a hidden app gets, so names of other teams' apps cannot be
+/// probed.
 pub(crate) fn missing_app(s: &Server, who: &Principal, ns: &str, name: &str) -> Response {
-    if s.can(who, "applications", "get", &format!("*/{name}")) {
+    let anywhere = crate::rbac::AppObject::new(&s.namespace, "*", ns, name);
+    if s.can_app(who, "get", &anywhere) {
         error(StatusCode::NOT_FOUND, format!("no application {ns}/{name}"))
     } else {
         denied()
     }
+}
+
+/// The app `ns`/`name` from the store; never looked up in a namespace this server does not
+/// serve.
+pub(crate) fn stored_app(s: &Server, ns: &str, name: &str) -> Option<Arc<Application>> {
+    if !s.scope.serves(ns) {
+        return None;
+    }
+    s.apps.get(&ObjectRef::new(name).within(ns))
 }
 
 pub(crate) fn denied() -> Response {
@@ -159,7 +171,8 @@ async fn list_apps(
         // Only what the caller may get is listed (and counted). One policy for the whole
         // request; a project whose answer cannot depend on the app's name is asked once.
         let policy = s.policy();
-        let visible = crate::rbac::AppVisibility::new(&policy, &who.subject, &who.groups);
+        let visible = crate::rbac::AppVisibility::new(&policy, &who.subject, &who.groups)
+            .control_namespace(&s.namespace);
         match s.index.page(&q, &visible) {
             Ok(p) => Json(p).into_response(),
             Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -174,8 +187,8 @@ async fn get_app(
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
     answer(&s, "application", &headers, |who| {
-        match s.apps.get(&ObjectRef::new(&name).within(&ns)) {
-            Some(a) if !s.can(who, "applications", "get", &app_object(&a)) => denied(),
+        match stored_app(&s, &ns, &name) {
+            Some(a) if !s.can_app(who, "get", &s.app_object(&a)) => denied(),
             Some(a) => Json(trimmed(&*a)).into_response(),
             None => missing_app(&s, who, &ns, &name),
         }

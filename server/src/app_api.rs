@@ -1,5 +1,7 @@
 //! The per-application routes beyond get/sync/refresh: its resources and diffs (asked of the
-//! owning controller), events, history, and the terminate, rollback and delete actions.
+//! owning controller), events, history, and the terminate, rollback and delete actions; and
+//! creating and updating Applications (in any namespace served, under Argo CD's
+//! `sourceNamespaces` rule).
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use flotilla_controller::types::Application;
 use serde_json::{Value, json};
 
 use crate::actions::{ActionError, Propagation, RollbackRequest};
-use crate::api::{Server, app_object, count, denied, error, unauthenticated};
+use crate::api::{Server, count, denied, error, unauthenticated};
 use crate::auth::Principal;
 
 type Shared = State<Arc<Server>>;
@@ -29,11 +31,9 @@ pub(crate) async fn authorized_app(
         .authenticate(headers)
         .await
         .map_err(unauthenticated)?;
-    let app = s
-        .apps
-        .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))
+    let app = crate::api::stored_app(s, ns, name)
         .ok_or_else(|| crate::api::missing_app(s, &who, ns, name))?;
-    if !s.can(&who, "applications", act, &app_object(&app)) {
+    if !s.can_app(&who, act, &s.app_object(&app)) {
         return Err(denied());
     }
     Ok((who, app))
@@ -255,10 +255,185 @@ async fn delete(
     count(&s, "delete", resp)
 }
 
+/// The Application a create or update sends: as sent (unknown fields kept) and as read; or
+/// why it is not one.
+fn app_body(body: &[u8]) -> Result<(Value, Application), String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("application: {e}"))?;
+    if !v.is_object() || !v["spec"].is_object() {
+        return Err("expected an Application with metadata and spec".into());
+    }
+    let app: Application =
+        serde_json::from_value(v.clone()).map_err(|e| format!("application: {e}"))?;
+    Ok((v, app))
+}
+
+/// Why app `name` in `ns` may not use `app`'s project, if it may not: the project must exist,
+/// and outside the control plane list `ns` in `sourceNamespaces` (Argo CD's rule, whatever the
+/// caller's RBAC).
+fn project_refusal(s: &Server, name: &str, ns: &str, app: &Application) -> Option<String> {
+    let project = if app.spec.project.is_empty() {
+        "default"
+    } else {
+        &app.spec.project
+    };
+    let found = s
+        .projects
+        .get(&kube::runtime::reflector::ObjectRef::new(project).within(&s.namespace));
+    s.scope
+        .project_refusal(name, ns, project, found.as_deref().map(|p| &p.spec))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateQuery {
+    /// Replace the spec of an existing app that differs (Argo CD's `upsert`).
+    #[serde(default)]
+    upsert: bool,
+}
+
+/// `POST /api/v1/applications[?upsert=true]` with an Application: created in its
+/// `metadata.namespace` (the control plane's when none) as Argo CD's API creates one. A
+/// namespace not served is refused (403), as is a project the namespace may not use (400);
+/// an existing app with the same spec is answered as it is, a different one only replaced
+/// with `upsert`.
+async fn create_app(
+    State(s): Shared,
+    headers: HeaderMap,
+    q: Result<Query<CreateQuery>, axum::extract::rejection::QueryRejection>,
+    body: axum::body::Bytes,
+) -> Response {
+    let resp = async {
+        let who = match s.auth.authenticate(&headers).await {
+            Ok(w) => w,
+            Err(e) => return unauthenticated(e),
+        };
+        let q = match q {
+            Ok(Query(q)) => q,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        };
+        let (v, app) = match app_body(&body) {
+            Ok(x) => x,
+            Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        };
+        let name = app.metadata.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            return error(StatusCode::BAD_REQUEST, "metadata.name is required");
+        }
+        let ns = app
+            .metadata
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| s.namespace.clone());
+        if !s.scope.serves(&ns) {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("namespace '{ns}' is not permitted"),
+            );
+        }
+        let object = crate::rbac::AppObject::new(&s.namespace, &app.spec.project, &ns, &name);
+        if !s.can_app(&who, "create", &object) {
+            return denied();
+        }
+        if let Some(why) = project_refusal(&s, &name, &ns, &app) {
+            return error(StatusCode::BAD_REQUEST, why);
+        }
+        if let Some(existing) = crate::api::stored_app(&s, &ns, &name) {
+            if existing.spec == app.spec {
+                return Json(crate::api::trimmed(&*existing)).into_response();
+            }
+            if !q.upsert {
+                return error(
+                    StatusCode::CONFLICT,
+                    format!("application {ns}/{name} exists with a different spec; use upsert=true to replace it"),
+                );
+            }
+            if !s.can_app(&who, "update", &s.app_object(&existing))
+                || !s.can_app(&who, "update", &object)
+            {
+                return denied();
+            }
+            return match s.actions.update(&existing, &v, None, &who).await {
+                Ok(a) => Json(crate::api::trimmed(&a)).into_response(),
+                Err(e) => action_error(e),
+            };
+        }
+        let mut metadata = json!({"name": name, "namespace": ns});
+        for key in ["labels", "annotations", "finalizers"] {
+            if let Some(x) = v["metadata"].get(key).filter(|x| !x.is_null()) {
+                metadata[key] = x.clone();
+            }
+        }
+        // What the client may set: no status, no operation (a sync needs its own permission).
+        let obj = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                         "metadata": metadata, "spec": v["spec"]});
+        match s.actions.create(&ns, obj, &who).await {
+            Ok(a) => Json(crate::api::trimmed(&a)).into_response(),
+            Err(ActionError::Kube(kube::Error::Api(a))) if a.code == 409 => error(
+                StatusCode::CONFLICT,
+                format!("application {ns}/{name} already exists"),
+            ),
+            Err(e) => action_error(e),
+        }
+    }
+    .await;
+    count(&s, "create", resp)
+}
+
+/// `PUT /api/v1/applications/{ns}/{name}` with the Application: its spec (and labels and
+/// annotations, when sent) replaced, under the same project rule as a create; conditional on
+/// the sent `metadata.resourceVersion`, if any.
+async fn update_app(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let resp = async {
+        let (who, existing) = match authorized_app(&s, &headers, &ns, &name, "update").await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let (v, app) = match app_body(&body) {
+            Ok(x) => x,
+            Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        };
+        let other = |given: &Option<String>, path: &str| {
+            given.as_deref().is_some_and(|g| !g.is_empty() && g != path)
+        };
+        if other(&app.metadata.name, &name) || other(&app.metadata.namespace, &ns) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body names another application than {ns}/{name}"),
+            );
+        }
+        // Moving it to another project needs the right there too.
+        let object = crate::rbac::AppObject::new(&s.namespace, &app.spec.project, &ns, &name);
+        if !s.can_app(&who, "update", &object) {
+            return denied();
+        }
+        if let Some(why) = project_refusal(&s, &name, &ns, &app) {
+            return error(StatusCode::BAD_REQUEST, why);
+        }
+        let rv = app
+            .metadata
+            .resource_version
+            .as_deref()
+            .filter(|r| !r.is_empty());
+        match s.actions.update(&existing, &v, rv, &who).await {
+            Ok(a) => Json(crate::api::trimmed(&a)).into_response(),
+            Err(e) => action_error(e),
+        }
+    }
+    .await;
+    count(&s, "update", resp)
+}
+
 /// The per-application routes.
 pub fn routes() -> axum::Router<Arc<Server>> {
     use axum::routing::{get, post};
     axum::Router::new()
+        .route("/api/v1/applications", post(create_app))
         .route(
             "/api/v1/applications/{namespace}/{name}/resources",
             get(resources),
@@ -285,7 +460,7 @@ pub fn routes() -> axum::Router<Arc<Server>> {
         )
         .route(
             "/api/v1/applications/{namespace}/{name}",
-            axum::routing::delete(delete),
+            axum::routing::delete(delete).put(update_app),
         )
 }
 
@@ -295,7 +470,13 @@ pub fn openapi_paths() -> Value {
                    {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]);
     let err = json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let ok = json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Object"}}}});
+    let app = json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Object"}}}});
     json!({
+        "/api/v1/applications": {"post": {
+            "summary": "Create an application in its metadata.namespace (the control plane's when none; another only when the server serves it, and its project's sourceNamespaces list it); upsert replaces a differing spec",
+            "parameters": [{"name": "upsert", "in": "query", "required": false, "schema": {"type": "boolean"}}],
+            "requestBody": {"required": true, "content": app["content"]},
+            "responses": {"200": ok, "400": err, "401": err, "403": err, "409": err}}},
         "/api/v1/applications/{namespace}/{name}/resources": {"get": {
             "summary": "Each managed resource's sync, health and normalized desired-vs-live diff (Secret values masked), from the controller that owns the app's cluster",
             "parameters": p, "responses": {"200": ok, "401": err, "403": err, "404": err, "503": err}}},
@@ -318,7 +499,11 @@ pub fn openapi_paths() -> Value {
             "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["id"], "properties": {
                 "id": {"type": "integer"}, "prune": {"type": "boolean"}, "dryRun": {"type": "boolean"}}}}}},
             "responses": {"200": ok, "400": err, "401": err, "403": err, "404": err, "409": err}}},
-        "/api/v1/applications/{namespace}/{name}": {"delete": {
+        "/api/v1/applications/{namespace}/{name}": {"put": {
+            "summary": "Replace the application's spec (and labels and annotations, when sent); conditional on metadata.resourceVersion when sent",
+            "parameters": p, "requestBody": {"required": true, "content": app["content"]},
+            "responses": {"200": ok, "400": err, "401": err, "403": err, "404": err, "409": err}},
+          "delete": {
             "summary": "Delete the application; cascade (default true) deletes its resources first",
             "parameters": [p[0], p[1],
                 {"name": "cascade", "in": "query", "required": false, "schema": {"type": "boolean"}},

@@ -77,7 +77,7 @@ fn cluster_view(s: &Server, c: &Cluster, apps: usize, owners: &BTreeMap<String, 
 /// Applications per destination cluster URL, counting only those `who` may see.
 fn apps_per_cluster(s: &Server, who: &Principal, reg: &Registry) -> BTreeMap<String, usize> {
     let policy = s.policy();
-    let visible = crate::rbac::app_visibility(&policy, &who.subject, &who.groups);
+    let visible = crate::rbac::app_visibility(&policy, &s.namespace, &who.subject, &who.groups);
     let mut out = BTreeMap::new();
     s.index.each(|a| {
         let (server, name) = (Some(a.dest_server.as_str()), Some(a.dest_name.as_str()));

@@ -16,6 +16,7 @@ pub mod oidc;
 pub mod project_tokens;
 pub mod query;
 pub mod rbac;
+pub mod scope;
 pub mod session;
 pub mod stream;
 pub mod ui;

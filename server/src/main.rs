@@ -1,5 +1,6 @@
-//! `flotilla-server`: watch Applications and AppProjects in the control-plane namespace and
-//! serve them over `/api/v1` (plus `/metrics`, `/healthz`, `/readyz`) on one address.
+//! `flotilla-server`: watch Applications (in the control-plane namespace, and in those of
+//! `--application-namespaces`) and AppProjects, and serve them over `/api/v1` (plus
+//! `/metrics`, `/healthz`, `/readyz`) on one address.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use flotilla_controller::types::{AppProject, Application};
 use flotilla_core::telemetry::LogFormat;
 use flotilla_server::api::{Server, router};
 use flotilla_server::auth::{Authenticator, bootstrap_admin_token};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -39,6 +40,17 @@ struct Args {
     /// Namespace of the Applications and AppProjects.
     #[arg(long, default_value = "argocd", env = "FLOTILLA_NAMESPACE")]
     namespace: String,
+    /// Further namespaces (comma-separated globs, e.g. team-*) whose Applications are served
+    /// too (Argo CD's --application-namespaces; give the controllers the same list). Such an
+    /// Application may use only a project whose spec.sourceNamespaces lists its namespace; its
+    /// RBAC object is <project>/<namespace>/<name>. Needs cluster-wide access to Applications.
+    #[arg(
+        long,
+        env = "FLOTILLA_APPLICATION_NAMESPACES",
+        value_delimiter = ',',
+        num_args = 0..
+    )]
+    application_namespaces: Vec<String>,
     /// Address of the API (and /metrics, /healthz, /readyz).
     #[arg(long, default_value = "0.0.0.0:8080", env = "FLOTILLA_SERVER_LISTEN")]
     listen: SocketAddr,
@@ -119,7 +131,25 @@ async fn main() -> anyhow::Result<()> {
 
     let (apps, apps_writer) = reflector::store::<Application>();
     let (projects, projects_writer) = reflector::store::<AppProject>();
-    let app_api: Api<Application> = Api::namespaced(control.clone(), &args.namespace);
+    let scope =
+        flotilla_server::scope::AppScope::new(&args.namespace, &args.application_namespaces);
+    // Apps in any namespace: one cluster-wide watch, keeping only the namespaces served (globs
+    // cannot be namespaced watches), as the controllers do.
+    let app_api: Api<Application> = if scope.any_namespace() {
+        tracing::info!(namespaces = ?args.application_namespaces, "serving Applications in further namespaces");
+        Api::all(control.clone())
+    } else {
+        Api::namespaced(control.clone(), &args.namespace)
+    };
+    let in_scope = {
+        let scope = scope.clone();
+        move |a: &Application| {
+            a.metadata
+                .namespace
+                .as_deref()
+                .is_some_and(|n| scope.serves(n))
+        }
+    };
     let project_api: Api<AppProject> = Api::namespaced(control.clone(), &args.namespace);
     let changes = flotilla_server::stream::channel();
     let index = Arc::new(flotilla_server::query::AppIndex::default());
@@ -128,9 +158,19 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(
         reflector::reflector(
             apps_writer,
-            watcher::watcher(app_api, watcher::Config::default()).modify(|a| {
-                a.metadata.managed_fields = None;
-            }),
+            watcher::watcher(app_api, watcher::Config::default())
+                // Another namespace's Application never enters the store.
+                .try_filter(move |ev| {
+                    futures::future::ready(match ev {
+                        watcher::Event::Apply(a)
+                        | watcher::Event::InitApply(a)
+                        | watcher::Event::Delete(a) => in_scope(a),
+                        _ => true,
+                    })
+                })
+                .modify(|a| {
+                    a.metadata.managed_fields = None;
+                }),
         )
         .default_backoff()
         .for_each(move |ev| {
@@ -258,6 +298,7 @@ async fn main() -> anyhow::Result<()> {
         },
         repos: repo_secrets.clone(),
         namespace: args.namespace.clone(),
+        scope,
         index,
         changes,
         memory: Default::default(),

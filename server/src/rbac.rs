@@ -2,7 +2,9 @@
 //! roles (`role:readonly`, `role:admin`), `policy.default`, a caller's subject and groups, globs,
 //! and the AppProjects' roles (`spec.roles[].policies` for `proj:<project>:<role>`, and
 //! `spec.roles[].groups` bound to it), each confined to its own project as Argo CD confines
-//! them; evaluated by casbin with Argo CD's model. Anything not allowed is denied.
+//! them; evaluated by casbin with Argo CD's model. Anything not allowed is denied. An
+//! application's object is Argo CD's `RBACName` ([`AppObject`]): `<project>/<name>` in the
+//! control-plane namespace, `<project>/<namespace>/<name>` elsewhere.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,10 +16,13 @@ use futures::StreamExt;
 
 use crate::api::Server;
 
-/// Argo CD's casbin model: subject (or role), resource, action, object; deny wins.
+/// Argo CD's casbin model: subject (or role), resource, action, object; deny wins. `alt` is a
+/// second name of the same object (a control-plane application's `<project>/<namespace>/<name>`,
+/// see [`AppObject`]; the object itself otherwise): a rule naming either form matches, so an
+/// allow of either grants and a deny of either refuses.
 const MODEL: &str = r#"
 [request_definition]
-r = sub, res, act, obj
+r = sub, res, act, obj, alt
 
 [policy_definition]
 p = sub, res, act, obj, eft
@@ -29,8 +34,70 @@ g = _, _
 e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
 
 [matchers]
-m = g(r.sub, p.sub) && globOrRegexMatch(r.res, p.res) && globOrRegexMatch(r.act, p.act) && globOrRegexMatch(r.obj, p.obj)
+m = g(r.sub, p.sub) && globOrRegexMatch(r.res, p.res) && globOrRegexMatch(r.act, p.act) && (globOrRegexMatch(r.obj, p.obj) || globOrRegexMatch(r.alt, p.obj))
 "#;
+
+/// Argo CD's RBAC object of an application (its `security.RBACName`): `<project>/<name>` for
+/// an app in the control-plane namespace, `<project>/<namespace>/<name>` for one elsewhere
+/// (apps in any namespace). A control-plane app also answers to rules written with its
+/// namespace, `<project>/<control-plane namespace>/<name>`. Globs do not tell the forms apart:
+/// `proj/*` reaches every app of `proj` in every namespace, as in Argo CD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppObject {
+    /// The object the policy is asked about.
+    pub object: String,
+    /// The control-plane app's namespaced form.
+    pub alias: Option<String>,
+}
+
+impl AppObject {
+    /// The object of app `name` of `project` (`default` when empty) in `namespace`, where the
+    /// control plane is `control` (empty: no namespaced forms at all, as before apps in any
+    /// namespace).
+    pub fn new(control: &str, project: &str, namespace: &str, name: &str) -> Self {
+        let project = if project.is_empty() {
+            "default"
+        } else {
+            project
+        };
+        if control.is_empty() || namespace.is_empty() || namespace == control {
+            Self {
+                object: format!("{project}/{name}"),
+                alias: (!control.is_empty()).then(|| format!("{project}/{control}/{name}")),
+            }
+        } else {
+            Self {
+                object: format!("{project}/{namespace}/{name}"),
+                alias: None,
+            }
+        }
+    }
+
+    /// The object of `app`.
+    pub fn of(control: &str, app: &flotilla_controller::types::Application) -> Self {
+        Self::new(
+            control,
+            &app.spec.project,
+            app.metadata.namespace.as_deref().unwrap_or_default(),
+            app.metadata.name.as_deref().unwrap_or_default(),
+        )
+    }
+
+    /// An object as a client writes it (`can-i`): `<project>/<namespace>/<name>` or
+    /// `<project>/<name>` (the control plane's); anything else is taken as it is.
+    pub fn parse(control: &str, object: &str) -> Self {
+        match object.split('/').collect::<Vec<_>>()[..] {
+            [project, name] if !project.is_empty() => Self::new(control, project, control, name),
+            [project, namespace, name] if !project.is_empty() && !namespace.is_empty() => {
+                Self::new(control, project, namespace, name)
+            }
+            _ => Self {
+                object: object.to_string(),
+                alias: None,
+            },
+        }
+    }
+}
 
 /// Argo CD's built-in policy: read-only and admin roles, and the local admin.
 const BUILTIN: &str = "\
@@ -208,7 +275,9 @@ impl Policy {
     }
 
     /// Whether every caller's answer for `act` on `res` object `<project>/<name>` is the same
-    /// for all names of `project`: no rule's object pattern singles out some names. Then one
+    /// for all names of `project`: no rule's object pattern singles out some names (nor
+    /// namespaces: the patterns that reach all or none of `<project>/...` do so for every form
+    /// of [`AppObject`]). Then one
     /// check answers for the whole project (a list of 50,000 apps asks casbin once per project
     /// instead of once per app).
     pub fn name_independent(&self, res: &str, act: &str, project: &str) -> bool {
@@ -219,17 +288,44 @@ impl Policy {
             .all(|(_, _, obj)| reach(obj, project) != Reach::Depends)
     }
 
-    fn allows(&self, sub: &str, res: &str, act: &str, obj: &str) -> bool {
-        self.enforcer.enforce((sub, res, act, obj)).unwrap_or(false)
+    fn allows(&self, sub: &str, res: &str, act: &str, obj: &str, alt: &str) -> bool {
+        self.enforcer
+            .enforce((sub, res, act, obj, alt))
+            .unwrap_or(false)
+    }
+
+    fn can_as(
+        &self,
+        subject: &str,
+        groups: &[String],
+        res: &str,
+        act: &str,
+        obj: &str,
+        alt: &str,
+    ) -> bool {
+        std::iter::once(subject)
+            .chain(groups.iter().map(String::as_str))
+            .chain(self.default_role.as_deref())
+            .any(|s| self.allows(s, res, act, obj, alt))
     }
 
     /// Whether a caller (`subject` and its `groups`) may `act` on `res`/`obj`: any of them, or
     /// the default role, allows it (a deny only outweighs allows for the same subject).
     pub fn can(&self, subject: &str, groups: &[String], res: &str, act: &str, obj: &str) -> bool {
-        std::iter::once(subject)
-            .chain(groups.iter().map(String::as_str))
-            .chain(self.default_role.as_deref())
-            .any(|s| self.allows(s, res, act, obj))
+        self.can_as(subject, groups, res, act, obj, obj)
+    }
+
+    /// [`Self::can`] for an application's object (either of its forms).
+    pub fn can_object(
+        &self,
+        subject: &str,
+        groups: &[String],
+        res: &str,
+        act: &str,
+        obj: &AppObject,
+    ) -> bool {
+        let alt = obj.alias.as_deref().unwrap_or(&obj.object);
+        self.can_as(subject, groups, res, act, &obj.object, alt)
     }
 }
 
@@ -240,6 +336,8 @@ pub struct AppVisibility<'a> {
     policy: &'a Policy,
     subject: &'a str,
     groups: &'a [String],
+    /// The control-plane namespace (see [`AppObject::new`]).
+    control: &'a str,
     per_project: std::cell::RefCell<std::collections::HashMap<String, Option<bool>>>,
 }
 
@@ -249,17 +347,25 @@ impl<'a> AppVisibility<'a> {
             policy,
             subject,
             groups,
+            control: "",
             per_project: Default::default(),
         }
     }
 
-    fn ask(&self, project: &str, name: &str) -> bool {
-        self.policy.can(
+    /// Apps outside `control` (the control-plane namespace) are asked about as
+    /// `<project>/<namespace>/<name>`.
+    pub fn control_namespace(mut self, control: &'a str) -> Self {
+        self.control = control;
+        self
+    }
+
+    fn ask(&self, project: &str, namespace: &str, name: &str) -> bool {
+        self.policy.can_object(
             self.subject,
             self.groups,
             "applications",
             "get",
-            &format!("{project}/{name}"),
+            &AppObject::new(self.control, project, namespace, name),
         )
     }
 }
@@ -269,11 +375,12 @@ impl crate::query::Visibility for AppVisibility<'_> {
         if let Some(answer) = self.per_project.borrow().get(project) {
             return *answer;
         }
-        // Any name answers for all of them when none is singled out.
+        // Any name answers for all of them when none is singled out (in any namespace: every
+        // form of the object starts with "<project>/").
         let answer = self
             .policy
             .name_independent("applications", "get", project)
-            .then(|| self.ask(project, "any"));
+            .then(|| self.ask(project, self.control, "any"));
         self.per_project
             .borrow_mut()
             .insert(project.to_string(), answer);
@@ -282,17 +389,18 @@ impl crate::query::Visibility for AppVisibility<'_> {
 
     fn app(&self, a: &crate::query::AppSummary) -> bool {
         self.whole_project(&a.project)
-            .unwrap_or_else(|| self.ask(&a.project, &a.name))
+            .unwrap_or_else(|| self.ask(&a.project, &a.namespace, &a.name))
     }
 }
 
 /// [`AppVisibility`] as a closure.
 pub fn app_visibility<'a>(
     policy: &'a Policy,
+    control: &'a str,
     subject: &'a str,
     groups: &'a [String],
 ) -> impl Fn(&crate::query::AppSummary) -> bool + 'a {
-    let v = AppVisibility::new(policy, subject, groups);
+    let v = AppVisibility::new(policy, subject, groups).control_namespace(control);
     move |a| crate::query::Visibility::app(&v, a)
 }
 
@@ -508,6 +616,149 @@ mod tests {
         assert!(
             !p.can("alice", &[], "applications", "delete", "team-a/web"),
             "the overlay's deny is in force"
+        );
+    }
+
+    #[test]
+    fn app_objects_are_argo_cds_rbac_names() {
+        let obj = |o: &str, a: Option<&str>| AppObject {
+            object: o.into(),
+            alias: a.map(str::to_string),
+        };
+        assert_eq!(
+            AppObject::new("argocd", "p", "argocd", "web"),
+            obj("p/web", Some("p/argocd/web"))
+        );
+        assert_eq!(
+            AppObject::new("argocd", "", "team-a", "web"),
+            obj("default/team-a/web", None)
+        );
+        assert_eq!(
+            AppObject::new("argocd", "p", "", "web"),
+            obj("p/web", Some("p/argocd/web"))
+        );
+        // No control plane known: the plain form only (as before apps in any namespace).
+        assert_eq!(AppObject::new("", "p", "team-a", "web"), obj("p/web", None));
+        // As a client writes them (can-i).
+        assert_eq!(
+            AppObject::parse("argocd", "p/web"),
+            obj("p/web", Some("p/argocd/web"))
+        );
+        assert_eq!(
+            AppObject::parse("argocd", "p/argocd/web"),
+            obj("p/web", Some("p/argocd/web"))
+        );
+        assert_eq!(
+            AppObject::parse("argocd", "p/team-a/web"),
+            obj("p/team-a/web", None)
+        );
+        assert_eq!(AppObject::parse("argocd", "*"), obj("*", None));
+    }
+
+    #[tokio::test]
+    async fn rules_reach_apps_in_other_namespaces_by_their_namespaced_object() {
+        let p = Policy::new(
+            "p, role:a, applications, get, teams/team-a/*, allow\n\
+             p, role:any, applications, get, teams/*, allow\n\
+             p, role:cp, applications, get, teams/argocd/*, allow\n\
+             p, role:cp, applications, sync, teams/*, allow\n\
+             p, role:cp, applications, sync, teams/argocd/frozen, deny\n\
+             p, role:legacy, applications, get, teams/web, allow\n\
+             g, alice, role:a\ng, bob, role:any\ng, carol, role:cp\ng, dave, role:legacy\n",
+            None,
+        )
+        .await
+        .expect("policy");
+        let can = |who: &str, act: &str, ns: &str, name: &str| {
+            p.can_object(
+                who,
+                &[],
+                "applications",
+                act,
+                &AppObject::new("argocd", "teams", ns, name),
+            )
+        };
+        // A namespace's rule reaches that namespace only.
+        assert!(can("alice", "get", "team-a", "web"));
+        assert!(!can("alice", "get", "team-b", "web"));
+        assert!(!can("alice", "get", "argocd", "web"));
+        // `<project>/*` reaches the project's apps in every namespace (as in Argo CD).
+        for ns in ["argocd", "team-a", "team-b"] {
+            assert!(can("bob", "get", ns, "web"), "{ns}");
+        }
+        // The control plane's apps answer to rules naming its namespace too, denies included.
+        assert!(can("carol", "get", "argocd", "web"));
+        assert!(!can("carol", "get", "team-a", "web"));
+        assert!(can("carol", "sync", "argocd", "web"));
+        assert!(
+            !can("carol", "sync", "argocd", "frozen"),
+            "deny by its namespaced form"
+        );
+        assert!(can("carol", "sync", "team-a", "frozen"));
+        // And still to `<project>/<name>`, which does not reach another namespace's app.
+        assert!(can("dave", "get", "argocd", "web"));
+        assert!(!can("dave", "get", "team-a", "web"));
+        // Plain objects keep their meaning.
+        assert!(p.can("carol", &[], "applications", "get", "teams/argocd/x"));
+        assert!(!p.can("carol", &[], "applications", "get", "teams/x"));
+    }
+
+    #[tokio::test]
+    async fn a_list_in_any_namespace_equals_the_list_app_by_app() {
+        use crate::query::{AppIndex, ByApp, ListQuery, Page};
+        let policy = Policy::new(
+            "p, role:a, applications, get, teams/team-a/*, allow\n\
+             p, role:a, applications, get, ops/*, allow\n\
+             p, role:a, applications, get, ops/team-b/*, deny\n\
+             g, devs, role:a\n",
+            None,
+        )
+        .await
+        .expect("policy");
+        let index = AppIndex::default();
+        for ns in ["argocd", "team-a", "team-b"] {
+            for project in ["teams", "ops", "other"] {
+                let app: flotilla_controller::types::Application =
+                    serde_json::from_value(serde_json::json!({
+                    "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                    "metadata": {"name": format!("{project}-app"), "namespace": ns},
+                    "spec": {"project": project, "destination": {"name": "c", "namespace": "x"}}}))
+                    .expect("app");
+                index.upsert(&app);
+            }
+        }
+        let groups = vec!["devs".to_string()];
+        let names = |p: &Page| {
+            p.items
+                .iter()
+                .map(|s| format!("{}/{}", s.namespace, s.name))
+                .collect::<Vec<_>>()
+        };
+        let q = ListQuery::default();
+        let fast = index
+            .page(
+                &q,
+                &AppVisibility::new(&policy, "alice", &groups).control_namespace("argocd"),
+            )
+            .expect("page");
+        let slow = index
+            .page(
+                &q,
+                &ByApp(|s: &crate::query::AppSummary| {
+                    policy.can_object(
+                        "alice",
+                        &groups,
+                        "applications",
+                        "get",
+                        &AppObject::new("argocd", &s.project, &s.namespace, &s.name),
+                    )
+                }),
+            )
+            .expect("page");
+        assert_eq!(names(&fast), names(&slow));
+        assert_eq!(
+            names(&fast),
+            ["argocd/ops-app", "team-a/ops-app", "team-a/teams-app"]
         );
     }
 

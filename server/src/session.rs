@@ -597,7 +597,17 @@ async fn can_i(
     let resp = match s.auth.authenticate(&headers).await {
         Err(e) => unauthenticated(e),
         Ok(who) => {
-            let yes = s.can(&who, &resource, &action, &object);
+            // An application's object in either of Argo CD's forms (`<project>/<name>`, or
+            // `<project>/<namespace>/<name>`) is asked about as the API checks that app.
+            let yes = if resource == "applications" {
+                s.can_app(
+                    &who,
+                    &action,
+                    &crate::rbac::AppObject::parse(&s.namespace, &object),
+                )
+            } else {
+                s.can(&who, &resource, &action, &object)
+            };
             Json(json!({"value": if yes { "yes" } else { "no" }})).into_response()
         }
     };

@@ -190,11 +190,15 @@ async fn applications(
             let show = match &change {
                 Change::Upsert { application: a } | Change::Delete { application: a } => {
                     passes(a, &st.q).unwrap_or(false)
-                        && st.server.can(
+                        && st.server.can_app(
                             &st.who,
-                            "applications",
                             "get",
-                            &format!("{}/{}", a.project, a.name),
+                            &crate::rbac::AppObject::new(
+                                &st.server.namespace,
+                                &a.project,
+                                &a.namespace,
+                                &a.name,
+                            ),
                         )
                 }
                 Change::Resync => true,

@@ -545,6 +545,33 @@ fn the_chart_lints_and_renders_hardened_objects_for_every_values_set() -> Result
         "ClusterRoleBinding",
         "flotilla-controller-applications",
     )?;
+    // The API server serves the same namespaces, with its own ClusterRole for them (none
+    // without the value).
+    ensure!(has_arg(
+        container(named(&anyns, "Deployment", "flotilla-server")?)?,
+        "--application-namespaces=team-*,apps"
+    ));
+    ensure!(
+        !container(named(&objs, "Deployment", "flotilla-server")?)?["args"]
+            .to_string()
+            .contains("--application-namespaces")
+            && !of_kind(&objs, "ClusterRole")
+                .iter()
+                .any(|r| r["metadata"]["name"] == "flotilla-server-applications")
+    );
+    let role = named(&anyns, "ClusterRole", "flotilla-server-applications")?;
+    ensure!(
+        role["rules"][0]["resources"] == json!(["applications"])
+            && role["rules"][0]["verbs"]
+                == json!(["get", "list", "watch", "create", "patch", "delete"])
+            && role["rules"][2]["resources"] == json!(["events"]),
+        "{role}"
+    );
+    let binding = named(&anyns, "ClusterRoleBinding", "flotilla-server-applications")?;
+    ensure!(
+        binding["subjects"][0]["name"] == "flotilla-server",
+        "{binding}"
+    );
     // Side by side with Argo CD: the selection flags.
     let side = render(
         "flotilla",
@@ -905,6 +932,8 @@ const SERVER_GRANTS: &[&str] = &[
     "watch argoproj.io/applications",
     "patch argoproj.io/applications",
     "delete argoproj.io/applications",
+    // Applications created through the API.
+    "create argoproj.io/applications",
     "patch argoproj.io/applications/status",
     // Stores, and project role tokens (recorded in spec.roles[].jwtTokens).
     "get argoproj.io/appprojects",
@@ -1571,6 +1600,19 @@ async fn chart_objects_apply_and_the_binaries_run_with_the_charts_args() -> Resu
     .await?;
     ensure!(code == 200, "delete through the API: {code} {body}");
     wait_deleted(&fleet, "gone").await?;
+    // An Application created through the API.
+    let made = json!({"metadata": {"name": "made", "namespace": NS},
+        "spec": {"project": "default",
+                 "source": {"repoURL": fleet.git.url(), "targetRevision": "main", "path": "web"},
+                 "destination": {"name": "cluster-002", "namespace": "made"}}});
+    let (code, body) = http_post(
+        &api,
+        "/api/v1/applications",
+        &auth,
+        made.to_string().as_bytes(),
+    )
+    .await?;
+    ensure!(code == 200, "create through the API: {code} {body}");
 
     // The dashboard and the HPAs only name metrics the binaries export.
     let mut texts = Vec::new();

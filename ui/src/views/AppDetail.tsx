@@ -29,7 +29,9 @@ export function AppDetail(props: { ns: string; name: string }) {
   const data = useAppData(ns, name);
   const { app } = data;
   const project = app ? app.spec.project || 'default' : null;
-  const object = project ? `${project}/${name}` : null;
+  // Argo CD's RBAC object with the app's namespace (the server reads a control-plane app's as
+  // <project>/<name> too), so apps outside the control plane are asked about as the API checks them.
+  const object = project ? `${project}/${ns}/${name}` : null;
   const canSync = useCanI('applications', 'sync', object);
   const canGet = useCanI('applications', 'get', object);
   const [syncOpen, setSyncOpen] = useState(false);
