@@ -231,6 +231,9 @@ impl Api_ {
         api: &str,
         r: Option<&SecretRef>,
     ) -> Result<Self, InputError> {
+        if let Some(why) = ctx.cfg.scm_providers.refusal(api) {
+            return Err(unavailable(why));
+        }
         Ok(Self {
             kind,
             base: base_url(kind, api)?,

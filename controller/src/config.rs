@@ -70,6 +70,8 @@ pub struct ControllerConfig {
     pub selection: crate::selection::AppSelection,
     /// Reconcile ApplicationSets (off side by side with Argo CD, whose controller keeps them).
     pub applicationsets: bool,
+    /// Which SCM provider APIs the scmProvider and pullRequest generators may call.
+    pub scm_providers: ScmProviderPolicy,
     /// Export Argo CD's metric names too, or instead of Flotilla's (`--argocd-metrics`).
     pub argocd_metrics: crate::metrics_argocd::ArgoCdMetrics,
 }
@@ -188,8 +190,50 @@ impl Default for ControllerConfig {
             operations: Default::default(),
             selection: Default::default(),
             applicationsets: true,
+            scm_providers: Default::default(),
             argocd_metrics: Default::default(),
         }
+    }
+}
+
+/// Argo CD's `applicationsetcontroller.enable.scm.providers` and
+/// `applicationsetcontroller.allowed.scm.providers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScmProviderPolicy {
+    /// False: the scmProvider and pullRequest generators are refused.
+    pub enabled: bool,
+    /// When not empty, a generator's custom `api` URL must be one of these (the public
+    /// github.com / gitlab.com APIs, used when `api` is empty, are always allowed, as in Argo CD).
+    pub allowed: Vec<String>,
+}
+
+impl Default for ScmProviderPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allowed: Vec::new(),
+        }
+    }
+}
+
+impl ScmProviderPolicy {
+    /// Why a generator with this `api` URL may not run, if it may not.
+    pub fn refusal(&self, api: &str) -> Option<String> {
+        if !self.enabled {
+            return Some("SCM providers are disabled (--no-scm-providers)".into());
+        }
+        let norm = |u: &str| u.trim().trim_end_matches('/').to_string();
+        if api.is_empty()
+            || self.allowed.is_empty()
+            || self.allowed.iter().any(|a| norm(a) == norm(api))
+        {
+            return None;
+        }
+        Some(format!(
+            "SCM provider {} is not allowed (--allowed-scm-providers: {})",
+            crate::redact::redact_url(api),
+            self.allowed.join(", ")
+        ))
     }
 }
 
@@ -230,6 +274,25 @@ impl ControllerConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn scm_provider_policy_as_argo_cd() {
+        let open = ScmProviderPolicy::default();
+        assert_eq!(open.refusal("https://ghe.example.com"), None);
+        let list = ScmProviderPolicy {
+            enabled: true,
+            allowed: vec!["https://ghe.example.com/".into()],
+        };
+        assert_eq!(list.refusal(""), None, "the public API is always allowed");
+        assert_eq!(list.refusal("https://ghe.example.com"), None);
+        let why = list.refusal("https://evil.example.com").expect("refused");
+        assert!(why.contains("not allowed"), "{why}");
+        let off = ScmProviderPolicy {
+            enabled: false,
+            allowed: Vec::new(),
+        };
+        assert!(off.refusal("").is_some());
+    }
     use super::*;
 
     #[test]

@@ -79,6 +79,20 @@ struct Args {
     /// here: Argo CD's ApplicationSet controller keeps them).
     #[arg(long, env = "FLOTILLA_NO_APPLICATIONSETS")]
     no_applicationsets: bool,
+    /// Refuse the ApplicationSet scmProvider and pullRequest generators (Argo CD's
+    /// applicationsetcontroller.enable.scm.providers: false).
+    #[arg(long, env = "FLOTILLA_NO_SCM_PROVIDERS")]
+    no_scm_providers: bool,
+    /// The only custom SCM API URLs (a generator's `api`) ApplicationSets may call, comma
+    /// separated; empty: any (Argo CD's applicationsetcontroller.allowed.scm.providers). The
+    /// public github.com and gitlab.com APIs are always allowed.
+    #[arg(
+        long,
+        env = "FLOTILLA_ALLOWED_SCM_PROVIDERS",
+        value_delimiter = ',',
+        num_args = 0..
+    )]
+    allowed_scm_providers: Vec<String>,
     /// The repo-servers: http://host:port[,http://host2:port...], or dns:///name:port to use
     /// every address of a (headless Service) name, re-resolved every 10 s.
     #[arg(
@@ -306,6 +320,15 @@ async fn main() -> anyhow::Result<()> {
             .filter(|g| !g.is_empty())
             .collect(),
         applicationsets: !args.no_applicationsets,
+        scm_providers: flotilla_controller::config::ScmProviderPolicy {
+            enabled: !args.no_scm_providers,
+            allowed: args
+                .allowed_scm_providers
+                .iter()
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect(),
+        },
         selection: flotilla_controller::selection::AppSelection::new(
             args.application_selector.as_deref(),
             args.application_projects.clone(),

@@ -627,3 +627,44 @@ async fn pull_request_sets_follow_open_pull_requests() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_scm_api_outside_the_allow_list_is_never_called() -> Result<()> {
+    let fake = ScmApi::start(fake_state()).await?;
+    let fleet = Fleet::start(FleetConfig {
+        controller_args: vec![
+            "--allowed-scm-providers".into(),
+            "https://ghe.example.com/".into(),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    token_secret(&fleet).await?;
+    fleet
+        .apply(&set(
+            "elsewhere",
+            false,
+            json!({"pullRequest": {
+                "github": {"owner": "acme", "repo": "svc-a", "api": fake.url(),
+                           "tokenRef": {"secretName": "scm-token", "key": "github"}}}}),
+            json!({"name": "pr-{{number}}"}),
+        )?)
+        .await?;
+    eventually(
+        "refused by the allow-list",
+        Duration::from_secs(30),
+        || async {
+            Ok(condition(&fleet, "elsewhere", "ErrorOccurred")
+                .await?
+                .filter(|(s, m)| s == "True" && m.contains("not allowed"))
+                .map(|_| ()))
+        },
+    )
+    .await?;
+    ensure!(
+        fake.requests_matching("/").is_empty(),
+        "no request reached the API: {:?}",
+        fake.requests_matching("/")
+    );
+    Ok(())
+}

@@ -39,7 +39,7 @@ pub(crate) fn generate(
         return Err(invalid("configMapRef is required".into()));
     }
     let by_selector = !g.label_selector.is_empty();
-    if g.name.is_empty() == !by_selector {
+    if g.name.is_empty() != by_selector {
         return Err(invalid(
             "choose either name or labelSelector (exactly one of them)".into(),
         ));
