@@ -164,6 +164,16 @@ impl LiveInputs {
                 message: e.to_string(),
             })
             .inspect(|paths| {
+                // The Applications generated from this listing resolve the same branch through
+                // the controller's revision cache: teach it the commit the listing came from, so
+                // a new directory is not "missing" for them until the cache expires.
+                if !paths.commit.is_empty() {
+                    self.handle.block_on(self.ctx.manifests.revisions().put(
+                        repo,
+                        revision,
+                        &paths.commit,
+                    ));
+                }
                 if let Ok(mut m) = self.listings.lock() {
                     m.insert(key, paths.clone());
                 }

@@ -518,6 +518,36 @@ fn the_chart_lints_and_renders_hardened_objects_for_every_values_set() -> Result
         .cloned()
         .collect();
     ensure!(rendered == printed, "chart CRDs differ from --print-crds");
+    // ApplicationSets: the SCM allow-list flag, and read access for a clusterDecisionResource
+    // generator (its ConfigMap by name, its resources) only when asked for.
+    let dir = tempfile::tempdir()?;
+    let values = dir.path().join("appsets.yaml");
+    std::fs::write(
+        &values,
+        "controller:\n  allowedScmProviders: [https://ghe.example.com]\n  clusterDecisionResources:\n  - {configMap: ocm, apiGroup: cluster.open-cluster-management.io, resource: placementdecisions}\n",
+    )?;
+    let appsets = render("flotilla", &[values], &[])?;
+    ensure!(has_arg(
+        container(named(&appsets, "Deployment", "flotilla-controller")?)?,
+        "--allowed-scm-providers=https://ghe.example.com"
+    ));
+    let role = named(&appsets, "Role", "flotilla-controller")?;
+    let rules = role["rules"].as_array().context("rules")?;
+    ensure!(
+        rules.iter().any(|r| r["resources"] == json!(["configmaps"])
+            && r["resourceNames"] == json!(["ocm"])
+            && r["verbs"] == json!(["get"]))
+            && rules.iter().any(|r| r["apiGroups"]
+                == json!(["cluster.open-cluster-management.io"])
+                && r["resources"] == json!(["placementdecisions"])
+                && r["verbs"] == json!(["list"])),
+        "{role}"
+    );
+    ensure!(
+        !named(&objs, "Role", "flotilla-controller")?
+            .to_string()
+            .contains("placementdecisions")
+    );
     // Apps in any namespace: the flag, and a ClusterRole to watch Applications everywhere
     // (none by default).
     ensure!(
