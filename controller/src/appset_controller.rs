@@ -306,6 +306,9 @@ impl Inputs for LiveInputs {
     }
 }
 
+/// Applications a set writes at once.
+const APPLY_CONCURRENCY: usize = 16;
+
 /// At most this many clusterDecisionResource objects are read per generator.
 const MAX_DECISION_RESOURCES: usize = 1_000;
 
@@ -759,6 +762,7 @@ async fn reconcile_set(
         .collect();
     let mut errors = Vec::new();
     let mut wanted = BTreeSet::new();
+    let mut writes = Vec::new();
     for app in &desired.apps {
         let app_name = app["metadata"]["name"]
             .as_str()
@@ -784,9 +788,27 @@ async fn reconcile_set(
         if update && !policy.allow_update() {
             continue;
         }
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        match apps.patch(&app_name, &params, &Patch::Apply(&app)).await {
-            Ok(_) => {
+        writes.push((app_name, app, update));
+    }
+    // Written a few at a time: a new set of thousands is not one request after another.
+    let results: Vec<(String, bool, Result<(), kube::Error>)> =
+        futures::stream::iter(writes.into_iter().map(|(app_name, app, update)| {
+            let apps = apps.clone();
+            async move {
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                let r = apps
+                    .patch(&app_name, &params, &Patch::Apply(&app))
+                    .await
+                    .map(|_| ());
+                (app_name, update, r)
+            }
+        }))
+        .buffer_unordered(APPLY_CONCURRENCY)
+        .collect()
+        .await;
+    for (app_name, update, r) in results {
+        match r {
+            Ok(()) => {
                 let action = if update { "updated" } else { "created" };
                 metrics
                     .writes
@@ -838,6 +860,9 @@ async fn reconcile_set(
             }
         }
     }
+    // Stable across passes (writes finish in any order): the condition and its Event follow
+    // the error, not the timing.
+    errors.sort();
     let result = if errors.is_empty() {
         metrics
             .reconciles
