@@ -34,6 +34,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::context::Context;
 use crate::ignore::IgnoreRule;
@@ -308,6 +309,8 @@ impl Inputs for LiveInputs {
 
 /// Applications a set writes at once.
 const APPLY_CONCURRENCY: usize = 16;
+/// Sets reconciled at once by one replica.
+const SET_CONCURRENCY: usize = 4;
 
 /// At most this many clusterDecisionResource objects are read per generator.
 const MAX_DECISION_RESOURCES: usize = 1_000;
@@ -1060,8 +1063,8 @@ pub async fn run(
         tracing::error!("the ApplicationSet watch ended before its first list");
         return;
     }
-    // Per set: the generation last reconciled and when to look again.
-    let mut state: HashMap<String, (i64, Instant)> = HashMap::new();
+    // Per set: the generation last reconciled, when to look again, and its Applications.
+    let mut state: HashMap<String, (i64, Instant, usize)> = HashMap::new();
     let mut secrets_version = String::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1081,8 +1084,8 @@ pub async fn run(
         secrets_version = sv;
         let sets = reader.state();
         let mut owned = 0i64;
-        let mut generated = 0i64;
         let mut keep = BTreeSet::new();
+        let mut due_sets = Vec::new();
         for set in sets.iter() {
             let ns = set.metadata.namespace.clone().unwrap_or_default();
             let name = set.metadata.name.clone().unwrap_or_default();
@@ -1107,50 +1110,68 @@ pub async fn run(
             let due = asked
                 || match state.get(&key) {
                     None => true,
-                    Some((seen, at)) => {
+                    Some((seen, at, _)) => {
                         *seen != generation || Instant::now() >= *at || secrets_changed
                     }
                 };
             if !due {
                 continue;
             }
-            let span = tracing::info_span!("appset", set = %format!("{ns}/{name}"));
-            let _g = span.enter();
-            let outcome = reconcile_set(&ctx, &control, set, &secrets, &metrics).await;
-            if let Err(e) = &outcome.result {
-                // Once per new error, not on every retry of the same one.
-                let known = set.data["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| {
-                        c["type"] == "ErrorOccurred"
-                            && c["status"] == "True"
-                            && c["message"] == e.as_str()
-                    });
-                if !known {
-                    ctx.events
-                        .emit_about(set_ref(set), true, "ErrorOccurred", e.clone());
+            due_sets.push((key, set.clone(), generation, asked));
+        }
+        // A few sets at a time: a cluster Secret change makes every set due at once.
+        let done: Vec<(String, i64, usize, Duration)> = futures::stream::iter(due_sets)
+            .map(|(key, set, generation, asked)| {
+                let (ctx, control, secrets, metrics) = (&ctx, &control, &secrets, &metrics);
+                let ns = set.metadata.namespace.clone().unwrap_or_default();
+                let name = set.metadata.name.clone().unwrap_or_default();
+                let span = tracing::info_span!("appset", set = %format!("{ns}/{name}"));
+                async move {
+                    let outcome = reconcile_set(ctx, control, &set, secrets, metrics).await;
+                    if let Err(e) = &outcome.result {
+                        // Once per new error, not on every retry of the same one.
+                        let known = set.data["status"]["conditions"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|c| {
+                                c["type"] == "ErrorOccurred"
+                                    && c["status"] == "True"
+                                    && c["message"] == e.as_str()
+                            });
+                        if !known {
+                            ctx.events
+                                .emit_about(set_ref(&set), true, "ErrorOccurred", e.clone());
+                        }
+                    }
+                    write_status(control, &set, &outcome).await;
+                    if asked {
+                        let patch =
+                            json!({"metadata": {"annotations": {REFRESH_ANNOTATION: null}}});
+                        let api: Api<DynamicObject> =
+                            Api::namespaced_with(control.clone(), &ns, &appset_resource());
+                        if let Err(e) = api
+                            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                        {
+                            tracing::warn!(error = %e, "could not clear the ApplicationSet's refresh annotation");
+                        }
+                    }
+                    (key, generation, outcome.apps.len(), outcome.requeue)
                 }
-            }
-            generated += outcome.apps.len() as i64;
-            write_status(&control, set, &outcome).await;
-            if asked {
-                let patch = json!({"metadata": {"annotations": {REFRESH_ANNOTATION: null}}});
-                let api: Api<DynamicObject> =
-                    Api::namespaced_with(control.clone(), &ns, &appset_resource());
-                if let Err(e) = api
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not clear the ApplicationSet's refresh annotation");
-                }
-            }
-            state.insert(key, (generation, Instant::now() + outcome.requeue));
+                .instrument(span)
+            })
+            .buffer_unordered(SET_CONCURRENCY)
+            .collect()
+            .await;
+        for (key, generation, apps, requeue) in done {
+            state.insert(key, (generation, Instant::now() + requeue, apps));
         }
         state.retain(|k, _| keep.contains(k));
         metrics.owned_sets.set(owned);
-        metrics.applications.set(generated);
+        metrics
+            .applications
+            .set(state.values().map(|(_, _, n)| *n as i64).sum());
     }
 }
 
