@@ -391,8 +391,9 @@ pub struct QueueEvents {
 impl CacheEvents for QueueEvents {
     fn objects_changed(&self, apps: Vec<AppKey>) {
         if let Some(ctx) = self.ctx.upgrade() {
+            // A live object changed (a workload became ready): a status-only compare, urgent.
             for app in apps {
-                ctx.queue.add(app, Level::Compare);
+                ctx.queue.add_urgent(app, Level::Compare);
             }
         }
     }

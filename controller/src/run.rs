@@ -398,6 +398,19 @@ pub async fn run(
         events,
     });
     crate::metrics_argocd::attach(&ctx);
+    // Fairness in the queue: an app's group is its destination cluster (server, else name).
+    {
+        let apps = ctx.apps.clone();
+        ctx.queue.set_grouper(move |k: &AppKey| {
+            let app =
+                apps.get(&kube::runtime::reflector::ObjectRef::new(&k.name).within(&k.namespace));
+            let d = app.as_ref().map(|a| &a.spec.destination);
+            Arc::from(
+                d.and_then(|d| d.server.as_deref().or(d.name.as_deref()))
+                    .unwrap_or_default(),
+            )
+        });
+    }
     let mut tasks = Vec::new();
 
     // Applications: reconcile on spec/operation changes, refresh requests and deletion.
@@ -501,7 +514,14 @@ pub async fn run(
                                 ctx.update_memo(&key, |m| m.refresh_requested = Some(now));
                             }
                             if t.fires_after(seen.get(&key)) {
-                                ctx.queue.add(key.clone(), Level::Refresh);
+                                // An app seen before changed (a refresh asked, a sync, an
+                                // edit): urgent; a new one (or the first list) is bulk.
+                                let lane = if seen.contains_key(&key) {
+                                    crate::queue::Lane::Urgent
+                                } else {
+                                    crate::queue::Lane::Bulk
+                                };
+                                ctx.queue.add_in(key.clone(), Level::Refresh, lane);
                                 keys_dirty.notify_one();
                             }
                             seen.insert(key, t);
@@ -796,7 +816,14 @@ pub async fn run(
                 if let Some((delay, next_level)) =
                     schedule(&ctx, &key, level, &res, started.elapsed())
                 {
-                    ctx.queue.add_after(key, next_level, delay);
+                    // A follow-up of work under way (the next wave of a sync, self-heal)
+                    // is urgent; periodic refreshes and backoffs are bulk.
+                    let lane = if next_level == Level::Compare {
+                        crate::queue::Lane::Urgent
+                    } else {
+                        crate::queue::Lane::Bulk
+                    };
+                    ctx.queue.add_after_in(key, next_level, lane, delay);
                 }
             }
         }));
