@@ -164,7 +164,7 @@ impl ManifestMetrics {
         let m = Self::default();
         registry.register(
             "flotilla_manifest_cache",
-            "Manifest lookups by outcome (hit-memory, hit-shared, miss)",
+            "Manifest lookups by outcome (hit-memory, hit-shared, miss; reused: the app's manifest-generate-paths did not change since its last render)",
             m.cache.clone(),
         );
         registry.register(
@@ -174,7 +174,7 @@ impl ManifestMetrics {
         );
         registry.register(
             "flotilla_repo_rpc_seconds",
-            "Duration of calls to the repo-server, by outcome (resolve, generate, error)",
+            "Duration of calls to the repo-server, by outcome (resolve, generate, paths, error)",
             m.rpc_seconds.clone(),
         );
         registry.register(
@@ -651,6 +651,58 @@ impl ManifestClient {
             .store(&base, &app_key, &rendered, resp.app_specific);
         self.outcome("miss", started);
         Ok(rendered)
+    }
+
+    /// Argo CD's `UpdateRevisionForPaths`: whether anything under `paths` (from the root)
+    /// differs between the Git commits `old` and `new` of `repo` (asked of a repo-server, which
+    /// checks the credentials as for a render and compares tree ids).
+    pub async fn paths_changed(
+        &self,
+        repo: pb::Repository,
+        old: &str,
+        new: &str,
+        paths: Vec<String>,
+    ) -> Result<bool, ManifestError> {
+        let started = Instant::now();
+        self.metrics.rpc_in_flight.inc();
+        let url = repo.url.clone();
+        let req = pb::UpdateRevisionForPathsRequest {
+            repo: Some(repo),
+            synced_commit: old.to_string(),
+            commit: new.to_string(),
+            paths,
+        };
+        let res = self
+            .pool
+            .call(&url, |mut c| {
+                let req = self.pool.request(req.clone());
+                async move { c.update_revision_for_paths(req).await }
+            })
+            .instrument(tracing::info_span!(
+                "repo_server.update_revision_for_paths",
+                repo = %redact_url(&url)
+            ))
+            .await;
+        self.metrics.rpc_in_flight.dec();
+        match res {
+            Ok(r) => {
+                self.observe("paths", started);
+                Ok(r.into_inner().changes)
+            }
+            Err(e) => {
+                self.observe("error", started);
+                Err(from_pool(e))
+            }
+        }
+    }
+
+    /// Count a render reused because the app's paths did not change (`reused` in
+    /// `flotilla_manifest_cache`).
+    pub fn count_reuse(&self) {
+        self.metrics
+            .cache
+            .get_or_create(&OutcomeLabels { outcome: "reused" })
+            .inc();
     }
 
     /// What the ApplicationSet git generator reads from `repo_url` at `revision` (resolved

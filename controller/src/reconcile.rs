@@ -637,7 +637,14 @@ pub(crate) async fn desired(
             .await?;
         resolved.push((repo, wire, commit));
     }
-    // 2. Every source but the ref-only ones rendered, with the ref sources it reads at their
+    // 2. Argo CD's UpdateRevisionForPaths: an app that declares the paths its manifests
+    // depend on (manifest-generate-paths), whose spec is unchanged and whose paths did not
+    // change between its last render's commit and the new one, moves to the new commit with
+    // that render instead of rendering again (a monorepo commit renders only what it touched).
+    if let Some(reused) = reuse_render(ctx, app, key, level, pins, &fp, &all, &resolved).await {
+        return Ok(reused);
+    }
+    // 3. Every source but the ref-only ones rendered, with the ref sources it reads at their
     // commits.
     let mut revisions: Vec<String> = resolved.iter().map(|(_, _, c)| c.clone()).collect();
     for (i, src) in all.iter().enumerate() {
@@ -697,6 +704,77 @@ pub(crate) async fn desired(
         ctx.update_memo(key, |m| m.desired = Some(memo.clone()));
     }
     Ok(memo)
+}
+
+/// The last render of a single-source Git app carried to `resolved`'s new commit when its
+/// `manifest-generate-paths` did not change (see [`desired`]); `None`: render.
+#[allow(clippy::too_many_arguments)]
+async fn reuse_render(
+    ctx: &Context,
+    app: &Application,
+    key: &AppKey,
+    level: Level,
+    pins: Option<&[String]>,
+    fp: &str,
+    all: &[ApplicationSource],
+    resolved: &[(
+        flotilla_proto::repo::v1::Repository,
+        flotilla_proto::repo::v1::ApplicationSource,
+        String,
+    )],
+) -> Option<DesiredMemo> {
+    if level == Level::Hard || pins.is_some() || multi_source(app) {
+        return None;
+    }
+    let ([src], [(repo, wire, commit)]) = (all, resolved) else {
+        return None;
+    };
+    if src.chart.is_some() || !wire.chart.is_empty() {
+        return None;
+    }
+    let annotation = app
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(crate::webhook::MANIFEST_PATHS_ANNOTATION)?;
+    // Globs cannot be compared by tree id: those apps render.
+    if annotation.contains(['*', '?', '[', '{']) {
+        return None;
+    }
+    let dirs = crate::webhook::manifest_dirs(annotation, src.path.as_deref().unwrap_or(""));
+    if dirs.is_empty() {
+        return None;
+    }
+    let prev = ctx.memo(key).desired.filter(|d| d.fingerprint == fp)?;
+    let [old] = prev.revisions.as_slice() else {
+        return None;
+    };
+    if old == commit {
+        return None;
+    }
+    match ctx
+        .manifests
+        .paths_changed(repo.clone(), old, commit, dirs)
+        .await
+    {
+        Ok(false) => {
+            ctx.manifests.count_reuse();
+            let memo = DesiredMemo {
+                fingerprint: fp.to_string(),
+                revisions: vec![commit.clone()],
+                objects: prev.objects.clone(),
+                source_type: prev.source_type.clone(),
+            };
+            ctx.update_memo(key, |m| m.desired = Some(memo.clone()));
+            tracing::debug!(app = %key, from = %old, to = %commit, "paths unchanged: render reused");
+            Some(memo)
+        }
+        Ok(true) => None,
+        Err(e) => {
+            tracing::debug!(app = %key, error = %e, "UpdateRevisionForPaths failed: rendering");
+            None
+        }
+    }
 }
 
 /// The kinds to watch for an app: what it renders plus what it had (so prunes are seen).

@@ -92,8 +92,24 @@ fn commit_files(v: &Value) -> Option<Vec<String>> {
 /// the source path (`.` is the path itself), absolute ones to the repository root. `files`
 /// are normalized, as [`Push::changed_files`] holds them.
 pub fn paths_changed(annotation: &str, source_path: &str, files: &[String]) -> bool {
+    let dirs = manifest_dirs(annotation, source_path);
+    if dirs.is_empty() {
+        return true;
+    }
+    files.iter().any(|f| {
+        dirs.iter().any(|d| {
+            d.is_empty()
+                || f.strip_prefix(d.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    })
+}
+
+/// The directories (from the repository root, normalized; `""` is the root) the annotation
+/// names for an app whose source path is `source_path`.
+pub fn manifest_dirs(annotation: &str, source_path: &str) -> Vec<String> {
     let base = source_path.trim_matches('/');
-    let dirs: Vec<String> = annotation
+    annotation
         .split(';')
         .map(str::trim)
         .filter(|p| !p.is_empty())
@@ -105,17 +121,7 @@ pub fn paths_changed(annotation: &str, source_path: &str, files: &[String]) -> b
             };
             normalize(&joined)
         })
-        .collect();
-    if dirs.is_empty() {
-        return true;
-    }
-    files.iter().any(|f| {
-        dirs.iter().any(|d| {
-            d.is_empty()
-                || f.strip_prefix(d.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
-    })
+        .collect()
 }
 
 /// `a/./b/../c` → `a/c`, without leading or trailing slashes.

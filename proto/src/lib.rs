@@ -39,7 +39,8 @@ mod tests {
                 "ResolveRevision",
                 "GenerateManifests",
                 "GetLoad",
-                "ListRepoPaths"
+                "ListRepoPaths",
+                "UpdateRevisionForPaths"
             ]
         );
     }

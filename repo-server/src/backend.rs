@@ -149,6 +149,20 @@ pub trait ManifestBackend: Send + Sync + 'static {
     /// Renders running, waiting for a slot, and slots in all.
     fn load(&self) -> (usize, usize, usize);
 
+    /// Whether anything under `paths` (from the root; `""` is the whole tree) differs between
+    /// the commits `old` and `new` of a Git repository. Backends without Git say it did (a
+    /// render is then made, as always).
+    fn paths_changed(
+        &self,
+        repo: RepoRef,
+        old: String,
+        new: String,
+        paths: Vec<String>,
+    ) -> impl Future<Output = Result<bool, RepoError>> + Send {
+        let _ = (repo, old, new, paths);
+        async { Ok(true) }
+    }
+
     /// The directories, or the files matching globs, of a Git repository at a revision (see
     /// [`crate::git_listing`]). Backends without Git answer that it is not supported.
     fn list_paths(
@@ -971,6 +985,39 @@ impl ManifestBackend for GitBackend {
     /// Resolved as `ResolveRevision` resolves (URL policy, a fresh fetch with the caller's
     /// credentials, or a cached commit only for credentials vouched for within the access
     /// TTL), then read from the bare cache. Nothing of it is cached.
+    async fn paths_changed(
+        &self,
+        repo: RepoRef,
+        old: String,
+        new: String,
+        paths: Vec<String>,
+    ) -> Result<bool, RepoError> {
+        if crate::oci::is_oci(&repo.url, repo.creds.enable_oci) || old == new {
+            return Ok(old != new);
+        }
+        for c in [&old, &new] {
+            if c.len() != 40 || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(RepoError::Invalid(format!(
+                    "UpdateRevisionForPaths needs full commit SHAs, not {c:?}"
+                )));
+            }
+        }
+        // Both commits through the same access check as a render (fetched with these
+        // credentials when the cache does not vouch for them).
+        self.resolve(repo.clone(), old.clone(), String::new())
+            .await?;
+        self.resolve(repo.clone(), new.clone(), String::new())
+            .await?;
+        let cache = self.inner.git.clone();
+        tokio::task::spawn_blocking(move || -> Result<bool, RepoError> {
+            let r = git::open_cache_as(&cache, &repo.url, &repo.creds)?;
+            crate::git_listing::paths_changed(&r, &repo.url, &old, &new, &paths)
+                .map_err(RepoError::from)
+        })
+        .await
+        .map_err(|e| RepoError::Invalid(format!("comparing commits stopped: {e}")))?
+    }
+
     async fn list_paths(&self, req: ListRequest) -> Result<Listed, RepoError> {
         let ListRequest {
             repo,

@@ -89,6 +89,55 @@ pub enum ListError {
     Git(#[from] GitError),
 }
 
+/// Whether anything under `paths` (relative to the root, `/`-separated; `""` is the whole
+/// tree) differs between the commits `old` and `new`: the object each path names is compared
+/// (a tree's id covers everything below it), so this reads a few trees, never file contents.
+pub fn paths_changed(
+    repo: &gix::Repository,
+    url: &str,
+    old: &str,
+    new: &str,
+    paths: &[String],
+) -> Result<bool, ListError> {
+    let tree = |commit: &str| -> Result<gix::Tree<'_>, ListError> {
+        let read_err = |e: &dyn std::error::Error| GitError::Read {
+            url: redact_url(url),
+            commit: commit.to_string(),
+            message: describe(e),
+        };
+        let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| read_err(&e))?;
+        let c = repo.find_commit(id).map_err(|e| read_err(&e))?;
+        Ok(c.tree().map_err(|e| read_err(&e))?)
+    };
+    let (a, b) = (tree(old)?, tree(new)?);
+    let entry =
+        |t: &gix::Tree<'_>, commit: &str, p: &str| -> Result<Option<gix::ObjectId>, ListError> {
+            if p.is_empty() {
+                return Ok(Some(t.id));
+            }
+            t.lookup_entry_by_path(p)
+                .map(|e| e.map(|e| e.object_id()))
+                .map_err(|e| {
+                    ListError::Git(GitError::Read {
+                        url: redact_url(url),
+                        commit: commit.to_string(),
+                        message: describe(&e),
+                    })
+                })
+        };
+    for p in paths {
+        if p.starts_with('/') || p.split('/').any(|c| c == ".." || c == ".") {
+            return Err(ListError::Invalid(format!(
+                "path {p:?} must be relative to the repository root, without . or .."
+            )));
+        }
+        if entry(&a, old, p)? != entry(&b, new, p)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Checks the request before anything is fetched: file globs are given and well formed.
 pub fn check(wanted: &Wanted) -> Result<(), ListError> {
     let Wanted::Files { globs, globbing } = wanted else {
@@ -361,6 +410,27 @@ mod tests {
             globs: globs.iter().map(|s| s.to_string()).collect(),
             globbing,
         }
+    }
+
+    #[test]
+    fn paths_changed_compares_the_trees_under_each_path() -> Result<(), ListError> {
+        let (dir, c1) = repo(&[("apps/a/cm.yaml", "a1"), ("apps/b/cm.yaml", "b1")], &[]);
+        std::fs::write(dir.path().join("apps/a/cm.yaml"), "a2").expect("write");
+        git(dir.path(), &["commit", "-qam", "a2"]);
+        let c2 = git(dir.path(), &["rev-parse", "HEAD"]);
+        let r = gix::open(dir.path()).expect("open");
+        let changed = |paths: &[&str]| {
+            let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+            paths_changed(&r, "file:///r", &c1, &c2, &paths)
+        };
+        assert!(changed(&["apps/a"])?);
+        assert!(!changed(&["apps/b"])?);
+        assert!(changed(&["apps/b", "apps/a/cm.yaml"])?, "any path counts");
+        assert!(!changed(&["apps/none"])?, "absent in both");
+        assert!(changed(&[""])?, "the whole tree");
+        assert!(changed(&["../apps/a"]).is_err(), "no escaping the root");
+        assert!(changed(&["/apps/a"]).is_err());
+        Ok(())
     }
 
     #[test]

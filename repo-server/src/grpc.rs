@@ -263,6 +263,35 @@ impl<B: ManifestBackend> RepoServer for RepoGrpc<B> {
             .await
     }
 
+    async fn update_revision_for_paths(
+        &self,
+        request: Request<pb::UpdateRevisionForPathsRequest>,
+    ) -> Result<Response<pb::UpdateRevisionForPathsResponse>, Status> {
+        let span = tracing::info_span!("repo_server.update_revision_for_paths");
+        flotilla_core::telemetry::adopt_grpc_context(&span, request.metadata());
+        let req = request.into_inner();
+        let repo = repo_ref(req.repo, "");
+        let _pending = self.pending(&repo.url);
+        let res = self
+            .backend
+            .paths_changed(repo, req.synced_commit, req.commit, req.paths)
+            .instrument(span)
+            .await;
+        match res {
+            Ok(changes) => {
+                self.count("UpdateRevisionForPaths", Code::Ok);
+                Ok(Response::new(pb::UpdateRevisionForPathsResponse {
+                    changes,
+                }))
+            }
+            Err(e) => {
+                let s = status(&e);
+                self.count("UpdateRevisionForPaths", s.code());
+                Err(s)
+            }
+        }
+    }
+
     async fn get_load(
         &self,
         _request: Request<pb::GetLoadRequest>,
