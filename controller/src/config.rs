@@ -74,6 +74,35 @@ pub struct ControllerConfig {
     pub scm_providers: ScmProviderPolicy,
     /// Export Argo CD's metric names too, or instead of Flotilla's (`--argocd-metrics`).
     pub argocd_metrics: crate::metrics_argocd::ArgoCdMetrics,
+    /// Bounds on every destination-cluster client: rate limit, deadline, retries.
+    pub kube_client: KubeClientSettings,
+    /// Calls in flight to one repo-server endpoint at most (0: unbounded); more wait.
+    pub repo_server_max_in_flight: usize,
+}
+
+/// Bounds on each destination cluster's client (`crate::client_limits`), as client-go's
+/// (Argo CD's `ARGOCD_K8S_CLIENT_QPS` / `ARGOCD_K8S_CLIENT_BURST`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KubeClientSettings {
+    /// Requests per second per cluster, sustained; 0 or less: unlimited.
+    pub qps: f64,
+    /// Requests a cluster's client may send at once before `qps` paces it.
+    pub burst: u32,
+    /// Deadline of one non-watch request (until its response headers); `None`: none.
+    pub request_timeout: Option<Duration>,
+    /// Retries of a throttled (429, or 503 with Retry-After) idempotent request.
+    pub max_retries: u32,
+}
+
+impl Default for KubeClientSettings {
+    fn default() -> Self {
+        Self {
+            qps: 50.0,
+            burst: 100,
+            request_timeout: Some(Duration::from_secs(60)),
+            max_retries: 3,
+        }
+    }
 }
 
 /// Shared secrets of the webhook receiver, by Git provider. A provider without a secret is
@@ -192,6 +221,8 @@ impl Default for ControllerConfig {
             applicationsets: true,
             scm_providers: Default::default(),
             argocd_metrics: Default::default(),
+            kube_client: KubeClientSettings::default(),
+            repo_server_max_in_flight: 64,
         }
     }
 }

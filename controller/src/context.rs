@@ -10,6 +10,7 @@ use kube::Client;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::watch;
 
+use crate::client_limits::ClientLimits;
 use crate::clusters::{Cluster, IN_CLUSTER_SERVER, Registry};
 use crate::config::ControllerConfig;
 use crate::live::metrics::CacheMetrics;
@@ -89,12 +90,43 @@ pub fn freshest(stored: Arc<Application>, written: Option<Arc<Application>>) -> 
     }
 }
 
+/// A client for the destination `cluster` built the controller's way: connect timeout, user
+/// agent, credentials, per-attempt deadline, request counting, then rate limit and bounded
+/// retry (`crate::client_limits`; kube's own unbounded-ish retry is off).
+pub fn cluster_client(
+    cluster: &Cluster,
+    user_agent: &str,
+    limits: &ClientLimits,
+    metrics: &CacheMetrics,
+) -> Result<Client, String> {
+    let mut cfg = cluster.kube_config().map_err(|e| e.to_string())?;
+    cfg.connect_timeout = Some(std::time::Duration::from_secs(5));
+    cfg.default_retry = false;
+    if let Ok(ua) = http::HeaderValue::from_str(user_agent)
+        && !user_agent.is_empty()
+    {
+        cfg.headers.push((http::header::USER_AGENT, ua));
+    }
+    Ok(kube::client::ClientBuilder::try_from(cfg)
+        .map_err(|e| format!("client for {}: {e}", cluster.server))?
+        .with_layer(&crate::cluster_auth::CredentialLayer::for_cluster(cluster))
+        .with_layer(&limits.deadline())
+        .with_layer(&crate::live::requests::CountRequests::new(
+            &cluster.server,
+            metrics,
+        ))
+        .with_layer(&limits.bounded())
+        .build())
+}
+
 /// The caches of the clusters this replica works on, created on first use.
 #[derive(Default)]
 pub struct Caches {
     by_server: Mutex<HashMap<String, (Cluster, Arc<ClusterCache>)>>,
     /// Sent with every request to a destination cluster.
     user_agent: String,
+    /// Rate limit, deadline and retries of every destination cluster's client.
+    limits: ClientLimits,
 }
 
 impl Caches {
@@ -102,7 +134,14 @@ impl Caches {
         Self {
             by_server: Mutex::default(),
             user_agent,
+            limits: ClientLimits::default(),
         }
+    }
+
+    /// Bound the clients of caches created from now on by `limits`.
+    pub fn with_limits(mut self, limits: ClientLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Drop the cache of `server` (its watches stop), e.g. when another replica took it over.
@@ -130,21 +169,7 @@ impl Caches {
         let client = if cluster.secret.is_none() && cluster.server == IN_CLUSTER_SERVER {
             control.clone()
         } else {
-            let mut cfg = cluster.kube_config().map_err(|e| e.to_string())?;
-            cfg.connect_timeout = Some(std::time::Duration::from_secs(5));
-            if let Ok(ua) = http::HeaderValue::from_str(&self.user_agent)
-                && !self.user_agent.is_empty()
-            {
-                cfg.headers.push((http::header::USER_AGENT, ua));
-            }
-            kube::client::ClientBuilder::try_from(cfg)
-                .map_err(|e| format!("client for {}: {e}", cluster.server))?
-                .with_layer(&crate::cluster_auth::CredentialLayer::for_cluster(cluster))
-                .with_layer(&crate::live::requests::CountRequests::new(
-                    &cluster.server,
-                    metrics,
-                ))
-                .build()
+            cluster_client(cluster, &self.user_agent, &self.limits, metrics)?
         };
         let cache = ClusterCache::new(
             cluster.name.clone(),

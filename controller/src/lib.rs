@@ -7,6 +7,7 @@
 pub mod appset_controller;
 pub mod appset_rollout;
 pub mod appset_scm;
+pub mod client_limits;
 pub mod cluster_auth;
 pub mod clusters;
 pub mod config;

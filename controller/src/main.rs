@@ -113,6 +113,30 @@ struct Args {
     /// Deadline of one repo-server call, in seconds.
     #[arg(long, default_value_t = 120, env = "FLOTILLA_RPC_TIMEOUT_SECONDS")]
     rpc_timeout_seconds: u64,
+    /// Calls in flight to one repo-server endpoint at most (0: unbounded); further calls
+    /// wait for a slot (flotilla_repo_server_slot_wait_seconds).
+    #[arg(
+        long,
+        default_value_t = flotilla_controller::repo_pool::DEFAULT_MAX_IN_FLIGHT,
+        env = "FLOTILLA_REPO_SERVER_MAX_IN_FLIGHT"
+    )]
+    repo_server_max_in_flight: usize,
+    /// Requests per second to each destination cluster, sustained (client-go's QPS, as Argo
+    /// CD's ARGOCD_K8S_CLIENT_QPS); 0 or less: unlimited. A watch counts once, when opened.
+    #[arg(long, default_value_t = 50.0, env = "FLOTILLA_KUBE_CLIENT_QPS")]
+    kube_client_qps: f64,
+    /// Requests a destination cluster's client may send at once before --kube-client-qps
+    /// paces it (client-go's burst, as Argo CD's ARGOCD_K8S_CLIENT_BURST).
+    #[arg(long, default_value_t = 100, env = "FLOTILLA_KUBE_CLIENT_BURST")]
+    kube_client_burst: u32,
+    /// Deadline of each non-watch request to a destination cluster, in seconds (0: none).
+    /// Watches are exempt: the server ends them itself.
+    #[arg(
+        long,
+        default_value_t = 60,
+        env = "FLOTILLA_KUBE_REQUEST_TIMEOUT_SECONDS"
+    )]
+    kube_request_timeout_seconds: u64,
     /// The repo-servers' shared token, sent on every call (`authorization: Bearer`); the
     /// chart generates it in a Secret. Empty: calls carry none.
     #[arg(long, env = "FLOTILLA_REPO_SERVER_TOKEN", hide_env_values = true)]
@@ -295,6 +319,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut telemetry = flotilla_core::telemetry::init(args.log_format, "flotilla-controller");
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if args.kube_client_qps.is_nan() {
+        anyhow::bail!("--kube-client-qps must be a number");
+    }
     if args.lease_renew_seconds.is_nan() || args.lease_renew_seconds <= 0.0 {
         anyhow::bail!("--lease-renew-seconds must be positive");
     }
@@ -382,6 +409,14 @@ async fn main() -> anyhow::Result<()> {
             ..Default::default()
         },
         argocd_metrics: args.argocd_metrics,
+        kube_client: flotilla_controller::config::KubeClientSettings {
+            qps: args.kube_client_qps,
+            burst: args.kube_client_burst,
+            request_timeout: (args.kube_request_timeout_seconds > 0)
+                .then(|| Duration::from_secs(args.kube_request_timeout_seconds)),
+            ..Default::default()
+        },
+        repo_server_max_in_flight: args.repo_server_max_in_flight,
         ..ControllerConfig::default()
     };
     let control = client(&args, &cfg.user_agent()).await?;

@@ -229,6 +229,9 @@ struct Queued<L> {
     since: Instant,
 }
 
+/// A scheduled request: key, level, lane and group.
+type Delayed<K, L> = (K, L, Lane, Arc<str>);
+
 /// Maps a key to its group (an app's destination cluster).
 type Grouper<K> = Box<dyn Fn(&K) -> Arc<str> + Send + Sync>;
 
@@ -243,7 +246,7 @@ struct State<K, L> {
     processing: HashSet<K>,
     /// Added while processing: queued again when done.
     dirty: HashMap<K, (L, Lane, Arc<str>)>,
-    delayed: BTreeMap<(Instant, u64), (K, L, Lane, Arc<str>)>,
+    delayed: BTreeMap<(Instant, u64), Delayed<K, L>>,
     delayed_index: HashMap<K, (Instant, u64)>,
     seq: u64,
     shutdown: bool,

@@ -1,6 +1,7 @@
 //! The pool of repo-servers a controller talks to: endpoints from a static list or from DNS (a
 //! headless Service, re-resolved), each repository sent to the same healthy repo-server by
 //! consistent hashing (its Git cache stays warm), and failover to the next one when it is down.
+//! Each endpoint has at most `--repo-server-max-in-flight` calls in flight; more wait (measured).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,7 +14,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use tokio::sync::Semaphore;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// Largest message accepted from a repo-server.
@@ -78,15 +81,32 @@ pub struct StateLabels {
 }
 
 /// Pool metrics.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PoolMetrics {
     pub endpoints: Family<StateLabels, Gauge>,
     pub failovers: Counter,
+    /// Time a call waited for a free slot of its endpoint (`--repo-server-max-in-flight`).
+    pub slot_wait: Histogram,
+}
+
+impl Default for PoolMetrics {
+    fn default() -> Self {
+        Self {
+            endpoints: Family::default(),
+            failovers: Counter::default(),
+            slot_wait: Histogram::new([0.0, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+        }
+    }
 }
 
 impl PoolMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
+        registry.register(
+            "flotilla_repo_server_slot_wait_seconds",
+            "Time each repo-server call waited for one of its endpoint's in-flight slots (--repo-server-max-in-flight)",
+            m.slot_wait.clone(),
+        );
         registry.register(
             "flotilla_repo_server_endpoints",
             "Repo-server endpoints known to this controller, by state (up, down)",
@@ -103,6 +123,8 @@ impl PoolMetrics {
 
 struct Member {
     client: pb::repo_server_client::RepoServerClient<Channel>,
+    /// Calls in flight to this endpoint at most.
+    slots: Arc<Semaphore>,
     failures: u32,
     down_until: Option<Instant>,
 }
@@ -110,7 +132,27 @@ struct Member {
 struct State {
     members: BTreeMap<String, Member>,
     ring: Ring,
+    /// Slots of each endpoint (0: unbounded).
+    max_in_flight: usize,
 }
+
+/// An endpoint's semaphore of `max` slots (0: as many as a semaphore holds).
+fn slots(max: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(if max == 0 {
+        Semaphore::MAX_PERMITS
+    } else {
+        max
+    }))
+}
+
+/// The default of `--repo-server-max-in-flight`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+
+type Target = (
+    String,
+    pb::repo_server_client::RepoServerClient<Channel>,
+    Arc<Semaphore>,
+);
 
 /// Why a call failed after trying the pool.
 #[derive(Debug)]
@@ -208,6 +250,7 @@ impl RepoPool {
             state: Arc::new(Mutex::new(State {
                 members: BTreeMap::new(),
                 ring: Ring::new(Vec::<String>::new(), VNODES),
+                max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             })),
             timeout,
             metrics,
@@ -222,6 +265,18 @@ impl RepoPool {
             }
         }
         pool
+    }
+
+    /// At most `max` calls in flight per endpoint (0: unbounded); endpoints known now get
+    /// fresh slots, so set this before calls start.
+    pub fn with_max_in_flight(self, max: usize) -> Self {
+        let mut st = self.lock();
+        st.max_in_flight = max;
+        for m in st.members.values_mut() {
+            m.slots = slots(max);
+        }
+        drop(st);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -241,6 +296,7 @@ impl RepoPool {
                     e,
                     Member {
                         client,
+                        slots: slots(st.max_in_flight),
                         failures: 0,
                         down_until: None,
                     },
@@ -295,10 +351,7 @@ impl RepoPool {
     }
 
     /// The endpoints to try for `repo_url`, healthy ones in affinity order first.
-    fn order(
-        &self,
-        repo_url: &str,
-    ) -> Vec<(String, pb::repo_server_client::RepoServerClient<Channel>)> {
+    fn order(&self, repo_url: &str) -> Vec<Target> {
         let st = self.lock();
         let now = Instant::now();
         let key = flotilla_cache::keys::normalize_repo_url(repo_url);
@@ -309,7 +362,9 @@ impl RepoPool {
             .filter_map(|e| st.members.get(e).map(|m| (e.to_string(), m)))
             .partition(|(_, m)| m.down_until.is_none_or(|t| t <= now));
         up.append(&mut down);
-        up.into_iter().map(|(e, m)| (e, m.client.clone())).collect()
+        up.into_iter()
+            .map(|(e, m)| (e, m.client.clone(), m.slots.clone()))
+            .collect()
     }
 
     fn mark(&self, endpoint: &str, ok: bool) {
@@ -348,11 +403,21 @@ impl RepoPool {
             });
         }
         let mut last = None;
-        for (i, (endpoint, client)) in order.into_iter().enumerate() {
+        for (i, (endpoint, client, slots)) in order.into_iter().enumerate() {
             if i > 0 {
                 self.metrics.failovers.inc();
             }
-            match call(client).await {
+            // The slot is held for this endpoint's call only, not across the failover.
+            let waited = tokio::time::Instant::now();
+            let Ok(slot) = slots.acquire_owned().await else {
+                continue;
+            };
+            self.metrics
+                .slot_wait
+                .observe(waited.elapsed().as_secs_f64());
+            let answer = call(client).await;
+            drop(slot);
+            match answer {
                 Ok(v) => {
                     self.mark(&endpoint, true);
                     return Ok(v);
@@ -482,6 +547,57 @@ mod tests {
                 .get_or_create(&StateLabels { state: "up" })
                 .get(),
             3
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_beyond_max_in_flight_wait_for_a_slot_of_their_endpoint() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let pool = RepoPool::new(
+            Discovery::Static(vec!["http://10.0.0.1:8081".into()]),
+            Duration::from_secs(1),
+            PoolMetrics::default(),
+        )
+        .with_max_in_flight(2);
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let calls = (0..6).map(|_| {
+            let (pool, running, most) = (pool.clone(), running.clone(), most.clone());
+            async move {
+                pool.call("https://git/org/a.git", |_client| {
+                    let (running, most) = (running.clone(), most.clone());
+                    async move {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, tonic::Status>(())
+                    }
+                })
+                .await
+                .map_err(|e| e.status)
+            }
+        });
+        let t0 = tokio::time::Instant::now();
+        for r in futures::future::join_all(calls).await {
+            r.expect("answered");
+        }
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            2,
+            "never more than two at once"
+        );
+        assert!(
+            t0.elapsed() >= Duration::from_secs(3),
+            "three rounds of two"
+        );
+        assert_eq!(
+            crate::client_limits::count_and_sum(&pool.metrics.slot_wait).0,
+            6
+        );
+        assert!(
+            crate::client_limits::count_and_sum(&pool.metrics.slot_wait).1 >= 6.0,
+            "2 waited 1 s, 2 waited 2 s"
         );
     }
 

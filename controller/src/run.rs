@@ -342,7 +342,8 @@ pub async fn run(
             .ca_certificate(tonic::transport::Certificate::from_pem(pem))
     });
     let pool = RepoPool::with_tls(discovery, cfg.rpc_timeout, pool_metrics, tls)
-        .with_token(cfg.repo_server_token.clone());
+        .with_token(cfg.repo_server_token.clone())
+        .with_max_in_flight(cfg.repo_server_max_in_flight);
     let (shared, revision_backend): (Option<ManifestStore>, Arc<dyn flotilla_cache::Store>) =
         match &cfg.redis_url {
             Some(url) => {
@@ -388,7 +389,10 @@ pub async fn run(
         repo_creds: creds_rx,
         gate: gate.clone(),
         shard: shard_rx.clone(),
-        caches: Caches::new(cfg.user_agent()),
+        caches: Caches::new(cfg.user_agent()).with_limits(crate::client_limits::ClientLimits::new(
+            cfg.kube_client,
+            crate::client_limits::ClientLimitMetrics::register(&mut metrics_registry),
+        )),
         status_subresource,
         manifests,
         queue: Arc::new(WorkQueue::new(queue_metrics)),

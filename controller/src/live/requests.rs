@@ -81,6 +81,11 @@ pub struct Counted<S> {
     layer: CountRequests,
 }
 
+/// Whether a request's query asks for a watch (`watch=true` or `watch=1`).
+pub fn is_watch(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"))
+}
+
 /// Kubernetes' verb and the resource of an API request path such as
 /// `/apis/apps/v1/namespaces/web/deployments/x` (`Get`, `deployments`).
 pub fn verb_and_resource(
@@ -100,7 +105,7 @@ pub fn verb_and_resource(
     };
     let resource = rest.first().map(|r| r.to_string()).unwrap_or_default();
     let named = rest.len() >= 2;
-    let watch = query.is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    let watch = is_watch(query);
     let verb = match *method {
         Method::GET if watch => "Watch",
         Method::GET if named || resource.is_empty() => "Get",
