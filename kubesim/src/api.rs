@@ -19,6 +19,7 @@ use super::audit::{RequestRecord, unix_micros};
 use super::error::{ApiError, ApiResult};
 use super::faults::Injected;
 use super::fields::Scope;
+use super::latency::Class;
 use super::resources::ResourceType;
 use super::selector::{FieldSelector, LabelSelector, extra_fields};
 use super::store::{DeleteOpts, Event, EventType, PatchKind, WriteCtx, parse_body};
@@ -87,6 +88,8 @@ struct Facts {
     namespace: String,
     name: String,
     subresource: String,
+    /// Items a LIST returned (its latency grows with them).
+    items: usize,
 }
 
 fn route(cluster: &Cluster, path: &str) -> ApiResult<Route> {
@@ -178,9 +181,27 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<B
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .and_then(|t| cluster.user_for_token(t.trim()));
+    let probe = matches!(
+        path.trim_end_matches('/'),
+        "/healthz" | "/readyz" | "/livez"
+    );
     let mut facts = Facts::default();
-    let response = match (&user, public) {
-        (None, false) => error_response(&ApiError::unauthorized()),
+    // APF-like limits: per user (or user agent when anonymous); probes are exempt, as the
+    // `probes` FlowSchema makes them on a real server.
+    let limited = match &cluster.latency {
+        Some(l) if !probe && (user.is_some() || public) => {
+            let client = user
+                .clone()
+                .unwrap_or_else(|| format!("anonymous/{user_agent}"));
+            l.admit(&client).err()
+        }
+        _ => None,
+    };
+    let response = match (&user, public, limited) {
+        (None, false, _) => error_response(&ApiError::unauthorized()),
+        (_, _, Some(retry_after)) => {
+            error_response(&ApiError::too_many_requests_after(retry_after))
+        }
         _ => {
             if let Some(d) = cluster.faults.latency() {
                 tokio::time::sleep(d).await;
@@ -195,18 +216,44 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<B
             if writes && let Some(d) = cluster.faults.write_latency() {
                 tokio::time::sleep(d).await;
             }
+            // A write's delay comes before it takes effect (admission, etcd); a read's after
+            // it is served, once the verb and the item count are known.
+            if let Some(l) = &cluster.latency {
+                let class = match *req.method() {
+                    hyper::Method::DELETE => Some(Class::Delete),
+                    hyper::Method::POST | hyper::Method::PUT | hyper::Method::PATCH => {
+                        Some(Class::Write)
+                    }
+                    _ => None,
+                };
+                if let Some(d) = class.and_then(|c| l.delay(c, 0)) {
+                    tokio::time::sleep(d).await;
+                }
+            }
             match cluster.faults.roll() {
                 Injected::Error => error_response(&ApiError::internal("injected fault (kubesim)")),
                 Injected::Throttle => error_response(&ApiError::too_many_requests()),
                 Injected::None => {
                     let user_name = user.clone().unwrap_or_else(|| "anonymous".into());
-                    match serve(&cluster, req, &user_agent, &user_name, &mut facts).await {
+                    let read = req.method() == hyper::Method::GET;
+                    let r = match serve(&cluster, req, &user_agent, &user_name, &mut facts).await {
                         Ok(r) => r,
                         Err(e) => {
                             tracing::debug!(cluster = %cluster.name, user = %user_name, code = e.code, msg = %e.message, "request failed");
                             error_response(&e)
                         }
+                    };
+                    if read && let Some(l) = &cluster.latency {
+                        let class = match facts.verb.as_str() {
+                            "watch" => None,
+                            "list" => Some(Class::List),
+                            _ => Some(Class::Get),
+                        };
+                        if let Some(d) = class.and_then(|c| l.delay(c, facts.items)) {
+                            tokio::time::sleep(d).await;
+                        }
                     }
+                    r
                 }
             }
         }
@@ -661,6 +708,7 @@ async fn serve(
                 meta["remainingItemCount"] = json!(n);
             }
             let items: Vec<&Value> = page.items.iter().map(|a| &**a).collect();
+            facts.items = items.len();
             match repr {
                 As::Metadata => {
                     let items: Vec<Value> = items.iter().map(|o| metadata_only(o)).collect();
@@ -1208,10 +1256,7 @@ async fn stream_watch(
     let mut last_rv = start.start_rv;
     let mut rx = start.rx;
     let mut cut = cluster.faults.subscribe();
-    let send = |tx: &mpsc::Sender<_>, line: Bytes| {
-        let tx = tx.clone();
-        async move { tx.send(Ok(Frame::data(line))).await.is_ok() }
-    };
+    let mut out = WatchOut::new(&cluster, tx.clone());
     let bookmark = |rv: u64, initial_end: bool| {
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if initial_end {
@@ -1223,12 +1268,14 @@ async fn stream_watch(
     for ev in &start.backlog {
         last_rv = last_rv.max(ev.rv);
         if let Some(kind) = filter.view(ev)
-            && !send(&tx, event_line(kind.as_str(), &filter.payload(ev))).await
+            && !out
+                .send(event_line(kind.as_str(), &filter.payload(ev)))
+                .await
         {
             return;
         }
     }
-    if initial_end_marker && !send(&tx, bookmark(last_rv, true)).await {
+    if initial_end_marker && !out.send(bookmark(last_rv, true)).await {
         return;
     }
     let deadline = tokio::time::Instant::now() + timeout;
@@ -1241,7 +1288,7 @@ async fn stream_watch(
                     if ev.rv <= last_rv { continue; }
                     last_rv = ev.rv;
                     if let Some(kind) = filter.view(&ev)
-                        && !send(&tx, event_line(kind.as_str(), &filter.payload(&ev))).await {
+                        && !out.send(event_line(kind.as_str(), &filter.payload(&ev))).await {
                         return;
                     }
                 }
@@ -1252,14 +1299,14 @@ async fn stream_watch(
                             for ev in resumed.backlog {
                                 last_rv = last_rv.max(ev.rv);
                                 if let Some(kind) = filter.view(&ev)
-                                    && !send(&tx, event_line(kind.as_str(), &filter.payload(&ev))).await {
+                                    && !out.send(event_line(kind.as_str(), &filter.payload(&ev))).await {
                                     return;
                                 }
                             }
                         }
                         None => {
                             let e = ApiError::gone(format!("too old resource version: {last_rv}"));
-                            let _ = send(&tx, event_line("ERROR", &serde_json::to_vec(&e.status_body()).unwrap_or_default())).await;
+                            let _ = out.send(event_line("ERROR", &serde_json::to_vec(&e.status_body()).unwrap_or_default())).await;
                             return;
                         }
                     }
@@ -1267,14 +1314,69 @@ async fn stream_watch(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = tick.tick(), if bookmarks => {
-                if !send(&tx, bookmark(last_rv, false)).await { return; }
+                if !out.send(bookmark(last_rv, false)).await { return; }
             }
             _ = tokio::time::sleep_until(deadline) => {
-                if bookmarks { let _ = send(&tx, bookmark(last_rv, false)).await; }
+                if bookmarks { let _ = out.send(bookmark(last_rv, false)).await; }
                 return;
             }
             _ = cut.changed() => return,
             _ = tx.closed() => return,
+        }
+    }
+}
+
+/// Where a watch's lines go: straight to the client, or (with a latency profile that delays
+/// watch events) through a task that releases each line at its due time. Due times never go
+/// backwards, so order is kept, and events are pipelined: a burst is not serialised by the
+/// delay.
+enum WatchOut {
+    Direct(mpsc::Sender<Result<Frame<Bytes>, Infallible>>),
+    Delayed {
+        cluster: Arc<Cluster>,
+        tx: mpsc::Sender<(tokio::time::Instant, Bytes)>,
+        due: tokio::time::Instant,
+    },
+}
+
+impl WatchOut {
+    fn new(cluster: &Arc<Cluster>, tx: mpsc::Sender<Result<Frame<Bytes>, Infallible>>) -> Self {
+        if !cluster
+            .latency
+            .as_ref()
+            .is_some_and(|l| l.delays_watch_events())
+        {
+            return Self::Direct(tx);
+        }
+        let (dtx, mut drx) = mpsc::channel::<(tokio::time::Instant, Bytes)>(1024);
+        tokio::spawn(async move {
+            while let Some((due, line)) = drx.recv().await {
+                tokio::time::sleep_until(due).await;
+                if tx.send(Ok(Frame::data(line))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Self::Delayed {
+            cluster: cluster.clone(),
+            tx: dtx,
+            due: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Queue one line; false once the client is gone.
+    async fn send(&mut self, line: Bytes) -> bool {
+        match self {
+            Self::Direct(tx) => tx.send(Ok(Frame::data(line))).await.is_ok(),
+            Self::Delayed { cluster, tx, due } => {
+                let delay = cluster
+                    .latency
+                    .as_ref()
+                    .and_then(|l| l.delay(Class::Watch, 0))
+                    .unwrap_or_default();
+                *due = (*due).max(tokio::time::Instant::now() + delay);
+                tx.send((*due, line)).await.is_ok()
+            }
         }
     }
 }

@@ -251,6 +251,15 @@ impl ApiError {
         e
     }
 
+    /// A rate-limit rejection: wait `seconds` (the `Retry-After` header and
+    /// `details.retryAfterSeconds`).
+    pub fn too_many_requests_after(seconds: u32) -> Self {
+        let mut e = Self::too_many_requests();
+        e.retry_after = Some(seconds);
+        e.details = Some(Box::new(json!({"retryAfterSeconds": seconds})));
+        e
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
             500,

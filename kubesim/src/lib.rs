@@ -14,6 +14,7 @@ pub mod children;
 pub mod error;
 pub mod faults;
 pub mod fields;
+pub mod latency;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
@@ -45,6 +46,7 @@ use tokio::task::JoinHandle;
 
 pub use audit::{RequestLog, RequestRecord};
 pub use faults::{FaultSpec, Faults};
+pub use latency::{LatencyProfile, ProfileError};
 pub use simulate::{BEHAVIOR_ANNOTATION, DELAY_ANNOTATION, SimSettings};
 use store::{Store, WriteCtx};
 
@@ -100,6 +102,10 @@ pub struct SimConfig {
     /// Serve HTTPS with a generated self-signed certificate (kubeconfig and Secrets carry
     /// its CA). Needed by clients such as kubectl that send tokens only over TLS.
     pub tls: bool,
+    /// API latency and per-client rate limits of the target clusters (default: none).
+    pub latency: LatencyProfile,
+    /// The same for the control-plane cluster (default: none).
+    pub control_plane_latency: LatencyProfile,
 }
 
 impl Default for SimConfig {
@@ -117,6 +123,8 @@ impl Default for SimConfig {
             watch_timeout: Duration::from_secs(1800),
             sim: SimSettings::default(),
             tls: false,
+            latency: LatencyProfile::none(),
+            control_plane_latency: LatencyProfile::none(),
         }
     }
 }
@@ -135,6 +143,8 @@ pub struct Cluster {
     pub token: String,
     pub store: Arc<Store>,
     pub faults: Faults,
+    /// Latency profile and rate limits in force (`None`: the `none` profile, no cost).
+    pub latency: Option<latency::Latency>,
     pub log: RequestLog,
     pub settings: ServeSettings,
     pub watches_open: AtomicU64,
@@ -194,7 +204,8 @@ impl Cluster {
                "resourceVersion": self.store.resource_version(), "requests": self.log.total(),
                "watchesOpen": self.watches_open.load(Relaxed),
                "watchesOpened": self.watches_opened.load(Relaxed),
-               "faults": self.faults.get()})
+               "faults": self.faults.get(),
+               "latency": self.latency.as_ref().map_or_else(latency::Latency::none_stats, |l| l.stats())})
     }
 }
 
@@ -266,6 +277,14 @@ impl KubeSim {
                 token: random_token(),
                 store,
                 faults: Faults::default(),
+                latency: latency::Latency::new(
+                    if i == 0 {
+                        &cfg.control_plane_latency
+                    } else {
+                        &cfg.latency
+                    },
+                    i,
+                ),
                 log: RequestLog::new(cfg.request_log),
                 settings: settings.clone(),
                 watches_open: AtomicU64::new(0),

@@ -22,6 +22,9 @@ fn help_documents_every_option() {
         "--history",
         "--request-log",
         "--bookmark-seconds",
+        "--latency-profile",
+        "--control-plane-latency-profile",
+        "--latency-seed",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
@@ -62,4 +65,24 @@ fn serves_announced_clusters_and_writes_kubeconfig() {
     }
     assert!(text.contains("current-context: control-plane"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_latency_profile_fails_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("kubesim-cli-profile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let profile = dir.join("slow.yaml");
+    std::fs::write(&profile, "get: {p50Ms: 5}\nwrite: {p50Ms: 15, tail: 0.5}\n").expect("profile");
+    let out = Command::new(env!("CARGO_BIN_EXE_kubesim"))
+        .args(["--clusters", "1", "--kubeconfig"])
+        .arg(dir.join("kubeconfig"))
+        .arg("--latency-profile")
+        .arg(&profile)
+        .output()
+        .expect("kubesim runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("write.tail"), "{err}");
+    assert!(err.contains("--latency-profile"), "{err}");
 }

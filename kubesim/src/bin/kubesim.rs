@@ -4,8 +4,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
-use kubesim::{KubeSim, SimConfig, SimSettings};
+use kubesim::{KubeSim, LatencyProfile, SimConfig, SimSettings};
 
 /// Serve many virtual Kubernetes clusters over the real Kubernetes HTTP API, for tests and
 /// load tests of Flotilla. Writes a kubeconfig with one context per cluster and, in the
@@ -51,6 +52,22 @@ struct Args {
     /// and the cluster Secrets). kubectl sends bearer tokens only over TLS.
     #[arg(long, env = "KUBESIM_TLS")]
     tls: bool,
+    /// API latency and per-client rate limits of the target clusters: `none` (answers at
+    /// once), `realistic` (reads p50 5 ms, writes 15 ms, p99 5 × p50, LIST +20 µs per item,
+    /// watch events 2 ms, 100 qps burst 200 per client) or a YAML profile file.
+    #[arg(long, default_value = "none", env = "KUBESIM_LATENCY_PROFILE")]
+    latency_profile: String,
+    /// The same for the control-plane cluster (kept apart: it is the GitOps tool's own
+    /// cluster, usually close by).
+    #[arg(
+        long,
+        default_value = "none",
+        env = "KUBESIM_CONTROL_PLANE_LATENCY_PROFILE"
+    )]
+    control_plane_latency_profile: String,
+    /// Seed for the latency draws (overrides the profile's `seed`).
+    #[arg(long, env = "KUBESIM_LATENCY_SEED")]
+    latency_seed: Option<u64>,
     /// Print a JSON line with the cluster URLs and admin address once serving.
     #[arg(long)]
     json: bool,
@@ -68,6 +85,16 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let profile = |arg: &str| -> anyhow::Result<LatencyProfile> {
+        let mut p = LatencyProfile::from_arg(arg)?;
+        if let Some(seed) = args.latency_seed {
+            p.seed = seed;
+        }
+        Ok(p)
+    };
+    let latency = profile(&args.latency_profile).context("--latency-profile")?;
+    let control_plane_latency =
+        profile(&args.control_plane_latency_profile).context("--control-plane-latency-profile")?;
     let sim = KubeSim::start(SimConfig {
         clusters: args.clusters,
         host: args.host,
@@ -78,6 +105,8 @@ async fn main() -> anyhow::Result<()> {
         request_log: args.request_log,
         bookmark_interval: Duration::from_secs(args.bookmark_seconds.max(1)),
         tls: args.tls,
+        latency,
+        control_plane_latency,
         sim: SimSettings {
             ready_delay: Duration::from_millis(args.ready_delay_ms),
             children: args.workload_children,
@@ -98,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
         "admin": sim.admin_addr().map(|a| a.to_string()),
         "kubeconfig": args.kubeconfig,
         "clusters": clusters,
+        "latencyProfile": args.latency_profile,
     });
     if let Some(path) = &args.json_file {
         let tmp = path.with_extension("tmp");

@@ -24,7 +24,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::Value;
 
-use crate::kubesim::{KubeSim, SimConfig, SimSettings};
+use crate::kubesim::{KubeSim, LatencyProfile, SimConfig, SimSettings};
 pub use git::GitServer;
 pub use process::Proc;
 
@@ -66,6 +66,9 @@ pub struct FleetConfig {
     pub workload_children: bool,
     /// Environment for every controller and repo-server (e.g. `OTEL_*`).
     pub env: Vec<(String, String)>,
+    /// kubesim's `--latency-profile` for the target clusters: `none` (default), `realistic`
+    /// or a YAML file.
+    pub latency_profile: String,
 }
 
 impl Default for FleetConfig {
@@ -88,6 +91,7 @@ impl Default for FleetConfig {
             kubesim_process: false,
             workload_children: true,
             env: Vec::new(),
+            latency_profile: "none".into(),
         }
     }
 }
@@ -249,6 +253,8 @@ async fn start_sim_process(dir: &Path, cfg: &FleetConfig, kubeconfig: &Path) -> 
         format!("--workload-children={}", cfg.workload_children),
         "--json-file".into(),
         out.display().to_string(),
+        "--latency-profile".into(),
+        cfg.latency_profile.clone(),
     ];
     let mut proc = Proc::spawn(
         "kubesim",
@@ -456,6 +462,7 @@ impl Fleet {
                 clusters: cfg.clusters,
                 admin_port: Some(0),
                 tls: true,
+                latency: LatencyProfile::from_arg(&cfg.latency_profile)?,
                 sim: SimSettings {
                     ready_delay: cfg.ready_delay,
                     children: cfg.workload_children,

@@ -325,6 +325,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
         // comparable with earlier reports (see KUBESIM.md for what child objects cost).
         workload_children: false,
         env: Vec::new(),
+        latency_profile: s.latency_profile.clone(),
     })
     .await?;
     *live.targets.lock() = targets(&fleet);

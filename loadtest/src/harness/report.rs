@@ -286,10 +286,11 @@ impl Report {
         let _ = writeln!(o, "{}\n", s.description.trim());
         let _ = writeln!(
             o,
-            "{} applications × {} objects on {} clusters; {} controller(s), {} repo-server(s), {}; Git: {} repositor{}. Machine: {} cores, {} GiB ({}). Flotilla {}, {}.\n",
+            "{} applications × {} objects on {} clusters (kubesim latency profile `{}`); {} controller(s), {} repo-server(s), {}; Git: {} repositor{}. Machine: {} cores, {} GiB ({}). Flotilla {}, {}.\n",
             s.applications,
             s.objects_per_app,
             s.clusters,
+            s.latency_profile,
             s.controllers,
             s.repo_servers,
             if s.redis_masters > 0 {
@@ -541,5 +542,6 @@ mod tests {
         assert!(md.contains("FAILED"), "{md}");
         assert!(md.contains("3 applications never synced"));
         assert!(md.contains("12.3 s (7/10 apps)"), "{md}");
+        assert!(md.contains("latency profile `none`"), "{md}");
     }
 }

@@ -52,6 +52,9 @@ pub struct Scenario {
     /// and the controllers generate the Applications; the report adds the generation time and
     /// what one new directory costs to roll out.
     pub application_sets: usize,
+    /// kubesim's latency profile for the target clusters: `none` (answers at once),
+    /// `realistic` (see kubesim's `--latency-profile`) or a YAML profile file.
+    pub latency_profile: String,
 }
 
 /// Timing the API server on the converged fleet: each query kind `requests` times, from
@@ -104,6 +107,7 @@ impl Default for Scenario {
             orphaned_resources: false,
             api: ApiLoad::default(),
             application_sets: 0,
+            latency_profile: "none".into(),
         }
     }
 }
@@ -259,6 +263,9 @@ impl Scenario {
                     .into(),
             ));
         }
+        if let Err(e) = crate::kubesim::LatencyProfile::from_arg(&self.latency_profile) {
+            return Err(bad(format!("latencyProfile: {e}")));
+        }
         if self.changes.apps_per_commit > self.applications {
             return Err(bad("changes.appsPerCommit exceeds applications".into()));
         }
@@ -327,6 +334,7 @@ mod tests {
             names,
             [
                 "10k",
+                "10k-realistic",
                 "1k",
                 "1k-orphans",
                 "50k",
@@ -336,6 +344,17 @@ mod tests {
                 "smoke"
             ]
         );
+    }
+
+    #[test]
+    fn latency_profile_defaults_to_none_and_is_checked() {
+        let s = Scenario::parse("name: x\n", "t").expect("valid");
+        assert_eq!(s.latency_profile, "none");
+        let s = Scenario::parse("name: x\nlatencyProfile: realistic\n", "t").expect("valid");
+        assert_eq!(s.latency_profile, "realistic");
+        let e = Scenario::parse("name: x\nlatencyProfile: /no/such/profile.yaml\n", "t")
+            .expect_err("refused");
+        assert!(e.to_string().contains("latencyProfile"), "{e}");
     }
 
     #[test]
