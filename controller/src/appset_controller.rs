@@ -435,6 +435,39 @@ fn keep_live_fields(
         name: name.to_string(),
     };
     let mut out = crate::ignore::overlay(want, Some(live), &key, rules);
+    // What identifies the Application and what the set owns are never taken from live, and
+    // live-only state never goes into the apply (Argo CD restores these after its overlay).
+    for f in ["apiVersion", "kind"] {
+        out[f] = want[f].clone();
+    }
+    for f in ["name", "namespace", "ownerReferences", "finalizers"] {
+        match want["metadata"].get(f) {
+            Some(v) => out["metadata"][f] = v.clone(),
+            None => {
+                if let Some(m) = out["metadata"].as_object_mut() {
+                    m.remove(f);
+                }
+            }
+        }
+    }
+    if let Some(o) = out.as_object_mut() {
+        o.remove("operation");
+        o.remove("status");
+    }
+    if let Some(m) = out["metadata"].as_object_mut() {
+        for f in [
+            "uid",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+        ] {
+            m.remove(f);
+        }
+    }
     let preserved = spec.preserved_fields.as_ref();
     let annotations = DEFAULT_PRESERVED_ANNOTATIONS
         .iter()
@@ -1063,6 +1096,22 @@ pub async fn run(
         tracing::error!("the ApplicationSet watch ended before its first list");
         return;
     }
+    // Nothing is generated before the cluster Secrets and the Applications are listed: a
+    // cluster generator run on a store still empty would generate fewer Applications, and the
+    // set would delete the others (with their workloads, through the resources finalizer).
+    let listed = async {
+        let _ = secrets.wait_until_ready().await;
+        let _ = ctx.apps.wait_until_ready().await;
+    };
+    tokio::pin!(listed);
+    loop {
+        tokio::select! {
+            _ = &mut listed => break,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {
+                tracing::warn!("ApplicationSets wait for the cluster Secrets and Applications to be listed");
+            }
+        }
+    }
     // Per set: the generation last reconciled, when to look again, and its Applications.
     let mut state: HashMap<String, (i64, Instant, usize)> = HashMap::new();
     let mut secrets_version = String::new();
@@ -1229,6 +1278,34 @@ mod tests {
             a["metadata"]["annotations"],
             json!({"owner": "ops", "argocd.argoproj.io/refresh": "hard"}),
             "preserved and Argo CD's default annotations only"
+        );
+        // A rule naming the whole metadata or the operation takes nothing that identifies the
+        // Application, nor live-only state.
+        let greedy: ApplicationSetSpec = serde_json::from_value(json!({"template": {},
+            "ignoreApplicationDifferences": [{"jsonPointers": ["/metadata", "/operation", "/status"]}]}))
+        .expect("spec");
+        let mut busy = live.clone();
+        busy["metadata"]["uid"] = json!("u-1");
+        busy["metadata"]["resourceVersion"] = json!("9");
+        busy["metadata"]["ownerReferences"] = json!([{"uid": "someone-else"}]);
+        busy["operation"] = json!({"sync": {}});
+        busy["status"] = json!({"sync": {"status": "Synced"}});
+        let mut owned = want("a");
+        owned["metadata"]["ownerReferences"] = json!([{"uid": "set"}]);
+        let g = keep_live_fields(
+            &owned,
+            &busy,
+            &greedy,
+            &ignore_rules(&greedy).expect("rules"),
+        );
+        assert_eq!(g["metadata"]["name"], "a");
+        assert_eq!(g["metadata"]["ownerReferences"], json!([{"uid": "set"}]));
+        assert!(
+            g.get("operation").is_none() && g.get("status").is_none(),
+            "{g}"
+        );
+        assert!(
+            g["metadata"].get("uid").is_none() && g["metadata"].get("resourceVersion").is_none()
         );
         let b = keep_live_fields(&want("b"), &live, &spec, &rules);
         assert_eq!(b["spec"]["source"]["helm"]["parameters"][0]["value"], "9");

@@ -706,6 +706,11 @@ pub(crate) async fn desired(
     Ok(memo)
 }
 
+/// At most this many `manifest-generate-paths` entries, of at most this length, are compared
+/// to reuse a render (the repo-server refuses more).
+const MAX_REUSE_PATHS: usize = 64;
+const MAX_REUSE_PATH_BYTES: usize = 1024;
+
 /// The last render of a single-source Git app carried to `resolved`'s new commit when its
 /// `manifest-generate-paths` did not change (see [`desired`]); `None`: render.
 #[allow(clippy::too_many_arguments)]
@@ -741,8 +746,17 @@ async fn reuse_render(
     if annotation.contains(['*', '?', '[', '{']) {
         return None;
     }
-    let dirs = crate::webhook::manifest_dirs(annotation, src.path.as_deref().unwrap_or(""));
-    if dirs.is_empty() {
+    let dirs: Vec<String> =
+        crate::webhook::manifest_dirs(annotation, src.path.as_deref().unwrap_or(""))
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+    // Bounded like the repo-server's answer to it: more paths render instead.
+    if dirs.is_empty()
+        || dirs.len() > MAX_REUSE_PATHS
+        || dirs.iter().any(|d| d.len() > MAX_REUSE_PATH_BYTES)
+    {
         return None;
     }
     let prev = ctx.memo(key).desired.filter(|d| d.fingerprint == fp)?;

@@ -403,16 +403,22 @@ pub async fn run(
     });
     crate::metrics_argocd::attach(&ctx);
     // Fairness in the queue: an app's group is its destination cluster (server, else name).
+    // The cluster as the registry resolves it, so spellings of one cluster (`https://c/`,
+    // `https://c`, its name) share one turn; unresolvable destinations share one group.
     {
         let apps = ctx.apps.clone();
+        let registry = ctx.registry.clone();
         ctx.queue.set_grouper(move |k: &AppKey| {
             let app =
                 apps.get(&kube::runtime::reflector::ObjectRef::new(&k.name).within(&k.namespace));
-            let d = app.as_ref().map(|a| &a.spec.destination);
-            Arc::from(
-                d.and_then(|d| d.server.as_deref().or(d.name.as_deref()))
-                    .unwrap_or_default(),
-            )
+            let reg = registry.borrow().clone();
+            let cluster = app.as_ref().and_then(|a| {
+                reg.resolve(
+                    a.spec.destination.server.as_deref(),
+                    a.spec.destination.name.as_deref(),
+                )
+            });
+            Arc::from(cluster.map_or("<unresolved>", |c| c.server.as_str()))
         });
     }
     let mut tasks = Vec::new();

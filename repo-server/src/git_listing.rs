@@ -89,6 +89,10 @@ pub enum ListError {
     Git(#[from] GitError),
 }
 
+/// Paths one `UpdateRevisionForPaths` may compare, and their length.
+pub const MAX_COMPARED_PATHS: usize = 64;
+pub const MAX_COMPARED_PATH_BYTES: usize = 1024;
+
 /// Whether anything under `paths` (relative to the root, `/`-separated; `""` is the whole
 /// tree) differs between the commits `old` and `new`: the object each path names is compared
 /// (a tree's id covers everything below it), so this reads a few trees, never file contents.
@@ -109,6 +113,11 @@ pub fn paths_changed(
         let c = repo.find_commit(id).map_err(|e| read_err(&e))?;
         Ok(c.tree().map_err(|e| read_err(&e))?)
     };
+    if paths.len() > MAX_COMPARED_PATHS || paths.iter().any(|p| p.len() > MAX_COMPARED_PATH_BYTES) {
+        return Err(ListError::Invalid(format!(
+            "at most {MAX_COMPARED_PATHS} paths of at most {MAX_COMPARED_PATH_BYTES} bytes are compared"
+        )));
+    }
     let (a, b) = (tree(old)?, tree(new)?);
     let entry =
         |t: &gix::Tree<'_>, commit: &str, p: &str| -> Result<Option<gix::ObjectId>, ListError> {
@@ -430,6 +439,7 @@ mod tests {
         assert!(changed(&[""])?, "the whole tree");
         assert!(changed(&["../apps/a"]).is_err(), "no escaping the root");
         assert!(changed(&["/apps/a"]).is_err());
+        assert!(changed(&["apps/b"; 65]).is_err(), "bounded");
         Ok(())
     }
 

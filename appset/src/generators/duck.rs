@@ -60,7 +60,28 @@ pub(crate) fn generate(
             )));
         }
     };
+    // They become a URL path: only the characters Kubernetes allows in them.
+    let dns = |v: &str, dots: bool| {
+        !v.is_empty()
+            && v.len() <= 253
+            && v.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.')
+            })
+    };
+    if !dns(group, true) || !dns(version, false) {
+        return Err(invalid(format!(
+            "ConfigMap {}: apiVersion {:?} is not a valid group/version",
+            g.config_map_ref,
+            field("apiVersion")
+        )));
+    }
     let resource = field("kind");
+    if !resource.is_empty() && !dns(resource, false) {
+        return Err(invalid(format!(
+            "ConfigMap {}: kind {resource:?} is not a resource name (lowercase plural)",
+            g.config_map_ref
+        )));
+    }
     if resource.is_empty() {
         return Err(invalid(format!(
             "ConfigMap {} must name the resource in kind (its plural, e.g. placementdecisions)",
@@ -330,6 +351,17 @@ mod tests {
         let mut core = ok();
         core.cm.insert("apiVersion".into(), "v1".into());
         assert!(refused(&named, &core));
+        // Nothing that would change the request's URL.
+        for (k, v) in [
+            ("kind", "leases?watch=true&x="),
+            ("kind", "../secrets"),
+            ("apiVersion", "a/b/../v1"),
+            ("apiVersion", "x.io/V1"),
+        ] {
+            let mut bad = ok();
+            bad.cm.insert(k.into(), v.into());
+            assert!(refused(&named, &bad), "{k}: {v}");
+        }
         let mut nokey = ok();
         nokey.cm.remove("matchKey");
         assert!(refused(&named, &nokey));
