@@ -1065,7 +1065,10 @@ pub async fn refresh_on_push(
     n
 }
 
-/// Watch the ApplicationSets of `namespace` and reconcile those this replica owns.
+/// Watch the ApplicationSets of `namespace` and reconcile those this replica owns. Start it
+/// only once the cluster Secrets and the Applications are listed: a cluster generator run on a
+/// store still empty after a restart would generate fewer Applications, and the set would
+/// delete the others (with their workloads, through the resources finalizer).
 pub async fn run(
     ctx: Arc<Context>,
     control: Client,
@@ -1095,22 +1098,6 @@ pub async fn run(
     if reader.wait_until_ready().await.is_err() {
         tracing::error!("the ApplicationSet watch ended before its first list");
         return;
-    }
-    // Nothing is generated before the cluster Secrets and the Applications are listed: a
-    // cluster generator run on a store still empty would generate fewer Applications, and the
-    // set would delete the others (with their workloads, through the resources finalizer).
-    let listed = async {
-        let _ = secrets.wait_until_ready().await;
-        let _ = ctx.apps.wait_until_ready().await;
-    };
-    tokio::pin!(listed);
-    loop {
-        tokio::select! {
-            _ = &mut listed => break,
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {
-                tracing::warn!("ApplicationSets wait for the cluster Secrets and Applications to be listed");
-            }
-        }
     }
     // Per set: the generation last reconciled, when to look again, and its Applications.
     let mut state: HashMap<String, (i64, Instant, usize)> = HashMap::new();

@@ -568,26 +568,6 @@ pub async fn run(
             .instrument(tracing::info_span!("watch", kind = "Application")),
         ));
     }
-    // ApplicationSets: each set is a ring key; side by side, Argo CD's ApplicationSet
-    // controller keeps them (two controllers would fight over the same Applications).
-    if !cfg.applicationsets {
-        tracing::info!("ApplicationSets are not reconciled (--no-applicationsets)");
-    } else if cfg.selection.side_by_side {
-        tracing::info!(
-            "side by side with Argo CD: its ApplicationSet controller keeps the ApplicationSets"
-        );
-    } else {
-        tasks.push(tokio::spawn(
-            crate::appset_controller::run(
-                ctx.clone(),
-                control.clone(),
-                ns.clone(),
-                cluster_secrets.clone(),
-                appset_metrics,
-            )
-            .instrument(tracing::info_span!("watch", kind = "ApplicationSet")),
-        ));
-    }
     tasks.push(tokio::spawn(
         watch_settings(ctx.clone(), control.clone(), ns.clone())
             .instrument(tracing::info_span!("watch", kind = "argocd-cm")),
@@ -809,6 +789,30 @@ pub async fn run(
         ));
     }
     ready.set(true);
+    // ApplicationSets, once the cluster Secrets and Applications are listed (not before: a
+    // generator on an empty store would delete Applications; and not by waiting on the stores
+    // from that task: kube-runtime's wait_until_ready wakes only one of several waiters). Each
+    // set is a ring key; side by side, Argo CD's ApplicationSet
+    // controller keeps them (two controllers would fight over the same Applications).
+    if !cfg.applicationsets {
+        tracing::info!("ApplicationSets are not reconciled (--no-applicationsets)");
+    } else if cfg.selection.side_by_side {
+        tracing::info!(
+            "side by side with Argo CD: its ApplicationSet controller keeps the ApplicationSets"
+        );
+    } else {
+        tasks.push(tokio::spawn(
+            crate::appset_controller::run(
+                ctx.clone(),
+                control.clone(),
+                ns.clone(),
+                cluster_secrets.clone(),
+                appset_metrics,
+            )
+            .instrument(tracing::info_span!("watch", kind = "ApplicationSet")),
+        ));
+    }
+
     tracing::info!(
         applications = apps.state().len(),
         workers = cfg.workers,
