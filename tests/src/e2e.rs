@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use flotilla_controller::types::Application;
 use flotilla_loadtest::fleet::Fleet;
 use kube::Api;
-use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::eventually;
@@ -172,4 +172,46 @@ pub async fn live(
 /// Replace `REPO_URL` in example YAML with the fleet's Git URL.
 pub fn with_repo(yaml: &str, fleet: &Fleet) -> String {
     yaml.replace("REPO_URL", &fleet.git.url())
+}
+
+/// Argo CD's `kind` (`Application`, `ApplicationSet`) in the control-plane namespace, untyped.
+pub fn argo_api(fleet: &Fleet, kind: &str, plural: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        fleet.control().clone(),
+        NS,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", kind),
+            plural,
+        ),
+    )
+}
+
+/// The control plane's ApplicationSets, untyped.
+pub fn application_sets(fleet: &Fleet) -> Api<DynamicObject> {
+    argo_api(fleet, "ApplicationSet", "applicationsets")
+}
+
+/// The control plane's Applications, untyped.
+pub fn applications(fleet: &Fleet) -> Api<DynamicObject> {
+    argo_api(fleet, "Application", "applications")
+}
+
+/// The ApplicationSet `set`'s condition `kind`: (status, message).
+pub async fn set_condition(
+    fleet: &Fleet,
+    set: &str,
+    kind: &str,
+) -> Result<Option<(String, String)>> {
+    let s = application_sets(fleet).get(set).await?;
+    Ok(s.data["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        }))
 }

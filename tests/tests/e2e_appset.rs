@@ -15,43 +15,9 @@ use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::json;
 
-fn sets(fleet: &Fleet) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        fleet.control().clone(),
-        NS,
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "ApplicationSet"),
-            "applicationsets",
-        ),
-    )
-}
-
-fn apps(fleet: &Fleet) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        fleet.control().clone(),
-        NS,
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"),
-            "applications",
-        ),
-    )
-}
-
-/// The set's condition `kind`: (status, message).
-async fn condition(fleet: &Fleet, set: &str, kind: &str) -> Result<Option<(String, String)>> {
-    let s = sets(fleet).get(set).await?;
-    Ok(s.data["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == kind)
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or_default().to_string(),
-                c["message"].as_str().unwrap_or_default().to_string(),
-            )
-        }))
-}
+use flotilla_tests::e2e::{
+    application_sets as sets, applications as apps, set_condition as condition,
+};
 
 async fn exists(fleet: &Fleet, name: &str) -> Result<bool> {
     Ok(apps(fleet).get_opt(name).await?.is_some())

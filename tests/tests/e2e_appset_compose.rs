@@ -13,30 +13,10 @@ use flotilla_tests::e2e::{NS, config_map, live_value, wait_synced_healthy};
 use flotilla_tests::eventually;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
-fn apps(fleet: &Fleet) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        fleet.control().clone(),
-        NS,
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"),
-            "applications",
-        ),
-    )
-}
-
-fn sets(fleet: &Fleet) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        fleet.control().clone(),
-        NS,
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "ApplicationSet"),
-            "applicationsets",
-        ),
-    )
-}
+use flotilla_tests::e2e::{application_sets as sets, applications as apps};
 
 /// The Applications owned by the ApplicationSet `set`, sorted by name.
 async fn owned(fleet: &Fleet, set: &str) -> Result<Vec<DynamicObject>> {

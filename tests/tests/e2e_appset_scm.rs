@@ -18,23 +18,14 @@ use flotilla_tests::e2e::NS;
 use flotilla_tests::eventually;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const GITHUB_TOKEN: &str = "ghp_e2eGoodToken0123456789";
 const GITLAB_TOKEN: &str = "glpat-e2eGoodToken0123";
 const WRONG_TOKEN: &str = "ghp_e2eWrongTokenZYXWVU";
 
-fn api(fleet: &Fleet, kind: &str, plural: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        fleet.control().clone(),
-        NS,
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", kind),
-            plural,
-        ),
-    )
-}
+use flotilla_tests::e2e::{argo_api as api, set_condition as condition};
 
 /// The Applications owned by set `set`, by name.
 async fn owned(fleet: &Fleet, set: &str) -> Result<BTreeMap<String, DynamicObject>> {
@@ -314,23 +305,6 @@ fn fake_state() -> ScmState {
         ],
     );
     st
-}
-
-async fn condition(fleet: &Fleet, set: &str, kind: &str) -> Result<Option<(String, String)>> {
-    let s = api(fleet, "ApplicationSet", "applicationsets")
-        .get(set)
-        .await?;
-    Ok(s.data["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == kind)
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or_default().to_string(),
-                c["message"].as_str().unwrap_or_default().to_string(),
-            )
-        }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
