@@ -257,6 +257,10 @@ pub struct WorkQueue<K, L> {
     state: Mutex<State<K, L>>,
     notify: Notify,
     metrics: QueueMetrics,
+    /// The per-lane series of `metrics` (by `Lane as usize`), looked up once: updated on
+    /// every queue operation.
+    lane_depth: [Gauge; 2],
+    lane_pops: [Counter; 2],
     grouper: RwLock<Option<Grouper<K>>>,
 }
 
@@ -281,6 +285,18 @@ where
                 shutdown: false,
             }),
             notify: Notify::new(),
+            lane_depth: [Lane::Urgent, Lane::Bulk].map(|l| {
+                metrics
+                    .lane_depth
+                    .get_or_create(&LaneLabels { lane: l.as_str() })
+                    .clone()
+            }),
+            lane_pops: [Lane::Urgent, Lane::Bulk].map(|l| {
+                metrics
+                    .lane_pops
+                    .get_or_create(&LaneLabels { lane: l.as_str() })
+                    .clone()
+            }),
             metrics,
             grouper: RwLock::new(None),
         }
@@ -308,13 +324,8 @@ where
         };
         let r = f(&mut g);
         self.metrics.depth.set(g.queued.len() as i64);
-        for lane in [Lane::Urgent, Lane::Bulk] {
-            self.metrics
-                .lane_depth
-                .get_or_create(&LaneLabels {
-                    lane: lane.as_str(),
-                })
-                .set(g.waiting[lane as usize] as i64);
+        for (gauge, waiting) in self.lane_depth.iter().zip(g.waiting) {
+            gauge.set(waiting as i64);
         }
         self.metrics.scheduled.set(g.delayed.len() as i64);
         self.metrics.processing.set(g.processing.len() as i64);
@@ -486,12 +497,7 @@ where
                     self.metrics
                         .wait_seconds
                         .observe(since.elapsed().as_secs_f64());
-                    self.metrics
-                        .lane_pops
-                        .get_or_create(&LaneLabels {
-                            lane: lane.as_str(),
-                        })
-                        .inc();
+                    self.lane_pops[lane as usize].inc();
                     // Others may be ready too.
                     self.notify.notify_one();
                     return Some((key, level));

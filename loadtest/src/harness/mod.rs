@@ -268,6 +268,25 @@ impl Workload {
     }
 }
 
+/// Send a signed GitHub push event to a controller's webhook receiver at `addr`.
+async fn post_push(addr: &str, body: &[u8]) -> Result<()> {
+    let (code, reply) = http_post(
+        addr,
+        "/api/webhook",
+        &[
+            ("X-GitHub-Event", "push"),
+            (
+                "X-Hub-Signature-256",
+                &github_signature(WEBHOOK_SECRET, body),
+            ),
+        ],
+        body,
+    )
+    .await?;
+    anyhow::ensure!(code == 200, "webhook answered {code}: {reply}");
+    Ok(())
+}
+
 fn github_push(url: &str, commit: &str, files: &[String]) -> Vec<u8> {
     json!({
         "ref": "refs/heads/main",
@@ -621,20 +640,7 @@ async fn drive(
                 .webhook
                 .as_deref()
                 .context("the controller serves no webhook")?;
-            let (code, reply) = http_post(
-                addr,
-                "/api/webhook",
-                &[
-                    ("X-GitHub-Event", "push"),
-                    (
-                        "X-Hub-Signature-256",
-                        &github_signature(WEBHOOK_SECRET, &body),
-                    ),
-                ],
-                &body,
-            )
-            .await?;
-            anyhow::ensure!(code == 200, "webhook answered {code}: {reply}");
+            post_push(addr, &body).await?;
         }
         let name = workload::app_name(i);
         obs.lock().created(&name, t);
@@ -1070,20 +1076,7 @@ async fn change(
                 .webhook
                 .as_deref()
                 .context("the controller serves no webhook")?;
-            let (code, reply) = http_post(
-                addr,
-                "/api/webhook",
-                &[
-                    ("X-GitHub-Event", "push"),
-                    (
-                        "X-Hub-Signature-256",
-                        &github_signature(WEBHOOK_SECRET, &body),
-                    ),
-                ],
-                &body,
-            )
-            .await?;
-            anyhow::ensure!(code == 200, "webhook answered {code}: {reply}");
+            post_push(addr, &body).await?;
         }
     }
     let deadline = pushed + Duration::from_secs(s.changes.timeout_seconds);
