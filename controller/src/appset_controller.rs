@@ -606,7 +606,7 @@ fn from_informer(ctx: &Context, ns: &str, uid: &str, names: &BTreeSet<&str>) -> 
             continue;
         }
         found += usize::from(named);
-        out.push(serde_json::to_value(a.as_ref()).ok()?);
+        out.push(serde_json::to_value(a.unpacked().as_ref()).ok()?);
     }
     (found == names.len()).then_some(out)
 }

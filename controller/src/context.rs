@@ -243,12 +243,17 @@ pub struct Context {
 }
 
 impl Context {
-    /// The app as the store has it, or as our own last write left it when that is newer.
+    /// The app as the store has it (its packed status parsed back), or as our own last
+    /// write left it when that is newer.
     pub fn app(&self, key: &AppKey) -> Option<Arc<Application>> {
         let stored = self
             .apps
             .get(&ObjectRef::new(&key.name).within(&key.namespace))?;
-        Some(freshest(stored, self.memo(key).written))
+        let written = self.memo(key).written;
+        Some(match freshest(stored.clone(), written) {
+            w if !Arc::ptr_eq(&w, &stored) => w,
+            _ => stored.unpacked(),
+        })
     }
 
     /// The watch delivered `app`: once it is as new as our last write, drop that second copy.

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod metrics_argocd;
 pub mod normalize;
 pub mod operation;
+pub mod phase_cpu;
 pub mod plan;
 pub mod postdelete;
 pub mod project;

@@ -104,6 +104,8 @@ pub struct ControllerMetrics {
     pub mode: crate::metrics_argocd::ArgoCdMetrics,
     /// Argo CD's series, when exported.
     pub argocd: Option<Arc<crate::metrics_argocd::ArgoMetrics>>,
+    /// CPU seconds per reconcile phase.
+    pub phase_cpu: crate::phase_cpu::PhaseCpu,
 }
 
 /// An application by namespace and name.
@@ -133,6 +135,7 @@ impl Default for ControllerMetrics {
             orphaned: Family::default(),
             mode: Default::default(),
             argocd: None,
+            phase_cpu: crate::phase_cpu::PhaseCpu::new(),
         }
     }
 }
@@ -155,6 +158,7 @@ impl ControllerMetrics {
                 .then(|| crate::metrics_argocd::ArgoMetrics::register(registry)),
             ..Self::default()
         };
+        m.phase_cpu.register(registry);
         registry.register(
             "flotilla_reconciles",
             "Application reconciles, by level (compare, refresh, hard) and result",

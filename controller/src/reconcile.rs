@@ -22,6 +22,7 @@ use crate::metrics::{AppInfoLabels, ReconcileLabels, SyncLabels};
 use crate::operation::{
     AutoSync, InitiatedBy, Operation, OperationState, Phase, SyncOperation, decide_auto_sync,
 };
+use crate::phase_cpu::Phase as CpuPhase;
 use crate::plan::{Comparison, compare_with};
 use crate::project;
 use crate::redact::redact_url;
@@ -1129,17 +1130,24 @@ pub async fn reconcile(
         None
     };
     let pinned = pinned_revisions(&app, running.as_ref(), op.as_ref());
-    let caps = capabilities_for(ctx, &app, &cluster).await;
-    let desired = match desired(
-        ctx,
-        &app,
-        key,
-        desired_level,
-        pinned.as_deref(),
-        fresh_after,
-        caps.as_deref(),
-    )
-    .await
+    let cpu = &ctx.metrics.phase_cpu;
+    let caps = cpu
+        .timed(CpuPhase::Render, capabilities_for(ctx, &app, &cluster))
+        .await;
+    let desired = match cpu
+        .timed(
+            CpuPhase::Render,
+            desired(
+                ctx,
+                &app,
+                key,
+                desired_level,
+                pinned.as_deref(),
+                fresh_after,
+                caps.as_deref(),
+            ),
+        )
+        .await
     {
         Ok(d) => d,
         Err(e) => {
@@ -1170,10 +1178,14 @@ pub async fn reconcile(
     // 3. Live state, and the comparison.
     let settings = crate::settings::current();
     let ignore = ignore_rules(&app, &settings);
-    let (cache, normalized) = match live_state(
-        ctx, &app, key, &project, &cluster, &desired, &settings, &ignore,
-    )
-    .await?
+    let (cache, normalized) = match cpu
+        .timed(
+            CpuPhase::Live,
+            live_state(
+                ctx, &app, key, &project, &cluster, &desired, &settings, &ignore,
+            ),
+        )
+        .await?
     {
         Ok(x) => x,
         Err(e) => {
@@ -1197,11 +1209,14 @@ pub async fn reconcile(
         !crate::postdelete::post_delete_hooks(&normalized.hooks).is_empty(),
     )
     .await?;
-    let live = cache.live_for(key);
-    let mut cmp = tracing::info_span!("diff")
-        .in_scope(|| compare_with(&normalized.resources, &live, FIELD_MANAGER, &ignore));
-    let shared = shared_resources(&cache, &normalized, key);
-    let mut conditions = comparison_conditions(&normalized, &cmp, &shared);
+    let live = cpu.scope(CpuPhase::Live, || cache.live_for(key));
+    let (mut cmp, shared, mut conditions) = cpu.scope(CpuPhase::Diff, || {
+        let cmp = tracing::info_span!("diff")
+            .in_scope(|| compare_with(&normalized.resources, &live, FIELD_MANAGER, &ignore));
+        let shared = shared_resources(&cache, &normalized, key);
+        let conditions = comparison_conditions(&normalized, &cmp, &shared);
+        (cmp, shared, conditions)
+    });
     if let Some(orphaned) = &project.spec.orphaned_resources {
         conditions.extend(orphan_condition(
             ctx,
@@ -1247,7 +1262,8 @@ pub async fn reconcile(
                 conditions: conditions.clone(),
                 ..outcome.clone()
             };
-            w.write_status(&started, false).await?;
+            cpu.timed(CpuPhase::Status, w.write_status(&started, false))
+                .await?;
         }
         let env = syncop::OpEnv {
             cache: &cache,
@@ -1266,17 +1282,21 @@ pub async fn reconcile(
             ignore: &ignore,
             permit: &|| ctx.permit(&cluster.server),
         };
-        let Some(ran) = run_operation(
-            ctx,
-            &app,
-            key,
-            &env,
-            st,
-            resumed,
-            &mut outcome,
-            &mut conditions,
-        )
-        .await
+        let Some(ran) = cpu
+            .timed(
+                CpuPhase::Sync,
+                run_operation(
+                    ctx,
+                    &app,
+                    key,
+                    &env,
+                    st,
+                    resumed,
+                    &mut outcome,
+                    &mut conditions,
+                ),
+            )
+            .await
         else {
             // Not ours any more: record nothing; the new owner resumes the operation.
             tracing::info!(app = %key, "sync paused: the cluster moved to another replica");
@@ -1286,16 +1306,22 @@ pub async fn reconcile(
         ack_operation |= ran.completed && app.operation.is_some();
         if ran.wrote {
             // Our writes went through the cache: compare again for an up-to-date status.
-            cmp = compare_with(
-                &normalized.resources,
-                &cache.live_for(key),
-                FIELD_MANAGER,
-                &ignore,
-            );
+            cmp = cpu.scope(CpuPhase::Diff, || {
+                compare_with(
+                    &normalized.resources,
+                    &cache.live_for(key),
+                    FIELD_MANAGER,
+                    &ignore,
+                )
+            });
         }
     }
     outcome.conditions = conditions;
-    finish(&w, &outcome, &cmp, ack_operation, ack_refresh).await?;
+    cpu.timed(
+        CpuPhase::Status,
+        finish(&w, &outcome, &cmp, ack_operation, ack_refresh),
+    )
+    .await?;
     Ok(next)
 }
 

@@ -14,6 +14,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
+
+use crate::phase_cpu::Phase;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
 use prometheus_client::registry::Registry as MetricsRegistry;
@@ -475,6 +477,9 @@ pub async fn run(
                             if let Some(a) = app.metadata.annotations.as_mut() {
                                 a.remove("kubectl.kubernetes.io/last-applied-configuration");
                             }
+                            // Every replica holds every Application; the status a reconcile
+                            // reads stays as compact JSON until it does (`Context::app`).
+                            app.pack();
                         })
                         // An app not selected (or not yet handed over by Argo CD) never
                         // enters the store; one that leaves the selection leaves it.
@@ -825,7 +830,11 @@ pub async fn run(
             while let Some((key, level)) = ctx.queue.pop().await {
                 let started = Instant::now();
                 let span = tracing::info_span!("reconcile", app = %key, level = level.as_str());
-                let res = reconcile(&ctx, &key, level).instrument(span).await;
+                let cpu = &ctx.metrics.phase_cpu;
+                let res = cpu
+                    .timed(Phase::Reconcile, reconcile(&ctx, &key, level))
+                    .instrument(span)
+                    .await;
                 ctx.queue.done(&key);
                 if let Some((delay, next_level)) =
                     schedule(&ctx, &key, level, &res, started.elapsed())

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -255,6 +256,79 @@ pub struct Application {
     /// refused with a condition instead of being ignored.
     #[serde(skip)]
     pub unsupported: Vec<String>,
+    /// In the watch store only: the status fields a reconcile reads but the rest of the
+    /// controller never does, as compact JSON (`Application::pack`); `None` everywhere else.
+    #[serde(skip)]
+    pub packed: Option<Arc<str>>,
+}
+
+/// The status fields `Application::pack` moves into compact JSON: per app they are most of
+/// the typed object (a `serde_json::Value` takes several times its text), and only the
+/// reconcile of the app (and `explain`) reads them, on the replica that owns the app.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PackedStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resources: Option<Vec<ResourceStatus>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    operation_state: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conditions: Option<Vec<ApplicationCondition>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<Value>>,
+}
+
+impl Application {
+    /// Move the status fields only a reconcile reads (resources, operationState, conditions,
+    /// history) into one compact JSON string, for the watch store of every Application in the
+    /// fleet; `unpacked` restores them. Sync, health, reconciledAt and sourceType stay typed
+    /// (the ApplicationSet rollout, metrics and the queue read them).
+    pub fn pack(&mut self) {
+        let Some(st) = self.status.as_mut() else {
+            return;
+        };
+        let heavy = PackedStatus {
+            resources: st.resources.take(),
+            operation_state: st.operation_state.take(),
+            conditions: st.conditions.take(),
+            history: st.history.take(),
+        };
+        if heavy.resources.is_none()
+            && heavy.operation_state.is_none()
+            && heavy.conditions.is_none()
+            && heavy.history.is_none()
+        {
+            return;
+        }
+        match serde_json::to_string(&heavy) {
+            Ok(text) => self.packed = Some(Arc::from(text)),
+            // Unreachable for these types; keep the fields rather than lose them.
+            Err(_) => {
+                st.resources = heavy.resources;
+                st.operation_state = heavy.operation_state;
+                st.conditions = heavy.conditions;
+                st.history = heavy.history;
+            }
+        }
+    }
+
+    /// The Application whole: `self` when nothing is packed, else a copy with the packed
+    /// status fields parsed back.
+    pub fn unpacked(self: &Arc<Self>) -> Arc<Self> {
+        let Some(text) = self.packed.as_deref() else {
+            return self.clone();
+        };
+        let mut app = Application::clone(self);
+        app.packed = None;
+        // The text is our own serialization of these same types.
+        let heavy: PackedStatus = serde_json::from_str(text).unwrap_or_default();
+        let st = app.status.get_or_insert_with(Default::default);
+        st.resources = heavy.resources;
+        st.operation_state = heavy.operation_state;
+        st.conditions = heavy.conditions;
+        st.history = heavy.history;
+        Arc::new(app)
+    }
 }
 
 /// The wire form of an Application (everything but what is found on reading).
@@ -289,6 +363,7 @@ impl<'de> Deserialize<'de> for Application {
             operation: w.operation,
             status: w.status,
             unsupported,
+            packed: None,
         })
     }
 }
@@ -375,6 +450,42 @@ fn preserve_unknown(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packing_keeps_every_status_field_and_unpacking_restores_them() {
+        let app: Application = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a", "namespace": "argocd", "resourceVersion": "7"},
+            "spec": {"destination": {"server": "https://c", "namespace": "n"}, "project": "default"},
+            "status": {
+                "sync": {"status": "Synced", "revision": "abc"},
+                "health": {"status": "Healthy"},
+                "resources": [{"kind": "ConfigMap", "name": "cm", "version": "v1", "status": "Synced"}],
+                "operationState": {"phase": "Succeeded", "syncResult": {"revision": "abc"}},
+                "conditions": [{"type": "SyncError", "message": "m"}],
+                "history": [{"id": 0, "revision": "abc"}],
+                "reconciledAt": "2026-01-01T00:00:00Z"
+            }
+        }))
+        .expect("app");
+        let mut packed = app.clone();
+        packed.pack();
+        let st = packed.status.as_ref().expect("status");
+        assert!(st.resources.is_none() && st.operation_state.is_none());
+        assert!(st.conditions.is_none() && st.history.is_none());
+        assert_eq!(st.sync.as_ref().map(|s| s.status.as_str()), Some("Synced"));
+        assert_eq!(
+            st.health.as_ref().map(|s| s.status.as_str()),
+            Some("Healthy")
+        );
+        assert!(packed.packed.is_some());
+        let back = Arc::new(packed).unpacked();
+        assert_eq!(*back, app, "nothing lost");
+        // An app without those fields packs to nothing.
+        let mut bare = app.clone();
+        bare.status = Some(ApplicationStatus::default());
+        bare.pack();
+        assert!(bare.packed.is_none());
+    }
 
     /// The Application from the issue, verbatim apart from nothing at all.
     const MY_APP: &str = r#"
