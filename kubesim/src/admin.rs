@@ -1,5 +1,5 @@
-//! kubesim's admin HTTP API for out-of-process harnesses: list clusters and their credentials,
-//! read request logs and counters, set faults, cut watches, add client identities.
+//! kubesim's admin HTTP API for out-of-process harnesses: clusters and credentials, request
+//! logs, counters and writers' summaries, faults, cutting watches, client identities.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -69,6 +69,14 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Full
             let list: Vec<Value> = state.clusters.iter().map(|c| c.stats()).collect();
             respond(StatusCode::OK, json!(list))
         }
+        (Method::GET, ["writers"]) => {
+            let list: Vec<Value> = state
+                .clusters
+                .iter()
+                .map(|c| json!({"cluster": c.name, "writers": c.log.writers()}))
+                .collect();
+            respond(StatusCode::OK, json!(list))
+        }
         (Method::POST, ["tokens"]) => {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             match (
@@ -97,6 +105,7 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Full
                     let since = query.get("since").and_then(|s| s.parse().ok()).unwrap_or(0);
                     respond(StatusCode::OK, json!(c.log.since(since)))
                 }
+                (Method::GET, ["writers"]) => respond(StatusCode::OK, json!(c.log.writers())),
                 (Method::GET, ["counters"]) => {
                     let list: Vec<Value> = c
                         .log

@@ -9,12 +9,13 @@ use flotilla_loadtest::harness::{self, RunOptions, scenario::Scenario};
 
 /// Run a load-test scenario: starts kubesim, git daemon, Redis Cluster nodes, repo-servers and
 /// controllers as processes, creates the applications, drives changes and faults, measures,
-/// tears everything down and writes report.json, report.md, progress.svg and latency.svg.
+/// tears everything down and writes report.json, report.md, progress.svg and latency.svg (and
+/// rollout.svg for a chaos scenario, soak-memory.svg and soak-cpu.svg for a soak).
 #[derive(Debug, Parser)]
 #[command(name = "flotilla-loadtest", version)]
 struct Args {
     /// A scenario: a YAML file, or the name of one in loadtest/scenarios (smoke, 1k, 10k,
-    /// 1k-orphans, failover, rebalance).
+    /// 1k-orphans, failover, rebalance, chaos, chaos-smoke, soak, soak-smoke, ...).
     scenario: String,
     /// Directory for the report (default: loadtest/reports/<scenario>).
     #[arg(long)]

@@ -16,14 +16,14 @@ pub struct ChartError {
     message: String,
 }
 
-fn err<E: std::fmt::Debug>(chart: &str) -> impl Fn(E) -> ChartError + '_ {
+pub(super) fn err<E: std::fmt::Debug>(chart: &str) -> impl Fn(E) -> ChartError + '_ {
     move |e| ChartError {
         chart: chart.to_string(),
         message: format!("{e:?}"),
     }
 }
 
-const COLORS: [RGBColor; 6] = [
+pub(super) const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -32,14 +32,15 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-type Axes<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+pub(super) type Axes<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-/// The frame both charts share: caption, margins, axes from 0 with their descriptions.
-fn axes<'a, 'b>(
+/// The frame every chart shares: caption, margins, axes from 0 with their descriptions.
+pub(super) fn axes<'a, 'b>(
     root: &'a DrawingArea<SVGBackend<'b>, Shift>,
     caption: String,
     (x_max, x_desc): (f64, &str),
-    y_max: f64,
+    (y_max, y_desc): (f64, &str),
     file: &str,
 ) -> Result<Axes<'a, 'b>, ChartError> {
     let e = err(file);
@@ -53,7 +54,7 @@ fn axes<'a, 'b>(
     chart
         .configure_mesh()
         .x_desc(x_desc)
-        .y_desc("applications")
+        .y_desc(y_desc)
         .draw()
         .map_err(&e)?;
     Ok(chart)
@@ -77,7 +78,7 @@ pub fn progress(report: &Report, path: &Path) -> Result<(), ChartError> {
         &root,
         format!("{}: applications over time", report.scenario.name),
         (t_max, "seconds since the first Application was created"),
-        y_max,
+        (y_max, "applications"),
         "progress.svg",
     )?;
     chart
@@ -139,7 +140,7 @@ pub fn latency(report: &Report, path: &Path) -> Result<(), ChartError> {
             report.scenario.name, report.convergence.per_app.p50, report.convergence.per_app.p99
         ),
         (max, "seconds"),
-        y_max,
+        (y_max, "applications"),
         "latency.svg",
     )?;
     chart

@@ -3,14 +3,23 @@
 //!
 //! Phases: start the fleet and write the workload to Git; create the Applications and wait
 //! until all are Synced and Healthy; measure an idle window; make commits (webhook and poll)
-//! and time them to live; inject the faults one by one and time the recovery; report.
+//! and time them to live; inject the faults one by one and time the recovery; then the chaos
+//! or soak phase when the scenario has one; report.
 
+pub mod chaos;
 pub mod charts;
+pub mod inventory;
+pub mod membership;
 pub mod observe;
+pub mod phases_report;
 pub mod procstat;
 pub mod report;
 pub mod scenario;
+pub mod simadmin;
+pub mod soak;
+pub mod trends;
 pub mod workload;
+pub mod writers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -28,6 +37,7 @@ use serde_json::{Value, json};
 use crate::fleet::{
     Fleet, FleetConfig, GitServer, github_signature, http_get, http_post, metric_sum, metric_value,
 };
+use membership::SharedTimeline;
 use observe::{Observed, Shared};
 use procstat::Usage;
 use report::{
@@ -50,6 +60,9 @@ pub struct RunOptions {
     /// Print a live progress line on stderr.
     pub progress: bool,
 }
+
+/// How often the chaos and soak phases poll every replica's `/status` for ownership changes.
+const OWNERSHIP_POLL: Duration = Duration::from_secs(1);
 
 /// A process the sampler watches: (name, pid, metrics address for controllers).
 #[derive(Debug, Clone)]
@@ -210,6 +223,12 @@ async fn totals(fleet: &Fleet) -> Result<Totals> {
     })
 }
 
+/// How long ownership may take to settle after a change: a Lease must expire, then claims
+/// confirm.
+fn settle_time(s: &Scenario) -> Duration {
+    Duration::from_secs(s.lease_duration_seconds * 4 + 60)
+}
+
 /// Who owns which cluster (cluster name → replica), read from every replica's `/status`.
 async fn ownership(
     fleet: &Fleet,
@@ -310,10 +329,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
         flotilla_version: env!("CARGO_PKG_VERSION").to_string(),
         ..Default::default()
     };
-    let phase = |live: &Live, p: &str| {
-        *live.phase.lock() = p.to_string();
-        tracing::info!(phase = p, "load test");
-    };
+    let phase = set_phase;
     let live = Arc::new(Live {
         targets: Mutex::new(Vec::new()),
         usage: Mutex::new(Usage::default()),
@@ -323,6 +339,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
         scrape: AtomicBool::new(true),
     });
 
+    let fleet_start_us = kubesim::audit::unix_micros();
     let mut fleet = Fleet::start(FleetConfig {
         // With ApplicationSets, one more cluster joins after convergence.
         clusters: s.clusters + usize::from(s.application_sets > 0),
@@ -348,6 +365,12 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
     })
     .await?;
     *live.targets.lock() = targets(&fleet);
+    let timeline: SharedTimeline = Arc::default();
+    timeline.lock().action(
+        fleet_start_us,
+        kubesim::audit::unix_micros(),
+        format!("started the fleet ({})", fleet.controller_ids().join(", ")),
+    );
     if s.orphaned_resources {
         fleet
             .apply("apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: default, namespace: argocd}\nspec:\n  sourceRepos: ['*']\n  destinations: [{server: '*', namespace: '*'}]\n  clusterResourceWhitelist: [{group: '*', kind: '*'}]\n  orphanedResources: {warn: true}\n")
@@ -377,7 +400,10 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
     } else {
         0..0
     };
-    for i in (0..s.applications).chain(joining) {
+    // The soak's applications-to-be are in Git from the start: an app created later then
+    // finds its path at whatever commit its controller resolved `main` to.
+    let churn = s.applications..s.applications + s.soak.as_ref().map_or(0, |k| k.churn_total());
+    for i in (0..s.applications).chain(joining).chain(churn) {
         let repo = wl.repo(&fleet, workload::repo_of(s, i));
         repo.write(&[(
             &format!("{}/manifests.yaml", workload::path_of(s, i)),
@@ -391,17 +417,31 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<Report> {
     let obs: Shared = Arc::new(Mutex::new(Observed::default()));
     let watch = observe::spawn_watch(fleet.control().clone(), NS, obs.clone());
     let sampler = spawn_sampler(live.clone(), obs.clone(), s.applications, opts.progress);
+    let poller = (s.chaos.is_some() || s.soak.is_some()).then(|| {
+        membership::spawn_poller(
+            live.clone(),
+            servers.clone(),
+            timeline.clone(),
+            OWNERSHIP_POLL,
+        )
+    });
     let result = drive(
-        s,
-        &mut fleet,
-        &mut wl,
-        &live,
-        &obs,
-        &servers,
+        &mut Ctx {
+            s,
+            fleet: &mut fleet,
+            wl: &mut wl,
+            live: &live,
+            obs: &obs,
+            servers: &servers,
+            timeline: &timeline,
+        },
         &mut report,
         phase,
     )
     .await;
+    if let Some(p) = poller {
+        p.abort();
+    }
     if let Err(e) = &result {
         report.problems.push(format!("{e:#}"));
         // The processes' last log lines say why, before the fleet (and its logs) is gone.
@@ -449,20 +489,74 @@ pub fn write(report: &Report, dir: &std::path::Path) -> Result<()> {
     std::fs::write(dir.join("report.md"), report.markdown())?;
     charts::progress(report, &dir.join("progress.svg"))?;
     charts::latency(report, &dir.join("latency.svg"))?;
+    if let Some(c) = &report.chaos {
+        trends::rollout(&report.scenario.name, c, &dir.join("rollout.svg"))?;
+    }
+    if let Some(k) = &report.soak {
+        trends::soak_memory(&report.scenario.name, k, &dir.join("soak-memory.svg"))?;
+        trends::soak_cpu(&report.scenario.name, k, &dir.join("soak-cpu.svg"))?;
+    }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn drive(
-    s: &Scenario,
-    fleet: &mut Fleet,
-    wl: &mut Workload,
-    live: &Arc<Live>,
-    obs: &Shared,
-    servers: &BTreeMap<String, String>,
-    report: &mut Report,
-    phase: impl Fn(&Live, &str),
-) -> Result<()> {
+/// Name the phase the run is in (the progress line and the log).
+fn set_phase(live: &Live, p: &str) {
+    *live.phase.lock() = p.to_string();
+    tracing::info!(phase = p, "load test");
+}
+
+/// The running fleet and what the harness knows of it, as the phases share it.
+struct Ctx<'a> {
+    s: &'a Scenario,
+    fleet: &'a mut Fleet,
+    wl: &'a mut Workload,
+    live: &'a Arc<Live>,
+    obs: &'a Shared,
+    /// Server URL → target cluster name.
+    servers: &'a BTreeMap<String, String>,
+    timeline: &'a SharedTimeline,
+}
+
+impl Ctx<'_> {
+    /// Take a controller replica away (SIGKILL or SIGTERM), noting it in the timeline and the
+    /// sampler's targets.
+    fn remove_controller(&mut self, id: &str, kill: bool) -> Result<()> {
+        let lo = kubesim::audit::unix_micros();
+        if kill {
+            self.fleet.kill_controller(id)?;
+        } else {
+            self.fleet.stop_controller(id)?;
+        }
+        let how = if kill {
+            "killed (-9)"
+        } else {
+            "stopped (SIGTERM)"
+        };
+        self.timeline
+            .lock()
+            .action(lo, kubesim::audit::unix_micros(), format!("{how} {id}"));
+        *self.live.targets.lock() = targets(self.fleet);
+        Ok(())
+    }
+
+    /// Start one more controller replica, noting it in the timeline and the sampler's targets.
+    async fn add_controller(&mut self) -> Result<String> {
+        let lo = kubesim::audit::unix_micros();
+        let id = self.fleet.start_controller().await?;
+        self.timeline
+            .lock()
+            .action(lo, kubesim::audit::unix_micros(), format!("started {id}"));
+        *self.live.targets.lock() = targets(self.fleet);
+        Ok(id)
+    }
+}
+
+async fn drive(cx: &mut Ctx<'_>, report: &mut Report, phase: impl Fn(&Live, &str)) -> Result<()> {
+    let s = cx.s;
+    let live = cx.live;
+    let obs = cx.obs;
+    let fleet = &mut *cx.fleet;
+    let wl = &mut *cx.wl;
     // Create the Applications.
     phase(live, "creating applications");
     let api: Api<DynamicObject> = Api::namespaced_with(
@@ -797,9 +891,9 @@ async fn drive(
     // Faults.
     for (k, f) in s.faults.iter().enumerate() {
         phase(live, &format!("fault {}: {f:?}", k + 1));
-        let r = fault(s, fleet, wl, obs, servers, f, n).await;
+        let r = fault(cx, f, n).await;
         n += 1;
-        *live.targets.lock() = targets(fleet);
+        *live.targets.lock() = targets(cx.fleet);
         match r {
             Ok(fr) => {
                 if fr.recovered_seconds.is_none() {
@@ -810,6 +904,31 @@ async fn drive(
             Err(e) => report.problems.push(format!("fault {f:?}: {e:#}")),
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    if let Some(c) = &s.chaos {
+        phase(live, "chaos");
+        match chaos::run(cx, c).await {
+            Ok(r) => {
+                report
+                    .problems
+                    .extend(r.problems.iter().map(|p| format!("chaos: {p}")));
+                report.chaos = Some(r);
+            }
+            Err(e) => report.problems.push(format!("chaos: {e:#}")),
+        }
+    }
+    if let Some(k) = &s.soak {
+        phase(live, "soak");
+        match soak::run(cx, k, &mut n).await {
+            Ok(r) => {
+                report
+                    .problems
+                    .extend(r.problems.iter().map(|p| format!("soak: {p}")));
+                report.soak = Some(r);
+            }
+            Err(e) => report.problems.push(format!("soak: {e:#}")),
+        }
     }
     Ok(())
 }
@@ -1144,16 +1263,9 @@ async fn change(
 }
 
 /// Inject one fault and measure the recovery.
-async fn fault(
-    s: &Scenario,
-    fleet: &mut Fleet,
-    wl: &mut Workload,
-    obs: &Shared,
-    servers: &BTreeMap<String, String>,
-    f: &Fault,
-    n: usize,
-) -> Result<FaultResult> {
-    let settle = Duration::from_secs(s.lease_duration_seconds * 4 + 60);
+async fn fault(cx: &mut Ctx<'_>, f: &Fault, n: usize) -> Result<FaultResult> {
+    let (s, obs, servers) = (cx.s, cx.obs, cx.servers);
+    let settle = settle_time(s);
     let mut out = FaultResult {
         fault: format!("{f:?}"),
         ..Default::default()
@@ -1161,48 +1273,63 @@ async fn fault(
     // A dependency dies: time a change pushed through what is left of the fleet.
     let dependency = match f {
         Fault::KillRepoServer { replica } => {
-            let name = fleet.repo_servers[*replica].name.clone();
-            fleet.kill_repo_server(&name)?;
+            let name = cx.fleet.repo_servers[*replica].name.clone();
+            cx.fleet.kill_repo_server(&name)?;
             true
         }
         Fault::KillRedisNode { node } => {
-            fleet
+            cx.fleet
                 .redis
                 .as_mut()
                 .context("no Redis in this scenario")?
                 .kill(*node);
             true
         }
+        Fault::CutWatches { cluster } => {
+            // Recovered once the owner watches the cluster again.
+            let admin = cx.fleet.sim.admin().context("kubesim has no admin API")?;
+            let (name, before) = chaos::watched_cluster(&admin, *cluster, s.clusters).await?;
+            out.fault = format!("{f:?} → {name}");
+            let at = Instant::now();
+            simadmin::cut_watches(&admin, &name).await?;
+            while at.elapsed() < settle {
+                let now = simadmin::cluster_stats(&admin, &name).await?;
+                if chaos::watching_again(&before, &now) {
+                    out.recovered_seconds = Some(at.elapsed().as_secs_f64());
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            return Ok(out);
+        }
         _ => false,
     };
     if dependency {
-        let (ch, _) = change(s, fleet, wl, obs, n, true).await?;
+        let (ch, _) = change(s, cx.fleet, cx.wl, obs, n, true).await?;
         out.recovered_seconds = Some(ch.latency.max);
         return Ok(out);
     }
-    let before = stable_ownership(fleet, servers, s.clusters, settle).await?;
+    let before = stable_ownership(cx.fleet, servers, s.clusters, settle).await?;
     let at = Instant::now();
     let victim = match f {
         Fault::KillController { replica } | Fault::StopController { replica } => {
-            let id = fleet.controllers[*replica].identity.clone();
-            if matches!(f, Fault::KillController { .. }) {
-                fleet.kill_controller(&id)?;
-            } else {
-                fleet.stop_controller(&id)?;
-            }
+            let id = cx.fleet.controllers[*replica].identity.clone();
+            cx.remove_controller(&id, matches!(f, Fault::KillController { .. }))?;
             Some(id)
         }
         Fault::AddController => {
-            fleet.start_controller().await?;
+            cx.add_controller().await?;
             None
         }
-        Fault::KillRepoServer { .. } | Fault::KillRedisNode { .. } => None,
+        Fault::KillRepoServer { .. } | Fault::KillRedisNode { .. } | Fault::CutWatches { .. } => {
+            None
+        }
     };
     out.minimum_moves = match &victim {
         Some(v) => before.values().filter(|o| *o == v).count(),
-        None => s.clusters / fleet.controllers.len().max(1),
+        None => s.clusters / cx.fleet.controllers.len().max(1),
     };
-    let after = stable_ownership(fleet, servers, s.clusters, settle).await?;
+    let after = stable_ownership(cx.fleet, servers, s.clusters, settle).await?;
     let moved: BTreeSet<&String> = after
         .iter()
         .filter(|(c, o)| before.get(*c) != Some(*o))

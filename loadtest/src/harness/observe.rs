@@ -25,6 +25,8 @@ pub struct AppState {
     pub revision: String,
     /// Revision → when the application was first seen Synced at it.
     pub reached: HashMap<String, Instant>,
+    /// Revision → when the application was first seen Synced and Healthy at it.
+    pub reached_healthy: HashMap<String, Instant>,
     pub reconciled_at: String,
     /// When `reconciledAt` last changed, as seen by the watch.
     pub reconciled_seen: Option<Instant>,
@@ -91,7 +93,11 @@ impl Observed {
         if a.sync == "Synced" && !a.revision.is_empty() {
             a.reached.entry(a.revision.clone()).or_insert(now);
         }
-        if a.synced_healthy.is_none() && a.sync == "Synced" && a.health == "Healthy" {
+        let ok = a.sync == "Synced" && a.health == "Healthy";
+        if ok && !a.revision.is_empty() {
+            a.reached_healthy.entry(a.revision.clone()).or_insert(now);
+        }
+        if a.synced_healthy.is_none() && ok {
             a.synced_healthy = Some(now);
         }
         let rec = s("/reconciledAt");
@@ -164,6 +170,7 @@ mod tests {
         let a = &o.apps["a"];
         assert_eq!(a.synced_healthy, Some(t2));
         assert_eq!(a.reached.get("c1"), Some(&t2));
+        assert_eq!(a.reached_healthy.get("c1"), Some(&t2));
         assert_eq!(
             a.reconciled_seen,
             Some(t1),

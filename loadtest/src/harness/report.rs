@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::phases_report::{ChaosReport, SoakReport};
 use super::procstat::Reading;
 use super::scenario::Scenario;
 
@@ -206,6 +207,12 @@ pub struct Report {
     /// The API server on the converged fleet (empty unless the scenario asks).
     #[serde(default)]
     pub api: ApiReport,
+    /// The chaos phase, when the scenario has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosReport>,
+    /// The soak phase, when the scenario has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<SoakReport>,
 }
 
 /// What the API's latency was at this size.
@@ -252,11 +259,11 @@ pub struct ApiQuery {
     pub errors: usize,
 }
 
-fn opt(v: Option<f64>) -> String {
+pub(super) fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "not reached".into(), |s| format!("{s:.1} s"))
 }
 
-fn ms(p: &Percentiles) -> String {
+pub(super) fn ms(p: &Percentiles) -> String {
     if p.count == 0 {
         return "n/a".into();
     }
@@ -483,6 +490,12 @@ impl Report {
                 );
             }
         }
+        if let Some(c) = &self.chaos {
+            c.markdown(&mut o);
+        }
+        if let Some(k) = &self.soak {
+            k.markdown(&mut o);
+        }
         let _ = writeln!(
             o,
             "\n## Processes\n\n| process | CPU s | peak RSS MiB |\n|---|---|---|"
@@ -497,7 +510,17 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "\nCharts: `progress.svg` (applications Synced and Healthy, and syncs per replica, over time), `latency.svg` (distribution of created → Synced and Healthy)."
+            "\nCharts: `progress.svg` (applications Synced and Healthy, and syncs per replica, over time), `latency.svg` (distribution of created → Synced and Healthy){}{}.",
+            if self.chaos.is_some() {
+                ", `rollout.svg` (the chaos commit's rollout, with the faults)"
+            } else {
+                ""
+            },
+            if self.soak.is_some() {
+                ", `soak-memory.svg` and `soak-cpu.svg` (the controllers' memory and CPU over the soak)"
+            } else {
+                ""
+            }
         );
         o
     }

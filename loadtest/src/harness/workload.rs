@@ -105,6 +105,23 @@ pub fn application(s: &Scenario, i: usize, repo_url: &str, namespace: &str) -> S
     )
 }
 
+/// Argo CD's finalizer: deleting the Application deletes its objects first.
+pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
+
+/// [`application`] with the [`RESOURCES_FINALIZER`] (the soak's created-then-deleted apps).
+pub fn application_with_finalizer(
+    s: &Scenario,
+    i: usize,
+    repo_url: &str,
+    namespace: &str,
+) -> String {
+    application(s, i, repo_url, namespace).replacen(
+        "\n  annotations:\n",
+        &format!("\n  finalizers: [{RESOURCES_FINALIZER}]\n  annotations:\n"),
+        1,
+    )
+}
+
 /// ApplicationSet `k`: a matrix of the clusters labelled `set-K` and, for each, the
 /// directories under `clusters/<cluster>/` (Argo CD's "cluster × git directories" pattern, the
 /// second generator reading the first's parameters), producing the same Applications as
@@ -280,6 +297,27 @@ mod tests {
         assert_eq!(docs.len(), 4);
         assert_eq!(docs[1]["kind"].as_str(), Some("Deployment"));
         assert_eq!(docs[0]["data"]["version"].as_str(), Some("3"));
+    }
+
+    #[test]
+    fn the_finalizer_variant_only_adds_the_finalizer() {
+        let s = Scenario {
+            name: "t".into(),
+            ..Scenario::default()
+        };
+        let plain: serde_yaml::Value =
+            serde_yaml::from_str(&application(&s, 3, "git://r", "argocd")).expect("yaml");
+        let mut with: serde_yaml::Value =
+            serde_yaml::from_str(&application_with_finalizer(&s, 3, "git://r", "argocd"))
+                .expect("yaml");
+        assert_eq!(
+            with["metadata"]["finalizers"][0].as_str(),
+            Some(RESOURCES_FINALIZER)
+        );
+        if let Some(m) = with["metadata"].as_mapping_mut() {
+            m.remove("finalizers");
+        }
+        assert_eq!(with, plain);
     }
 
     #[test]
