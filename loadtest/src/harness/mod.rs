@@ -181,7 +181,7 @@ fn spawn_sampler(
 }
 
 /// Counters summed over the running fleet.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Totals {
     reconciles: f64,
     renders: f64,
@@ -190,7 +190,12 @@ struct Totals {
     hits_memory: f64,
     hits_shared: f64,
     misses: f64,
+    /// `flotilla_reconcile_cpu_seconds_total` by phase, summed over the controllers.
+    reconcile_cpu: BTreeMap<String, f64>,
 }
+
+/// The phases of `flotilla_reconcile_cpu_seconds_total` (`reconcile` is their whole).
+const RECONCILE_PHASES: [&str; 6] = ["reconcile", "render", "live", "diff", "sync", "status"];
 
 async fn totals(fleet: &Fleet) -> Result<Totals> {
     let controllers = fleet.controller_metric_texts().await?;
@@ -220,6 +225,13 @@ async fn totals(fleet: &Fleet) -> Result<Totals> {
             &[("outcome", "hit-shared")],
         ),
         misses: c("flotilla_manifest_cache_total", &[("outcome", "miss")]),
+        reconcile_cpu: RECONCILE_PHASES
+            .iter()
+            .map(|p| {
+                let v = c("flotilla_reconcile_cpu_seconds_total", &[("phase", p)]);
+                (p.to_string(), v)
+            })
+            .collect(),
     })
 }
 
@@ -715,6 +727,16 @@ async fn drive(cx: &mut Ctx<'_>, report: &mut Report, phase: impl Fn(&Live, &str
         c.kube_requests_per_reconcile = c.kube_requests / c.reconciles.max(1.0);
         c.renders = after.renders - before.renders;
         c.git_fetches = after.fetches - before.fetches;
+        c.reconcile_cpu_seconds = after
+            .reconcile_cpu
+            .iter()
+            .map(|(p, v)| {
+                (
+                    p.clone(),
+                    v - before.reconcile_cpu.get(p).copied().unwrap_or(0.0),
+                )
+            })
+            .collect();
         report.per_app_seconds = per_app;
     }
 
