@@ -1,5 +1,6 @@
-//! Criterion benchmarks of kubesim's store: get, server-side apply, labelled list, and the field
-//! ownership computation, on a cluster loaded with 1,000 objects.
+//! Criterion benchmarks of kubesim's store: get, server-side apply, labelled list, status
+//! writes and the field ownership computation, on a cluster loaded with 1,000 objects; the
+//! `_response` cases include producing the JSON the HTTP layer answers with.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -39,10 +40,53 @@ fn loaded_store() -> (Store, Arc<ResourceType>, Arc<ResourceType>) {
     (store, cm, deploy)
 }
 
+/// What a GET answers with: the object's JSON (stored serialized) and a newline.
+fn get_response(store: &Store, rt: &ResourceType, name: &str) -> usize {
+    let obj = store.get(rt, "default", name).expect("get");
+    let mut body = Vec::with_capacity(obj.json().len() + 1);
+    body.extend_from_slice(obj.json());
+    body.push(b'\n');
+    body.len()
+}
+
+/// What a labelled LIST answers with: the items' JSON in a list.
+fn list_response(store: &Store, rt: &ResourceType) -> usize {
+    let page = store
+        .list(
+            rt,
+            Some("default"),
+            |o| o.meta().label("app") == Some("a3"),
+            None,
+            None,
+            None,
+        )
+        .expect("list");
+    // As `api.rs` answers: the list's head serialized, the items' stored JSON spliced in.
+    let mut out = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMapList",
+        "metadata": {"resourceVersion": page.rv.to_string()}}))
+    .expect("json");
+    out.pop();
+    out.extend_from_slice(b",\"items\":[");
+    for (i, o) in page.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(o.json());
+    }
+    out.extend_from_slice(b"]}\n");
+    out.len()
+}
+
 fn bench(c: &mut Criterion) {
     let (store, cm, deploy) = loaded_store();
     c.bench_function("store_get", |b| {
         b.iter(|| black_box(store.get(&cm, "default", "cm-500").expect("get")))
+    });
+    c.bench_function("store_get_response", |b| {
+        b.iter(|| black_box(get_response(&store, &cm, "cm-500")))
+    });
+    c.bench_function("store_list_response_label_selector_1000", |b| {
+        b.iter(|| black_box(list_response(&store, &cm)))
     });
     c.bench_function("store_list_label_selector_1000", |b| {
         b.iter(|| {
@@ -50,7 +94,7 @@ fn bench(c: &mut Criterion) {
                 .list(
                     &cm,
                     Some("default"),
-                    |o| o.pointer("/metadata/labels/app").and_then(|v| v.as_str()) == Some("a3"),
+                    |o| o.meta().label("app") == Some("a3"),
                     None,
                     None,
                     None,
@@ -88,6 +132,29 @@ fn bench(c: &mut Criterion) {
                         &ctx,
                     )
                     .expect("apply"),
+            )
+        })
+    });
+    let mut s = 0u64;
+    c.bench_function("store_status_merge_patch", |b| {
+        b.iter(|| {
+            s += 1;
+            let body = json!({"status": {"observedGeneration": 1, "replicas": 2,
+                "conditions": [{"type": "Available", "status": "True",
+                    "reason": "MinimumReplicasAvailable", "message": format!("ready {s}")}]}});
+            let bytes = serde_json::to_vec(&body).expect("json");
+            black_box(
+                store
+                    .patch(
+                        &deploy,
+                        "default",
+                        "web",
+                        PatchKind::Merge,
+                        &bytes,
+                        Scope::Status,
+                        &ctx,
+                    )
+                    .expect("status"),
             )
         })
     });

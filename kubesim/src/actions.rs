@@ -64,17 +64,17 @@ pub fn evict(
     name: &str,
     opts: &DeleteOpts,
 ) -> ApiResult<Value> {
-    let pod = store.get(pods, ns, name)?;
+    let pod = store.get_value(pods, ns, name)?;
     let labels = pod
         .pointer("/metadata/labels")
         .cloned()
         .unwrap_or(json!({}));
     if let Some(pdbs) = store.lookup("policy", "v1", "poddisruptionbudgets") {
-        let page = store.list(&pdbs, Some(ns), |_| true, None, None, None)?;
-        let matching: Vec<&Value> = page
-            .items
+        let budgets = store
+            .list(&pdbs, Some(ns), |_| true, None, None, None)?
+            .values()?;
+        let matching: Vec<&Value> = budgets
             .iter()
-            .map(|p| &**p)
             .filter(|p| {
                 p.pointer("/spec/selector")
                     .is_some_and(|s| object_selector_matches(s, &labels))
@@ -115,11 +115,11 @@ fn check_budget(
     pod: &Value,
 ) -> ApiResult<()> {
     let selector = pdb.pointer("/spec/selector").cloned().unwrap_or(json!({}));
-    let page = store.list(pods, Some(ns), |_| true, None, None, None)?;
-    let selected: Vec<&Value> = page
-        .items
+    let all = store
+        .list(pods, Some(ns), |_| true, None, None, None)?
+        .values()?;
+    let selected: Vec<&Value> = all
         .iter()
-        .map(|p| &**p)
         .filter(|p| {
             let labels = p.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
             object_selector_matches(&selector, &labels)

@@ -23,6 +23,7 @@ use super::latency::Class;
 use super::resources::ResourceType;
 use super::selector::{FieldSelector, LabelSelector, extra_fields};
 use super::store::{DeleteOpts, Event, EventType, PatchKind, WriteCtx, parse_body};
+use super::stored::Obj;
 use super::typed::FieldValidation;
 use super::{actions, openapi, protobuf};
 
@@ -44,6 +45,42 @@ fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
         .header(header::CONTENT_TYPE, "application/json")
         .body(full(body))
         .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+}
+
+/// A stored object answered as it is stored: its JSON, serialized once when written.
+fn obj_response(code: StatusCode, obj: &Obj) -> Response<Body> {
+    let json = obj.json();
+    let mut body = Vec::with_capacity(json.len() + 1);
+    body.extend_from_slice(json);
+    body.push(b'\n');
+    bytes_response(code, body)
+}
+
+fn bytes_response(code: StatusCode, body: Vec<u8>) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(body))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+}
+
+/// A list document: `head` (apiVersion, kind, metadata) with `items` spliced in as they are,
+/// byte for byte what serializing the whole list as one value gives.
+fn list_response<'a>(head: &Value, items: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = serde_json::to_vec(head).unwrap_or_default();
+    // `head` is a non-empty object: reopen it before its closing brace.
+    if out.last() == Some(&b'}') {
+        out.pop();
+    }
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.extend_from_slice(b"]}\n");
+    out
 }
 
 fn error_response(e: &ApiError) -> Response<Body> {
@@ -425,10 +462,22 @@ fn aggregated_response(doc: &Value) -> Response<Body> {
     r
 }
 
-/// An object as `PartialObjectMetadata`.
-fn metadata_only(obj: &Value) -> Value {
+/// An object as `PartialObjectMetadata` (a `Table` row's object).
+fn metadata_value(obj: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
            "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
+/// A stored object as `PartialObjectMetadata`, its `metadata` copied as stored.
+fn metadata_only(obj: &Obj) -> ApiResult<Vec<u8>> {
+    let meta = obj.metadata_json()?;
+    let mut out = Vec::with_capacity(meta.len() + 72);
+    out.extend_from_slice(
+        br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#,
+    );
+    out.extend_from_slice(meta.as_bytes());
+    out.push(b'}');
+    Ok(out)
 }
 
 /// A value at a simple JSONPath (`.spec.replicas`) of a CRD printer column.
@@ -476,7 +525,7 @@ fn table(rt: &ResourceType, printer_columns: &[Value], items: &[&Value], meta: V
                         .unwrap_or(Value::Null),
                 );
             }
-            json!({"cells": cells, "object": metadata_only(o)})
+            json!({"cells": cells, "object": metadata_value(o)})
         })
         .collect();
     let _ = rt;
@@ -695,53 +744,71 @@ async fn serve(
             let page = store.list(
                 &rt,
                 namespace.as_deref(),
-                |o| labels.matches_object(o) && fields.matches_object(o),
+                |o| labels.matches_meta(o.meta()) && fields.matches_meta(o.meta()),
                 limit,
                 q.get("continue").map(String::as_str),
                 exact,
             )?;
             let mut meta = json!({"resourceVersion": page.rv.to_string()});
-            if let Some(c) = page.continue_token {
+            if let Some(c) = &page.continue_token {
                 meta["continue"] = json!(c);
             }
             if let Some(n) = page.remaining {
                 meta["remainingItemCount"] = json!(n);
             }
-            let items: Vec<&Value> = page.items.iter().map(|a| &**a).collect();
-            facts.items = items.len();
+            facts.items = page.items.len();
             match repr {
                 As::Metadata => {
-                    let items: Vec<Value> = items.iter().map(|o| metadata_only(o)).collect();
-                    ok(
-                        &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-                               "metadata": meta, "items": items}),
-                    )
+                    let items = page
+                        .items
+                        .iter()
+                        .map(|o| metadata_only(o))
+                        .collect::<ApiResult<Vec<_>>>()?;
+                    let head = json!({"kind": "PartialObjectMetadataList",
+                                      "apiVersion": "meta.k8s.io/v1", "metadata": meta});
+                    Ok(bytes_response(
+                        StatusCode::OK,
+                        list_response(&head, items.iter().map(Vec::as_slice)),
+                    ))
                 }
-                As::Table => ok(&table(&rt, &store.printer_columns(&rt), &items, meta)),
-                _ => ok(
-                    &json!({"apiVersion": rt.api_version(), "kind": list_kind_of(&rt),
-                               "metadata": meta, "items": items}),
-                ),
+                As::Table => {
+                    let values = page.values()?;
+                    let items: Vec<&Value> = values.iter().collect();
+                    ok(&table(&rt, &store.printer_columns(&rt), &items, meta))
+                }
+                _ => {
+                    let head = json!({"apiVersion": rt.api_version(), "kind": list_kind_of(&rt),
+                                      "metadata": meta});
+                    Ok(bytes_response(
+                        StatusCode::OK,
+                        list_response(&head, page.items.iter().map(|o| &o.json()[..])),
+                    ))
+                }
             }
         }
         (Method::GET, Some(name)) => {
             facts.verb = "get".into();
             let obj = store.get(&rt, &ns, &name)?;
             match repr {
-                As::Metadata => ok(&metadata_only(&obj)),
+                As::Metadata => {
+                    let mut body = metadata_only(&obj)?;
+                    body.push(b'\n');
+                    Ok(bytes_response(StatusCode::OK, body))
+                }
                 As::Table => {
-                    let rv = obj
+                    let value = obj.value()?;
+                    let rv = value
                         .pointer("/metadata/resourceVersion")
                         .cloned()
                         .unwrap_or(Value::Null);
                     ok(&table(
                         &rt,
                         &store.printer_columns(&rt),
-                        &[&*obj],
+                        &[&value],
                         json!({"resourceVersion": rv}),
                     ))
                 }
-                _ => ok(&obj),
+                _ => Ok(obj_response(StatusCode::OK, &obj)),
             }
         }
         (Method::POST, None) => {
@@ -753,13 +820,9 @@ async fn serve(
             let obj = request_object(req).await?;
             let ctx = write_ctx(&q, user_agent, dry)?;
             let created = store.create(&rt, &ns, obj, &ctx)?;
-            facts.name = created
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            facts.name = created.meta().name.to_string();
             Ok(with_warnings(
-                json_response(StatusCode::CREATED, &created),
+                obj_response(StatusCode::CREATED, &created),
                 &ctx,
             ))
         }
@@ -771,7 +834,7 @@ async fn serve(
             let obj = parse_body(&body, yaml)?;
             let ctx = write_ctx(&q, user_agent, dry)?;
             let updated = store.update(&rt, &ns, &name, obj, scope, &ctx)?;
-            Ok(with_warnings(json_response(StatusCode::OK, &updated), &ctx))
+            Ok(with_warnings(obj_response(StatusCode::OK, &updated), &ctx))
         }
         (Method::PATCH, Some(name)) => {
             facts.verb = "patch".into();
@@ -808,7 +871,7 @@ async fn serve(
             } else {
                 StatusCode::OK
             };
-            Ok(with_warnings(json_response(code, &obj), &ctx))
+            Ok(with_warnings(obj_response(code, &obj), &ctx))
         }
         (Method::DELETE, Some(name)) => {
             facts.verb = "delete".into();
@@ -822,15 +885,16 @@ async fn serve(
                     details.insert("group".into(), json!(rt.group));
                 }
                 details.insert("kind".into(), json!(rt.plural));
-                if let Some(uid) = deleted.object.pointer("/metadata/uid") {
-                    details.insert("uid".into(), uid.clone());
+                let uid = &deleted.object.meta().uid;
+                if !uid.is_empty() {
+                    details.insert("uid".into(), json!(uid));
                 }
                 ok(
                     &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
                            "status": "Success", "details": details}),
                 )
             } else {
-                ok(&deleted.object)
+                Ok(obj_response(StatusCode::OK, &deleted.object))
             }
         }
         (Method::DELETE, None) => {
@@ -840,15 +904,15 @@ async fn serve(
             let deleted = store.delete_collection(
                 &rt,
                 namespace.as_deref(),
-                |o| labels.matches_object(o) && fields.matches_object(o),
+                |o| labels.matches_meta(o.meta()) && fields.matches_meta(o.meta()),
                 &opts,
             )?;
-            let items: Vec<&Value> = deleted.iter().map(|a| &**a).collect();
-            ok(
-                &json!({"apiVersion": rt.api_version(), "kind": list_kind_of(&rt),
-                       "metadata": {"resourceVersion": store.resource_version().to_string()},
-                       "items": items}),
-            )
+            let head = json!({"apiVersion": rt.api_version(), "kind": list_kind_of(&rt),
+                   "metadata": {"resourceVersion": store.resource_version().to_string()}});
+            Ok(bytes_response(
+                StatusCode::OK,
+                list_response(&head, deleted.iter().map(|o| &o.json()[..])),
+            ))
         }
         (m, _) => {
             facts.verb = m.as_str().to_lowercase();
@@ -936,14 +1000,14 @@ impl WatchFilter {
     /// The event's object as this watch sends it.
     fn payload(&self, ev: &super::store::Event) -> Bytes {
         if self.metadata_only {
-            Bytes::from(serde_json::to_vec(&metadata_only(&ev.object)).unwrap_or_default())
+            Bytes::from(metadata_only(&ev.object).unwrap_or_default())
         } else {
             ev.object_json().clone()
         }
     }
 
-    fn matches(&self, obj: &Value) -> bool {
-        self.labels.matches_object(obj) && self.fields.matches_object(obj)
+    fn matches(&self, obj: &Obj) -> bool {
+        self.labels.matches_meta(obj.meta()) && self.fields.matches_meta(obj.meta())
     }
 
     /// The event type this watcher sees, if any (selector transitions become ADDED/DELETED).
@@ -1040,7 +1104,7 @@ async fn scale(
     q: &HashMap<String, String>,
 ) -> ApiResult<Response<Body>> {
     let method = req.method().clone();
-    let obj = store.get(rt, ns, name)?;
+    let obj = store.get_value(rt, ns, name)?;
     let current = scale_of(rt, &obj);
     let wanted = match method {
         Method::GET => return Ok(json_response(StatusCode::OK, &current)),
@@ -1105,7 +1169,10 @@ async fn scale(
         Scope::Main,
         &ctx,
     )?;
-    Ok(json_response(StatusCode::OK, &scale_of(rt, &updated)))
+    Ok(json_response(
+        StatusCode::OK,
+        &scale_of(rt, &updated.value()?),
+    ))
 }
 
 /// Check a list's `resourceVersion` / `resourceVersionMatch` as a real server does; returns

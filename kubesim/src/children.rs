@@ -8,7 +8,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::objects::name_of;
+use super::resources::ResourceType;
 use super::store::{DeleteOpts, Store, WriteCtx};
+use super::stored::Obj;
 
 /// The alphabet Kubernetes uses for generated name suffixes (no vowels, no look-alikes).
 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -105,10 +107,16 @@ pub fn pod_for(rs: &Value, index: usize, nodes: i64) -> Value {
     })
 }
 
-fn owned_by(obj: &Value, uid: &Value) -> bool {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| refs.iter().any(|r| r.get("uid") == Some(uid)))
+fn owned_by(obj: &Obj, uid: &str) -> bool {
+    obj.meta().owners.iter().any(|o| &**o == uid)
+}
+
+/// The items of a list of `rt` in `ns` owned by `uid`, parsed (none on failure).
+fn owned(store: &Store, rt: &ResourceType, ns: &str, uid: &str) -> Vec<Value> {
+    store
+        .list(rt, Some(ns), |o| owned_by(o, uid), None, None, None)
+        .and_then(|p| p.values())
+        .unwrap_or_default()
 }
 
 fn ctx() -> WriteCtx {
@@ -130,22 +138,19 @@ pub fn sync_deployment(store: &Arc<Store>, ns: &str, name: &str, nodes: i64) {
     ) else {
         return;
     };
-    let Ok(deploy) = store.get(&deploy_rt, ns, name) else {
+    let Ok(deploy) = store.get_value(&deploy_rt, ns, name) else {
         return;
     };
     if deploy.pointer("/metadata/deletionTimestamp").is_some() {
         return;
     }
-    let Some(uid) = deploy.pointer("/metadata/uid").cloned() else {
+    let Some(uid) = deploy.pointer("/metadata/uid").and_then(Value::as_str) else {
         return;
     };
     let want = replica_set_for(&deploy);
     let current = name_of(&want).to_string();
     let replicas = want["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
-    let owned = store
-        .list(&rs_rt, Some(ns), |o| owned_by(o, &uid), None, None, None)
-        .map(|p| p.items)
-        .unwrap_or_default();
+    let owned = owned(store, &rs_rt, ns, uid);
     for rs in &owned {
         let rs_name = name_of(rs).to_string();
         let target = if rs_name == current { replicas } else { 0 };
@@ -162,38 +167,22 @@ pub fn sync_deployment(store: &Arc<Store>, ns: &str, name: &str, nodes: i64) {
             );
         }
     }
-    let rs = match owned.iter().find(|r| name_of(r) == current) {
-        Some(rs) => rs.clone(),
-        None => match store.create(&rs_rt, ns, want, &ctx()) {
-            Ok(rs) => rs,
-            Err(_) => return,
-        },
-    };
+    if !owned.iter().any(|r| name_of(r) == current)
+        && store.create(&rs_rt, ns, want, &ctx()).is_err()
+    {
+        return;
+    }
     // Pods: each ReplicaSet of this Deployment runs exactly its replicas.
-    let all_rs = store
-        .list(&rs_rt, Some(ns), |o| owned_by(o, &uid), None, None, None)
-        .map(|p| p.items)
-        .unwrap_or_default();
-    for set in all_rs {
-        let Some(set_uid) = set.pointer("/metadata/uid").cloned() else {
+    for set in self::owned(store, &rs_rt, ns, uid) {
+        let Some(set_uid) = set.pointer("/metadata/uid").and_then(Value::as_str) else {
             continue;
         };
-        let target = if name_of(&set) == name_of(&rs) {
+        let target = if name_of(&set) == current {
             replicas
         } else {
             0
         };
-        let pods = store
-            .list(
-                &pod_rt,
-                Some(ns),
-                |o| owned_by(o, &set_uid),
-                None,
-                None,
-                None,
-            )
-            .map(|p| p.items)
-            .unwrap_or_default();
+        let pods = self::owned(store, &pod_rt, ns, set_uid);
         let have: std::collections::BTreeSet<String> =
             pods.iter().map(|p| name_of(p).to_string()).collect();
         let wanted: Vec<Value> = (0..target).map(|i| pod_for(&set, i, nodes)).collect();
@@ -343,16 +332,17 @@ pub fn sync_pod_owner(
     let Ok(owner) = store.get(rt, ns, name) else {
         return;
     };
-    if owner.pointer("/metadata/deletionTimestamp").is_some() {
+    if owner.meta().deleting {
         return;
     }
-    let Some(uid) = owner.pointer("/metadata/uid").cloned() else {
+    let Ok(owner_value) = owner.value() else {
         return;
     };
-    let wanted = pods_for(&rt.kind, &owner, nodes);
+    let uid = &*owner.meta().uid;
+    let wanted = pods_for(&rt.kind, &owner_value, nodes);
     let have: std::collections::BTreeSet<String> = store
-        .list(&pod_rt, Some(ns), |o| owned_by(o, &uid), None, None, None)
-        .map(|p| p.items.iter().map(|p| name_of(p).to_string()).collect())
+        .list(&pod_rt, Some(ns), |o| owned_by(o, uid), None, None, None)
+        .map(|p| p.items.iter().map(|p| p.meta().name.to_string()).collect())
         .unwrap_or_default();
     let wanted_names: std::collections::BTreeSet<String> =
         wanted.iter().map(|p| name_of(p).to_string()).collect();

@@ -14,6 +14,7 @@ pub mod children;
 pub mod error;
 pub mod faults;
 pub mod fields;
+pub mod footprint;
 pub mod latency;
 pub mod objects;
 pub mod openapi;
@@ -25,6 +26,7 @@ pub mod schema;
 pub mod selector;
 pub mod simulate;
 pub mod store;
+pub mod stored;
 pub mod structural;
 pub mod tls;
 pub mod tokens;
@@ -93,6 +95,8 @@ pub struct SimConfig {
     pub secrets_namespace: String,
     /// Watch-event history kept per cluster (older resourceVersions get 410 Gone).
     pub history: usize,
+    /// The most JSON bytes of objects that history holds per cluster (0: no bound).
+    pub history_bytes: usize,
     /// Request-log records kept per cluster (counters are kept regardless).
     pub request_log: usize,
     pub bookmark_interval: Duration,
@@ -118,6 +122,7 @@ impl Default for SimConfig {
             control_plane_name: "control-plane".into(),
             secrets_namespace: "argocd".into(),
             history: 10_000,
+            history_bytes: 256 << 20,
             request_log: 100_000,
             bookmark_interval: Duration::from_secs(5),
             watch_timeout: Duration::from_secs(1800),
@@ -263,7 +268,8 @@ impl KubeSim {
             let addr = listener
                 .local_addr()
                 .map_err(|source| SimError::Bind { addr, source })?;
-            let store = Arc::new(Store::new(cfg.history, 4096));
+            let store =
+                Arc::new(Store::new(cfg.history, 4096).with_history_bytes(cfg.history_bytes));
             let (sim_tx, sim_rx) = mpsc::unbounded_channel();
             store.set_simulator(sim_tx);
             tasks.push(tokio::spawn(simulate::run(

@@ -17,7 +17,7 @@ pub fn canonicalize(rt: &ResourceType, obj: &mut Value) -> ApiResult<()> {
     let Some(root) = built.definitions.get(&built.name) else {
         return Ok(());
     };
-    walk(obj, root, &built.definitions, "", rt)
+    walk(obj, root, &built.definitions, &mut String::new(), rt)
 }
 
 fn resolve<'a>(schema: &'a Value, defs: &'a Map<String, Value>) -> (&'a Value, Option<&'a str>) {
@@ -42,32 +42,40 @@ fn walk(
     v: &mut Value,
     schema: &Value,
     defs: &Map<String, Value>,
-    path: &str,
+    path: &mut String,
     rt: &ResourceType,
 ) -> ApiResult<()> {
     let (schema, name) = resolve(schema, defs);
     if name == Some(QUANTITY) {
         return canonical(v, path, rt);
     }
+    // `path` (`a.b[0]`, for errors) grows and shrinks in place as the walk goes.
     match v {
         Value::Object(m) => {
             let props = schema.get("properties").and_then(Value::as_object);
             let extra = schema.get("additionalProperties").filter(|a| a.is_object());
+            if props.is_none() && extra.is_none() {
+                return Ok(());
+            }
             for (k, child) in m.iter_mut() {
-                let here = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
                 if let Some(s) = props.and_then(|p| p.get(k)).or(extra) {
-                    walk(child, s, defs, &here, rt)?;
+                    let len = path.len();
+                    if len > 0 {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                    walk(child, s, defs, path, rt)?;
+                    path.truncate(len);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(s) = schema.get("items") {
                 for (i, item) in items.iter_mut().enumerate() {
-                    walk(item, s, defs, &format!("{path}[{i}]"), rt)?;
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    walk(item, s, defs, path, rt)?;
+                    path.truncate(len);
                 }
             }
         }

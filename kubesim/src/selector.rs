@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use super::stored::Meta;
+
 /// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
@@ -47,7 +49,11 @@ impl LabelSelector {
     }
 
     pub fn matches(&self, labels: Option<&serde_json::Map<String, Value>>) -> bool {
-        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.matches_with(|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str))
+    }
+
+    /// Match labels looked up by `get`.
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.0.iter().all(|r| match r {
             Requirement::Eq(k, v) => get(k) == Some(v.as_str()),
             Requirement::NotEq(k, v) => get(k) != Some(v.as_str()),
@@ -60,6 +66,11 @@ impl LabelSelector {
 
     pub fn matches_object(&self, obj: &Value) -> bool {
         self.is_empty() || self.matches(obj.pointer("/metadata/labels").and_then(Value::as_object))
+    }
+
+    /// Match a stored object by its parsed labels.
+    pub fn matches_meta(&self, meta: &Meta) -> bool {
+        self.is_empty() || self.matches_with(|k| meta.label(k))
     }
 }
 
@@ -227,6 +238,13 @@ impl FieldSelector {
             (actual == *value) == *eq
         })
     }
+
+    /// Match a stored object by the fields parsed when it was written.
+    pub fn matches_meta(&self, meta: &Meta) -> bool {
+        self.0
+            .iter()
+            .all(|(field, eq, value)| (meta.field(field) == value) == *eq)
+    }
 }
 
 /// Extra field-selector fields a kind supports, as the real server registers them.
@@ -359,5 +377,31 @@ mod tests {
             .expect("pods support status.phase");
         assert!(sel.matches_object(&obj));
         assert!(FieldSelector::parse("status.phase=Running", &[]).is_err());
+    }
+
+    #[test]
+    fn stored_objects_match_as_their_values_do() {
+        let obj = json!({"metadata": {"name": "a", "namespace": "ns1", "labels": {"app": "web"}},
+                         "status": {"phase": "Running"}, "spec": {"priority": 2}});
+        let stored = super::super::stored::Obj::new(&obj, extra_fields("", "pods"));
+        for (labels, fields) in [
+            ("app=web", "metadata.name=a,status.phase=Running"),
+            ("app in (db)", "metadata.namespace!=ns1"),
+            ("!app", "spec.nodeName="),
+            ("", "status.podIP!=x,status.phase!=Running"),
+        ] {
+            let l = LabelSelector::parse(labels).expect("labels");
+            let f = FieldSelector::parse(fields, extra_fields("", "pods")).expect("fields");
+            assert_eq!(
+                l.matches_meta(stored.meta()),
+                l.matches_object(&obj),
+                "{labels}"
+            );
+            assert_eq!(
+                f.matches_meta(stored.meta()),
+                f.matches_object(&obj),
+                "{fields}"
+            );
+        }
     }
 }

@@ -308,7 +308,7 @@ pub async fn run(store: Arc<Store>, mut rx: mpsc::UnboundedReceiver<Touch>, sett
                         continue;
                     }
                 }
-                let delay = match store.get(&touch.rt, &touch.key.0, &touch.key.1) {
+                let delay = match store.get_value(&touch.rt, &touch.key.0, &touch.key.1) {
                     Ok(obj) => delay_for(&obj, settings.ready_delay),
                     Err(_) => continue,
                 };

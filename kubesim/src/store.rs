@@ -18,6 +18,8 @@ use super::objects::{
 };
 use super::patch::{self, PatchError};
 use super::resources::{GroupResource, Registry, ResourceType};
+use super::selector::extra_fields;
+use super::stored::Obj;
 
 /// The first resourceVersion of a fresh cluster; older ones answer 410 Gone, as on a real
 /// cluster whose history was compacted long ago.
@@ -43,16 +45,16 @@ impl EventType {
     }
 }
 
-/// One change, as watches see it.
+/// One change, as watches see it. Versions are shared with the store (`Arc<Obj>`), so the
+/// history costs one serialized copy per version it still reaches.
 #[derive(Debug)]
 pub struct Event {
     pub rv: u64,
     pub gr: GroupResource,
     pub kind: EventType,
-    pub object: Arc<Value>,
-    /// The object before the change (for selector transitions).
-    pub prev: Option<Arc<Value>>,
-    json: OnceLock<Bytes>,
+    pub object: Arc<Obj>,
+    /// The object before the change (for selector transitions and list snapshots).
+    pub prev: Option<Arc<Obj>>,
 }
 
 impl Event {
@@ -60,8 +62,8 @@ impl Event {
         rv: u64,
         gr: GroupResource,
         kind: EventType,
-        object: Arc<Value>,
-        prev: Option<Arc<Value>>,
+        object: Arc<Obj>,
+        prev: Option<Arc<Obj>>,
     ) -> Self {
         Self {
             rv,
@@ -69,21 +71,16 @@ impl Event {
             kind,
             object,
             prev,
-            json: OnceLock::new(),
         }
     }
 
-    /// The object serialized once, shared by every watcher.
+    /// The object's JSON, serialized once when written and shared by every watcher.
     pub fn object_json(&self) -> &Bytes {
-        self.json
-            .get_or_init(|| Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default()))
+        self.object.json()
     }
 
     pub fn namespace(&self) -> &str {
-        self.object
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        &self.object.meta().namespace
     }
 }
 
@@ -131,10 +128,20 @@ pub struct DeleteOpts {
 /// A page of a list.
 #[derive(Debug)]
 pub struct ListPage {
-    pub items: Vec<Arc<Value>>,
+    pub items: Vec<Arc<Obj>>,
     pub rv: u64,
     pub continue_token: Option<String>,
     pub remaining: Option<usize>,
+}
+
+impl ListPage {
+    /// The items, parsed.
+    pub fn values(&self) -> ApiResult<Vec<Value>> {
+        self.items
+            .iter()
+            .map(|o| o.value().map_err(ApiError::from))
+            .collect()
+    }
 }
 
 /// Where a watch begins.
@@ -179,13 +186,19 @@ struct Inner {
     /// Every event with `rv > floor` is still in `history`.
     floor: u64,
     registry: Registry,
-    objects: HashMap<GroupResource, BTreeMap<ObjKey, Arc<Value>>>,
+    objects: HashMap<GroupResource, BTreeMap<ObjKey, Arc<Obj>>>,
+    /// CRDs parsed (by name), kept in step with their stored JSON: custom resource writes read
+    /// their schema on every write.
+    crds: HashMap<String, Arc<Value>>,
     /// owner uid → dependents.
     owners: HashMap<String, BTreeSet<(GroupResource, ObjKey)>>,
     /// uid → where the object lives.
     uids: HashMap<String, (GroupResource, ObjKey)>,
     history: VecDeque<Arc<Event>>,
     history_cap: usize,
+    /// JSON bytes of the objects `history` holds, and the most it may (0: no bound).
+    history_bytes: usize,
+    history_max_bytes: usize,
 }
 
 /// A virtual cluster's object store.
@@ -193,21 +206,6 @@ pub struct Store {
     inner: RwLock<Inner>,
     events: broadcast::Sender<Arc<Event>>,
     sim: OnceLock<mpsc::UnboundedSender<Touch>>,
-}
-
-fn uid_of(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/uid").and_then(Value::as_str)
-}
-
-fn owner_uids(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .map(|refs| {
-            refs.iter()
-                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn finalizers(obj: &Value) -> Vec<String> {
@@ -314,14 +312,25 @@ impl Store {
                 floor: INITIAL_RV,
                 registry: Registry::default(),
                 objects: HashMap::new(),
+                crds: HashMap::new(),
                 owners: HashMap::new(),
                 uids: HashMap::new(),
                 history: VecDeque::new(),
                 history_cap: history_cap.max(16),
+                history_bytes: 0,
+                history_max_bytes: 0,
             }),
             events,
             sim: OnceLock::new(),
         }
+    }
+
+    /// Bound the history by the JSON bytes of its objects too (0: by count only), as a real
+    /// watch cache is bounded by memory: the oldest events go first, with 410 Gone for
+    /// resourceVersions before them.
+    pub fn with_history_bytes(self, max: usize) -> Self {
+        self.inner.write().history_max_bytes = max;
+        self
     }
 
     /// Register an APIService per served group-version (see `Inner::sync_api_services`).
@@ -350,6 +359,56 @@ impl Store {
         self.inner.read().objects.values().map(BTreeMap::len).sum()
     }
 
+    /// Estimated heap bytes held, by part (see `footprint.rs`).
+    pub fn footprint(&self) -> super::footprint::Footprint {
+        use super::footprint::{Footprint, alloc_size, string_heap, table_heap};
+        let inner = self.inner.read();
+        let mut f = Footprint::default();
+        let key_heap = |k: &ObjKey| string_heap(k.0.capacity()) + string_heap(k.1.capacity());
+        let gr_heap = |g: &GroupResource| {
+            string_heap(g.group.capacity()) + string_heap(g.resource.capacity())
+        };
+        let arc_obj = alloc_size(16 + size_of::<Obj>());
+        let mut current = std::collections::HashSet::new();
+        for objs in inner.objects.values() {
+            for (k, v) in objs {
+                current.insert(Arc::as_ptr(v) as usize);
+                // A B-tree node holds up to 11 entries; count them about 3/4 full.
+                f.keys += key_heap(k) + (size_of::<ObjKey>() + 8) * 4 / 3;
+                let mf = v.managed_fields_len();
+                f.managed_fields += mf;
+                f.objects += alloc_size(v.json().len()) - mf;
+                f.meta += arc_obj + v.meta().heap_bytes();
+            }
+        }
+        let entry = size_of::<String>() + size_of::<(GroupResource, ObjKey)>();
+        f.indexes += table_heap(inner.uids.len(), entry);
+        for (uid, (g, k)) in &inner.uids {
+            f.indexes += string_heap(uid.capacity()) + gr_heap(g) + key_heap(k);
+        }
+        f.indexes += table_heap(inner.owners.len(), size_of::<String>() + 24);
+        for (uid, deps) in &inner.owners {
+            f.indexes += string_heap(uid.capacity());
+            for (g, k) in deps {
+                f.indexes +=
+                    gr_heap(g) + key_heap(k) + size_of::<(GroupResource, ObjKey)>() * 4 / 3;
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        f.history_events = inner.history.len();
+        f.history_events_bytes = alloc_size(inner.history.capacity() * 8);
+        for e in &inner.history {
+            f.history_events_bytes += alloc_size(16 + size_of::<Event>()) + gr_heap(&e.gr);
+            for v in std::iter::once(&e.object).chain(e.prev.as_ref()) {
+                let p = Arc::as_ptr(v) as usize;
+                if !current.contains(&p) && seen.insert(p) {
+                    f.history_versions += arc_obj + v.heap_bytes();
+                }
+            }
+        }
+        f
+    }
+
     /// After a main-endpoint write, the simulator looks at the object again (a status write
     /// is the simulator's own answer, or a controller's).
     fn touched_unless_status(&self, rt: &Arc<ResourceType>, key: &ObjKey, scope: Scope) {
@@ -364,8 +423,8 @@ impl Store {
         let orphaned = {
             let inner = self.inner.read();
             inner.get(&rt.group_resource(), key).is_some_and(|o| {
-                let owners = owner_uids(&o);
-                !owners.is_empty() && owners.iter().all(|u| !inner.uids.contains_key(u))
+                let owners = &o.meta().owners;
+                !owners.is_empty() && owners.iter().all(|u| !inner.uids.contains_key(&**u))
             })
         };
         if orphaned {
@@ -418,10 +477,10 @@ impl Store {
         let Some(crd) = inner.get(&crd_gr(), &(String::new(), name.to_string())) else {
             return;
         };
-        if !is_deleting(&crd) || !finalizers(&crd).iter().any(|f| f == CRD_CLEANUP) {
+        if !crd.meta().deleting || !crd.meta().has_finalizer(CRD_CLEANUP) {
             return;
         }
-        let Some(cr_gr) = crd_group_resource(&crd) else {
+        let Some(cr_gr) = inner.crds.get(name).and_then(|c| crd_group_resource(c)) else {
             return;
         };
         let keys: Vec<ObjKey> = inner
@@ -431,7 +490,7 @@ impl Store {
             .unwrap_or_default();
         let mut work = Vec::new();
         for k in keys {
-            if inner.get(&cr_gr, &k).is_some_and(|o| !is_deleting(&o)) {
+            if inner.get(&cr_gr, &k).is_some_and(|o| !o.meta().deleting) {
                 inner.mark_or_remove(&self.events, &cr_gr, &k, false, &mut work);
             }
         }
@@ -447,10 +506,10 @@ impl Store {
         let Some(obj) = inner.get(&gr, key) else {
             return;
         };
-        let owners = owner_uids(&obj);
+        let owners = &obj.meta().owners;
         if owners.is_empty()
-            || is_deleting(&obj)
-            || owners.iter().any(|o| inner.uids.contains_key(o))
+            || obj.meta().deleting
+            || owners.iter().any(|o| inner.uids.contains_key(&**o))
         {
             return;
         }
@@ -459,25 +518,31 @@ impl Store {
         inner.run(&self.events, work);
     }
 
-    pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> ApiResult<Arc<Value>> {
+    pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> ApiResult<Arc<Obj>> {
         let inner = self.inner.read();
         inner
             .get(&rt.group_resource(), &(ns.to_string(), name.to_string()))
             .ok_or_else(|| ApiError::not_found(rt, name))
     }
 
+    /// The object, parsed (for callers that read or edit the whole of it).
+    pub fn get_value(&self, rt: &ResourceType, ns: &str, name: &str) -> ApiResult<Value> {
+        Ok(self.get(rt, ns, name)?.value()?)
+    }
+
     /// A custom resource version's `openAPIV3Schema` (for the OpenAPI documents).
     pub fn crd_schema(&self, rt: &ResourceType) -> Option<Value> {
-        let inner = self.inner.read();
-        crd_version(&inner, rt)?
+        let crd = crd_of(&self.inner.read(), rt)?;
+        crd_version(&crd, rt)?
             .pointer("/schema/openAPIV3Schema")
             .cloned()
     }
 
     /// A custom resource version's `additionalPrinterColumns` (for `Table` output).
     pub fn printer_columns(&self, rt: &ResourceType) -> Vec<Value> {
-        let inner = self.inner.read();
-        crd_version(&inner, rt)
+        let crd = crd_of(&self.inner.read(), rt);
+        crd.as_deref()
+            .and_then(|c| crd_version(c, rt))
             .and_then(|v| v.get("additionalPrinterColumns")?.as_array().cloned())
             .unwrap_or_default()
     }
@@ -490,7 +555,7 @@ impl Store {
         &self,
         rt: &ResourceType,
         ns: Option<&str>,
-        filter: impl Fn(&Value) -> bool,
+        filter: impl Fn(&Obj) -> bool,
         limit: Option<usize>,
         continue_token: Option<&str>,
         exact: Option<u64>,
@@ -511,7 +576,7 @@ impl Store {
             return Err(ApiError::too_large_rv(s, inner.rv));
         }
         // Objects changed after the snapshot, as they were at it (None: did not exist).
-        let mut undo: BTreeMap<ObjKey, Option<Arc<Value>>> = BTreeMap::new();
+        let mut undo: BTreeMap<ObjKey, Option<Arc<Obj>>> = BTreeMap::new();
         if let Some(s) = snapshot.filter(|s| *s < inner.rv) {
             let Some(after) = inner.since(s) else {
                 return Err(if token_rv.is_some() {
@@ -523,21 +588,15 @@ impl Store {
                 });
             };
             for e in after.iter().rev().filter(|e| e.gr == gr) {
-                let key = (
-                    e.object
-                        .pointer("/metadata/namespace")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    name_of(&e.object).to_string(),
-                );
+                let m = e.object.meta();
+                let key = (m.namespace.to_string(), m.name.to_string());
                 undo.insert(key, e.prev.clone());
             }
         }
         let rv = snapshot.unwrap_or(inner.rv);
         let empty = BTreeMap::new();
         let current = inner.objects.get(&gr).unwrap_or(&empty);
-        let objs: std::borrow::Cow<'_, BTreeMap<ObjKey, Arc<Value>>> = if undo.is_empty() {
+        let objs: std::borrow::Cow<'_, BTreeMap<ObjKey, Arc<Obj>>> = if undo.is_empty() {
             std::borrow::Cow::Borrowed(current)
         } else {
             let mut m = current.clone();
@@ -595,7 +654,7 @@ impl Store {
         ns: &str,
         obj: Value,
         ctx: &WriteCtx,
-    ) -> ApiResult<Arc<Value>> {
+    ) -> ApiResult<Arc<Obj>> {
         self.create_owned(rt, ns, obj, None, ctx)
     }
 
@@ -608,7 +667,7 @@ impl Store {
         mut obj: Value,
         managed: Option<Value>,
         ctx: &WriteCtx,
-    ) -> ApiResult<Arc<Value>> {
+    ) -> ApiResult<Arc<Obj>> {
         check_type(rt, &obj)?;
         check_namespace(rt, ns, &mut obj)?;
         {
@@ -636,9 +695,12 @@ impl Store {
         obj["kind"] = json!(rt.kind);
         let unknown = super::typed::check(rt, &mut obj, ctx.field_validation)?;
         ctx.warn_unknown(&unknown);
-        let schema = crd_version(&self.inner.read(), rt)
-            .and_then(|v| v.pointer("/schema/openAPIV3Schema").cloned());
-        check_custom(rt, schema.as_ref(), &mut obj, ctx)?;
+        let crd = crd_of(&self.inner.read(), rt);
+        let schema = crd
+            .as_deref()
+            .and_then(|c| crd_version(c, rt))
+            .and_then(|v| v.pointer("/schema/openAPIV3Schema"));
+        check_custom(rt, schema, &mut obj, ctx)?;
         validate(rt, &obj)?;
         let now = now_rfc3339();
         {
@@ -702,7 +764,7 @@ impl Store {
         if rt.namespaced {
             match inner.get(&namespace_gr(), &(String::new(), ns.to_string())) {
                 None => return Err(ApiError::namespace_not_found(ns)),
-                Some(n) if is_deleting(&n) => {
+                Some(n) if n.meta().deleting => {
                     return Err(ApiError::forbidden(format!(
                         "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                         rt.qualified(),
@@ -721,14 +783,17 @@ impl Store {
                     &crd_gr(),
                     &(String::new(), format!("{}.{}", rt.plural, rt.group)),
                 )
-                .is_some_and(|c| is_deleting(&c))
+                .is_some_and(|c| c.meta().deleting)
         {
             return Err(ApiError::method_not_allowed_message(
                 "create not allowed while custom resource definition is terminating",
             ));
         }
         if ctx.dry_run {
-            return Ok(Arc::new(obj));
+            return Ok(Arc::new(Obj::new(
+                &obj,
+                extra_fields(&gr.group, &gr.resource),
+            )));
         }
         let is_crd = crd_types.is_some();
         if let Some(types) = crd_types {
@@ -753,7 +818,7 @@ impl Store {
         mut obj: Value,
         scope: Scope,
         ctx: &WriteCtx,
-    ) -> ApiResult<Arc<Value>> {
+    ) -> ApiResult<Arc<Obj>> {
         check_type(rt, &obj)?;
         check_namespace(rt, ns, &mut obj)?;
         match obj.pointer("/metadata/name").and_then(Value::as_str) {
@@ -773,20 +838,22 @@ impl Store {
             .get(&gr, &key)
             .ok_or_else(|| ApiError::not_found(rt, name))?;
         let want_rv = rv_of(&obj);
-        if !want_rv.is_empty() && want_rv != rv_of(&old) {
+        if !want_rv.is_empty() && want_rv != &*old.meta().resource_version {
             return Err(ApiError::stale(rt, name));
         }
+        let old_value = old.value()?;
         let requested = obj.pointer("/metadata/managedFields").cloned();
-        let mut new = merge_update(rt, &old, obj, scope);
+        let mut new = merge_update(rt, &old_value, obj, scope);
         let now = now_rfc3339();
         record_with_requested(
             rt,
-            &old,
+            &old_value,
             &mut new,
             requested,
             &writer(rt, &ctx.manager, &now, scope),
         )?;
-        let out = inner.finish_write(&self.events, rt, key.clone(), &old, new, ctx)?;
+        let out =
+            inner.finish_write(&self.events, rt, key.clone(), (&old, &old_value), new, ctx)?;
         drop(inner);
         self.touched_unless_status(rt, &key, scope);
         Ok(out)
@@ -803,7 +870,7 @@ impl Store {
         body: &[u8],
         scope: Scope,
         ctx: &WriteCtx,
-    ) -> ApiResult<(Arc<Value>, bool)> {
+    ) -> ApiResult<(Arc<Obj>, bool)> {
         if kind == PatchKind::Strategic && rt.custom {
             return Err(ApiError::unsupported_media_type(
                 "application/strategic-merge-patch+json (not supported for custom resources)",
@@ -851,15 +918,16 @@ impl Store {
                 _ => Err(ApiError::not_found(rt, name)),
             };
         };
+        let old_value = old.value()?;
         let mut new = match kind {
             PatchKind::Apply { force } => {
                 let v = applied.ok_or_else(|| ApiError::internal("apply body missing"))?;
                 let w = writer(rt, &ctx.manager, &now, scope);
-                fields::apply(Some(&old), &v, &w, force)
+                fields::apply(Some(&old_value), &v, &w, force)
                     .map_err(|c| ApiError::apply_conflicts(rt, name, &c))?
             }
             PatchKind::Json | PatchKind::Merge | PatchKind::Strategic => {
-                let mut target = (*old).clone();
+                let mut target = old_value.clone();
                 match kind {
                     PatchKind::Json => patch::json_patch(&mut target, body),
                     PatchKind::Merge => patch::merge_patch(&mut target, body),
@@ -872,7 +940,7 @@ impl Store {
                     ));
                 }
                 let want_rv = rv_of(&target);
-                if !want_rv.is_empty() && want_rv != rv_of(&old) {
+                if !want_rv.is_empty() && want_rv != &*old.meta().resource_version {
                     return Err(ApiError::stale(rt, name));
                 }
                 target
@@ -880,7 +948,7 @@ impl Store {
         };
         check_type(rt, &new)?;
         let applied_managed = new.pointer("/metadata/managedFields").cloned();
-        new = merge_update(rt, &old, new, scope);
+        new = merge_update(rt, &old_value, new, scope);
         if matches!(kind, PatchKind::Apply { .. }) {
             // Apply computed ownership itself; keep it over the stored copy.
             match applied_managed {
@@ -894,13 +962,14 @@ impl Store {
         } else {
             record_with_requested(
                 rt,
-                &old,
+                &old_value,
                 &mut new,
                 applied_managed,
                 &writer(rt, &ctx.manager, &now, scope),
             )?;
         }
-        let out = inner.finish_write(&self.events, rt, key.clone(), &old, new, ctx)?;
+        let out =
+            inner.finish_write(&self.events, rt, key.clone(), (&old, &old_value), new, ctx)?;
         drop(inner);
         self.touched_unless_status(rt, &key, scope);
         Ok((out, false))
@@ -922,41 +991,42 @@ impl Store {
         let old = inner
             .get(&gr, &key)
             .ok_or_else(|| ApiError::not_found(rt, name))?;
+        let meta = old.meta();
         if let Some(uid) = &opts.precondition_uid
-            && Some(uid.as_str()) != uid_of(&old)
+            && uid.as_str() != &*meta.uid
         {
             return Err(ApiError::conflict(
                 rt,
                 name,
                 &format!(
                     "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    uid_of(&old).unwrap_or("")
+                    meta.uid
                 ),
             ));
         }
         if let Some(rv) = &opts.precondition_rv
-            && rv != rv_of(&old)
+            && rv.as_str() != &*meta.resource_version
         {
             return Err(ApiError::conflict(
                 rt,
                 name,
                 &format!(
                     "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    rv_of(&old)
+                    meta.resource_version
                 ),
             ));
         }
         let propagation = opts.propagation.as_deref().unwrap_or("Background");
         if opts.dry_run {
             let stays =
-                gr == namespace_gr() || !finalizers(&old).is_empty() || propagation == "Foreground";
+                gr == namespace_gr() || !meta.finalizers.is_empty() || propagation == "Foreground";
             return Ok(Deleted {
                 object: old,
                 gone: !stays,
             });
         }
         if propagation == "Orphan" {
-            inner.orphan_dependents(&self.events, uid_of(&old).unwrap_or(""));
+            inner.orphan_dependents(&self.events, &old.meta().uid);
         }
         let mut work = Vec::new();
         let out = inner
@@ -973,7 +1043,7 @@ impl Store {
         let cleanup = rt.is_crd()
             && inner
                 .get(&gr, &key)
-                .is_some_and(|c| finalizers(&c).iter().any(|f| f == CRD_CLEANUP));
+                .is_some_and(|c| c.meta().has_finalizer(CRD_CLEANUP));
         drop(inner);
         if cleanup {
             self.background(rt, &key, Purpose::CrdCleanup);
@@ -986,17 +1056,14 @@ impl Store {
         &self,
         rt: &Arc<ResourceType>,
         ns: Option<&str>,
-        filter: impl Fn(&Value) -> bool,
+        filter: impl Fn(&Obj) -> bool,
         opts: &DeleteOpts,
-    ) -> ApiResult<Vec<Arc<Value>>> {
+    ) -> ApiResult<Vec<Arc<Obj>>> {
         let page = self.list(rt, ns, filter, None, None, None)?;
         let mut out = Vec::new();
         for item in page.items {
-            let ns = item
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            match self.delete(rt, ns, name_of(&item), opts) {
+            let m = item.meta();
+            match self.delete(rt, &m.namespace, &m.name, opts) {
                 Ok(v) => out.push(v.object),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -1074,7 +1141,7 @@ impl Store {
         f: impl FnOnce(&Value) -> Option<Value>,
     ) -> bool {
         let mut inner = self.inner.write();
-        let Some(old) = inner.get(gr, key) else {
+        let Some(old) = inner.get(gr, key).and_then(|o| o.value().ok()) else {
             return false;
         };
         let Some(status) = f(&old) else {
@@ -1083,7 +1150,7 @@ impl Store {
         if old.get("status") == Some(&status) {
             return false;
         }
-        let mut new = (*old).clone();
+        let mut new = old.clone();
         new["status"] = status;
         let now = now_rfc3339();
         let api_version = old
@@ -1141,14 +1208,32 @@ fn ns_of(rt: &ResourceType, ns: &str) -> String {
 /// the right side for the endpoint used, generation bumped on spec changes.
 fn merge_update(rt: &ResourceType, old: &Value, new: Value, scope: Scope) -> Value {
     let mut out = if scope == Scope::Status {
-        let mut o = old.clone();
-        o["status"] = new.get("status").cloned().unwrap_or(Value::Null);
-        if o["status"].is_null()
-            && let Some(m) = o.as_object_mut()
-        {
-            m.remove("status");
+        // The old object with the new status (in the old one's place, or last); the old
+        // status is not copied only to be replaced.
+        let mut new = new;
+        let mut status = new
+            .as_object_mut()
+            .and_then(|m| m.remove("status"))
+            .filter(|s| !s.is_null());
+        match old {
+            Value::Object(m) => {
+                let mut o = serde_json::Map::with_capacity(m.len() + 1);
+                for (k, v) in m {
+                    if k == "status" {
+                        if let Some(s) = status.take() {
+                            o.insert(k.clone(), s);
+                        }
+                    } else {
+                        o.insert(k.clone(), v.clone());
+                    }
+                }
+                if let Some(s) = status {
+                    o.insert("status".into(), s);
+                }
+                Value::Object(o)
+            }
+            other => other.clone(),
         }
-        o
     } else {
         let mut n = new;
         if rt.has_status {
@@ -1165,7 +1250,7 @@ fn merge_update(rt: &ResourceType, old: &Value, new: Value, scope: Scope) -> Val
     };
     out["apiVersion"] = json!(rt.api_version());
     out["kind"] = json!(rt.kind);
-    let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let old_meta = old.get("metadata");
     let meta = meta_mut(&mut out);
     for k in [
         "uid",
@@ -1178,9 +1263,11 @@ fn merge_update(rt: &ResourceType, old: &Value, new: Value, scope: Scope) -> Val
         "managedFields",
         "resourceVersion",
     ] {
-        match old_meta.get(k) {
+        match old_meta.and_then(|m| m.get(k)) {
             Some(v) => {
-                meta.insert(k.into(), v.clone());
+                if meta.get(k) != Some(v) {
+                    meta.insert(k.into(), v.clone());
+                }
             }
             None => {
                 meta.remove(k);
@@ -1274,7 +1361,7 @@ fn decode_continue(token: &str) -> ApiResult<(u64, ObjKey)> {
 }
 
 impl Inner {
-    fn get(&self, gr: &GroupResource, key: &ObjKey) -> Option<Arc<Value>> {
+    fn get(&self, gr: &GroupResource, key: &ObjKey) -> Option<Arc<Obj>> {
         self.objects.get(gr).and_then(|m| m.get(key)).cloned()
     }
 
@@ -1295,38 +1382,44 @@ impl Inner {
         key: ObjKey,
         new: Option<Value>,
         kind: EventType,
-    ) -> Option<Arc<Value>> {
+    ) -> Option<Arc<Obj>> {
         self.rv += 1;
         let rv = self.rv;
         let prev = self.get(gr, &key);
         if let Some(p) = &prev {
-            for owner in owner_uids(p) {
-                if let Some(deps) = self.owners.get_mut(&owner) {
+            for owner in p.meta().owners.iter() {
+                if let Some(deps) = self.owners.get_mut(&**owner) {
                     deps.remove(&(gr.clone(), key.clone()));
                     if deps.is_empty() {
-                        self.owners.remove(&owner);
+                        self.owners.remove(&**owner);
                     }
                 }
             }
         }
+        let selectable = extra_fields(&gr.group, &gr.resource);
+        let is_crd = *gr == crd_gr();
         let stored = match new {
             Some(mut v) => {
                 meta_mut(&mut v).insert("resourceVersion".into(), json!(rv.to_string()));
-                let arc = Arc::new(v);
-                for owner in owner_uids(&arc) {
+                let obj = Arc::new(Obj::new(&v, selectable));
+                for owner in obj.meta().owners.iter() {
                     self.owners
-                        .entry(owner)
+                        .entry(owner.to_string())
                         .or_default()
                         .insert((gr.clone(), key.clone()));
                 }
-                if let Some(uid) = uid_of(&arc) {
-                    self.uids.insert(uid.to_string(), (gr.clone(), key.clone()));
+                if !obj.meta().uid.is_empty() {
+                    self.uids
+                        .insert(obj.meta().uid.to_string(), (gr.clone(), key.clone()));
+                }
+                if is_crd {
+                    self.crds.insert(key.1.clone(), Arc::new(v));
                 }
                 self.objects
                     .entry(gr.clone())
                     .or_default()
-                    .insert(key, arc.clone());
-                arc
+                    .insert(key, obj.clone());
+                obj
             }
             None => {
                 let removed = self
@@ -1334,18 +1427,29 @@ impl Inner {
                     .get_mut(gr)
                     .and_then(|m| m.remove(&key))
                     .or(prev.clone())?;
-                if let Some(uid) = uid_of(&removed) {
-                    self.uids.remove(uid);
+                self.uids.remove(&*removed.meta().uid);
+                if is_crd {
+                    self.crds.remove(&key.1);
                 }
-                let mut last = (*removed).clone();
-                meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
-                Arc::new(last)
+                match removed.value() {
+                    Ok(mut last) => {
+                        meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
+                        Arc::new(Obj::new(&last, selectable))
+                    }
+                    Err(_) => removed,
+                }
             }
         };
         let ev = Arc::new(Event::new(rv, gr.clone(), kind, stored.clone(), prev));
+        self.history_bytes += ev.object.json().len();
         self.history.push_back(ev.clone());
-        while self.history.len() > self.history_cap {
+        while self.history.len() > self.history_cap
+            || (self.history_max_bytes > 0
+                && self.history_bytes > self.history_max_bytes
+                && self.history.len() > 1)
+        {
             if let Some(old) = self.history.pop_front() {
+                self.history_bytes -= old.object.json().len();
                 self.floor = old.rv;
             }
         }
@@ -1359,10 +1463,10 @@ impl Inner {
         events: &broadcast::Sender<Arc<Event>>,
         rt: &ResourceType,
         key: ObjKey,
-        old: &Arc<Value>,
+        (stored, old): (&Arc<Obj>, &Value),
         mut new: Value,
         ctx: &WriteCtx,
-    ) -> ApiResult<Arc<Value>> {
+    ) -> ApiResult<Arc<Obj>> {
         apply_defaults(rt, &mut new);
         if rt.tracks_generation && spec_changed(old, &new) {
             let g = old
@@ -1373,15 +1477,17 @@ impl Inner {
         }
         let unknown = super::typed::check(rt, &mut new, ctx.field_validation)?;
         ctx.warn_unknown(&unknown);
-        let schema =
-            crd_version(self, rt).and_then(|v| v.pointer("/schema/openAPIV3Schema").cloned());
-        check_custom(rt, schema.as_ref(), &mut new, ctx)?;
+        let crd = crd_of(self, rt);
+        let schema = crd
+            .as_deref()
+            .and_then(|c| crd_version(c, rt))
+            .and_then(|v| v.pointer("/schema/openAPIV3Schema"));
+        check_custom(rt, schema, &mut new, ctx)?;
         validate(rt, &new)?;
-        if is_deleting(old) {
-            let before = finalizers(old);
+        if stored.meta().deleting {
             let added: Vec<String> = finalizers(&new)
                 .into_iter()
-                .filter(|f| !before.contains(f))
+                .filter(|f| !stored.meta().has_finalizer(f))
                 .collect();
             if !added.is_empty() {
                 return Err(ApiError::invalid(
@@ -1403,13 +1509,16 @@ impl Inner {
                 self.sync_api_services(events);
             }
         }
-        if new == **old {
-            return Ok(old.clone());
+        let gr = rt.group_resource();
+        if new == *old {
+            return Ok(stored.clone());
         }
         if ctx.dry_run {
-            return Ok(Arc::new(new));
+            return Ok(Arc::new(Obj::new(
+                &new,
+                extra_fields(&gr.group, &gr.resource),
+            )));
         }
-        let gr = rt.group_resource();
         if is_deleting(&new) && finalizers(&new).is_empty() {
             let mut work = Vec::new();
             self.commit(events, &gr, key.clone(), Some(new), EventType::Modified);
@@ -1452,14 +1561,7 @@ impl Inner {
             .get(&gr)
             .map(|o| {
                 o.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.pointer("/metadata/labels")
-                                .and_then(|l| l.get(AUTOMANAGED))
-                                .is_some(),
-                        )
-                    })
+                    .map(|(k, v)| (k.clone(), v.meta().label(AUTOMANAGED).is_some()))
                     .collect()
             })
             .unwrap_or_default();
@@ -1493,16 +1595,19 @@ impl Inner {
         let Some(crd) = self.get(&crd_gr(), &key) else {
             return;
         };
-        if !is_deleting(&crd) || !finalizers(&crd).iter().any(|f| f == CRD_CLEANUP) {
+        if !crd.meta().deleting || !crd.meta().has_finalizer(CRD_CLEANUP) {
             return;
         }
-        let Some(cr_gr) = crd_group_resource(&crd) else {
+        let Some(parsed) = self.crds.get(name).cloned() else {
+            return;
+        };
+        let Some(cr_gr) = crd_group_resource(&parsed) else {
             return;
         };
         if self.objects.get(&cr_gr).is_some_and(|o| !o.is_empty()) {
             return;
         }
-        let mut v = (*crd).clone();
+        let mut v = (*parsed).clone();
         if let Some(Value::Array(f)) = v.pointer_mut("/metadata/finalizers") {
             f.retain(|x| x != CRD_CLEANUP);
         }
@@ -1520,8 +1625,7 @@ impl Inner {
             .map(|d| d.iter().cloned().collect())
             .unwrap_or_default();
         for (gr, key) in deps {
-            if let Some(obj) = self.get(&gr, &key) {
-                let mut v = (*obj).clone();
+            if let Some(mut v) = self.get(&gr, &key).and_then(|o| o.value().ok()) {
                 if let Some(Value::Array(refs)) = v.pointer_mut("/metadata/ownerReferences") {
                     refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
                 }
@@ -1538,17 +1642,18 @@ impl Inner {
         key: &ObjKey,
         foreground: bool,
         work: &mut Vec<Work>,
-    ) -> Option<Arc<Value>> {
+    ) -> Option<Arc<Obj>> {
         let obj = self.get(gr, key)?;
         let now = now_rfc3339();
         if *gr == namespace_gr() {
-            let mut v = (*obj).clone();
+            let orig = obj.value().ok()?;
+            let mut v = orig.clone();
             meta_mut(&mut v)
                 .entry("deletionTimestamp")
                 .or_insert(json!(now));
             meta_mut(&mut v).insert("deletionGracePeriodSeconds".into(), json!(0));
             v["status"] = json!({"phase": "Terminating"});
-            let out = if v != *obj {
+            let out = if v != orig {
                 self.commit(events, gr, key.clone(), Some(v), EventType::Modified)
             } else {
                 Some(obj)
@@ -1562,34 +1667,35 @@ impl Inner {
             work.insert(0, Work::CheckNamespace(ns.clone()));
             return out;
         }
-        let fins = finalizers(&obj);
+        let m = obj.meta();
         // A CRD is deleted through its cleanup finalizer (`Store::finalize_crd`).
-        let crd_cleanup = *gr == crd_gr() && !is_deleting(&obj);
-        if !fins.is_empty() || foreground || crd_cleanup {
-            if is_deleting(&obj) && !foreground {
-                return Some(obj);
+        let crd_cleanup = *gr == crd_gr() && !m.deleting;
+        if !m.finalizers.is_empty() || foreground || crd_cleanup {
+            if m.deleting && !foreground {
+                return Some(obj.clone());
             }
-            let mut v = (*obj).clone();
+            let mut v = obj.value().ok()?;
             if crd_cleanup {
                 set_terminating_condition(&mut v, &now);
             }
             let meta = meta_mut(&mut v);
             meta.entry("deletionTimestamp").or_insert(json!(now));
             meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-            if crd_cleanup && !fins.iter().any(|f| f == CRD_CLEANUP) {
+            if crd_cleanup && !m.has_finalizer(CRD_CLEANUP) {
                 let list = meta.entry("finalizers").or_insert_with(|| json!([]));
                 if let Some(a) = list.as_array_mut() {
                     a.push(json!(CRD_CLEANUP));
                 }
             }
-            if foreground && !fins.iter().any(|f| f == "foregroundDeletion") {
+            if foreground && !m.has_finalizer("foregroundDeletion") {
                 let list = meta.entry("finalizers").or_insert_with(|| json!([]));
                 if let Some(a) = list.as_array_mut() {
                     a.push(json!("foregroundDeletion"));
                 }
             }
             let out = self.commit(events, gr, key.clone(), Some(v), EventType::Modified);
-            if foreground && let Some(uid) = uid_of(&obj) {
+            let uid = &*obj.meta().uid;
+            if foreground && !uid.is_empty() {
                 work.insert(0, Work::CheckForeground(uid.to_string()));
                 if let Some(deps) = self.owners.get(uid) {
                     for (dgr, dkey) in deps {
@@ -1609,22 +1715,23 @@ impl Inner {
         gr: &GroupResource,
         key: &ObjKey,
         work: &mut Vec<Work>,
-    ) -> Option<Arc<Value>> {
+    ) -> Option<Arc<Obj>> {
         let removed = self.commit(events, gr, key.clone(), None, EventType::Deleted)?;
-        if let Some(uid) = uid_of(&removed)
-            && let Some(deps) = self.owners.get(uid)
-        {
+        if let Some(deps) = self.owners.get(&*removed.meta().uid) {
             for (dgr, dkey) in deps.clone() {
-                let orphaned = self
-                    .get(&dgr, &dkey)
-                    .is_some_and(|d| owner_uids(&d).iter().all(|o| !self.uids.contains_key(o)));
+                let orphaned = self.get(&dgr, &dkey).is_some_and(|d| {
+                    d.meta()
+                        .owners
+                        .iter()
+                        .all(|o| !self.uids.contains_key(&**o))
+                });
                 if orphaned {
                     work.push(Work::Delete(dgr, dkey));
                 }
             }
         }
-        for owner in owner_uids(&removed) {
-            work.insert(0, Work::CheckForeground(owner));
+        for owner in removed.meta().owners.iter() {
+            work.insert(0, Work::CheckForeground(owner.to_string()));
         }
         if let Some(rt) = self.registry.by_group_resource(gr)
             && rt.custom
@@ -1651,7 +1758,7 @@ impl Inner {
         while let Some(w) = work.pop() {
             match w {
                 Work::Delete(gr, key) => {
-                    if self.get(&gr, &key).is_some_and(|o| !is_deleting(&o)) {
+                    if self.get(&gr, &key).is_some_and(|o| !o.meta().deleting) {
                         self.mark_or_remove(events, &gr, &key, false, &mut work);
                     }
                 }
@@ -1662,10 +1769,12 @@ impl Inner {
                     let Some(owner) = self.get(&gr, &key) else {
                         continue;
                     };
-                    let waiting = finalizers(&owner).iter().any(|f| f == "foregroundDeletion");
+                    let waiting = owner.meta().has_finalizer("foregroundDeletion");
                     let has_deps = self.owners.get(&uid).is_some_and(|d| !d.is_empty());
-                    if waiting && !has_deps {
-                        let mut v = (*owner).clone();
+                    if waiting
+                        && !has_deps
+                        && let Ok(mut v) = owner.value()
+                    {
                         if let Some(Value::Array(f)) = v.pointer_mut("/metadata/finalizers") {
                             f.retain(|x| x != "foregroundDeletion");
                         }
@@ -1683,7 +1792,7 @@ impl Inner {
                     let Some(n) = self.get(&namespace_gr(), &nkey) else {
                         continue;
                     };
-                    if !is_deleting(&n) {
+                    if !n.meta().deleting {
                         continue;
                     }
                     let empty = self.objects.iter().all(|(gr, objs)| {
@@ -1753,25 +1862,27 @@ fn record_with_requested(
 /// What a DELETE did: the object as last stored, and whether it is gone already.
 #[derive(Debug, Clone)]
 pub struct Deleted {
-    pub object: Arc<Value>,
+    pub object: Arc<Obj>,
     pub gone: bool,
 }
 
-/// The CRD version entry (`spec.versions[]`) serving custom resource type `rt`.
-fn crd_version(inner: &Inner, rt: &ResourceType) -> Option<Value> {
+/// The CRD (parsed) defining custom resource type `rt`.
+fn crd_of(inner: &Inner, rt: &ResourceType) -> Option<Arc<Value>> {
     if !rt.custom {
         return None;
     }
-    let gr = GroupResource {
-        group: "apiextensions.k8s.io".into(),
-        resource: "customresourcedefinitions".into(),
-    };
-    let crd = inner.get(&gr, &(String::new(), format!("{}.{}", rt.plural, rt.group)))?;
+    inner
+        .crds
+        .get(&format!("{}.{}", rt.plural, rt.group))
+        .cloned()
+}
+
+/// The CRD version entry (`spec.versions[]`) serving custom resource type `rt`.
+fn crd_version<'a>(crd: &'a Value, rt: &ResourceType) -> Option<&'a Value> {
     crd.pointer("/spec/versions")?
         .as_array()?
         .iter()
         .find(|v| v["name"] == rt.version.as_str())
-        .cloned()
 }
 
 /// A custom resource under its CRD's structural schema (`structural.rs`): unknown fields

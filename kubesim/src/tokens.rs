@@ -167,7 +167,7 @@ pub fn request(
     if audiences.is_empty() {
         audiences = API_AUDIENCES.iter().map(|a| a.to_string()).collect();
     }
-    let sa = cluster.store.get(sa_type, ns, name)?;
+    let sa = cluster.store.get_value(sa_type, ns, name)?;
     let mut k8s = json!({"namespace": ns, "serviceaccount": {"name": name, "uid": uid_of(&sa)}});
     let bound = spec.get("boundObjectRef").filter(|b| !b.is_null());
     if let Some(b) = bound {
@@ -186,7 +186,7 @@ pub fn request(
             .store
             .lookup("", "v1", plural)
             .ok_or_else(ApiError::no_route)?;
-        let obj = cluster.store.get(&rt, ns, obj_name)?;
+        let obj = cluster.store.get_value(&rt, ns, obj_name)?;
         let uid = uid_of(&obj);
         if let Some(want) = b.get("uid").and_then(Value::as_str)
             && !want.is_empty()
@@ -257,7 +257,7 @@ fn check(
         cluster
             .store
             .lookup("", "v1", plural)
-            .and_then(|rt| cluster.store.get(&rt, ns, name).ok())
+            .and_then(|rt| cluster.store.get_value(&rt, ns, name).ok())
     };
     let sa_name = k8s["serviceaccount"]["name"].as_str().unwrap_or_default();
     let sa_uid = k8s["serviceaccount"]["uid"].as_str().unwrap_or_default();

@@ -135,7 +135,7 @@ pub fn check(rt: &ResourceType, obj: &mut Value, mode: FieldValidation) -> ApiRe
     let known = (t.roundtrip)(rt, obj)?;
     required(rt, obj)?;
     let mut unknown = Vec::new();
-    prune(obj, &known, "", &mut unknown);
+    prune(obj, &known, &mut String::new(), &mut unknown);
     refuse_unknown(mode, &unknown)?;
     super::quantities::canonicalize(rt, obj)?;
     Ok(unknown)
@@ -262,24 +262,26 @@ fn roundtrip<T: DeserializeOwned + Serialize>(rt: &ResourceType, obj: &Value) ->
 }
 
 /// Remove from `obj` every field `known` lacks (nulls aside), collecting their paths.
-fn prune(obj: &mut Value, known: &Value, path: &str, unknown: &mut Vec<String>) {
+/// `path` is where `obj` is (`a.b[0]`), grown and shrunk in place as the walk goes.
+fn prune(obj: &mut Value, known: &Value, path: &mut String, unknown: &mut Vec<String>) {
     match (obj, known) {
         (Value::Object(m), Value::Object(k)) => {
             let mut drop = Vec::new();
             for (key, v) in m.iter_mut() {
-                let here = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
+                let len = path.len();
+                if len > 0 {
+                    path.push('.');
+                }
+                path.push_str(key);
                 match k.get(key) {
-                    Some(kv) => prune(v, kv, &here, unknown),
+                    Some(kv) => prune(v, kv, path, unknown),
                     None if v.is_null() => {}
                     None => {
-                        unknown.push(here);
+                        unknown.push(path.clone());
                         drop.push(key.clone());
                     }
                 }
+                path.truncate(len);
             }
             for key in drop {
                 m.remove(&key);
@@ -287,7 +289,10 @@ fn prune(obj: &mut Value, known: &Value, path: &str, unknown: &mut Vec<String>) 
         }
         (Value::Array(items), Value::Array(k)) if items.len() == k.len() => {
             for (i, (v, kv)) in items.iter_mut().zip(k).enumerate() {
-                prune(v, kv, &format!("{path}[{i}]"), unknown);
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                prune(v, kv, path, unknown);
+                path.truncate(len);
             }
         }
         _ => {}
