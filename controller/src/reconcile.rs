@@ -975,7 +975,9 @@ pub async fn reconcile(
     key: &AppKey,
     level: Level,
 ) -> Result<Next, ReconcileError> {
-    let Some(app) = ctx.app(key) else {
+    // Every replica queues every app whose Application changed; whose it is is decided on
+    // the packed copy, and only the owner pays for parsing its status back.
+    let Some(app) = ctx.app_packed(key) else {
         ctx.forget(key);
         return Ok(Next::Done);
     };
@@ -1020,6 +1022,7 @@ pub async fn reconcile(
             return Ok(Next::After(grace - waited));
         }
     }
+    let app = app.unpacked();
     let w = Writer {
         ctx,
         app: &app,
