@@ -190,25 +190,16 @@ async fn inject(
             restored_seconds = Some(t.elapsed().as_secs_f64());
             (id, pending(None), Restore::Nothing)
         }
-        Fault::KillRepoServer { replica } => {
-            let name = cx
-                .fleet
-                .repo_servers
-                .get(*replica)
-                .context("no such repo-server")?
-                .name
-                .clone();
-            cx.fleet.kill_repo_server(&name)?;
-            (name, pending(None), Restore::Nothing)
-        }
-        Fault::KillRedisNode { node } => {
-            cx.fleet
-                .redis
-                .as_mut()
-                .context("no Redis in this scenario")?
-                .kill(*node);
-            (format!("redis-{node}"), pending(None), Restore::Nothing)
-        }
+        Fault::KillRepoServer { replica } => (
+            super::kill_repo_server(cx.fleet, *replica)?,
+            pending(None),
+            Restore::Nothing,
+        ),
+        Fault::KillRedisNode { node } => (
+            super::kill_redis_node(cx.fleet, *node)?,
+            pending(None),
+            Restore::Nothing,
+        ),
         Fault::CutWatches { cluster } => {
             let (name, before) = watched_cluster(admin, *cluster, s.clusters).await?;
             simadmin::cut_watches(admin, &name).await?;

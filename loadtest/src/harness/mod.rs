@@ -1284,6 +1284,28 @@ async fn change(
     Ok((ch, latencies))
 }
 
+/// SIGKILL repo-server `replica`; returns its name.
+fn kill_repo_server(fleet: &mut Fleet, replica: usize) -> Result<String> {
+    let name = fleet
+        .repo_servers
+        .get(replica)
+        .context("no such repo-server")?
+        .name
+        .clone();
+    fleet.kill_repo_server(&name)?;
+    Ok(name)
+}
+
+/// SIGKILL Redis node `node`; returns its name.
+fn kill_redis_node(fleet: &mut Fleet, node: usize) -> Result<String> {
+    fleet
+        .redis
+        .as_mut()
+        .context("no Redis in this scenario")?
+        .kill(node);
+    Ok(format!("redis-{node}"))
+}
+
 /// Inject one fault and measure the recovery.
 async fn fault(cx: &mut Ctx<'_>, f: &Fault, n: usize) -> Result<FaultResult> {
     let (s, obs, servers) = (cx.s, cx.obs, cx.servers);
@@ -1295,16 +1317,11 @@ async fn fault(cx: &mut Ctx<'_>, f: &Fault, n: usize) -> Result<FaultResult> {
     // A dependency dies: time a change pushed through what is left of the fleet.
     let dependency = match f {
         Fault::KillRepoServer { replica } => {
-            let name = cx.fleet.repo_servers[*replica].name.clone();
-            cx.fleet.kill_repo_server(&name)?;
+            kill_repo_server(cx.fleet, *replica)?;
             true
         }
         Fault::KillRedisNode { node } => {
-            cx.fleet
-                .redis
-                .as_mut()
-                .context("no Redis in this scenario")?
-                .kill(*node);
+            kill_redis_node(cx.fleet, *node)?;
             true
         }
         Fault::CutWatches { cluster } => {
